@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# Side-by-side reverse-proxy benchmark: Portcullis against nginx, HAProxy and Caddy.
+#
+# Every proxy forwards to the same fast upstream (a separate nginx instance, 1 worker)
+# on loopback; wrk drives each proxy in turn, round-robin within a scenario, and the
+# median of BENCH_ROUNDS runs per cell is reported as req/s, p50/p99 latency and the
+# ratio to nginx. See bench/README.md for what is measured and the knobs below.
+#
+#   BENCH_PROXIES     proxies to measure        (default: "direct nginx haproxy caddy portcullis")
+#   BENCH_SCENARIOS   scenarios to run          (default: "small post2k get1m")
+#   BENCH_CONNS       wrk connection counts     (default: "64 256")
+#   BENCH_THREADS     wrk threads               (default: 2)
+#   BENCH_DURATION    seconds per measured run  (default: 10)
+#   BENCH_WARMUP      seconds of warm-up before each measured run (default: 2; 0 = none)
+#   BENCH_ROUNDS      runs per cell, median taken (default: 2)
+#   BENCH_WORKERS     workers/threads per proxy (default: 2)
+#   BENCH_OUT         report path               (default: bench/results/<timestamp>.md)
+#   BENCH_QUIET_WAIT  seconds to wait before each run for other load on the machine to drop
+#                     below 0.15 core (default: 60; 0 = do not wait)
+#   BENCH_NO_INSTALL  1 = never call apt-get; fail if a tool is missing
+#   BENCH_KEEP_TMP    1 = keep the temp dir (configs, logs, raw wrk output)
+#   PORTCULLIS_BIN    Portcullis binary         (default: <repo>/build/portcullis)
+#   PORTCULLIS_WAIT   seconds to wait for PORTCULLIS_BIN to appear (default: 0)
+#
+# Adding a proxy: put its config template in bench/conf/ (@KEY@ placeholders), write
+# start_<name> (render + launch + register_proxy) and add <name> to BENCH_PROXIES.
+# Adding a scenario: add a line to SCENARIOS below; a scenario whose scheme a proxy did
+# not register (e.g. "https") is skipped for that proxy.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+
+PROXIES=${BENCH_PROXIES:-direct nginx haproxy caddy portcullis}
+SCENARIO_NAMES=${BENCH_SCENARIOS:-small post2k get1m}
+CONNS=${BENCH_CONNS:-64 256}
+THREADS=${BENCH_THREADS:-2}
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+ROUNDS=${BENCH_ROUNDS:-2}
+WORKERS=${BENCH_WORKERS:-2}
+PORTCULLIS_BIN=${PORTCULLIS_BIN:-$REPO_DIR/build/portcullis}
+PORTCULLIS_WAIT=${PORTCULLIS_WAIT:-0}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${BENCH_OUT:-$BENCH_DIR/results/$STAMP.md}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
+QUIET_CORES=0.15
+WRK_TIMEOUT=5s            # wrk's per-request timeout; a slower reply counts as a socket error
+READY_TIMEOUT=15          # seconds a server gets to start answering
+
+# Scenarios: name|scheme|path|wrk lua script ("" = plain GET)|description
+SCENARIOS=(
+	"small|http|/small||GET /small (100-byte body)"
+	"post2k|http|/e/|post2k.lua|POST /e/ with a 2 KiB JSON body"
+	"get1m|http|/1m||GET /1m (1 MiB static file)"
+)
+
+SMALL_BODY="portcullis-bench-0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz-0123"
+MIB=1048576
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for v in THREADS DURATION WARMUP ROUNDS WORKERS PORTCULLIS_WAIT QUIET_WAIT; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
+done
+((DURATION > 0 && ROUNDS > 0 && THREADS > 0 && WORKERS > 0)) || die "duration, rounds, threads and workers must be > 0"
+for c in $CONNS; do [[ $c =~ ^[0-9]+$ ]] && ((c >= THREADS)) || die "BENCH_CONNS entry '$c' must be an integer >= BENCH_THREADS"; done
+
+# ---------------------------------------------------------------------------- processes
+declare -a PIDS=()           # every process we started, stopped by PID in cleanup
+declare -A PROXY_PID=()      # proxy -> main PID
+declare -A BASE_URL=()       # "proxy:scheme" -> base URL
+TMP=""
+
+stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "pid $pid ignored SIGTERM for 5 s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+	if [[ -n $TMP && -d $TMP ]]; then
+		if [[ ${BENCH_KEEP_TMP:-0} == 1 || $rc -ne 0 ]]; then
+			log "temp dir kept: $TMP"
+		else
+			rm -rf "$TMP"
+		fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# launch DIR NAME CMD...: start CMD in the background, output to DIR/NAME.log; sets LAUNCHED
+launch() {
+	local dir=$1 name=$2
+	shift 2
+	"$@" >"$dir/$name.log" 2>&1 </dev/null &
+	LAUNCHED=$!
+	PIDS+=("$LAUNCHED")
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL PID LOG: wait until URL answers 200, the process dies, or READY_TIMEOUT
+wait_http() {
+	local url=$1 pid=$2 logf=$3 deadline=$((SECONDS + READY_TIMEOUT))
+	while ((SECONDS < deadline)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "process $pid exited during start-up; its log:"; tail -n 20 "$logf" >&2 || true
+			return 1
+		fi
+		if [[ $(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" 2>/dev/null || true) == 200 ]]; then return 0; fi
+		sleep 0.1
+	done
+	log "$url did not answer 200 within ${READY_TIMEOUT}s; log:"; tail -n 20 "$logf" >&2 || true
+	return 1
+}
+
+# tree_pids PID: PID and all its descendants
+tree_pids() {
+	local p c
+	for p in "$@"; do
+		echo "$p"
+		for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_pids "$c"; done
+	done
+}
+
+# rss_kib PID: summed VmRSS of the process tree (KiB)
+rss_kib() {
+	local total=0 p v
+	for p in $(tree_pids "$1"); do
+		v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+# cpu_ticks PID: summed utime+stime of the process tree (clock ticks)
+cpu_ticks() {
+	local total=0 p v
+	for p in $(tree_pids "$1"); do
+		# fields after the "(comm)" so a comm with spaces cannot shift them
+		v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# busy_ticks: user+nice+system ticks of the whole machine (all cores), from /proc/stat
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat; }
+
+# child_ticks: CPU ticks of this shell's reaped children (wrk), from the `times` builtin
+child_ticks() {
+	times >"$TMP/times"   # a builtin with a redirection runs in this shell, not a subshell
+	awk -v h="$CLK_TCK" 'NR == 2 {
+		n = 0
+		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += (a[1] * 60 + a[2]) * h }
+		printf "%d\n", n
+	}' "$TMP/times"
+}
+
+# wait_quiet: wait up to QUIET_WAIT s until processes that are not ours use less than
+# QUIET_CORES of CPU (sampled over 1 s while our servers idle); other work on this shared
+# machine would otherwise skew the runs. Sets QUIET_LOAD to the last sample (cores).
+wait_quiet() {
+	local deadline=$((SECONDS + QUIET_WAIT)) b0 b1 said=0
+	while :; do
+		b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
+		QUIET_LOAD=$(awk -v a="$b0" -v b="$b1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
+		((QUIET_WAIT > 0)) || return 0
+		awk -v l="$QUIET_LOAD" -v m="$QUIET_CORES" 'BEGIN{exit !(l < m)}' && return 0
+		((SECONDS >= deadline)) && { log "machine still busy (${QUIET_LOAD} cores of other load); measuring anyway"; return 0; }
+		((said)) || { log "waiting up to ${QUIET_WAIT}s for other load (${QUIET_LOAD} cores) to settle"; said=1; }
+	done
+}
+
+# ---------------------------------------------------------------------------- tools
+ensure_tools() {
+	local missing=() pkgs=() t
+	declare -A pkg_for=([nginx]=nginx-light [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [curl]=curl [python3]=python3 [pgrep]=procps)
+	for t in nginx haproxy caddy wrk curl python3 pgrep; do
+		command -v "$t" >/dev/null 2>&1 || { missing+=("$t"); pkgs+=("${pkg_for[$t]}"); }
+	done
+	((${#missing[@]} == 0)) && return 0
+	[[ ${BENCH_NO_INSTALL:-0} == 1 ]] && die "missing tools: ${missing[*]} (BENCH_NO_INSTALL=1)"
+	[[ $(id -u) == 0 ]] || die "missing tools: ${missing[*]}; run as root or: apt-get install ${pkgs[*]}"
+	log "installing ${pkgs[*]}"
+	# keep the packages' maintainer scripts from starting system services on :80
+	local made_policy=0
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+	fi
+	local rc=0
+	{ timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${pkgs[@]}"; } >&2 || rc=$?
+	((made_policy)) && rm -f /usr/sbin/policy-rc.d
+	((rc == 0)) || die "apt-get install ${pkgs[*]} failed (exit $rc)"
+	for t in "${missing[@]}"; do command -v "$t" >/dev/null 2>&1 || die "$t still missing after install"; done
+}
+
+# ---------------------------------------------------------------------------- configs
+shopt -u patsub_replacement 2>/dev/null || true   # keep '&' literal in ${x//pat/rep}
+
+# render TEMPLATE OUT KEY=VALUE...: copy bench/conf/TEMPLATE to OUT, replacing @KEY@
+render() {
+	local tmpl=$BENCH_DIR/conf/$1 out=$2 text kv
+	shift 2
+	[[ -r $tmpl ]] || die "missing config template $tmpl"
+	text=$(<"$tmpl")
+	for kv in "$@"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
+	if grep -q '@[A-Z_][A-Z_]*@' <<<"$text"; then
+		die "unreplaced placeholder in $tmpl: $(grep -o '@[A-Z_][A-Z_]*@' <<<"$text" | sort -u | tr '\n' ' ')"
+	fi
+	printf '%s\n' "$text" >"$out"
+}
+
+# ---------------------------------------------------------------------------- upstream
+UP_PORT=""
+UP_PID=""
+start_upstream() {
+	local d=$TMP/upstream
+	mkdir -p "$d/www" "$d/tmp"
+	head -c "$MIB" /dev/urandom >"$d/www/1m"
+	UP_PORT=$(free_port)
+	render upstream-nginx.conf "$d/nginx.conf" DIR="$d" PORT="$UP_PORT" SMALL_BODY="$SMALL_BODY"
+	launch "$d" upstream nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
+	UP_PID=$LAUNCHED
+	wait_http "http://127.0.0.1:$UP_PORT/small" "$UP_PID" "$d/upstream.log" || die "upstream nginx did not start"
+}
+
+# register_proxy NAME PID SCHEME URL: make a started proxy known to the runner
+register_proxy() {
+	PROXY_PID[$1]=$2
+	BASE_URL[$1:$3]=$4
+}
+
+# ---------------------------------------------------------------------------- proxies
+# Each start_<name> renders its config from bench/conf/ into $TMP/<name>, launches the
+# proxy, waits until it answers and registers it. Common ground: $WORKERS workers or
+# threads, keep-alive to the upstream, access logs off, X-Forwarded-For added, a loopback
+# port chosen by the OS. Return non-zero if it cannot start (it is then left out).
+
+start_direct() {        # the upstream alone, as a ceiling
+	register_proxy direct "$UP_PID" http "http://127.0.0.1:$UP_PORT"
+}
+
+start_nginx() {
+	local d=$TMP/nginx port
+	mkdir -p "$d/tmp"
+	port=$(free_port)
+	render nginx.conf "$d/nginx.conf" DIR="$d" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
+	launch "$d" nginx nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
+	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/nginx.log" || return 1
+	register_proxy nginx "$LAUNCHED" http "http://127.0.0.1:$port"
+}
+
+start_haproxy() {
+	local d=$TMP/haproxy port
+	mkdir -p "$d"
+	port=$(free_port)
+	render haproxy.cfg "$d/haproxy.cfg" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
+	haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
+	launch "$d" haproxy haproxy -db -f "$d/haproxy.cfg"
+	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/haproxy.log" || return 1
+	register_proxy haproxy "$LAUNCHED" http "http://127.0.0.1:$port"
+}
+
+start_caddy() {
+	local d=$TMP/caddy port
+	mkdir -p "$d/home"
+	port=$(free_port)
+	render Caddyfile "$d/Caddyfile" PORT="$port" UP_PORT="$UP_PORT"
+	launch "$d" caddy env GOMAXPROCS="$WORKERS" HOME="$d/home" XDG_DATA_HOME="$d/home/data" \
+		XDG_CONFIG_HOME="$d/home/config" caddy run --config "$d/Caddyfile" --adapter caddyfile
+	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/caddy.log" || return 1
+	register_proxy caddy "$LAUNCHED" http "http://127.0.0.1:$port"
+}
+
+start_portcullis() {
+	local d=$TMP/portcullis port deadline
+	mkdir -p "$d"
+	[[ -x $PORTCULLIS_BIN ]] || { log "Portcullis binary $PORTCULLIS_BIN not found or not executable"; return 1; }
+	port=$(free_port)
+	render portcullis.json "$d/portcullis.json" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
+	launch "$d" portcullis "$PORTCULLIS_BIN" -c "$d/portcullis.json"
+	deadline=$((SECONDS + READY_TIMEOUT))
+	until grep -q "listening on" "$d/portcullis.log" 2>/dev/null; do
+		if ! kill -0 "$LAUNCHED" 2>/dev/null || ((SECONDS >= deadline)); then
+			log "Portcullis did not print 'listening on' within ${READY_TIMEOUT}s; log:"
+			tail -n 20 "$d/portcullis.log" >&2 || true
+			return 1
+		fi
+		sleep 0.1
+	done
+	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/portcullis.log" || return 1
+	register_proxy portcullis "$LAUNCHED" http "http://127.0.0.1:$port"
+}
+
+# check_proxy NAME: every scenario's request answers correctly through it
+check_proxy() {
+	local p=$1 base=${BASE_URL[$1:http]} out
+	out=$(curl -s -m 5 "$base/small") || return 1
+	[[ $out == "$SMALL_BODY" ]] || { log "$p: GET /small returned '${out:0:80}'"; return 1; }
+	out=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$TMP/post2k.json" "$base/e/") || return 1
+	[[ $out == 200 ]] || { log "$p: POST /e/ returned status $out"; return 1; }
+	out=$(curl -s -m 10 -o "$TMP/check-1m" -w '%{http_code} %{size_download}' "$base/1m") || return 1
+	[[ $out == "200 $MIB" ]] && cmp -s "$TMP/check-1m" "$TMP/upstream/www/1m" || { log "$p: GET /1m returned '$out' or wrong bytes"; return 1; }
+}
+
+# ---------------------------------------------------------------------------- load
+make_lua() {
+	# a PostHog-like capture event padded to exactly 2048 bytes
+	python3 - "$TMP/post2k.json" <<'EOF'
+import json, sys
+ev = {"api_key": "phc_benchmark", "event": "$pageview", "distinct_id": "bench-user-1",
+      "properties": {"$current_url": "http://localhost/bench", "$lib": "web", "pad": ""}}
+base = len(json.dumps(ev, separators=(",", ":")))
+ev["properties"]["pad"] = "x" * (2048 - base)
+s = json.dumps(ev, separators=(",", ":"))
+assert len(s) == 2048, len(s)
+open(sys.argv[1], "w").write(s)
+EOF
+	{
+		echo 'wrk.method = "POST"'
+		echo "wrk.body = [==[$(cat "$TMP/post2k.json")]==]"
+		echo 'wrk.headers["Content-Type"] = "application/json"'
+	} >"$TMP/post2k.lua"
+}
+
+# wrk_args SCENARIO-LUA URL CONNS SECONDS -> prints nothing; runs wrk, output on stdout
+run_wrk() {
+	local lua=$1 url=$2 conns=$3 secs=$4
+	local args=(-t "$THREADS" -c "$conns" -d "${secs}s" --latency --timeout "$WRK_TIMEOUT")
+	[[ -n $lua ]] && args+=(-s "$TMP/$lua")
+	timeout $((secs + 30)) wrk "${args[@]}" "$url"
+}
+
+# parse_wrk FILE -> "rps p50_ms p99_ms non2xx sockerr" (NA where missing)
+parse_wrk() {
+	awk '
+	function ms(v) {
+		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+		if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
+		if (v ~ /m$/)  return substr(v, 1, length(v) - 1) * 60000
+		if (v ~ /h$/)  return substr(v, 1, length(v) - 1) * 3600000
+		return "NA"
+	}
+	BEGIN { rps = "NA"; p50 = "NA"; p99 = "NA"; non2xx = 0; sockerr = 0 }
+	$1 == "50%" { p50 = ms($2) }
+	$1 == "99%" { p99 = ms($2) }
+	/^Requests\/sec:/ { rps = $2 }
+	/Non-2xx or 3xx responses:/ { non2xx = $NF }
+	/Socket errors:/ { gsub(",", ""); sockerr = $4 + $6 + $8 + $10 }
+	END { printf "%s %s %s %s %s\n", rps, p50, p99, non2xx, sockerr }' "$1"
+}
+
+# ---------------------------------------------------------------------------- main
+ensure_tools
+if ((PORTCULLIS_WAIT > 0)) && [[ " $PROXIES " == *" portcullis "* ]]; then
+	deadline=$((SECONDS + PORTCULLIS_WAIT))
+	until [[ -x $PORTCULLIS_BIN ]] || ((SECONDS >= deadline)); do sleep 5; done
+fi
+for p in $PROXIES; do
+	declare -F "start_$p" >/dev/null || die "unknown proxy '$p' (no start_$p in $0)"
+done
+declare -A SCEN=()
+for s in "${SCENARIOS[@]}"; do SCEN[${s%%|*}]=$s; done
+for s in $SCENARIO_NAMES; do [[ -n ${SCEN[$s]:-} ]] || die "unknown scenario '$s'"; done
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+TMP=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+chmod 755 "$TMP"   # nginx workers may run as nobody and must read the upstream's files
+mkdir -p "$(dirname "$OUT")"
+RAW=$TMP/raw.tsv
+printf 'scenario\tconns\tproxy\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\tidle_load_before\n' >"$RAW"
+
+make_lua
+log "upstream: nginx, 1 worker"
+start_upstream
+log "upstream on 127.0.0.1:$UP_PORT"
+
+declare -A RSS_START=() RSS_END=() STATUS=()
+ACTIVE=()
+for p in $PROXIES; do
+	if "start_$p" && check_proxy "$p"; then
+		ACTIVE+=("$p")
+		STATUS[$p]=ok
+		sleep 0.5
+		RSS_START[$p]=$(rss_kib "${PROXY_PID[$p]}")
+		log "$p ready at ${BASE_URL[$p:http]} (pid ${PROXY_PID[$p]}, RSS ${RSS_START[$p]} KiB)"
+	else
+		STATUS[$p]="failed to start or answer correctly"
+		log "$p: ${STATUS[$p]}; it is left out"
+	fi
+done
+((${#ACTIVE[@]} > 0)) || die "no proxy started"
+
+n_runs=0
+for s in $SCENARIO_NAMES; do for c in $CONNS; do n_runs=$((n_runs + ROUNDS * ${#ACTIVE[@]})); done; done
+log "$n_runs measured runs of ${DURATION}s (+${WARMUP}s warm-up each): about $((n_runs * (DURATION + WARMUP + 1) / 60 + 1)) min"
+
+for s in $SCENARIO_NAMES; do
+	IFS='|' read -r name scheme path lua _desc <<<"${SCEN[$s]}"
+	for c in $CONNS; do
+		for ((r = 1; r <= ROUNDS; r++)); do
+			# rotate the order every round so no proxy always runs first or last
+			n=${#ACTIVE[@]}
+			for ((i = 0; i < n; i++)); do
+				p=${ACTIVE[$(((i + r - 1) % n))]}
+				[[ ${STATUS[$p]} == ok ]] || continue
+				base=${BASE_URL[$p:$scheme]:-}
+				[[ -n $base ]] || continue
+				pid=${PROXY_PID[$p]}
+				if ((WARMUP > 0)); then run_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
+				wait_quiet
+				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); w0=$(child_ticks); b0=$(busy_ticks)
+				wout=$TMP/wrk-$name-c$c-$p-r$r.txt
+				run_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"
+				b1=$(busy_ticks); w1=$(child_ticks); t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
+				if [[ $p != direct ]] && ! kill -0 "$pid" 2>/dev/null; then
+					STATUS[$p]="died during $name c=$c round $r"
+					log "$p: ${STATUS[$p]}; its log:"; tail -n 20 "$TMP/$p/$p.log" >&2 || true
+					continue
+				fi
+				read -r rps p50 p99 non2xx sockerr < <(parse_wrk "$wout")
+				pcpu=$(awk -v a="$t0" -v b="$t1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
+				ucpu=$(awk -v a="$u0" -v b="$u1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
+				[[ $p == direct ]] && ucpu=$pcpu && u0=0 && u1=0
+				wcpu=$(awk -v a="$w0" -v b="$w1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
+				# everything else the machine did meanwhile (other users' builds and tests)
+				ocpu=$(awk -v b="$((b1 - b0))" -v x="$((t1 - t0 + u1 - u0 + w1 - w0))" -v h="$CLK_TCK" \
+					'BEGIN{o = (b - x) / h; printf "%.2f", o < 0 ? 0 : o}')
+				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" \
+					"$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$pcpu" "$ucpu" "$wcpu" "$ocpu" "$QUIET_LOAD" >>"$RAW"
+				log "$name c=$c r=$r $p: $rps req/s p99 ${p99} ms non2xx $non2xx sockerr $sockerr (CPU s: proxy $pcpu wrk $wcpu other $ocpu)"
+			done
+		done
+	done
+done
+
+for p in "${ACTIVE[@]}"; do
+	if kill -0 "${PROXY_PID[$p]}" 2>/dev/null; then
+		sleep 0.2
+		RSS_END[$p]=$(rss_kib "${PROXY_PID[$p]}")
+	fi
+done
+
+# ---------------------------------------------------------------------------- report
+META=$TMP/meta.tsv
+{
+	printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'cpu\t%s\n' "$(awk -F: '/model name/ {gsub(/^ +/, "", $2); print $2; exit}' /proc/cpuinfo), $(nproc) cores"
+	printf 'mem\t%s\n' "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+	printf 'kernel\t%s\n' "$(uname -sr)"
+	printf 'os\t%s\n' "$(. /etc/os-release && echo "$PRETTY_NAME")"
+	printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed 's/.*version: //')"
+	printf 'haproxy\t%s\n' "$(haproxy -v 2>&1 | head -n1 | awk '{print $3}')"
+	printf 'caddy\t%s\n' "$(caddy version 2>&1 | awk '{print $1}')"
+	printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+	printf 'portcullis\t%s\n' "$([[ -x $PORTCULLIS_BIN ]] && echo "$PORTCULLIS_BIN" || echo "not available")"
+	printf 'params\tduration %ss, warm-up %ss, rounds %s (median), wrk threads %s, connections %s, proxy workers %s\n' \
+		"$DURATION" "$WARMUP" "$ROUNDS" "$THREADS" "$CONNS" "$WORKERS"
+	for p in $PROXIES; do
+		printf 'status\t%s\t%s\n' "$p" "${STATUS[$p]}"
+		printf 'rss\t%s\t%s\t%s\n' "$p" "${RSS_START[$p]:-}" "${RSS_END[$p]:-}"
+	done
+	for s in $SCENARIO_NAMES; do
+		IFS='|' read -r name _ _ _ desc <<<"${SCEN[$s]}"
+		printf 'scenario\t%s\t%s\n' "$name" "$desc"
+	done
+} >"$META"
+
+python3 "$BENCH_DIR/report.py" "$RAW" "$META" "$DURATION" >"$OUT"
+cp "$RAW" "${OUT%.md}.raw.tsv"
+cat "$OUT"
+log "report written to $OUT (raw runs: ${OUT%.md}.raw.tsv)"

@@ -1,0 +1,27 @@
+/*
+ * admin: the operator's listener (default 127.0.0.1 only): /_health
+ * (liveness), /_ready (readiness: 503 while draining) and /metrics
+ * (Prometheus text).  Runs on the main thread's event loop.
+ */
+#ifndef PORTCULLIS_ADMIN_H
+#define PORTCULLIS_ADMIN_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct admin;
+struct runtime;
+
+/* What the admin pages read from the main thread. */
+struct admin_state {
+	struct runtime *current; /* the generation being served */
+	bool draining;
+};
+
+/* Serve on the bound socket <fd> (taken over).  NULL on failure. */
+struct admin *admin_new(struct event_base *base, int fd, const struct admin_state *state);
+
+/* Stop serving and free.  Accepts NULL. */
+void admin_free(struct admin *a);
+
+#endif

@@ -1,0 +1,301 @@
+/* worker: one event loop thread; see worker.h. */
+#include "worker.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "upstream.h"
+
+static struct timeval
+seconds_tv(double s)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)s;
+	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+	return tv;
+}
+
+void
+worker_apply_limits(struct evhttp *http, const struct config *cfg)
+{
+	/* evhttp answers 400 itself past max_headers_size; our own check in the
+	 * proxy answers 431 at the configured limit, so evhttp's hard stop sits
+	 * above it. */
+	evhttp_set_max_headers_size(http, (ev_ssize_t)(cfg->max_request_header_bytes * 2 + 1024));
+	evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_body_bytes);
+	evhttp_set_timeout_tv(http, &(struct timeval){(time_t)cfg->client_timeout,
+						      (suseconds_t)((cfg->client_timeout -
+								     (double)(time_t)cfg->client_timeout) *
+								    1e6)});
+}
+
+static struct worker_gen *
+gen_new(struct worker *w, struct runtime *rt)
+{
+	const struct config *cfg = rt->cfg;
+	struct worker_gen *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->worker = w;
+	g->rt = runtime_ref(rt);
+	g->refs = 1;
+	g->pools = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->pools));
+	if (g->pools == NULL)
+		goto fail;
+	for (size_t i = 0; i < cfg->nupstreams; i++) {
+		g->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], rt->health,
+						cfg->max_response_header_bytes);
+		if (g->pools[i] == NULL)
+			goto fail;
+	}
+	return g;
+fail:
+	g->refs = 1;
+	worker_gen_unref(g);
+	return NULL;
+}
+
+void
+worker_gen_unref(struct worker_gen *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	for (size_t i = 0; g->pools && i < g->rt->cfg->nupstreams; i++)
+		upstream_pool_free(g->pools[i]);
+	free(g->pools);
+	runtime_unref(g->rt);
+	free(g);
+}
+
+/* Make <rt> the current generation of <w>. */
+static int
+worker_use(struct worker *w, struct runtime *rt)
+{
+	struct worker_gen *g = gen_new(w, rt);
+
+	if (g == NULL)
+		return -1;
+	if (w->gen)
+		worker_gen_unref(w->gen); /* freed when its last transaction ends */
+	w->gen = g;
+	w->client_tv = seconds_tv(rt->cfg->client_timeout);
+	for (size_t i = 0; i < w->nlisteners; i++)
+		worker_apply_limits(w->listeners[i].http, rt->cfg);
+	return 0;
+}
+
+static void
+stop_listening(struct worker *w)
+{
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		if (w->listeners[i].bound) {
+			evhttp_del_accept_socket(w->listeners[i].http, w->listeners[i].bound);
+			w->listeners[i].bound = NULL;
+		}
+	}
+}
+
+static void
+maybe_exit(struct worker *w)
+{
+	if (w->draining && w->in_flight == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void
+drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	log_warn("worker %u: drain timeout reached with %d request%s still running; closing them",
+		 w->id, w->in_flight, w->in_flight == 1 ? "" : "s");
+	event_base_loopexit(w->base, NULL);
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct runtime *rt;
+	bool drain;
+
+	pthread_mutex_lock(&w->lock);
+	rt = w->pending;
+	w->pending = NULL;
+	drain = w->drain_requested;
+	pthread_mutex_unlock(&w->lock);
+
+	if (rt) {
+		if (worker_use(w, rt) < 0)
+			log_error("worker %u: out of memory taking the new configuration; keeping the old one",
+				  w->id);
+		runtime_unref(rt);
+	}
+	if (drain && !w->draining) {
+		struct timeval tv = seconds_tv(w->gen->rt->cfg->drain_timeout);
+
+		w->draining = true;
+		stop_listening(w);
+		w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
+		if (w->drain_timer)
+			evtimer_add(w->drain_timer, &tv);
+		maybe_exit(w);
+	}
+}
+
+void
+worker_transaction_ended(struct worker *w)
+{
+	w->in_flight--;
+	maybe_exit(w);
+}
+
+struct worker *
+worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, size_t nfds,
+	   char *err, size_t errlen)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	const struct config *cfg = rt->cfg;
+
+	if (w == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	w->id = id;
+	pthread_mutex_init(&w->lock, NULL);
+	if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
+		w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)id;
+		w->rng[1] = 0xD1B54A32D192ED03ull;
+	}
+	w->base = event_base_new();
+	if (w->base == NULL) {
+		snprintf(err, errlen, "event_base_new failed");
+		goto fail;
+	}
+	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (w->dns == NULL) {
+		/* No resolv.conf: names in /etc/hosts and numeric addresses still work. */
+		w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (w->dns)
+			evdns_base_load_hosts(w->dns, NULL);
+	}
+	if (w->dns == NULL) {
+		snprintf(err, errlen, "evdns_base_new failed");
+		goto fail;
+	}
+	w->wake = event_new(w->base, -1, 0, wake_cb, w);
+	w->listeners = calloc(nfds ? nfds : 1, sizeof(*w->listeners));
+	if (w->wake == NULL || w->listeners == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < nfds; i++) {
+		struct worker_listener *wl = &w->listeners[i];
+
+		wl->worker = w;
+		snprintf(wl->port, sizeof(wl->port), "%d", ports[i]);
+		wl->http = evhttp_new(w->base);
+		if (wl->http == NULL) {
+			snprintf(err, errlen, "evhttp_new failed");
+			goto fail;
+		}
+		w->nlisteners++;
+		evhttp_set_default_content_type(wl->http, NULL);
+		evhttp_set_allowed_methods(wl->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+							     EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+							     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+							     EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+		evhttp_set_gencb(wl->http, proxy_request_cb, wl);
+		wl->bound = evhttp_accept_socket_with_handle(wl->http, fds[i]);
+		if (wl->bound == NULL) {
+			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
+			goto fail;
+		}
+	}
+	if (worker_use(w, rt) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	return w;
+fail:
+	worker_join_free(w);
+	return NULL;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	atomic_store(&w->exited, true);
+	return NULL;
+}
+
+int
+worker_start(struct worker *w)
+{
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void
+worker_reload(struct worker *w, struct runtime *rt)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->pending)
+		runtime_unref(w->pending);
+	w->pending = runtime_ref(rt);
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+}
+
+void
+worker_drain(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->drain_requested = true;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+}
+
+void
+worker_join_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	if (w->thread)
+		pthread_join(w->thread, NULL);
+	/* Free the evhttps first: they close client connections, which ends
+	 * the transactions still running (after a drain timeout). */
+	for (size_t i = 0; i < w->nlisteners; i++)
+		evhttp_free(w->listeners[i].http);
+	if (w->gen)
+		worker_gen_unref(w->gen);
+	if (w->pending)
+		runtime_unref(w->pending);
+	if (w->wake)
+		event_free(w->wake);
+	if (w->drain_timer)
+		event_free(w->drain_timer);
+	if (w->dns)
+		evdns_base_free(w->dns, 0);
+	/* Let callbacks scheduled by the frees above run (closing sockets). */
+	if (w->base) {
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
+		event_base_free(w->base);
+	}
+	free(w->listeners);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
