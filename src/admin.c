@@ -26,7 +26,8 @@ reply(struct evhttp_request *req, int code, const char *type, const char *body)
 	if (buf)
 		evbuffer_add(buf, body, strlen(body));
 	evhttp_send_reply(req, code, NULL, buf);
-	evbuffer_free(buf);
+	if (buf)
+		evbuffer_free(buf);
 }
 
 static void

@@ -450,7 +450,7 @@ config_uint(struct config_loader *ld, const char *path, const json_t *v, enum co
 	}
 	if (n < min || n > max) {
 		if (unit == UNIT_BYTES && max == CONFIG_MAX_BYTES)
-			config_error(ld, path, "%s bytes is less than the minimum, %s",
+			config_error(ld, path, "%s is less than the minimum, %s",
 				     config_fmt_bytes(a, sizeof a, n),
 				     config_fmt_bytes(b, sizeof b, min));
 		else if (unit == UNIT_BYTES)

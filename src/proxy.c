@@ -224,7 +224,8 @@ reply_text(struct txn *t, int status, const char *reason, const char *detail, bo
 	}
 	detach_client(t);
 	evhttp_send_reply(t->req, status, reason, body);
-	evbuffer_free(body);
+	if (body)
+		evbuffer_free(body);
 }
 
 /* Refuse the request with a 4xx/5xx before anything was forwarded. */
@@ -264,8 +265,10 @@ respond_fixed(struct txn *t)
 		char *location;
 
 		if (loc == NULL || body == NULL) {
-			evbuffer_free(loc);
-			evbuffer_free(body);
+			if (loc)
+				evbuffer_free(loc);
+			if (body)
+				evbuffer_free(body);
 			refuse(t, 500, "Internal Server Error", "out of memory", false);
 			return;
 		}
@@ -283,7 +286,8 @@ respond_fixed(struct txn *t)
 		evhttp_add_header(out, "Location", location);
 		evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
 		evbuffer_add_printf(body, "Redirecting to %s\n", location);
-		evbuffer_free(loc);
+		if (loc)
+			evbuffer_free(loc);
 	} else {
 		evhttp_add_header(out, "Content-Type", r->content_type);
 		if (body)
@@ -294,7 +298,8 @@ respond_fixed(struct txn *t)
 	t->bytes_out = body ? evbuffer_get_length(body) : 0;
 	detach_client(t);
 	evhttp_send_reply(t->req, r->status, NULL, t->method_bit == METHOD_HEAD ? NULL : body);
-	evbuffer_free(body);
+	if (body)
+		evbuffer_free(body);
 	txn_finish(t);
 }
 
@@ -690,7 +695,8 @@ txn_finish(struct txn *t)
 	if (t->body_reserved)
 		metrics_add(METRIC_BODY_MEMORY, -(int64_t)t->body_reserved);
 	metrics_add(METRIC_IN_FLIGHT, -1);
-	evbuffer_free(t->head);
+	if (t->head)
+		evbuffer_free(t->head);
 	worker_gen_unref(t->gen);
 	worker_transaction_ended(t->worker);
 	free(t);

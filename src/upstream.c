@@ -791,7 +791,6 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 		x->sent = true;
 		bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
 		bufferevent_set_timeouts(c->bev, &rt, &rt);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	} else {
 		c = conn_connect(pool, index);
 		if (c == NULL) {
@@ -805,6 +804,16 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	pool->busy++;
 	atomic_fetch_add(&c->health->active, 1);
 	bufferevent_write_buffer(c->bev, request);
+	if (x->reused) {
+		/* The socket is connected and almost always writable: write now
+		 * rather than ask epoll first, and wait for writability only
+		 * for what the kernel did not take. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+
+		evbuffer_write(out, bufferevent_getfd(c->bev));
+		if (evbuffer_get_length(out) > 0)
+			bufferevent_enable(c->bev, EV_WRITE);
+	}
 	return x;
 }
 

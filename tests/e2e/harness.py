@@ -759,13 +759,19 @@ class Proxy:
             self.config_path = config
         self.env = dict(os.environ)
         self.env.update(env or {})
+        self.args = list(args)
         self.stdout_path = os.path.join(workdir, name + ".stdout")
         self.stderr_path = os.path.join(workdir, name + ".stderr")
+        self.runs = 0
+        self._launch()
+
+    def _launch(self):
+        self.runs += 1
         self._stdout = open(self.stdout_path, "wb")
         self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([BINARY, "-c", self.config_path] + list(args),
+        self.proc = subprocess.Popen([BINARY, "-c", self.config_path] + self.args,
                                      stdin=subprocess.DEVNULL, stdout=self._stdout,
-                                     stderr=self._stderr, env=self.env, cwd=workdir)
+                                     stderr=self._stderr, env=self.env, cwd=self.workdir)
         self.pid = self.proc.pid
         self.ports = {}
         self.returncode = None
@@ -775,6 +781,15 @@ class Proxy:
         except BaseException:
             self.kill()
             raise
+
+    def restart_after_crash(self):
+        """Start a fresh process after this one died (its logs are kept as
+        NAME.stderr.N / NAME.stdout.N), so one crash does not fail every later
+        test of a module.  Ports change."""
+        self._close_files()
+        os.replace(self.stderr_path, "%s.%d" % (self.stderr_path, self.runs))
+        os.replace(self.stdout_path, "%s.%d" % (self.stdout_path, self.runs))
+        self._launch()
 
     def write_config(self, config):
         tmp = self.config_path + ".tmp"
@@ -905,11 +920,16 @@ class Proxy:
 
 
 def run_binary(args, env=None, timeout=30):
-    """Run portcullis with <args> to completion; returns CompletedProcess (text)."""
+    """Run portcullis with <args> to completion; returns CompletedProcess (text).
+    <env> is added to the environment; a None value removes the variable."""
     if not os.path.exists(BINARY):
         raise AssertionError("portcullis binary not found at %s (set PORTCULLIS_BIN)" % BINARY)
     full_env = dict(os.environ)
-    full_env.update(env or {})
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)  # None: make sure it is unset
+        else:
+            full_env[name] = value
     return subprocess.run([BINARY] + list(args), env=full_env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -935,9 +955,18 @@ class Lab:
         return p
 
     def assert_alive(self):
+        """Raise when a proxy died (a crash is blamed on the test that just
+        ran); the dead proxy is restarted for the tests that follow."""
+        problems = []
         for p in self.proxies:
-            if not p.stop_checked:
-                p.assert_alive()
+            if not p.stop_checked and not p.alive():
+                try:
+                    p.assert_alive()
+                except AssertionError as exc:
+                    problems.append(str(exc))
+                p.restart_after_crash()
+        if problems:
+            raise AssertionError("\n".join(problems))
 
     def stop_proxy(self, p):
         """Stop one proxy now; returns its problems (also remembered)."""

@@ -3,6 +3,7 @@ limits, upstream failures, hop-by-hop headers, keep-alive, hosts, the respond
 and redirect actions, methods, header rewriting."""
 
 import re
+import socket
 import uuid
 
 import pytest
@@ -262,13 +263,17 @@ def test_smuggling_rejected(env, case):
         case, seen_marker(env, "smuggle"))
 
 
-def test_chunked_request_forwarded_with_content_length(env):
+@pytest.mark.parametrize("chunks", [
+    b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
+    # RFC 9112 7.1.1: a recipient must ignore chunk extensions it does not know.
+    b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n",
+], ids=["plain", "chunk-extension"])
+def test_chunked_request_forwarded_with_content_length(env, chunks):
     rid = new_id()
     resp = send_raw(env.proxy.port,
                     b"POST /capture/chunked HTTP/1.1\r\nHost: main.test\r\nX-Request-ID: " +
-                    rid.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n")
-    assert resp is not None and resp.status == 200, resp
+                    rid.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert resp is not None and resp.status == 200, "chunked body %r: got %r" % (chunks, resp)
     req = only(env, rid, "chunked POST")
     assert req.body == b"hello, world"
     assert req.framing == "content-length"
@@ -462,9 +467,21 @@ def test_redirect_action(env):
     b"CONNECT main.test:443 HTTP/1.1\r\nHost: main.test:443\r\nX-Method-Probe: connect\r\n\r\n",
 ])
 def test_trace_connect_405(env, raw):
-    resp = send_raw(env.proxy.port, raw)
-    assert resp is not None, "%r: closed without an answer" % raw.split(b"\r\n")[0]
-    assert resp.status == 405, "%r: expected 405, got %r" % (raw.split(b"\r\n")[0], resp)
+    line = raw.split(b"\r\n")[0]
+    with RawClient(env.proxy.port, timeout=5) as c:
+        c.send(raw)
+        try:
+            resp = c.read_head()
+        except EOFError:
+            raise AssertionError("%r: closed without an answer" % line)
+        assert resp.status == 405, "%r: expected 405, got %r" % (line, resp)
+        try:
+            c.read_body(resp)
+        except socket.timeout:
+            raise AssertionError(
+                "%r: 405 body is not framed (no Content-Length, not chunked) and the connection "
+                "stays open, so the client cannot tell where it ends; head:\n%s" % (
+                    line, resp.head_bytes.decode("latin-1")))
     assert all(not r.has_header("X-Method-Probe") for up in env.ups.values()
                for r in up.snapshot())
 

@@ -84,7 +84,7 @@ def check(tmp_path, cfg, env=None, raw=None):
     path = str(tmp_path / "broken.json")
     with open(path, "w") as f:
         f.write(raw if raw is not None else json.dumps(cfg, indent=2))
-    full_env = {"E2E_UNSET_VARIABLE": ""}
+    full_env = {"E2E_UNSET_VARIABLE": None}
     full_env.update(env or {})
     res = run_binary(["-t", "-c", path], env=full_env)
     return path, res
@@ -462,6 +462,20 @@ def test_sighup_reload(lab):
     assert re.search(r'^portcullis_config_reloads_total\{result="error"\} 1$', text, re.M), text
 
 
+def test_sighup_listener_change_needs_restart(lab):
+    up = lab.upstream("web")
+    cfg = config({"web": up}, [{"name": "main", "default": True, "routes": [route("web", "web")]}])
+    proxy = lab.proxy(cfg, name="relisten")
+    old_port = proxy.port
+    cfg["listeners"][0]["address"] = "127.0.0.1:%d" % (old_port + 1 if old_port < 65535 else 1024)
+    mark = len(proxy.stderr())
+    proxy.write_config(cfg)
+    proxy.signal(1)
+    proxy.wait_stderr(r" warn .*restart", start=mark)
+    resp = request(old_port, "GET", "/still-here", host=HOST)
+    assert resp.status == 200 and resp.json()["target"] == "/still-here"
+
+
 # --------------------------------------------------------------- SIGTERM
 
 def test_sigterm_drains_in_flight_requests(lab):
@@ -492,23 +506,30 @@ def test_sigterm_drains_in_flight_requests(lab):
         return resp if resp.status == 503 else None
     resp = wait_until(draining, what="/_ready to answer 503 after SIGTERM")
     assert resp.body == b"draining\n"
-    try:
-        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-    except ConnectionRefusedError:
-        pass
-    else:
+    def refused():
+        try:
+            s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        except ConnectionRefusedError:
+            return True
         s.close()
-        raise AssertionError("a new connection was accepted after SIGTERM")
+        return False
+    try:
+        wait_until(refused, what="connections to the HTTP listener to be refused")
+    except AssertionError:
+        raise AssertionError("new connections were still accepted %.0f s after SIGTERM "
+                             "(while /_ready said draining)" % WAIT)
 
     for t in threads:
         t.join(30)
+    rc = proxy.wait_exit(30)
+    problems = lab.stop_proxy(proxy)
     bad = [(i, r) for i, r in enumerate(results)
            if not (hasattr(r, "status") and r.status == 200 and
                    r.json()["target"] == "/slow/%d" % i)]
-    assert bad == [], "in-flight requests not completed during the drain: %r" % bad
-    rc = proxy.wait_exit(30)
+    logged = [e["status"] for e in proxy.access_log()]
+    assert bad == [], "in-flight requests not completed during the drain: %r (the access log " \
+        "says %r)" % (bad, logged)
     assert rc == 0, "exit code after SIGTERM: %r\n%s" % (rc, proxy.stderr()[-3000:])
     assert re.search(r" info shutdown complete", proxy.stderr())
-    problems = lab.stop_proxy(proxy)
     assert problems == [], "\n".join(problems)
     assert up.snapshot() and len(up.snapshot()) == 20

@@ -10,6 +10,8 @@
  *   - the query pointer is exactly one past the first "?" (or NULL);
  *   - normalizing the output again gives the same output (idempotence);
  *   - a smaller buffer gives either the same answer or PATHNORM_TOO_LONG;
+ *   - every segment of the output percent-decodes to valid UTF-8 (checked
+ *     by an independent decoder);
  *   - the output means the same as the input: fully percent-decoding the
  *     input and removing dot segments with a separate, naive RFC 3986
  *     5.2.4 implementation gives the fully decoded output.
@@ -62,6 +64,53 @@ fuzz_decode(const char *s, size_t len, char *out)
 	}
 	out[o] = '\0';
 	return o;
+}
+
+/*
+ * Independent UTF-8 check by decoding code points: each sequence must use
+ * the fewest bytes for its value, and the value must be a scalar value.
+ */
+static bool
+fuzz_valid_utf8(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char b = s[i];
+		uint32_t cp, min;
+		size_t n, k;
+
+		if (b < 0x80) {
+			i++;
+			continue;
+		}
+		if ((b & 0xe0) == 0xc0) {
+			n = 2;
+			cp = b & 0x1f;
+			min = 0x80;
+		} else if ((b & 0xf0) == 0xe0) {
+			n = 3;
+			cp = b & 0x0f;
+			min = 0x800;
+		} else if ((b & 0xf8) == 0xf0) {
+			n = 4;
+			cp = b & 0x07;
+			min = 0x10000;
+		} else {
+			return false;
+		}
+		if (i + n > len)
+			return false;
+		for (k = 1; k < n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n;
+	}
+	return true;
 }
 
 /*
@@ -211,7 +260,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* same meaning as a naive decode-then-normalize of the input */
 	FUZZ_CHECK(fuzz_decode(target, plen, dec_in) == strlen(dec_in)); /* %00 is refused */
-	fuzz_decode(path, olen, dec_out);
+	/* every segment of the output decodes to valid UTF-8 (and "/" splits none) */
+	{
+		size_t declen = fuzz_decode(path, olen, dec_out);
+		const char *seg = dec_out, *end = dec_out + declen;
+
+		while (seg <= end) {
+			const char *slash = memchr(seg, '/', (size_t)(end - seg));
+			size_t n = slash != NULL ? (size_t)(slash - seg) : (size_t)(end - seg);
+
+			FUZZ_CHECK(fuzz_valid_utf8((const unsigned char *)seg, n));
+			seg += n + 1;
+		}
+	}
 	FUZZ_CHECK(fuzz_reference(dec_in, ref));
 	FUZZ_CHECK(strcmp(ref, dec_out) == 0);
 
