@@ -28,6 +28,12 @@ def median(vals):
     return statistics.median(vals) if vals else None
 
 
+def load(row, col, duration):
+    """CPU seconds in column col as cores over the measured window of that run."""
+    secs, win = num(row.get(col)), num(row.get("window_s")) or duration
+    return None if secs is None else secs / win
+
+
 def fmt(v, nd=0):
     return "n/a" if v is None else f"{v:,.{nd}f}"
 
@@ -72,7 +78,7 @@ def main():
       "Nothing is pinned: wrk, the upstream and the proxy share the 2 cores.")
     w("- req/s and latencies are medians over rounds; \"vs nginx\" is proxy / nginx "
       "(req/s: higher is better; p99: lower is better). CPU is the proxy's own CPU time "
-      "during the run divided by the run's length (1.00 = one core busy).")
+      "during the run divided by the run's wall time (1.00 = one core busy).")
     w("- \"other\" is the CPU that processes other than wrk, the upstream and the proxy used "
       "during the run (cores, from /proc/stat): this machine is shared, and a cell marked "
       "⚠ busy ran while something else took more than 0.15 core.")
@@ -89,8 +95,8 @@ def main():
                 "rps": median(num(r["rps"]) for r in rows),
                 "p50": median(num(r["p50_ms"]) for r in rows),
                 "p99": median(num(r["p99_ms"]) for r in rows),
-                "cpu": median(num(r["proxy_cpu_s"]) for r in rows),
-                "other": median(num(r.get("other_cpu_s")) for r in rows),
+                "cpu": median(load(r, "proxy_cpu_s", duration) for r in rows),
+                "other": median(load(r, "other_cpu_s", duration) for r in rows),
                 "non2xx": sum(int(num(r["non2xx"]) or 0) for r in rows),
                 "sockerr": sum(int(num(r["sockerr"]) or 0) for r in rows),
                 "n": len(rows),
@@ -110,8 +116,7 @@ def main():
             err = ("⚠ " + ", ".join(errs)) if errs else "0"
             r_rps = ratio(m["rps"], ng.get("rps"))
             r_p99 = ratio(m["p99"], ng.get("p99"))
-            cpu = None if m["cpu"] is None else m["cpu"] / duration
-            other = None if m["other"] is None else m["other"] / duration
+            cpu, other = m["cpu"], m["other"]
             busy = " ⚠ busy" if other is not None and other > 0.15 else ""
             w(f"| {LABEL.get(p, p)} | {fmt(m['rps'])} | {fmt(r_rps, 2)}× | {fmt(m['p50'], 2)} | "
               f"{fmt(m['p99'], 2)} | {fmt(r_p99, 2)}× | {fmt(cpu, 2)} | {fmt(other, 2)}{busy} | {err} |")

@@ -16,7 +16,7 @@
 #   BENCH_WORKERS     workers/threads per proxy (default: 2)
 #   BENCH_OUT         report path               (default: bench/results/<timestamp>.md)
 #   BENCH_QUIET_WAIT  seconds to wait before each run for other load on the machine to drop
-#                     below 0.15 core (default: 60; 0 = do not wait)
+#                     below 0.15 core (default: 20; 0 = do not wait)
 #   BENCH_NO_INSTALL  1 = never call apt-get; fail if a tool is missing
 #   BENCH_KEEP_TMP    1 = keep the temp dir (configs, logs, raw wrk output)
 #   PORTCULLIS_BIN    Portcullis binary         (default: <repo>/build/portcullis)
@@ -27,6 +27,7 @@
 # Adding a scenario: add a line to SCENARIOS below; a scenario whose scheme a proxy did
 # not register (e.g. "https") is skipped for that proxy.
 set -euo pipefail
+export LC_ALL=C   # '.' decimals from wrk, awk and $EPOCHREALTIME
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
@@ -43,7 +44,7 @@ PORTCULLIS_BIN=${PORTCULLIS_BIN:-$REPO_DIR/build/portcullis}
 PORTCULLIS_WAIT=${PORTCULLIS_WAIT:-0}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$BENCH_DIR/results/$STAMP.md}
-QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-20}
 QUIET_CORES=0.15
 WRK_TIMEOUT=5s            # wrk's per-request timeout; a slower reply counts as a socket error
 READY_TIMEOUT=15          # seconds a server gets to start answering
@@ -302,7 +303,10 @@ start_portcullis() {
 	render portcullis.json "$d/portcullis.json" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
 	# "listening on" is logged at info level and this config logs warn and above, so
 	# readiness is judged by the first 200 answer, as for the other proxies
-	launch "$d" portcullis "$PORTCULLIS_BIN" -c "$d/portcullis.json"
+	# run a private copy, so a rebuild of the source tree mid-run cannot disturb it
+	cp "$PORTCULLIS_BIN" "$d/portcullis"
+	PORTCULLIS_DESC="$PORTCULLIS_BIN (built $(date -u -r "$PORTCULLIS_BIN" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$d/portcullis" | cut -c1-12))"
+	launch "$d" portcullis "$d/portcullis" -c "$d/portcullis.json"
 	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/portcullis.log" || return 1
 	register_proxy portcullis "$LAUNCHED" http "http://127.0.0.1:$port"
 }
@@ -384,7 +388,7 @@ TMP=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 chmod 755 "$TMP"   # nginx workers may run as nobody and must read the upstream's files
 mkdir -p "$(dirname "$OUT")"
 RAW=$TMP/raw.tsv
-printf 'scenario\tconns\tproxy\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\tidle_load_before\n' >"$RAW"
+printf 'scenario\tconns\tproxy\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\twindow_s\tidle_load_before\n' >"$RAW"
 
 make_lua
 log "upstream: nginx, 1 worker"
@@ -425,10 +429,10 @@ for s in $SCENARIO_NAMES; do
 				pid=${PROXY_PID[$p]}
 				if ((WARMUP > 0)); then run_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
 				wait_quiet
-				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks)
+				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks); e0=$EPOCHREALTIME
 				wout=$TMP/wrk-$name-c$c-$p-r$r.txt
 				run_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"
-				b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
+				e1=$EPOCHREALTIME; b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
 				if [[ $p != direct ]] && ! kill -0 "$pid" 2>/dev/null; then
 					STATUS[$p]="died during $name c=$c round $r"
 					log "$p: ${STATUS[$p]}; its log:"; tail -n 20 "$TMP/$p/$p.log" >&2 || true
@@ -442,8 +446,9 @@ for s in $SCENARIO_NAMES; do
 				# everything else the machine did meanwhile (other users' builds and tests)
 				ocpu=$(awk -v b="$((b1 - b0))" -v x="$((t1 - t0 + u1 - u0 + w1 - w0))" -v h="$CLK_TCK" \
 					'BEGIN{o = (b - x) / h; printf "%.2f", o < 0 ? 0 : o}')
-				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" \
-					"$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$pcpu" "$ucpu" "$wcpu" "$ocpu" "$QUIET_LOAD" >>"$RAW"
+				win=$(awk -v a="$e0" -v b="$e1" 'BEGIN{printf "%.2f", b - a}')
+				printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" \
+					"$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$pcpu" "$ucpu" "$wcpu" "$ocpu" "$win" "$QUIET_LOAD" >>"$RAW"
 				log "$name c=$c r=$r $p: $rps req/s p99 ${p99} ms non2xx $non2xx sockerr $sockerr (CPU s: proxy $pcpu wrk $wcpu other $ocpu)"
 			done
 		done
@@ -469,7 +474,7 @@ META=$TMP/meta.tsv
 	printf 'haproxy\t%s\n' "$(haproxy -v 2>&1 | head -n1 | awk '{print $3}')"
 	printf 'caddy\t%s\n' "$(caddy version 2>&1 | awk '{print $1}')"
 	printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
-	printf 'portcullis\t%s\n' "$([[ -x $PORTCULLIS_BIN ]] && echo "$PORTCULLIS_BIN" || echo "not available")"
+	printf 'portcullis\t%s\n' "${PORTCULLIS_DESC:-not run}"
 	printf 'params\tduration %ss, warm-up %ss, rounds %s (median), wrk threads %s, connections %s, proxy workers %s\n' \
 		"$DURATION" "$WARMUP" "$ROUNDS" "$THREADS" "$CONNS" "$WORKERS"
 	for p in $PROXIES; do

@@ -39,7 +39,9 @@ enum pathnorm_result {
  * <path> holds the normalized path (NUL-terminated, starts with "/") and
  * *query points into <target> just past the "?" (or is NULL when there is no
  * query).  <pathlen> is the size of <path>; a path that does not fit is
- * PATHNORM_TOO_LONG.
+ * PATHNORM_TOO_LONG (strlen(target) + 1 bytes always suffice).  Also refused,
+ * as PATHNORM_ENCODED_SEPARATOR: "..;" and ".;" segments (Tomcat reads them
+ * as dot segments) and double-encoded separators (%252F, %252E, %255C).
  */
 enum pathnorm_result pathnorm_normalize(const char *target, char *path, size_t pathlen,
 					const char **query);

@@ -410,9 +410,10 @@ build_head(struct txn *t)
 	add_ops_lines(b, rops);
 
 	if (xff) {
-		evbuffer_add_printf(b, "X-Forwarded-For: %s, ", xff);
-		format_addr(evhttp_connection_get_addr(t->evcon), t->fwd_path, sizeof(t->fwd_path));
-		evbuffer_add_printf(b, "%s\r\n", t->fwd_path);
+		char peer[INET6_ADDRSTRLEN];
+
+		format_addr(evhttp_connection_get_addr(t->evcon), peer, sizeof(peer));
+		evbuffer_add_printf(b, "X-Forwarded-For: %s, %s\r\n", xff, peer);
 	} else {
 		add_header_line(b, "X-Forwarded-For", t->client);
 	}
@@ -586,7 +587,9 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 	 * may be tried again on a new connection. */
 	if (!(reused && why == UPSTREAM_RESET) && t->server < 64)
 		t->tried |= (uint64_t)1 << t->server;
-	if ((!sent || method_is_idempotent(t->method_bit)) &&
+	/* Another server will not fix a response we refuse to parse. */
+	if (why != UPSTREAM_BAD_RESPONSE && why != UPSTREAM_HEADERS_TOO_LARGE &&
+	    (!sent || method_is_idempotent(t->method_bit)) &&
 	    t->attempts < t->route->upstream->nservers + 2 && !t->client_gone) {
 		if (upstream_pick(t->pool, t->tried) >= 0) {
 			metrics_add(METRIC_UPSTREAM_RETRIES, 1);

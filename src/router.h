@@ -9,7 +9,9 @@
  *
  * Path matchers (all ASCII case-insensitive):
  *   path        "/e" matches "/e", "/e/" and "/e/anything" (a trailing "/"
- *               in the matcher, "/e/", behaves the same as "/e");
+ *               in the matcher, "/e/", behaves the same as "/e"), and also
+ *               "/e;params..." (Tomcat, Jetty and Spring strip path
+ *               parameters, so "/admin;x=1/y" is "/admin/y" to them);
  *   path_exact  "/e" matches "/e" only;
  *   path_prefix "/e" matches any path that starts with "/e" ("/events" too).
  * A route with several matcher lists matches when any entry matches; a route
@@ -51,8 +53,8 @@ bool router_path_in_subtree(const char *path, const char *prefix);
  * Remove <prefix> from the front of <path> (it must match case-insensitively
  * as a subtree or a plain prefix) and write the rest to <out>, which always
  * starts with "/": "/ingest/e/" less "/ingest" is "/e/", "/ingest" is "/".
- * Returns 0, or -1 when <path> does not start with <prefix> or <out> is too
- * small.
+ * Returns 0, or -1 when <path> does not start with <prefix>, <out> is too
+ * small, or the result would begin with a dot segment ("/e.." less "/e").
  */
 int router_strip_prefix(const char *path, const char *prefix, char *out, size_t outlen);
 

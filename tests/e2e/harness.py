@@ -900,6 +900,8 @@ class Proxy:
         """SIGTERM, wait, SIGKILL when needed.  Returns a list of problems
         (empty when the process exited 0 without sanitizer reports)."""
         problems = []
+        if self.proc.poll() is None and "stopping:" in self.stderr():
+            self.wait_exit(timeout)  # already draining after a test's own signal
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
             if self.wait_exit(timeout) is None:
