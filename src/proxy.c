@@ -45,6 +45,8 @@ struct txn {
 	const char *query;
 	const char *host_header;      /* as the client sent it */
 	const char *upstream_host;    /* Host to send; NULL = the chosen server's */
+	const char *forwarded_for;    /* the client's X-Forwarded-For (trusted peers only) */
+	char *forwarded_for_joined;   /* several X-Forwarded-For headers, joined (owned) */
 	int server;
 	uint64_t tried;
 	unsigned attempts;
@@ -60,7 +62,7 @@ struct txn {
 	bool paused;
 	bool client_trusted;
 	char client[INET6_ADDRSTRLEN];
-	char request_id[40];
+	char request_id[129];
 	char host[256];
 	char path[PATH_MAX_BYTES];
 	char fwd_path[PATH_MAX_BYTES];
@@ -69,13 +71,25 @@ struct txn {
 static void txn_finish(struct txn *t);
 static void start_attempt(struct txn *t);
 
-/* Stop hearing about the client connection: the final reply call that
- * follows may free it (and would otherwise call us back). */
+static void reply_complete_cb(struct evhttp_request *req, void *arg);
+static void reply_complete_stream_cb(struct evhttp_request *req, void *arg);
+static void reply_abandoned_cb(struct evhttp_connection *evcon, void *arg);
+
+/*
+ * The final reply call follows: the transaction stops hearing about the
+ * client connection (the call may free it), and the worker counts the reply
+ * until evhttp has written it out or the connection is gone, so that a drain
+ * does not end with replies still in buffers.
+ */
 static void
 detach_client(struct txn *t)
 {
-	if (t->req && !t->client_gone && !t->aborting && t->evcon)
-		evhttp_connection_set_closecb(t->evcon, NULL, NULL);
+	if (t->req == NULL || t->client_gone || t->aborting || t->evcon == NULL)
+		return;
+	t->worker->unflushed++;
+	evhttp_connection_set_closecb(t->evcon, reply_abandoned_cb, t->worker);
+	evhttp_request_set_on_complete_cb(t->req, t->streaming ? reply_complete_stream_cb : reply_complete_cb,
+					  t->worker);
 }
 
 static const char *
@@ -213,14 +227,22 @@ reply_text(struct txn *t, int status, const char *reason, const char *detail, bo
 	t->status = status;
 	t->replied = true;
 	evhttp_clear_headers(out);
+	if (status == 405)
+		evhttp_add_header(out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
 	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
 	evhttp_add_header(out, "Cache-Control", "no-store");
 	add_common_response_headers(t, out);
 	if (close && !t->worker->draining)
 		evhttp_add_header(out, "Connection", "close");
 	if (body) {
+		char len[24];
+
 		evbuffer_add_printf(body, "%d %s: %s\n", status, reason, detail);
 		t->bytes_out = evbuffer_get_length(body);
+		/* Explicit, so that even replies to methods evhttp frames oddly
+		 * (CONNECT) have a length. */
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+		evhttp_add_header(out, "Content-Length", len);
 	}
 	detach_client(t);
 	evhttp_send_reply(t->req, status, reason, body);
@@ -369,7 +391,7 @@ build_head(struct txn *t)
 	bool drop_cookies = t->route->drop_cookies || (t->jump_route && t->jump_route->drop_cookies);
 	struct evkeyval *kv;
 	struct evbuffer *b = evbuffer_new();
-	const char *xff = NULL;
+	const char *xff = t->forwarded_for;
 	const char *xfp = NULL, *xfh = NULL, *xfport = NULL;
 
 	if (b == NULL)
@@ -386,9 +408,7 @@ build_head(struct txn *t)
 		const char *name = kv->key;
 
 		if (t->client_trusted && (name[0] | 0x20) == 'x') {
-			if (strcasecmp(name, "x-forwarded-for") == 0 && xff == NULL)
-				xff = kv->value;
-			else if (strcasecmp(name, "x-forwarded-proto") == 0 && xfp == NULL)
+			if (strcasecmp(name, "x-forwarded-proto") == 0 && xfp == NULL)
 				xfp = kv->value;
 			else if (strcasecmp(name, "x-forwarded-host") == 0 && xfh == NULL)
 				xfh = kv->value;
@@ -475,17 +495,37 @@ client_drained_cb(struct evhttp_connection *evcon, void *arg)
 	}
 }
 
-/* Called by evhttp when the response was completely written. */
+/* The final reply was completely written (<arg>: the worker). */
 static void
 reply_complete_cb(struct evhttp_request *req, void *arg)
 {
-	struct timeval *tv = arg;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 
-	/* The stream turned the read timeout off; the next request on this
-	 * keep-alive connection gets it back. */
 	if (evcon)
-		bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), tv, tv);
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	worker_reply_flushed(arg);
+}
+
+/* The same for a streamed reply, whose read timeout was turned off: the next
+ * request on this keep-alive connection gets it back. */
+static void
+reply_complete_stream_cb(struct evhttp_request *req, void *arg)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct worker *w = arg;
+
+	if (evcon)
+		bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), &w->client_tv,
+					 &w->client_tv);
+	reply_complete_cb(req, arg);
+}
+
+/* The connection closed before a final reply was written out. */
+static void
+reply_abandoned_cb(struct evhttp_connection *evcon, void *arg)
+{
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	worker_reply_flushed(arg);
 }
 
 static int
@@ -532,7 +572,6 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 	 * client that stops reading still times out on write. */
 	cbev = evhttp_connection_get_bufferevent(t->evcon);
 	bufferevent_set_timeouts(cbev, NULL, &t->worker->client_tv);
-	evhttp_request_set_on_complete_cb(t->req, reply_complete_cb, &t->worker->client_tv);
 	return 0;
 }
 
@@ -700,6 +739,7 @@ txn_finish(struct txn *t)
 	metrics_add(METRIC_IN_FLIGHT, -1);
 	if (t->head)
 		evbuffer_free(t->head);
+	free(t->forwarded_for_joined);
 	worker_gen_unref(t->gen);
 	worker_transaction_ended(t->worker);
 	free(t);
@@ -744,6 +784,7 @@ check_headers(struct txn *t)
 	struct evkeyval *kv;
 	const char *request_id = NULL;
 	const char *xff = NULL;
+	unsigned nxff = 0;
 	uint64_t size = strlen(evhttp_request_get_uri(t->req)) + 16;
 	enum headers_framing framing;
 
@@ -758,7 +799,7 @@ check_headers(struct txn *t)
 		case 'x':
 			if (strcasecmp(kv->key, "x-request-id") == 0)
 				request_id = kv->value;
-			else if (strcasecmp(kv->key, "x-forwarded-for") == 0 && xff == NULL)
+			else if (strcasecmp(kv->key, "x-forwarded-for") == 0 && nxff++ == 0)
 				xff = kv->value;
 			break;
 		default:
@@ -776,8 +817,30 @@ check_headers(struct txn *t)
 		refuse(t, 400, "Bad Request", headers_framing_reason(framing), true);
 		return -1;
 	}
-	if (t->client_trusted && xff)
+	if (t->client_trusted && nxff > 1) {
+		/* Several headers are one comma-separated list (RFC 9110 5.3). */
+		struct evbuffer *joined = evbuffer_new();
+
+		TAILQ_FOREACH(kv, in, next)
+			if (joined && strcasecmp(kv->key, "x-forwarded-for") == 0)
+				evbuffer_add_printf(joined, "%s%s",
+						    evbuffer_get_length(joined) ? ", " : "", kv->value);
+		if (joined) {
+			size_t n = evbuffer_get_length(joined);
+
+			t->forwarded_for_joined = malloc(n + 1);
+			if (t->forwarded_for_joined) {
+				evbuffer_remove(joined, t->forwarded_for_joined, n);
+				t->forwarded_for_joined[n] = '\0';
+				xff = t->forwarded_for_joined;
+			}
+			evbuffer_free(joined);
+		}
+	}
+	if (t->client_trusted && xff) {
+		t->forwarded_for = xff;
 		client_from_forwarded_for(t, xff);
+	}
 	return 0;
 }
 
@@ -888,7 +951,7 @@ proxy_request_cb(struct evhttp_request *req, void *arg)
 	if (check_headers(t) < 0)
 		return;
 	if (t->method_bit == 0) {
-		refuse(t, 405, "Method Not Allowed", "this method is not accepted", false);
+		refuse(t, 405, "Method Not Allowed", "this method is not accepted", true);
 		return;
 	}
 	pr = pathnorm_normalize(evhttp_request_get_uri(req), t->path, sizeof(t->path), &t->query);

@@ -125,7 +125,7 @@ stop_listening(struct worker *w)
 static void
 maybe_exit(struct worker *w)
 {
-	if (w->draining && w->in_flight == 0)
+	if (w->draining && w->in_flight == 0 && w->unflushed == 0)
 		event_base_loopexit(w->base, NULL);
 }
 
@@ -174,6 +174,13 @@ void
 worker_transaction_ended(struct worker *w)
 {
 	w->in_flight--;
+	maybe_exit(w);
+}
+
+void
+worker_reply_flushed(struct worker *w)
+{
+	w->unflushed--;
 	maybe_exit(w);
 }
 

@@ -52,6 +52,7 @@ struct worker {
 	size_t nlisteners;
 	struct worker_gen *gen;  /* current generation */
 	int in_flight;           /* transactions running on this worker */
+	int unflushed;           /* final replies handed to evhttp, not yet written out */
 	bool draining;
 	atomic_bool exited;      /* set when the loop has ended (read by main) */
 	uint64_t rng[2];         /* request-id generator state */
@@ -92,6 +93,10 @@ void worker_gen_unref(struct worker_gen *gen);
 
 /* Called by the proxy when a transaction ends (drain bookkeeping). */
 void worker_transaction_ended(struct worker *w);
+
+/* Called by the proxy when a final reply was completely written, or its
+ * connection closed first (drain waits for both counts to reach zero). */
+void worker_reply_flushed(struct worker *w);
 
 /* Apply the client-side limits of <cfg> to an evhttp. */
 void worker_apply_limits(struct evhttp *http, const struct config *cfg);
