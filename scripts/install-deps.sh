@@ -53,6 +53,8 @@ PACKAGES=(
 	"${LIBEVENT_PACKAGES[@]}"
 	libssl-dev libjansson-dev libhttp-parser-dev libcmocka-dev libmaxminddb-dev liblasso3-dev
 	python3 python3-pytest curl ca-certificates openssl
+	pebble   # Let's Encrypt's test ACME server, for the ACME end-to-end tests
+	iproute2 # ip netns, for tests that need distinct client addresses
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
@@ -69,7 +71,9 @@ read_versions() {
 	local pkg state version
 	versions=()
 	while read -r pkg state version; do
-		[[ "$state" == installed ]] && versions[$pkg]=$version
+		if [[ "$state" == installed ]]; then
+			versions[$pkg]=$version
+		fi
 	done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "${PACKAGES[@]}" 2>/dev/null || true)
 }
 installed_version() {

@@ -23,6 +23,11 @@
 #include <stdint.h>
 
 struct ipacl;
+struct access_cidrs;
+struct geoip;
+struct ratelimit;
+
+#include "access.h"
 
 /* HTTP methods as bits, for route method matchers. */
 enum config_method {
@@ -35,12 +40,38 @@ enum config_method {
 	METHOD_OPTIONS = 1 << 6,
 };
 
+enum config_listener_type {
+	LISTENER_HTTP, /* "type": "http" (default): evhttp, routes */
+	LISTENER_TCP,  /* "type": "tcp": raw TCP relay to "upstream" */
+};
+
+struct config_server;
+
 /* A "host:port" listen address: ":80", "0.0.0.0:8080", "[::1]:0", "localhost:0". */
 struct config_listener {
 	char *name;    /* "name", default "listeners[i]" */
 	char *address; /* as written (after env substitution) */
 	char *host;    /* NULL or "" = every address (IPv6 and IPv4) */
 	char *port;    /* decimal string, "0" allowed */
+
+	/* Access (docs/access.md).  Not on the admin listener. */
+	enum config_listener_type type;
+	char **allow;                /* "allow": CIDRs */
+	size_t nallow;
+	char **deny;                 /* "deny": CIDRs */
+	size_t ndeny;
+	struct access_cidrs *acl;    /* built from allow/deny; NULL when both are empty */
+	bool proxy_protocol;         /* "proxy_protocol": a PROXY v1/v2 header starts every connection */
+	size_t index;                /* position in config.listeners */
+
+	/* LISTENER_TCP */
+	char *relay_upstream;               /* "upstream" as written: a name or "host:port" */
+	struct config_server *relay_servers; /* owned copy, tried in turn */
+	size_t nrelay_servers;
+	double idle_timeout;                /* "idle_timeout", seconds; default 600 */
+	double relay_connect_timeout;       /* timeouts.connect, or the named upstream's */
+	uint64_t max_connections;           /* "max_connections"; default 10000 */
+	uint64_t max_connections_per_client; /* "max_connections_per_client"; default 100, 0 = no limit */
 };
 
 enum config_balance {
@@ -122,6 +153,8 @@ struct config_route {
 	struct config_header_ops response_headers;
 	uint64_t max_body_bytes; /* default limits.max_body_bytes */
 	bool drop_cookies;       /* "drop_cookies": remove the Cookie header upstream */
+	struct access_block access;   /* "access": this route's own rules */
+	struct access_policy policy;  /* what applies: route's rules over its site's */
 
 	int status;          /* ACTION_RESPOND / ACTION_REDIRECT status */
 	char *body;          /* ACTION_RESPOND */
@@ -139,6 +172,7 @@ struct config_site {
 	bool is_default; /* "default": true, or the only site without hosts */
 	struct config_route *routes;
 	size_t nroutes;
+	struct access_block access; /* "access" */
 };
 
 enum config_log_level {
@@ -166,6 +200,7 @@ struct config {
 	uint64_t max_response_header_bytes; /* default 65536 */
 	uint64_t max_body_bytes;            /* default 64 MiB, also the largest route limit */
 	uint64_t body_memory_budget;        /* bytes of request bodies in flight, all workers; default 1 GiB */
+	uint64_t rate_limit_clients;        /* token buckets kept (memory bound); default 65536 */
 
 	/* "timeouts", seconds */
 	double connect_timeout;           /* default 5 */
@@ -185,6 +220,15 @@ struct config {
 	size_t nsites;
 	struct config_site *default_site; /* NULL: unknown hosts get 404 */
 	size_t nroutes_total;
+
+	/* "geoip" */
+	char *geoip_database;        /* "database": country (or city) MaxMind DB; may be NULL */
+	char *geoip_asn_database;    /* "asn_database"; may be NULL */
+	char *geoip_country_header;  /* "country_header": e.g. "X-Client-Country"; NULL = none */
+	char *geoip_asn_header;      /* "asn_header": e.g. "X-Client-ASN"; NULL = none */
+	struct geoip *geoip;         /* opened at load; NULL without "geoip" */
+
+	struct ratelimit *ratelimit; /* token buckets; NULL when no rate is configured */
 };
 
 /*

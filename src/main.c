@@ -15,12 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "admin.h"
+#include "geoip.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "tcprelay.h"
 #include "worker.h"
 
 #define ERRLEN 16384
@@ -29,6 +32,7 @@ struct app {
 	const char *config_path;
 	struct event_base *base;
 	struct runtime *current;
+	struct tcprelay_shared **relays; /* [listener], NULL for HTTP listeners */
 	struct worker **workers;
 	unsigned nworkers;
 	struct admin *admin;
@@ -156,6 +160,25 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		worker_drain(app->workers[i]);
 }
 
+/* Every few seconds: re-open GeoIP databases whose files changed; a file
+ * that fails to open leaves the last good database in use. */
+static void
+geoip_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	char why[1024];
+	int rc;
+
+	if (app->current == NULL || app->current->cfg->geoip == NULL)
+		return;
+	why[0] = '\0';
+	rc = geoip_refresh(app->current->cfg->geoip, why, sizeof(why));
+	if (rc > 0)
+		log_info("geoip: database re-opened after a change on disk");
+	else if (rc < 0)
+		log_error("geoip: %s", why);
+}
+
 /* After a stop signal: leave the main loop once every worker has left its own. */
 static void
 stop_poll_cb(evutil_socket_t fd, short what, void *arg)
@@ -187,6 +210,7 @@ main(int argc, char **argv)
 	int *fds = NULL, *ports = NULL;
 	int admin_fd = -1, admin_port = 0;
 	struct event *sig_hup = NULL, *sig_term = NULL, *sig_int = NULL, *poll = NULL;
+	struct event *geoip_poll = NULL;
 	int status = 1, opt;
 
 	while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
@@ -279,6 +303,17 @@ main(int argc, char **argv)
 		}
 	}
 
+	app.relays = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*app.relays));
+	if (app.relays == NULL)
+		goto out;
+	for (size_t l = 0; l < cfg->nlisteners; l++) {
+		if (cfg->listeners[l].type != LISTENER_TCP)
+			continue;
+		app.relays[l] = tcprelay_shared_new(&cfg->listeners[l]);
+		if (app.relays[l] == NULL)
+			goto out;
+	}
+
 	app.nworkers = cfg->workers;
 	app.workers = calloc(app.nworkers, sizeof(*app.workers));
 	if (app.workers == NULL)
@@ -292,7 +327,8 @@ main(int argc, char **argv)
 		 * it when it stops accepting; the socket closes with the last one. */
 		for (size_t l = 0; l < cfg->nlisteners; l++)
 			dups[l] = fcntl(fds[l], F_DUPFD_CLOEXEC, 0);
-		app.workers[i] = worker_new(i, app.current, dups, ports, cfg->nlisteners, err, ERRLEN);
+		app.workers[i] = worker_new(i, app.current, dups, ports, cfg->nlisteners, app.relays,
+					    err, ERRLEN);
 		free(dups);
 		if (app.workers[i] == NULL) {
 			log_error("worker %u: %s", i, err);
@@ -324,6 +360,10 @@ main(int argc, char **argv)
 	if (poll == NULL)
 		goto out;
 	event_add(poll, &(struct timeval){0, 50000});
+	geoip_poll = event_new(app.base, -1, EV_PERSIST, geoip_poll_cb, &app);
+	if (geoip_poll == NULL)
+		goto out;
+	event_add(geoip_poll, &(struct timeval){2, 0});
 	event_base_dispatch(app.base);
 	status = 0;
 
@@ -333,6 +373,9 @@ out:
 			worker_join_free(app.workers[i]);
 		free(app.workers);
 	}
+	for (size_t l = 0; app.relays && cfg && l < cfg->nlisteners; l++)
+		tcprelay_shared_free(app.relays[l]);
+	free(app.relays);
 	if (status == 0 && app.stopping)
 		log_info("shutdown complete");
 	admin_free(app.admin);
@@ -344,6 +387,8 @@ out:
 		event_free(sig_int);
 	if (poll)
 		event_free(poll);
+	if (geoip_poll)
+		event_free(geoip_poll);
 	if (app.base)
 		event_base_free(app.base);
 	for (size_t i = 0; fds && cfg && i < cfg->nlisteners; i++)
@@ -357,6 +402,7 @@ out:
 	config_unref(cfg);
 	access_log_close();
 	metrics_shutdown();
+	access_metrics_shutdown();
 	free(err);
 	libevent_global_shutdown();
 	return status;

@@ -24,6 +24,7 @@ void metrics_count_request(struct metrics_route *route, int status, double secon
 enum metrics_gauge {
 	METRIC_IN_FLIGHT,            /* requests being handled */
 	METRIC_BODY_MEMORY,          /* request body bytes held */
+	METRIC_CLIENT_CONNECTIONS,   /* client connections open */
 	METRIC_RELOADS_OK,
 	METRIC_RELOADS_ERROR,
 	METRIC_UPSTREAM_FAILURES,    /* failed upstream attempts */

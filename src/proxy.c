@@ -3,9 +3,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/http.h>
-#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -21,6 +19,7 @@
 #include "metrics.h"
 #include "pathnorm.h"
 #include "router.h"
+#include "server.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -32,8 +31,8 @@ struct txn {
 	struct worker_listener *listener;
 	struct worker_gen *gen;
 	const struct config *cfg;
-	struct evhttp_request *req;
-	struct evhttp_connection *evcon;
+	struct server_request *req;   /* NULL once the server has dropped it */
+	struct evkeyvalq out;         /* response headers being built */
 	const struct config_site *site;
 	const struct config_route *route;      /* the route that acts */
 	const struct config_route *jump_route; /* the "site" route that led there, or NULL */
@@ -47,6 +46,7 @@ struct txn {
 	const char *upstream_host;    /* Host to send; NULL = the chosen server's */
 	const char *forwarded_for;    /* the client's X-Forwarded-For (trusted peers only) */
 	char *forwarded_for_joined;   /* several X-Forwarded-For headers, joined (owned) */
+	char *query_copy;             /* owned copy of the query */
 	int server;
 	uint64_t tried;
 	unsigned attempts;
@@ -56,9 +56,8 @@ struct txn {
 	int status;
 	double start, upstream_start, upstream_ms;
 	bool replied;      /* a reply (or its start) went out */
-	bool streaming;    /* evhttp_send_reply_start was called */
+	bool streaming;    /* server_reply_start was called */
 	bool client_gone;
-	bool aborting;     /* we are freeing the client connection ourselves */
 	bool paused;
 	bool client_trusted;
 	char client[INET6_ADDRSTRLEN];
@@ -71,61 +70,28 @@ struct txn {
 static void txn_finish(struct txn *t);
 static void start_attempt(struct txn *t);
 
-static void reply_complete_cb(struct evhttp_request *req, void *arg);
-static void reply_complete_stream_cb(struct evhttp_request *req, void *arg);
-static void reply_abandoned_cb(struct evhttp_connection *evcon, void *arg);
-
-/*
- * The final reply call follows: the transaction stops hearing about the
- * client connection (the call may free it), and the worker counts the reply
- * until evhttp has written it out or the connection is gone, so that a drain
- * does not end with replies still in buffers.
- */
-static void
-detach_client(struct txn *t)
+/* The METHOD_* bit of a method name, 0 for methods we do not forward. */
+static unsigned
+method_bit(const char *m)
 {
-	if (t->req == NULL || t->client_gone || t->aborting || t->evcon == NULL)
-		return;
-	t->worker->unflushed++;
-	evhttp_connection_set_closecb(t->evcon, reply_abandoned_cb, t->worker);
-	evhttp_request_set_on_complete_cb(t->req, t->streaming ? reply_complete_stream_cb : reply_complete_cb,
-					  t->worker);
-}
-
-static const char *
-method_name(enum evhttp_cmd_type cmd, unsigned *bit)
-{
-	switch (cmd) {
-	case EVHTTP_REQ_GET:
-		*bit = METHOD_GET;
-		return "GET";
-	case EVHTTP_REQ_HEAD:
-		*bit = METHOD_HEAD;
-		return "HEAD";
-	case EVHTTP_REQ_POST:
-		*bit = METHOD_POST;
-		return "POST";
-	case EVHTTP_REQ_PUT:
-		*bit = METHOD_PUT;
-		return "PUT";
-	case EVHTTP_REQ_PATCH:
-		*bit = METHOD_PATCH;
-		return "PATCH";
-	case EVHTTP_REQ_DELETE:
-		*bit = METHOD_DELETE;
-		return "DELETE";
-	case EVHTTP_REQ_OPTIONS:
-		*bit = METHOD_OPTIONS;
-		return "OPTIONS";
-	case EVHTTP_REQ_TRACE:
-		*bit = 0;
-		return "TRACE";
-	case EVHTTP_REQ_CONNECT:
-		*bit = 0;
-		return "CONNECT";
+	switch (m[0]) {
+	case 'G':
+		return strcmp(m, "GET") == 0 ? METHOD_GET : 0;
+	case 'H':
+		return strcmp(m, "HEAD") == 0 ? METHOD_HEAD : 0;
+	case 'P':
+		if (strcmp(m, "POST") == 0)
+			return METHOD_POST;
+		if (strcmp(m, "PUT") == 0)
+			return METHOD_PUT;
+		return strcmp(m, "PATCH") == 0 ? METHOD_PATCH : 0;
+	case 'D':
+		return strcmp(m, "DELETE") == 0 ? METHOD_DELETE : 0;
+	case 'O':
+		return strcmp(m, "OPTIONS") == 0 ? METHOD_OPTIONS : 0;
+	default:
+		return 0;
 	}
-	*bit = 0;
-	return "UNKNOWN";
 }
 
 static bool
@@ -207,54 +173,40 @@ static void
 add_common_response_headers(struct txn *t, struct evkeyvalq *out)
 {
 	evhttp_add_header(out, "X-Request-ID", t->request_id);
-	if (t->worker->draining)
-		evhttp_add_header(out, "Connection", "close");
 }
 
 /* Answer with a short text/plain body.  <close>: close the connection after. */
 static void
-reply_text(struct txn *t, int status, const char *reason, const char *detail, bool close)
+reply_text(struct txn *t, int status, const char *detail, bool close)
 {
 	struct evbuffer *body;
-	struct evkeyvalq *out;
 
-	if (t->client_gone) {
-		t->status = status;
-		return;
-	}
-	out = evhttp_request_get_output_headers(t->req);
-	body = evbuffer_new();
 	t->status = status;
+	if (t->client_gone || t->req == NULL)
+		return;
+	body = evbuffer_new();
 	t->replied = true;
-	evhttp_clear_headers(out);
+	evhttp_clear_headers(&t->out);
 	if (status == 405)
-		evhttp_add_header(out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
-	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
-	evhttp_add_header(out, "Cache-Control", "no-store");
-	add_common_response_headers(t, out);
-	if (close && !t->worker->draining)
-		evhttp_add_header(out, "Connection", "close");
+		evhttp_add_header(&t->out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+	evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
+	evhttp_add_header(&t->out, "Cache-Control", "no-store");
+	add_common_response_headers(t, &t->out);
 	if (body) {
-		char len[24];
-
-		evbuffer_add_printf(body, "%d %s: %s\n", status, reason, detail);
+		evbuffer_add_printf(body, "%d %s: %s\n", status, server_status_text(status), detail);
 		t->bytes_out = evbuffer_get_length(body);
-		/* Explicit, so that even replies to methods evhttp frames oddly
-		 * (CONNECT) have a length. */
-		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
-		evhttp_add_header(out, "Content-Length", len);
 	}
-	detach_client(t);
-	evhttp_send_reply(t->req, status, reason, body);
+	server_reply(t->req, status, &t->out, body, close);
+	t->req = NULL;
 	if (body)
 		evbuffer_free(body);
 }
 
 /* Refuse the request with a 4xx/5xx before anything was forwarded. */
 static void
-refuse(struct txn *t, int status, const char *reason, const char *detail, bool close)
+refuse(struct txn *t, int status, const char *detail, bool close)
 {
-	reply_text(t, status, reason, detail, close);
+	reply_text(t, status, detail, close);
 	txn_finish(t);
 }
 
@@ -277,51 +229,44 @@ static void
 respond_fixed(struct txn *t)
 {
 	const struct config_route *r = t->route;
-	struct evkeyvalq *out = evhttp_request_get_output_headers(t->req);
 	struct evbuffer *body = evbuffer_new();
 
+	if (body == NULL) {
+		refuse(t, 500, "out of memory", false);
+		return;
+	}
 	t->status = r->status;
 	t->replied = true;
 	if (r->action == ACTION_REDIRECT) {
-		struct evbuffer *loc = evbuffer_new();
+		size_t len = strlen(r->redirect_to);
 		char *location;
 
-		if (loc == NULL || body == NULL) {
-			if (loc)
-				evbuffer_free(loc);
-			if (body)
-				evbuffer_free(body);
-			refuse(t, 500, "Internal Server Error", "out of memory", false);
-			return;
-		}
-		evbuffer_add_printf(loc, "%s", r->redirect_to);
+		/* Location: the target, then (keep_path) the path without doubling
+		 * a "/" and the query. */
+		evbuffer_add_printf(body, "%s", r->redirect_to);
 		if (r->redirect_keep_path) {
-			/* Avoid "//" when the target ends in "/" */
-			size_t len = strlen(r->redirect_to);
-
-			evbuffer_add_printf(loc, "%s", (len && r->redirect_to[len - 1] == '/') ? t->path + 1 : t->path);
+			evbuffer_add_printf(body, "%s",
+					    (len && r->redirect_to[len - 1] == '/') ? t->path + 1 : t->path);
 			if (t->query)
-				evbuffer_add_printf(loc, "?%s", t->query);
+				evbuffer_add_printf(body, "?%s", t->query);
 		}
-		evbuffer_add(loc, "", 1);
-		location = (char *)evbuffer_pullup(loc, -1);
-		evhttp_add_header(out, "Location", location);
-		evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
-		evbuffer_add_printf(body, "Redirecting to %s\n", location);
-		if (loc)
-			evbuffer_free(loc);
+		evbuffer_add(body, "", 1);
+		location = (char *)evbuffer_pullup(body, -1);
+		evhttp_add_header(&t->out, "Location", location);
+		evbuffer_drain(body, evbuffer_get_length(body));
+		evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
+		evbuffer_add_printf(body, "Redirecting to %s\n",
+				    evhttp_find_header(&t->out, "Location"));
 	} else {
-		evhttp_add_header(out, "Content-Type", r->content_type);
-		if (body)
-			evbuffer_add(body, r->body, strlen(r->body));
+		evhttp_add_header(&t->out, "Content-Type", r->content_type);
+		evbuffer_add(body, r->body, strlen(r->body));
 	}
-	apply_header_ops(out, &r->response_headers);
-	add_common_response_headers(t, out);
-	t->bytes_out = body ? evbuffer_get_length(body) : 0;
-	detach_client(t);
-	evhttp_send_reply(t->req, r->status, NULL, t->method_bit == METHOD_HEAD ? NULL : body);
-	if (body)
-		evbuffer_free(body);
+	apply_header_ops(&t->out, &r->response_headers);
+	add_common_response_headers(t, &t->out);
+	t->bytes_out = evbuffer_get_length(body);
+	server_reply(t->req, r->status, &t->out, body, false);
+	t->req = NULL;
+	evbuffer_free(body);
 	txn_finish(t);
 }
 
@@ -384,7 +329,7 @@ add_ops_lines(struct evbuffer *b, const struct config_header_ops *ops)
 static int
 build_head(struct txn *t)
 {
-	struct evkeyvalq *in = evhttp_request_get_input_headers(t->req);
+	struct evkeyvalq *in = server_request_headers(t->req);
 	struct headers_connection_list conn_list = {0};
 	const struct config_header_ops *jops = t->jump_route ? &t->jump_route->request_headers : NULL;
 	const struct config_header_ops *rops = &t->route->request_headers;
@@ -432,7 +377,7 @@ build_head(struct txn *t)
 	if (xff) {
 		char peer[INET6_ADDRSTRLEN];
 
-		format_addr(evhttp_connection_get_addr(t->evcon), peer, sizeof(peer));
+		format_addr(server_request_peer(t->req), peer, sizeof(peer));
 		evbuffer_add_printf(b, "X-Forwarded-For: %s, %s\r\n", xff, peer);
 	} else {
 		add_header_line(b, "X-Forwarded-For", t->client);
@@ -452,7 +397,7 @@ static struct evbuffer *
 build_attempt(struct txn *t, int index)
 {
 	struct evbuffer *b = evbuffer_new();
-	struct evbuffer *body = evhttp_request_get_input_buffer(t->req);
+	struct evbuffer *body = server_request_body(t->req);
 	size_t body_len = evbuffer_get_length(body);
 	const char *host = t->upstream_host;
 	char server_host[300];
@@ -484,58 +429,12 @@ fail:
 
 /* ---- response side ------------------------------------------------------ */
 
-static void
-client_drained_cb(struct evhttp_connection *evcon, void *arg)
-{
-	struct txn *t = arg;
-
-	if (t->paused && t->x) {
-		t->paused = false;
-		upstream_exchange_pause(t->x, false);
-	}
-}
-
-/* The final reply was completely written (<arg>: the worker). */
-static void
-reply_complete_cb(struct evhttp_request *req, void *arg)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-
-	if (evcon)
-		evhttp_connection_set_closecb(evcon, NULL, NULL);
-	worker_reply_flushed(arg);
-}
-
-/* The same for a streamed reply, whose read timeout was turned off: the next
- * request on this keep-alive connection gets it back. */
-static void
-reply_complete_stream_cb(struct evhttp_request *req, void *arg)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct worker *w = arg;
-
-	if (evcon)
-		bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), &w->client_tv,
-					 &w->client_tv);
-	reply_complete_cb(req, arg);
-}
-
-/* The connection closed before a final reply was written out. */
-static void
-reply_abandoned_cb(struct evhttp_connection *evcon, void *arg)
-{
-	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	worker_reply_flushed(arg);
-}
-
 static int
 on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 {
 	struct txn *t = arg;
-	struct evkeyvalq *out = evhttp_request_get_output_headers(t->req);
 	struct headers_connection_list conn_list = {0};
 	struct evkeyval *kv;
-	struct bufferevent *cbev;
 
 	t->upstream_ms = (log_now() - t->upstream_start) * 1000.0;
 	t->status = status;
@@ -549,29 +448,15 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 			continue;
 		if (strcasecmp(kv->key, "x-request-id") == 0)
 			continue;
-		evhttp_add_header(out, kv->key, kv->value);
+		evhttp_add_header(&t->out, kv->key, kv->value);
 	}
-	apply_header_ops(out, &t->route->response_headers);
+	apply_header_ops(&t->out, &t->route->response_headers);
 	if (t->jump_route)
-		apply_header_ops(out, &t->jump_route->response_headers);
-	add_common_response_headers(t, out);
-	if (t->req->major == 1 && t->req->minor == 0 && !evhttp_find_header(out, "Content-Length")) {
-		/* An HTTP/1.0 client cannot take chunked encoding: the end of the
-		 * body is the end of the connection.  Without its keep-alive
-		 * request evhttp neither invents a Content-Length nor keeps the
-		 * connection open. */
-		struct evkeyvalq *in = evhttp_request_get_input_headers(t->req);
-
-		while (evhttp_find_header(in, "Connection"))
-			evhttp_remove_header(in, "Connection");
-	}
+		apply_header_ops(&t->out, &t->jump_route->response_headers);
+	add_common_response_headers(t, &t->out);
 	t->replied = true;
 	t->streaming = true;
-	evhttp_send_reply_start(t->req, status, NULL);
-	/* No read timeout while streaming (an idle SSE stream is fine); a
-	 * client that stops reading still times out on write. */
-	cbev = evhttp_connection_get_bufferevent(t->evcon);
-	bufferevent_set_timeouts(cbev, NULL, &t->worker->client_tv);
+	server_reply_start(t->req, status, &t->out);
 	return 0;
 }
 
@@ -579,12 +464,9 @@ static void
 on_upstream_body(void *arg, struct evbuffer *data)
 {
 	struct txn *t = arg;
-	struct bufferevent *cbev;
 
 	t->bytes_out += evbuffer_get_length(data);
-	evhttp_send_reply_chunk_with_cb(t->req, data, client_drained_cb, t);
-	cbev = evhttp_connection_get_bufferevent(t->evcon);
-	if (!t->paused && evbuffer_get_length(bufferevent_get_output(cbev)) > CLIENT_BACKLOG_LIMIT) {
+	if (server_reply_body(t->req, data) && !t->paused && t->x) {
 		t->paused = true;
 		upstream_exchange_pause(t->x, true);
 	}
@@ -594,10 +476,11 @@ static void
 on_upstream_done(void *arg)
 {
 	struct txn *t = arg;
+	struct server_request *req = t->req;
 
 	t->x = NULL;
-	detach_client(t);
-	evhttp_send_reply_end(t->req);
+	t->req = NULL;
+	server_reply_end(req);
 	txn_finish(t);
 }
 
@@ -615,8 +498,10 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 		 * well-formed but truncated body. */
 		log_warn("request %s: upstream %s (%s) failed mid-response: %s", t->request_id,
 			 t->route->upstream->name, s->address, upstream_failure_text(why));
-		t->aborting = true;
-		evhttp_connection_free(t->evcon);
+		struct server_request *req = t->req;
+
+		t->req = NULL;
+		server_reply_abort(req);
 		txn_finish(t);
 		return;
 	}
@@ -637,9 +522,9 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 		}
 	}
 	if (timeout)
-		refuse(t, 504, "Gateway Timeout", upstream_failure_text(why), false);
+		refuse(t, 504, upstream_failure_text(why), false);
 	else
-		refuse(t, 502, "Bad Gateway", upstream_failure_text(why), false);
+		refuse(t, 502, upstream_failure_text(why), false);
 }
 
 static const struct upstream_response_ops response_ops = {
@@ -656,14 +541,14 @@ start_attempt(struct txn *t)
 	struct evbuffer *request;
 
 	if (index < 0) {
-		refuse(t, 502, "Bad Gateway", "no upstream server is available", false);
+		refuse(t, 502, "no upstream server is available", false);
 		return;
 	}
 	t->server = index;
 	t->attempts++;
 	request = build_attempt(t, index);
 	if (request == NULL) {
-		refuse(t, 500, "Internal Server Error", "out of memory", false);
+		refuse(t, 500, "out of memory", false);
 		return;
 	}
 	t->upstream_start = log_now();
@@ -671,35 +556,7 @@ start_attempt(struct txn *t)
 				       &response_ops, t);
 	evbuffer_free(request);
 	if (t->x == NULL)
-		refuse(t, 500, "Internal Server Error", "out of memory", false);
-}
-
-/* ---- client connection lifecycle ------------------------------------- */
-
-static void
-client_closed_cb(struct evhttp_connection *evcon, void *arg)
-{
-	struct txn *t = arg;
-
-	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	if (t->aborting)
-		return; /* we are freeing the connection; txn_finish follows */
-	t->client_gone = true;
-	if (t->status == 0)
-		t->status = 499; /* client closed the request */
-	if (t->x) {
-		upstream_exchange_cancel(t->x);
-		t->x = NULL;
-	}
-	/* evhttp detached the request from the dying connection (it was not
-	 * done with it); it is ours to free. */
-	if (evhttp_request_get_connection(t->req) == NULL) {
-		evhttp_request_free(t->req);
-		t->req = NULL;
-	} else {
-		t->req = NULL; /* still queued: evhttp frees it with the connection */
-	}
-	txn_finish(t);
+		refuse(t, 500, "out of memory", false);
 }
 
 /* ---- transaction ------------------------------------------------------ */
@@ -739,7 +596,9 @@ txn_finish(struct txn *t)
 	metrics_add(METRIC_IN_FLIGHT, -1);
 	if (t->head)
 		evbuffer_free(t->head);
+	evhttp_clear_headers(&t->out);
 	free(t->forwarded_for_joined);
+	free(t->query_copy);
 	worker_gen_unref(t->gen);
 	worker_transaction_ended(t->worker);
 	free(t);
@@ -779,13 +638,13 @@ make_request_id(struct txn *t, const char *given)
 static int
 check_headers(struct txn *t)
 {
-	struct evkeyvalq *in = evhttp_request_get_input_headers(t->req);
+	struct evkeyvalq *in = server_request_headers(t->req);
 	struct headers_framing_state fs = {0};
 	struct evkeyval *kv;
 	const char *request_id = NULL;
 	const char *xff = NULL;
 	unsigned nxff = 0;
-	uint64_t size = strlen(evhttp_request_get_uri(t->req)) + 16;
+	uint64_t size = strlen(server_request_target(t->req)) + 16;
 	enum headers_framing framing;
 
 	TAILQ_FOREACH(kv, in, next) {
@@ -808,13 +667,12 @@ check_headers(struct txn *t)
 	}
 	make_request_id(t, request_id);
 	if (size > t->cfg->max_request_header_bytes) {
-		refuse(t, 431, "Request Header Fields Too Large",
-		       "the request headers exceed the configured limit", true);
+		refuse(t, 431, "the request headers exceed the configured limit", true);
 		return -1;
 	}
 	framing = headers_framing_result(&fs);
 	if (framing != FRAMING_OK) {
-		refuse(t, 400, "Bad Request", headers_framing_reason(framing), true);
+		refuse(t, 400, headers_framing_reason(framing), true);
 		return -1;
 	}
 	if (t->client_trusted && nxff > 1) {
@@ -853,27 +711,27 @@ route_request(struct txn *t)
 
 	if (t->host_header) {
 		if (router_normalize_host(t->host_header, t->host, sizeof(t->host)) < 0) {
-			refuse(t, 400, "Bad Request", "the Host header is not a valid host", true);
+			refuse(t, 400, "the Host header is not a valid host", true);
 			return -1;
 		}
-	} else if (!(t->req->major == 1 && t->req->minor == 0)) {
-		refuse(t, 400, "Bad Request", "HTTP/1.1 requests must carry a Host header", true);
+	} else if (server_request_minor(t->req) != 0) {
+		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
 		return -1;
 	}
 	t->site = router_find_site(t->cfg, t->host[0] ? t->host : NULL);
 	if (t->site == NULL) {
-		refuse(t, 404, "Not Found", "no site is configured for this host", false);
+		refuse(t, 404, "no site is configured for this host", false);
 		return -1;
 	}
 	r = router_match(t->site, t->path, t->method_bit);
 	if (r == NULL) {
-		refuse(t, 404, "Not Found", "no route matches this path", false);
+		refuse(t, 404, "no route matches this path", false);
 		return -1;
 	}
 	memcpy(t->fwd_path, t->path, strlen(t->path) + 1);
 	if (r->strip_prefix &&
 	    router_strip_prefix(t->path, r->strip_prefix, t->fwd_path, sizeof(t->fwd_path)) < 0) {
-		refuse(t, 500, "Internal Server Error", "prefix could not be stripped", false);
+		refuse(t, 500, "prefix could not be stripped", false);
 		return -1;
 	}
 	if (r->host_mode == HOST_FIXED)
@@ -884,14 +742,14 @@ route_request(struct txn *t)
 		t->jump_route = r;
 		if (next == NULL) {
 			t->route = r;
-			refuse(t, 404, "Not Found", "no route matches this path", false);
+			refuse(t, 404, "no route matches this path", false);
 			return -1;
 		}
 		if (next->strip_prefix) {
 			char tmp[PATH_MAX_BYTES];
 
 			if (router_strip_prefix(t->fwd_path, next->strip_prefix, tmp, sizeof(tmp)) < 0) {
-				refuse(t, 500, "Internal Server Error", "prefix could not be stripped",
+				refuse(t, 500, "prefix could not be stripped",
 				       false);
 				return -1;
 			}
@@ -909,21 +767,25 @@ route_request(struct txn *t)
 	return 0;
 }
 
-void
-proxy_request_cb(struct evhttp_request *req, void *arg)
+/* The request's head: check, route, set the body limit.  Everything that can
+ * refuse a request is decided here, before its body is read. */
+static enum server_verdict
+proxy_on_head(struct server_request *req, void *arg)
 {
 	struct worker_listener *wl = arg;
 	struct worker *w = wl->worker;
 	struct txn *t = malloc(sizeof(*t));
 	enum pathnorm_result pr;
-	struct evbuffer *body;
+	const struct sockaddr *peer = server_request_peer(req);
+	int64_t length;
 
 	if (t == NULL) {
-		evhttp_send_error(req, 503, "Service Unavailable");
-		return;
+		server_reply(req, 503, NULL, NULL, true);
+		return SERVER_REPLIED;
 	}
 	memset(t, 0, offsetof(struct txn, client));
 	t->client[0] = t->request_id[0] = t->host[0] = t->path[0] = t->fwd_path[0] = '\0';
+	TAILQ_INIT(&t->out);
 	t->start = log_now();
 	t->worker = w;
 	t->listener = wl;
@@ -931,59 +793,114 @@ proxy_request_cb(struct evhttp_request *req, void *arg)
 	t->gen->refs++;
 	t->cfg = t->gen->rt->cfg;
 	t->req = req;
-	t->evcon = evhttp_request_get_connection(req);
 	t->server = -1;
 	w->in_flight++;
 	metrics_add(METRIC_IN_FLIGHT, 1);
-	t->method = method_name(evhttp_request_get_command(req), &t->method_bit);
-	evhttp_connection_set_closecb(t->evcon, client_closed_cb, t);
-
-	{
-		const struct sockaddr *peer = evhttp_connection_get_addr(t->evcon);
-
-		format_addr(peer, t->client, sizeof(t->client));
-		t->client_trusted = ipacl_size(t->cfg->trusted) > 0 &&
-				    ipacl_contains(t->cfg->trusted, peer);
-	}
-	body = evhttp_request_get_input_buffer(req);
-	t->bytes_in = evbuffer_get_length(body);
+	server_request_set_data(req, t);
+	t->method = server_request_method(req);
+	t->method_bit = method_bit(t->method);
+	format_addr(peer, t->client, sizeof(t->client));
+	t->client_trusted = ipacl_size(t->cfg->trusted) > 0 && ipacl_contains(t->cfg->trusted, peer);
 
 	if (check_headers(t) < 0)
-		return;
+		return SERVER_REPLIED;
 	if (t->method_bit == 0) {
-		refuse(t, 405, "Method Not Allowed", "this method is not accepted", true);
-		return;
+		refuse(t, 405, "this method is not accepted", true);
+		return SERVER_REPLIED;
 	}
-	pr = pathnorm_normalize(evhttp_request_get_uri(req), t->path, sizeof(t->path), &t->query);
+	pr = pathnorm_normalize(server_request_target(req), t->path, sizeof(t->path), &t->query);
 	if (pr != PATHNORM_OK) {
 		t->path[0] = '\0';
-		refuse(t, pr == PATHNORM_TOO_LONG ? 414 : 400,
-		       pr == PATHNORM_TOO_LONG ? "URI Too Long" : "Bad Request", pathnorm_reason(pr),
-		       false);
-		return;
+		refuse(t, pr == PATHNORM_TOO_LONG ? 414 : 400, pathnorm_reason(pr), false);
+		return SERVER_REPLIED;
+	}
+	if (t->query) {
+		/* The request (and its target) may be gone when the access log
+		 * line is written. */
+		t->query_copy = strdup(t->query);
+		t->query = t->query_copy;
 	}
 	if (route_request(t) < 0)
-		return;
-	if (t->bytes_in > t->route->max_body_bytes) {
-		refuse(t, 413, "Content Too Large", "the request body exceeds this route's limit", true);
-		return;
-	}
+		return SERVER_REPLIED;
 	if (t->route->action == ACTION_RESPOND || t->route->action == ACTION_REDIRECT) {
 		respond_fixed(t);
-		return;
+		return SERVER_REPLIED;
 	}
-	if (t->bytes_in > 0) {
-		if (metrics_body_reserve(t->bytes_in, t->cfg->body_memory_budget) < 0) {
-			refuse(t, 503, "Service Unavailable",
-			       "too many request bodies are in flight; retry shortly", false);
+	length = server_request_content_length(req);
+	if (length > 0 && (uint64_t)length > t->route->max_body_bytes) {
+		t->bytes_in = (uint64_t)length;
+		refuse(t, 413, "the request body exceeds this route's limit", true);
+		return SERVER_REPLIED;
+	}
+	if (length > 0) {
+		if (metrics_body_reserve((uint64_t)length, t->cfg->body_memory_budget) < 0) {
+			refuse(t, 503, "too many request bodies are in flight; retry shortly", true);
+			return SERVER_REPLIED;
+		}
+		t->body_reserved = (uint64_t)length;
+	}
+	server_request_set_max_body(req, t->route->max_body_bytes);
+	return SERVER_READ_BODY;
+}
+
+/* The whole body is in: forward. */
+static void
+proxy_on_request(struct server_request *req, void *arg)
+{
+	struct txn *t = server_request_data(req);
+
+	t->bytes_in = evbuffer_get_length(server_request_body(req));
+	if (t->bytes_in > t->body_reserved) {
+		/* A chunked body: its size is known only now. */
+		uint64_t more = t->bytes_in - t->body_reserved;
+
+		if (metrics_body_reserve(more, t->cfg->body_memory_budget) < 0) {
+			refuse(t, 503, "too many request bodies are in flight; retry shortly", true);
 			return;
 		}
-		t->body_reserved = t->bytes_in;
+		t->body_reserved += more;
 	}
 	t->pool = t->gen->pools[t->route->upstream->index];
 	if (build_head(t) < 0) {
-		refuse(t, 500, "Internal Server Error", "out of memory", false);
+		refuse(t, 500, "out of memory", false);
 		return;
 	}
 	start_attempt(t);
 }
+
+/* The server dropped the request: the client left, or the server refused
+ * the body itself (<status>). */
+static void
+proxy_on_abort(struct server_request *req, int status, void *arg)
+{
+	struct txn *t = server_request_data(req);
+
+	t->req = NULL;
+	t->client_gone = true;
+	if (!t->replied || status != 499)
+		t->status = status;
+	if (t->x) {
+		upstream_exchange_cancel(t->x);
+		t->x = NULL;
+	}
+	txn_finish(t);
+}
+
+/* The client caught up: read the upstream again. */
+static void
+proxy_on_drained(struct server_request *req, void *arg)
+{
+	struct txn *t = server_request_data(req);
+
+	if (t->paused && t->x) {
+		t->paused = false;
+		upstream_exchange_pause(t->x, false);
+	}
+}
+
+const struct server_handler proxy_handler = {
+	.on_head = proxy_on_head,
+	.on_request = proxy_on_request,
+	.on_abort = proxy_on_abort,
+	.on_drained = proxy_on_drained,
+};

@@ -3,15 +3,16 @@
  * byte of the response: validate, route, forward, stream back, log once.
  *
  * Every transaction ends in exactly one place (txn_finish in proxy.c): the
- * reply is sent or the client is gone, the access log line is written, the
+ * reply is handed to the server or the client is gone, the access log line is written, the
  * metrics are counted and every resource is released.
  */
 #ifndef PORTCULLIS_PROXY_H
 #define PORTCULLIS_PROXY_H
 
-struct evhttp_request;
+#include "server.h"
 
-/* evhttp's request callback; <arg> is the struct worker_listener. */
-void proxy_request_cb(struct evhttp_request *req, void *arg);
+/* The server callbacks of a proxying listener; their <arg> is the struct
+ * worker_listener. */
+extern const struct server_handler proxy_handler;
 
 #endif

@@ -3,7 +3,6 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,8 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "tcprelay.h"
+#include "server.h"
 #include "upstream.h"
 
 static struct timeval
@@ -24,18 +25,16 @@ seconds_tv(double s)
 	return tv;
 }
 
-void
-worker_apply_limits(struct evhttp *http, const struct config *cfg)
+static void
+apply_limits(struct worker *w, const struct config *cfg)
 {
-	/* evhttp answers 400 itself past max_headers_size; our own check in the
-	 * proxy answers 431 at the configured limit, so evhttp's hard stop sits
-	 * above it. */
-	evhttp_set_max_headers_size(http, (ev_ssize_t)(cfg->max_request_header_bytes * 2 + 1024));
-	evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_body_bytes);
-	evhttp_set_timeout_tv(http, &(struct timeval){(time_t)cfg->client_timeout,
-						      (suseconds_t)((cfg->client_timeout -
-								     (double)(time_t)cfg->client_timeout) *
-								    1e6)});
+	struct server_limits limits;
+
+	limits.max_header_bytes = cfg->max_request_header_bytes;
+	limits.client = seconds_tv(cfg->client_timeout);
+	for (size_t i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].server)
+			server_set_limits(w->listeners[i].server, &limits);
 }
 
 /* An event base that folds the many enable/disable pairs evhttp makes per
@@ -105,28 +104,34 @@ worker_use(struct worker *w, struct runtime *rt)
 	if (w->gen)
 		worker_gen_unref(w->gen); /* freed when its last transaction ends */
 	w->gen = g;
-	w->client_tv = seconds_tv(rt->cfg->client_timeout);
-	for (size_t i = 0; i < w->nlisteners; i++)
-		worker_apply_limits(w->listeners[i].http, rt->cfg);
+	apply_limits(w, rt->cfg);
 	return 0;
 }
 
-static void
-stop_listening(struct worker *w)
+static size_t
+open_connections(const struct worker *w)
 {
-	for (size_t i = 0; i < w->nlisteners; i++) {
-		if (w->listeners[i].bound) {
-			evhttp_del_accept_socket(w->listeners[i].http, w->listeners[i].bound);
-			w->listeners[i].bound = NULL;
-		}
-	}
+	size_t n = 0;
+
+	for (size_t i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].server)
+			n += server_connections(w->listeners[i].server);
+	return n;
 }
 
+/* Leave the loop once draining and nothing is left: no transaction, no
+ * connection (so every reply has been written out). */
 static void
 maybe_exit(struct worker *w)
 {
-	if (w->draining && w->in_flight == 0 && w->unflushed == 0)
+	if (w->draining && w->in_flight == 0 && open_connections(w) == 0)
 		event_base_loopexit(w->base, NULL);
+}
+
+static void
+drain_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	maybe_exit(arg);
 }
 
 static void
@@ -162,10 +167,19 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		struct timeval tv = seconds_tv(w->gen->rt->cfg->drain_timeout);
 
 		w->draining = true;
-		stop_listening(w);
+		for (size_t i = 0; i < w->nlisteners; i++) {
+			if (w->listeners[i].server)
+				server_drain(w->listeners[i].server);
+			tcprelay_stop_accepting(w->listeners[i].relay);
+		}
 		w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
 		if (w->drain_timer)
 			evtimer_add(w->drain_timer, &tv);
+		/* Connections close on their own (after their last reply); a
+		 * short poll notices when none is left. */
+		w->drain_poll = event_new(w->base, -1, EV_PERSIST, drain_poll_cb, w);
+		if (w->drain_poll)
+			event_add(w->drain_poll, &(struct timeval){0, 20000});
 		maybe_exit(w);
 	}
 }
@@ -177,16 +191,11 @@ worker_transaction_ended(struct worker *w)
 	maybe_exit(w);
 }
 
-void
-worker_reply_flushed(struct worker *w)
-{
-	w->unflushed--;
-	maybe_exit(w);
-}
+
 
 struct worker *
 worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, size_t nfds,
-	   char *err, size_t errlen)
+	   struct tcprelay_shared *const *relays, char *err, size_t errlen)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	const struct config *cfg = rt->cfg;
@@ -228,24 +237,25 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 		struct worker_listener *wl = &w->listeners[i];
 
 		wl->worker = w;
+		wl->index = i;
 		snprintf(wl->port, sizeof(wl->port), "%d", ports[i]);
-		wl->http = evhttp_new(w->base);
-		if (wl->http == NULL) {
-			snprintf(err, errlen, "evhttp_new failed");
-			goto fail;
+		if (i < cfg->nlisteners && cfg->listeners[i].type == LISTENER_TCP) {
+			if (relays == NULL || relays[i] == NULL) {
+				snprintf(err, errlen, "listener %s: no relay state", cfg->listeners[i].address);
+				goto fail;
+			}
+			wl->relay = tcprelay_new(w, i, fds[i], relays[i], err, errlen);
+			if (wl->relay == NULL)
+				goto fail;
+			w->nlisteners++;
+			continue;
 		}
-		w->nlisteners++;
-		evhttp_set_default_content_type(wl->http, NULL);
-		evhttp_set_allowed_methods(wl->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-							     EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
-							     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-							     EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
-		evhttp_set_gencb(wl->http, proxy_request_cb, wl);
-		wl->bound = evhttp_accept_socket_with_handle(wl->http, fds[i]);
-		if (wl->bound == NULL) {
+		wl->server = server_new(w->base, fds[i], ports[i], &proxy_handler, wl);
+		if (wl->server == NULL) {
 			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
 			goto fail;
 		}
+		w->nlisteners++;
 	}
 	if (worker_use(w, rt) < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -300,10 +310,12 @@ worker_join_free(struct worker *w)
 		return;
 	if (w->thread)
 		pthread_join(w->thread, NULL);
-	/* Free the evhttps first: they close client connections, which ends
+	/* Free the servers first: they close client connections, which ends
 	 * the transactions still running (after a drain timeout). */
-	for (size_t i = 0; i < w->nlisteners; i++)
-		evhttp_free(w->listeners[i].http);
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		tcprelay_free(w->listeners[i].relay);
+		server_free(w->listeners[i].server);
+	}
 	if (w->gen)
 		worker_gen_unref(w->gen);
 	if (w->pending)
@@ -312,6 +324,8 @@ worker_join_free(struct worker *w)
 		event_free(w->wake);
 	if (w->drain_timer)
 		event_free(w->drain_timer);
+	if (w->drain_poll)
+		event_free(w->drain_poll);
 	if (w->dns)
 		evdns_base_free(w->dns, 0);
 	/* Let callbacks scheduled by the frees above run (closing sockets). */

@@ -1,7 +1,8 @@
 /*
- * worker: one thread with its own event_base, one evhttp per listener (all
- * sharing the listening sockets bound by main), a DNS resolver, and the
- * upstream connection pools of the configuration generation it serves.
+ * worker: one thread with its own event_base, one server per listener (each
+ * on its own duplicate of the listening socket bound by main), a DNS
+ * resolver, and the upstream connection pools of the configuration
+ * generation it serves.
  *
  * The main thread talks to a worker only through worker_reload and
  * worker_drain, which hand over a message under a lock and wake the worker's
@@ -15,16 +16,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/time.h>
 
 #include "runtime.h"
 
 struct event_base;
-struct evhttp;
 struct evdns_base;
 struct event;
-struct evhttp_bound_socket;
+struct server;
 struct upstream_pool;
+struct tcprelay;
+struct tcprelay_shared;
 
 /* A worker's view of one configuration generation. */
 struct worker_gen {
@@ -34,11 +35,12 @@ struct worker_gen {
 	int refs;                     /* transactions using it, +1 while current */
 };
 
-/* One listener as seen by one worker (the argument of its request callback). */
+/* One listener as seen by one worker (the argument of its request callbacks). */
 struct worker_listener {
 	struct worker *worker;
-	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
+	struct server *server;   /* NULL on a raw TCP relay listener */
+	struct tcprelay *relay;  /* "type": "tcp" listeners, else NULL */
+	size_t index;            /* position in config.listeners */
 	char port[8];      /* for X-Forwarded-Port */
 	bool tls;
 };
@@ -52,11 +54,9 @@ struct worker {
 	size_t nlisteners;
 	struct worker_gen *gen;  /* current generation */
 	int in_flight;           /* transactions running on this worker */
-	int unflushed;           /* final replies handed to evhttp, not yet written out */
 	bool draining;
 	atomic_bool exited;      /* set when the loop has ended (read by main) */
 	uint64_t rng[2];         /* request-id generator state */
-	struct timeval client_tv; /* timeouts.client of the current generation */
 
 	/* Main → worker messages. */
 	pthread_mutex_t lock;
@@ -64,16 +64,19 @@ struct worker {
 	bool drain_requested;
 	struct event *wake;
 	struct event *drain_timer;
+	struct event *drain_poll;
 };
 
 /*
  * Create worker <id> for the sockets <fds> (one per configured listener, in
  * config order, with their bound ports in <ports>) serving <rt> (the worker
- * takes its own reference).  Does not start the thread.  NULL on failure with
- * a reason in <err>.
+ * takes its own reference).  <relays> (may be NULL) holds, per listener, the
+ * process-wide state of a TCP relay listener (NULL for HTTP listeners).
+ * Does not start the thread.  NULL on failure with a reason in <err>.
  */
 struct worker *worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports,
-			  size_t nfds, char *err, size_t errlen);
+			  size_t nfds, struct tcprelay_shared *const *relays, char *err,
+			  size_t errlen);
 
 /* Run the worker's loop in a new thread.  Returns 0 or -1. */
 int worker_start(struct worker *w);
@@ -93,12 +96,5 @@ void worker_gen_unref(struct worker_gen *gen);
 
 /* Called by the proxy when a transaction ends (drain bookkeeping). */
 void worker_transaction_ended(struct worker *w);
-
-/* Called by the proxy when a final reply was completely written, or its
- * connection closed first (drain waits for both counts to reach zero). */
-void worker_reply_flushed(struct worker *w);
-
-/* Apply the client-side limits of <cfg> to an evhttp. */
-void worker_apply_limits(struct evhttp *http, const struct config *cfg);
 
 #endif

@@ -608,11 +608,11 @@ test_unknown_keys(void **state)
 	expect_error("{'listeners': [{'address': ':0'}], 'upstreams': {'web': {'servers': ['w:1']}},"
 		     "'sites': [{'rotues': [], 'routes': [{'upstream': 'web'}]}]}",
 		     "sites[0].rotues: ", "unknown key; did you mean \"routes\"?",
-		     "(allowed: name, hosts, default, routes)", NULL);
+		     "(allowed: name, hosts, default, routes, access)", NULL);
 	expect_error("{'listeners': [{'address': ':0'}], 'wrokers': 2," MINIMAL_REST "}",
 		     "wrokers: ", "did you mean \"workers\"?", NULL);
 	expect_error("{'listeners': [{'address': ':0', 'tls': true}]," MINIMAL_REST "}",
-		     "listeners[0].tls: ", "unknown key (allowed: name, address)", NULL);
+		     "listeners[0].tls: ", "unknown key (allowed: name, address, type, allow, deny,", NULL);
 	expect_error("{'listeners': [{'address': ':0'}], 'upstreams': {'web': {'servers': ['w:1'],"
 		     "'balanse': 'least_conn'}}, 'sites': [{'routes': [{'upstream': 'web'}]}]}",
 		     "upstreams.web.balanse: ", "did you mean \"balance\"?", NULL);

@@ -1,0 +1,56 @@
+/*
+ * acme_http: the ACME client's HTTPS requests, on libevent's evhttp client
+ * over bufferevent_openssl.  Every request gets its own connection (ACME
+ * traffic is a handful of requests a day), with SNI and peer verification
+ * against the system trust store or a given CA bundle, asynchronous DNS,
+ * bounded read/write timeouts and an overall deadline, and a body cap.
+ * Results arrive in a callback on the event_base's thread; the callback may
+ * start new requests.  Used only by acme_client.c.
+ */
+#ifndef PORTCULLIS_ACME_HTTP_H
+#define PORTCULLIS_ACME_HTTP_H
+
+#include <stddef.h>
+
+#include <event2/http.h>
+
+struct event_base;
+struct acme_http;
+
+/* One response (or the reason there is none), valid during the callback. */
+struct acme_http_response {
+	int status;            /* HTTP status; 0 when no response arrived (see error) */
+	char error[512];       /* why no response: timeout, TLS verification, refused… */
+	char *body;            /* NUL-terminated (may contain NULs before body_len) */
+	size_t body_len;
+	const char *location;  /* response headers, NULL when absent */
+	const char *nonce;     /* Replay-Nonce */
+	const char *retry_after;
+	const char *content_type;
+};
+
+typedef void (*acme_http_cb)(const struct acme_http_response *resp, void *arg);
+
+/*
+ * A client on <base> trusting <ca_bundle> (PEM file; NULL: the system's
+ * store), with <timeout_seconds> for connecting, reading and writing and
+ * twice that for a whole exchange.  NULL with a reason in <err>.
+ */
+struct acme_http *acme_http_new(struct event_base *base, const char *ca_bundle,
+				unsigned timeout_seconds, char *err, size_t errlen);
+
+/*
+ * Start <method> <url> (https only) with <body> (NULL: none) of
+ * <content_type>, asking for <accept> (NULL: any).  <cb> runs exactly once,
+ * later, from the event loop, unless the client is freed first.  Returns 0,
+ * or -1 with a reason in <err> (then <cb> never runs).
+ */
+int acme_http_request(struct acme_http *h, enum evhttp_cmd_type method, const char *url,
+		      const char *content_type, const char *body, const char *accept,
+		      acme_http_cb cb, void *arg, char *err, size_t errlen);
+
+/* Cancel every request in flight (their callbacks do not run) and free.
+ * Accepts NULL. */
+void acme_http_free(struct acme_http *h);
+
+#endif
