@@ -82,6 +82,7 @@ struct server_conn {
 	bool stop;            /* the parser was stopped on purpose (reply sent) */
 	bool closing;         /* close once the output is written */
 	bool write_waiting;   /* wev is pending */
+	bool write_soon;      /* a flush is scheduled for this loop turn */
 	bool read_paused;
 	bool running;         /* inside conn_run */
 	bool rerun;
@@ -284,6 +285,7 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 	struct server_conn *c = arg;
 
 	c->write_waiting = false;
+	c->write_soon = false;
 	if (what & EV_TIMEOUT) {
 		conn_close(c); /* the client stopped reading */
 		return;
@@ -302,6 +304,17 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	conn_run(c);
+}
+
+/* Write at the end of this loop turn: what a handler hands over in one
+ * turn (head, body, end) leaves in one system call. */
+static void
+conn_write_soon(struct server_conn *c)
+{
+	if (c->write_waiting || c->write_soon || c->dead)
+		return;
+	c->write_soon = true;
+	event_active(c->wev, EV_WRITE, 1);
 }
 
 /* Write what the kernel takes; wait for writability for the rest. */
@@ -430,7 +443,7 @@ server_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 			evbuffer_drain(body, len);
 	}
 	req->handler_done = true;
-	conn_write(c);
+	conn_write_soon(c);
 	conn_run(c);
 }
 
@@ -454,7 +467,7 @@ server_reply_start(struct server_request *req, int status, struct evkeyvalq *hea
 		}
 	}
 	write_head_end(req);
-	conn_write(c);
+	conn_write_soon(c);
 }
 
 bool
@@ -476,9 +489,7 @@ server_reply_body(struct server_request *req, struct evbuffer *data)
 	} else {
 		evbuffer_add_buffer(c->out, data);
 	}
-	conn_write(c);
-	if (c->dead)
-		return false;
+	conn_write_soon(c);
 	if (evbuffer_get_length(c->out) > BACKLOG_LIMIT) {
 		req->over_limit = true;
 		return true;
@@ -496,7 +507,7 @@ server_reply_end(struct server_request *req)
 	if (req->chunked && !req->no_body)
 		evbuffer_add(c->out, "0\r\n\r\n", 5);
 	req->handler_done = true;
-	conn_write(c);
+	conn_write_soon(c);
 	conn_run(c);
 }
 
@@ -510,7 +521,7 @@ server_reply_abort(struct server_request *req)
 	req->handler_done = true;
 	c->closing = true;
 	req->complete = true; /* nothing more will be read for it */
-	conn_write(c);
+	conn_write_soon(c);
 	conn_run(c);
 }
 

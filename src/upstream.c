@@ -791,6 +791,9 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 		x->sent = true;
 		bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
 		bufferevent_set_timeouts(c->bev, &rt, &rt);
+		/* Written below without waiting for writability; this only
+		 * clears a flag (the write event is not pending when idle). */
+		bufferevent_disable(c->bev, EV_WRITE);
 	} else {
 		c = conn_connect(pool, index);
 		if (c == NULL) {
