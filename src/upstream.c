@@ -2,8 +2,11 @@
 #include "upstream.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -152,14 +155,28 @@ enum conn_state {
 	CONN_IDLE,
 };
 
+/*
+ * One connection, on a raw non-blocking socket: the read event stays on for
+ * as long as the connection lives (an idle one notices the server closing
+ * it), the write event only while bytes wait for the kernel, and one timer
+ * serves connect, response and idle timeouts by state.  Reads go straight
+ * into a buffer http-parser reads from: no FIONREAD, no epoll_ctl churn.
+ */
 struct upstream_conn {
 	LIST_ENTRY(upstream_conn) link; /* in the server's idle list */
 	struct upstream_pool *pool;     /* NULL once the pool is gone */
 	struct server_health *health;
 	int server;
-	struct bufferevent *bev;
+	int fd;                         /* -1 while the name resolves */
+	struct event *rev, *wev, *timer;
+	struct evdns_getaddrinfo_request *dns_req;
+	struct evbuffer *out;           /* request bytes the kernel has not taken */
 	enum conn_state state;
 	unsigned uses;                  /* exchanges run on it */
+	bool reading;                   /* rev is added */
+	bool starting;                  /* inside upstream_exchange_start */
+	bool fail_pending;              /* report <pending> from the write event */
+	enum upstream_failure pending;
 	struct upstream_exchange *x;
 };
 
@@ -207,10 +224,9 @@ struct upstream_exchange {
 	struct evbuffer *body;
 };
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
-static void idle_read_cb(struct bufferevent *bev, void *arg);
-static void idle_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static struct timeval
 seconds_tv(double s)
@@ -254,8 +270,56 @@ conn_close(struct upstream_conn *c)
 		c->pool->servers[c->server].nidle--;
 	}
 	atomic_fetch_sub(&c->health->open, 1);
-	bufferevent_free(c->bev);
+	if (c->dns_req)
+		evdns_getaddrinfo_cancel(c->dns_req); /* its callback frees nothing */
+	event_free(c->rev);
+	event_free(c->wev);
+	event_free(c->timer);
+	if (c->fd >= 0)
+		close(c->fd);
+	evbuffer_free(c->out);
 	free(c);
+}
+
+static void
+conn_set_timer(struct upstream_conn *c, double seconds)
+{
+	struct timeval tv = seconds_tv(seconds);
+
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+conn_reading(struct upstream_conn *c, bool on)
+{
+	if (c->reading == on || c->fd < 0)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(c->rev, NULL);
+	else
+		event_del(c->rev);
+}
+
+/* Write what the kernel takes now; wait for writability for the rest.
+ * Returns 0, or -1 when the connection is broken. */
+static int
+conn_flush(struct upstream_conn *c)
+{
+	while (evbuffer_get_length(c->out) > 0) {
+		int n = evbuffer_write(c->out, c->fd);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(c->wev, NULL);
+			return 0;
+		}
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -541,18 +605,14 @@ release_conn(struct upstream_exchange *x, bool keep)
 	x->conn = NULL;
 	c->x = NULL;
 	atomic_fetch_sub(&c->health->active, 1);
-	if (keep && pool && !pool->freed &&
+	if (keep && pool && !pool->freed && c->state == CONN_BUSY &&
 	    pool->servers[c->server].nidle < pool->up->max_idle &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		struct timeval idle = seconds_tv(pool->up->idle_timeout);
-
+	    evbuffer_get_length(c->out) == 0) {
 		c->state = CONN_IDLE;
 		LIST_INSERT_HEAD(&pool->servers[c->server].idle, c, link);
 		pool->servers[c->server].nidle++;
-		bufferevent_setcb(c->bev, idle_read_cb, NULL, idle_event_cb, c);
-		bufferevent_set_timeouts(c->bev, &idle, NULL);
-		bufferevent_enable(c->bev, EV_READ);
+		conn_reading(c, true); /* notice the server closing it */
+		conn_set_timer(c, pool->up->idle_timeout);
 	} else {
 		c->state = CONN_BUSY; /* not in an idle list */
 		c->pool = NULL;
@@ -638,73 +698,13 @@ exchange_settle(struct upstream_exchange *x)
 	return false;
 }
 
+/* The response ended with the connection (or the connection broke). */
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_eof(struct upstream_conn *c, bool error)
 {
-	struct upstream_conn *c = arg;
-	struct upstream_exchange *x = c->x;
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	if (x == NULL)
-		return;
-	while (evbuffer_get_length(in) > 0 && !x->complete && !x->failed && !x->cancelled) {
-		struct evbuffer_iovec vec;
-		size_t used;
-
-		if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
-			break;
-		used = parse_bytes(x, vec.iov_base, vec.iov_len);
-		evbuffer_drain(in, used);
-		if (used < vec.iov_len && !x->complete)
-			break;
-	}
-	/* Bytes after the end of the response: the connection is out of step;
-	 * clearing the paused state makes exchange_done close it. */
-	if (x->complete && evbuffer_get_length(in) > 0)
-		x->parser.http_errno = HPE_OK;
-	exchange_settle(x);
-}
-
-static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct upstream_conn *c = arg;
 	struct upstream_exchange *x = c->x;
 
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
-		struct timeval rt;
-		evutil_socket_t fd = bufferevent_getfd(bev);
-
-		c->state = CONN_BUSY;
-		if (fd >= 0)
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (x) {
-			rt = seconds_tv(c->pool ? c->pool->up->response_timeout : 60);
-			x->sent = true;
-			bufferevent_set_timeouts(bev, &rt, &rt);
-		}
-		return;
-	}
-	if (x == NULL) {
-		conn_close(c);
-		return;
-	}
-	if (c->state == CONN_CONNECTING) {
-		enum upstream_failure why = UPSTREAM_CONNECT_FAILED;
-
-		if (what & BEV_EVENT_TIMEOUT)
-			why = UPSTREAM_CONNECT_TIMEOUT;
-		else if (bufferevent_socket_get_dns_error(bev) != 0)
-			why = UPSTREAM_DNS_FAILED;
-		exchange_fail(x, why);
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		exchange_fail(x, UPSTREAM_RESPONSE_TIMEOUT);
-		return;
-	}
-	if ((what & BEV_EVENT_EOF) && x->responded) {
+	if (!error && x->responded) {
 		/* A close-delimited body ends here; anything else is a cut. */
 		parse_bytes(x, NULL, 0);
 		if (!x->complete && !x->failed) {
@@ -719,24 +719,158 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-idle_read_cb(struct bufferevent *bev, void *arg)
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-	/* An idle connection must not receive anything: drop it. */
-	conn_close(arg);
+	struct upstream_conn *c = arg;
+	char buf[65536];
+
+	for (int rounds = 0; rounds < 16; rounds++) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		struct upstream_exchange *x = c->x;
+		size_t used;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (x == NULL) {
+			conn_close(c); /* idle: closed by the server, or unexpected bytes */
+			return;
+		}
+		if (n <= 0) {
+			conn_eof(c, n < 0);
+			return;
+		}
+		conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
+		used = parse_bytes(x, buf, (size_t)n);
+		/* Bytes after the end of the response: the connection is out of
+		 * step; clearing the paused state makes exchange_done close it. */
+		if (x->complete && used < (size_t)n)
+			x->parser.http_errno = HPE_OK;
+		if (exchange_settle(x))
+			return;
+		if ((size_t)n < sizeof(buf) || x->paused)
+			return;
+	}
+}
+
+/* Connected (or failed to): check, then send what waits. */
+static void
+conn_connected(struct upstream_conn *c)
+{
+	int err = 0, one = 1;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
+		exchange_fail(c->x, UPSTREAM_CONNECT_FAILED);
+		return;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->state = CONN_BUSY;
+	c->x->sent = true;
+	conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
+	conn_reading(c, true);
+	if (conn_flush(c) < 0)
+		exchange_fail(c->x, UPSTREAM_RESET);
 }
 
 static void
-idle_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
-	conn_close(arg); /* closed by the server, error or idle timeout */
+	struct upstream_conn *c = arg;
+
+	if (c->fail_pending) {
+		exchange_fail(c->x, c->pending);
+		return;
+	}
+	if (c->state == CONN_CONNECTING) {
+		conn_connected(c);
+		return;
+	}
+	if (c->x == NULL)
+		return;
+	if (conn_flush(c) < 0) {
+		exchange_fail(c->x, UPSTREAM_RESET);
+		return;
+	}
+	/* The upstream is taking the request: it is not stalled. */
+	conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
+}
+
+/* Report <why> from the event loop, so that no callback runs before
+ * upstream_exchange_start returns. */
+static void
+conn_fail_soon(struct upstream_conn *c, enum upstream_failure why)
+{
+	if (c->fd >= 0 && c->state == CONN_CONNECTING) {
+		event_del(c->wev);
+		close(c->fd);
+		c->fd = -1;
+		c->reading = false;
+	}
+	c->fail_pending = true;
+	c->pending = why;
+	event_active(c->wev, EV_WRITE, 1);
+}
+
+/* A failure: now, or soon when it is found while starting. */
+static void
+conn_fail(struct upstream_conn *c, enum upstream_failure why)
+{
+	if (c->starting)
+		conn_fail_soon(c, why);
+	else
+		exchange_fail(c->x, why);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_conn *c = arg;
+
+	if (c->x == NULL) {
+		conn_close(c); /* idle timeout */
+		return;
+	}
+	exchange_fail(c->x, c->state == CONN_CONNECTING ? UPSTREAM_CONNECT_TIMEOUT
+							: UPSTREAM_RESPONSE_TIMEOUT);
+}
+
+/* Start connecting to <sa>.  Returns 0, or -1 (the caller fails the exchange). */
+static int
+conn_start_connect(struct upstream_conn *c, const struct sockaddr *sa, socklen_t salen)
+{
+	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return -1;
+	event_assign(c->rev, c->pool->base, c->fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	event_assign(c->wev, c->pool->base, c->fd, EV_WRITE, conn_write_cb, c);
+	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS)
+		return -1;
+	event_add(c->wev, NULL); /* writable = connected (or refused) */
+	return 0;
+}
+
+static void
+conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct upstream_conn *c = arg;
+
+	if (result == EVUTIL_EAI_CANCEL)
+		return; /* the connection is gone */
+	c->dns_req = NULL;
+	if (result != 0 || res == NULL)
+		conn_fail(c, UPSTREAM_DNS_FAILED);
+	else if (conn_start_connect(c, res->ai_addr, (socklen_t)res->ai_addrlen) < 0)
+		conn_fail(c, UPSTREAM_CONNECT_FAILED);
+	if (res)
+		evutil_freeaddrinfo(res);
 }
 
 static struct upstream_conn *
 conn_connect(struct upstream_pool *pool, int index)
 {
-	const struct config_server *srv = &pool->up->servers[index];
 	struct upstream_conn *c = calloc(1, sizeof(*c));
-	struct timeval ct = seconds_tv(pool->up->connect_timeout);
 
 	if (c == NULL)
 		return NULL;
@@ -744,18 +878,66 @@ conn_connect(struct upstream_pool *pool, int index)
 	c->server = index;
 	c->health = &pool->health[index];
 	c->state = CONN_CONNECTING;
-	c->bev = bufferevent_socket_new(pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	c->fd = -1;
+	c->out = evbuffer_new();
+	c->rev = event_new(pool->base, -1, 0, conn_read_cb, c);
+	c->wev = event_new(pool->base, -1, 0, conn_write_cb, c);
+	c->timer = evtimer_new(pool->base, conn_timer_cb, c);
+	if (!c->out || !c->rev || !c->wev || !c->timer) {
+		if (c->out)
+			evbuffer_free(c->out);
+		if (c->rev)
+			event_free(c->rev);
+		if (c->wev)
+			event_free(c->wev);
+		if (c->timer)
+			event_free(c->timer);
 		free(c);
 		return NULL;
 	}
 	atomic_fetch_add(&c->health->open, 1);
-	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
-	bufferevent_set_timeouts(c->bev, &ct, &ct);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	/* Errors (even immediate ones) arrive through conn_event_cb. */
-	bufferevent_socket_connect_hostname(c->bev, pool->dns, AF_UNSPEC, srv->host, srv->port);
 	return c;
+}
+
+/* Resolve (when the host is a name) and connect.  Runs with the exchange
+ * attached; failures found here are reported from the event loop. */
+static void
+conn_begin(struct upstream_conn *c)
+{
+	struct upstream_pool *pool = c->pool;
+	const struct config_server *srv = &pool->up->servers[c->server];
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+	} addr;
+
+	c->starting = true;
+	conn_set_timer(c, pool->up->connect_timeout);
+	memset(&addr, 0, sizeof(addr));
+	if (inet_pton(AF_INET, srv->host, &addr.in4.sin_addr) == 1) {
+		addr.in4.sin_family = AF_INET;
+		addr.in4.sin_port = htons(srv->port);
+		if (conn_start_connect(c, &addr.sa, sizeof(addr.in4)) < 0)
+			conn_fail_soon(c, UPSTREAM_CONNECT_FAILED);
+	} else if (inet_pton(AF_INET6, srv->host, &addr.in6.sin6_addr) == 1) {
+		addr.in6.sin6_family = AF_INET6;
+		addr.in6.sin6_port = htons(srv->port);
+		if (conn_start_connect(c, &addr.sa, sizeof(addr.in6)) < 0)
+			conn_fail_soon(c, UPSTREAM_CONNECT_FAILED);
+	} else {
+		struct evutil_addrinfo hints;
+		char port[8];
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+		snprintf(port, sizeof(port), "%u", srv->port);
+		/* May call back at once (names from /etc/hosts). */
+		c->dns_req = evdns_getaddrinfo(pool->dns, srv->host, port, &hints, conn_dns_cb, c);
+	}
+	c->starting = false;
 }
 
 struct upstream_exchange *
@@ -782,18 +964,11 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 
 	c = LIST_FIRST(&pool->servers[index].idle);
 	if (c != NULL) {
-		struct timeval rt = seconds_tv(pool->up->response_timeout);
-
 		LIST_REMOVE(c, link);
 		pool->servers[index].nidle--;
 		c->state = CONN_BUSY;
 		x->reused = true;
 		x->sent = true;
-		bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
-		bufferevent_set_timeouts(c->bev, &rt, &rt);
-		/* Written below without waiting for writability; this only
-		 * clears a flag (the write event is not pending when idle). */
-		bufferevent_disable(c->bev, EV_WRITE);
 	} else {
 		c = conn_connect(pool, index);
 		if (c == NULL) {
@@ -806,16 +981,16 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	x->conn = c;
 	pool->busy++;
 	atomic_fetch_add(&c->health->active, 1);
-	bufferevent_write_buffer(c->bev, request);
+	evbuffer_add_buffer(c->out, request);
 	if (x->reused) {
-		/* The socket is connected and almost always writable: write now
-		 * rather than ask epoll first, and wait for writability only
-		 * for what the kernel did not take. */
-		struct evbuffer *out = bufferevent_get_output(c->bev);
-
-		evbuffer_write(out, bufferevent_getfd(c->bev));
-		if (evbuffer_get_length(out) > 0)
-			bufferevent_enable(c->bev, EV_WRITE);
+		/* Connected and almost always writable: write now. */
+		conn_set_timer(c, pool->up->response_timeout);
+		if (conn_flush(c) < 0) {
+			evbuffer_drain(c->out, evbuffer_get_length(c->out));
+			conn_fail_soon(c, UPSTREAM_RESET);
+		}
+	} else {
+		conn_begin(c);
 	}
 	return x;
 }
@@ -826,10 +1001,9 @@ upstream_exchange_pause(struct upstream_exchange *x, bool paused)
 	if (x->paused == paused || x->conn == NULL)
 		return;
 	x->paused = paused;
-	if (paused)
-		bufferevent_disable(x->conn->bev, EV_READ);
-	else
-		bufferevent_enable(x->conn->bev, EV_READ);
+	conn_reading(x->conn, !paused);
+	if (!paused)
+		event_active(x->conn->rev, EV_READ, 1); /* bytes may wait in the kernel */
 }
 
 void

@@ -175,16 +175,24 @@ test_metrics(void **state)
 				  " 'match': {'path': ['/x']}},"
 				  " {'name': 'm', 'upstream': 'web', 'access': {'deny': ['192.0.2.0/24']}}]}]}",
 				  err, sizeof(err));
+	struct access_counter *c = access_counter_get(
+		"portcullis_access_refusals_total", "rule=\"sites[0].routes[1].access.deny[0]\",reason=\"ip\"");
+	uint64_t before;
 	char *text;
 
 	(void)state;
 	assert_non_null(cfg);
+	assert_non_null(c);
+	before = atomic_load(&c->value);
 	assert_int_equal(check(cfg, "m", "192.0.2.1"), 403);
 	assert_int_equal(check(cfg, "m", "192.0.2.2"), 403);
+	assert_int_equal(check(cfg, "m", "198.51.100.2"), 0);
+	assert_int_equal(atomic_load(&c->value), before + 2);
 	text = access_metrics_render();
 	assert_non_null(text);
+	assert_non_null(strstr(text, "# TYPE portcullis_access_refusals_total counter\n"));
 	assert_non_null(strstr(text, "portcullis_access_refusals_total{rule=\"sites[0].routes[1]."
-				     "access.deny[0]\",reason=\"ip\"} 2\n"));
+				     "access.deny[0]\",reason=\"ip\"} "));
 	free(text);
 	config_unref(cfg);
 }
