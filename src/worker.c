@@ -37,9 +37,8 @@ apply_limits(struct worker *w, const struct config *cfg)
 			server_set_limits(w->listeners[i].server, &limits);
 }
 
-/* An event base that folds the many enable/disable pairs evhttp makes per
- * request into at most one epoll_ctl per descriptor and loop turn: system
- * calls dominate a proxy's cost. */
+/* An event base whose epoll changes are folded per loop turn (at most one
+ * epoll_ctl per descriptor): system calls dominate a proxy's cost. */
 static struct event_base *
 new_event_base(void)
 {

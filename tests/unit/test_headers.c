@@ -1,0 +1,147 @@
+/* Unit tests for headers.c: token syntax, hop-by-hop names, Connection
+ * lists and the request framing checks that refuse smuggling attempts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "headers.h"
+
+static void
+test_tokens(void **state)
+{
+	(void)state;
+	assert_true(headers_is_token("Content-Length"));
+	assert_true(headers_is_token("X-Custom_1.2~!#$%&'*+^`|"));
+	assert_false(headers_is_token(""));
+	assert_false(headers_is_token("Transfer-Encoding "));
+	assert_false(headers_is_token(" Host"));
+	assert_false(headers_is_token("Host:"));
+	assert_false(headers_is_token("a\"b"));
+	assert_false(headers_is_token("a(b)"));
+	assert_false(headers_is_token("caf\xc3\xa9"));
+}
+
+static void
+test_values(void **state)
+{
+	(void)state;
+	assert_true(headers_value_ok("text/html; charset=utf-8"));
+	assert_true(headers_value_ok("a\tb"));
+	assert_true(headers_value_ok(""));
+	assert_false(headers_value_ok("a\rb"));
+	assert_false(headers_value_ok("a\nb"));
+	assert_false(headers_value_ok("a\x01"));
+	assert_false(headers_value_ok("a\x7f"));
+}
+
+static void
+test_hop_by_hop(void **state)
+{
+	static const char *const hop[] = {"Connection", "keep-alive", "Proxy-Connection", "TE",
+					  "Trailer", "Transfer-Encoding", "UPGRADE",
+					  "Proxy-Authorization", "Proxy-Authenticate"};
+	static const char *const end[] = {"Host", "Cookie", "Content-Length", "X-Forwarded-For",
+					  "Trailers", "Upgrade-Insecure-Requests", "T", "Authorization"};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		assert_true(headers_is_hop_by_hop(hop[i]));
+	for (size_t i = 0; i < sizeof(end) / sizeof(end[0]); i++)
+		assert_false(headers_is_hop_by_hop(end[i]));
+}
+
+static void
+test_connection_list(void **state)
+{
+	struct headers_connection_list l = {0};
+
+	(void)state;
+	headers_connection_parse("keep-alive, X-Foo ,x-bar", &l);
+	headers_connection_parse("Close", &l);
+	assert_int_equal(l.n, 4);
+	assert_true(headers_connection_has(&l, "X-FOO"));
+	assert_true(headers_connection_has(&l, "x-bar"));
+	assert_true(headers_connection_has(&l, "close"));
+	assert_false(headers_connection_has(&l, "x-baz"));
+	/* Empty elements and stray commas are skipped. */
+	struct headers_connection_list e = {0};
+
+	headers_connection_parse(" , ,,", &e);
+	assert_int_equal(e.n, 0);
+	/* The list is bounded. */
+	struct headers_connection_list big = {0};
+
+	for (int i = 0; i < 40; i++)
+		headers_connection_parse("a, b", &big);
+	assert_int_equal(big.n, 16);
+}
+
+static enum headers_framing
+framing_of(const char *const *pairs)
+{
+	struct headers_framing_state st = {0};
+
+	for (size_t i = 0; pairs[i]; i += 2)
+		headers_framing_add(&st, pairs[i], pairs[i + 1]);
+	return headers_framing_result(&st);
+}
+
+static void
+test_framing(void **state)
+{
+	(void)state;
+	assert_int_equal(framing_of((const char *const[]){"Host", "a", "Content-Length", "12", NULL}),
+			 FRAMING_OK);
+	assert_int_equal(framing_of((const char *const[]){"Transfer-Encoding", "Chunked", NULL}),
+			 FRAMING_OK);
+	assert_int_equal(framing_of((const char *const[]){"Content-Length", " 7 ", NULL}), FRAMING_OK);
+	assert_int_equal(framing_of((const char *const[]){"Transfer-Encoding", "chunked",
+							  "Content-Length", "5", NULL}),
+			 FRAMING_TE_AND_LENGTH);
+	assert_int_equal(framing_of((const char *const[]){"Transfer-Encoding", "gzip, chunked", NULL}),
+			 FRAMING_TE_NOT_CHUNKED);
+	assert_int_equal(framing_of((const char *const[]){"Transfer-Encoding", "xchunked", NULL}),
+			 FRAMING_TE_NOT_CHUNKED);
+	assert_int_equal(framing_of((const char *const[]){"Transfer-Encoding", "chunked",
+							  "Transfer-Encoding", "chunked", NULL}),
+			 FRAMING_MULTIPLE_TE);
+	assert_int_equal(framing_of((const char *const[]){"Content-Length", "5", "Content-Length",
+							  "5", NULL}),
+			 FRAMING_MULTIPLE_LENGTH);
+	assert_int_equal(framing_of((const char *const[]){"Content-Length", "+5", NULL}),
+			 FRAMING_BAD_LENGTH);
+	assert_int_equal(framing_of((const char *const[]){"Content-Length", "5 5", NULL}),
+			 FRAMING_BAD_LENGTH);
+	assert_int_equal(framing_of((const char *const[]){"Content-Length", "", NULL}),
+			 FRAMING_BAD_LENGTH);
+	assert_int_equal(framing_of((const char *const[]){"Content-Length", "0x10", NULL}),
+			 FRAMING_BAD_LENGTH);
+	assert_int_equal(framing_of((const char *const[]){"Host", "a", "host", "b", NULL}),
+			 FRAMING_MULTIPLE_HOST);
+	assert_int_equal(framing_of((const char *const[]){"Transfer-Encoding ", "chunked", NULL}),
+			 FRAMING_BAD_NAME);
+	assert_int_equal(framing_of((const char *const[]){"X-A", "b\r\nX-Injected: 1", NULL}),
+			 FRAMING_BAD_VALUE);
+	/* The first problem found is the one reported. */
+	assert_int_equal(framing_of((const char *const[]){"Host", "a", "Host", "b",
+							  "Content-Length", "+1", NULL}),
+			 FRAMING_MULTIPLE_HOST);
+	assert_string_not_equal(headers_framing_reason(FRAMING_TE_AND_LENGTH), "ok");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tokens),
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_hop_by_hop),
+		cmocka_unit_test(test_connection_list),
+		cmocka_unit_test(test_framing),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
