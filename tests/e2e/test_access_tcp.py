@@ -439,3 +439,47 @@ def test_relay_vswitch_only_from_namespaces(lab, peers, netns):
     time.sleep(0.2)
     assert echo.connections == n
     assert "access refused for 203.0.113.2" in p.stderr()
+
+
+# ---- the examples ---------------------------------------------------------------------
+
+def test_vm_posthog_example_relays_only_private(lab, peers):
+    from harness import SOURCE_DIR
+    echo = peers("echo")
+    web = lab.upstream("web")
+    env = {"PORTCULLIS_HTTP": "127.0.0.1:0", "PORTCULLIS_ADMIN": "127.0.0.1:0",
+           "PRIVATE_CIDR": "127.0.0.1/32"}
+    for var in ("POSTHOG_WEB", "POSTHOG_CAPTURE", "POSTHOG_REPLAY", "POSTHOG_FLAGS",
+                "POSTHOG_LIVESTREAM", "POSTHOG_PLUGINS", "APP_UPSTREAM"):
+        env[var] = web.address
+    for name in ("TEMPORAL_UI", "TEMPORAL_GRPC", "MINIO_API", "MINIO_CONSOLE"):
+        env[name] = echo.address
+        env[name + "_LISTEN"] = "127.0.0.1:0"
+    p = lab.proxy(os.path.join(SOURCE_DIR, "examples", "vm-posthog", "portcullis.json"), env=env)
+    for name in ("temporal-ui", "temporal-grpc", "minio-api", "minio-console"):
+        port = p.ports[name]
+        assert roundtrip(port, b"hello " + name.encode()) == b"hello " + name.encode()
+        assert refused(port, source="127.0.0.2")
+
+
+def test_vswitch_gateway_example(lab, netns):
+    from harness import SOURCE_DIR
+    web = lab.upstream("web")
+    env = {"GATEWAY_LISTEN": "10.1.1.1:0", "PORTCULLIS_ADMIN": "127.0.0.1:0",
+           "GATEWAY_UPSTREAM": web.address}
+    p = lab.proxy(os.path.join(SOURCE_DIR, "examples", "vswitch-gateway", "portcullis.json"),
+                  env=env)
+    port = p.ports["gateway"]
+    get = ("import urllib.request, urllib.error\n"
+           "try:\n"
+           "    print(urllib.request.urlopen('http://10.1.1.1:%d/x', timeout=10).status)\n"
+           "except urllib.error.HTTPError as e:\n"
+           "    print(e.code)\n" % port)
+    assert netns.run("vs", get).strip() == "200"
+    # bound to the private address: the outside namespace cannot even reach it
+    out = netns.run("out", "import socket\n"
+                    "try:\n"
+                    "    socket.create_connection(('10.1.1.1', %d), timeout=3); print('open')\n"
+                    "except OSError as e:\n"
+                    "    print('unreachable')\n" % port)
+    assert out.strip() == "unreachable"
