@@ -1,6 +1,8 @@
 /* admin: health, readiness and metrics endpoints; see admin.h. */
 #include "admin.h"
 
+#include "access.h"
+
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <stdlib.h>
@@ -48,6 +50,18 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		const struct runtime *rt = a->state->current;
 		char *extra = rt ? upstream_health_render(rt->health, rt->cfg) : NULL;
 		char *text = metrics_render(extra);
+		char *access = access_metrics_render();
+
+		if (text && access) {
+			size_t tl = strlen(text), al = strlen(access);
+			char *both = realloc(text, tl + al + 1);
+
+			if (both) {
+				memcpy(both + tl, access, al + 1);
+				text = both;
+			}
+		}
+		free(access);
 
 		if (text)
 			reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);

@@ -188,6 +188,9 @@ metrics_render(const char *extra)
 		    "# HELP portcullis_client_connections_open Client connections open.\n"
 		    "# TYPE portcullis_client_connections_open gauge\n"
 		    "portcullis_client_connections_open %lld\n"
+		    "# HELP portcullis_tls_handshake_failures_total TLS handshakes that failed.\n"
+		    "# TYPE portcullis_tls_handshake_failures_total counter\n"
+		    "portcullis_tls_handshake_failures_total %lld\n"
 		    "# HELP portcullis_config_reloads_total Configuration reloads by result.\n"
 		    "# TYPE portcullis_config_reloads_total counter\n"
 		    "portcullis_config_reloads_total{result=\"ok\"} %lld\n"
@@ -200,6 +203,7 @@ metrics_render(const char *extra)
 		    "portcullis_upstream_retries_total %lld\n",
 		    (long long)metrics_get(METRIC_IN_FLIGHT), (long long)metrics_get(METRIC_BODY_MEMORY),
 		    (long long)metrics_get(METRIC_CLIENT_CONNECTIONS),
+		    (long long)metrics_get(METRIC_TLS_HANDSHAKE_FAILURES),
 		    (long long)metrics_get(METRIC_RELOADS_OK), (long long)metrics_get(METRIC_RELOADS_ERROR),
 		    (long long)metrics_get(METRIC_UPSTREAM_FAILURES),
 		    (long long)metrics_get(METRIC_UPSTREAM_RETRIES));

@@ -25,6 +25,7 @@ enum metrics_gauge {
 	METRIC_IN_FLIGHT,            /* requests being handled */
 	METRIC_BODY_MEMORY,          /* request body bytes held */
 	METRIC_CLIENT_CONNECTIONS,   /* client connections open */
+	METRIC_TLS_HANDSHAKE_FAILURES,
 	METRIC_RELOADS_OK,
 	METRIC_RELOADS_ERROR,
 	METRIC_UPSTREAM_FAILURES,    /* failed upstream attempts */

@@ -15,6 +15,7 @@
 
 #include "headers.h"
 #include "ipacl.h"
+#include "access.h"
 #include "log.h"
 #include "metrics.h"
 #include "pathnorm.h"
@@ -54,6 +55,7 @@ struct txn {
 	uint64_t body_reserved;
 	uint64_t bytes_in, bytes_out;
 	int status;
+	struct access_outcome access; /* access_check_request: 403/429, country */
 	double start, upstream_start, upstream_ms;
 	bool replied;      /* a reply (or its start) went out */
 	bool streaming;    /* server_reply_start was called */
@@ -192,6 +194,12 @@ reply_text(struct txn *t, int status, const char *detail, bool close)
 	evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
 	evhttp_add_header(&t->out, "Cache-Control", "no-store");
 	add_common_response_headers(t, &t->out);
+	if (status == 429 && t->access.retry_after > 0) {
+		char retry[16];
+
+		snprintf(retry, sizeof(retry), "%u", t->access.retry_after);
+		evhttp_add_header(&t->out, "Retry-After", retry);
+	}
 	if (body) {
 		evbuffer_add_printf(body, "%d %s: %s\n", status, server_status_text(status), detail);
 		t->bytes_out = evbuffer_get_length(body);
@@ -362,6 +370,10 @@ build_head(struct txn *t)
 		}
 		if (headers_is_hop_by_hop(name) || request_header_is_ours(name))
 			continue;
+		if ((t->cfg->geoip_country_header &&
+		     strcasecmp(name, t->cfg->geoip_country_header) == 0) ||
+		    (t->cfg->geoip_asn_header && strcasecmp(name, t->cfg->geoip_asn_header) == 0))
+			continue; /* only we say where the client is */
 		if (conn_list.n && headers_connection_has(&conn_list, name))
 			continue;
 		if (drop_cookies && strcasecmp(name, "cookie") == 0)
@@ -388,6 +400,14 @@ build_head(struct txn *t)
 		add_header_line(b, "X-Forwarded-Host", xfh ? xfh : t->host_header);
 	add_header_line(b, "X-Forwarded-Port", xfport ? xfport : t->listener->port);
 	add_header_line(b, "X-Request-ID", t->request_id);
+	if (t->cfg->geoip_country_header && t->access.country[0])
+		add_header_line(b, t->cfg->geoip_country_header, t->access.country);
+	if (t->cfg->geoip_asn_header && t->access.asn) {
+		char asn[16];
+
+		snprintf(asn, sizeof(asn), "%u", t->access.asn);
+		add_header_line(b, t->cfg->geoip_asn_header, asn);
+	}
 	return 0;
 }
 
@@ -822,6 +842,14 @@ proxy_on_head(struct server_request *req, void *arg)
 	}
 	if (route_request(t) < 0)
 		return SERVER_REPLIED;
+	if (access_check_request(t->cfg, t->listener->index, t->jump_route, t->route, t->client,
+				 &t->access) != 0) {
+		refuse(t, t->access.status,
+		       t->access.status == 429 ? "too many requests from your address; retry later"
+					       : "access is not allowed from your address",
+		       false);
+		return SERVER_REPLIED;
+	}
 	if (t->route->action == ACTION_RESPOND || t->route->action == ACTION_REDIRECT) {
 		respond_fixed(t);
 		return SERVER_REPLIED;

@@ -8,6 +8,8 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <http_parser.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ struct server {
 	const struct server_handler *handler;
 	void *arg;
 	struct server_limits limits;
+	SSL_CTX *tls;          /* NULL: plain HTTP */
 	LIST_HEAD(, server_conn) conns;
 	size_t nconns;
 	bool draining;
@@ -68,6 +71,11 @@ struct server_conn {
 	struct server *srv;
 	int fd;
 	struct sockaddr_storage peer;
+	SSL *ssl;               /* NULL on plain listeners */
+	bool tls_checked;       /* the first byte looked like TLS */
+	bool handshaking;
+	bool read_wants_write;  /* SSL_read needs the socket writable */
+	bool write_wants_read;  /* SSL_write needs the socket readable */
 	struct event *rev, *wev, *timer;
 	char *in;
 	size_t inlen, incap;
@@ -90,6 +98,7 @@ struct server_conn {
 };
 
 static void conn_run(struct server_conn *c);
+static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct server_conn *c);
 static void conn_write(struct server_conn *c);
 static void conn_free(struct server_conn *c);
@@ -290,6 +299,11 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c); /* the client stopped reading */
 		return;
 	}
+	if (c->handshaking || c->read_wants_write) {
+		c->read_wants_write = false;
+		read_cb(c->fd, EV_READ, c);
+		return;
+	}
 	conn_write(c);
 	if (c->dead)
 		return;
@@ -317,12 +331,52 @@ conn_write_soon(struct server_conn *c)
 	event_active(c->wev, EV_WRITE, 1);
 }
 
+/* TLS: encrypt and send up to 16 KiB at a time (one record, one system call
+ * for a small response).  Returns like conn_write's loop: false when it must
+ * wait. */
+static bool
+tls_write(struct server_conn *c)
+{
+	while (evbuffer_get_length(c->out) > 0) {
+		size_t len = evbuffer_get_length(c->out);
+		int n, err;
+
+		if (len > 16384)
+			len = 16384;
+		ERR_clear_error();
+		n = SSL_write(c->ssl, evbuffer_pullup(c->out, (ev_ssize_t)len), (int)len);
+		if (n > 0) {
+			evbuffer_drain(c->out, (size_t)n);
+			continue;
+		}
+		err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_WRITE) {
+			c->write_waiting = true;
+			event_add(c->wev, &c->srv->limits.client);
+			return false;
+		}
+		if (err == SSL_ERROR_WANT_READ) {
+			c->write_wants_read = true; /* read_cb retries */
+			return false;
+		}
+		evbuffer_drain(c->out, evbuffer_get_length(c->out));
+		conn_close(c);
+		return false;
+	}
+	return true;
+}
+
 /* Write what the kernel takes; wait for writability for the rest. */
 static void
 conn_write(struct server_conn *c)
 {
-	if (c->write_waiting || c->dead)
+	if (c->write_waiting || c->dead || c->handshaking)
 		return;
+	if (c->ssl) {
+		c->write_wants_read = false;
+		tls_write(c);
+		return;
+	}
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = evbuffer_write(c->out, c->fd);
 
@@ -815,6 +869,11 @@ conn_free(struct server_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
+	if (c->ssl) {
+		if (!c->handshaking)
+			SSL_shutdown(c->ssl); /* close_notify, best effort */
+		SSL_free(c->ssl);
+	}
 	close(c->fd);
 	evbuffer_free(c->out);
 	free(c->in);
@@ -885,11 +944,113 @@ conn_run(struct server_conn *c)
 		conn_free(c);
 }
 
+/* Plain HTTP sent to a TLS listener: say so in plain HTTP, then close. */
+static void
+plain_on_tls_port(struct server_conn *c)
+{
+	static const char msg[] =
+		"HTTP/1.1 400 Bad Request\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Connection: close\r\n"
+		"Content-Length: 64\r\n\r\n"
+		"400 Bad Request: this port speaks HTTPS; use https:// instead.\n";
+	ssize_t ignored = write(c->fd, msg, sizeof(msg) - 1);
+
+	(void)ignored;
+	conn_close(c);
+}
+
+/* TLS: finish the handshake (returns false while it is not done). */
+static bool
+tls_handshake(struct server_conn *c)
+{
+	int r, err;
+
+	if (!c->tls_checked) {
+		unsigned char first;
+		ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return false;
+		if (n <= 0) {
+			conn_close(c);
+			return false;
+		}
+		if (first != 0x16) { /* not a TLS handshake record */
+			plain_on_tls_port(c);
+			return false;
+		}
+		c->tls_checked = true;
+	}
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		return true;
+	}
+	err = SSL_get_error(c->ssl, r);
+	if (err == SSL_ERROR_WANT_READ)
+		return false;
+	if (err == SSL_ERROR_WANT_WRITE) {
+		c->write_waiting = true;
+		event_add(c->wev, &c->srv->limits.client);
+		return false;
+	}
+	metrics_add(METRIC_TLS_HANDSHAKE_FAILURES, 1);
+	conn_close(c); /* a failed handshake touches nothing else */
+	return false;
+}
+
+/* Read into the input buffer: at most <room> bytes.  Returns bytes read,
+ * 0 at EOF, -1 for "nothing now" (EAGAIN), -2 for an error. */
+static ssize_t
+conn_read(struct server_conn *c, size_t room)
+{
+	if (c->ssl) {
+		int n, err;
+
+		ERR_clear_error();
+		n = SSL_read(c->ssl, c->in + c->inlen, room > INT_MAX ? INT_MAX : (int)room);
+		if (n > 0)
+			return n;
+		err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_READ)
+			return -1;
+		if (err == SSL_ERROR_WANT_WRITE) {
+			c->read_wants_write = true;
+			c->write_waiting = true;
+			event_add(c->wev, &c->srv->limits.client);
+			return -1;
+		}
+		if (err == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		return -2;
+	}
+	for (;;) {
+		ssize_t n = read(c->fd, c->in + c->inlen, room);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -1;
+		return -2;
+	}
+}
+
 static void
 read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_conn *c = arg;
 
+	if (c->handshaking && !tls_handshake(c))
+		return;
+	if (c->write_wants_read) {
+		conn_write(c);
+		if (c->dead)
+			return;
+	}
 	for (;;) {
 		ssize_t n;
 		size_t room;
@@ -912,19 +1073,17 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			c->incap = ncap;
 		}
 		room = c->incap - c->inlen;
-		n = read(fd, c->in + c->inlen, room);
+		n = conn_read(c, room);
 		if (n > 0) {
 			c->inlen += (size_t)n;
 			if (c->req && c->req->head_done && !c->req->complete)
 				evtimer_add(c->timer, &c->srv->limits.client); /* body still moving */
-			if ((size_t)n < room)
+			if ((size_t)n < room && c->ssl == NULL)
 				break; /* the kernel had no more */
 			continue;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n == -1)
 			break;
-		if (n < 0 && errno == EINTR)
-			continue;
 		/* EOF or error: the client is gone. */
 		if (c->req && c->req->handler_done && !c->closing && c->inlen == 0 &&
 		    evbuffer_get_length(c->out) > 0) {
@@ -1008,6 +1167,23 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			free(c);
 			continue;
 		}
+		if (srv->tls) {
+			c->ssl = SSL_new(srv->tls);
+			if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+				SSL_free(c->ssl);
+				event_free(c->rev);
+				event_free(c->wev);
+				event_free(c->timer);
+				evbuffer_free(c->out);
+				close(fd);
+				free(c);
+				continue;
+			}
+			SSL_set_accept_state(c->ssl);
+			SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+						     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+			c->handshaking = true;
+		}
 		http_parser_init(&c->parser, HTTP_REQUEST);
 		c->parser.data = c;
 		LIST_INSERT_HEAD(&srv->conns, c, link);
@@ -1056,6 +1232,15 @@ server_set_limits(struct server *srv, const struct server_limits *limits)
 }
 
 void
+server_set_tls(struct server *srv, SSL_CTX *ctx)
+{
+	if (ctx)
+		SSL_CTX_up_ref(ctx);
+	SSL_CTX_free(srv->tls);
+	srv->tls = ctx;
+}
+
+void
 server_drain(struct server *srv)
 {
 	struct server_conn *c, *next;
@@ -1100,5 +1285,6 @@ server_free(struct server *srv)
 		event_free(srv->accept_ev);
 		close(srv->fd);
 	}
+	SSL_CTX_free(srv->tls);
 	free(srv);
 }

@@ -81,6 +81,12 @@ struct server *server_new(struct event_base *base, int fd, int port,
 /* Change limits for requests that start from now on. */
 void server_set_limits(struct server *srv, const struct server_limits *limits);
 
+/* Speak TLS on this listener from now on (<ctx> is referenced; NULL: plain
+ * HTTP).  Certificate choice (SNI, ALPN) is the context's business.  Plain
+ * HTTP sent to a TLS listener is answered with a plain-text 400. */
+struct ssl_ctx_st;
+void server_set_tls(struct server *srv, struct ssl_ctx_st *ctx);
+
 /* Stop accepting (closing the listening socket), close idle connections, and
  * close each active one once its response is written. */
 void server_drain(struct server *srv);

@@ -398,15 +398,16 @@ cert_from_pem(const char *chain_pem, size_t chain_len, const char *key_pem, size
 	bio = BIO_new_mem_buf(key_pem, (int)key_len);
 	c->key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password_cb, NULL) : NULL;
 	if (c->key == NULL) {
-		unsigned long e = ERR_peek_last_error();
-
-		ERR_clear_error();
-		if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+		if (strstr(key_pem, "PRIVATE KEY-----") == NULL)
 			snprintf(err, errlen, "%s: no PEM private key found (expected \"-----BEGIN PRIVATE KEY-----\")",
 				 key_what);
-		else
-			snprintf(err, errlen, "%s: cannot read the private key (encrypted keys are not supported)",
+		else if (strstr(key_pem, "ENCRYPTED") != NULL)
+			snprintf(err, errlen, "%s: the private key is encrypted; give it unencrypted (mode 0600)",
 				 key_what);
+		else
+			snprintf(err, errlen, "%s: cannot parse the private key: %s", key_what,
+				 ssl_reason("malformed PEM"));
+		ERR_clear_error();
 		goto fail;
 	}
 	id = EVP_PKEY_get_base_id(c->key);
@@ -855,8 +856,10 @@ info_cb(const SSL *ssl, int where, int ret)
 	unsigned long e;
 	int reason;
 
-	if (where != SSL_CB_ACCEPT_EXIT || ret > 0 || SSL_want(ssl) != SSL_NOTHING ||
-	    SSL_get_state(ssl) != TLS_ST_BEFORE)
+	/* A handshake that stopped before any ClientHello was read, on one of
+	 * the three errors OpenSSL raises for a first record that is not TLS
+	 * (a mere "want read" leaves no error behind). */
+	if (where != SSL_CB_ACCEPT_EXIT || ret > 0 || SSL_get_state(ssl) != TLS_ST_BEFORE)
 		return;
 	e = ERR_peek_last_error();
 	if (ERR_GET_LIB(e) != ERR_LIB_SSL)

@@ -612,7 +612,8 @@ test_unknown_keys(void **state)
 	expect_error("{'listeners': [{'address': ':0'}], 'wrokers': 2," MINIMAL_REST "}",
 		     "wrokers: ", "did you mean \"workers\"?", NULL);
 	expect_error("{'listeners': [{'address': ':0', 'tls': true}]," MINIMAL_REST "}",
-		     "listeners[0].tls: ", "unknown key (allowed: name, address, type, allow, deny,", NULL);
+		     "listeners[0].tls: ",
+		     "unknown key (allowed: name, address, type, allow, deny,", NULL);
 	expect_error("{'listeners': [{'address': ':0'}], 'upstreams': {'web': {'servers': ['w:1'],"
 		     "'balanse': 'least_conn'}}, 'sites': [{'routes': [{'upstream': 'web'}]}]}",
 		     "upstreams.web.balanse: ", "did you mean \"balance\"?", NULL);
