@@ -294,7 +294,9 @@ def test_relay_100mib_upload_memory_flat(lab, peers):
     growth_mib = (peak[0] - rss0) / 1024.0
     # Two workers, each at most 2 x 512 KiB queued per connection plus libevent's
     # chunks: a few MiB.  Buffering the upload would show ~100 MiB.
-    assert growth_mib < 24, "proxy RSS grew by %.1f MiB during a 100 MiB upload" % growth_mib
+    # AddressSanitizer keeps freed memory in quarantine: RSS says nothing there.
+    if os.environ.get("PORTCULLIS_SANITIZE") != "1":
+        assert growth_mib < 24, "proxy RSS grew by %.1f MiB during a 100 MiB upload" % growth_mib
 
 
 def test_h2c_through_relay(lab, tmp_path):
@@ -329,8 +331,12 @@ def test_h2c_through_relay(lab, tmp_path):
         assert r.returncode == 0 and r.stdout == body
         # the same request from a refused address gets nothing
         s = connect(port, source="127.0.0.2")
-        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        assert s.recv(100) == b""
+        try:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            got = s.recv(100)
+        except (ConnectionResetError, BrokenPipeError):
+            got = b""  # closed before our bytes arrived: the kernel answers RST
+        assert got == b""
         s.close()
     finally:
         srv.terminate()

@@ -89,7 +89,8 @@ v2(unsigned char *buf, unsigned char ver_cmd, unsigned char fam, const unsigned 
 	buf[13] = fam;
 	buf[14] = (unsigned char)(n >> 8);
 	buf[15] = (unsigned char)n;
-	memcpy(buf + 16, body, n);
+	if (n > 0)
+		memcpy(buf + 16, body, n);
 	return 16 + n;
 }
 
