@@ -427,8 +427,8 @@ for s in $SCENARIO_NAMES; do
 				base=${BASE_URL[$p:$scheme]:-}
 				[[ -n $base ]] || continue
 				pid=${PROXY_PID[$p]}
-				if ((WARMUP > 0)); then run_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
 				wait_quiet
+				if ((WARMUP > 0)); then run_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
 				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks); e0=$EPOCHREALTIME
 				wout=$TMP/wrk-$name-c$c-$p-r$r.txt
 				run_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"

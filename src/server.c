@@ -18,7 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ipacl.h"
+#include "log.h"
 #include "metrics.h"
+#include "proxyproto.h"
 
 #define READ_CHUNK 16384
 #define BACKLOG_LIMIT (1024 * 1024)     /* client output bytes before back-pressure */
@@ -35,6 +38,8 @@ struct server {
 	void *arg;
 	struct server_limits limits;
 	SSL_CTX *tls;          /* NULL: plain HTTP */
+	bool proxy_protocol;   /* every connection starts with a PROXY header */
+	const struct ipacl *trusted; /* peers whose PROXY header is believed */
 	LIST_HEAD(, server_conn) conns;
 	size_t nconns;
 	bool draining;
@@ -72,6 +77,7 @@ struct server_conn {
 	int fd;
 	struct sockaddr_storage peer;
 	SSL *ssl;               /* NULL on plain listeners */
+	bool pp_pending;        /* the PROXY header is still to be read */
 	bool tls_checked;       /* the first byte looked like TLS */
 	bool handshaking;
 	bool read_wants_write;  /* SSL_read needs the socket writable */
@@ -1039,11 +1045,50 @@ conn_read(struct server_conn *c, size_t room)
 	}
 }
 
+/* Read and drop the PROXY protocol header (peeked first, so that a TLS
+ * ClientHello behind it stays in the socket for OpenSSL); the client
+ * address it carries replaces the socket peer.  Returns false while it is
+ * incomplete, or when the connection was closed. */
+static bool
+proxy_header(struct server_conn *c)
+{
+	unsigned char buf[PROXYPROTO_MAX_HEADER];
+	struct proxyproto_info info;
+	const char *why = NULL;
+	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_PEEK);
+	enum proxyproto_result r;
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return false;
+	if (n <= 0) {
+		conn_close(c);
+		return false;
+	}
+	r = proxyproto_parse(buf, (size_t)n, &info, &why);
+	if (r == PROXYPROTO_NEED_MORE && (size_t)n < sizeof(buf))
+		return false;
+	if (r != PROXYPROTO_OK) {
+		log_info("connection refused: %s", why ? why : "PROXY header too long");
+		conn_close(c);
+		return false;
+	}
+	if (recv(c->fd, buf, info.header_len, 0) != (ssize_t)info.header_len) {
+		conn_close(c);
+		return false;
+	}
+	if (info.has_address)
+		c->peer = info.src;
+	c->pp_pending = false;
+	return true;
+}
+
 static void
 read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_conn *c = arg;
 
+	if (c->pp_pending && !proxy_header(c))
+		return;
 	if (c->handshaking && !tls_handshake(c))
 		return;
 	if (c->write_wants_read) {
@@ -1147,9 +1192,17 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			close(fd);
 			continue;
 		}
+		if (srv->proxy_protocol &&
+		    !ipacl_contains(srv->trusted, (const struct sockaddr *)&ss)) {
+			/* A PROXY header is believed only from trusted proxies. */
+			close(fd);
+			free(c);
+			continue;
+		}
 		c->srv = srv;
 		c->fd = fd;
 		c->peer = ss;
+		c->pp_pending = srv->proxy_protocol;
 		c->out = evbuffer_new();
 		c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 		c->wev = event_new(srv->base, fd, EV_WRITE, write_cb, c);
@@ -1229,6 +1282,13 @@ server_set_limits(struct server *srv, const struct server_limits *limits)
 	/* http-parser's own head limit is process-wide; ours is exact (431),
 	 * so its stays well above any configured one. */
 	http_parser_set_max_header_size((uint32_t)(limits->max_header_bytes * 2 + 4096));
+}
+
+void
+server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *trusted)
+{
+	srv->proxy_protocol = on;
+	srv->trusted = trusted;
 }
 
 void

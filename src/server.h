@@ -81,6 +81,13 @@ struct server *server_new(struct event_base *base, int fd, int port,
 /* Change limits for requests that start from now on. */
 void server_set_limits(struct server *srv, const struct server_limits *limits);
 
+/* Expect a PROXY protocol (v1 or v2) header at the start of every new
+ * connection; connections from peers outside <trusted> are closed at once,
+ * and the address in the header becomes the request's peer.  <trusted> must
+ * live until the next call. */
+struct ipacl;
+void server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *trusted);
+
 /* Speak TLS on this listener from now on (<ctx> is referenced; NULL: plain
  * HTTP).  Certificate choice (SNI, ALPN) is the context's business.  Plain
  * HTTP sent to a TLS listener is answered with a plain-text 400. */

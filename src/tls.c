@@ -17,6 +17,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -1238,6 +1239,27 @@ tls_evhttp_bevcb(struct event_base *base, void *arg)
 	 * which libevent 2.1 does not expect; treat it as an ordinary EOF. */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;
+}
+
+/* evhttp is about to free the connection (the socket is still open). */
+static void
+close_notify_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	/* Only after a finished handshake and no fatal error (OpenSSL then
+	 * reports the connection as in init); best effort, never blocks. */
+	if (ssl && SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+		SSL_shutdown(ssl);
+	ERR_clear_error();
+}
+
+void
+tls_evhttp_connection_track(struct evhttp_connection *evcon)
+{
+	if (evcon)
+		evhttp_connection_set_closecb(evcon, close_notify_cb, NULL);
 }
 
 /* Re-read file source <f> if its files changed.  Returns 1 if replaced. */

@@ -49,6 +49,7 @@
 
 struct event_base;
 struct bufferevent;
+struct evhttp_connection;
 struct tls_store;
 
 /* One certificate given as files: a PEM chain (leaf first) and its PEM key.
@@ -107,6 +108,16 @@ SSL_CTX *tls_store_ctx(struct tls_store *s);
  * of memory.
  */
 struct bufferevent *tls_evhttp_bevcb(struct event_base *base, void *arg);
+
+/*
+ * Call for every request received on a TLS listener (cheap; the worker's
+ * request callback does it): when evhttp later closes <evcon> (Connection:
+ * close, idle timeout, drain), the peer gets a TLS close_notify first.
+ * Without it libevent 2.1 just closes the socket, and strict TLS clients
+ * (OpenSSL 3's s_client, some HTTP libraries) report an "unexpected EOF".
+ * Uses the connection's close callback.
+ */
+void tls_evhttp_connection_track(struct evhttp_connection *evcon);
 
 /*
  * Periodic work, from one thread (the main loop's timer, every few seconds):

@@ -32,9 +32,18 @@ apply_limits(struct worker *w, const struct config *cfg)
 
 	limits.max_header_bytes = cfg->max_request_header_bytes;
 	limits.client = seconds_tv(cfg->client_timeout);
-	for (size_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].server)
-			server_set_limits(w->listeners[i].server, &limits);
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct worker_listener *wl = &w->listeners[i];
+
+		if (wl->server == NULL)
+			continue;
+		server_set_limits(wl->server, &limits);
+		/* Listener addresses are fixed until a restart; their PROXY
+		 * setting follows the configuration that has them. */
+		if (wl->index < cfg->nlisteners)
+			server_set_proxy_protocol(wl->server, cfg->listeners[wl->index].proxy_protocol,
+						  cfg->trusted);
+	}
 }
 
 /* An event base whose epoll changes are folded per loop turn (at most one

@@ -116,6 +116,8 @@ request_cb(struct evhttp_request *req, void *arg)
 	unsigned int alpnlen = 0;
 	const char *sni = NULL;
 
+	/* The wiring the worker's request callback needs: one line. */
+	tls_evhttp_connection_track(evcon);
 	if (out == NULL) {
 		evhttp_send_error(req, 500, NULL);
 		return;
