@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "headerbuf.h"
 #include "ipacl.h"
 #include "log.h"
 #include "metrics.h"
@@ -88,11 +89,7 @@ struct server_conn {
 	struct evbuffer *out;
 	http_parser parser;
 	struct server_request *req;
-	size_t header_bytes;
-	char *field, *value;
-	size_t field_len, value_len, field_cap, value_cap;
-	bool last_was_value;
-	bool header_overflow;
+	struct headerbuf hb;
 	bool stop;            /* the parser was stopped on purpose (reply sent) */
 	bool closing;         /* close once the output is written */
 	bool write_waiting;   /* wev is pending */
@@ -588,51 +585,6 @@ server_reply_abort(struct server_request *req)
 /* ---- parsing ----------------------------------------------------------- */
 
 static int
-grow_append(char **buf, size_t *len, size_t *cap, const char *at, size_t n)
-{
-	if (*len + n + 1 > *cap) {
-		size_t ncap = (*len + n + 1) * 2;
-		char *p = realloc(*buf, ncap);
-
-		if (p == NULL)
-			return -1;
-		*buf = p;
-		*cap = ncap;
-	}
-	memcpy(*buf + *len, at, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-	return 0;
-}
-
-static int
-count_header_bytes(struct server_conn *c, size_t n)
-{
-	c->header_bytes += n;
-	if (c->header_bytes > c->srv->limits.max_header_bytes) {
-		c->header_overflow = true;
-		return -1;
-	}
-	return 0;
-}
-
-static int
-commit_header(struct server_conn *c)
-{
-	if (c->field_len == 0)
-		return 0;
-	if (c->value == NULL && grow_append(&c->value, &c->value_len, &c->value_cap, "", 0) < 0)
-		return -1;
-	if (evhttp_add_header(&c->req->headers, c->field, c->value) < 0)
-		return -1;
-	c->field_len = c->value_len = 0;
-	c->field[0] = '\0';
-	if (c->value)
-		c->value[0] = '\0';
-	return 0;
-}
-
-static int
 on_message_begin(http_parser *p)
 {
 	struct server_conn *c = p->data;
@@ -640,9 +592,7 @@ on_message_begin(http_parser *p)
 	c->req = request_new(c);
 	if (c->req == NULL)
 		return -1;
-	c->header_bytes = 0;
-	c->field_len = c->value_len = 0;
-	c->last_was_value = false;
+	headerbuf_reset(&c->hb, c->srv->limits.max_header_bytes);
 	/* The whole head must arrive within the client timeout. */
 	evtimer_add(c->timer, &c->srv->limits.client);
 	return 0;
@@ -653,9 +603,9 @@ on_url(http_parser *p, const char *at, size_t n)
 {
 	struct server_conn *c = p->data;
 
-	if (count_header_bytes(c, n) < 0)
+	if (headerbuf_count(&c->hb, n) < 0)
 		return -1;
-	return grow_append(&c->req->target, &c->req->target_len, &c->req->target_cap, at, n);
+	return headerbuf_append(&c->req->target, &c->req->target_len, &c->req->target_cap, at, n);
 }
 
 static int
@@ -663,14 +613,7 @@ on_header_field(http_parser *p, const char *at, size_t n)
 {
 	struct server_conn *c = p->data;
 
-	if (count_header_bytes(c, n + 4) < 0)
-		return -1;
-	if (c->last_was_value) {
-		if (commit_header(c) < 0)
-			return -1;
-		c->last_was_value = false;
-	}
-	return grow_append(&c->field, &c->field_len, &c->field_cap, at, n);
+	return headerbuf_field(&c->hb, &c->req->headers, at, n);
 }
 
 static int
@@ -678,10 +621,7 @@ on_header_value(http_parser *p, const char *at, size_t n)
 {
 	struct server_conn *c = p->data;
 
-	if (count_header_bytes(c, n) < 0)
-		return -1;
-	c->last_was_value = true;
-	return grow_append(&c->value, &c->value_len, &c->value_cap, at, n);
+	return headerbuf_value(&c->hb, at, n);
 }
 
 /* Refuse from inside the parser: reply, close after, stop parsing. */
@@ -713,9 +653,8 @@ on_headers_complete(http_parser *p)
 	const char *expect;
 	enum server_verdict verdict;
 
-	if (c->last_was_value && commit_header(c) < 0)
+	if (headerbuf_finish(&c->hb, &req->headers) < 0)
 		return -1;
-	c->last_was_value = false;
 	req->head_done = true;
 	/* From here the body may not stall longer than the client timeout
 	 * between reads (read_cb renews it). */
@@ -837,7 +776,7 @@ conn_parse(struct server_conn *c)
 	}
 	if (c->req->handler_seen) {
 		/* The handler owns it: it hears that the request is unusable. */
-		c->srv->handler->on_abort(c->req, c->header_overflow ? 431 : 400, c->srv->arg);
+		c->srv->handler->on_abort(c->req, c->hb.overflow ? 431 : 400, c->srv->arg);
 	}
 	c->req->dispatched = true;
 	c->req->complete = true;
@@ -845,8 +784,8 @@ conn_parse(struct server_conn *c)
 	{
 		struct evbuffer *body = evbuffer_new();
 		struct evkeyvalq h;
-		int status = c->header_overflow ? 431 : 400;
-		const char *why = c->header_overflow ? "the request head exceeds the configured limit"
+		int status = c->hb.overflow ? 431 : 400;
+		const char *why = c->hb.overflow ? "the request head exceeds the configured limit"
 						     : http_errno_description(e);
 
 		TAILQ_INIT(&h);
@@ -883,8 +822,7 @@ conn_free(struct server_conn *c)
 	close(c->fd);
 	evbuffer_free(c->out);
 	free(c->in);
-	free(c->field);
-	free(c->value);
+	headerbuf_free(&c->hb);
 	free(c);
 }
 

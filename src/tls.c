@@ -66,6 +66,7 @@ struct tls_cert {
 	time_t not_after;
 	enum tls_kind kind;
 	enum tls_source source;
+	unsigned char content[32]; /* SHA-256 of the PEM text it was made from */
 };
 
 /* What one name serves: at most one certificate per key kind. */
@@ -486,6 +487,17 @@ cert_from_files(const char *cert_path, const char *key_path, const char *const *
 	if (kbuf != NULL)
 		c = cert_from_pem(cbuf, clen, kbuf, klen, cert_path, key_path, names, nnames, source,
 				  err, errlen);
+	if (c) {
+		/* Identify the content, so that a touched but unchanged pair is not
+		 * swapped (and nothing shared with handshakes is read here). */
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+		if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+		    EVP_DigestUpdate(md, cbuf, clen) != 1 || EVP_DigestUpdate(md, kbuf, klen) != 1 ||
+		    EVP_DigestFinal_ex(md, c->content, NULL) != 1)
+			memset(c->content, 0, sizeof(c->content));
+		EVP_MD_CTX_free(md);
+	}
 	free(cbuf);
 	if (kbuf)
 		OPENSSL_clear_free(kbuf, klen);
@@ -1282,8 +1294,7 @@ poll_file(struct tls_store *s, struct file_source *f)
 		log_error("tls: %s; still serving the certificate loaded before", err);
 		return 0;
 	}
-	if (f->cert && X509_cmp(f->cert->x509, c->x509) == 0 &&
-	    EVP_PKEY_eq(f->cert->key, c->key) == 1) {
+	if (f->cert && memcmp(f->cert->content, c->content, sizeof(c->content)) == 0) {
 		cert_unref(c); /* touched, same content */
 		return 0;
 	}

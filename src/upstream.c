@@ -22,8 +22,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "headerbuf.h"
 #include "log.h"
 #include "metrics.h"
+#include "timeutil.h"
 
 /* ---- shared health ---------------------------------------------------- */
 
@@ -38,15 +40,6 @@ struct upstream_health {
 	size_t nupstreams;
 	struct server_health **servers; /* [upstream index][server index] */
 };
-
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct upstream_health *
 upstream_health_new(const struct config *cfg)
@@ -214,29 +207,14 @@ struct upstream_exchange {
 	bool failed;
 	bool paused;
 	enum upstream_failure failure;
-	/* Header accumulation. */
 	struct evkeyvalq headers;
-	char *field, *value;
-	size_t field_len, value_len, field_cap, value_cap;
-	bool last_was_value;
-	size_t header_bytes;
-	size_t max_header_bytes;
+	struct headerbuf hb;
 	struct evbuffer *body;
 };
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
-
-static struct timeval
-seconds_tv(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
-}
 
 struct upstream_pool *
 upstream_pool_new(struct event_base *base, struct evdns_base *dns,
@@ -284,7 +262,7 @@ conn_close(struct upstream_conn *c)
 static void
 conn_set_timer(struct upstream_conn *c, double seconds)
 {
-	struct timeval tv = seconds_tv(seconds);
+	struct timeval tv = timeval_from_seconds(seconds);
 
 	evtimer_add(c->timer, &tv);
 }
@@ -431,70 +409,11 @@ server_succeeded(struct upstream_conn *c)
 /* ---- http-parser callbacks ------------------------------------------- */
 
 static int
-grow_append(char **buf, size_t *len, size_t *cap, const char *at, size_t n)
-{
-	if (*len + n + 1 > *cap) {
-		size_t ncap = (*len + n + 1) * 2;
-		char *p = realloc(*buf, ncap);
-
-		if (p == NULL)
-			return -1;
-		*buf = p;
-		*cap = ncap;
-	}
-	memcpy(*buf + *len, at, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-	return 0;
-}
-
-/* Store the header collected so far.  Returns 0 or -1. */
-static int
-commit_header(struct upstream_exchange *x)
-{
-	int rc = 0;
-
-	if (x->field_len == 0)
-		return 0;
-	if (x->value == NULL && grow_append(&x->value, &x->value_len, &x->value_cap, "", 0) < 0)
-		return -1;
-	/* evhttp_add_header refuses CR/LF in values; http-parser has already
-	 * refused them, so a failure here is an allocation failure. */
-	if (evhttp_add_header(&x->headers, x->field, x->value) < 0)
-		rc = -1;
-	x->field_len = x->value_len = 0;
-	if (x->field)
-		x->field[0] = '\0';
-	if (x->value)
-		x->value[0] = '\0';
-	return rc;
-}
-
-static int
-count_header_bytes(struct upstream_exchange *x, size_t n)
-{
-	x->header_bytes += n;
-	if (x->header_bytes > x->max_header_bytes) {
-		x->failed = true;
-		x->failure = UPSTREAM_HEADERS_TOO_LARGE;
-		return -1;
-	}
-	return 0;
-}
-
-static int
 on_header_field(http_parser *p, const char *at, size_t n)
 {
 	struct upstream_exchange *x = p->data;
 
-	if (count_header_bytes(x, n) < 0)
-		return -1;
-	if (x->last_was_value) {
-		if (commit_header(x) < 0)
-			return -1;
-		x->last_was_value = false;
-	}
-	return grow_append(&x->field, &x->field_len, &x->field_cap, at, n);
+	return headerbuf_field(&x->hb, &x->headers, at, n);
 }
 
 static int
@@ -502,24 +421,15 @@ on_header_value(http_parser *p, const char *at, size_t n)
 {
 	struct upstream_exchange *x = p->data;
 
-	if (count_header_bytes(x, n + 4) < 0)
-		return -1;
-	x->last_was_value = true;
-	return grow_append(&x->value, &x->value_len, &x->value_cap, at, n);
+	return headerbuf_value(&x->hb, at, n);
 }
 
 static int
 on_status(http_parser *p, const char *at, size_t n)
 {
-	return count_header_bytes(p->data, n + 16);
-}
+	struct upstream_exchange *x = p->data;
 
-static void
-clear_headers(struct upstream_exchange *x)
-{
-	evhttp_clear_headers(&x->headers);
-	x->field_len = x->value_len = 0;
-	x->last_was_value = false;
+	return headerbuf_count(&x->hb, n + 16);
 }
 
 static int
@@ -528,17 +438,17 @@ on_headers_complete(http_parser *p)
 	struct upstream_exchange *x = p->data;
 	int rc;
 
-	if (x->last_was_value && commit_header(x) < 0)
+	if (headerbuf_finish(&x->hb, &x->headers) < 0)
 		return -1;
-	x->last_was_value = false;
 	if (p->status_code >= 100 && p->status_code < 200) {
 		if (p->status_code == 101) { /* we never ask for an upgrade */
 			x->failed = true;
 			x->failure = UPSTREAM_BAD_RESPONSE;
 			return -1;
 		}
-		clear_headers(x); /* interim response (103 Early Hints ...): skip */
-		x->header_bytes = 0;
+		/* An interim response (103 Early Hints ...): skip it. */
+		evhttp_clear_headers(&x->headers);
+		headerbuf_reset(&x->hb, x->hb.max_bytes);
 		return 0;
 	}
 	server_succeeded(x->conn);
@@ -588,8 +498,7 @@ static void
 exchange_free(struct upstream_exchange *x)
 {
 	evhttp_clear_headers(&x->headers);
-	free(x->field);
-	free(x->value);
+	headerbuf_free(&x->hb);
 	evbuffer_free(x->body);
 	free(x);
 }
@@ -670,7 +579,7 @@ parse_bytes(struct upstream_exchange *x, const char *data, size_t len)
 
 	if (e != HPE_OK && e != HPE_PAUSED && !x->cancelled && !x->failed) {
 		x->failed = true;
-		x->failure = UPSTREAM_BAD_RESPONSE;
+		x->failure = x->hb.overflow ? UPSTREAM_HEADERS_TOO_LARGE : UPSTREAM_BAD_RESPONSE;
 		log_debug("upstream response parse error: %s", http_errno_description(e));
 	}
 	return n;
@@ -958,7 +867,7 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	x->ops = ops;
 	x->arg = arg;
 	x->head_request = head_request;
-	x->max_header_bytes = pool->max_header_bytes;
+	headerbuf_reset(&x->hb, pool->max_header_bytes);
 	http_parser_init(&x->parser, HTTP_RESPONSE);
 	x->parser.data = x;
 

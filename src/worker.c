@@ -13,17 +13,8 @@
 #include "proxy.h"
 #include "tcprelay.h"
 #include "server.h"
+#include "timeutil.h"
 #include "upstream.h"
-
-static struct timeval
-seconds_tv(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
-}
 
 static void
 apply_limits(struct worker *w, const struct config *cfg)
@@ -31,7 +22,7 @@ apply_limits(struct worker *w, const struct config *cfg)
 	struct server_limits limits;
 
 	limits.max_header_bytes = cfg->max_request_header_bytes;
-	limits.client = seconds_tv(cfg->client_timeout);
+	limits.client = timeval_from_seconds(cfg->client_timeout);
 	for (size_t i = 0; i < w->nlisteners; i++) {
 		struct worker_listener *wl = &w->listeners[i];
 
@@ -172,7 +163,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		runtime_unref(rt);
 	}
 	if (drain && !w->draining) {
-		struct timeval tv = seconds_tv(w->gen->rt->cfg->drain_timeout);
+		struct timeval tv = timeval_from_seconds(w->gen->rt->cfg->drain_timeout);
 
 		w->draining = true;
 		for (size_t i = 0; i < w->nlisteners; i++) {

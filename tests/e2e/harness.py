@@ -343,8 +343,10 @@ class SSE:
         self.finished = threading.Event()
 
     def _chunk(self, conn, data):
-        conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+        # Recorded before it is sent: the proxy may deliver it to the test
+        # before this thread runs again.
         self.sent.append(data)
+        conn.send(b"%x\r\n%s\r\n" % (len(data), data))
 
     def __call__(self, req, conn):
         conn.send(_response_head(200, [("Content-Type", "text/event-stream"),

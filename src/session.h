@@ -1,0 +1,117 @@
+/*
+ * session: sealed cookies.  A session (who signed in, when, until when) is
+ * encoded into a compact binary form and sealed with AES-256-GCM under a
+ * 32-byte key, then written as base64url text fit for a cookie value.
+ * Nothing is stored on the server: whoever holds one of the keys can open a
+ * cookie, so replicas that share the key file accept each other's sessions.
+ *
+ * Several keys may be loaded: the first seals, every one opens (a cookie
+ * names its key by a 4-byte key id), so a key can be rotated without signing
+ * everybody out: put the new key first, keep the old one until its cookies
+ * have expired.  The "purpose" string is bound into every seal (GCM
+ * additional data), so a cookie sealed for one use (the request-tracking
+ * cookie of a login in progress) is never accepted as another (a session).
+ *
+ * Pure: OpenSSL only, no libevent, no lasso.  Called by auth.c on every
+ * request to a protected route (the hot path: one base64 decode, one GCM
+ * open, no allocation beyond the decoded session).
+ */
+#ifndef PORTCULLIS_SESSION_H
+#define PORTCULLIS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SESSION_KEY_BYTES 32
+/* Largest sealed text session_seal produces (browsers keep 4096-byte cookies,
+ * name and attributes included). */
+#define SESSION_MAX_SEALED 3800
+
+struct session_keys;
+
+/* One attribute value; an attribute with several values appears once per value. */
+struct session_attr {
+	char *name;
+	char *value;
+};
+
+struct session {
+	int64_t issued;    /* seconds since the epoch */
+	int64_t expires;   /* absolute end of the session */
+	int64_t last_seen; /* last time the cookie was (re)issued, for the idle timeout */
+	char *name_id;     /* the SAML NameID (or another identifier) */
+	struct session_attr *attrs;
+	size_t nattrs;
+};
+
+/*
+ * Load keys: from the file <file> (may be NULL), one key per line as 64 hex
+ * digits or base64 of 32 bytes, '#' starts a comment line; then from
+ * <env_value> (may be NULL), keys separated by commas or white space.  When
+ * <file> does not exist and <create> is true, it is created (mode 0600) with
+ * one fresh random key.  The first key found seals.  NULL with a reason in
+ * <err> (which names the file and line) when no key loads or one is malformed.
+ */
+struct session_keys *session_keys_load(const char *file, const char *env_value, bool create,
+				       char *err, size_t errlen);
+
+/* Keys from raw bytes (tests): <n> keys of SESSION_KEY_BYTES, the first seals. */
+struct session_keys *session_keys_from_raw(const unsigned char *keys, size_t n);
+
+/* Number of keys loaded. */
+size_t session_keys_count(const struct session_keys *k);
+
+/* Wipe and free.  Accepts NULL. */
+void session_keys_free(struct session_keys *k);
+
+/*
+ * Seal <len> bytes of <plain> for <purpose> with the first key.  Returns a
+ * new NUL-terminated base64url string (caller frees), or NULL on failure or
+ * when the result would exceed SESSION_MAX_SEALED.
+ */
+char *session_seal(const struct session_keys *k, const char *purpose, const unsigned char *plain,
+		   size_t len);
+
+/*
+ * Open a sealed <text> for <purpose>.  On success sets *plain (caller frees)
+ * and *len and returns 0; returns -1 when the text is malformed, names no key
+ * we hold, was sealed for another purpose or was changed in any way.
+ */
+int session_open(const struct session_keys *k, const char *purpose, const char *text,
+		 unsigned char **plain, size_t *len);
+
+/* Encode <s> into a new buffer (*len bytes, caller frees).  NULL on failure. */
+unsigned char *session_encode(const struct session *s, size_t *len);
+
+/* Decode what session_encode produced.  NULL when malformed. */
+struct session *session_decode(const unsigned char *buf, size_t len);
+
+/* Seal a session (encode + seal).  NULL on failure or when too large. */
+char *session_seal_session(const struct session_keys *k, const char *purpose,
+			   const struct session *s);
+
+/* Open and decode a sealed session.  NULL when it does not open. */
+struct session *session_open_session(const struct session_keys *k, const char *purpose,
+				     const char *text);
+
+/*
+ * True when <s> is still valid at <now>: not expired, issued in the past (with
+ * <skew> seconds of tolerance) and seen less than <idle_timeout> seconds ago
+ * (0: no idle timeout).
+ */
+bool session_is_valid(const struct session *s, int64_t now, int64_t idle_timeout, int64_t skew);
+
+/* The first value of attribute <name> (exact, case-sensitive), or NULL. */
+const char *session_attr(const struct session *s, const char *name);
+
+/* Add one attribute value (copied).  Returns 0 or -1. */
+int session_add_attr(struct session *s, const char *name, const char *value);
+
+/* A new empty session.  NULL on allocation failure. */
+struct session *session_new(void);
+
+/* Free (wiping nothing: sessions hold no secrets).  Accepts NULL. */
+void session_free(struct session *s);
+
+#endif
