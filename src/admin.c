@@ -9,8 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acme.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "tls.h"
 #include "upstream.h"
 
 struct admin {
@@ -50,18 +52,24 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		const struct runtime *rt = a->state->current;
 		char *extra = rt ? upstream_health_render(rt->health, rt->cfg) : NULL;
 		char *text = metrics_render(extra);
-		char *access = access_metrics_render();
+		char *more[3] = {access_metrics_render(), NULL, NULL};
 
-		if (text && access) {
-			size_t tl = strlen(text), al = strlen(access);
-			char *both = realloc(text, tl + al + 1);
-
-			if (both) {
-				memcpy(both + tl, access, al + 1);
-				text = both;
-			}
+		if (a->state->tls) {
+			more[1] = tls_store_metrics(a->state->tls);
+			more[2] = acme_metrics_render(a->state->acme);
 		}
-		free(access);
+		for (size_t i = 0; i < 3; i++) {
+			if (text && more[i]) {
+				size_t tl = strlen(text), al = strlen(more[i]);
+				char *both = realloc(text, tl + al + 1);
+
+				if (both) {
+					memcpy(both + tl, more[i], al + 1);
+					text = both;
+				}
+			}
+			free(more[i]);
+		}
 
 		if (text)
 			reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);

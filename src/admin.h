@@ -11,11 +11,15 @@
 struct event_base;
 struct admin;
 struct runtime;
+struct tls_store;
+struct acme_manager;
 
 /* What the admin pages read from the main thread. */
 struct admin_state {
 	struct runtime *current; /* the generation being served */
 	bool draining;
+	struct tls_store *tls;     /* certificate expiry, plain HTTP on TLS ports; or NULL */
+	struct acme_manager *acme; /* ACME renewals and challenges; or NULL */
 };
 
 /* Serve on the bound socket <fd> (taken over).  NULL on failure. */

@@ -13,9 +13,13 @@
 #include "access.h"
 #include "envsubst.h"
 #include "geoip.h"
+#include "localca.h"
 #include "ipacl.h"
 #include "pathnorm.h"
 #include "ratelimit.h"
+#include "router.h"
+#include "saml.h"
+#include "session.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -916,7 +920,43 @@ config_route_clear(struct config_route *r)
 	free(r->content_type);
 	free(r->redirect_to);
 	access_block_clear(&r->access);
+	config_free_strings(r->allow_bearer, r->nallow_bearer);
 }
+
+static void
+config_saml_free(struct config_saml *sc)
+{
+	if (sc == NULL)
+		return;
+	saml_free(sc->sp);
+	session_keys_free(sc->keys);
+	free(sc->idp_metadata);
+	free(sc->idp_metadata_cache);
+	free(sc->certs_dir);
+	free(sc->base_url);
+	free(sc->sp_entity_id);
+	free(sc->prefix);
+	free(sc->acs_path);
+	free(sc->acs_url);
+	free(sc->sp_key);
+	free(sc->sp_cert);
+	free(sc->session_key_file);
+	free(sc->session_key_env);
+	free(sc->cookie_name);
+	for (size_t i = 0; i < sc->nheaders; i++) {
+		free(sc->headers[i].name);
+		free(sc->headers[i].attribute);
+	}
+	free(sc->headers);
+	for (size_t i = 0; i < sc->nrules; i++) {
+		free(sc->rules[i].attribute);
+		free(sc->rules[i].value);
+	}
+	free(sc->rules);
+	free(sc);
+}
+
+static void config_tls_free(struct config_tls *t);
 
 static void
 config_free(struct config *cfg)
@@ -958,6 +998,8 @@ config_free(struct config *cfg)
 	free(cfg->geoip_asn_header);
 	geoip_free(cfg->geoip);
 	ratelimit_free(cfg->ratelimit);
+	config_saml_free(cfg->saml);
+	config_tls_free(cfg->tls);
 	free(cfg);
 }
 
@@ -966,11 +1008,12 @@ config_free(struct config *cfg)
 
 static const char *const config_top_keys[] = { "listeners", "admin", "workers", "log",
 					       "limits", "timeouts", "trusted_proxies",
-					       "upstreams", "sites", "geoip", NULL };
+					       "upstreams", "sites", "geoip", "saml", "tls", NULL };
 static const char *const config_listener_keys[] = { "name", "address", "type", "allow", "deny",
 						    "proxy_protocol", "upstream", "idle_timeout",
 						    "max_connections",
-						    "max_connections_per_client", NULL };
+						    "max_connections_per_client", "tls",
+						    "redirect_https", NULL };
 static const char *const config_admin_keys[] = { "name", "address", NULL };
 static const char *const config_log_keys[] = { "level", "access_log", NULL };
 static const char *const config_log_levels[] = { "debug", "info", "warn", "error", NULL };
@@ -986,11 +1029,12 @@ static const char *const config_upstream_keys[] = {
 };
 static const char *const config_balances[] = { "round_robin", "least_conn", NULL };
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
-						NULL };
+						"hsts", NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",
-	"max_body_bytes",  "drop_cookies",  "access",	    NULL
+	"max_body_bytes",  "drop_cookies",  "access",	    "auth",	      "allow_bearer",
+	NULL
 };
 static const char *const config_match_keys[] = { "path", "path_exact", "path_prefix", "methods",
 						 NULL };
@@ -1881,6 +1925,35 @@ config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
 	}
 	config_bool(ld, config_jkey(kp, path, "drop_cookies"), json_object_get(v, "drop_cookies"),
 		    &r->drop_cookies);
+	{
+		static const char *const auths[] = { "none", "saml", NULL };
+		int a = AUTH_NONE;
+
+		if (config_enum(ld, config_jkey(kp, path, "auth"), json_object_get(v, "auth"), auths,
+				&a))
+			r->auth = (enum config_auth)a;
+		if (r->auth == AUTH_SAML && nactions == 1 && r->action != ACTION_PROXY)
+			config_error(ld, kp,
+				     "only a route with \"upstream\" can require a SAML session (put "
+				     "\"auth\" on the routes of the site it hands requests to)");
+	}
+	if ((f = json_object_get(v, "allow_bearer")) != NULL) {
+		config_jkey(kp, path, "allow_bearer");
+		if (config_string_list(ld, kp, f, true, "an array of token prefixes like \"phx_\"",
+				       &r->allow_bearer, &r->nallow_bearer)) {
+			for (size_t k = 0; k < r->nallow_bearer; k++)
+				if (r->allow_bearer[k] != NULL &&
+				    (r->allow_bearer[k][0] == '\0' ||
+				     strpbrk(r->allow_bearer[k], " \t\r\n,") != NULL))
+					config_error(ld, kp,
+						     "\"%s\" is not a token prefix (non-empty, no "
+						     "white space or commas)",
+						     r->allow_bearer[k]);
+		}
+		if (r->auth != AUTH_SAML)
+			config_error(ld, kp, "needs \"auth\": \"saml\" (it lets bearer tokens "
+					     "pass where a session is required)");
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -2518,6 +2591,954 @@ config_parse_geoip(struct config_loader *ld, const json_t *root)
 }
 
 /* ------------------------------------------------------------------ */
+/* SAML                                                                 */
+
+static const char *const config_saml_keys[] = {
+	"idp_metadata",	    "idp_metadata_cache", "idp_metadata_refresh", "certs_dir",
+	"base_url",	    "sp_entity_id",	  "prefix",		  "acs_path",
+	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
+	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
+	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
+	"require",	    NULL
+};
+static const char *const config_saml_rule_keys[] = { "attribute", "contains", NULL };
+
+/* Headers the identity may not be written to. */
+static const char *const config_refused_identity[] = {
+	"Host", "the proxy sets Host",
+	"Content-Length", "the proxy frames the request body itself",
+	"Transfer-Encoding", "the proxy frames the request body itself",
+	"Connection", "a hop-by-hop header the proxy manages",
+	"Cookie", "the client's cookies pass through as they are",
+	"Authorization", "bearer tokens pass through to the upstream",
+	"X-Forwarded-For", "the proxy sets it",
+	"X-Forwarded-Proto", "the proxy sets it",
+	"X-Forwarded-Host", "the proxy sets it",
+	"X-Real-IP", "the proxy sets it",
+	"X-Request-ID", "the proxy sets it",
+	NULL, NULL
+};
+
+/* A duration that may be 0 ("off"). */
+static void
+config_seconds_or_zero(struct config_loader *ld, const char *path, const json_t *v, double *out)
+{
+	if (v != NULL && json_is_number(v) && json_number_value(v) == 0) {
+		*out = 0;
+		return;
+	}
+	if (v != NULL && json_is_string(v) && strcmp(json_string_value(v), "0") == 0) {
+		*out = 0;
+		return;
+	}
+	config_seconds(ld, path, v, out);
+}
+
+/* An absolute path for an SP endpoint: "/x", no query, fragment, "//" or
+ * white space. */
+static bool
+config_saml_path_ok(const char *p)
+{
+	return p[0] == '/' && strpbrk(p, "?#\\ \t\r\n%") == NULL && strstr(p, "//") == NULL &&
+	       strstr(p, "/./") == NULL && strstr(p, "/../") == NULL;
+}
+
+static char *
+config_join_path(struct config_loader *ld, const char *a, const char *b)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "%s%s", a, b) < 0) {
+		ld->oom = true;
+		return NULL;
+	}
+	return s;
+}
+
+static void
+config_parse_saml_headers(struct config_loader *ld, struct config_saml *sc, const json_t *v)
+{
+	char kp[CONFIG_JPATH_MAX];
+	const char *name;
+	json_t *value;
+	size_t i = 0;
+
+	if (!json_is_object(v)) {
+		config_type_error(ld, "saml.headers", "an object of header name: attribute name", v);
+		return;
+	}
+	if (json_object_size(v) == 0)
+		return;
+	sc->headers = calloc(json_object_size(v), sizeof *sc->headers);
+	if (sc->headers == NULL) {
+		ld->oom = true;
+		return;
+	}
+	sc->nheaders = json_object_size(v);
+	json_object_foreach((json_t *)(uintptr_t)v, name, value) {
+		struct config_saml_header *h = &sc->headers[i++];
+
+		config_jkey(kp, "saml.headers", name);
+		config_header_name_ok(ld, kp, name, config_refused_identity);
+		if ((h->name = strdup(name)) == NULL)
+			ld->oom = true;
+		h->attribute = config_string(ld, kp, value);
+		if (h->attribute != NULL && h->attribute[0] == '\0')
+			config_error(ld, kp, "must name an attribute (\"Email\") or \"@nameid\"");
+	}
+}
+
+static void
+config_parse_saml_rules(struct config_loader *ld, struct config_saml *sc, const json_t *v)
+{
+	char ip[CONFIG_JPATH_MAX], kp[CONFIG_JPATH_MAX];
+	size_t n;
+
+	if (!json_is_array(v)) {
+		config_type_error(ld, "saml.require", "an array of {\"attribute\", \"contains\"}", v);
+		return;
+	}
+	n = json_array_size(v);
+	if (n == 0)
+		return;
+	sc->rules = calloc(n, sizeof *sc->rules);
+	if (sc->rules == NULL) {
+		ld->oom = true;
+		return;
+	}
+	sc->nrules = n;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *r = json_array_get(v, i);
+
+		config_jidx(ip, "saml.require", i);
+		if (config_object(ld, ip, r, config_saml_rule_keys) == NULL)
+			continue;
+		if (json_object_get(r, "attribute") == NULL)
+			config_missing(ld, ip, "attribute", "the attribute to test, e.g. \"Roles\"");
+		else
+			sc->rules[i].attribute = config_string(ld, config_jkey(kp, ip, "attribute"),
+							       json_object_get(r, "attribute"));
+		if (json_object_get(r, "contains") == NULL)
+			config_missing(ld, ip, "contains", "the value it must hold, e.g. \"posthog-admin\"");
+		else
+			sc->rules[i].value = config_string(ld, config_jkey(kp, ip, "contains"),
+							   json_object_get(r, "contains"));
+	}
+}
+
+/* Mark the sites that serve the SP endpoints, check routes and "saml" agree. */
+static void
+config_saml_sites(struct config_loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	char kp[CONFIG_JPATH_MAX];
+	bool any = false;
+
+	for (size_t i = 0; i < cfg->nsites; i++)
+		for (size_t j = 0; j < cfg->sites[i].nroutes; j++)
+			if (cfg->sites[i].routes[j].auth == AUTH_SAML) {
+				cfg->sites[i].saml_endpoints = true;
+				any = true;
+				if (cfg->saml == NULL) {
+					char sp[CONFIG_JPATH_MAX], rp[CONFIG_JPATH_MAX];
+
+					config_jidx(rp, config_jkey(sp, config_jidx(kp, "sites", i), "routes"), j);
+					config_error(ld, config_jkey(kp, rp, "auth"),
+						     "\"saml\" needs a top-level \"saml\" section "
+						     "(docs/saml.md)");
+				}
+			}
+	/* A site that hands requests to a SAML site serves the endpoints too. */
+	for (size_t i = 0; i < cfg->nsites; i++)
+		for (size_t j = 0; j < cfg->sites[i].nroutes; j++) {
+			const struct config_route *r = &cfg->sites[i].routes[j];
+
+			if (r->action == ACTION_SITE && r->site != NULL && r->site->saml_endpoints)
+				cfg->sites[i].saml_endpoints = true;
+		}
+	if (cfg->saml != NULL && !any)
+		config_error(ld, "saml", "no route has \"auth\": \"saml\"; add it to the routes to "
+					 "protect (or remove this section)");
+	if (cfg->saml == NULL || ld->nerrors > 0)
+		return;
+	for (size_t i = 0; i < cfg->nsites; i++) {
+		const struct config_site *site = &cfg->sites[i];
+		char *login;
+
+		if (!site->saml_endpoints)
+			continue;
+		login = config_join_path(ld, cfg->saml->prefix, "/login");
+		if (login == NULL)
+			return;
+		/* The endpoints are served after routing (so a site's access rules
+		 * apply to them): some route must match them. */
+		if (router_match(site, cfg->saml->acs_path, METHOD_POST) == NULL)
+			config_error(ld, "saml.acs_path",
+				     "no route of site \"%s\" matches POST %s; add a route for it (a "
+				     "catch-all route does)",
+				     site->name ? site->name : "?", cfg->saml->acs_path);
+		if (router_match(site, login, METHOD_GET) == NULL)
+			config_error(ld, "saml.prefix",
+				     "no route of site \"%s\" matches GET %s; add a route for it (a "
+				     "catch-all route does)",
+				     site->name ? site->name : "?", login);
+		free(login);
+	}
+}
+
+/* Open the SP (keys, IdP metadata) once everything else is known good. */
+static void
+config_saml_open(struct config_loader *ld)
+{
+	struct config_saml *sc = ld->cfg->saml;
+	char why[1024];
+	const char **attrs = NULL;
+	size_t nattrs = 0;
+	char *slo = NULL;
+	const char *env = NULL;
+
+	if (sc == NULL || ld->nerrors > 0 || ld->oom)
+		return;
+	if (sc->session_key_env != NULL) {
+		env = ld->getenv_fn(sc->session_key_env);
+		if (env == NULL || env[0] == '\0') {
+			config_error(ld, "saml.session_key_env", "the variable %s is not set",
+				     sc->session_key_env);
+			return;
+		}
+	}
+	if (sc->certs_dir != NULL && sc->certs_dir[0] != '\0' &&
+	    localca_mkdirs(sc->certs_dir, why, sizeof why) < 0) {
+		config_error(ld, "saml.certs_dir", "%s", why);
+		return;
+	}
+	if (sc->session_key_file != NULL && strrchr(sc->session_key_file, '/') != NULL) {
+		char *dir = strdup(sc->session_key_file);
+
+		if (dir == NULL) {
+			ld->oom = true;
+			return;
+		}
+		*strrchr(dir, '/') = '\0';
+		if (dir[0] != '\0' && localca_mkdirs(dir, why, sizeof why) < 0) {
+			config_error(ld, "saml.session_key_file", "%s", why);
+			free(dir);
+			return;
+		}
+		free(dir);
+	}
+	sc->keys = session_keys_load(sc->session_key_file, env, true, why, sizeof why);
+	if (sc->keys == NULL) {
+		config_error(ld, "saml.session_key_file", "%s", why);
+		return;
+	}
+	attrs = calloc(sc->nheaders + sc->nrules + 1, sizeof *attrs);
+	if (attrs == NULL) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < sc->nheaders; i++)
+		if (strcmp(sc->headers[i].attribute, "@nameid") != 0)
+			attrs[nattrs++] = sc->headers[i].attribute;
+	for (size_t i = 0; i < sc->nrules; i++)
+		if (strcmp(sc->rules[i].attribute, "@nameid") != 0)
+			attrs[nattrs++] = sc->rules[i].attribute;
+	if (asprintf(&slo, "%s%s/logout", sc->base_url, sc->prefix) < 0) {
+		ld->oom = true;
+		free(attrs);
+		return;
+	}
+	{
+		struct saml_options o = {
+			.idp_metadata = sc->idp_metadata,
+			.idp_metadata_cache = sc->idp_metadata_cache,
+			.idp_metadata_refresh = sc->idp_metadata_refresh,
+			.sp_entity_id = sc->sp_entity_id,
+			.acs_url = sc->acs_url,
+			.slo_url = slo,
+			.sp_key = sc->sp_key,
+			.sp_cert = sc->sp_cert,
+			.clock_skew = sc->clock_skew,
+			.max_age = sc->max_response_age,
+			.allow_sha1 = sc->allow_sha1,
+			.replay_cache_size = (size_t)sc->replay_cache_size,
+			.attributes = attrs,
+			.nattributes = nattrs,
+		};
+
+		if ((sc->sp = saml_new(&o, why, sizeof why)) == NULL)
+			config_error(ld, "saml", "%s", why);
+	}
+	free(slo);
+	free(attrs);
+}
+
+static void
+config_parse_saml(struct config_loader *ld, const json_t *root)
+{
+	const json_t *v = json_object_get(root, "saml");
+	const json_t *f;
+	struct config_saml *sc;
+	char *dir;
+
+	if (v == NULL || json_is_null(v) || config_object(ld, "saml", v, config_saml_keys) == NULL)
+		return;
+	sc = calloc(1, sizeof *sc);
+	if (sc == NULL) {
+		ld->oom = true;
+		return;
+	}
+	ld->cfg->saml = sc;
+	sc->idp_metadata_refresh = 3600;
+	sc->session_lifetime = 8 * 3600;
+	sc->session_idle_timeout = 3600;
+	sc->clock_skew = 60;
+	sc->max_response_age = 300;
+	sc->replay_cache_size = 10000;
+
+	if ((f = json_object_get(v, "idp_metadata")) == NULL)
+		config_missing(ld, "saml", "idp_metadata",
+			       "the IdP metadata: a file path or an https URL");
+	else if ((sc->idp_metadata = config_string(ld, "saml.idp_metadata", f)) != NULL &&
+		 sc->idp_metadata[0] == '\0')
+		config_error(ld, "saml.idp_metadata", "is empty (is SAML_IDP_METADATA set?)");
+	if ((f = json_object_get(v, "base_url")) == NULL) {
+		config_missing(ld, "saml", "base_url",
+			       "the public origin of the protected site, e.g. "
+			       "\"https://posthog.example.com\"");
+	} else if ((sc->base_url = config_string(ld, "saml.base_url", f)) != NULL) {
+		size_t n = strlen(sc->base_url);
+		const char *h = strstr(sc->base_url, "://");
+
+		while (n > 0 && sc->base_url[n - 1] == '/')
+			sc->base_url[--n] = '\0';
+		if ((strncmp(sc->base_url, "https://", 8) != 0 &&
+		     strncmp(sc->base_url, "http://", 7) != 0) ||
+		    h == NULL || h[3] == '\0' || strchr(h + 3, '/') != NULL ||
+		    strpbrk(sc->base_url, "?#\\ \t\r\n\"<>") != NULL)
+			config_error(ld, "saml.base_url",
+				     "\"%s\" is not an origin; write \"https://host\" or "
+				     "\"https://host:port\" (no path)",
+				     sc->base_url);
+	}
+	sc->certs_dir = config_string_or(ld, "saml.certs_dir", json_object_get(v, "certs_dir"), "certs");
+	dir = sc->certs_dir ? sc->certs_dir : "certs";
+	sc->prefix = config_string_or(ld, "saml.prefix", json_object_get(v, "prefix"), "/saml");
+	if (sc->prefix != NULL) {
+		size_t n = strlen(sc->prefix);
+
+		while (n > 1 && sc->prefix[n - 1] == '/')
+			sc->prefix[--n] = '\0';
+		if (!config_saml_path_ok(sc->prefix) || strcmp(sc->prefix, "/") == 0)
+			config_error(ld, "saml.prefix", "\"%s\" is not a path like \"/saml\"", sc->prefix);
+	}
+	if ((f = json_object_get(v, "acs_path")) != NULL) {
+		sc->acs_path = config_string(ld, "saml.acs_path", f);
+		if (sc->acs_path != NULL && !config_saml_path_ok(sc->acs_path))
+			config_error(ld, "saml.acs_path", "\"%s\" is not a path like \"/complete/saml/\"",
+				     sc->acs_path);
+	} else if (sc->prefix != NULL) {
+		sc->acs_path = config_join_path(ld, sc->prefix, "/acs");
+	}
+	if (sc->base_url != NULL && sc->acs_path != NULL)
+		sc->acs_url = config_join_path(ld, sc->base_url, sc->acs_path);
+	if ((f = json_object_get(v, "sp_entity_id")) != NULL) {
+		sc->sp_entity_id = config_string(ld, "saml.sp_entity_id", f);
+		if (sc->sp_entity_id != NULL && sc->sp_entity_id[0] == '\0')
+			config_error(ld, "saml.sp_entity_id", "must not be empty");
+	} else if (sc->base_url != NULL && sc->prefix != NULL &&
+		   asprintf(&sc->sp_entity_id, "%s%s/metadata", sc->base_url, sc->prefix) < 0) {
+		sc->sp_entity_id = NULL;
+		ld->oom = true;
+	}
+#define CONFIG_SAML_FILE(field, key, file)                                                       \
+	do {                                                                                     \
+		if ((f = json_object_get(v, key)) != NULL)                                       \
+			sc->field = config_string(ld, "saml." key, f);                           \
+		else if (asprintf(&sc->field, "%s/%s", dir, file) < 0) {                         \
+			sc->field = NULL;                                                        \
+			ld->oom = true;                                                          \
+		}                                                                                \
+	} while (0)
+	CONFIG_SAML_FILE(idp_metadata_cache, "idp_metadata_cache", "saml-idp-metadata.xml");
+	CONFIG_SAML_FILE(sp_key, "sp_key", "saml-sp.key");
+	CONFIG_SAML_FILE(sp_cert, "sp_cert", "saml-sp.crt");
+	CONFIG_SAML_FILE(session_key_file, "session_key_file", "session.key");
+#undef CONFIG_SAML_FILE
+	if ((f = json_object_get(v, "session_key_env")) != NULL)
+		sc->session_key_env = config_string(ld, "saml.session_key_env", f);
+	sc->cookie_name = config_string_or(ld, "saml.cookie_name", json_object_get(v, "cookie_name"),
+					   "__Host-portcullis-session");
+	if (sc->cookie_name != NULL &&
+	    (!config_token_ok(sc->cookie_name) || strncmp(sc->cookie_name, "__Host-", 7) != 0))
+		config_error(ld, "saml.cookie_name",
+			     "\"%s\" must be a cookie name starting with \"__Host-\" (bound to this "
+			     "host, Secure, Path=/)",
+			     sc->cookie_name);
+	config_seconds(ld, "saml.idp_metadata_refresh", json_object_get(v, "idp_metadata_refresh"),
+		       &sc->idp_metadata_refresh);
+	config_seconds(ld, "saml.session_lifetime", json_object_get(v, "session_lifetime"),
+		       &sc->session_lifetime);
+	config_seconds_or_zero(ld, "saml.session_idle_timeout",
+			       json_object_get(v, "session_idle_timeout"), &sc->session_idle_timeout);
+	config_seconds_or_zero(ld, "saml.clock_skew", json_object_get(v, "clock_skew"),
+			       &sc->clock_skew);
+	config_seconds(ld, "saml.max_response_age", json_object_get(v, "max_response_age"),
+		       &sc->max_response_age);
+	if (sc->clock_skew > 600)
+		config_error(ld, "saml.clock_skew", "%.0f s is more than 600 s; fix the clocks (NTP)",
+			     sc->clock_skew);
+	config_bool(ld, "saml.allow_sha1", json_object_get(v, "allow_sha1"), &sc->allow_sha1);
+	if ((f = json_object_get(v, "replay_cache_size")) != NULL)
+		config_uint(ld, "saml.replay_cache_size", f, UNIT_COUNT, 100, 10000000,
+			    &sc->replay_cache_size);
+	if ((f = json_object_get(v, "headers")) != NULL)
+		config_parse_saml_headers(ld, sc, f);
+	if ((f = json_object_get(v, "require")) != NULL)
+		config_parse_saml_rules(ld, sc, f);
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS: listeners' "tls" and "redirect_https", sites' "hsts", "tls"     */
+
+static const char *const config_tls_keys[] = { "mode", "certs_dir", "certificates", "local_ca",
+					       "acme", "default_name", "ticket_rotate",
+					       "watch_interval", NULL };
+static const char *const config_tls_modes[] = { "all", "acme", "files", "local", "off", NULL };
+static const char *const config_tls_file_keys[] = { "cert", "key", "names", NULL };
+static const char *const config_local_ca_keys[] = { "names", "leaf_days", NULL };
+static const char *const config_acme_keys[] = { "directory", "email", "ca_bundle", "eab_kid",
+						"eab_hmac_key", "challenges", "orders",
+						"retry_base", NULL };
+static const char *const config_acme_order_keys[] = { "names", NULL };
+static const char *const config_acme_challenges[] = { "http-01", "tls-alpn-01", NULL };
+static const char *const config_hsts_keys[] = { "max_age", "include_subdomains", "preload",
+						NULL };
+
+#define CONFIG_ACME_PRODUCTION "https://acme-v02.api.letsencrypt.org/directory"
+
+/* An optional string: absent, null or "" (an unset ${VAR:-}) give NULL. */
+static char *
+config_opt_string(struct config_loader *ld, const char *path, const json_t *v)
+{
+	char *s;
+
+	if (v == NULL || json_is_null(v))
+		return NULL;
+	s = config_string(ld, path, v);
+	if (s != NULL && s[0] == '\0') {
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+static void
+config_lower(char *s)
+{
+	for (; s != NULL && *s != '\0'; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+static bool
+config_is_ip_literal(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* A list of certificate names at <v>: DNS names (with "*." when
+ * <wildcards>) or, with <ips>, IP addresses.  Lower-cased. */
+static bool
+config_cert_names(struct config_loader *ld, const char *path, const json_t *v, bool wildcards,
+		  bool ips, char ***out, size_t *nout)
+{
+	char ip[CONFIG_JPATH_MAX];
+	bool ok = true;
+
+	if (!config_string_list(ld, path, v, true, "an array of host names", out, nout))
+		return false;
+	for (size_t i = 0; i < *nout; i++) {
+		char *n = (*out)[i];
+		const char *why = NULL;
+
+		if (n == NULL) {
+			ok = false;
+			continue;
+		}
+		config_lower(n);
+		config_jidx(ip, path, i);
+		if (ips && config_is_ip_literal(n))
+			continue;
+		if (strncmp(n, "*.", 2) == 0 && !wildcards) {
+			config_error(ld, ip,
+				     "\"%s\": wildcard names need the DNS-01 challenge, which is not "
+				     "supported; list the names",
+				     n);
+			ok = false;
+		} else if (!config_host_name_ok(strncmp(n, "*.", 2) == 0 ? n + 2 : n, false, &why)) {
+			config_error(ld, ip, "\"%s\" is not a valid host name: %s", n, why);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static void
+config_acme_free(struct config_acme *a)
+{
+	if (a == NULL)
+		return;
+	free(a->directory);
+	free(a->email);
+	free(a->ca_bundle);
+	free(a->eab_kid);
+	if (a->eab_hmac_key != NULL)
+		explicit_bzero(a->eab_hmac_key, strlen(a->eab_hmac_key));
+	free(a->eab_hmac_key);
+	for (size_t i = 0; a->orders != NULL && i < a->norders; i++)
+		config_free_strings(a->orders[i].names, a->orders[i].nnames);
+	free(a->orders);
+	free(a);
+}
+
+static void
+config_tls_free(struct config_tls *t)
+{
+	if (t == NULL)
+		return;
+	free(t->certs_dir);
+	for (size_t i = 0; t->certificates != NULL && i < t->ncertificates; i++) {
+		free(t->certificates[i].cert);
+		free(t->certificates[i].key);
+		config_free_strings(t->certificates[i].names, t->certificates[i].nnames);
+	}
+	free(t->certificates);
+	config_free_strings(t->local_names, t->nlocal_names);
+	config_acme_free(t->acme);
+	free(t->default_name);
+	free(t);
+}
+
+static void
+config_parse_tls_files(struct config_loader *ld, const json_t *v, struct config_tls *t)
+{
+	char ip[CONFIG_JPATH_MAX], kp[CONFIG_JPATH_MAX];
+	size_t n;
+
+	if (!json_is_array(v)) {
+		config_type_error(ld, "tls.certificates",
+				  "an array of {\"cert\": \"chain.pem\", \"key\": \"key.pem\"}", v);
+		return;
+	}
+	n = json_array_size(v);
+	if (n == 0)
+		return;
+	t->certificates = calloc(n, sizeof *t->certificates);
+	if (t->certificates == NULL) {
+		ld->oom = true;
+		return;
+	}
+	t->ncertificates = n;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(v, i);
+		struct config_tls_file *c = &t->certificates[i];
+		const json_t *f;
+
+		config_jidx(ip, "tls.certificates", i);
+		if (config_object(ld, ip, e, config_tls_file_keys) == NULL)
+			continue;
+		if ((f = json_object_get(e, "cert")) == NULL) {
+			config_missing(ld, ip, "cert", "the path of a PEM certificate chain, leaf first");
+			continue;
+		}
+		c->cert = config_string(ld, config_jkey(kp, ip, "cert"), f);
+		if (c->cert != NULL && c->cert[0] == '\0')
+			config_error(ld, kp, "is empty; give the path of a PEM certificate chain");
+		if ((f = json_object_get(e, "key")) != NULL) {
+			c->key = config_string(ld, config_jkey(kp, ip, "key"), f);
+			if (c->key != NULL && c->key[0] == '\0')
+				config_error(ld, kp, "is empty; give the path of the PEM private key");
+		} else if (c->cert != NULL && (c->key = strdup(c->cert)) == NULL) {
+			ld->oom = true;
+		}
+		if ((f = json_object_get(e, "names")) != NULL)
+			config_cert_names(ld, config_jkey(kp, ip, "names"), f, true, true, &c->names,
+					  &c->nnames);
+	}
+}
+
+static void
+config_parse_local_ca(struct config_loader *ld, const json_t *v, struct config_tls *t)
+{
+	const json_t *f;
+	uint64_t days = 7;
+
+	if (json_is_boolean(v) || json_is_string(v)) {
+		config_bool(ld, "tls.local_ca", v, &t->local_ca);
+		return;
+	}
+	if (config_object(ld, "tls.local_ca", v, config_local_ca_keys) == NULL)
+		return;
+	t->local_ca = true;
+	if ((f = json_object_get(v, "names")) != NULL)
+		config_cert_names(ld, "tls.local_ca.names", f, true, true, &t->local_names,
+				  &t->nlocal_names);
+	if ((f = json_object_get(v, "leaf_days")) != NULL &&
+	    config_uint(ld, "tls.local_ca.leaf_days", f, UNIT_COUNT, 1, 397, &days))
+		t->local_leaf_days = (unsigned)days;
+}
+
+static void
+config_parse_acme(struct config_loader *ld, const json_t *v, struct config_tls *t)
+{
+	struct config_acme *a = calloc(1, sizeof *a);
+	char ip[CONFIG_JPATH_MAX], kp[CONFIG_JPATH_MAX];
+	const json_t *f;
+
+	if (a == NULL) {
+		ld->oom = true;
+		return;
+	}
+	t->acme = a;
+	if (v != NULL && config_object(ld, "tls.acme", v, config_acme_keys) == NULL)
+		return;
+	a->directory = config_opt_string(ld, "tls.acme.directory",
+					 v ? json_object_get(v, "directory") : NULL);
+	if (a->directory == NULL && !ld->oom && (a->directory = strdup(CONFIG_ACME_PRODUCTION)) == NULL)
+		ld->oom = true;
+	if (a->directory != NULL && strncmp(a->directory, "https://", 8) != 0)
+		config_error(ld, "tls.acme.directory",
+			     "\"%s\" is not an https:// URL (ACME directories are served over HTTPS; "
+			     "Let's Encrypt: %s)",
+			     a->directory, CONFIG_ACME_PRODUCTION);
+	if (v == NULL)
+		return;
+	a->email = config_opt_string(ld, "tls.acme.email", json_object_get(v, "email"));
+	if (a->email != NULL && (strchr(a->email, '@') == NULL || strpbrk(a->email, " \t,<>") != NULL))
+		config_error(ld, "tls.acme.email", "\"%s\" is not an e-mail address", a->email);
+	a->ca_bundle = config_opt_string(ld, "tls.acme.ca_bundle", json_object_get(v, "ca_bundle"));
+	if (a->ca_bundle != NULL && access(a->ca_bundle, R_OK) != 0)
+		config_error(ld, "tls.acme.ca_bundle", "cannot read %s: %s", a->ca_bundle,
+			     strerror(errno));
+	a->eab_kid = config_opt_string(ld, "tls.acme.eab_kid", json_object_get(v, "eab_kid"));
+	a->eab_hmac_key = config_opt_string(ld, "tls.acme.eab_hmac_key",
+					    json_object_get(v, "eab_hmac_key"));
+	if ((a->eab_kid == NULL) != (a->eab_hmac_key == NULL))
+		config_error(ld, a->eab_kid ? "tls.acme.eab_hmac_key" : "tls.acme.eab_kid",
+			     "External Account Binding needs both \"eab_kid\" and \"eab_hmac_key\"");
+	if ((f = json_object_get(v, "challenges")) != NULL) {
+		if (!json_is_array(f) || json_array_size(f) == 0) {
+			config_type_error(ld, "tls.acme.challenges",
+					  "a non-empty array of \"http-01\", \"tls-alpn-01\"", f);
+		} else {
+			for (size_t i = 0; i < json_array_size(f); i++) {
+				int c = 0;
+
+				if (config_enum(ld, config_jidx(ip, "tls.acme.challenges", i),
+						json_array_get(f, i), config_acme_challenges, &c))
+					a->challenges |= 1u << c;
+			}
+		}
+	}
+	if ((f = json_object_get(v, "retry_base")) != NULL) {
+		uint64_t s = 0;
+
+		if (config_uint(ld, "tls.acme.retry_base", f, UNIT_COUNT, 1, 86400, &s))
+			a->retry_base = (unsigned)s;
+	}
+	if ((f = json_object_get(v, "orders")) != NULL) {
+		if (!json_is_array(f) || json_array_size(f) == 0) {
+			config_type_error(ld, "tls.acme.orders",
+					  "a non-empty array of {\"names\": [\"example.com\", ...]}", f);
+			return;
+		}
+		a->orders = calloc(json_array_size(f), sizeof *a->orders);
+		if (a->orders == NULL) {
+			ld->oom = true;
+			return;
+		}
+		a->norders = json_array_size(f);
+		for (size_t i = 0; i < a->norders; i++) {
+			const json_t *o = json_array_get(f, i);
+
+			config_jidx(ip, "tls.acme.orders", i);
+			if (config_object(ld, ip, o, config_acme_order_keys) == NULL)
+				continue;
+			if (json_object_get(o, "names") == NULL)
+				config_missing(ld, ip, "names", "the DNS names of one certificate");
+			else
+				config_cert_names(ld, config_jkey(kp, ip, "names"),
+						  json_object_get(o, "names"), false, false,
+						  &a->orders[i].names, &a->orders[i].nnames);
+		}
+	}
+}
+
+/* The non-wildcard, non-IP hosts of site <s> (borrowed pointers) into <out>. */
+static size_t
+config_site_plain_hosts(const struct config_site *s, const char **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nhosts; i++)
+		if (s->hosts[i] != NULL && strncmp(s->hosts[i], "*.", 2) != 0 &&
+		    !config_is_ip_literal(s->hosts[i]))
+			out[n++] = s->hosts[i];
+	return n;
+}
+
+static bool
+config_strdup_list(const char *const *in, size_t n, char ***out, size_t *nout)
+{
+	*out = calloc(n ? n : 1, sizeof **out);
+	if (*out == NULL)
+		return false;
+	*nout = n;
+	for (size_t i = 0; i < n; i++)
+		if (((*out)[i] = strdup(in[i])) == NULL)
+			return false;
+	return true;
+}
+
+/* Defaults taken from the sites: local CA names, one ACME order per site. */
+static void
+config_tls_defaults(struct config_loader *ld, struct config_tls *t)
+{
+	const struct config *cfg = ld->cfg;
+	size_t total = 0;
+	const char **hosts;
+
+	for (size_t i = 0; i < cfg->nsites; i++)
+		total += cfg->sites[i].nhosts;
+	hosts = calloc(total + 1, sizeof *hosts);
+	if (hosts == NULL) {
+		ld->oom = true;
+		return;
+	}
+	if (t->local_ca && t->local_names == NULL) {
+		size_t n = 0;
+
+		for (size_t i = 0; i < cfg->nsites; i++) {
+			for (size_t j = 0; j < cfg->sites[i].nhosts; j++) {
+				const char *h = cfg->sites[i].hosts[j];
+
+				if (h != NULL && strncmp(h, "*.", 2) != 0)
+					hosts[n++] = h;
+			}
+		}
+		if (n > 0 && !config_strdup_list(hosts, n, &t->local_names, &t->nlocal_names))
+			ld->oom = true;
+	}
+	if (t->acme != NULL && t->acme->orders == NULL) {
+		struct config_acme *a = t->acme;
+
+		a->orders = calloc(cfg->nsites ? cfg->nsites : 1, sizeof *a->orders);
+		if (a->orders == NULL) {
+			ld->oom = true;
+			goto out;
+		}
+		for (size_t i = 0; i < cfg->nsites; i++) {
+			size_t n = config_site_plain_hosts(&cfg->sites[i], hosts);
+
+			if (n == 0)
+				continue;
+			if (!config_strdup_list(hosts, n, &a->orders[a->norders].names,
+						&a->orders[a->norders].nnames))
+				ld->oom = true;
+			a->norders++;
+		}
+		if (a->norders == 0)
+			config_error(ld, "tls.acme",
+				     "no site has a host name to order a certificate for (wildcards and "
+				     "IP addresses cannot be ordered); add \"orders\"");
+	}
+out:
+	free(hosts);
+}
+
+/* The "tls" block (after the sites).  Returns its mode. */
+static int
+config_parse_tls(struct config_loader *ld, const json_t *root)
+{
+	const json_t *v = json_object_get(root, "tls");
+	struct config_tls *t;
+	const json_t *f;
+	int mode = TLS_MODE_ALL;
+
+	if (v == NULL || json_is_null(v))
+		return TLS_MODE_ALL;
+	if (config_object(ld, "tls", v, config_tls_keys) == NULL)
+		return TLS_MODE_ALL;
+	config_enum(ld, "tls.mode", json_object_get(v, "mode"), config_tls_modes, &mode);
+	if (mode == TLS_MODE_OFF)
+		return mode;
+	t = calloc(1, sizeof *t);
+	if (t == NULL) {
+		ld->oom = true;
+		return mode;
+	}
+	ld->cfg->tls = t;
+	t->mode = (enum config_tls_mode)mode;
+	t->watch_interval = 5;
+	t->certs_dir = config_string_or(ld, "tls.certs_dir", json_object_get(v, "certs_dir"), "certs");
+	if (t->certs_dir != NULL && t->certs_dir[0] == '\0')
+		config_error(ld, "tls.certs_dir", "is empty; give a folder such as \"certs\"");
+	t->default_name = config_opt_string(ld, "tls.default_name", json_object_get(v, "default_name"));
+	config_lower(t->default_name);
+	if ((f = json_object_get(v, "ticket_rotate")) != NULL) {
+		uint64_t s = 0;
+
+		if (config_uint(ld, "tls.ticket_rotate", f, UNIT_COUNT, 60, 7 * 86400, &s))
+			t->ticket_rotate = (unsigned)s;
+	}
+	if (config_seconds(ld, "tls.watch_interval", json_object_get(v, "watch_interval"),
+			   &t->watch_interval) &&
+	    (t->watch_interval < 0.1 || t->watch_interval > 3600))
+		config_error(ld, "tls.watch_interval", "%g s is out of range (0.1 to 3600 seconds)",
+			     t->watch_interval);
+	if ((mode == TLS_MODE_ALL || mode == TLS_MODE_FILES) &&
+	    (f = json_object_get(v, "certificates")) != NULL)
+		config_parse_tls_files(ld, f, t);
+	if (mode == TLS_MODE_ALL || mode == TLS_MODE_LOCAL) {
+		if ((f = json_object_get(v, "local_ca")) != NULL)
+			config_parse_local_ca(ld, f, t);
+		if (mode == TLS_MODE_LOCAL)
+			t->local_ca = true;
+	}
+	if ((mode == TLS_MODE_ALL && (f = json_object_get(v, "acme")) != NULL && !json_is_null(f) &&
+	     !json_is_false(f)) ||
+	    mode == TLS_MODE_ACME)
+		config_parse_acme(ld, json_is_object(json_object_get(v, "acme")) ? json_object_get(v, "acme")
+										  : NULL,
+				  t);
+	if (mode == TLS_MODE_FILES && t->ncertificates == 0)
+		config_error(ld, "tls.certificates",
+			     "\"mode\": \"files\" needs at least one {\"cert\", \"key\"} entry");
+	else if (mode == TLS_MODE_ALL && t->ncertificates == 0 && !t->local_ca && t->acme == NULL)
+		config_error(ld, "tls",
+			     "no certificate source: add \"certificates\", \"local_ca\": true or "
+			     "\"acme\"");
+	config_tls_defaults(ld, t);
+	return mode;
+}
+
+static void
+config_parse_hsts(struct config_loader *ld, const char *path, const json_t *v,
+		  struct config_hsts *h)
+{
+	const json_t *f;
+	char kp[CONFIG_JPATH_MAX];
+
+	if (v == NULL || json_is_null(v) || config_object(ld, path, v, config_hsts_keys) == NULL)
+		return;
+	h->enabled = true;
+	h->max_age = 31536000;
+	if ((f = json_object_get(v, "max_age")) != NULL)
+		config_uint(ld, config_jkey(kp, path, "max_age"), f, UNIT_COUNT, 0, 2 * 31536000ULL,
+			    &h->max_age);
+	config_bool(ld, config_jkey(kp, path, "include_subdomains"),
+		    json_object_get(v, "include_subdomains"), &h->include_subdomains);
+	config_bool(ld, config_jkey(kp, path, "preload"), json_object_get(v, "preload"), &h->preload);
+	if (h->preload && (!h->include_subdomains || h->max_age < 31536000))
+		config_error(ld, config_jkey(kp, path, "preload"),
+			     "preload lists take only \"include_subdomains\": true with a \"max_age\" "
+			     "of at least 31536000 (one year)");
+}
+
+/* Drop listener <i> (its "tls" is off with "mode": "off"). */
+static void
+config_drop_listener(struct config *cfg, size_t i)
+{
+	config_listener_clear(&cfg->listeners[i]);
+	memmove(&cfg->listeners[i], &cfg->listeners[i + 1],
+		(cfg->nlisteners - i - 1) * sizeof *cfg->listeners);
+	cfg->nlisteners--;
+	for (size_t j = 0; j < cfg->nlisteners; j++)
+		cfg->listeners[j].index = j;
+}
+
+/* The "tls" block, listeners' "tls" and "redirect_https", sites' "hsts". */
+static void
+config_finish_tls(struct config_loader *ld, const json_t *root)
+{
+	struct config *cfg = ld->cfg;
+	const json_t *lv = json_object_get(root, "listeners");
+	const json_t *sv = json_object_get(root, "sites");
+	char ip[CONFIG_JPATH_MAX], kp[CONFIG_JPATH_MAX];
+	int mode = config_parse_tls(ld, root);
+	bool any_tls = false;
+	size_t nlisteners = cfg->nlisteners;
+	bool *drop;
+
+	for (size_t i = 0; json_is_array(sv) && i < cfg->nsites && i < json_array_size(sv); i++)
+		config_parse_hsts(ld, config_jkey(kp, config_jidx(ip, "sites", i), "hsts"),
+				  json_object_get(json_array_get(sv, i), "hsts"), &cfg->sites[i].hsts);
+	if (!json_is_array(lv) || cfg->listeners == NULL)
+		return;
+	for (size_t i = 0; i < nlisteners && i < json_array_size(lv); i++) {
+		struct config_listener *l = &cfg->listeners[i];
+		const json_t *e = json_array_get(lv, i);
+
+		if (!json_is_object(e))
+			continue;
+		config_jidx(ip, "listeners", i);
+		config_bool(ld, config_jkey(kp, ip, "tls"), json_object_get(e, "tls"), &l->tls);
+		config_bool(ld, config_jkey(kp, ip, "redirect_https"),
+			    json_object_get(e, "redirect_https"), &l->redirect_https);
+		any_tls = any_tls || l->tls;
+	}
+	drop = calloc(nlisteners + 1, sizeof *drop);
+	if (drop == NULL) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+
+		config_jidx(ip, "listeners", i);
+		if (l->type == LISTENER_TCP && (l->tls || l->redirect_https)) {
+			config_error(ld, config_jkey(kp, ip, l->tls ? "tls" : "redirect_https"),
+				     "only for HTTP listeners (a \"tcp\" listener relays bytes as they "
+				     "are)");
+			continue;
+		}
+		if (l->tls && l->redirect_https) {
+			config_error(ld, config_jkey(kp, ip, "redirect_https"),
+				     "only for plain-HTTP listeners; this one has \"tls\": true");
+			continue;
+		}
+		if (mode == TLS_MODE_OFF) {
+			drop[i] = l->tls;
+			l->redirect_https = false;
+			continue;
+		}
+		if (l->tls && cfg->tls == NULL && json_object_get(root, "tls") == NULL)
+			config_error(ld, config_jkey(kp, ip, "tls"),
+				     "no \"tls\" block; add one with the certificates to serve, e.g. "
+				     "\"tls\": {\"local_ca\": true} (docs/tls.md)");
+		if (l->redirect_https && !any_tls)
+			config_error(ld, config_jkey(kp, ip, "redirect_https"),
+				     "no listener has \"tls\": true to redirect to");
+	}
+	if (mode == TLS_MODE_OFF && any_tls) {
+		for (size_t i = nlisteners; i-- > 0;) {
+			if (drop[i]) {
+				config_drop_listener(cfg, i);
+				cfg->tls_listeners_off++;
+			}
+		}
+		if (cfg->nlisteners == 0)
+			config_error(ld, "tls.mode",
+				     "is \"off\" and every listener has \"tls\": true: nothing is left "
+				     "to listen on");
+	}
+	free(drop);
+}
+
+/* ------------------------------------------------------------------ */
 /* Entry points                                                         */
 
 static struct config *
@@ -2542,7 +3563,7 @@ config_load_json(struct config_loader *ld, json_t *root)
 	cfg->rate_limit_clients = 65536;
 	cfg->connect_timeout = 5;
 	cfg->upstream_response_timeout = 60;
-	cfg->upstream_idle_timeout = 60;
+	cfg->upstream_idle_timeout = 4; /* below Node's 5 s keep-alive: we close first */
 	cfg->client_timeout = 30;
 	cfg->drain_timeout = 30;
 
@@ -2557,6 +3578,10 @@ config_load_json(struct config_loader *ld, json_t *root)
 	config_parse_listeners_access(ld, root);
 	config_parse_geoip(ld, root);
 	config_parse_sites(ld, root);
+	config_finish_tls(ld, root);
+	config_parse_saml(ld, root);
+	config_saml_sites(ld);
+	config_saml_open(ld);
 	if (ld->rate_ids > 0 && !ld->oom && ld->nerrors == 0) {
 		cfg->ratelimit = ratelimit_new((size_t)cfg->rate_limit_clients);
 		if (cfg->ratelimit == NULL)

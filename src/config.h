@@ -62,6 +62,8 @@ struct config_listener {
 	size_t ndeny;
 	struct access_cidrs *acl;    /* built from allow/deny; NULL when both are empty */
 	bool proxy_protocol;         /* "proxy_protocol": a PROXY v1/v2 header starts every connection */
+	bool tls;                    /* "tls": HTTPS with the certificates of the "tls" block */
+	bool redirect_https;         /* "redirect_https": 308 to HTTPS but for ACME HTTP-01 */
 	size_t index;                /* position in config.listeners */
 
 	/* LISTENER_TCP */
@@ -130,6 +132,12 @@ enum config_host_mode {
 
 struct config_site;
 
+/* "auth" of a route. */
+enum config_auth {
+	AUTH_NONE, /* "none" (default) */
+	AUTH_SAML, /* "saml": a session from the SAML SP, else a login */
+};
+
 struct config_route {
 	char *name;     /* "name", default "<site name>#<index>" */
 	/* Matchers.  A route with no path matcher matches every path.  Path
@@ -163,6 +171,70 @@ struct config_route {
 	bool redirect_keep_path; /* append the request path and query to redirect_to */
 
 	size_t index;        /* position among all routes of the config (for metrics) */
+
+	enum config_auth auth;  /* "auth": "none" | "saml" */
+	char **allow_bearer;    /* "allow_bearer": token prefixes ("phx_") that pass without a
+				 * session (the upstream checks the token) */
+	size_t nallow_bearer;
+};
+
+/* "sites[i].hsts": {"max_age", "include_subdomains", "preload"}. */
+struct config_hsts {
+	bool enabled;            /* "hsts" present */
+	uint64_t max_age;        /* "max_age" seconds, default 31536000 */
+	bool include_subdomains; /* "include_subdomains" */
+	bool preload;            /* "preload" */
+};
+
+/* "tls.certificates[i]": a PEM chain and key from files. */
+struct config_tls_file {
+	char *cert;   /* "cert" */
+	char *key;    /* "key", default: the same file as "cert" */
+	char **names; /* "names": names it must cover; may be empty */
+	size_t nnames;
+};
+
+/* One ACME certificate: "tls.acme.orders[i].names" (or one per site). */
+struct config_acme_order {
+	char **names;
+	size_t nnames;
+};
+
+/* "tls.acme" (docs/acme.md). */
+struct config_acme {
+	char *directory;     /* "directory", default Let's Encrypt production */
+	char *email;         /* "email" or NULL */
+	char *ca_bundle;     /* "ca_bundle": PEM trusted for the directory's TLS, or NULL */
+	char *eab_kid;       /* "eab_kid" or NULL */
+	char *eab_hmac_key;  /* "eab_hmac_key" (base64url) or NULL */
+	unsigned challenges; /* "challenges": bit 0 http-01, bit 1 tls-alpn-01 (acme.h) */
+	struct config_acme_order *orders; /* "orders", default: each site's non-wildcard hosts */
+	size_t norders;
+	unsigned retry_base;   /* "retry_base" seconds, 0 = the module's default */
+};
+
+enum config_tls_mode {
+	TLS_MODE_ALL,   /* "mode" absent or "all": every source written */
+	TLS_MODE_ACME,  /* "acme": only "acme" */
+	TLS_MODE_FILES, /* "files": only "certificates" */
+	TLS_MODE_LOCAL, /* "local": only the local CA */
+	TLS_MODE_OFF,   /* "off": no TLS (the config has no tls block then) */
+};
+
+/* "tls": the one certificate store every TLS listener uses (docs/tls.md). */
+struct config_tls {
+	enum config_tls_mode mode;            /* "mode" */
+	char *certs_dir;                      /* "certs_dir", default "certs" */
+	struct config_tls_file *certificates; /* "certificates" */
+	size_t ncertificates;
+	bool local_ca;                        /* "local_ca": true or an object */
+	char **local_names;                   /* "local_ca.names"; default: every non-wildcard site host */
+	size_t nlocal_names;
+	unsigned local_leaf_days;             /* "local_ca.leaf_days", 0 = 7 */
+	struct config_acme *acme;             /* "acme" or NULL */
+	char *default_name;                   /* "default_name" or NULL */
+	unsigned ticket_rotate;               /* "ticket_rotate" seconds, 0 = 43200 */
+	double watch_interval;                /* "watch_interval" seconds, default 5 */
 };
 
 struct config_site {
@@ -173,6 +245,55 @@ struct config_site {
 	struct config_route *routes;
 	size_t nroutes;
 	struct access_block access; /* "access" */
+	bool saml_endpoints;        /* serves the SAML SP endpoints: one of its routes (or a
+				     * site it hands requests to) has "auth": "saml" */
+	struct config_hsts hsts;    /* "hsts": Strict-Transport-Security on TLS listeners */
+};
+
+struct saml;
+struct session_keys;
+
+/* "saml": { "headers": { "X-Auth-Email": "Email" } } — "@nameid" is the NameID. */
+struct config_saml_header {
+	char *name;
+	char *attribute;
+};
+
+/* "saml": { "require": [ { "attribute": "Roles", "contains": "posthog-admin" } ] } */
+struct config_saml_rule {
+	char *attribute;
+	char *value;
+};
+
+/* "saml": the SAML service provider (docs/saml.md). */
+struct config_saml {
+	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
+	char *idp_metadata_cache;    /* "idp_metadata_cache"; default <certs_dir>/saml-idp-metadata.xml */
+	double idp_metadata_refresh; /* "idp_metadata_refresh", seconds; default 3600 */
+	char *certs_dir;             /* "certs_dir"; default "certs" */
+	char *base_url;              /* "base_url": "https://host[:port]" (required) */
+	char *sp_entity_id;          /* "sp_entity_id"; default <base_url><prefix>/metadata */
+	char *prefix;                /* "prefix"; default "/saml" */
+	char *acs_path;              /* "acs_path"; default <prefix>/acs */
+	char *acs_url;               /* <base_url><acs_path> */
+	char *sp_key;                /* "sp_key"; default <certs_dir>/saml-sp.key (created) */
+	char *sp_cert;               /* "sp_cert"; default <certs_dir>/saml-sp.crt (created) */
+	char *session_key_file;      /* "session_key_file"; default <certs_dir>/session.key (created) */
+	char *session_key_env;       /* "session_key_env": variable holding more keys */
+	char *cookie_name;           /* "cookie_name"; default "__Host-portcullis-session" */
+	double session_lifetime;     /* "session_lifetime", seconds; default 28800 */
+	double session_idle_timeout; /* "session_idle_timeout", seconds; default 3600; 0 = none */
+	double clock_skew;           /* "clock_skew", seconds; default 60 */
+	double max_response_age;     /* "max_response_age", seconds; default 300 */
+	bool allow_sha1;             /* "allow_sha1"; default false */
+	uint64_t replay_cache_size;  /* "replay_cache_size"; default 10000 */
+	struct config_saml_header *headers; /* "headers" */
+	size_t nheaders;
+	struct config_saml_rule *rules;     /* "require": every rule must hold */
+	size_t nrules;
+
+	struct saml *sp;             /* opened at load */
+	struct session_keys *keys;   /* loaded at load */
 };
 
 enum config_log_level {
@@ -229,6 +350,11 @@ struct config {
 	struct geoip *geoip;         /* opened at load; NULL without "geoip" */
 
 	struct ratelimit *ratelimit; /* token buckets; NULL when no rate is configured */
+
+	struct config_saml *saml;    /* "saml"; NULL when absent */
+
+	struct config_tls *tls;      /* "tls"; NULL when absent or "mode": "off" */
+	size_t tls_listeners_off;    /* listeners with "tls" left out because of "mode": "off" */
 };
 
 /*

@@ -67,7 +67,8 @@ commit(struct headerbuf *hb, struct evkeyvalq *out)
 int
 headerbuf_field(struct headerbuf *hb, struct evkeyvalq *out, const char *at, size_t n)
 {
-	if (headerbuf_count(hb, n + 4) < 0)
+	/* ": " and CRLF once per header line, not per piece of its name. */
+	if (headerbuf_count(hb, n + (hb->field_len == 0 || hb->last_was_value ? 4 : 0)) < 0)
 		return -1;
 	if (hb->last_was_value) {
 		if (commit(hb, out) < 0)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "acme.h"
 #include "admin.h"
 #include "geoip.h"
 #include "config.h"
@@ -24,6 +25,8 @@
 #include "metrics.h"
 #include "runtime.h"
 #include "tcprelay.h"
+#include "timeutil.h"
+#include "tls.h"
 #include "worker.h"
 
 #define ERRLEN 16384
@@ -39,7 +42,12 @@ struct app {
 	struct admin_state admin_state;
 	unsigned generation;
 	bool stopping;
+	struct tls_store *tls;      /* one store for every TLS listener, or NULL */
+	struct event *tls_timer;    /* tls_store_poll: files changed on disk, rotations */
+	struct acme_manager *acme;  /* NULL without "tls.acme" */
 };
+
+static bool tls_config_equal(const struct config *x, const struct config *y);
 
 static const char *
 env_lookup(const char *name)
@@ -114,6 +122,9 @@ reload(struct app *app)
 	if (!listeners_equal(cfg, app->current->cfg))
 		log_warn("listener addresses, the admin address or the worker count changed: "
 			 "they take effect at the next restart");
+	if (!tls_config_equal(cfg, app->current->cfg))
+		log_warn("the \"tls\" block or a listener's \"tls\" changed: it takes effect at the "
+			 "next restart (certificate files reload by themselves)");
 	if (access_log_open(cfg->access_log, logerr, sizeof(logerr)) < 0) {
 		log_error("configuration reload failed; keeping the old one");
 		log_error("%s", logerr);
@@ -193,6 +204,189 @@ stop_poll_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(app->base, NULL);
 }
 
+/* ---- TLS and ACME --------------------------------------------------- */
+
+/* The certificate store for cfg->tls (which must not be NULL). */
+static struct tls_store *
+tls_from_config(const struct config *cfg, char *err, size_t errlen)
+{
+	const struct config_tls *t = cfg->tls;
+	struct tls_file_pair *files = calloc(t->ncertificates + 1, sizeof(*files));
+	struct tls_options opt = {
+		.certs_dir = t->certs_dir,
+		.files = files,
+		.nfiles = t->ncertificates,
+		.local_ca = t->local_ca,
+		.local_names = (const char *const *)t->local_names,
+		.nlocal_names = t->nlocal_names,
+		.local_leaf_days = t->local_leaf_days,
+		.default_name = t->default_name,
+		.ticket_rotate_seconds = t->ticket_rotate,
+	};
+	struct tls_store *s;
+
+	if (files == NULL) {
+		snprintf(err, errlen, "tls: out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < t->ncertificates; i++)
+		files[i] = (struct tls_file_pair){t->certificates[i].cert, t->certificates[i].key,
+						  (const char *const *)t->certificates[i].names,
+						  t->certificates[i].nnames};
+	s = tls_store_new(&opt, err, errlen);
+	free(files);
+	return s;
+}
+
+/* -t: every certificate file pair as the store would load it.  Prints one
+ * line per problem to stderr; returns the number of problems. */
+static int
+tls_check_config(const struct config *cfg)
+{
+	char why[1024];
+	int bad = 0;
+
+	for (size_t i = 0; cfg->tls && i < cfg->tls->ncertificates; i++) {
+		const struct config_tls_file *c = &cfg->tls->certificates[i];
+		struct tls_file_pair pair = {c->cert, c->key, (const char *const *)c->names,
+					     c->nnames};
+
+		if (c->cert == NULL || c->key == NULL)
+			continue;
+		if (tls_check_files(&pair, why, sizeof(why)) < 0) {
+			fprintf(stderr, "tls.certificates[%zu]: %s\n", i, why);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+/* The challenge types to use: as configured, else HTTP-01 when a plain
+ * HTTP listener exists and TLS-ALPN-01 when a TLS listener exists. */
+static unsigned
+acme_challenges_for(const struct config *cfg)
+{
+	unsigned bits = cfg->tls->acme->challenges;
+
+	if (bits != 0)
+		return bits;
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		if (cfg->listeners[i].type != LISTENER_HTTP)
+			continue;
+		bits |= cfg->listeners[i].tls ? ACME_CHALLENGE_TLSALPN01 : ACME_CHALLENGE_HTTP01;
+	}
+	return bits;
+}
+
+/* Start the ACME manager of cfg->tls->acme on the main loop: certificates
+ * found in storage are installed at once, the rest are ordered. */
+static struct acme_manager *
+acme_from_config(struct app *app, const struct config *cfg, char *err, size_t errlen)
+{
+	const struct config_acme *a = cfg->tls->acme;
+	struct acme_order_spec *orders = calloc(a->norders + 1, sizeof(*orders));
+	struct acme_settings st = {
+		.directory_url = a->directory,
+		.email = a->email,
+		.ca_bundle = a->ca_bundle,
+		.eab_kid = a->eab_kid,
+		.eab_hmac_key = a->eab_hmac_key,
+		.storage_dir = cfg->tls->certs_dir,
+		.orders = orders,
+		.n_orders = a->norders,
+		.challenges = acme_challenges_for(cfg),
+		.on_certificate = tls_store_acme_certificate_cb,
+		.cb_arg = app->tls,
+		.retry_base_seconds = a->retry_base,
+	};
+	struct acme_manager *m = NULL;
+
+	if (orders == NULL) {
+		snprintf(err, errlen, "tls.acme: out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < a->norders; i++)
+		orders[i] = (struct acme_order_spec){(const char *const *)a->orders[i].names,
+						     a->orders[i].nnames};
+	if ((st.challenges & ACME_CHALLENGE_HTTP01) && !(a->challenges & ACME_CHALLENGE_HTTP01) &&
+	    !(st.challenges & ACME_CHALLENGE_TLSALPN01))
+		log_info("acme: HTTP-01 only (no listener has \"tls\": true)");
+	tls_store_set_challenge_hook(app->tls, acme_tlsalpn01_cert);
+	m = acme_manager_new(app->base, &st, err, errlen);
+	if (m != NULL && acme_manager_start(m, err, errlen) < 0) {
+		acme_manager_free(m);
+		m = NULL;
+	}
+	free(orders);
+	return m;
+}
+
+static void
+tls_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	tls_store_poll(arg);
+}
+
+static bool
+strings_equal(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+static bool
+string_lists_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!strings_equal(a[i], b[i]))
+			return false;
+	return true;
+}
+
+/* Whether two "tls" blocks (and the listeners' "tls" flags) are the same:
+ * the store and the ACME manager are built once, at start. */
+static bool
+tls_config_equal(const struct config *x, const struct config *y)
+{
+	const struct config_tls *a = x->tls, *b = y->tls;
+
+	for (size_t i = 0; i < x->nlisteners && i < y->nlisteners; i++)
+		if (x->listeners[i].tls != y->listeners[i].tls)
+			return false;
+	if (a == NULL || b == NULL)
+		return a == b;
+	if (a->mode != b->mode || !strings_equal(a->certs_dir, b->certs_dir) ||
+	    !strings_equal(a->default_name, b->default_name) || a->ticket_rotate != b->ticket_rotate ||
+	    a->watch_interval != b->watch_interval || a->local_ca != b->local_ca ||
+	    a->local_leaf_days != b->local_leaf_days ||
+	    !string_lists_equal(a->local_names, a->nlocal_names, b->local_names, b->nlocal_names) ||
+	    a->ncertificates != b->ncertificates || (a->acme == NULL) != (b->acme == NULL))
+		return false;
+	for (size_t i = 0; i < a->ncertificates; i++) {
+		const struct config_tls_file *p = &a->certificates[i], *q = &b->certificates[i];
+
+		if (!strings_equal(p->cert, q->cert) || !strings_equal(p->key, q->key) ||
+		    !string_lists_equal(p->names, p->nnames, q->names, q->nnames))
+			return false;
+	}
+	if (a->acme) {
+		const struct config_acme *p = a->acme, *q = b->acme;
+
+		if (!strings_equal(p->directory, q->directory) || !strings_equal(p->email, q->email) ||
+		    !strings_equal(p->ca_bundle, q->ca_bundle) || !strings_equal(p->eab_kid, q->eab_kid) ||
+		    !strings_equal(p->eab_hmac_key, q->eab_hmac_key) ||
+		    p->challenges != q->challenges || p->retry_base != q->retry_base ||
+		    p->norders != q->norders)
+			return false;
+		for (size_t i = 0; i < p->norders; i++)
+			if (!string_lists_equal(p->orders[i].names, p->orders[i].nnames,
+						q->orders[i].names, q->orders[i].nnames))
+				return false;
+	}
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -244,6 +438,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s", err);
 		if (err[0] && err[strlen(err) - 1] != '\n')
 			fputc('\n', stderr);
+		if (!test_only)
+			fprintf(stderr, "portcullis: %s: configuration has errors; not starting\n",
+				app.config_path);
+		goto out;
+	}
+	if (tls_check_config(cfg) > 0) {
 		if (!test_only)
 			fprintf(stderr, "portcullis: %s: configuration has errors; not starting\n",
 				app.config_path);
@@ -303,6 +503,31 @@ main(int argc, char **argv)
 		}
 	}
 
+	if (cfg->tls_listeners_off)
+		log_warn("tls: \"mode\" is \"off\": %zu listener%s with \"tls\": true not opened",
+			 cfg->tls_listeners_off, cfg->tls_listeners_off == 1 ? "" : "s");
+	if (cfg->tls) {
+		struct timeval tv = timeval_from_seconds(cfg->tls->watch_interval);
+
+		app.tls = tls_from_config(cfg, err, ERRLEN);
+		if (app.tls == NULL) {
+			log_error_lines(err);
+			goto out;
+		}
+		app.admin_state.tls = app.tls;
+		app.tls_timer = event_new(app.base, -1, EV_PERSIST, tls_poll_cb, app.tls);
+		if (app.tls_timer == NULL || event_add(app.tls_timer, &tv) < 0)
+			goto out;
+		if (cfg->tls->acme) {
+			app.acme = acme_from_config(&app, cfg, err, ERRLEN);
+			if (app.acme == NULL) {
+				log_error("tls.acme: %s", err);
+				goto out;
+			}
+			app.admin_state.acme = app.acme;
+		}
+	}
+
 	app.relays = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*app.relays));
 	if (app.relays == NULL)
 		goto out;
@@ -328,7 +553,7 @@ main(int argc, char **argv)
 		for (size_t l = 0; l < cfg->nlisteners; l++)
 			dups[l] = fcntl(fds[l], F_DUPFD_CLOEXEC, 0);
 		app.workers[i] = worker_new(i, app.current, dups, ports, cfg->nlisteners, app.relays,
-					    err, ERRLEN);
+					    app.tls, err, ERRLEN);
 		free(dups);
 		if (app.workers[i] == NULL) {
 			log_error("worker %u: %s", i, err);
@@ -373,6 +598,13 @@ out:
 			worker_join_free(app.workers[i]);
 		free(app.workers);
 	}
+	/* The SSL_CTX outlives every connection: free it after the workers. */
+	app.admin_state.acme = NULL;
+	app.admin_state.tls = NULL;
+	acme_manager_free(app.acme);
+	if (app.tls_timer)
+		event_free(app.tls_timer);
+	tls_store_free(app.tls);
 	for (size_t l = 0; app.relays && cfg && l < cfg->nlisteners; l++)
 		tcprelay_shared_free(app.relays[l]);
 	free(app.relays);

@@ -16,6 +16,8 @@
 #include "headers.h"
 #include "ipacl.h"
 #include "access.h"
+#include "acme.h"
+#include "auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "pathnorm.h"
@@ -61,7 +63,9 @@ struct txn {
 	bool streaming;    /* server_reply_start was called */
 	bool client_gone;
 	bool paused;
+	bool fresh_conn;   /* the next attempt opens a new connection */
 	bool client_trusted;
+	bool auth_body;    /* the SAML ACS POST: its body goes to auth_on_body */
 	char client[INET6_ADDRSTRLEN];
 	char request_id[129];
 	char host[256];
@@ -175,6 +179,18 @@ static void
 add_common_response_headers(struct txn *t, struct evkeyvalq *out)
 {
 	evhttp_add_header(out, "X-Request-ID", t->request_id);
+	/* HSTS only over TLS (RFC 6797 7.2); ours replaces the upstream's. */
+	if (t->listener->tls && t->site && t->site->hsts.enabled) {
+		const struct config_hsts *h = &t->site->hsts;
+		char v[96];
+
+		while (evhttp_find_header(out, "Strict-Transport-Security"))
+			evhttp_remove_header(out, "Strict-Transport-Security");
+		snprintf(v, sizeof(v), "max-age=%llu%s%s", (unsigned long long)h->max_age,
+			 h->include_subdomains ? "; includeSubDomains" : "",
+			 h->preload ? "; preload" : "");
+		evhttp_add_header(out, "Strict-Transport-Security", v);
+	}
 }
 
 /* Answer with a short text/plain body.  <close>: close the connection after. */
@@ -528,8 +544,11 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 	log_warn("request %s: upstream %s (%s): %s", t->request_id, t->route->upstream->name,
 		 s->address, upstream_failure_text(why));
 	/* A stale kept-alive connection is not the server's fault: the server
-	 * may be tried again on a new connection. */
-	if (!(reused && why == UPSTREAM_RESET) && t->server < 64)
+	 * is tried again, on a new connection (other idle ones may be stale
+	 * too). */
+	if (reused && why == UPSTREAM_RESET)
+		t->fresh_conn = true;
+	else if (t->server < 64)
 		t->tried |= (uint64_t)1 << t->server;
 	/* Another server will not fix a response we refuse to parse. */
 	if (why != UPSTREAM_BAD_RESPONSE && why != UPSTREAM_HEADERS_TOO_LARGE &&
@@ -573,7 +592,7 @@ start_attempt(struct txn *t)
 	}
 	t->upstream_start = log_now();
 	t->x = upstream_exchange_start(t->pool, index, request, t->method_bit == METHOD_HEAD,
-				       &response_ops, t);
+				       t->fresh_conn, &response_ops, t);
 	evbuffer_free(request);
 	if (t->x == NULL)
 		refuse(t, 500, "out of memory", false);
@@ -664,11 +683,9 @@ check_headers(struct txn *t)
 	const char *request_id = NULL;
 	const char *xff = NULL;
 	unsigned nxff = 0;
-	uint64_t size = strlen(server_request_target(t->req)) + 16;
 	enum headers_framing framing;
 
 	TAILQ_FOREACH(kv, in, next) {
-		size += strlen(kv->key) + strlen(kv->value) + 4;
 		headers_framing_add(&fs, kv->key, kv->value);
 		switch (kv->key[0] | 0x20) {
 		case 'h':
@@ -686,10 +703,6 @@ check_headers(struct txn *t)
 		}
 	}
 	make_request_id(t, request_id);
-	if (size > t->cfg->max_request_header_bytes) {
-		refuse(t, 431, "the request headers exceed the configured limit", true);
-		return -1;
-	}
 	framing = headers_framing_result(&fs);
 	if (framing != FRAMING_OK) {
 		refuse(t, 400, headers_framing_reason(framing), true);
@@ -787,6 +800,121 @@ route_request(struct txn *t)
 	return 0;
 }
 
+/* The SAML gate and SP endpoints (auth.h); <body>: the ACS body is in.
+ * Finishes the transaction when the gate replied. */
+static enum auth_action
+run_auth(struct txn *t, bool body)
+{
+	struct auth_request a = {
+		.req = t->req, .cfg = t->cfg, .site = t->site, .route = t->route,
+		.method = t->method, .method_bit = t->method_bit, .path = t->path,
+		.query = t->query, .request_id = t->request_id, .client = t->client,
+		.out = &t->out,
+	};
+	enum auth_action act = AUTH_REPLIED;
+
+	if (body)
+		auth_on_body(&a);
+	else
+		act = auth_on_head(&a);
+	if (act == AUTH_REPLIED) {
+		t->status = a.status;
+		t->bytes_out = a.bytes_out;
+		t->replied = true;
+		t->req = NULL;
+		txn_finish(t);
+	}
+	return act;
+}
+
+/* Built-in answers before routing (and before access rules: the CA's
+ * validation servers come from anywhere): ACME HTTP-01 answers on every
+ * listener when the config has "tls.acme", and the 308 to HTTPS on
+ * "redirect_https" listeners for every other path.  Returns 0 when the
+ * request goes on to routing, -1 after replying. */
+static int
+builtin_request(struct txn *t)
+{
+	static const char acme_prefix[] = "/.well-known/acme-challenge/";
+	const struct config *cfg = t->cfg;
+	const struct config_listener *l =
+		t->listener->index < cfg->nlisteners ? &cfg->listeners[t->listener->index] : NULL;
+	bool acme_path = strncmp(t->path, acme_prefix, sizeof(acme_prefix) - 1) == 0;
+	const char *port = NULL;
+	struct evbuffer *body;
+
+	if (acme_path && cfg->tls && cfg->tls->acme) {
+		const char *token = t->path + sizeof(acme_prefix) - 1;
+		char keyauth[512];
+
+		if (!(t->method_bit & (METHOD_GET | METHOD_HEAD))) {
+			refuse(t, 405, "ACME challenge answers are read with GET", false);
+			return -1;
+		}
+		if (token[0] == '\0' || strchr(token, '/') != NULL ||
+		    !acme_http01_lookup(token, keyauth, sizeof(keyauth))) {
+			refuse(t, 404, "no ACME challenge is pending for this token", false);
+			return -1;
+		}
+		body = evbuffer_new();
+		if (body == NULL) {
+			refuse(t, 500, "out of memory", false);
+			return -1;
+		}
+		t->status = 200;
+		t->replied = true;
+		evbuffer_add(body, keyauth, strlen(keyauth));
+		evhttp_add_header(&t->out, "Content-Type", "text/plain");
+		evhttp_add_header(&t->out, "Cache-Control", "no-store");
+		add_common_response_headers(t, &t->out);
+		t->bytes_out = evbuffer_get_length(body);
+		server_reply(t->req, 200, &t->out, body, false);
+		t->req = NULL;
+		evbuffer_free(body);
+		txn_finish(t);
+		return -1;
+	}
+	if (l == NULL || !l->redirect_https || acme_path || t->host_header == NULL)
+		return 0;
+	if (router_normalize_host(t->host_header, t->host, sizeof(t->host)) < 0) {
+		refuse(t, 400, "the Host header is not a valid host", true);
+		return -1;
+	}
+	/* The first TLS listener's bound port, left out when it is 443. */
+	for (size_t i = 0; i < cfg->nlisteners && i < t->worker->nlisteners; i++) {
+		if (cfg->listeners[i].tls) {
+			port = t->worker->listeners[i].port;
+			break;
+		}
+	}
+	if (port != NULL && strcmp(port, "443") == 0)
+		port = NULL;
+	body = evbuffer_new();
+	if (body == NULL) {
+		refuse(t, 500, "out of memory", false);
+		return -1;
+	}
+	t->status = 308;
+	t->replied = true;
+	evbuffer_add_printf(body, "https://%s%s%s%s%s%s%s", strchr(t->host, ':') && t->host[0] != '[' ? "[" : "",
+			    t->host, strchr(t->host, ':') && t->host[0] != '[' ? "]" : "",
+			    port ? ":" : "", port ? port : "", t->path, t->query ? "?" : "");
+	if (t->query)
+		evbuffer_add_printf(body, "%s", t->query);
+	evbuffer_add(body, "", 1);
+	evhttp_add_header(&t->out, "Location", (const char *)evbuffer_pullup(body, -1));
+	evbuffer_drain(body, evbuffer_get_length(body));
+	evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
+	add_common_response_headers(t, &t->out);
+	evbuffer_add_printf(body, "Redirecting to %s\n", evhttp_find_header(&t->out, "Location"));
+	t->bytes_out = evbuffer_get_length(body);
+	server_reply(t->req, 308, &t->out, body, false);
+	t->req = NULL;
+	evbuffer_free(body);
+	txn_finish(t);
+	return -1;
+}
+
 /* The request's head: check, route, set the body limit.  Everything that can
  * refuse a request is decided here, before its body is read. */
 static enum server_verdict
@@ -840,6 +968,8 @@ proxy_on_head(struct server_request *req, void *arg)
 		t->query_copy = strdup(t->query);
 		t->query = t->query_copy;
 	}
+	if (builtin_request(t) < 0)
+		return SERVER_REPLIED;
 	if (route_request(t) < 0)
 		return SERVER_REPLIED;
 	if (access_check_request(t->cfg, t->listener->index, t->jump_route, t->route, t->client,
@@ -849,6 +979,16 @@ proxy_on_head(struct server_request *req, void *arg)
 					       : "access is not allowed from your address",
 		       false);
 		return SERVER_REPLIED;
+	}
+	switch (run_auth(t, false)) {
+	case AUTH_REPLIED:
+		return SERVER_REPLIED;
+	case AUTH_READ_BODY:
+		t->auth_body = true;
+		server_request_set_max_body(req, AUTH_MAX_BODY);
+		return SERVER_READ_BODY;
+	case AUTH_CONTINUE:
+		break;
 	}
 	if (t->route->action == ACTION_RESPOND || t->route->action == ACTION_REDIRECT) {
 		respond_fixed(t);
@@ -878,6 +1018,10 @@ proxy_on_request(struct server_request *req, void *arg)
 	struct txn *t = server_request_data(req);
 
 	t->bytes_in = evbuffer_get_length(server_request_body(req));
+	if (t->auth_body) {
+		run_auth(t, true);
+		return;
+	}
 	if (t->bytes_in > t->body_reserved) {
 		/* A chunked body: its size is known only now. */
 		uint64_t more = t->bytes_in - t->body_reserved;

@@ -90,6 +90,9 @@ struct server_conn {
 	http_parser parser;
 	struct server_request *req;
 	struct headerbuf hb;
+	const char *parse_end;      /* end of the bytes given to the parser now */
+	const char *last_value_end; /* where the last header-value piece ended */
+	bool folded;                /* an obs-fold line was found */
 	bool stop;            /* the parser was stopped on purpose (reply sent) */
 	bool closing;         /* close once the output is written */
 	bool write_waiting;   /* wev is pending */
@@ -105,6 +108,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct server_conn *c);
 static void conn_write(struct server_conn *c);
 static void conn_free(struct server_conn *c);
+static bool conn_write_from_event(struct server_conn *c);
 
 /* ---- status texts ----------------------------------------------------- */
 
@@ -307,8 +311,7 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 		read_cb(c->fd, EV_READ, c);
 		return;
 	}
-	conn_write(c);
-	if (c->dead)
+	if (!conn_write_from_event(c))
 		return;
 	if (!c->write_waiting && c->req && c->req->over_limit && !c->req->handler_done) {
 		c->req->over_limit = false;
@@ -397,6 +400,23 @@ conn_write(struct server_conn *c)
 		conn_close(c);
 		return;
 	}
+}
+
+/* conn_write from an event callback: returns false when the connection is
+ * gone (freed here), so the caller must not touch it. */
+static bool
+conn_write_from_event(struct server_conn *c)
+{
+	bool was = c->running;
+
+	c->running = true;
+	conn_write(c);
+	c->running = was;
+	if (c->dead && !was) {
+		conn_free(c);
+		return false;
+	}
+	return !c->dead;
 }
 
 static void
@@ -608,11 +628,16 @@ on_url(http_parser *p, const char *at, size_t n)
 	return headerbuf_append(&c->req->target, &c->req->target_len, &c->req->target_cap, at, n);
 }
 
+/* Trailers (after a chunked body) come through the same callbacks: they are
+ * counted and dropped, never merged into the request's headers. */
 static int
 on_header_field(http_parser *p, const char *at, size_t n)
 {
 	struct server_conn *c = p->data;
 
+	if (c->req->head_done)
+		return headerbuf_count(&c->hb, n);
+	c->last_value_end = NULL;
 	return headerbuf_field(&c->hb, &c->req->headers, at, n);
 }
 
@@ -621,6 +646,16 @@ on_header_value(http_parser *p, const char *at, size_t n)
 {
 	struct server_conn *c = p->data;
 
+	if (c->req->head_done)
+		return headerbuf_count(&c->hb, n);
+	/* A value continued within one buffer is an obs-fold line (RFC 9112
+	 * 5.2): refused, so that no two parsers can read it two ways.  A value
+	 * split by the end of a read continues at the start of the next. */
+	if (c->last_value_end != NULL && at != c->last_value_end) {
+		c->folded = true;
+		return -1;
+	}
+	c->last_value_end = at + n;
 	return headerbuf_value(&c->hb, at, n);
 }
 
@@ -654,6 +689,10 @@ on_headers_complete(http_parser *p)
 	enum server_verdict verdict;
 
 	if (headerbuf_finish(&c->hb, &req->headers) < 0)
+		return -1;
+	/* The request line: method, spaces, " HTTP/1.1" and CRLF around the
+	 * target on_url counted. */
+	if (headerbuf_count(&c->hb, strlen(http_method_str((enum http_method)p->method)) + 12) < 0)
 		return -1;
 	req->head_done = true;
 	/* From here the body may not stall longer than the client timeout
@@ -748,6 +787,12 @@ conn_parse(struct server_conn *c)
 
 	if (c->stop || c->closing)
 		return false;
+	/* A value that reached the end of the last read may go on at the start
+	 * of this one, and only there. */
+	c->last_value_end = (c->last_value_end != NULL && c->last_value_end == c->parse_end)
+				    ? c->in
+				    : NULL;
+	c->parse_end = c->in + c->inlen;
 	used = http_parser_execute(&c->parser, &parser_settings, c->in, c->inlen);
 	if (c->dead)
 		return false;
@@ -785,8 +830,9 @@ conn_parse(struct server_conn *c)
 		struct evbuffer *body = evbuffer_new();
 		struct evkeyvalq h;
 		int status = c->hb.overflow ? 431 : 400;
-		const char *why = c->hb.overflow ? "the request head exceeds the configured limit"
-						     : http_errno_description(e);
+		const char *why = c->folded	  ? "obsolete header line folding is not accepted"
+				  : c->hb.overflow ? "the request head exceeds the configured limit"
+						   : http_errno_description(e);
 
 		TAILQ_INIT(&h);
 		evhttp_add_header(&h, "Content-Type", "text/plain; charset=utf-8");
@@ -1029,11 +1075,8 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (c->handshaking && !tls_handshake(c))
 		return;
-	if (c->write_wants_read) {
-		conn_write(c);
-		if (c->dead)
-			return;
-	}
+	if (c->write_wants_read && !conn_write_from_event(c))
+		return;
 	for (;;) {
 		ssize_t n;
 		size_t room;

@@ -453,6 +453,10 @@ on_headers_complete(http_parser *p)
 	}
 	server_succeeded(x->conn);
 	x->responded = true;
+	/* response_timeout covers the wait for the head only: a body may pause
+	 * (a slow client, an idle event stream) as long as it likes.  A dead
+	 * peer is still found by TCP keep-alive. */
+	evtimer_del(x->conn->timer);
 	x->in_callback = true;
 	rc = x->ops->head(x->arg, (int)p->status_code, &x->headers);
 	x->in_callback = false;
@@ -460,7 +464,9 @@ on_headers_complete(http_parser *p)
 		x->cancelled = true;
 		return -1;
 	}
-	return x->head_request ? 1 : 0;
+	/* No body after HEAD, 204 or 304, whatever the headers say (RFC 9112
+	 * 6.3); a Content-Length on a 304 describes the representation. */
+	return (x->head_request || p->status_code == 204 || p->status_code == 304) ? 1 : 0;
 }
 
 static int
@@ -650,7 +656,8 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			conn_eof(c, n < 0);
 			return;
 		}
-		conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
+		if (!x->responded)
+			conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
 		used = parse_bytes(x, buf, (size_t)n);
 		/* Bytes after the end of the response: the connection is out of
 		 * step; clearing the paused state makes exchange_done close it. */
@@ -675,6 +682,7 @@ conn_connected(struct upstream_conn *c)
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	c->state = CONN_BUSY;
 	c->x->sent = true;
 	conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
@@ -703,7 +711,8 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* The upstream is taking the request: it is not stalled. */
-	conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
+	if (!c->x->responded)
+		conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
 }
 
 /* Report <why> from the event loop, so that no callback runs before
@@ -851,7 +860,8 @@ conn_begin(struct upstream_conn *c)
 
 struct upstream_exchange *
 upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *request,
-			bool head_request, const struct upstream_response_ops *ops, void *arg)
+			bool head_request, bool fresh, const struct upstream_response_ops *ops,
+			void *arg)
 {
 	struct upstream_exchange *x = calloc(1, sizeof(*x));
 	struct upstream_conn *c;
@@ -871,7 +881,7 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	http_parser_init(&x->parser, HTTP_RESPONSE);
 	x->parser.data = x;
 
-	c = LIST_FIRST(&pool->servers[index].idle);
+	c = fresh ? NULL : LIST_FIRST(&pool->servers[index].idle);
 	if (c != NULL) {
 		LIST_REMOVE(c, link);
 		pool->servers[index].nidle--;

@@ -93,14 +93,15 @@ const struct config_server *upstream_server(const struct upstream_pool *pool, in
 
 /*
  * Send <request> (a complete HTTP/1.1 request, moved out of the buffer) to
- * server <index>, on an idle connection when there is one, else a new one.
- * <head_request>: the response has no body whatever its headers say.
- * Returns the exchange, or NULL on allocation failure.  Callbacks never run
- * before this returns.
+ * server <index>, on an idle connection when there is one (unless <fresh>),
+ * else a new one.  <head_request>: the response has no body whatever its
+ * headers say.  Returns the exchange, or NULL on allocation failure.
+ * Callbacks never run before this returns.
  */
 struct upstream_exchange *upstream_exchange_start(struct upstream_pool *pool, int index,
 						  struct evbuffer *request, bool head_request,
-						  const struct upstream_response_ops *ops, void *arg);
+						  bool fresh, const struct upstream_response_ops *ops,
+						  void *arg);
 
 /* Stop (true) or resume (false) reading the response: back-pressure while
  * the client is slower than the upstream. */

@@ -14,6 +14,7 @@
 #include "tcprelay.h"
 #include "server.h"
 #include "timeutil.h"
+#include "tls.h"
 #include "upstream.h"
 
 static void
@@ -194,7 +195,7 @@ worker_transaction_ended(struct worker *w)
 
 struct worker *
 worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, size_t nfds,
-	   struct tcprelay_shared *const *relays, char *err, size_t errlen)
+	   struct tcprelay_shared *const *relays, struct tls_store *tls, char *err, size_t errlen)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	const struct config *cfg = rt->cfg;
@@ -253,6 +254,15 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 		if (wl->server == NULL) {
 			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
 			goto fail;
+		}
+		if (i < cfg->nlisteners && cfg->listeners[i].tls) {
+			if (tls == NULL) {
+				snprintf(err, errlen, "listener %s: no certificate store for TLS",
+					 cfg->listeners[i].address);
+				goto fail;
+			}
+			server_set_tls(wl->server, tls_store_ctx(tls));
+			wl->tls = true; /* X-Forwarded-Proto: https, HSTS */
 		}
 		w->nlisteners++;
 	}

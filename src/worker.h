@@ -26,6 +26,7 @@ struct server;
 struct upstream_pool;
 struct tcprelay;
 struct tcprelay_shared;
+struct tls_store;
 
 /* A worker's view of one configuration generation. */
 struct worker_gen {
@@ -72,11 +73,13 @@ struct worker {
  * config order, with their bound ports in <ports>) serving <rt> (the worker
  * takes its own reference).  <relays> (may be NULL) holds, per listener, the
  * process-wide state of a TCP relay listener (NULL for HTTP listeners).
+ * Listeners with "tls" speak HTTPS with the certificates of <tls> (the
+ * process's one store; may be NULL when no listener has "tls").
  * Does not start the thread.  NULL on failure with a reason in <err>.
  */
 struct worker *worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports,
-			  size_t nfds, struct tcprelay_shared *const *relays, char *err,
-			  size_t errlen);
+			  size_t nfds, struct tcprelay_shared *const *relays, struct tls_store *tls,
+			  char *err, size_t errlen);
 
 /* Run the worker's loop in a new thread.  Returns 0 or -1. */
 int worker_start(struct worker *w);

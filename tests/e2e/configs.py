@@ -38,6 +38,7 @@ def posthog_env(upstreams, access_log="stdout"):
         "APP_DOMAIN": APP_DOMAIN,
         "ACCESS_LOG": access_log,
         "LOG_LEVEL": "info",
+        "TLS_MODE": "off",  # plain HTTP only: no :443 listener, no redirect
     }
     for name, var in POSTHOG_UPSTREAM_ENV.items():
         env[var] = upstreams[name].address

@@ -1,0 +1,112 @@
+"""Shared pieces of the SAML end-to-end tests: a proxy configured as a SAML SP
+in front of a recording upstream, and the browser side of a login done by
+hand (cookies, the IdP redirect, the ACS POST)."""
+
+import base64
+import hashlib
+import os
+import re
+import struct
+import sys
+import time
+import urllib.parse
+
+from harness import closed_port, request
+import configs
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "saml"))
+import samltools  # noqa: E402,F401
+
+ACS_PATH = "/complete/saml/"
+
+
+def saml_config(up, port, metadata, **saml):
+    base = "http://localhost:%d" % port
+    s = {"idp_metadata": metadata, "base_url": base, "acs_path": ACS_PATH,
+         "headers": {"X-Auth-Email": "Email", "X-Auth-User": "@nameid", "X-Auth-Roles": "Roles"}}
+    s.update(saml)
+    sites = [{"name": "posthog", "routes": [
+        configs.route("capture", "web", path=["/e"]),
+        {"name": "api", "match": {"path": ["/api"]}, "upstream": "web", "auth": "saml",
+         "allow_bearer": ["phx_"]},
+        {"name": "web", "upstream": "web", "auth": "saml"},
+    ]}]
+    return configs.config({"web": up}, sites,
+                          listeners=[{"name": "http", "address": "127.0.0.1:%d" % port}],
+                          saml=s)
+
+
+def set_cookies(resp):
+    """Set-Cookie headers → {name: (value, attribute string)}."""
+    out = {}
+    for line in resp.header_all("Set-Cookie"):
+        first, _, attrs = line.partition(";")
+        name, _, value = first.partition("=")
+        out[name.strip()] = (value.strip(), attrs)
+    return out
+
+
+def cookie_header(cookies):
+    return "; ".join("%s=%s" % (k, v) for k, v in cookies.items())
+
+
+class Browser:
+    """Cookies and requests against one proxy, by hand."""
+
+    def __init__(self, port, host=None):
+        self.port = port
+        self.host = host or "localhost:%d" % port
+        self.cookies = {}
+
+    def get(self, target, headers=(), method="GET", body=None):
+        hs = list(headers)
+        if self.cookies:
+            hs.append(("Cookie", cookie_header(self.cookies)))
+        r = request(self.port, method, target, host=self.host, headers=hs, body=body)
+        for name, (value, attrs) in set_cookies(r).items():
+            if "Max-Age=0" in attrs or value == "":
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return r
+
+    def start_login(self, target="/insights?x=1"):
+        r = self.get(target, headers=[("Accept", "text/html")])
+        assert r.status == 302, r
+        loc = r.header("Location")
+        xml, params, query = samltools.decode_redirect(loc)
+        m = re.search(r' ID="([^"]+)"', xml)
+        return {"location": loc, "xml": xml, "params": params, "query": query,
+                "request_id": m.group(1), "relay": params["RelayState"], "response": r}
+
+    def post_acs(self, xml, relay):
+        body = urllib.parse.urlencode({"SAMLResponse": samltools.b64(xml),
+                                       "RelayState": relay}).encode()
+        return self.get(ACS_PATH, method="POST", body=body,
+                        headers=[("Content-Type", "application/x-www-form-urlencoded")])
+
+
+# ---- sealing cookies in Python (the format of src/session.c) -----------------
+
+def seal(key, purpose, issued, expires, last_seen, name_id, attrs=()):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    def s(x):
+        b = x.encode()
+        return struct.pack(">H", len(b)) + b
+    plain = b"PS1" + struct.pack(">QQQH", issued, expires, last_seen, len(attrs)) + s(name_id)
+    for n, v in attrs:
+        plain += s(n) + s(v)
+    key_id = hashlib.sha256(b"portcullis session key id" + key).digest()[:4]
+    nonce = os.urandom(12)
+    ct = AESGCM(key).encrypt(nonce, plain, b"portcullis/" + b"\x01" + purpose.encode())
+    raw = b"\x01" + key_id + nonce + ct
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def now():
+    return int(time.time())
+
+
+__all__ = ["saml_config", "Browser", "set_cookies", "seal", "now", "closed_port", "ACS_PATH",
+           "samltools"]
