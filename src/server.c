@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chunked.h"
 #include "headerbuf.h"
 #include "ipacl.h"
 #include "log.h"
@@ -90,9 +91,10 @@ struct server_conn {
 	http_parser parser;
 	struct server_request *req;
 	struct headerbuf hb;
-	const char *parse_end;      /* end of the bytes given to the parser now */
-	const char *last_value_end; /* where the last header-value piece ended */
-	bool folded;                /* an obs-fold line was found */
+	struct headscan scan;       /* line endings of the request head */
+	size_t scanned;             /* bytes at the start of <in> already scanned */
+	struct chunked chunk;       /* a chunked request body, decoded by us */
+	bool own_chunked;           /* the body is being read by <chunk> */
 	bool stop;            /* the parser was stopped on purpose (reply sent) */
 	bool closing;         /* close once the output is written */
 	bool write_waiting;   /* wev is pending */
@@ -637,7 +639,6 @@ on_header_field(http_parser *p, const char *at, size_t n)
 
 	if (c->req->head_done)
 		return headerbuf_count(&c->hb, n);
-	c->last_value_end = NULL;
 	return headerbuf_field(&c->hb, &c->req->headers, at, n);
 }
 
@@ -648,14 +649,6 @@ on_header_value(http_parser *p, const char *at, size_t n)
 
 	if (c->req->head_done)
 		return headerbuf_count(&c->hb, n);
-	/* A value continued within one buffer is an obs-fold line (RFC 9112
-	 * 5.2): refused, so that no two parsers can read it two ways.  A value
-	 * split by the end of a read continues at the start of the next. */
-	if (c->last_value_end != NULL && at != c->last_value_end) {
-		c->folded = true;
-		return -1;
-	}
-	c->last_value_end = at + n;
 	return headerbuf_value(&c->hb, at, n);
 }
 
@@ -741,6 +734,13 @@ on_headers_complete(http_parser *p)
 			conn_write(c);
 		}
 	}
+	if (p->flags & F_CHUNKED) {
+		/* Our strict decoder reads the body (chunked.h says why); 2 makes
+		 * http-parser stop right after the head. */
+		c->own_chunked = true;
+		chunked_init(&c->chunk);
+		return 2;
+	}
 	return 0;
 }
 
@@ -762,6 +762,8 @@ on_message_complete(http_parser *p)
 {
 	struct server_conn *c = p->data;
 
+	if (c->own_chunked)
+		return 0; /* the head of a chunked request: the body follows */
 	c->req->complete = true;
 	http_parser_pause(p, 1); /* one request at a time; pipelined bytes wait */
 	evtimer_del(c->timer);   /* no timeout while the request is handled */
@@ -778,6 +780,92 @@ static const http_parser_settings parser_settings = {
 	.on_message_complete = on_message_complete,
 };
 
+/* A malformed request: answer <status> once (unless a reply began), then
+ * close. */
+static void
+parse_failed(struct server_conn *c, int status, const char *why)
+{
+	struct evbuffer *body;
+	struct evkeyvalq h;
+
+	if (c->req == NULL) {
+		c->req = request_new(c);
+		if (c->req == NULL) {
+			conn_close(c);
+			return;
+		}
+		c->req->keepalive = false;
+	}
+	if (c->req->started || c->req->handler_done) {
+		c->stop = true;
+		c->closing = true;
+		return;
+	}
+	if (c->req->handler_seen) /* the handler owns it: tell it */
+		c->srv->handler->on_abort(c->req, status, c->srv->arg);
+	c->req->dispatched = true;
+	c->req->complete = true;
+	c->stop = true;
+	body = evbuffer_new();
+	TAILQ_INIT(&h);
+	evhttp_add_header(&h, "Content-Type", "text/plain; charset=utf-8");
+	if (body)
+		evbuffer_add_printf(body, "%d %s: %s\n", status, server_status_text(status), why);
+	server_reply(c->req, status, &h, body, true);
+	evhttp_clear_headers(&h);
+	if (body)
+		evbuffer_free(body);
+}
+
+static void
+consume(struct server_conn *c, size_t used)
+{
+	if (used == 0)
+		return;
+	memmove(c->in, c->in + used, c->inlen - used);
+	c->inlen -= used;
+	c->scanned = c->scanned > used ? c->scanned - used : 0;
+}
+
+static int
+chunk_emit(void *arg, const char *data, size_t n)
+{
+	struct server_conn *c = arg;
+	struct server_request *req = c->req;
+
+	if (evbuffer_get_length(req->body) + n > req->max_body) {
+		c->srv->handler->on_abort(req, 413, c->srv->arg);
+		return refuse_in_parser(c, 413, "the request body exceeds this route's limit");
+	}
+	return evbuffer_add(req->body, data, n);
+}
+
+/* Decode buffered bytes of a chunked request body. */
+static bool
+parse_chunked(struct server_conn *c)
+{
+	size_t used = 0;
+	const char *why = NULL;
+	enum chunked_result r = chunked_decode(&c->chunk, c->in, c->inlen, &used, chunk_emit, c, &why);
+
+	if (c->dead)
+		return false;
+	consume(c, used);
+	if (r == CHUNKED_ERROR) {
+		if (why) /* malformed (a refusal by chunk_emit has answered already) */
+			parse_failed(c, 400, why);
+		return true;
+	}
+	if (r == CHUNKED_DONE) {
+		c->own_chunked = false;
+		c->req->complete = true;
+		http_parser_pause(&c->parser, 1);
+		evtimer_del(c->timer);
+		return true;
+	}
+	return used > 0;
+}
+
 /* Parse what is buffered.  Returns true when it made progress. */
 static bool
 conn_parse(struct server_conn *c)
@@ -787,62 +875,35 @@ conn_parse(struct server_conn *c)
 
 	if (c->stop || c->closing)
 		return false;
-	/* A value that reached the end of the last read may go on at the start
-	 * of this one, and only there. */
-	c->last_value_end = (c->last_value_end != NULL && c->last_value_end == c->parse_end)
-				    ? c->in
-				    : NULL;
-	c->parse_end = c->in + c->inlen;
+	if (c->own_chunked)
+		return parse_chunked(c);
+	if (c->req == NULL || !c->req->head_done) {
+		/* Line endings first: obs-fold and bare CR never reach http-parser
+		 * (which Debian builds lenient). */
+		size_t n;
+		enum headscan_result hr =
+			headscan_feed(&c->scan, c->in + c->scanned, c->inlen - c->scanned, &n);
+
+		c->scanned += n;
+		if (hr == HEADSCAN_FOLD || hr == HEADSCAN_BARE_CR) {
+			parse_failed(c, 400, hr == HEADSCAN_FOLD
+						     ? "obsolete header line folding is not accepted"
+						     : "a CR not followed by LF in the request head");
+			return true;
+		}
+	}
 	used = http_parser_execute(&c->parser, &parser_settings, c->in, c->inlen);
 	if (c->dead)
 		return false;
 	e = HTTP_PARSER_ERRNO(&c->parser);
-	if (used > 0) {
-		memmove(c->in, c->in + used, c->inlen - used);
-		c->inlen -= used;
-	}
+	consume(c, used);
 	if (e == HPE_OK || e == HPE_PAUSED)
-		return used > 0;
+		return used > 0 || c->own_chunked;
 	if (c->stop)
 		return true;
-	/* A malformed request: answer once, then close. */
-	if (c->req == NULL) {
-		c->req = request_new(c);
-		if (c->req == NULL) {
-			conn_close(c);
-			return false;
-		}
-		c->req->keepalive = false;
-	}
-	if (c->req->started || c->req->handler_done) {
-		c->stop = true;
-		c->closing = true;
-		return true;
-	}
-	if (c->req->handler_seen) {
-		/* The handler owns it: it hears that the request is unusable. */
-		c->srv->handler->on_abort(c->req, c->hb.overflow ? 431 : 400, c->srv->arg);
-	}
-	c->req->dispatched = true;
-	c->req->complete = true;
-	c->stop = true;
-	{
-		struct evbuffer *body = evbuffer_new();
-		struct evkeyvalq h;
-		int status = c->hb.overflow ? 431 : 400;
-		const char *why = c->folded	  ? "obsolete header line folding is not accepted"
-				  : c->hb.overflow ? "the request head exceeds the configured limit"
-						   : http_errno_description(e);
-
-		TAILQ_INIT(&h);
-		evhttp_add_header(&h, "Content-Type", "text/plain; charset=utf-8");
-		if (body)
-			evbuffer_add_printf(body, "%d %s: %s\n", status, server_status_text(status), why);
-		server_reply(c->req, status, &h, body, true);
-		evhttp_clear_headers(&h);
-		if (body)
-			evbuffer_free(body);
-	}
+	parse_failed(c, c->hb.overflow ? 431 : 400,
+		     c->hb.overflow ? "the request head exceeds the configured limit"
+				    : http_errno_description(e));
 	return true;
 }
 
@@ -912,6 +973,8 @@ conn_run(struct server_conn *c)
 				break;
 			}
 			http_parser_pause(&c->parser, 0);
+			headscan_init(&c->scan);
+			c->scanned = 0;
 			evtimer_add(c->timer, &c->srv->limits.client); /* idle keep-alive */
 			if (c->read_paused) {
 				c->read_paused = false;

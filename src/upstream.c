@@ -167,6 +167,7 @@ struct upstream_conn {
 	enum conn_state state;
 	unsigned uses;                  /* exchanges run on it */
 	bool reading;                   /* rev is added */
+	int64_t idle_since_ms;          /* when it went back to the pool */
 	bool starting;                  /* inside upstream_exchange_start */
 	bool fail_pending;              /* report <pending> from the write event */
 	enum upstream_failure pending;
@@ -524,6 +525,7 @@ release_conn(struct upstream_exchange *x, bool keep)
 	    pool->servers[c->server].nidle < pool->up->max_idle &&
 	    evbuffer_get_length(c->out) == 0) {
 		c->state = CONN_IDLE;
+		c->idle_since_ms = monotonic_ms();
 		LIST_INSERT_HEAD(&pool->servers[c->server].idle, c, link);
 		pool->servers[c->server].nidle++;
 		conn_reading(c, true); /* notice the server closing it */
@@ -858,6 +860,37 @@ conn_begin(struct upstream_conn *c)
 	c->starting = false;
 }
 
+/*
+ * An idle connection of server <index> that is still open, or NULL.  One that
+ * sat idle for a while is checked first: the server may have closed it a
+ * moment ago, and its FIN may not have reached our event loop yet.  Sending
+ * a request into such a connection fails, and a POST cannot be retried.
+ */
+static struct upstream_conn *
+take_idle(struct upstream_pool *pool, int index)
+{
+	struct upstream_conn *c;
+	int64_t now = 0;
+
+	while ((c = LIST_FIRST(&pool->servers[index].idle)) != NULL) {
+		char probe;
+		ssize_t n;
+
+		LIST_REMOVE(c, link);
+		pool->servers[index].nidle--;
+		c->state = CONN_BUSY;
+		if (now == 0)
+			now = monotonic_ms();
+		if (now - c->idle_since_ms < 10)
+			return c; /* busy traffic: reused at once, no extra system call */
+		n = recv(c->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return c;
+		conn_close(c); /* closed (0), reset (-1) or sending unasked bytes */
+	}
+	return NULL;
+}
+
 struct upstream_exchange *
 upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *request,
 			bool head_request, bool fresh, const struct upstream_response_ops *ops,
@@ -881,11 +914,8 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	http_parser_init(&x->parser, HTTP_RESPONSE);
 	x->parser.data = x;
 
-	c = fresh ? NULL : LIST_FIRST(&pool->servers[index].idle);
+	c = fresh ? NULL : take_idle(pool, index);
 	if (c != NULL) {
-		LIST_REMOVE(c, link);
-		pool->servers[index].nidle--;
-		c->state = CONN_BUSY;
 		x->reused = true;
 		x->sent = true;
 	} else {

@@ -271,3 +271,32 @@ def test_renewal_swaps_certificate_then_ca_down(tmp_path_factory, lab, tmp_path)
         if load is not None:
             load.stop()
         pb.close()
+
+
+def test_posthog_example_acme_mode(pebble, lab, tmp_path):
+    """examples/posthog/portcullis.json with TLS_MODE=acme and the ACME_* variables."""
+    from configs import (APP_DOMAIN, EXAMPLE_POSTHOG, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV,
+                         posthog_env)
+
+    empty = str(tmp_path / "empty")
+    os.mkdir(empty)
+    ups = {name: lab.upstream(name) for name in POSTHOG_UPSTREAM_ENV}
+    env = posthog_env(ups)
+    env.update({"TLS_MODE": "acme", "PORTCULLIS_HTTP": "127.0.0.1:%d" % pebble.http_port,
+                "PORTCULLIS_HTTPS": "127.0.0.1:0", "ACME_DIRECTORY": pebble.directory,
+                "ACME_EMAIL": "ops@example.test", "ACME_CA_BUNDLE": pebble.ca,
+                "CERTS_DIR": str(tmp_path / "certs")})
+    p = lab.proxy(EXAMPLE_POSTHOG, env=env, name="example-acme")
+    https = p.ports["https"]
+    for name in (APP_DOMAIN, POSTHOG_DOMAIN):
+        p.wait_stderr(r"acme: certificate for %s obtained" % re.escape(name), timeout=60)
+    rc, out, err = curl_verified(pebble, empty, POSTHOG_DOMAIN, https, "/decide/?v=3")
+    assert rc == 0, err
+    ups["web"].wait_for_count(1)
+    assert ups["web"].snapshot()[-1].header("X-Forwarded-Proto") == "https"
+    rc, out, err = curl_verified(pebble, empty, APP_DOMAIN, https, "/")
+    assert rc == 0, err
+    with RawClient(p.ports["http"]) as c:
+        resp = c.request("GET", "/decide/", host=POSTHOG_DOMAIN)
+        assert resp.status == 308
+        assert resp.header("Location") == "https://%s:%d/decide/" % (POSTHOG_DOMAIN, https)

@@ -313,7 +313,7 @@ def test_files_replaced_on_disk(env):
         assert new_der != old_der
         wait_until(lambda: peer_der(env.https, FILES) == new_der, timeout=15,
                    what="new handshakes to get the replaced certificate")
-        env.proxy.wait_stderr(r"tls: .*files-cert|tls: replaced|tls: reloaded|files\.test")
+        env.proxy.wait_stderr(r"tls: reloaded %s" % re.escape(env.files_cert))
         # The connection made on the old certificate still works.
         status, _, _ = http_get(keep, "/after", FILES)
         assert status.startswith("HTTP/1.1 200")
@@ -328,6 +328,24 @@ def test_files_replaced_on_disk(env):
     os.replace(env.files_key + ".tmp", env.files_key)
     env.proxy.wait_stderr(r"does not match|still serving", start=mark)
     assert peer_der(env.https, FILES) == new_der
+
+
+def test_sighup_with_changed_tls_block_warns(env):
+    import json
+    import signal
+
+    with open(env.proxy.config_path) as f:
+        cfg = json.load(f)
+    cfg["tls"]["default_name"] = FILES
+    mark = len(env.proxy.stderr())
+    env.proxy.write_config(cfg)
+    env.proxy.signal(signal.SIGHUP)
+    env.proxy.wait_stderr(r'warn the "tls" block or a listener\'s "tls" changed: it takes '
+                          r"effect at the next restart", start=mark)
+    env.proxy.wait_stderr(r"configuration reloaded", start=mark)
+    # Still the certificate chosen at start for clients without SNI.
+    rc, out = s_client(env.https, "-noservername")
+    assert rc == 0 and subject_cn(out) == "localhost", out
 
 
 def test_metrics(env):
@@ -462,3 +480,53 @@ def test_mode_off_leaves_tls_listeners_out(lab):
     with RawClient(p.ports["http"]) as c:
         resp = c.request("GET", "/x", host=APP)
         assert resp.status == 200
+
+
+# ---- the PostHog example over HTTPS -------------------------------------------
+
+
+def example_env(lab, tmp_path, **extra):
+    from configs import POSTHOG_UPSTREAM_ENV, posthog_env
+
+    ups = {name: lab.upstream(name) for name in POSTHOG_UPSTREAM_ENV}
+    env = posthog_env(ups)
+    env.update({"PORTCULLIS_HTTPS": "127.0.0.1:0", "CERTS_DIR": os.path.join(str(tmp_path),
+                                                                             "certs")})
+    env.update(extra)
+    return ups, env
+
+
+def test_example_local_mode(lab, tmp_path):
+    from configs import EXAMPLE_POSTHOG, POSTHOG_DOMAIN
+
+    ups, env = example_env(lab, tmp_path, TLS_MODE="local")
+    p = lab.proxy(EXAMPLE_POSTHOG, env=env, name="example-local")
+    ca = os.path.join(str(tmp_path), "certs", "local-ca", "ca.crt")
+    empty = os.path.join(str(tmp_path), "empty")
+    os.mkdir(empty)
+    https = p.ports["https"]
+    rc, out, err = curl("-i", "--cacert", ca, "--capath", empty, "--resolve",
+                        "%s:%d:127.0.0.1" % (POSTHOG_DOMAIN, https), "-d", "{}",
+                        "https://%s:%d/e/?v=1" % (POSTHOG_DOMAIN, https))
+    assert rc == 0 and out.startswith("HTTP/1.1 200"), (out, err)
+    ups["capture"].wait_for_count(1)
+    assert ups["capture"].snapshot()[-1].header("X-Forwarded-Proto") == "https"
+    with RawClient(p.ports["http"]) as c:
+        resp = c.request("GET", "/e/?v=1", host=POSTHOG_DOMAIN)
+        assert resp.status == 308
+        assert resp.header("Location") == "https://%s:%d/e/?v=1" % (POSTHOG_DOMAIN, https)
+
+
+def test_example_files_mode(lab, tmp_path):
+    from configs import APP_DOMAIN, EXAMPLE_POSTHOG
+
+    cert, key = make_cert(tmp_path, "ex", "example-files", "DNS:" + APP_DOMAIN)
+    ups, env = example_env(lab, tmp_path, TLS_MODE="files", TLS_CERT=cert, TLS_KEY=key)
+    p = lab.proxy(EXAMPLE_POSTHOG, env=env, name="example-files")
+    rc, out = s_client(p.ports["https"], "-servername", APP_DOMAIN)
+    assert rc == 0 and subject_cn(out) == "example-files", out
+    # files mode without TLS_CERT: -t names the variable.
+    env.pop("TLS_CERT")
+    res = run_binary(["-t", "-c", EXAMPLE_POSTHOG], env=dict(env, TLS_CERT=None))
+    assert res.returncode == 1
+    assert re.search(r"^tls\.certificates\[0\]\.cert: .*TLS_CERT", res.stderr, re.M), res.stderr

@@ -1,0 +1,65 @@
+/*
+ * chunked: a strict decoder for the chunked transfer coding of request
+ * bodies (RFC 9112 7.1), and a strict scanner of request-head line endings.
+ * Pure: no libevent.
+ *
+ * Why ours: Debian builds http-parser without HTTP_PARSER_STRICT, so it takes
+ * "5\r\nhelloXX0\r\n\r\n" (any two bytes after chunk data), a bare CR after
+ * a chunk size, and folded header lines.  A proxy must not accept a message
+ * that another parser in front of or behind it could read another way, so
+ * chunked request bodies are decoded here, CRLF exactly, and request heads
+ * are checked for obs-fold lines and bare CRs before http-parser sees them.
+ */
+#ifndef PORTCULLIS_CHUNKED_H
+#define PORTCULLIS_CHUNKED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum chunked_result {
+	CHUNKED_MORE,  /* everything consumed; the body goes on */
+	CHUNKED_DONE,  /* the body (and its trailers) ended; *used says where */
+	CHUNKED_ERROR, /* malformed, or emit refused; *why says which */
+};
+
+struct chunked {
+	int state;
+	uint64_t remaining;   /* data bytes left in the current chunk */
+	unsigned digits;      /* hex digits of the current size */
+	size_t trailer_bytes; /* trailer section so far (bounded) */
+	bool quoted, escaped; /* inside a quoted-string of a chunk extension */
+};
+
+/* Start decoding a new body. */
+void chunked_init(struct chunked *d);
+
+/*
+ * Decode <len> bytes at <in>; chunk data is handed to <emit> (which returns
+ * 0, or -1 to stop with CHUNKED_ERROR and *why = NULL).  *used is the number
+ * of bytes consumed (all of them unless DONE or ERROR).
+ */
+enum chunked_result chunked_decode(struct chunked *d, const char *in, size_t len, size_t *used,
+				   int (*emit)(void *arg, const char *data, size_t n), void *arg,
+				   const char **why);
+
+/* Line endings of a request head, checked as the bytes arrive. */
+struct headscan {
+	int state;
+};
+
+enum headscan_result {
+	HEADSCAN_MORE,  /* no problem so far, the head goes on */
+	HEADSCAN_DONE,  /* the head ended (blank line) inside these bytes */
+	HEADSCAN_FOLD,  /* a line starting with space or tab: obs-fold */
+	HEADSCAN_BARE_CR, /* CR not followed by LF */
+};
+
+/* Start scanning a new request head (leading empty lines are skipped). */
+void headscan_init(struct headscan *h);
+
+/* Scan <len> more bytes; stops at the end of the head or at a problem.
+ * *used: bytes scanned. */
+enum headscan_result headscan_feed(struct headscan *h, const char *in, size_t len, size_t *used);
+
+#endif

@@ -1,0 +1,198 @@
+/* Unit tests for chunked.c: the strict chunked decoder and the head
+ * line-ending scanner, fed whole and byte by byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "chunked.h"
+
+struct sink {
+	char data[256];
+	size_t len;
+	int refuse_after; /* emit fails once len would pass this (0: never) */
+};
+
+static int
+emit(void *arg, const char *d, size_t n)
+{
+	struct sink *s = arg;
+
+	if (s->refuse_after && s->len + n > (size_t)s->refuse_after)
+		return -1;
+	if (s->len + n > sizeof(s->data))
+		return -1;
+	memcpy(s->data + s->len, d, n);
+	s->len += n;
+	return 0;
+}
+
+/* Decode <in> in pieces of <step> bytes; returns the final result. */
+static enum chunked_result
+decode(const char *in, size_t step, struct sink *s, size_t *total_used, const char **why)
+{
+	struct chunked d;
+	size_t len = strlen(in), off = 0;
+	enum chunked_result r = CHUNKED_MORE;
+
+	chunked_init(&d);
+	memset(s, 0, sizeof(*s) - sizeof(int));
+	while (off < len) {
+		size_t n = len - off < step ? len - off : step, used;
+
+		r = chunked_decode(&d, in + off, n, &used, emit, s, why);
+		off += used;
+		if (r != CHUNKED_MORE)
+			break;
+	}
+	*total_used = off;
+	return r;
+}
+
+static void
+check_ok(const char *in, const char *body, size_t expect_used)
+{
+	static const size_t steps[] = {1, 2, 3, 7, 4096};
+
+	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		size_t step = steps[k];
+		struct sink s = {0};
+		size_t used;
+		const char *why = NULL;
+
+		assert_int_equal(decode(in, step, &s, &used, &why), CHUNKED_DONE);
+		assert_int_equal(s.len, strlen(body));
+		assert_memory_equal(s.data, body, s.len);
+		assert_int_equal(used, expect_used);
+	}
+}
+
+static void
+check_bad(const char *in)
+{
+	static const size_t steps[] = {1, 2, 3, 7, 4096};
+
+	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		size_t step = steps[k];
+		struct sink s = {0};
+		size_t used;
+		const char *why = NULL;
+
+		assert_int_equal(decode(in, step, &s, &used, &why), CHUNKED_ERROR);
+		assert_non_null(why);
+	}
+}
+
+static void
+test_valid_bodies(void **state)
+{
+	(void)state;
+	check_ok("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n", "hello, world", 27);
+	check_ok("0\r\n\r\n", "", 5);
+	check_ok("A\r\n0123456789\r\n0\r\n\r\n", "0123456789", 20);
+	check_ok("5;ext=1;name=\"quoted;\\\"v\"\r\nhello\r\n0\r\n\r\n", "hello", 39);
+	check_ok("5 ;ext\r\nhello\r\n0\r\nX-Trailer: a\r\nY: b\r\n\r\n", "hello", 40);
+	/* Bytes after the end belong to the next request. */
+	check_ok("1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n", "x", 11);
+}
+
+static void
+test_malformed_bodies(void **state)
+{
+	(void)state;
+	check_bad("5\r\nhelloXX0\r\n\r\n");  /* no CRLF after data */
+	check_bad("5\rXhello\r\n0\r\n\r\n");  /* bare CR after the size */
+	check_bad("5\nhello\r\n0\r\n\r\n");   /* bare LF after the size */
+	check_bad("\r\nhello\r\n0\r\n\r\n");  /* no size */
+	check_bad("-5\r\nhello\r\n0\r\n\r\n"); /* not hex */
+	check_bad("0x5\r\nhello\r\n0\r\n\r\n");
+	check_bad("fffffffffffffffff\r\n");   /* too large */
+	check_bad("5;a\x01\r\nhello\r\n0\r\n\r\n"); /* control in extension */
+	check_bad("5;a b\"\x01\"\r\nhello\r\n");
+	check_bad("0\r\n folded: x\r\n\r\n");  /* folded trailer */
+	check_bad("0\r\nX: a\nY: b\r\n\r\n");  /* bare LF in trailers */
+	check_bad("0\r\n\rX");                 /* CR without LF at the end */
+}
+
+static void
+test_emit_refusal_stops(void **state)
+{
+	struct sink s = {0};
+	size_t used;
+	const char *why = "x";
+
+	(void)state;
+	s.refuse_after = 4;
+	{
+		struct chunked d;
+
+		chunked_init(&d);
+		assert_int_equal(chunked_decode(&d, "5\r\nhello\r\n0\r\n\r\n", 15, &used, emit, &s,
+						&why),
+				 CHUNKED_ERROR);
+		assert_null(why); /* the refusal is the emitter's, not a syntax error */
+		assert_int_equal(used, 3);
+	}
+}
+
+static enum headscan_result
+scan(const char *in, size_t step, size_t *total)
+{
+	struct headscan h;
+	size_t len = strlen(in), off = 0;
+	enum headscan_result r = HEADSCAN_MORE;
+
+	headscan_init(&h);
+	while (off < len) {
+		size_t n = len - off < step ? len - off : step, used;
+
+		r = headscan_feed(&h, in + off, n, &used);
+		off += used;
+		if (r != HEADSCAN_MORE)
+			break;
+	}
+	*total = off;
+	return r;
+}
+
+static void
+test_head_scan(void **state)
+{
+	(void)state;
+	for (size_t step = 1; step < 64; step *= 3) {
+		size_t used;
+		const char *ok = "GET / HTTP/1.1\r\nHost: a\r\nX: b c\r\n\r\nBODY";
+
+		assert_int_equal(scan(ok, step, &used), HEADSCAN_DONE);
+		assert_int_equal(used, strlen(ok) - 4);
+		assert_int_equal(scan("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", step, &used),
+				 HEADSCAN_DONE);
+		assert_int_equal(scan("GET / HTTP/1.1\nHost: a\n\n", step, &used), HEADSCAN_DONE);
+		assert_int_equal(scan("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", step, &used),
+				 HEADSCAN_FOLD);
+		assert_int_equal(scan("GET / HTTP/1.1\r\nTransfer-Encoding:\r\n\tchunked\r\n\r\n", step,
+				      &used),
+				 HEADSCAN_FOLD);
+		assert_int_equal(scan("GET / HTTP/1.1\rHost: a\r\n\r\n", step, &used),
+				 HEADSCAN_BARE_CR);
+		assert_int_equal(scan("GET / HTTP/1.1\r\nHost: a\r\n\rX", step, &used),
+				 HEADSCAN_BARE_CR);
+		assert_int_equal(scan("GET / HTTP/1.1\r\nHost: a\r\n", step, &used), HEADSCAN_MORE);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_bodies),
+		cmocka_unit_test(test_malformed_bodies),
+		cmocka_unit_test(test_emit_refusal_stops),
+		cmocka_unit_test(test_head_scan),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
