@@ -168,6 +168,7 @@ struct upstream_conn {
 	unsigned uses;                  /* exchanges run on it */
 	bool reading;                   /* rev is added */
 	int64_t idle_since_ms;          /* when it went back to the pool */
+	struct read_block *block;       /* where reads go */
 	bool starting;                  /* inside upstream_exchange_start */
 	bool fail_pending;              /* report <pending> from the write event */
 	enum upstream_failure pending;
@@ -175,6 +176,32 @@ struct upstream_conn {
 };
 
 LIST_HEAD(conn_list, upstream_conn);
+
+/*
+ * What one read() fills.  Body pieces of a response are handed on by
+ * reference into the block (no copy): the block lives until the client's
+ * output has sent the last of them, and the next read takes a new block.
+ */
+#define READ_BLOCK 65536
+#define COPY_BELOW 4096 /* smaller body pieces are copied: cheaper than a reference */
+
+struct read_block {
+	unsigned refs;
+	char data[READ_BLOCK];
+};
+
+static void
+block_unref(struct read_block *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+static void
+block_cleanup(const void *data, size_t len, void *arg)
+{
+	block_unref(arg);
+}
 
 struct pool_server {
 	struct conn_list idle;
@@ -257,6 +284,7 @@ conn_close(struct upstream_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	evbuffer_free(c->out);
+	block_unref(c->block);
 	free(c);
 }
 
@@ -474,8 +502,16 @@ static int
 on_body(http_parser *p, const char *at, size_t n)
 {
 	struct upstream_exchange *x = p->data;
+	struct read_block *b = x->conn->block;
 
-	return evbuffer_add(x->body, at, n);
+	if (n < COPY_BELOW)
+		return evbuffer_add(x->body, at, n);
+	b->refs++;
+	if (evbuffer_add_reference(x->body, at, n, block_cleanup, b) < 0) {
+		b->refs--;
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -639,12 +675,28 @@ static void
 conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream_conn *c = arg;
-	char buf[65536];
 
 	for (int rounds = 0; rounds < 16; rounds++) {
-		ssize_t n = read(fd, buf, sizeof(buf));
 		struct upstream_exchange *x = c->x;
+		char *buf;
+		ssize_t n;
 		size_t used;
+
+		if (c->block == NULL || c->block->refs > 1) {
+			/* The last block is still referenced by a body: a new one. */
+			block_unref(c->block);
+			c->block = malloc(sizeof(*c->block));
+			if (c->block == NULL) {
+				if (x)
+					exchange_fail(x, UPSTREAM_RESET);
+				else
+					conn_close(c);
+				return;
+			}
+			c->block->refs = 1;
+		}
+		buf = c->block->data;
+		n = read(fd, buf, READ_BLOCK);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -667,7 +719,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			x->parser.http_errno = HPE_OK;
 		if (exchange_settle(x))
 			return;
-		if ((size_t)n < sizeof(buf) || x->paused)
+		if ((size_t)n < READ_BLOCK || x->paused)
 			return;
 	}
 }
