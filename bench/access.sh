@@ -59,7 +59,7 @@ for ((i = 0; i < 25; i++)); do mmdb_args+=("203.0.$((100 + i)).0/24" "${ccs[(i +
 perl "$BENCH_DIR/mmdb_writer.pl" "$MMDB" "${mmdb_args[@]}" || die "could not write $MMDB"
 
 # ------------------------------------------------------------------ servers
-start_upstream_nginx access-upstream-nginx.conf
+start_upstream_nginx echo-upstream-nginx.conf
 log "upstream nginx on 127.0.0.1:$UP_PORT"
 
 # start_pc NAME GEOIP ROUTE_ACCESS: a Portcullis instance; sets URL_<NAME> and PID_<NAME>

@@ -176,6 +176,10 @@ cpu_ticks() {
 	echo "$total"
 }
 
+# softirq_ticks: CPU ticks of the ksoftirqd kernel threads, which do loopback packet
+# processing on behalf of the measured processes (not "other" work)
+softirq_ticks() { cpu_ticks $(pgrep -x 'ksoftirqd/[0-9]+' || true); }
+
 # busy_ticks: user+nice+system ticks of the whole machine (all cores)
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat; }
 
@@ -243,26 +247,26 @@ parse_wrk() {
 wrk_pairs() {
 	local cell=$1 conns=$2 secs=$3 warm=$4 rounds=$5 raw=$6
 	shift 6
-	local names=("$@") n=$# r i name url pid t0 t1 u0 u1 w0 w1 b0 b1 out pcpu ocpu rps p50 p99 non2xx sockerr ref
+	local names=("$@") n=$# r i name url pid t0 t1 u0 u1 k0 k1 w0 w1 b0 b1 out pcpu ocpu rps p50 p99 non2xx sockerr ref
 	local -a wargs
 	for ((r = 1; r <= rounds; r++)); do
 		for ((i = 0; i < n; i++)); do
 			name=${names[$(((i + r - 1) % n))]}
 			url=URL_$name; url=${!url}
 			pid=PID_$name; pid=${!pid}
-			ref="WRKARGS_$name[@]"; wargs=("${!ref}")
 			if declare -F "HOOK_$name" >/dev/null; then "HOOK_$name"; fi
+			ref="WRKARGS_$name[@]"; wargs=("${!ref}")
 			wait_quiet
 			if ((warm > 0)); then run_wrk "$url" "$conns" "$warm" "${wargs[@]}" >/dev/null 2>&1 || true; fi
-			t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks)
+			t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); k0=$(softirq_ticks); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks)
 			out=$TMP/wrk-${cell//[^A-Za-z0-9]/_}-$name-r$r.txt
 			run_wrk "$url" "$conns" "$secs" "${wargs[@]}" >"$out" 2>&1 || log "$name: wrk exited non-zero (see $out)"
-			b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
+			b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID"); k1=$(softirq_ticks)
 			kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) died during round $r"
 			read -r rps p50 p99 non2xx sockerr < <(parse_wrk "$out")
 			pcpu=$(ticks_s "$t0" "$t1")
-			# other = everything but the proxy, the upstream and wrk, in cores
-			ocpu=$(awk -v b="$((b1 - b0))" -v x="$((t1 - t0 + u1 - u0 + w1 - w0))" -v h="$CLK_TCK" -v s="$secs" \
+			# other = everything but the proxy, the upstream, wrk and ksoftirqd, in cores
+			ocpu=$(awk -v b="$((b1 - b0))" -v x="$((t1 - t0 + u1 - u0 + w1 - w0 + k1 - k0))" -v h="$CLK_TCK" -v s="$secs" \
 				'BEGIN{o = (b - x) / h / s; printf "%.2f", o < 0 ? 0 : o}')
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cell" "$name" "$r" "$rps" "$p50" "$p99" \
 				"$non2xx" "$sockerr" "$(awk -v c="$pcpu" -v s="$secs" 'BEGIN{printf "%.2f", c / s}')" "$ocpu" >>"$raw"

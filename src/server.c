@@ -964,7 +964,8 @@ conn_run(struct server_conn *c)
 		c->rerun = false;
 		if (c->dead)
 			break;
-		if (c->req && c->req->handler_done && c->req->complete && !c->write_waiting &&
+		if (c->req && c->req->handler_done && (c->req->complete || c->closing) &&
+		    !c->write_waiting &&
 		    evbuffer_get_length(c->out) == 0) {
 			request_free(c->req);
 			c->req = NULL;
@@ -1167,8 +1168,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			c->inlen += (size_t)n;
 			if (c->req && c->req->head_done && !c->req->complete)
 				evtimer_add(c->timer, &c->srv->limits.client); /* body still moving */
-			if ((size_t)n < room && c->ssl == NULL)
-				break; /* the kernel had no more */
+			/* Short read: the kernel had no more (and OpenSSL holds no
+			 * decrypted bytes): wait for epoll rather than ask again. */
+			if ((size_t)n < room && (c->ssl == NULL || SSL_pending(c->ssl) == 0))
+				break;
 			continue;
 		}
 		if (n == -1)
