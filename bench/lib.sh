@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers of bench/access.sh, bench/relay.sh and bench/auth.sh (sourced, not run).
 # The same process, config and measurement conventions as bench/run.sh, whose helpers
 # cannot be sourced (it runs its benchmark at top level): every process the script starts
@@ -178,6 +179,7 @@ cpu_ticks() {
 
 # softirq_ticks: CPU ticks of the ksoftirqd kernel threads, which do loopback packet
 # processing on behalf of the measured processes (not "other" work)
+# shellcheck disable=SC2046 # one argument per PID
 softirq_ticks() { cpu_ticks $(pgrep -x 'ksoftirqd/[0-9]+' || true); }
 
 # busy_ticks: user+nice+system ticks of the whole machine (all cores)
@@ -255,7 +257,7 @@ wrk_pairs() {
 			url=URL_$name; url=${!url}
 			pid=PID_$name; pid=${!pid}
 			if declare -F "HOOK_$name" >/dev/null; then "HOOK_$name"; fi
-			ref="WRKARGS_$name[@]"; wargs=("${!ref}")
+			ref="WRKARGS_${name}[@]"; wargs=("${!ref}")
 			wait_quiet
 			if ((warm > 0)); then run_wrk "$url" "$conns" "$warm" "${wargs[@]}" >/dev/null 2>&1 || true; fi
 			t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); k0=$(softirq_ticks); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks)

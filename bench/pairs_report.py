@@ -6,7 +6,8 @@ usage: pairs_report.py RAW.tsv BASELINE [NAME=LABEL ...]
 RAW.tsv has a header line and one line per measured run. Two kinds:
   HTTP (wrk):  cell config round rps p50_ms p99_ms non2xx sockerr proxy_cores other_cores
   transfer:    cell config round seconds mib_s proxy_cores other_cores ok
-Per cell, every configuration gets the median over its rounds and its ratio to BASELINE:
+Per cell, every configuration gets the median over its rounds and its ratio to BASELINE
+(and, for HTTP, the proxy's CPU time per request, median over the rounds):
 the ratio of the medians, and the median of the per-round ratios (each round runs every
 configuration once, back to back, so a round's ratio shares that round's machine load).
 """
@@ -62,8 +63,9 @@ def main():
         print("#### %s\n" % cell)
         if http:
             print("| configuration | req/s (median) | vs %s | paired ratio | p50 ms | p99 ms "
-                  "| proxy CPU | other CPU | errors | req/s per round |" % labels.get(base, base))
-            print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+                  "| proxy CPU | proxy µs CPU/req | other CPU | errors | req/s per round |"
+                  % labels.get(base, base))
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         else:
             print("| configuration | MiB/s (median) | vs %s | paired ratio | seconds (median) "
                   "| proxy CPU | other CPU | failed | MiB/s per round |" % labels.get(base, base))
@@ -85,10 +87,12 @@ def main():
                                                              fmt(paired)))
             if http:
                 errs = sum(int(num(r["non2xx"]) or 0) + int(num(r["sockerr"]) or 0) for r in rs)
-                print("| %s | %s | %s× | %s× | %s | %s | %s | %s | %d | %s |" % (
+                us = med(num(r["proxy_cores"]) * 1e6 / num(r["rps"]) for r in rs
+                         if num(r["proxy_cores"]) is not None and num(r["rps"]))
+                print("| %s | %s | %s× | %s× | %s | %s | %s | %s | %s | %d | %s |" % (
                     name, fmt(m, thousands=True), fmt(ratio), fmt(paired),
                     fmt(med(num(r["p50_ms"]) for r in rs)), fmt(med(num(r["p99_ms"]) for r in rs)),
-                    fmt(med(num(r["proxy_cores"]) for r in rs)),
+                    fmt(med(num(r["proxy_cores"]) for r in rs)), fmt(us, 1),
                     fmt(med(num(r["other_cores"]) for r in rs)), errs, per_round))
             else:
                 bad = sum(1 for r in rs if r["ok"] != "1")

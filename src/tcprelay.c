@@ -47,6 +47,10 @@ struct relay_conn {
 	struct bufferevent *client;
 	struct bufferevent *up;
 	struct event *idle;
+	/* Our own read events once relaying: libevent 2.1's bufferevents read
+	 * at most 4 KiB per call (EVBUFFER_MAX_READ), after a FIONREAD each;
+	 * these read 64 KiB at a time straight into the partner's output. */
+	struct event *read_client, *read_up;
 	struct access_addr addr;
 	char addr_text[INET6_ADDRSTRLEN];
 	struct timeval last; /* last byte either way */
@@ -199,6 +203,10 @@ relay_close(struct relay_conn *c)
 	struct tcprelay *r = c->relay;
 
 	TAILQ_REMOVE(&r->conns, c, link);
+	if (c->read_client)
+		event_free(c->read_client);
+	if (c->read_up)
+		event_free(c->read_up);
 	if (c->client)
 		bufferevent_free(c->client);
 	if (c->up)
@@ -284,8 +292,10 @@ relay_write_cb(struct bufferevent *to, void *arg)
 	bool to_shut = to == c->client ? c->client_shut : c->up_shut;
 
 	if (!from_eof) {
-		if (evbuffer_get_length(bufferevent_get_output(to)) < TCPRELAY_MAX_BUFFERED)
-			bufferevent_enable(from, EV_READ);
+		struct event *rd = from == c->client ? c->read_client : c->read_up;
+
+		if (rd && evbuffer_get_length(bufferevent_get_output(to)) < TCPRELAY_MAX_BUFFERED)
+			event_add(rd, NULL);
 		return;
 	}
 	if (!to_shut && evbuffer_get_length(bufferevent_get_output(to)) == 0) {
@@ -295,11 +305,97 @@ relay_write_cb(struct bufferevent *to, void *arg)
 	}
 }
 
+/* <from> ended (EOF): pass the half-close on once its partner has written
+ * everything. */
+static void
+relay_from_eof(struct relay_conn *c, struct bufferevent *from)
+{
+	struct bufferevent *to = relay_partner(c, from);
+
+	if (from == c->client)
+		c->client_eof = true;
+	else
+		c->up_eof = true;
+	if (evbuffer_get_length(bufferevent_get_output(to)) == 0)
+		relay_shutdown_write(c, to);
+	else
+		bufferevent_setwatermark(to, EV_WRITE, 0, 0); /* tell us when it is all written */
+	if (relay_done(c))
+		relay_close(c);
+}
+
+/* Read from one side straight into the other side's output queue. */
+static void
+relay_raw_read(struct relay_conn *c, struct bufferevent *from, struct event *rd)
+{
+	struct bufferevent *to = relay_partner(c, from);
+	struct evbuffer *dst = bufferevent_get_output(to);
+	evutil_socket_t fd = bufferevent_getfd(from);
+	size_t total = 0;
+
+	for (int rounds = 0; rounds < 8; rounds++) {
+		struct evbuffer_iovec v;
+		ssize_t n;
+
+		if (evbuffer_reserve_space(dst, TCPRELAY_READ_CHUNK, &v, 1) < 1) {
+			relay_close(c);
+			return;
+		}
+		n = read(fd, v.iov_base, v.iov_len);
+		if (n > 0) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(dst, &v, 1);
+			total += (size_t)n;
+			if (evbuffer_get_length(dst) >= TCPRELAY_MAX_BUFFERED) {
+				event_del(rd); /* resumed by relay_write_cb */
+				break;
+			}
+			if ((size_t)n < TCPRELAY_READ_CHUNK)
+				break;
+			continue;
+		}
+		evbuffer_commit_space(dst, &v, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			break;
+		event_del(rd);
+		if (total) {
+			event_base_gettimeofday_cached(c->relay->w->base, &c->last);
+			access_counter_add(from == c->client ? c->relay->sh->bytes_in
+							     : c->relay->sh->bytes_out, total);
+		}
+		if (n == 0)
+			relay_from_eof(c, from);
+		else
+			relay_close(c);
+		return;
+	}
+	if (total) {
+		event_base_gettimeofday_cached(c->relay->w->base, &c->last);
+		access_counter_add(from == c->client ? c->relay->sh->bytes_in : c->relay->sh->bytes_out,
+				   total);
+	}
+}
+
+static void
+relay_read_client_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_conn *c = arg;
+
+	relay_raw_read(c, c->client, c->read_client);
+}
+
+static void
+relay_read_up_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_conn *c = arg;
+
+	relay_raw_read(c, c->up, c->read_up);
+}
+
 static void
 relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct relay_conn *c = arg;
-	struct bufferevent *to;
 
 	if (!c->relaying) {
 		/* Connecting to the upstream. */
@@ -316,8 +412,21 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 			bufferevent_set_max_single_write(c->up, TCPRELAY_READ_CHUNK * 4);
 			bufferevent_set_max_single_read(c->client, TCPRELAY_READ_CHUNK);
 			bufferevent_set_max_single_write(c->client, TCPRELAY_READ_CHUNK * 4);
-			bufferevent_enable(c->up, EV_READ | EV_WRITE);
-			bufferevent_enable(c->client, EV_READ | EV_WRITE);
+			/* The bufferevents write; our events read (see read_client). */
+			bufferevent_disable(c->up, EV_READ);
+			bufferevent_disable(c->client, EV_READ);
+			bufferevent_enable(c->up, EV_WRITE);
+			bufferevent_enable(c->client, EV_WRITE);
+			c->read_client = event_new(c->relay->w->base, bufferevent_getfd(c->client),
+						   EV_READ | EV_PERSIST, relay_read_client_cb, c);
+			c->read_up = event_new(c->relay->w->base, bufferevent_getfd(c->up),
+					       EV_READ | EV_PERSIST, relay_read_up_cb, c);
+			if (c->read_client == NULL || c->read_up == NULL) {
+				relay_close(c);
+				return;
+			}
+			event_add(c->read_client, NULL);
+			event_add(c->read_up, NULL);
 			event_base_gettimeofday_cached(c->relay->w->base, &c->last);
 			log_debug("tcp relay %s: %s connected to %s", c->l->name, c->addr_text,
 				  c->l->relay_servers[c->server].address);
@@ -347,17 +456,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (!(what & BEV_EVENT_EOF))
 		return;
 	relay_read_cb(bev, c); /* anything left */
-	to = relay_partner(c, bev);
-	if (bev == c->client)
-		c->client_eof = true;
-	else
-		c->up_eof = true;
-	if (evbuffer_get_length(bufferevent_get_output(to)) == 0)
-		relay_shutdown_write(c, to);
-	else
-		bufferevent_setwatermark(to, EV_WRITE, 0, 0); /* tell us when it is all written */
-	if (relay_done(c))
-		relay_close(c);
+	relay_from_eof(c, bev);
 }
 
 static void
