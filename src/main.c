@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,13 @@ main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+	/* Bodies and relayed streams move through 64 KiB buffers that come and
+	 * go by the thousand.  glibc would hand each freed one back to the
+	 * kernel (madvise) and fault it in again at the next read: keep them. */
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+#endif
 	if (evthread_use_pthreads() < 0) {
 		fprintf(stderr, "portcullis: libevent has no pthreads support\n");
 		goto out;
