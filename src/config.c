@@ -3499,10 +3499,15 @@ config_finish_tls(struct config_loader *ld, const json_t *root)
 		struct config_listener *l = &cfg->listeners[i];
 
 		config_jidx(ip, "listeners", i);
-		if (l->type == LISTENER_TCP && (l->tls || l->redirect_https)) {
-			config_error(ld, config_jkey(kp, ip, l->tls ? "tls" : "redirect_https"),
+		if (l->type == LISTENER_TCP && l->redirect_https) {
+			config_error(ld, config_jkey(kp, ip, "redirect_https"),
 				     "only for HTTP listeners (a \"tcp\" listener relays bytes as they "
 				     "are)");
+			continue;
+		}
+		if (l->type == LISTENER_TCP && l->tls && l->proxy_protocol) {
+			config_error(ld, config_jkey(kp, ip, "tls"),
+				     "not together with \"proxy_protocol\" on a \"tcp\" listener");
 			continue;
 		}
 		if (l->tls && l->redirect_https) {

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -15,6 +16,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 
 #include "access.h"
 #include "ipacl.h"
@@ -64,6 +66,7 @@ struct relay_conn {
 
 struct tcprelay {
 	struct worker *w;
+	SSL_CTX *tls;     /* terminate TLS on the client side, or NULL */
 	size_t index;
 	struct evconnlistener *lev;
 	struct tcprelay_shared *sh;
@@ -233,7 +236,23 @@ relay_close(struct relay_conn *c)
 static struct bufferevent *
 tcprelay_client_bev(struct tcprelay *r, evutil_socket_t fd)
 {
-	return bufferevent_socket_new(r->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (r->tls == NULL)
+		return bufferevent_socket_new(r->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	ssl = SSL_new(r->tls);
+	if (ssl == NULL)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(r->w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* OpenSSL 3's strict EOF handling is not in libevent 2.1. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }
 
 static struct bufferevent *
@@ -294,8 +313,12 @@ relay_write_cb(struct bufferevent *to, void *arg)
 	if (!from_eof) {
 		struct event *rd = from == c->client ? c->read_client : c->read_up;
 
-		if (rd && evbuffer_get_length(bufferevent_get_output(to)) < TCPRELAY_MAX_BUFFERED)
-			event_add(rd, NULL);
+		if (evbuffer_get_length(bufferevent_get_output(to)) < TCPRELAY_MAX_BUFFERED) {
+			if (rd)
+				event_add(rd, NULL);
+			else
+				bufferevent_enable(from, EV_READ); /* TLS: OpenSSL reads */
+		}
 		return;
 	}
 	if (!to_shut && evbuffer_get_length(bufferevent_get_output(to)) == 0) {
@@ -413,19 +436,30 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 			bufferevent_set_max_single_read(c->client, TCPRELAY_READ_CHUNK);
 			bufferevent_set_max_single_write(c->client, TCPRELAY_READ_CHUNK * 4);
 			/* The bufferevents write; our events read (see read_client). */
+			/* A TLS client side is read by OpenSSL through its
+			 * bufferevent; plain sockets by our events. */
 			bufferevent_disable(c->up, EV_READ);
-			bufferevent_disable(c->client, EV_READ);
 			bufferevent_enable(c->up, EV_WRITE);
-			bufferevent_enable(c->client, EV_WRITE);
-			c->read_client = event_new(c->relay->w->base, bufferevent_getfd(c->client),
-						   EV_READ | EV_PERSIST, relay_read_client_cb, c);
+			if (c->relay->tls) {
+				bufferevent_enable(c->client, EV_READ | EV_WRITE);
+			} else {
+				bufferevent_disable(c->client, EV_READ);
+				bufferevent_enable(c->client, EV_WRITE);
+				c->read_client = event_new(c->relay->w->base,
+							   bufferevent_getfd(c->client),
+							   EV_READ | EV_PERSIST, relay_read_client_cb, c);
+				if (c->read_client == NULL) {
+					relay_close(c);
+					return;
+				}
+				event_add(c->read_client, NULL);
+			}
 			c->read_up = event_new(c->relay->w->base, bufferevent_getfd(c->up),
 					       EV_READ | EV_PERSIST, relay_read_up_cb, c);
-			if (c->read_client == NULL || c->read_up == NULL) {
+			if (c->read_up == NULL) {
 				relay_close(c);
 				return;
 			}
-			event_add(c->read_client, NULL);
 			event_add(c->read_up, NULL);
 			event_base_gettimeofday_cached(c->relay->w->base, &c->last);
 			log_debug("tcp relay %s: %s connected to %s", c->l->name, c->addr_text,
@@ -663,8 +697,8 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 /* ---- listener ------------------------------------------------------------------------- */
 
 struct tcprelay *
-tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh, char *err,
-	     size_t errlen)
+tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh, SSL_CTX *tls,
+	     char *err, size_t errlen)
 {
 	struct tcprelay *r = calloc(1, sizeof(*r));
 
@@ -676,6 +710,7 @@ tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh,
 	r->w = w;
 	r->index = index;
 	r->sh = sh;
+	r->tls = tls;
 	TAILQ_INIT(&r->conns);
 	r->lev = evconnlistener_new(w->base, relay_accept_cb, r, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (r->lev == NULL) {

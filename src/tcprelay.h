@@ -41,10 +41,12 @@ void tcprelay_shared_free(struct tcprelay_shared *sh);
 /*
  * Start relaying connections accepted on the listening socket <fd> (taken
  * over: closed by tcprelay_free) for listener number <index> of worker <w>.
- * NULL with a reason in <err>.
+ * <tls> (may be NULL): terminate TLS on the client side with this context
+ * (the HTTPS certificate store's).  NULL with a reason in <err>.
  */
+struct ssl_ctx_st;
 struct tcprelay *tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh,
-			      char *err, size_t errlen);
+			      struct ssl_ctx_st *tls, char *err, size_t errlen);
 
 /* Stop accepting (drain); open connections go on. */
 void tcprelay_stop_accepting(struct tcprelay *r);

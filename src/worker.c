@@ -244,7 +244,14 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 				snprintf(err, errlen, "listener %s: no relay state", cfg->listeners[i].address);
 				goto fail;
 			}
-			wl->relay = tcprelay_new(w, i, fds[i], relays[i], err, errlen);
+			if (cfg->listeners[i].tls && tls == NULL) {
+				snprintf(err, errlen, "listener %s: no certificate store for TLS",
+					 cfg->listeners[i].address);
+				goto fail;
+			}
+			wl->relay = tcprelay_new(w, i, fds[i], relays[i],
+						 cfg->listeners[i].tls ? tls_store_ctx(tls) : NULL, err,
+						 errlen);
 			if (wl->relay == NULL)
 				goto fail;
 			w->nlisteners++;
