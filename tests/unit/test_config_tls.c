@@ -198,9 +198,14 @@ test_errors(void **state)
 	expect_error("{'listeners': [{'address': ':0', 'tls': true, 'redirect_https': true}],"
 		     "'tls': {'local_ca': true}," UPS SITES "}",
 		     "listeners[0].redirect_https: ", "only for plain-HTTP listeners");
-	expect_error("{'listeners': [{'address': ':0', 'type': 'tcp', 'upstream': 'web', 'tls': true}],"
+	/* TLS on a relay is terminated there; not with a PROXY header in front. */
+	expect_error("{'trusted_proxies': ['127.0.0.1'], 'listeners': [{'address': ':0', 'type': 'tcp',"
+		     " 'upstream': '127.0.0.1:9', 'tls': true, 'proxy_protocol': true}],"
 		     "'tls': {'local_ca': true}," UPS SITES "}",
-		     "listeners[0].tls: ", "only for HTTP listeners");
+		     "listeners[0].tls: ", "not together with \"proxy_protocol\"");
+	expect_error("{'listeners': [{'address': ':0', 'type': 'tcp', 'upstream': '127.0.0.1:9',"
+		     " 'redirect_https': true}], 'tls': {'local_ca': true}," UPS SITES "}",
+		     "listeners[0].redirect_https: ", "only for HTTP listeners");
 	expect_error("{" TWO_LISTENERS "'tls': {}," UPS SITES "}", "tls: ", "no certificate source");
 	expect_error("{" TWO_LISTENERS "'tls': {'mode': 'files'}," UPS SITES "}",
 		     "tls.certificates: ", "needs at least one");
