@@ -1,6 +1,8 @@
 /* acme_jws: JOSE and X.509 helpers for the ACME client; see acme_jws.h. */
 #include "acme_jws.h"
 
+#include "b64url.h"
+
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,91 +21,32 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
-static const char b64url_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 char *
 acme_b64url_encode(const void *data, size_t len)
 {
-	const unsigned char *in = data;
 	char *out = malloc(len / 3 * 4 + 5);
-	size_t i, o = 0;
 
-	if (out == NULL)
-		return NULL;
-	for (i = 0; i + 2 < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-		out[o++] = b64url_alphabet[v >> 18 & 63];
-		out[o++] = b64url_alphabet[v >> 12 & 63];
-		out[o++] = b64url_alphabet[v >> 6 & 63];
-		out[o++] = b64url_alphabet[v & 63];
-	}
-	if (len - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-
-		out[o++] = b64url_alphabet[v >> 18 & 63];
-		out[o++] = b64url_alphabet[v >> 12 & 63];
-	} else if (len - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-
-		out[o++] = b64url_alphabet[v >> 18 & 63];
-		out[o++] = b64url_alphabet[v >> 12 & 63];
-		out[o++] = b64url_alphabet[v >> 6 & 63];
-	}
-	out[o] = '\0';
+	if (out != NULL)
+		b64url_encode(data, len, out);
 	return out;
-}
-
-static int
-b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
 }
 
 unsigned char *
 acme_b64url_decode(const char *s, size_t *outlen)
 {
-	size_t len = strlen(s), i, o = 0;
-	unsigned char *out;
-	uint32_t acc = 0;
-	int bits = 0;
+	size_t len = strlen(s);
+	unsigned char *out = malloc(len * 3 / 4 + 1);
+	long n;
 
-	if (len % 4 == 1)
-		return NULL;
-	out = malloc(len * 3 / 4 + 1);
 	if (out == NULL)
 		return NULL;
-	for (i = 0; i < len; i++) {
-		int v = b64url_value(s[i]);
-
-		if (v < 0)
-			goto fail;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits & 0xff);
-		}
+	n = b64url_decode(s, len, out);
+	if (n < 0) {
+		free(out);
+		return NULL;
 	}
-	/* leftover bits must be zero (canonical encoding) */
-	if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-		goto fail;
-	*outlen = o;
+	*outlen = (size_t)n;
 	return out;
-fail:
-	free(out);
-	return NULL;
 }
 
 EVP_PKEY *

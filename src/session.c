@@ -1,6 +1,8 @@
 /* session: sealed cookies (AES-256-GCM); see session.h. */
 #include "session.h"
 
+#include "b64url.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,87 +30,6 @@ struct session_keys {
 	unsigned char key[SESSION_MAX_KEYS][SESSION_KEY_BYTES];
 	unsigned char id[SESSION_MAX_KEYS][SESSION_KEYID_BYTES];
 };
-
-/* ---- base64url (no padding) -------------------------------------------- */
-
-static const char session_b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t
-session_b64_encode(const unsigned char *in, size_t len, char *out)
-{
-	size_t o = 0, i = 0;
-
-	for (; i + 3 <= len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = session_b64[v >> 18];
-		out[o++] = session_b64[(v >> 12) & 63];
-		out[o++] = session_b64[(v >> 6) & 63];
-		out[o++] = session_b64[v & 63];
-	}
-	if (len - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		out[o++] = session_b64[v >> 18];
-		out[o++] = session_b64[(v >> 12) & 63];
-	} else if (len - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = session_b64[v >> 18];
-		out[o++] = session_b64[(v >> 12) & 63];
-		out[o++] = session_b64[(v >> 6) & 63];
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int
-session_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/* Decode <len> chars of base64url into <out> (room for len*3/4 bytes).
- * Returns the byte count, or -1 when malformed (bad char, impossible length,
- * non-zero trailing bits). */
-static long
-session_b64_decode(const char *in, size_t len, unsigned char *out)
-{
-	size_t o = 0, i = 0;
-	int v[4];
-
-	if (len % 4 == 1)
-		return -1;
-	for (; i < len; i += 4) {
-		size_t n = len - i < 4 ? len - i : 4;
-
-		for (size_t j = 0; j < n; j++)
-			if ((v[j] = session_b64_value((unsigned char)in[i + j])) < 0)
-				return -1;
-		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		if (n == 2) {
-			if (v[1] & 15)
-				return -1;
-			break;
-		}
-		out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
-		if (n == 3) {
-			if (v[2] & 3)
-				return -1;
-			break;
-		}
-		out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
-	}
-	return (long)o;
-}
 
 /* ---- keys ---------------------------------------------------------------- */
 
@@ -173,7 +94,7 @@ b64:
 
 		if (n > 44)
 			return -1;
-		got = session_b64_decode(tmp, n, out);
+		got = b64url_decode(tmp, n, out);
 		if (got != SESSION_KEY_BYTES)
 			return -1;
 		memcpy(key, out, SESSION_KEY_BYTES);
@@ -420,7 +341,7 @@ session_seal(const struct session_keys *k, const char *purpose, const unsigned c
 		goto out;
 	text = malloc((rawlen * 4 + 2) / 3 + 1);
 	if (text != NULL)
-		session_b64_encode(raw, rawlen, text);
+		b64url_encode(raw, rawlen, text);
 out:
 	EVP_CIPHER_CTX_free(c);
 	free(raw);
@@ -445,7 +366,7 @@ session_open(const struct session_keys *k, const char *purpose, const char *text
 	raw = malloc(tlen * 3 / 4 + 3);
 	if (raw == NULL)
 		return -1;
-	rawlen = session_b64_decode(text, tlen, raw);
+	rawlen = b64url_decode(text, tlen, raw);
 	if (rawlen < (long)SESSION_OVERHEAD || raw[0] != SESSION_VERSION)
 		goto out;
 	for (ki = 0; ki < k->n; ki++)
