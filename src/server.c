@@ -1,5 +1,6 @@
 /* server: HTTP/1.1 client connections on raw sockets; see server.h. */
 #include "server.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -1002,15 +1003,7 @@ conn_run(struct server_conn *c)
 static void
 plain_on_tls_port(struct server_conn *c)
 {
-	static const char msg[] =
-		"HTTP/1.1 400 Bad Request\r\n"
-		"Content-Type: text/plain; charset=utf-8\r\n"
-		"Connection: close\r\n"
-		"Content-Length: 64\r\n\r\n"
-		"400 Bad Request: this port speaks HTTPS; use https:// instead.\n";
-	ssize_t ignored = write(c->fd, msg, sizeof(msg) - 1);
-
-	(void)ignored;
+	tls_answer_plain_http(c->ssl);
 	conn_close(c);
 }
 

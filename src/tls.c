@@ -843,8 +843,8 @@ alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
  * first, so that the close that follows does not reset the connection and
  * take the answer with it.
  */
-static void
-answer_plain_http(const SSL *ssl)
+void
+tls_answer_plain_http(const SSL *ssl)
 {
 	struct tls_store *s = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	int fd = SSL_get_fd(ssl);
@@ -880,7 +880,7 @@ info_cb(const SSL *ssl, int where, int ret)
 	reason = ERR_GET_REASON(e);
 	if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST ||
 	    reason == SSL_R_WRONG_VERSION_NUMBER)
-		answer_plain_http(ssl);
+		tls_answer_plain_http(ssl);
 }
 
 static int

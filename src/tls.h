@@ -166,6 +166,11 @@ void tls_store_set_challenge_hook(struct tls_store *s, tls_challenge_fn fn);
  * one (still decrypting), a fresh random key encrypts.  Returns 0 or -1. */
 int tls_store_rotate_ticket_keys(struct tls_store *s);
 
+/* Answer a connection whose first bytes on a TLS port are not TLS (plain
+ * HTTP) with a plain-HTTP 400 that says to use https://, shut its write side
+ * and count it in portcullis_tls_plain_http_total.  The caller closes it. */
+void tls_answer_plain_http(const SSL *ssl);
+
 /*
  * Prometheus text, in a new string the caller frees (NULL when out of
  * memory): portcullis_certificate_expiry_seconds{name,key,source} (notAfter

@@ -238,11 +238,21 @@ def test_sni_and_alpn(env):
     assert "ALPN: server accepted http/1.1" in err or "ALPN, server accepted to use http/1.1" in err, err
 
 
+def plain_http_count(env):
+    with RawClient(env.proxy.admin_port) as c:
+        text = c.request("GET", "/metrics").text()
+    m = re.search(r"^portcullis_tls_plain_http_total (\d+)$", text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
 def test_plain_http_to_tls_port(env):
+    before = plain_http_count(env)
     rc, out, err = curl("-i", "http://127.0.0.1:%d/" % env.https)
     assert out.startswith("HTTP/1.1 400"), (rc, out, err)
     assert "text/plain" in out
     assert "this port speaks HTTPS" in out
+    assert plain_http_count(env) == before + 1
     # The port still serves TLS afterwards.
     rc, out, err = curl("--cacert", env.ca, "--capath", env.empty,
                         "https://127.0.0.1:%d/after" % env.https)
