@@ -1,9 +1,7 @@
 # shellcheck shell=bash disable=SC2034
-# Shared helpers of bench/access.sh, bench/relay.sh and bench/auth.sh (sourced, not run).
-# The same process, config and measurement conventions as bench/run.sh, whose helpers
-# cannot be sourced (it runs its benchmark at top level): every process the script starts
-# is recorded in PIDS and stopped by PID on exit; configs are rendered from bench/conf/
-# templates with @KEY@ placeholders; ports are chosen by the OS.
+# Shared helpers of the benchmark scripts in bench/ (sourced, not run): every process a
+# script starts is recorded in PIDS and stopped by PID on exit; configs are rendered from
+# bench/conf/ templates with @KEY@ placeholders; ports are chosen by the OS.
 #
 # The sourcing script sets LOG_TAG before sourcing and calls bench_init once.
 
@@ -229,6 +227,7 @@ parse_wrk() {
 		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
 		if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
 		if (v ~ /m$/)  return substr(v, 1, length(v) - 1) * 60000
+		if (v ~ /h$/)  return substr(v, 1, length(v) - 1) * 3600000
 		return "NA"
 	}
 	BEGIN { rps = "NA"; p50 = "NA"; p99 = "NA"; non2xx = 0; sockerr = 0 }

@@ -27,10 +27,11 @@
 # Adding a scenario: add a line to SCENARIOS below; a scenario whose scheme a proxy did
 # not register (e.g. "https") is skipped for that proxy.
 set -euo pipefail
-export LC_ALL=C   # '.' decimals from wrk, awk and $EPOCHREALTIME
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+READY_TIMEOUT=15          # seconds a server gets to start answering
+LOG_TAG=bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROXIES=${BENCH_PROXIES:-direct nginx haproxy caddy portcullis}
 SCENARIO_NAMES=${BENCH_SCENARIOS:-small post2k get1m}
@@ -45,9 +46,6 @@ PORTCULLIS_WAIT=${PORTCULLIS_WAIT:-0}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$BENCH_DIR/results/$STAMP.md}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-20}
-QUIET_CORES=0.15
-WRK_TIMEOUT=5s            # wrk's per-request timeout; a slower reply counts as a socket error
-READY_TIMEOUT=15          # seconds a server gets to start answering
 
 # Scenarios: name|scheme|path|wrk lua script ("" = plain GET)|description
 SCENARIOS=(
@@ -56,92 +54,15 @@ SCENARIOS=(
 	"get1m|http|/1m||GET /1m (1 MiB static file)"
 )
 
-SMALL_BODY="portcullis-bench-0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz-0123"
 MIB=1048576
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for v in THREADS DURATION WARMUP ROUNDS WORKERS PORTCULLIS_WAIT QUIET_WAIT; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
-done
+need_int THREADS DURATION WARMUP ROUNDS WORKERS PORTCULLIS_WAIT QUIET_WAIT
 ((DURATION > 0 && ROUNDS > 0 && THREADS > 0 && WORKERS > 0)) || die "duration, rounds, threads and workers must be > 0"
 for c in $CONNS; do [[ $c =~ ^[0-9]+$ ]] && ((c >= THREADS)) || die "BENCH_CONNS entry '$c' must be an integer >= BENCH_THREADS"; done
 
 # ---------------------------------------------------------------------------- processes
-declare -a PIDS=()           # every process we started, stopped by PID in cleanup
 declare -A PROXY_PID=()      # proxy -> main PID
 declare -A BASE_URL=()       # "proxy:scheme" -> base URL
-TMP=""
-
-stop_pid() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid ignored SIGTERM for 5 s; sending SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local rc=$? i
-	trap - EXIT INT TERM
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-	if [[ -n $TMP && -d $TMP ]]; then
-		if [[ ${BENCH_KEEP_TMP:-0} == 1 || $rc -ne 0 ]]; then
-			log "temp dir kept: $TMP"
-		else
-			rm -rf "$TMP"
-		fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# launch DIR NAME CMD...: start CMD in the background, output to DIR/NAME.log; sets LAUNCHED
-launch() {
-	local dir=$1 name=$2
-	shift 2
-	"$@" >"$dir/$name.log" 2>&1 </dev/null &
-	LAUNCHED=$!
-	PIDS+=("$LAUNCHED")
-}
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_http URL PID LOG: wait until URL answers 200, the process dies, or READY_TIMEOUT
-wait_http() {
-	local url=$1 pid=$2 logf=$3 deadline=$((SECONDS + READY_TIMEOUT))
-	while ((SECONDS < deadline)); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "process $pid exited during start-up; its log:"; tail -n 20 "$logf" >&2 || true
-			return 1
-		fi
-		if [[ $(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" 2>/dev/null || true) == 200 ]]; then return 0; fi
-		sleep 0.1
-	done
-	log "$url did not answer 200 within ${READY_TIMEOUT}s; log:"; tail -n 20 "$logf" >&2 || true
-	return 1
-}
-
-# tree_pids PID: PID and all its descendants
-tree_pids() {
-	local p c
-	for p in "$@"; do
-		echo "$p"
-		for c in $(pgrep -P "$p" 2>/dev/null || true); do tree_pids "$c"; done
-	done
-}
 
 # rss_kib PID: summed VmRSS of the process tree (KiB)
 rss_kib() {
@@ -151,47 +72,6 @@ rss_kib() {
 		total=$((total + ${v:-0}))
 	done
 	echo "$total"
-}
-
-# cpu_ticks PID: summed utime+stime of the process tree (clock ticks)
-cpu_ticks() {
-	local total=0 p v
-	for p in $(tree_pids "$1"); do
-		# fields after the "(comm)" so a comm with spaces cannot shift them
-		v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
-		total=$((total + ${v:-0}))
-	done
-	echo "$total"
-}
-CLK_TCK=$(getconf CLK_TCK)
-
-# busy_ticks: user+nice+system ticks of the whole machine (all cores), from /proc/stat
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat; }
-
-# child_ticks: set CHILD_TICKS to the CPU ticks of this shell's reaped children (wrk),
-# from the `times` builtin. Call it directly, never in $(...): a subshell has no children.
-child_ticks() {
-	times >"$TMP/times"   # a builtin with a redirection runs in this shell, not a subshell
-	CHILD_TICKS=$(awk -v h="$CLK_TCK" 'NR == 2 {
-		n = 0
-		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += (a[1] * 60 + a[2]) * h }
-		printf "%d\n", n
-	}' "$TMP/times")
-}
-
-# wait_quiet: wait up to QUIET_WAIT s until processes that are not ours use less than
-# QUIET_CORES of CPU (sampled over 1 s while our servers idle); other work on this shared
-# machine would otherwise skew the runs. Sets QUIET_LOAD to the last sample (cores).
-wait_quiet() {
-	local deadline=$((SECONDS + QUIET_WAIT)) b0 b1 said=0
-	while :; do
-		b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
-		QUIET_LOAD=$(awk -v a="$b0" -v b="$b1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
-		((QUIET_WAIT > 0)) || return 0
-		awk -v l="$QUIET_LOAD" -v m="$QUIET_CORES" 'BEGIN{exit !(l < m)}' && return 0
-		((SECONDS >= deadline)) && { log "machine still busy (${QUIET_LOAD} cores of other load); measuring anyway"; return 0; }
-		((said)) || { log "waiting up to ${QUIET_WAIT}s for other load (${QUIET_LOAD} cores) to settle"; said=1; }
-	done
 }
 
 # ---------------------------------------------------------------------------- tools
@@ -215,22 +95,6 @@ ensure_tools() {
 	((made_policy)) && rm -f /usr/sbin/policy-rc.d
 	((rc == 0)) || die "apt-get install ${pkgs[*]} failed (exit $rc)"
 	for t in "${missing[@]}"; do command -v "$t" >/dev/null 2>&1 || die "$t still missing after install"; done
-}
-
-# ---------------------------------------------------------------------------- configs
-shopt -u patsub_replacement 2>/dev/null || true   # keep '&' literal in ${x//pat/rep}
-
-# render TEMPLATE OUT KEY=VALUE...: copy bench/conf/TEMPLATE to OUT, replacing @KEY@
-render() {
-	local tmpl=$BENCH_DIR/conf/$1 out=$2 text kv
-	shift 2
-	[[ -r $tmpl ]] || die "missing config template $tmpl"
-	text=$(<"$tmpl")
-	for kv in "$@"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
-	if grep -q '@[A-Z_][A-Z_]*@' <<<"$text"; then
-		die "unreplaced placeholder in $tmpl: $(grep -o '@[A-Z_][A-Z_]*@' <<<"$text" | sort -u | tr '\n' ' ')"
-	fi
-	printf '%s\n' "$text" >"$out"
 }
 
 # ---------------------------------------------------------------------------- upstream
@@ -303,9 +167,7 @@ start_portcullis() {
 	render portcullis.json "$d/portcullis.json" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
 	# "listening on" is logged at info level and this config logs warn and above, so
 	# readiness is judged by the first 200 answer, as for the other proxies
-	# run a private copy, so a rebuild of the source tree mid-run cannot disturb it
-	cp "$PORTCULLIS_BIN" "$d/portcullis"
-	PORTCULLIS_DESC="$PORTCULLIS_BIN (built $(date -u -r "$PORTCULLIS_BIN" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$d/portcullis" | cut -c1-12))"
+	private_portcullis "$d"
 	launch "$d" portcullis "$d/portcullis" -c "$d/portcullis.json"
 	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/portcullis.log" || return 1
 	register_proxy portcullis "$LAUNCHED" http "http://127.0.0.1:$port"
@@ -342,32 +204,11 @@ EOF
 	} >"$TMP/post2k.lua"
 }
 
-# wrk_args SCENARIO-LUA URL CONNS SECONDS -> prints nothing; runs wrk, output on stdout
-run_wrk() {
-	local lua=$1 url=$2 conns=$3 secs=$4
-	local args=(-t "$THREADS" -c "$conns" -d "${secs}s" --latency --timeout "$WRK_TIMEOUT")
-	[[ -n $lua ]] && args+=(-s "$TMP/$lua")
-	timeout $((secs + 30)) wrk "${args[@]}" "$url"
-}
-
-# parse_wrk FILE -> "rps p50_ms p99_ms non2xx sockerr" (NA where missing)
-parse_wrk() {
-	awk '
-	function ms(v) {
-		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-		if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
-		if (v ~ /m$/)  return substr(v, 1, length(v) - 1) * 60000
-		if (v ~ /h$/)  return substr(v, 1, length(v) - 1) * 3600000
-		return "NA"
-	}
-	BEGIN { rps = "NA"; p50 = "NA"; p99 = "NA"; non2xx = 0; sockerr = 0 }
-	$1 == "50%" { p50 = ms($2) }
-	$1 == "99%" { p99 = ms($2) }
-	/^Requests\/sec:/ { rps = $2 }
-	/Non-2xx or 3xx responses:/ { non2xx = $NF }
-	/Socket errors:/ { gsub(",", ""); sockerr = $4 + $6 + $8 + $10 }
-	END { printf "%s %s %s %s %s\n", rps, p50, p99, non2xx, sockerr }' "$1"
+# scenario_wrk SCENARIO-LUA URL CONNS SECONDS: run_wrk with the scenario's Lua script
+scenario_wrk() {
+	local lua=$1
+	shift
+	run_wrk "$@" ${lua:+-s "$TMP/$lua"}
 }
 
 # ---------------------------------------------------------------------------- main
@@ -383,9 +224,7 @@ declare -A SCEN=()
 for s in "${SCENARIOS[@]}"; do SCEN[${s%%|*}]=$s; done
 for s in $SCENARIO_NAMES; do [[ -n ${SCEN[$s]:-} ]] || die "unknown scenario '$s'"; done
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-TMP=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
-chmod 755 "$TMP"   # nginx workers may run as nobody and must read the upstream's files
+bench_init bench
 mkdir -p "$(dirname "$OUT")"
 RAW=$TMP/raw.tsv
 printf 'scenario\tconns\tproxy\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\twindow_s\tidle_load_before\n' >"$RAW"
@@ -428,10 +267,10 @@ for s in $SCENARIO_NAMES; do
 				[[ -n $base ]] || continue
 				pid=${PROXY_PID[$p]}
 				wait_quiet
-				if ((WARMUP > 0)); then run_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
+				if ((WARMUP > 0)); then scenario_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
 				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks); e0=$EPOCHREALTIME
 				wout=$TMP/wrk-$name-c$c-$p-r$r.txt
-				run_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"
+				scenario_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"
 				e1=$EPOCHREALTIME; b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
 				if [[ $p != direct ]] && ! kill -0 "$pid" 2>/dev/null; then
 					STATUS[$p]="died during $name c=$c round $r"
@@ -439,10 +278,10 @@ for s in $SCENARIO_NAMES; do
 					continue
 				fi
 				read -r rps p50 p99 non2xx sockerr < <(parse_wrk "$wout")
-				pcpu=$(awk -v a="$t0" -v b="$t1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
-				ucpu=$(awk -v a="$u0" -v b="$u1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
+				pcpu=$(ticks_s "$t0" "$t1")
+				ucpu=$(ticks_s "$u0" "$u1")
 				[[ $p == direct ]] && ucpu=$pcpu && u0=0 && u1=0
-				wcpu=$(awk -v a="$w0" -v b="$w1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/h}')
+				wcpu=$(ticks_s "$w0" "$w1")
 				# everything else the machine did meanwhile (other users' builds and tests)
 				ocpu=$(awk -v b="$((b1 - b0))" -v x="$((t1 - t0 + u1 - u0 + w1 - w0))" -v h="$CLK_TCK" \
 					'BEGIN{o = (b - x) / h; printf "%.2f", o < 0 ? 0 : o}')

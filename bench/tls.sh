@@ -24,10 +24,12 @@
 #   BENCH_OUT         report path
 #   PORTCULLIS_BIN    default <repo>/build/portcullis
 set -euo pipefail
-export LC_ALL=C
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+READY_TIMEOUT=15
+LOG_TAG=tls-bench
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 PROXIES=${BENCH_PROXIES:-nginx haproxy caddy portcullis}
 CONNS=${BENCH_CONNS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -39,15 +41,8 @@ HS_CLIENTS=${BENCH_HS_CLIENTS:-4}
 PORTCULLIS_BIN=${PORTCULLIS_BIN:-$REPO_DIR/build/portcullis}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$BENCH_DIR/results/tls-$STAMP.md}
-READY_TIMEOUT=15
-SMALL_BODY="portcullis-bench-0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz-0123"
 
-log() { printf '[tls-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for v in CONNS THREADS DURATION WARMUP ROUNDS WORKERS HS_CLIENTS; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
-done
+need_int CONNS THREADS DURATION WARMUP ROUNDS WORKERS HS_CLIENTS
 ((DURATION > 0 && ROUNDS > 0 && THREADS > 0 && WORKERS > 0 && HS_CLIENTS > 0 && CONNS >= THREADS)) ||
 	die "duration, rounds, threads, workers and clients must be > 0, connections >= threads"
 for t in nginx haproxy caddy wrk curl openssl python3; do
@@ -55,46 +50,7 @@ for t in nginx haproxy caddy wrk curl openssl python3; do
 done
 
 # ------------------------------------------------------------------ processes
-declare -a PIDS=()
 declare -A PORT=() PID=() STATUS=()
-TMP=""
-
-stop_pid() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local rc=$? i
-	trap - EXIT INT TERM
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-	if [[ -n $TMP && -d $TMP ]]; then
-		if [[ ${BENCH_KEEP_TMP:-0} == 1 || $rc -ne 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-launch() {
-	local dir=$1 name=$2
-	shift 2
-	"$@" >"$dir/$name.log" 2>&1 </dev/null &
-	LAUNCHED=$!
-	PIDS+=("$LAUNCHED")
-}
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 # wait_body URL PID LOG: until URL returns the small body (curl -k), the process dies or time is up
 wait_body() {
@@ -108,30 +64,7 @@ wait_body() {
 	return 1
 }
 
-shopt -u patsub_replacement 2>/dev/null || true
-render() {
-	local tmpl=$BENCH_DIR/conf/$1 out=$2 text kv
-	shift 2
-	text=$(<"$tmpl")
-	for kv in "$@"; do text=${text//@${kv%%=*}@/${kv#*=}}; done
-	grep -q '@[A-Z_][A-Z_]*@' <<<"$text" && die "unreplaced placeholder in $tmpl"
-	printf '%s\n' "$text" >"$out"
-}
-
 # ------------------------------------------------------------------ servers
-start_upstream() {
-	local d=$TMP/upstream
-	mkdir -p "$d/www" "$d/tmp"
-	UP_PORT=$(free_port)
-	render upstream-nginx.conf "$d/nginx.conf" DIR="$d" PORT="$UP_PORT" SMALL_BODY="$SMALL_BODY"
-	launch "$d" upstream nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
-	local deadline=$((SECONDS + READY_TIMEOUT))
-	until [[ $(curl -s -m 2 "http://127.0.0.1:$UP_PORT/small" || true) == "$SMALL_BODY" ]]; do
-		((SECONDS < deadline)) || die "upstream nginx did not start"
-		sleep 0.1
-	done
-}
-
 start_nginx() {
 	local d=$TMP/nginx
 	mkdir -p "$d/tmp"
@@ -159,8 +92,7 @@ start_portcullis() {
 	local d=$TMP/portcullis
 	mkdir -p "$d"
 	[[ -x $PORTCULLIS_BIN ]] || { log "no Portcullis binary at $PORTCULLIS_BIN"; return 1; }
-	cp "$PORTCULLIS_BIN" "$d/portcullis"
-	PORTCULLIS_DESC="$PORTCULLIS_BIN (sha256 $(sha256sum "$d/portcullis" | cut -c1-12))"
+	private_portcullis "$d"
 	render tls-portcullis.json "$d/portcullis.json" DIR="$d" PORT="$1" UP_PORT="$UP_PORT" WORKERS="$WORKERS" CERT="$CERT" KEY="$KEY"
 	launch "$d" portcullis "$d/portcullis" -c "$d/portcullis.json"
 }
@@ -193,9 +125,7 @@ handshakes_per_s() {
 }
 
 # ------------------------------------------------------------------ main
-ulimit -n 65536 2>/dev/null || true
-TMP=$(mktemp -d /tmp/portcullis-tlsbench.XXXXXX)
-chmod 755 "$TMP"
+bench_init tlsbench
 mkdir -p "$(dirname "$OUT")"
 CERT=$TMP/cert.pem KEY=$TMP/key.pem PEM=$TMP/haproxy.pem
 openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -subj /CN=localhost \
@@ -203,7 +133,7 @@ openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -su
 	die "cannot make the test certificate"
 chmod 644 "$KEY" # nginx workers may run as nobody
 cat "$CERT" "$KEY" >"$PEM"
-start_upstream
+start_upstream_nginx upstream-nginx.conf
 log "upstream nginx on 127.0.0.1:$UP_PORT; certificate ECDSA P-256"
 
 ACTIVE=()
