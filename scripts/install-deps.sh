@@ -5,7 +5,7 @@
 # runs once, and only when something has to be installed.  libevent comes at
 # the Debian security release LIBEVENT_MIN or later, runtime libraries included.
 # Then, unless --system-only is given, the npm packages of the end-to-end tests
-# (tests/e2e/sdk) are installed when they are missing or out of date.
+# (tests/e2e/sdk, tests/e2e/browser) are installed when they are missing or out of date.
 #
 # Safe to run again: a second run changes nothing and prints one line.
 # PORTCULLIS_SKIP_DEPS=1 skips everything (for machines that are not Debian).
@@ -53,6 +53,7 @@ PACKAGES=(
 	"${LIBEVENT_PACKAGES[@]}"
 	libssl-dev libjansson-dev libhttp-parser-dev libcmocka-dev libmaxminddb-dev liblasso3-dev
 	python3 python3-pytest curl ca-certificates openssl
+	python3-pysaml2 xmlsec1 # the pysaml2 IdP and the xmlsec1-signed responses of the SAML tests
 	pebble   # Let's Encrypt's test ACME server, for the ACME end-to-end tests
 	iproute2 # ip netns, for tests that need distinct client addresses
 )
@@ -159,24 +160,25 @@ if [[ "$system_only" == true ]]; then
 	exit 0
 fi
 
-# npm packages of the end-to-end tests.  The stamp records which package.json
-# (and lock file) node_modules was installed from, so a second run is a no-op.
-sdk=tests/e2e/sdk
-if [[ -f "$sdk/package.json" ]]; then
-	stamp="$sdk/node_modules/.portcullis-installed"
-	want=$(cat "$sdk/package.json" "$sdk/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1)
+# npm packages of the end-to-end tests (posthog-node in tests/e2e/sdk, playwright-core
+# in tests/e2e/browser).  The stamp records which package.json and lock file
+# node_modules was installed from, so a second run is a no-op.
+for dir in tests/e2e/sdk tests/e2e/browser; do
+	[[ -f "$dir/package.json" ]] || continue
+	stamp="$dir/node_modules/.portcullis-installed"
+	want=$(cat "$dir/package.json" "$dir/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1)
 	have=$(cat "$stamp" 2>/dev/null || true)
-	if [[ "$want" != "$have" ]]; then
-		npm_flags=(--no-audit --no-fund --no-update-notifier --loglevel=error)
-		if [[ -f "$sdk/package-lock.json" ]]; then
-			echo "install-deps: npm ci in $sdk"
-			(cd "$sdk" && npm ci "${npm_flags[@]}")
-		else
-			echo "install-deps: npm install in $sdk"
-			(cd "$sdk" && npm install --no-package-lock "${npm_flags[@]}")
-		fi
-		printf '%s\n' "$want" >"$stamp"
-	else
-		echo "install-deps: npm packages of $sdk present"
+	if [[ "$want" == "$have" ]]; then
+		echo "install-deps: npm packages of $dir present"
+		continue
 	fi
-fi
+	npm_flags=(--no-audit --no-fund --no-update-notifier --loglevel=error)
+	if [[ -f "$dir/package-lock.json" ]]; then
+		echo "install-deps: npm ci in $dir"
+		(cd "$dir" && npm ci "${npm_flags[@]}")
+	else
+		echo "install-deps: npm install in $dir"
+		(cd "$dir" && npm install --no-package-lock "${npm_flags[@]}")
+	fi
+	printf '%s\n' "$want" >"$stamp"
+done
