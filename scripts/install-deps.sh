@@ -54,6 +54,7 @@ PACKAGES=(
 	libssl-dev libjansson-dev libhttp-parser-dev libcmocka-dev libmaxminddb-dev liblasso3-dev
 	python3 python3-pytest curl ca-certificates openssl
 	python3-pysaml2 xmlsec1 # the pysaml2 IdP and the xmlsec1-signed responses of the SAML tests
+	simplesamlphp php-cli php-xml php-mbstring # the SimpleSAMLphp IdP of the SAML tests
 	pebble   # Let's Encrypt's test ACME server, for the ACME end-to-end tests
 	iproute2 # ip netns, for tests that need distinct client addresses
 )
