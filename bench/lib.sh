@@ -6,6 +6,7 @@
 # The sourcing script sets LOG_TAG before sourcing and calls bench_init once.
 
 export LC_ALL=C   # '.' decimals from wrk, awk and $EPOCHREALTIME
+export PORTCULLIS_ALLOW_ROOT=1   # benchmarks run as root; Portcullis refuses that otherwise
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 READY_TIMEOUT=${READY_TIMEOUT:-20}   # seconds a server gets to start answering

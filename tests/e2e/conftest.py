@@ -5,6 +5,10 @@ import sys
 
 import pytest
 
+# The suite runs as root (CI, network namespaces): the proxies it starts may stay root.
+# test_privileges.py clears this where it tests the refusal.
+os.environ.setdefault("PORTCULLIS_ALLOW_ROOT", "1")
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import BINARY, Lab  # noqa: E402
