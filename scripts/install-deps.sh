@@ -56,6 +56,7 @@ PACKAGES=(
 	python3-pysaml2 xmlsec1 # the pysaml2 IdP and the xmlsec1-signed responses of the SAML tests
 	simplesamlphp php-cli php-xml php-mbstring # the SimpleSAMLphp IdP of the SAML tests
 	chromium libnss3-tools # the headless-browser login test (certutil trusts the local CA)
+	python3-yaml systemd shellcheck # packaging checks: manifests, systemd-analyze verify, scripts
 	pebble   # Let's Encrypt's test ACME server, for the ACME end-to-end tests
 	iproute2 # ip netns, for tests that need distinct client addresses
 )
