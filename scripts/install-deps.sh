@@ -57,6 +57,7 @@ PACKAGES=(
 	simplesamlphp php-cli php-xml php-mbstring # the SimpleSAMLphp IdP of the SAML tests
 	chromium libnss3-tools # the headless-browser login test (certutil trusts the local CA)
 	python3-yaml systemd shellcheck # packaging checks: manifests, systemd-analyze verify, scripts
+	prometheus # promtool checks the alert rules in examples/prometheus
 	pebble   # Let's Encrypt's test ACME server, for the ACME end-to-end tests
 	iproute2 # ip netns, for tests that need distinct client addresses
 )
@@ -125,8 +126,21 @@ if ((${#missing[@]} > 0)); then
 	fi
 	echo "install-deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	"${sudo_cmd[@]}" apt-get update
-	"${sudo_cmd[@]}" apt-get install -y "${missing[@]}"
+	# Keep the packages' maintainer scripts from starting system services (apache2,
+	# redis-server, prometheus): the tests start their own, on ports of their own.
+	made_policy=false
+	if [[ ! -e /usr/sbin/policy-rc.d && $(id -u) -eq 0 ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=true
+	fi
+	rc=0
+	{ "${sudo_cmd[@]}" apt-get update && "${sudo_cmd[@]}" apt-get install -y "${missing[@]}"; } || rc=$?
+	if [[ $made_policy == true ]]; then
+		rm -f /usr/sbin/policy-rc.d
+	fi
+	if ((rc != 0)); then
+		echo "install-deps: apt-get failed (exit $rc)" >&2
+		exit "$rc"
+	fi
 else
 	echo "install-deps: all Debian packages present"
 fi
