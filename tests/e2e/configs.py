@@ -3,11 +3,21 @@
 config()        a small config dict: one "http" listener and the admin
                 listener on 127.0.0.1 port 0, the given upstreams and sites.
 posthog_env()   environment that makes examples/posthog/portcullis.json
-                point every upstream at a recording server.
+                point every upstream at a recording server.  The example
+                protects the UI with SAML: SAML_IDP_METADATA is a generated
+                IdP metadata file unless the caller passes its own IdP.
+posthog_session_cookie()  a session cookie sealed with a key file, so tests
+                reach the protected routes without a login round trip.
 """
 
+import atexit
 import copy
 import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
 
 from harness import SOURCE_DIR, Upstream
 
@@ -27,10 +37,63 @@ POSTHOG_UPSTREAM_ENV = {
 POSTHOG_DOMAIN = "posthog.test"
 APP_DOMAIN = "app.test"
 
+# What the example's SAML settings come to with POSTHOG_DOMAIN (defaults).
+POSTHOG_SP_ENTITY_ID = "https://%s/saml/metadata" % POSTHOG_DOMAIN
+POSTHOG_ACS_PATH = "/complete/saml/"
+POSTHOG_SESSION_COOKIE = "__Host-portcullis-session"
+# The attribute the example maps to X-Auth-Email.
+POSTHOG_EMAIL_ATTRIBUTE = "Email"
 
-def posthog_env(upstreams, access_log="stdout"):
+_idp_lock = threading.Lock()
+_idp_metadata = None
+
+
+def throwaway_idp_metadata():
+    """Path of an IdP metadata file (made once per test process, from a fresh
+    key nobody signs with): enough for the example to start; no login can
+    succeed against it."""
+    global _idp_metadata
+    with _idp_lock:
+        if _idp_metadata is None:
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                            "saml"))
+            import samltools
+            work = tempfile.mkdtemp(prefix="portcullis-e2e-idp-")
+            atexit.register(shutil.rmtree, work, True)
+            _, cert = samltools.make_key(work, "throwaway-idp")
+            path = os.path.join(work, "idp-metadata.xml")
+            with open(path, "w") as f:
+                f.write(samltools.idp_metadata("https://idp.invalid/metadata",
+                                               "https://idp.invalid/sso", cert))
+            _idp_metadata = path
+        return _idp_metadata
+
+
+def write_session_key(path):
+    """Write a fresh session key file (0600) at <path>; returns the 32 key bytes."""
+    key = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    return key
+
+
+def posthog_session_cookie(key, email="alice@example.com", name_id="alice", lifetime=3600):
+    """'__Host-portcullis-session=<sealed>' for the example, sealed with <key>
+    (the bytes in its SESSION_KEY_FILE): a signed-in user with Email <email>."""
+    from saml_common import seal
+    t = int(time.time())
+    return "%s=%s" % (POSTHOG_SESSION_COOKIE,
+                      seal(key, "session", t, t + lifetime, t, name_id,
+                           [(POSTHOG_EMAIL_ATTRIBUTE, email)]))
+
+
+def posthog_env(upstreams, access_log="stdout", idp_metadata=None, session_key_file=None):
     """Environment for the PostHog example; <upstreams> maps the example's
-    upstream names to Upstream objects (every name must be present)."""
+    upstream names to Upstream objects (every name must be present).
+    <idp_metadata>: SAML_IDP_METADATA (default: a throw-away IdP's metadata
+    file); <session_key_file>: SESSION_KEY_FILE (default: the example's own,
+    created under CERTS_DIR)."""
     env = {
         "PORTCULLIS_HTTP": "127.0.0.1:0",
         "PORTCULLIS_ADMIN": "127.0.0.1:0",
@@ -39,7 +102,10 @@ def posthog_env(upstreams, access_log="stdout"):
         "ACCESS_LOG": access_log,
         "LOG_LEVEL": "info",
         "TLS_MODE": "off",  # plain HTTP only: no :443 listener, no redirect
+        "SAML_IDP_METADATA": idp_metadata or throwaway_idp_metadata(),
     }
+    if session_key_file is not None:
+        env["SESSION_KEY_FILE"] = session_key_file
     for name, var in POSTHOG_UPSTREAM_ENV.items():
         env[var] = upstreams[name].address
     return env

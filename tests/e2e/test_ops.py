@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+import configs
 from configs import config, route
 from harness import (SOURCE_DIR, WAIT, Echo, Fixed, Slow, request, run_binary, wait_until)
 
@@ -41,15 +42,19 @@ def shipped_configs():
 
 
 def env_for(path, tmpdir):
-    """Values for the ${NAME} references without a default in <path>."""
-    env = {"PORTCULLIS_HTTP": "127.0.0.1:0", "PORTCULLIS_ADMIN": "127.0.0.1:0"}
+    """Values for the ${NAME} references without a default in <path>; state (keys,
+    certificates) goes to <tmpdir>, never into the source tree."""
+    env = {"PORTCULLIS_HTTP": "127.0.0.1:0", "PORTCULLIS_ADMIN": "127.0.0.1:0",
+           "CERTS_DIR": str(tmpdir)}
     with open(path) as f:
         text = f.read()
     for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text):
         if name in env:
             continue
         upper = name.upper()
-        if "DOMAIN" in upper or upper.endswith("_HOST"):
+        if "METADATA" in upper:
+            env[name] = configs.throwaway_idp_metadata()
+        elif "DOMAIN" in upper or upper.endswith("_HOST"):
             env[name] = name.lower().replace("_", "-") + ".test"
         elif "EMAIL" in upper:
             env[name] = "ops@example.test"

@@ -1,18 +1,28 @@
 """examples/posthog/portcullis.json against one recording server per upstream:
-every PostHog route, its /ingest twin on the app domain, bodies and limits."""
+every PostHog route, its /ingest twin on the app domain, bodies and limits.
+
+The example protects the UI, its /api and livestream with SAML: requests to
+those routes carry a session cookie sealed with the proxy's session key (the
+login itself is tested in test_posthog_saml.py), and the upstream must see
+the signed-in user's X-Auth-Email; everywhere else a client's X-Auth-Email
+is removed."""
 
 import gzip
 import json
+import os
 import re
 import uuid
 
 import pytest
 
-from configs import APP_DOMAIN, EXAMPLE_POSTHOG, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV, posthog_env
+from configs import (APP_DOMAIN, EXAMPLE_POSTHOG, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV,
+                     posthog_env, posthog_session_cookie, write_session_key)
 from harness import make_bytes, request
 
 UPSTREAM_NAMES = list(POSTHOG_UPSTREAM_ENV)
 MIB = 1024 * 1024
+SIGNED_IN = "alice@example.com"
+FORGED = "forged@evil.test"
 
 
 class Env:
@@ -23,7 +33,11 @@ class Env:
 def env(module_lab):
     e = Env()
     e.ups = {name: module_lab.upstream(name) for name in UPSTREAM_NAMES}
-    e.proxy = module_lab.proxy(EXAMPLE_POSTHOG, env=posthog_env(e.ups), name="posthog")
+    key_file = os.path.join(module_lab.workdir, "posthog-session.key")
+    e.key = write_session_key(key_file)
+    e.proxy = module_lab.proxy(EXAMPLE_POSTHOG, env=posthog_env(e.ups, session_key_file=key_file),
+                               name="posthog")
+    e.cookie = posthog_session_cookie(e.key, email=SIGNED_IN)
     return e
 
 
@@ -80,9 +94,13 @@ ROUTES = [
     ("/decide/", "web", "/decide/"),
     ("/api/projects/", "web", "/api/projects/"),
     ("/static/x.js", "web", "/static/x.js"),
+    ("/array/phc_x/config.js", "web", "/array/phc_x/config.js"),
+    ("/_health", "web", "/_health"),
     ("/", "web", "/"),
     ("/events", "web", "/events"),
 ]
+# Client paths behind SAML in the example (every method).
+PROTECTED = {"/livestream/events", "/api/projects/", "/", "/events"}
 METHODS = ["GET", "POST", "PATCH", "OPTIONS", "DELETE"]
 BODY_METHODS = {"POST", "PATCH", "DELETE"}
 
@@ -127,10 +145,35 @@ def check_forwarded(env, resp, rid, method, body, up_name, want_target, what, *,
 @pytest.mark.parametrize("path,up_name,want_target", ROUTES)
 def test_posthog_route(env, path, up_name, want_target, method):
     body = body_for(method, path)
-    resp, rid = send(env, method, path, body=body)
-    check_forwarded(env, resp, rid, method, body, up_name, want_target,
-                    "%s %s on %s" % (method, path, POSTHOG_DOMAIN),
-                    host=POSTHOG_DOMAIN, client_host=POSTHOG_DOMAIN)
+    resp, rid = send(env, method, path, body=body, headers=identity_headers(env, path))
+    req = check_forwarded(env, resp, rid, method, body, up_name, want_target,
+                          "%s %s on %s" % (method, path, POSTHOG_DOMAIN),
+                          host=POSTHOG_DOMAIN, client_host=POSTHOG_DOMAIN)
+    check_identity(req, path)
+
+
+def identity_headers(env, path, cookies=()):
+    """A forged X-Auth-Email always; the session cookie on protected paths."""
+    cookie = list(cookies) + ([env.cookie] if path in PROTECTED else [])
+    return [("X-Auth-Email", FORGED)] + ([("Cookie", "; ".join(cookie))] if cookie else [])
+
+
+def check_identity(req, path):
+    """Upstream sees the session's email on protected paths, no X-Auth-Email
+    elsewhere (the client's copy is removed everywhere)."""
+    want = [SIGNED_IN] if path in PROTECTED else []
+    assert req.header_all("X-Auth-Email") == want, "%s: X-Auth-Email %r, expected %r" % (
+        path, req.header_all("X-Auth-Email"), want)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", sorted(PROTECTED))
+def test_protected_route_without_session(env, path, method):
+    """The same requests without the session never reach an upstream."""
+    resp, rid = send(env, method, path, body=body_for(method, path),
+                     headers=[("X-Auth-Email", SIGNED_IN)])
+    assert resp.status in (302, 401), "%s %s without a session: %r" % (method, path, resp)
+    assert landed(env, rid) == []
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -141,12 +184,14 @@ def test_ingest_twin(env, path, up_name, want_target, method):
     body = body_for(method, path)
     target = "/ingest" + path
     resp, rid = send(env, method, target, host=APP_DOMAIN, body=body,
-                     headers=[("Cookie", "session=app-secret; ph_phc_x_posthog=abc")])
+                     headers=identity_headers(env, path, ["session=app-secret",
+                                                          "ph_phc_x_posthog=abc"]))
     req = check_forwarded(env, resp, rid, method, body, up_name, want_target,
                           "%s %s on %s" % (method, target, APP_DOMAIN),
                           host=POSTHOG_DOMAIN, client_host=APP_DOMAIN)
     assert not req.has_header("Cookie"), "Cookie reached %s via /ingest: %r" % (
         up_name, req.header_all("Cookie"))
+    check_identity(req, path)
 
 
 @pytest.mark.parametrize("path", ["/", "/dashboard?x=1", "/e/", "/ingestion", "/api/projects/",

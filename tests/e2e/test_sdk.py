@@ -1,5 +1,7 @@
 """The real posthog-node SDK (from npm) sends events through the proxy, to the
-PostHog domain directly and through /ingest on the app domain."""
+PostHog domain directly and through /ingest on the app domain, with the
+example's SAML gate in place: SDK traffic needs no session, and a personal
+API key (Bearer phx_...) reaches PostHog's /api without one."""
 
 import gzip
 import json
@@ -11,9 +13,11 @@ import uuid
 import pytest
 
 from configs import APP_DOMAIN, EXAMPLE_POSTHOG, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV, posthog_env
+from harness import Fixed
 
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdk")
 API_KEY = "phc_e2eTestProjectToken"
+PERSONAL_KEY = "phx_e2eTestPersonalApiKey"
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +43,8 @@ def env(module_lab):
     return e
 
 
-def run_sdk(node, opts):
-    res = subprocess.run([node, os.path.join(SDK_DIR, "send.mjs"), json.dumps(opts)],
+def run_sdk(node, opts, script="send.mjs"):
+    res = subprocess.run([node, os.path.join(SDK_DIR, script), json.dumps(opts)],
                          cwd=SDK_DIR, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, "posthog-node run failed (exit %d):\nstdout: %s\nstderr: %s" % (
         res.returncode, res.stdout, res.stderr)
@@ -113,3 +117,45 @@ def test_posthog_node_through_ingest(sdk, env, alive):
         assert not req.has_header("Cookie")
         assert req.header_all("X-Forwarded-For") == ["127.0.0.1"]
     assert env.ups["app"].snapshot() == [], "the app upstream saw SDK traffic"
+
+
+def test_posthog_node_personal_key_passes_saml(sdk, env, alive):
+    """getRemoteConfigPayload: GET /api/projects/@current/... with the personal
+    API key, no session: the gate lets it through to web, which sees the key."""
+    payload = {"colour": "blue", "n": 7}
+    env.ups["web"].reset(Fixed(200, [("Content-Type", "application/json")],
+                               json.dumps(payload).encode()))
+    try:
+        result = run_sdk(sdk, {"host": "http://127.0.0.1:%d" % env.proxy.port,
+                               "apiKey": API_KEY, "personalApiKey": PERSONAL_KEY,
+                               "flag": "e2e-flag"}, script="remote_config.mjs")
+    finally:
+        reqs = env.ups["web"].snapshot()
+        env.ups["web"].reset()
+    assert result["ok"], result
+    assert result["payload"] == payload
+    assert len(reqs) == 1, reqs
+    req = reqs[0]
+    assert req.path == "/api/projects/@current/feature_flags/e2e-flag/remote_config"
+    assert req.header_all("Authorization") == ["Bearer " + PERSONAL_KEY]
+    assert not req.has_header("X-Auth-Email")
+
+
+def test_posthog_node_without_personal_key_format_refused(sdk, env, alive):
+    """The same call with a key that is not a personal API key (no phx_ prefix)
+    is stopped by the gate (401): web sees nothing."""
+    env.ups["web"].reset()
+    result = run_sdk_raw(sdk, {"host": "http://127.0.0.1:%d" % env.proxy.port,
+                               "apiKey": API_KEY, "personalApiKey": "not-a-personal-key",
+                               "flag": "e2e-flag"}, script="remote_config.mjs")
+    assert env.ups["web"].snapshot() == []
+    # posthog-node reads the gate's JSON 401 body as the payload.
+    assert result["payload"] == {"error": "authentication required",
+                                 "login_url": result["payload"].get("login_url")}, result
+    assert result["payload"]["login_url"].startswith("https://%s/saml/login" % POSTHOG_DOMAIN)
+
+
+def run_sdk_raw(node, opts, script):
+    res = subprocess.run([node, os.path.join(SDK_DIR, script), json.dumps(opts)],
+                         cwd=SDK_DIR, capture_output=True, text=True, timeout=120)
+    return json.loads(res.stdout.strip().splitlines()[-1])
