@@ -4,7 +4,7 @@
 #
 #   scripts/demo.sh
 #
-# Installs missing Debian packages (scripts/install-deps.sh --system-only),
+# Installs missing Debian packages (scripts/install-deps.sh --demo),
 # builds build/portcullis, then starts, all on loopback:
 #   - scripts/standin.py: web, capture, replay, flags, livestream, plugins and
 #     app on 127.0.0.1:18001..18007.  The web stand-in's page (GET /) shows
@@ -81,7 +81,7 @@ declare -A service_env=(
 # Debian's Python: python3-pysaml2 is installed for it, not for another python3 on PATH.
 python=/usr/bin/python3
 
-scripts/install-deps.sh --system-only
+scripts/install-deps.sh --demo
 if ! "$python" -c 'import saml2' 2>/dev/null; then
 	echo "demo: $python cannot import saml2; install python3-pysaml2 (scripts/install-deps.sh)" >&2
 	exit 1

@@ -14,9 +14,11 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 usage() {
 	cat <<'EOF'
-usage: scripts/install-deps.sh [--system-only]
+usage: scripts/install-deps.sh [--system-only | --demo]
 
-  --system-only   install Debian packages only, not the npm packages of tests/e2e/sdk
+  --system-only   install Debian packages only, not the npm packages of the e2e tests
+  --demo          only what building Portcullis and running scripts/demo.sh need
+                  (no test peers, no Node.js)
   -h, --help      show this help
 
 Set PORTCULLIS_SKIP_DEPS=1 to skip this step entirely.
@@ -24,9 +26,14 @@ EOF
 }
 
 system_only=false
+demo_only=false
 for arg in "$@"; do
 	case "$arg" in
 	--system-only) system_only=true ;;
+	--demo)
+		system_only=true
+		demo_only=true
+		;;
 	-h | --help)
 		usage
 		exit 0
@@ -48,19 +55,28 @@ fi
 LIBEVENT_MIN=2.1.12-stable-8+deb12u1
 LIBEVENT_PACKAGES=(libevent-dev libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7
 	libevent-pthreads-2.1-7 libevent-openssl-2.1-7)
+# Building Portcullis and running the demo (scripts/demo.sh).
 PACKAGES=(
 	build-essential cmake pkg-config
 	"${LIBEVENT_PACKAGES[@]}"
 	libssl-dev libjansson-dev libhttp-parser-dev libcmocka-dev libmaxminddb-dev liblasso3-dev
-	python3 python3-pytest curl ca-certificates openssl
-	python3-pysaml2 xmlsec1 # the pysaml2 IdP and the xmlsec1-signed responses of the SAML tests
-	simplesamlphp php-cli php-xml php-mbstring # the SimpleSAMLphp IdP of the SAML tests
-	chromium libnss3-tools # the headless-browser login test (certutil trusts the local CA)
-	python3-yaml systemd shellcheck # packaging checks: manifests, systemd-analyze verify, scripts
-	prometheus # promtool checks the alert rules in examples/prometheus
-	pebble   # Let's Encrypt's test ACME server, for the ACME end-to-end tests
-	iproute2 # ip netns, for tests that need distinct client addresses
+	libhiredis-dev
+	python3 curl ca-certificates openssl
+	python3-pysaml2 xmlsec1 # the local SAML IdP of the demo and the tests
 )
+# The tests' peers.
+if [[ $demo_only == false ]]; then
+	PACKAGES+=(
+		python3-pytest
+		simplesamlphp php-cli php-xml php-mbstring # the SimpleSAMLphp IdP of the SAML tests
+		chromium libnss3-tools # the headless-browser login test (certutil trusts the local CA)
+		redis-server           # the shared SAML replay cache of several instances
+		python3-yaml systemd shellcheck # packaging checks: manifests, systemd-analyze verify, scripts
+		prometheus             # promtool checks the alert rules in examples/prometheus
+		pebble                 # Let's Encrypt's test ACME server, for the ACME end-to-end tests
+		iproute2               # ip netns, for tests that need distinct client addresses
+	)
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: this is not a Debian system (no dpkg-query/apt-get)." >&2
@@ -105,11 +121,11 @@ for pkg in "${LIBEVENT_PACKAGES[@]}"; do
 	fi
 done
 # Node.js may come from elsewhere (e.g. NodeSource, which bundles npm): only
-# install Debian's when the command is missing.
-if ! command -v node >/dev/null 2>&1; then
+# install Debian's when the command is missing.  The demo does not need it.
+if [[ $demo_only == false ]] && ! command -v node >/dev/null 2>&1; then
 	missing+=(nodejs)
 fi
-if ! command -v npm >/dev/null 2>&1; then
+if [[ $demo_only == false ]] && ! command -v npm >/dev/null 2>&1; then
 	missing+=(npm)
 fi
 
@@ -160,6 +176,9 @@ for pkg in "${LIBEVENT_PACKAGES[@]}"; do
 		exit 1
 	fi
 done
+if [[ $demo_only == true ]]; then
+	exit 0
+fi
 for cmd in node npm; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
 		echo "install-deps: command $cmd is still missing after installing nodejs/npm" >&2
