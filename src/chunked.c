@@ -1,6 +1,8 @@
 /* chunked: strict chunked decoding and head line checks; see chunked.h. */
 #include "chunked.h"
 
+#include <string.h>
+
 #define TRAILER_MAX 16384 /* trailer section bytes accepted (they are dropped) */
 
 enum {
@@ -227,12 +229,24 @@ headscan_feed(struct headscan *h, const char *in, size_t len, size_t *used)
 			if (c != '\r' && c != '\n')
 				h->state = H_LINE;
 			break;
-		case H_LINE:
-			if (c == '\r')
+		case H_LINE: {
+			/* Jump to the line's end: the next LF, or a CR before it
+			 * (memchr is vectorised; header lines are most of a head). */
+			const char *lf = memchr(in + i, '\n', len - i);
+			size_t end = lf != NULL ? (size_t)(lf - in) : len;
+			const char *cr = memchr(in + i, '\r', end - i);
+
+			if (cr != NULL) {
+				i = (size_t)(cr - in);
 				h->state = H_CR;
-			else if (c == '\n')
+			} else if (lf != NULL) {
+				i = end;
 				h->state = H_LINE_START;
+			} else {
+				i = len - 1; /* all of it is inside the line */
+			}
 			break;
+		}
 		case H_CR:
 			if (c != '\n') {
 				*used = i;

@@ -184,6 +184,79 @@ test_head_scan(void **state)
 	}
 }
 
+/* The head scanner's rules one byte at a time (what headscan_feed must agree
+ * with, whatever it skips over): result and bytes used for a whole input. */
+static enum headscan_result
+scan_reference(const char *in, size_t len, size_t *used)
+{
+	enum { START, LINE, CR, LINE_START, END_CR } st = START;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+
+		*used = i;
+		switch (st) {
+		case START:
+			st = (c == '\r' || c == '\n') ? START : LINE;
+			break;
+		case LINE:
+			st = c == '\r' ? CR : c == '\n' ? LINE_START : LINE;
+			break;
+		case CR:
+			if (c != '\n')
+				return HEADSCAN_BARE_CR;
+			st = LINE_START;
+			break;
+		case LINE_START:
+			if (c == ' ' || c == '\t')
+				return HEADSCAN_FOLD;
+			if (c == '\n') {
+				*used = i + 1;
+				return HEADSCAN_DONE;
+			}
+			st = c == '\r' ? END_CR : LINE;
+			break;
+		case END_CR:
+			if (c != '\n')
+				return HEADSCAN_BARE_CR;
+			*used = i + 1;
+			return HEADSCAN_DONE;
+		}
+	}
+	*used = len;
+	return HEADSCAN_MORE;
+}
+
+static void
+test_head_scan_random(void **state)
+{
+	static const char alphabet[] = "aaaaaaaa: \t\r\n\n";
+	unsigned seed = 12345;
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		char in[64];
+		size_t len, want_used, got_used;
+		enum headscan_result want, got;
+
+		seed = seed * 1103515245u + 12345u;
+		len = 1 + (seed >> 16) % (sizeof(in) - 1);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			in[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		in[len] = '\0';
+		if (strlen(in) != len)
+			continue;
+		want = scan_reference(in, len, &want_used);
+		for (size_t step = 1; step <= len; step += 1 + step / 2) {
+			got = scan(in, step, &got_used);
+			assert_int_equal(got, want);
+			assert_int_equal(got_used, want_used);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -192,6 +265,7 @@ main(void)
 		cmocka_unit_test(test_malformed_bodies),
 		cmocka_unit_test(test_emit_refusal_stops),
 		cmocka_unit_test(test_head_scan),
+		cmocka_unit_test(test_head_scan_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
