@@ -8,6 +8,8 @@ for sealing a session cookie in the format of src/session.c).
   saml_cookie.py cookie DIR    print a valid session cookie value sealed with that key:
                                issued and last seen now, expiring in an hour, NameID
                                alice@example.com, Email and Roles (posthog-admin)
+  saml_cookie.py cookies DIR N print N such cookies, one a line, each sealed on its own
+                               (fresh nonce: N different texts of the same session)
 """
 
 import os
@@ -31,17 +33,21 @@ def setup(d):
         f.write(os.urandom(32).hex() + "\n")
 
 
-def cookie(d):
+def cookie(d, n=1):
     with open(os.path.join(d, "session.key")) as f:
         key = bytes.fromhex(f.read().split()[0])
     t = now()
-    print(seal(key, "session", t, t + 3600, t, "alice@example.com",
-               [("Email", "alice@example.com"), ("Roles", "posthog-admin")]))
+    for _ in range(n):
+        print(seal(key, "session", t, t + 3600, t, "alice@example.com",
+                   [("Email", "alice@example.com"), ("Roles", "posthog-admin")]))
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] in ("setup", "cookie"):
         (setup if sys.argv[1] == "setup" else cookie)(sys.argv[2])
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "cookies" and sys.argv[3].isdigit():
+        cookie(sys.argv[2], int(sys.argv[3]))
         return 0
     sys.exit(__doc__)
 

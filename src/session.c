@@ -6,6 +6,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +26,47 @@
 #define SESSION_OVERHEAD (1 + SESSION_KEYID_BYTES + SESSION_NONCE_BYTES + SESSION_TAG_BYTES)
 #define SESSION_MAX_KEYS 16
 #define SESSION_MAX_PLAIN 8192
+/* Bytes b64url_decode may write for the longest text session_open accepts. */
+#define SESSION_MAX_RAW (SESSION_MAX_SEALED * 3 / 4 + 3)
+/* Opened sessions each thread keeps (session_open_cached), direct-mapped. */
+#define SESSION_CACHE_SLOTS 128
 
 struct session_keys {
+	uint64_t gen; /* unique per key set, never reused: names it in the thread caches */
 	size_t n;
 	unsigned char key[SESSION_MAX_KEYS][SESSION_KEY_BYTES];
 	unsigned char id[SESSION_MAX_KEYS][SESSION_KEYID_BYTES];
 };
+
+/* The next key set's generation; 0 is never handed out (it marks empty cache slots). */
+static atomic_uint_fast64_t session_next_gen = 1;
+
+/*
+ * Per-thread state of the hot path.  A decryption context per key, with the
+ * AES key schedule already done, so opening a cookie only sets the nonce; and
+ * the sessions opened lately, by sealed text, so a browser sending the same
+ * cookie again costs one comparison.  Both belong to one key set (gen): a
+ * different key set (a reload, or a test's second ring) empties them first,
+ * and a key set is never confused with a later one at the same address.
+ * Freed at thread exit (pthread key destructor) or by session_thread_release.
+ */
+struct session_cached {
+	uint64_t gen;    /* key set it was opened with; 0: empty slot */
+	size_t tlen;     /* length of the sealed text */
+	char *text;      /* the sealed text, NUL, then the purpose, NUL (one block) */
+	struct session *s;
+};
+
+struct session_thread {
+	uint64_t gen; /* key set of ctx[] (0: none yet) */
+	EVP_CIPHER_CTX *ctx[SESSION_MAX_KEYS];
+	struct session_cached cache[SESSION_CACHE_SLOTS];
+};
+
+static pthread_once_t session_tls_once = PTHREAD_ONCE_INIT;
+static pthread_key_t session_tls_key;
+static bool session_tls_ok;
+static _Thread_local struct session_thread *session_tls;
 
 /* ---- keys ---------------------------------------------------------------- */
 
@@ -54,6 +91,8 @@ session_keys_add(struct session_keys *k, const unsigned char *key)
 {
 	if (k->n >= SESSION_MAX_KEYS)
 		return -1;
+	if (k->gen == 0)
+		k->gen = atomic_fetch_add(&session_next_gen, 1);
 	memcpy(k->key[k->n], key, SESSION_KEY_BYTES);
 	session_key_id(key, k->id[k->n]);
 	k->n++;
@@ -348,61 +387,180 @@ out:
 	return text;
 }
 
-int
-session_open(const struct session_keys *k, const char *purpose, const char *text,
-	     unsigned char **plain, size_t *len)
+/* ---- per-thread state ----------------------------------------------------- */
+
+static void
+session_cached_clear(struct session_cached *e)
 {
-	size_t tlen = text ? strlen(text) : 0;
-	unsigned char *raw = NULL, *out = NULL;
-	EVP_CIPHER_CTX *c = NULL;
+	free(e->text);
+	session_free(e->s);
+	memset(e, 0, sizeof *e);
+}
+
+/* Drop the contexts and the cached sessions (another key set, or the end). */
+static void
+session_thread_reset(struct session_thread *th)
+{
+	for (size_t i = 0; i < SESSION_MAX_KEYS; i++) {
+		EVP_CIPHER_CTX_free(th->ctx[i]); /* wipes the key schedule */
+		th->ctx[i] = NULL;
+	}
+	for (size_t i = 0; i < SESSION_CACHE_SLOTS; i++)
+		session_cached_clear(&th->cache[i]);
+	th->gen = 0;
+}
+
+static void
+session_thread_destroy(void *arg)
+{
+	struct session_thread *th = arg;
+
+	if (th == NULL)
+		return;
+	session_thread_reset(th);
+	free(th);
+	if (session_tls == th)
+		session_tls = NULL;
+}
+
+static void
+session_tls_init(void)
+{
+	session_tls_ok = pthread_key_create(&session_tls_key, session_thread_destroy) == 0;
+}
+
+/* The calling thread's state for key set <k>, created on first use and emptied
+ * when <k> is not the key set it holds; NULL when it cannot be had (the
+ * callers then work without it). */
+static struct session_thread *
+session_thread_get(const struct session_keys *k)
+{
+	struct session_thread *th = session_tls;
+
+	if (th == NULL) {
+		if (pthread_once(&session_tls_once, session_tls_init) != 0 || !session_tls_ok)
+			return NULL;
+		th = calloc(1, sizeof *th);
+		if (th == NULL)
+			return NULL;
+		if (pthread_setspecific(session_tls_key, th) != 0) {
+			free(th);
+			return NULL;
+		}
+		session_tls = th;
+	}
+	if (th->gen != k->gen) {
+		session_thread_reset(th);
+		th->gen = k->gen;
+	}
+	return th;
+}
+
+void
+session_thread_release(void)
+{
+	struct session_thread *th = session_tls;
+
+	if (th == NULL)
+		return;
+	session_tls = NULL;
+	pthread_setspecific(session_tls_key, NULL);
+	session_thread_destroy(th);
+}
+
+/* A context for decrypting with key <ki> of <k>, the key schedule done; only
+ * the nonce remains to be set.  Borrowed from the thread's state, or new in
+ * *own (the caller frees it) when there is none.  NULL on failure. */
+static EVP_CIPHER_CTX *
+session_decrypt_ctx(const struct session_keys *k, size_t ki, EVP_CIPHER_CTX **own)
+{
+	struct session_thread *th = session_thread_get(k);
+	EVP_CIPHER_CTX *c = th ? th->ctx[ki] : NULL;
+
+	*own = NULL;
+	if (c != NULL)
+		return c;
+	c = EVP_CIPHER_CTX_new();
+	if (c == NULL)
+		return NULL;
+	if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, SESSION_NONCE_BYTES, NULL) != 1 ||
+	    EVP_DecryptInit_ex(c, NULL, NULL, k->key[ki], NULL) != 1) {
+		EVP_CIPHER_CTX_free(c);
+		return NULL;
+	}
+	if (th != NULL)
+		th->ctx[ki] = c;
+	else
+		*own = c;
+	return c;
+}
+
+/*
+ * Open <tlen> characters of <text> into <raw> (SESSION_MAX_RAW bytes): on
+ * success the plaintext is at *plain (inside <raw>, NUL-terminated), *len
+ * bytes, and 0 is returned; -1 when the text does not open.
+ */
+static int
+session_open_raw(const struct session_keys *k, const char *purpose, const char *text, size_t tlen,
+		 unsigned char *raw, unsigned char **plain, size_t *len)
+{
+	EVP_CIPHER_CTX *c, *own = NULL;
+	unsigned char *ct;
 	long rawlen;
 	size_t ki, ctlen;
 	int outl, finl, rc = -1;
 
-	*plain = NULL;
-	*len = 0;
 	if (k == NULL || tlen == 0 || tlen > SESSION_MAX_SEALED)
-		return -1;
-	raw = malloc(tlen * 3 / 4 + 3);
-	if (raw == NULL)
 		return -1;
 	rawlen = b64url_decode(text, tlen, raw);
 	if (rawlen < (long)SESSION_OVERHEAD || raw[0] != SESSION_VERSION)
-		goto out;
+		return -1;
 	for (ki = 0; ki < k->n; ki++)
 		if (CRYPTO_memcmp(k->id[ki], raw + 1, SESSION_KEYID_BYTES) == 0)
 			break;
 	if (ki == k->n)
-		goto out;
+		return -1;
 	ctlen = (size_t)rawlen - SESSION_OVERHEAD;
-	out = malloc(ctlen + 1);
-	c = EVP_CIPHER_CTX_new();
-	if (out == NULL || c == NULL)
-		goto out;
-	if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, SESSION_NONCE_BYTES, NULL) != 1 ||
-	    EVP_DecryptInit_ex(c, NULL, NULL, k->key[ki], raw + 1 + SESSION_KEYID_BYTES) != 1 ||
+	ct = raw + 1 + SESSION_KEYID_BYTES + SESSION_NONCE_BYTES;
+	c = session_decrypt_ctx(k, ki, &own);
+	if (c == NULL)
+		return -1;
+	/* the nonce only: the cipher, its nonce length and the key are set */
+	if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, raw + 1 + SESSION_KEYID_BYTES) != 1 ||
 	    session_aad(c, purpose) < 0)
 		goto out;
 	outl = 0;
-	if (ctlen > 0 &&
-	    EVP_DecryptUpdate(c, out, &outl, raw + 1 + SESSION_KEYID_BYTES + SESSION_NONCE_BYTES,
-			      (int)ctlen) != 1)
+	/* in place: GCM decrypts a buffer onto itself */
+	if (ctlen > 0 && EVP_DecryptUpdate(c, ct, &outl, ct, (int)ctlen) != 1)
 		goto out;
-	if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SESSION_TAG_BYTES,
-				raw + rawlen - SESSION_TAG_BYTES) != 1 ||
-	    EVP_DecryptFinal_ex(c, out + outl, &finl) != 1)
+	if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SESSION_TAG_BYTES, ct + ctlen) != 1 ||
+	    EVP_DecryptFinal_ex(c, ct + outl, &finl) != 1)
 		goto out;
-	out[ctlen] = '\0';
-	*plain = out;
+	ct[ctlen] = '\0'; /* over the first tag byte, which is no longer needed */
+	*plain = ct;
 	*len = ctlen;
-	out = NULL;
 	rc = 0;
 out:
-	EVP_CIPHER_CTX_free(c);
-	free(raw);
-	free(out);
+	EVP_CIPHER_CTX_free(own);
 	return rc;
+}
+
+int
+session_open(const struct session_keys *k, const char *purpose, const char *text,
+	     unsigned char **plain, size_t *len)
+{
+	unsigned char raw[SESSION_MAX_RAW], *p;
+	size_t n;
+
+	*plain = NULL;
+	*len = 0;
+	if (session_open_raw(k, purpose, text, text ? strlen(text) : 0, raw, &p, &n) < 0 ||
+	    (*plain = malloc(n + 1)) == NULL)
+		return -1;
+	memcpy(*plain, p, n + 1);
+	*len = n;
+	return 0;
 }
 
 /* ---- encoding -------------------------------------------------------------
@@ -591,14 +749,84 @@ session_seal_session(const struct session_keys *k, const char *purpose, const st
 struct session *
 session_open_session(const struct session_keys *k, const char *purpose, const char *text)
 {
-	unsigned char *plain;
+	unsigned char raw[SESSION_MAX_RAW], *plain;
 	size_t len;
-	struct session *s;
+	struct session *s = NULL;
 
-	if (session_open(k, purpose, text, &plain, &len) < 0)
+	if (session_open_raw(k, purpose, text, text ? strlen(text) : 0, raw, &plain, &len) == 0)
+		s = session_decode(plain, len);
+	return s;
+}
+
+/* The cache slot of a sealed text: characters 8 to 15 encode nonce bytes
+ * only (random, so they spread), whatever the version and key id before them. */
+static size_t
+session_cache_slot(const char *text, size_t tlen)
+{
+	uint64_t v;
+
+	if (tlen < 16)
+		return 0;
+	memcpy(&v, text + 8, sizeof v);
+	v *= UINT64_C(0x9e3779b97f4a7c15);
+	return (size_t)(v >> 32) % SESSION_CACHE_SLOTS;
+}
+
+/* <n> bytes of <a> and <b> are equal, in time that depends on <n> only (no
+ * early exit: how much of a forged text matches a cached one stays unknown).
+ * A word at a time: CRYPTO_memcmp goes byte by byte, 7 times slower here. */
+static bool
+session_same_text(const char *a, const char *b, size_t n)
+{
+	uint64_t diff = 0;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		diff |= x ^ y;
+	}
+	for (; i < n; i++)
+		diff |= (uint64_t)((unsigned char)a[i] ^ (unsigned char)b[i]);
+	return diff == 0;
+}
+
+const struct session *
+session_open_cached(const struct session_keys *k, const char *purpose, const char *text)
+{
+	size_t tlen = text ? strlen(text) : 0, plen;
+	struct session_thread *th;
+	struct session_cached *e;
+	struct session *s;
+	char *copy;
+
+	if (k == NULL || tlen == 0 || tlen > SESSION_MAX_SEALED)
 		return NULL;
-	s = session_decode(plain, len);
-	free(plain);
+	th = session_thread_get(k);
+	if (th == NULL) /* no thread state: no cache either */
+		return NULL;
+	e = &th->cache[session_cache_slot(text, tlen)];
+	if (e->gen == k->gen && e->tlen == tlen && session_same_text(e->text, text, tlen) &&
+	    strcmp(e->text + tlen + 1, purpose) == 0)
+		return e->s;
+	s = session_open_session(k, purpose, text);
+	if (s == NULL)
+		return NULL;
+	plen = strlen(purpose);
+	copy = malloc(tlen + 1 + plen + 1);
+	if (copy == NULL) {
+		session_free(s);
+		return NULL;
+	}
+	memcpy(copy, text, tlen + 1);
+	memcpy(copy + tlen + 1, purpose, plen + 1);
+	session_cached_clear(e);
+	e->gen = k->gen;
+	e->tlen = tlen;
+	e->text = copy;
+	e->s = s;
 	return s;
 }
 

@@ -13,8 +13,11 @@
  * cookie of a login in progress) is never accepted as another (a session).
  *
  * Pure: OpenSSL only, no libevent, no lasso.  Called by auth.c on every
- * request to a protected route (the hot path: one base64 decode, one GCM
- * open, no allocation beyond the decoded session).
+ * request to a protected route.  The hot path is session_open_cached: each
+ * thread keeps a decryption context per key (key schedule done once) and the
+ * sessions it opened lately, by sealed text, so a cookie seen before costs a
+ * comparison, and a new one a base64 decode and a GCM open on the stack.
+ * That state is freed when the thread exits (or by session_thread_release).
  */
 #ifndef PORTCULLIS_SESSION_H
 #define PORTCULLIS_SESSION_H
@@ -80,6 +83,27 @@ char *session_seal(const struct session_keys *k, const char *purpose, const unsi
  */
 int session_open(const struct session_keys *k, const char *purpose, const char *text,
 		 unsigned char **plain, size_t *len);
+
+/*
+ * Open and decode a sealed session like session_open_session, through the
+ * calling thread's cache: when this thread opened the same <text> for the
+ * same <purpose> with the same key set before, the session decoded then is
+ * returned without decrypting again (the same text always opens to the same
+ * session; validity in time is the caller's check, session_is_valid, as
+ * always).  Returns a borrowed session, or NULL when the text does not open
+ * (or memory ran out).  The session stays valid until this thread next calls
+ * session_open, session_open_session, session_open_cached (with any keys) or
+ * session_thread_release; copy what must live longer.  Do not modify it.
+ */
+const struct session *session_open_cached(const struct session_keys *k, const char *purpose,
+					  const char *text);
+
+/*
+ * Free the calling thread's decryption contexts and cached sessions now
+ * (otherwise at thread exit).  Sessions borrowed from session_open_cached on
+ * this thread become invalid.
+ */
+void session_thread_release(void);
 
 /* Encode <s> into a new buffer (*len bytes, caller frees).  NULL on failure. */
 unsigned char *session_encode(const struct session *s, size_t *len);

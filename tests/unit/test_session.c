@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,200 @@ test_foreign_key_purpose_and_rotation(void **state)
 	session_keys_free(a);
 	session_keys_free(b);
 	session_keys_free(ba);
+}
+
+/* session_open_cached gives what session_open_session gives, for the same
+ * text only, and never across key sets, purposes or altered texts. */
+static void
+test_cached_matches_uncached(void **state)
+{
+	struct session_keys *a = session_keys_from_raw(key_a, 1);
+	struct session_keys *b = session_keys_from_raw(key_b, 1);
+	struct session *s = sample();
+	char *text = session_seal_session(a, "session", s);
+	char *other;
+	const struct session *c, *c2;
+	size_t n = strlen(text);
+
+	(void)state;
+	c = session_open_cached(a, "session", text);
+	assert_non_null(c);
+	assert_string_equal(c->name_id, "alice");
+	assert_int_equal(c->issued, 1000);
+	assert_int_equal(c->expires, 5000);
+	assert_int_equal(c->last_seen, 1200);
+	assert_int_equal(c->nattrs, 3);
+	assert_string_equal(c->attrs[2].name, "Roles");
+	assert_string_equal(c->attrs[2].value, "b");
+	/* the second time it is the cached session */
+	c2 = session_open_cached(a, "session", text);
+	assert_ptr_equal(c, c2);
+	/* another purpose, another key set: refused, cached or not */
+	assert_null(session_open_cached(a, "saml-request/x", text));
+	assert_null(session_open_cached(b, "session", text));
+	assert_non_null(session_open_cached(a, "session", text));
+	/* every altered text is refused although its slot holds the original */
+	for (size_t i = 0; i < n; i++) {
+		char saved = text[i];
+
+		text[i] = saved == 'A' ? 'B' : 'A';
+		assert_null(session_open_cached(a, "session", text));
+		text[i] = saved;
+		assert_non_null(session_open_cached(a, "session", text));
+	}
+	text[n - 1] = '\0';
+	assert_null(session_open_cached(a, "session", text));
+	assert_null(session_open_cached(a, "session", ""));
+	assert_null(session_open_cached(a, "session", NULL));
+	assert_null(session_open_cached(NULL, "session", "abc"));
+	/* a session sealed for another purpose opens for that purpose only */
+	other = session_seal_session(a, "saml-request/x", s);
+	assert_non_null(session_open_cached(a, "saml-request/x", other));
+	assert_null(session_open_cached(a, "session", other));
+	free(other);
+	free(text);
+	session_free(s);
+	session_keys_free(a);
+	session_keys_free(b);
+	session_thread_release();
+}
+
+/* A key set freed and another made (often at the same address) must not
+ * open what the first one's cache and contexts hold; a new ring with the old
+ * key second (rotation) still opens the old cookies. */
+static void
+test_cached_across_key_sets(void **state)
+{
+	unsigned char both[64];
+	struct session_keys *a = session_keys_from_raw(key_a, 1), *ba;
+	struct session *s = sample();
+	char *text = session_seal_session(a, "session", s);
+	char *text_b;
+	const struct session *c;
+
+	(void)state;
+	assert_non_null(session_open_cached(a, "session", text));
+	session_keys_free(a);
+	a = session_keys_from_raw(key_b, 1);
+	assert_null(session_open_cached(a, "session", text));
+	assert_null(session_open_session(a, "session", text));
+	text_b = session_seal_session(a, "session", s);
+	assert_non_null(session_open_cached(a, "session", text_b));
+	session_keys_free(a);
+	memcpy(both, key_b, 32);
+	memcpy(both + 32, key_a, 32);
+	ba = session_keys_from_raw(both, 2);
+	c = session_open_cached(ba, "session", text);
+	assert_non_null(c);
+	assert_string_equal(c->name_id, "alice");
+	assert_non_null(session_open_cached(ba, "session", text_b));
+	/* the plain API still gives the encoded bytes, NUL-terminated */
+	{
+		unsigned char *plain, *enc;
+		size_t len, elen;
+
+		assert_int_equal(session_open(ba, "session", text, &plain, &len), 0);
+		enc = session_encode(s, &elen);
+		assert_int_equal(len, elen);
+		assert_memory_equal(plain, enc, len);
+		assert_int_equal(plain[len], 0);
+		free(plain);
+		free(enc);
+		assert_int_equal(session_open(ba, "nope", text, &plain, &len), -1);
+		assert_null(plain);
+		assert_int_equal(len, 0);
+	}
+	session_thread_release();
+	session_thread_release(); /* twice is harmless */
+	/* after a release the thread starts over */
+	assert_non_null(session_open_cached(ba, "session", text));
+	free(text);
+	free(text_b);
+	session_free(s);
+	session_keys_free(ba);
+	session_thread_release();
+}
+
+/* More sessions than cache slots: every one opens to its own identity. */
+static void
+test_cached_many(void **state)
+{
+	enum { N = 600 };
+	struct session_keys *k = session_keys_from_raw(key_a, 1);
+	char *texts[N];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		struct session *s = sample();
+		char id[32];
+
+		snprintf(id, sizeof id, "user-%d", i);
+		free(s->name_id);
+		s->name_id = strdup(id);
+		texts[i] = session_seal_session(k, "session", s);
+		assert_non_null(texts[i]);
+		session_free(s);
+	}
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			const struct session *c = session_open_cached(k, "session", texts[i]);
+			char id[32];
+
+			snprintf(id, sizeof id, "user-%d", i);
+			assert_non_null(c);
+			assert_string_equal(c->name_id, id);
+		}
+	}
+	for (int i = 0; i < N; i++)
+		free(texts[i]);
+	session_keys_free(k);
+	session_thread_release();
+}
+
+struct cached_thread_arg {
+	const struct session_keys *k;
+	const char *text;
+	int ok;
+};
+
+static void *
+cached_thread_main(void *p)
+{
+	struct cached_thread_arg *t = p;
+
+	t->ok = 0;
+	for (int i = 0; i < 1000; i++) {
+		const struct session *c = session_open_cached(t->k, "session", t->text);
+
+		if (c == NULL || strcmp(c->name_id, "alice") != 0)
+			return NULL;
+	}
+	t->ok = 1;
+	return NULL; /* the thread's cache is freed at exit (LeakSanitizer checks) */
+}
+
+/* Threads have caches of their own, freed when they exit. */
+static void
+test_cached_threads(void **state)
+{
+	struct session_keys *k = session_keys_from_raw(key_a, 1);
+	struct session *s = sample();
+	char *text = session_seal_session(k, "session", s);
+	struct cached_thread_arg args[4];
+	pthread_t th[4];
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct cached_thread_arg){ k, text, 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, cached_thread_main, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(args[i].ok, 1);
+	}
+	free(text);
+	session_free(s);
+	session_keys_free(k);
 }
 
 static void
@@ -274,6 +469,10 @@ main(void)
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_tampered_every_byte),
 		cmocka_unit_test(test_foreign_key_purpose_and_rotation),
+		cmocka_unit_test(test_cached_matches_uncached),
+		cmocka_unit_test(test_cached_across_key_sets),
+		cmocka_unit_test(test_cached_many),
+		cmocka_unit_test(test_cached_threads),
 		cmocka_unit_test(test_validity),
 		cmocka_unit_test(test_decode_rejects_junk),
 		cmocka_unit_test(test_keys_file),
