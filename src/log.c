@@ -59,27 +59,41 @@ format_time(double t, char *out, size_t outlen)
 void
 log_msg(enum config_log_level level, const char *fmt, ...)
 {
-	char line[4096];
+	static const char hex[] = "0123456789abcdef";
+	char msg[4096];
+	char line[4096 + 64];
 	char when[32];
 	va_list ap;
 	int n;
-	size_t len;
+	size_t len, cap = sizeof(line) - 1;
 
 	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
 		return;
 	format_time(log_now(), when, sizeof(when));
 	n = snprintf(line, sizeof(line), "%s %s ", when, level_names[level]);
 	if (n < 0)
 		return;
 	len = (size_t)n;
-	va_start(ap, fmt);
-	n = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	len += (size_t)n;
-	if (len > sizeof(line) - 2)
-		len = sizeof(line) - 2;
+	/* Messages carry client input (paths, RelayState, attribute values):
+	 * control characters are written as \xNN, so a line can never be
+	 * split, forged or turned into terminal escapes. */
+	for (const unsigned char *p = (const unsigned char *)msg; *p != '\0' && len < cap; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			line[len++] = (char)*p;
+		} else if (len + 4 <= cap) {
+			line[len++] = '\\';
+			line[len++] = 'x';
+			line[len++] = hex[*p >> 4];
+			line[len++] = hex[*p & 15];
+		} else {
+			break;
+		}
+	}
 	line[len++] = '\n';
 	/* One write per line keeps lines from several threads whole. */
 	while (write(STDERR_FILENO, line, len) < 0 && errno == EINTR)

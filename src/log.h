@@ -20,7 +20,8 @@ void log_set_level(enum config_log_level level);
 /* True when messages at <level> are written (to skip building costly ones). */
 bool log_enabled(enum config_log_level level);
 
-/* Write one error-log line at <level>. */
+/* Write one error-log line at <level> to stderr; control characters in the
+ * message (client input may reach it) are written as \xNN. */
 void log_msg(enum config_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -277,6 +277,20 @@ def test_return_url_elsewhere_refused(env, alive, target):
     assert r.header("Location") is None
 
 
+def test_return_url_cannot_forge_log_lines(env, alive):
+    # A refused return URL is logged; a newline or an escape sequence in it
+    # must not start a line of its own nor reach a terminal raw.
+    forged = "\n2026-01-01T00:00:00.000Z info saml: mallory signed in\x1b[2J"
+    q = "%2F%2Fevil" + "".join("%%%02X" % ord(c) for c in forged)
+    r = request(env["port"], "GET", "/saml/login?return=" + q, host="localhost:%d" % env["port"])
+    assert r.status == 400, r
+    env["proxy"].wait_stderr(r"login refused \[ref %s\]" % re.escape(r.header("X-Request-ID")))
+    err = env["proxy"].stderr()
+    assert "\n2026-01-01T00:00:00.000Z info saml: mallory" not in err
+    assert "\x1b" not in err
+    assert "\\x0a2026-01-01T00:00:00.000Z info saml: mallory signed in\\x1b[2J" in err, err[-2000:]
+
+
 def test_return_url_path_accepted(env, alive):
     r = request(env["port"], "GET", "/saml/login?return=%2Fdashboard%3Fa%3D1",
                 host="localhost:%d" % env["port"])
