@@ -386,6 +386,11 @@ build_head(struct txn *t)
 		}
 		if (headers_is_hop_by_hop(name) || request_header_is_ours(name))
 			continue;
+		/* Names with "_" are dropped (nginx's default too): CGI, WSGI, Rack
+		 * and PHP read X_Auth_Email as X-Auth-Email, so a client could pass
+		 * off its own copy of a header we control. */
+		if (strchr(name, '_') != NULL)
+			continue;
 		if ((t->cfg->geoip_country_header &&
 		     strcasecmp(name, t->cfg->geoip_country_header) == 0) ||
 		    (t->cfg->geoip_asn_header && strcasecmp(name, t->cfg->geoip_asn_header) == 0))

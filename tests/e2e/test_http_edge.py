@@ -193,6 +193,19 @@ def test_client_forwarding_headers_replaced(env):
     assert req.header_all("X-Forwarded-Port") == [str(env.proxy.port)]
 
 
+def test_underscore_header_names_dropped(env):
+    # CGI/WSGI/Rack/PHP read X_Forwarded_For as X-Forwarded-For: a client must
+    # not get its own copy past us under that spelling (nginx drops them too).
+    resp, rid = get(env, "/api/x", headers=[("X_Forwarded_For", "6.6.6.6"),
+                                            ("X_Real_IP", "6.6.6.6"), ("x_auth_email", "a@b"),
+                                            ("X-Plain-Dash", "kept")])
+    assert resp.status == 200
+    req = only(env, rid, "underscore request")
+    assert not any("_" in name for name in req.header_names()), req.header_names()
+    assert req.header_all("X-Forwarded-For") == ["127.0.0.1"]
+    assert req.header("X-Plain-Dash") == "kept"
+
+
 def test_trusted_proxy_forwarded_for_kept_and_appended(env):
     resp, rid = get(env, "/api/x", source="127.0.0.2",
                     headers=[("X-Forwarded-For", "203.0.113.7")])
