@@ -225,13 +225,17 @@ OPEN = [
 @pytest.mark.parametrize("method,host,target,up_name,want", OPEN)
 def test_open_path_reaches_upstream_without_session(env, method, host, target, up_name, want):
     body = b'{"api_key": "phc_x"}' if method == "POST" else None
-    resp, rid = send(env, method, target, host=host, body=body)
+    # A browser signed in to PostHog sends its cookies along: none of them may
+    # reach an open route (Django would render its UI for a "sessionid").
+    resp, rid = send(env, method, target, host=host, body=body,
+                     headers=[("Cookie", "sessionid=django-session; __Host-portcullis-session=x")])
     assert resp.status == 200, "%s %s on %s: %r" % (method, target, host, resp)
     hits = landed(env, rid)
     assert len(hits) == 1, hits
     name, req = hits[0]
     assert (name, req.target) == (up_name, want)
     assert not req.has_header("X-Auth-Email"), "a client's X-Auth-Email reached %s" % name
+    assert not req.has_header("Cookie"), "cookies reached the open route to %s" % name
 
 
 @pytest.mark.parametrize("key", ["phx_personalKey123", "phs_projectSecret456"])
