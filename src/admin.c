@@ -1,5 +1,6 @@
 /* admin: health, readiness and metrics endpoints; see admin.h. */
 #include "admin.h"
+#include "auth.h"
 
 #include "access.h"
 
@@ -52,13 +53,15 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		const struct runtime *rt = a->state->current;
 		char *extra = rt ? upstream_health_render(rt->health, rt->cfg) : NULL;
 		char *text = metrics_render(extra);
-		char *more[3] = {access_metrics_render(), NULL, NULL};
+		char *more[4] = {access_metrics_render(), NULL, NULL, NULL};
 
 		if (a->state->tls) {
 			more[1] = tls_store_metrics(a->state->tls);
 			more[2] = acme_metrics_render(a->state->acme);
 		}
-		for (size_t i = 0; i < 3; i++) {
+		if (rt != NULL && rt->cfg->saml != NULL)
+			more[3] = auth_metrics_render();
+		for (size_t i = 0; i < 4; i++) {
 			if (text && more[i]) {
 				size_t tl = strlen(text), al = strlen(more[i]);
 				char *both = realloc(text, tl + al + 1);

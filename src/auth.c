@@ -2,6 +2,7 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -14,6 +15,7 @@
 
 #include <openssl/rand.h>
 
+#include "claims.h"
 #include "log.h"
 #include "saml.h"
 #include "session.h"
@@ -22,6 +24,14 @@
 #define AUTH_TRACK_PREFIX "__Host-portcullis-saml-"
 #define AUTH_TRACK_SECONDS 600
 #define AUTH_RELAY_HEX 32
+/* Tracking cookies a browser may pile up before they are all expired. */
+#define AUTH_TRACK_MAX 8
+/* Longest return target kept; a longer one returns to "/". */
+#define AUTH_RETURN_MAX 2048
+
+/* Login outcomes since start, for /metrics (all workers). */
+static atomic_ullong auth_logins_started, auth_logins_ok, auth_logins_failed,
+	auth_logins_unavailable;
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -181,16 +191,90 @@ auth_cookie(struct evkeyvalq *h, const char *name, char *buf, size_t buflen)
 	return NULL;
 }
 
+/* True when the cookie pair [p, e) is one of ours (the session or a login-tracking one). */
+static bool
+auth_is_our_cookie(const char *p, const char *e, const char *session_name, size_t slen)
+{
+	size_t tlen = sizeof AUTH_TRACK_PREFIX - 1;
+
+	return ((size_t)(e - p) > slen && memcmp(p, session_name, slen) == 0 && p[slen] == '=') ||
+	       ((size_t)(e - p) > tlen && memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0);
+}
+
+/* Write the cookies of one Cookie header <value> that are not ours into <out>
+ * ("; "-separated, NUL-terminated, as much as fits in <cap> > 0 bytes); set
+ * *changed when one of ours was left out.  Returns the length the whole
+ * result needs, not counting the NUL. */
+static size_t
+auth_cookies_kept(const char *value, const char *session_name, char *out, size_t cap,
+		  bool *changed)
+{
+	size_t slen = strlen(session_name), o = 0;
+	const char *p = value;
+
+	*changed = false;
+	while (*p) {
+		const char *semi, *e;
+
+		while (*p == ' ' || *p == '\t' || *p == ';')
+			p++;
+		if (*p == '\0')
+			break;
+		semi = strchr(p, ';');
+		e = semi ? semi : p + strlen(p);
+		if (auth_is_our_cookie(p, e, session_name, slen)) {
+			*changed = true;
+		} else {
+			if (o > 0) {
+				if (o + 2 < cap)
+					memcpy(out + o, "; ", 2);
+				o += 2;
+			}
+			if (o + (size_t)(e - p) < cap)
+				memcpy(out + o, p, (size_t)(e - p));
+			o += (size_t)(e - p);
+		}
+		p = e;
+	}
+	out[o < cap ? o : cap - 1] = '\0';
+	return o;
+}
+
 /* Remove our cookies (the session and login-tracking ones) from the Cookie
- * headers that go upstream. */
+ * headers that go upstream; several Cookie headers become one. */
 static void
 auth_strip_our_cookies(struct evkeyvalq *h, const char *session_name)
 {
-	struct evbuffer *kept = evbuffer_new();
-	struct evkeyval *kv;
-	bool changed = false, any = false;
-	size_t slen = strlen(session_name), tlen = strlen(AUTH_TRACK_PREFIX);
+	struct evbuffer *kept;
+	struct evkeyval *kv, *only = NULL;
+	bool changed = false;
+	size_t slen = strlen(session_name), ncookie = 0;
 
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "cookie") == 0 && ncookie++ == 0)
+			only = kv;
+	}
+	if (ncookie == 0)
+		return;
+	if (ncookie == 1) {
+		/* The usual case: rewrite the one header where it is, no buffer,
+		 * when the rest is not longer (it is not, unless "a;b" gains spaces). */
+		char tmp[4096];
+		size_t need = auth_cookies_kept(only->value, session_name, tmp, sizeof tmp, &changed);
+
+		if (!changed)
+			return;
+		if (need == 0) {
+			evhttp_remove_header(h, "Cookie");
+			return;
+		}
+		if (need < sizeof tmp && need <= strlen(only->value)) {
+			memcpy(only->value, tmp, need + 1);
+			return;
+		}
+		changed = false;
+	}
+	kept = evbuffer_new();
 	if (kept == NULL)
 		return;
 	TAILQ_FOREACH(kv, h, next) {
@@ -198,7 +282,6 @@ auth_strip_our_cookies(struct evkeyvalq *h, const char *session_name)
 
 		if (strcasecmp(kv->key, "cookie") != 0)
 			continue;
-		any = true;
 		p = kv->value;
 		while (*p) {
 			const char *semi, *e;
@@ -209,9 +292,7 @@ auth_strip_our_cookies(struct evkeyvalq *h, const char *session_name)
 				break;
 			semi = strchr(p, ';');
 			e = semi ? semi : p + strlen(p);
-			if (((size_t)(e - p) > slen && memcmp(p, session_name, slen) == 0 &&
-			     p[slen] == '=') ||
-			    ((size_t)(e - p) > tlen && memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0)) {
+			if (auth_is_our_cookie(p, e, session_name, slen)) {
 				changed = true;
 			} else {
 				if (evbuffer_get_length(kept) > 0)
@@ -221,7 +302,7 @@ auth_strip_our_cookies(struct evkeyvalq *h, const char *session_name)
 			p = e;
 		}
 	}
-	if (any && changed) {
+	if (changed) {
 		while (evhttp_find_header(h, "Cookie"))
 			evhttp_remove_header(h, "Cookie");
 		if (evbuffer_get_length(kept) > 0) {
@@ -288,6 +369,47 @@ auth_set_cookie(struct auth_request *a, const char *name, const char *value, lon
 
 /* ---- login ------------------------------------------------------------------- */
 
+/*
+ * Every login started sets a tracking cookie for 10 minutes.  A page (or an
+ * attacker's links) starting many logins would pile them up until the
+ * browser's requests pass the header limit (431 for every request to this
+ * site).  When the request already carries AUTH_TRACK_MAX of them, this
+ * answer expires them all: at most the newest login can still finish.
+ */
+static void
+auth_expire_tracking_pile(struct auth_request *a)
+{
+	size_t tlen = sizeof AUTH_TRACK_PREFIX - 1, n = 0;
+	char names[AUTH_TRACK_MAX][sizeof AUTH_TRACK_PREFIX + AUTH_RELAY_HEX];
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, server_request_headers(a->req), next) {
+		const char *p = kv->value;
+
+		if (strcasecmp(kv->key, "cookie") != 0)
+			continue;
+		while (*p) {
+			const char *semi, *e, *eq;
+
+			while (*p == ' ' || *p == '\t' || *p == ';')
+				p++;
+			semi = strchr(p, ';');
+			e = semi ? semi : p + strlen(p);
+			eq = memchr(p, '=', (size_t)(e - p));
+			if (eq != NULL && (size_t)(eq - p) == tlen + AUTH_RELAY_HEX &&
+			    memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0 && n < AUTH_TRACK_MAX) {
+				memcpy(names[n], p, (size_t)(eq - p));
+				names[n++][eq - p] = '\0';
+			}
+			p = e;
+		}
+	}
+	if (n < AUTH_TRACK_MAX)
+		return;
+	for (size_t i = 0; i < n; i++)
+		auth_set_cookie(a, names[i], "", 0, "None");
+}
+
 /* Start a login that comes back to <target>: tracking cookie + redirect. */
 static void
 auth_start_login(struct auth_request *a, const char *target)
@@ -331,10 +453,12 @@ auth_start_login(struct auth_request *a, const char *target)
 		auth_reply(a, 500, NULL, NULL);
 		return;
 	}
+	auth_expire_tracking_pile(a);
 	snprintf(name, sizeof name, "%s%s", AUTH_TRACK_PREFIX, relay);
 	auth_set_cookie(a, name, sealed, AUTH_TRACK_SECONDS, "None");
 	free(sealed);
 	evhttp_add_header(a->out, "Location", url);
+	atomic_fetch_add_explicit(&auth_logins_started, 1, memory_order_relaxed);
 	b = evbuffer_new();
 	if (b)
 		evbuffer_add_printf(b, "Redirecting to the identity provider\n");
@@ -392,7 +516,10 @@ auth_need_login(struct auth_request *a)
 			auth_reply(a, 500, NULL, NULL);
 			return;
 		}
-		auth_start_login(a, target);
+		/* a long query would make a long tracking cookie: keep the path */
+		auth_start_login(a, strlen(target) <= AUTH_RETURN_MAX	? target
+				    : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
+									 : "/");
 		free(target);
 		return;
 	}
@@ -476,10 +603,21 @@ auth_add_identity(struct auth_request *a, const struct session *s)
 
 	for (size_t i = 0; i < sc->nheaders; i++) {
 		const char *attr = sc->headers[i].attribute;
+		const char *first = NULL;
+		size_t nvalues = 0;
 		struct evbuffer *v;
 
 		if (strcmp(attr, "@nameid") == 0) {
 			evhttp_add_header(h, sc->headers[i].name, s->name_id);
+			continue;
+		}
+		for (size_t j = 0; j < s->nattrs; j++)
+			if (strcmp(s->attrs[j].name, attr) == 0 && nvalues++ == 0)
+				first = s->attrs[j].value;
+		if (nvalues == 0 || (nvalues == 1 && first[0] == '\0'))
+			continue;
+		if (nvalues == 1) { /* the usual case: the value as it is */
+			evhttp_add_header(h, sc->headers[i].name, first);
 			continue;
 		}
 		v = evbuffer_new();
@@ -568,8 +706,68 @@ auth_login_endpoint(struct auth_request *a)
 		auth_page(a, 400, "Bad sign-in link", b);
 		return;
 	}
-	auth_start_login(a, target ? target : "/");
+	auth_start_login(a, target != NULL && strlen(target) <= AUTH_RETURN_MAX ? target : "/");
 	free(target);
+}
+
+/* The IdP's own signed LogoutRequest (HTTP-Redirect) to our logout URL: end
+ * the session and answer with a signed LogoutResponse at the IdP's
+ * SingleLogoutService (when its metadata has one). */
+static void
+auth_idp_logout(struct auth_request *a)
+{
+	struct config_saml *sc = a->cfg->saml;
+	char err[1024], *name_id = NULL, *url = NULL;
+	struct evbuffer *b;
+
+	if (saml_idp_logout(sc->sp, a->query, (int64_t)time(NULL), &name_id, &url, err,
+			    sizeof err) < 0) {
+		log_warn("saml: logout request from the IdP refused [ref %s] from %s: %s",
+			 a->request_id, a->client, err);
+		b = evbuffer_new();
+		if (b)
+			evbuffer_add_printf(b, "<p>The sign-out request could not be verified. "
+					       "Reference: <code>%s</code></p>\n", a->request_id);
+		auth_page(a, 400, "Sign-out failed", b);
+		return;
+	}
+	auth_set_cookie(a, sc->cookie_name, "", 0, "Lax");
+	log_info("saml: %s signed out by the IdP [ref %s] from %s%s", name_id, a->request_id,
+		 a->client, url ? "; LogoutResponse sent to its SingleLogoutService" : "");
+	free(name_id);
+	if (url != NULL) {
+		evhttp_add_header(a->out, "Location", url);
+		free(url);
+		auth_reply(a, 302, NULL, NULL);
+		return;
+	}
+	b = evbuffer_new();
+	if (b)
+		evbuffer_add_printf(b, "<p>You are signed out of this site.</p><p><a href=\"/\">Sign in "
+				       "again</a></p>\n");
+	auth_page(a, 200, "Signed out", b);
+}
+
+/* "<name>=" starts a parameter of the raw <query>. */
+static bool
+auth_query_has(const char *query, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = query; p != NULL && *p; p = strchr(p, '&'), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && p[n] == '=')
+			return true;
+	return false;
+}
+
+/* True when the browser says another site started this request
+ * (Sec-Fetch-Site: cross-site or same-site; absent: an old client, a tool). */
+static bool
+auth_cross_site(struct auth_request *a)
+{
+	const char *v = evhttp_find_header(server_request_headers(a->req), "Sec-Fetch-Site");
+
+	return v != NULL && (strcmp(v, "cross-site") == 0 || strcmp(v, "same-site") == 0);
 }
 
 static void
@@ -582,13 +780,30 @@ auth_logout_endpoint(struct auth_request *a)
 	char *slo = NULL;
 	struct evbuffer *b;
 
+	if (a->query != NULL && auth_query_has(a->query, "SAMLRequest")) {
+		session_free(s);
+		auth_idp_logout(a);
+		return;
+	}
+	if (s != NULL && auth_cross_site(a) &&
+	    (a->query == NULL || strstr(a->query, "SAMLResponse=") == NULL)) {
+		/* Another site linked here (logout CSRF): ask, do not sign out. */
+		session_free(s);
+		b = evbuffer_new();
+		if (b)
+			evbuffer_add_printf(b, "<form method=\"post\" action=\"%s/logout\">"
+					       "<p><button type=\"submit\">Sign out</button></p></form>\n",
+					    sc->prefix);
+		auth_page(a, 200, "Sign out?", b);
+		return;
+	}
 	auth_set_cookie(a, sc->cookie_name, "", 0, "Lax");
 	if (s != NULL) {
 		log_info("saml: %s signed out [ref %s]", s->name_id, a->request_id);
 		/* Only when this is not the IdP coming back from its own logout. */
 		if (a->query == NULL || (strstr(a->query, "SAMLResponse=") == NULL &&
 					 strstr(a->query, "SAMLRequest=") == NULL))
-			slo = saml_logout_request(sc->sp, s->name_id, "");
+			slo = saml_logout_request(sc->sp, s->name_id, saml_session_index(s), "");
 	}
 	session_free(s);
 	if (slo != NULL) {
@@ -610,6 +825,7 @@ auth_login_failed(struct auth_request *a, int status, const char *why)
 	struct evbuffer *b = evbuffer_new();
 
 	log_warn("saml: login failed [ref %s] from %s: %s", a->request_id, a->client, why);
+	atomic_fetch_add_explicit(&auth_logins_failed, 1, memory_order_relaxed);
 	if (b)
 		evbuffer_add_printf(b, "<p>The sign-in could not be completed. Try again from the "
 				       "start; if it keeps failing, give your administrator this "
@@ -618,7 +834,182 @@ auth_login_failed(struct auth_request *a, int status, const char *why)
 	auth_page(a, status, "Sign-in failed", b);
 }
 
+/* Answer when the shared replay store cannot be asked (fail closed). */
+static void
+auth_store_unavailable(struct auth_request *a, const char *why)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	log_error("saml: replay store unavailable: %s (login refused [ref %s] from %s)", why,
+		  a->request_id, a->client);
+	atomic_fetch_add_explicit(&auth_logins_unavailable, 1, memory_order_relaxed);
+	if (b)
+		evbuffer_add_printf(b, "<p>Sign-in is temporarily unavailable. Try again in a "
+				       "moment; if it keeps failing, give your administrator this "
+				       "reference: <code>%s</code></p>\n<p><a href=\"/\">Start over</a></p>\n",
+				    a->request_id);
+	evhttp_add_header(a->out, "Retry-After", "5");
+	auth_page(a, 503, "Sign-in temporarily unavailable", b);
+}
+
+/* The response was accepted (and its IDs claimed): set the session cookie
+ * for <s> and send the browser to <target>. */
+static void
+auth_finish_login(struct auth_request *a, struct session *s, const char *target, int64_t now)
+{
+	struct config_saml *sc = a->cfg->saml;
+	int64_t end = now + (int64_t)sc->session_lifetime;
+	char *sealed;
+
+	if (s->expires != 0 && s->expires < end)
+		end = s->expires;
+	s->expires = end;
+	s->issued = s->last_seen = now;
+	sealed = session_seal_session(sc->keys, AUTH_PURPOSE_SESSION, s);
+	if (sealed == NULL) {
+		auth_login_failed(a, 500, "session: the identity does not fit in a cookie (too many "
+					  "attribute values; map fewer attributes)");
+		return;
+	}
+	auth_set_cookie(a, sc->cookie_name, sealed, (long)(s->expires - now), "Lax");
+	free(sealed);
+	log_info("saml: %s signed in [ref %s] from %s", s->name_id, a->request_id, a->client);
+	atomic_fetch_add_explicit(&auth_logins_ok, 1, memory_order_relaxed);
+	evhttp_add_header(a->out, "Location", target);
+	auth_reply(a, 303, NULL, NULL);
+}
+
+/* A login waiting for the shared replay store (saml.replay_store "redis"). */
+struct auth_acs_wait {
+	struct auth_request *a;
+	struct claims_request *claim;
+	struct session *s;      /* the accepted identity */
+	char *target;
+	char *assertion_id;
+	char *in_response_to;
+	int64_t now;
+};
+
+static void
+auth_acs_wait_free(struct auth_acs_wait *w)
+{
+	if (w == NULL)
+		return;
+	session_free(w->s);
+	free(w->target);
+	free(w->assertion_id);
+	free(w->in_response_to);
+	free(w);
+}
+
+/* The store answered: both IDs are ours, one was used (at any replica), or
+ * the store failed. */
+static void
+auth_claim_cb(enum claims_result result, size_t used, const char *error, void *arg)
+{
+	struct auth_acs_wait *w = arg;
+	struct auth_request *a = w->a;
+	char why[1024];
+
+	a->pending = NULL;
+	switch (result) {
+	case CLAIMS_CLAIMED:
+		auth_finish_login(a, w->s, w->target, w->now);
+		break;
+	case CLAIMS_ALREADY_USED:
+		if (used == 0)
+			snprintf(why, sizeof why,
+				 "Assertion ID: \"%s\" was used before (a replay; the shared replay "
+				 "store has it from this or another replica)",
+				 w->assertion_id);
+		else
+			snprintf(why, sizeof why,
+				 "InResponseTo: the login request \"%s\" was answered before (request "
+				 "IDs are single-use across replicas)",
+				 w->in_response_to);
+		auth_login_failed(a, 403, why);
+		break;
+	case CLAIMS_ERROR:
+		auth_store_unavailable(a, error);
+		break;
+	}
+	auth_acs_wait_free(w);
+	a->done(a);
+}
+
+/* Claim the assertion ID and the request ID in the shared store; the login
+ * ends in auth_claim_cb.  AUTH_REPLIED when it could not even be asked. */
+static enum auth_action
+auth_claim_ids(struct auth_request *a, struct session **s, char **target,
+	       struct saml_replay_key *rk, const struct session *track, int64_t now)
+{
+	struct auth_acs_wait *w = calloc(1, sizeof *w);
+	char *kreplay = NULL, *krequest = NULL, err[700];
+	const char *keys[2];
+	int64_t ttl[2];
+	enum auth_action act = AUTH_REPLIED;
+
+	if (w == NULL || (w->in_response_to = strdup(track->name_id)) == NULL)
+		goto oom;
+	if (asprintf(&kreplay, "replay:%s", rk->assertion_id) < 0) {
+		kreplay = NULL;
+		goto oom;
+	}
+	if (asprintf(&krequest, "request:%s", track->name_id) < 0) {
+		krequest = NULL;
+		goto oom;
+	}
+	w->a = a;
+	w->now = now;
+	w->s = *s;
+	*s = NULL;
+	w->target = *target;
+	*target = NULL;
+	w->assertion_id = rk->assertion_id;
+	rk->assertion_id = NULL;
+	/* Each ID for as long as it could still be accepted. */
+	keys[0] = kreplay;
+	ttl[0] = (rk->keep_until - now) * 1000;
+	keys[1] = krequest;
+	ttl[1] = (track->expires - now + (int64_t)a->cfg->saml->clock_skew) * 1000;
+	for (size_t i = 0; i < 2; i++)
+		if (ttl[i] < 1000)
+			ttl[i] = 1000;
+	w->claim = claims_claim(a->claims, keys, ttl, 2, a->request_id, auth_claim_cb, w, err,
+				sizeof err);
+	if (w->claim == NULL) {
+		auth_store_unavailable(a, err);
+		goto out;
+	}
+	a->pending = w;
+	w = NULL;
+	act = AUTH_PENDING;
+	goto out;
+oom:
+	auth_reply(a, 500, NULL, NULL);
+out:
+	free(kreplay);
+	free(krequest);
+	auth_acs_wait_free(w);
+	return act;
+}
+
 void
+auth_cancel(struct auth_request *a)
+{
+	struct auth_acs_wait *w = a->pending;
+
+	if (w == NULL)
+		return;
+	a->pending = NULL;
+	claims_cancel(w->claim);
+	log_info("saml: login abandoned by the client while waiting for the replay store [ref %s] "
+		 "from %s",
+		 a->request_id, a->client);
+	auth_acs_wait_free(w);
+}
+
+enum auth_action
 auth_on_body(struct auth_request *a)
 {
 	struct config_saml *sc = a->cfg->saml;
@@ -630,13 +1021,14 @@ auth_on_body(struct auth_request *a)
 	char *buf = malloc(SESSION_MAX_SEALED + 1);
 	const char *cv;
 	struct session *track = NULL, *s = NULL;
+	struct saml_replay_key rk = { NULL, 0 };
 	int64_t now = (int64_t)time(NULL);
-	char *sealed = NULL;
+	enum auth_action act = AUTH_REPLIED;
 	const char *ctype = evhttp_find_header(server_request_headers(a->req), "Content-Type");
 
 	if (buf == NULL) {
 		auth_reply(a, 500, NULL, NULL);
-		return;
+		return AUTH_REPLIED;
 	}
 	if (ctype == NULL || strncasecmp(ctype, "application/x-www-form-urlencoded", 33) != 0) {
 		auth_login_failed(a, 400, "ACS: the POST is not application/x-www-form-urlencoded "
@@ -684,7 +1076,11 @@ auth_on_body(struct auth_request *a)
 					  "10 minutes)");
 		goto out;
 	}
-	s = saml_accept_response(sc->sp, resp, track->name_id, now, err, sizeof err);
+	if (a->claims != NULL)
+		s = saml_accept_response_shared(sc->sp, resp, track->name_id, now, &rk, err,
+						sizeof err);
+	else
+		s = saml_accept_response(sc->sp, resp, track->name_id, now, err, sizeof err);
 	if (s == NULL) {
 		auth_login_failed(a, 403, err);
 		goto out;
@@ -694,32 +1090,23 @@ auth_on_body(struct auth_request *a)
 		free(target);
 		target = strdup("/");
 	}
-	{
-		int64_t end = now + (int64_t)sc->session_lifetime;
-
-		if (s->expires != 0 && s->expires < end)
-			end = s->expires;
-		s->expires = end;
-		s->issued = s->last_seen = now;
-	}
-	sealed = session_seal_session(sc->keys, AUTH_PURPOSE_SESSION, s);
-	if (sealed == NULL) {
-		auth_login_failed(a, 500, "session: the identity does not fit in a cookie (too many "
-					  "attribute values; map fewer attributes)");
+	if (target == NULL) {
+		auth_reply(a, 500, NULL, NULL);
 		goto out;
 	}
-	auth_set_cookie(a, sc->cookie_name, sealed, (long)(s->expires - now), "Lax");
-	log_info("saml: %s signed in [ref %s] from %s", s->name_id, a->request_id, a->client);
-	evhttp_add_header(a->out, "Location", target ? target : "/");
-	auth_reply(a, 303, NULL, NULL);
+	if (a->claims != NULL)
+		act = auth_claim_ids(a, &s, &target, &rk, track, now);
+	else
+		auth_finish_login(a, s, target, now);
 out:
 	free(buf);
-	free(sealed);
 	free(resp);
 	free(relay);
 	free(target);
+	free(rk.assertion_id);
 	session_free(track);
 	session_free(s);
+	return act;
 }
 
 /* ---- the gate --------------------------------------------------------------------- */
@@ -727,9 +1114,21 @@ out:
 static bool
 auth_bearer_allowed(struct auth_request *a)
 {
-	const char *h = evhttp_find_header(server_request_headers(a->req), "Authorization");
+	struct evkeyvalq *hs = server_request_headers(a->req);
+	const char *h = NULL;
+	struct evkeyval *kv;
 
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+	/* Exactly one Authorization header, scheme spelled "Bearer" as PostHog
+	 * matches it (case-sensitively): a "bearer phx_..." that we let through
+	 * but PostHog ignored would leave PostHog to trust the session cookie. */
+	TAILQ_FOREACH(kv, hs, next) {
+		if (strcasecmp(kv->key, "authorization") != 0)
+			continue;
+		if (h != NULL)
+			return false;
+		h = kv->value;
+	}
+	if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
 		return false;
 	h += 7;
 	while (*h == ' ')
@@ -750,7 +1149,7 @@ auth_on_head(struct auth_request *a)
 	struct evkeyvalq *h;
 	char buf[SESSION_MAX_SEALED + 1];
 	const char *v;
-	struct session *s;
+	const struct session *s;
 	int64_t now;
 
 	if (sc == NULL)
@@ -788,8 +1187,13 @@ auth_on_head(struct auth_request *a)
 	}
 	if (a->route == NULL || a->route->auth != AUTH_SAML)
 		return AUTH_CONTINUE;
-	if (a->route->nallow_bearer > 0 && auth_bearer_allowed(a))
+	if (a->route->nallow_bearer > 0 && auth_bearer_allowed(a)) {
+		/* The key alone speaks for the caller: no cookie (PostHog's own
+		 * session, ours) may ride along and be trusted instead. */
+		while (evhttp_find_header(h, "Cookie") != NULL)
+			evhttp_remove_header(h, "Cookie");
 		return AUTH_CONTINUE;
+	}
 
 	v = auth_cookie(h, sc->cookie_name, buf, sizeof buf);
 	if (v == NULL) {
@@ -797,21 +1201,20 @@ auth_on_head(struct auth_request *a)
 		return AUTH_REPLIED;
 	}
 	now = (int64_t)time(NULL);
-	s = session_open_session(sc->keys, AUTH_PURPOSE_SESSION, v);
+	/* borrowed from this thread's cache of opened cookies: not freed here */
+	s = session_open_cached(sc->keys, AUTH_PURPOSE_SESSION, v);
 	if (s == NULL || !session_is_valid(s, now, (int64_t)sc->session_idle_timeout,
 					   (int64_t)sc->clock_skew)) {
 		if (log_enabled(LOG_LEVEL_DEBUG))
 			log_debug("saml: session cookie refused [ref %s]: %s", a->request_id,
 				  s == NULL ? "does not open (tampered, foreign key or malformed)"
 					    : now >= s->expires ? "expired" : "idle too long");
-		session_free(s);
 		auth_need_login(a);
 		return AUTH_REPLIED;
 	}
 	for (size_t i = 0; i < sc->nrules; i++) {
 		if (!auth_has_value(s, sc->rules[i].attribute, sc->rules[i].value)) {
 			auth_forbidden(a, s, &sc->rules[i]);
-			session_free(s);
 			return AUTH_REPLIED;
 		}
 	}
@@ -824,15 +1227,35 @@ auth_on_head(struct auth_request *a)
 		if (every > 60)
 			every = 60;
 		if (now - s->last_seen >= every) {
+			struct session fresh = *s; /* shares the strings; only last_seen differs */
 			char *sealed;
 
-			s->last_seen = now;
-			sealed = session_seal_session(sc->keys, AUTH_PURPOSE_SESSION, s);
+			fresh.last_seen = now;
+			sealed = session_seal_session(sc->keys, AUTH_PURPOSE_SESSION, &fresh);
 			if (sealed != NULL)
 				auth_set_cookie(a, sc->cookie_name, sealed, (long)(s->expires - now), "Lax");
 			free(sealed);
 		}
 	}
-	session_free(s);
 	return AUTH_CONTINUE;
+}
+
+char *
+auth_metrics_render(void)
+{
+	char *text = NULL;
+
+	if (asprintf(&text,
+		     "# HELP portcullis_saml_logins_total SAML logins: started (sent to the IdP), "
+		     "ok (session set), failed (a response refused), unavailable (replay store "
+		     "down)\n"
+		     "# TYPE portcullis_saml_logins_total counter\n"
+		     "portcullis_saml_logins_total{result=\"started\"} %llu\n"
+		     "portcullis_saml_logins_total{result=\"ok\"} %llu\n"
+		     "portcullis_saml_logins_total{result=\"failed\"} %llu\n"
+		     "portcullis_saml_logins_total{result=\"unavailable\"} %llu\n",
+		     atomic_load(&auth_logins_started), atomic_load(&auth_logins_ok),
+		     atomic_load(&auth_logins_failed), atomic_load(&auth_logins_unavailable)) < 0)
+		return NULL;
+	return text;
 }

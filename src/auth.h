@@ -22,6 +22,7 @@
 #include "server.h"
 
 struct evkeyvalq;
+struct claims;
 
 /* Largest ACS POST body accepted. */
 #define AUTH_MAX_BODY (1024 * 1024)
@@ -30,6 +31,8 @@ enum auth_action {
 	AUTH_CONTINUE,  /* go on (identity headers are in the request headers) */
 	AUTH_REPLIED,   /* the gate answered (status, bytes_out set); finish */
 	AUTH_READ_BODY, /* an SP endpoint needs the body: read it, then auth_on_body */
+	AUTH_PENDING,   /* the answer comes later (the ACS waits for the shared replay
+			 * store): a->done(a) runs once it is sent */
 };
 
 /* What the gate sees of a transaction (filled by proxy.c). */
@@ -48,14 +51,31 @@ struct auth_request {
 				 * session cookie goes here */
 	int status;             /* out: the status replied */
 	uint64_t bytes_out;     /* out: body bytes replied */
+
+	/* The ACS with saml.replay_store "redis" (AUTH_PENDING): the caller
+	 * keeps <a> (and what it points to) alive until done(a) runs, or
+	 * calls auth_cancel(a) when the client goes away first. */
+	struct claims *claims;  /* this worker's shared replay store, NULL: in memory */
+	void (*done)(struct auth_request *a);
+	void *done_arg;         /* the caller's, for done */
+	void *pending;          /* auth's own, while AUTH_PENDING */
 };
 
 /* Decide about a request whose head is known.  See enum auth_action. */
 enum auth_action auth_on_head(struct auth_request *a);
 
-/* The body of a request auth_on_head asked to read (the ACS POST) is in:
- * answer it.  Always replies. */
-void auth_on_body(struct auth_request *a);
+/*
+ * The body of a request auth_on_head asked to read (the ACS POST) is in:
+ * answer it.  AUTH_REPLIED when answered; AUTH_PENDING when the answer waits
+ * for the shared replay store (a->claims): a->done(a) runs after the reply
+ * (status and bytes_out set), from the event loop, never from inside this
+ * call.
+ */
+enum auth_action auth_on_body(struct auth_request *a);
+
+/* The client of an AUTH_PENDING request went away: drop the wait without
+ * replying; a->done will not run.  Harmless when nothing is pending. */
+void auth_cancel(struct auth_request *a);
 
 /*
  * True when <target> (a path with optional query, as sent to /saml/login or
@@ -64,5 +84,8 @@ void auth_on_body(struct auth_request *a);
  * percent-decoding (up to three rounds).
  */
 bool auth_return_path_ok(const char *target);
+
+/* The SAML login counters in Prometheus text (caller frees), or NULL. */
+char *auth_metrics_render(void);
 
 #endif

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct ipacl;
 struct access_cidrs;
@@ -265,6 +266,28 @@ struct config_saml_rule {
 	char *value;
 };
 
+/* "saml.replay_store": where used assertion IDs and request IDs are kept. */
+enum config_replay_store {
+	REPLAY_STORE_MEMORY, /* "memory": in this process (one replica) */
+	REPLAY_STORE_REDIS,  /* "redis": in the "redis" section's server, shared by replicas */
+};
+
+/* "redis": the server that replicas share single-use SAML IDs through
+ * (docs/config.md#redis).  Used when saml.replay_store is "redis". */
+struct config_redis {
+	char *address;          /* "address": "host:port" or a unix socket path ("/run/redis.sock") */
+	char *host;             /* TCP: the host (IPv6 without brackets); NULL for a socket */
+	uint16_t port;          /* TCP port */
+	char *unix_path;        /* the socket path; NULL for TCP */
+	char *username;         /* "username" (Redis 6 ACL user) or NULL */
+	char *password;         /* "password", or the first line of "password_file"; NULL: no AUTH */
+	char *password_file;    /* "password_file" or NULL */
+	unsigned db;            /* "db", default 0 */
+	char *key_prefix;       /* "key_prefix", default "portcullis:" */
+	double connect_timeout; /* "connect_timeout", seconds; default 2 */
+	double command_timeout; /* "command_timeout", seconds; default 1 */
+};
+
 /* "saml": the SAML service provider (docs/saml.md). */
 struct config_saml {
 	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
@@ -286,7 +309,8 @@ struct config_saml {
 	double clock_skew;           /* "clock_skew", seconds; default 60 */
 	double max_response_age;     /* "max_response_age", seconds; default 300 */
 	bool allow_sha1;             /* "allow_sha1"; default false */
-	uint64_t replay_cache_size;  /* "replay_cache_size"; default 10000 */
+	uint64_t replay_cache_size;  /* "replay_cache_size"; default 10000 (replay_store "memory") */
+	enum config_replay_store replay_store; /* "replay_store": "memory" (default) | "redis" */
 	struct config_saml_header *headers; /* "headers" */
 	size_t nheaders;
 	struct config_saml_rule *rules;     /* "require": every rule must hold */
@@ -311,6 +335,14 @@ struct config {
 	size_t nlisteners;
 	struct config_listener *admin; /* NULL when "admin" is absent or null */
 	unsigned workers;              /* 0 in the file = one per CPU; resolved here */
+
+	/* Privileges (docs/config.md#privileges): started as root, Portcullis
+	 * binds, then becomes "user" (privdrop.h). */
+	char *user;       /* "user": a name, or a uid (a JSON number is kept as its digits); NULL = none */
+	char *group;      /* "group": a name or a gid; NULL = the user's primary group */
+	bool allow_root;  /* "allow_root": stay root when started as root without "user" */
+	uid_t uid;        /* "user" resolved at load (valid when user != NULL) */
+	gid_t gid;        /* "group" resolved, else the user's primary group */
 
 	/* "log" */
 	enum config_log_level log_level;
@@ -352,9 +384,12 @@ struct config {
 	struct ratelimit *ratelimit; /* token buckets; NULL when no rate is configured */
 
 	struct config_saml *saml;    /* "saml"; NULL when absent */
+	struct config_redis *redis;  /* "redis"; NULL when absent */
 
 	struct config_tls *tls;      /* "tls"; NULL when absent or "mode": "off" */
 	size_t tls_listeners_off;    /* listeners with "tls" left out because of "mode": "off" */
+
+	bool check_only;             /* loaded by config_check_file: SAML not set up; not for serving */
 };
 
 /*
@@ -365,6 +400,21 @@ struct config {
  */
 struct config *config_load_file(const char *path, char *err, size_t errlen,
 				const char *(*getenv_fn)(const char *name));
+
+/*
+ * Check the file at <path> as config_load_file does, with no side effects:
+ * nothing is created, written or fetched.  SAML: a session key file, SP key
+ * and certificate that exist are read and checked (files that are missing
+ * would be created at start: no error); a metadata file is read and must be
+ * IdP metadata; a metadata URL is not fetched; the SP and the session keys
+ * are not set up (saml->sp and saml->keys stay NULL).  Files are opened only
+ * when they are regular files.  GeoIP databases are opened (read only).  The
+ * result has check_only set: it serves `-t` and the first load of a start as
+ * root (which only binds from it), never traffic.  Call it before any thread
+ * that uses libxml2 exists.
+ */
+struct config *config_check_file(const char *path, char *err, size_t errlen,
+				 const char *(*getenv_fn)(const char *name));
 
 /* Same as config_load_file, from a string; <source> names it in errors. */
 struct config *config_load_string(const char *json, const char *source, char *err,

@@ -1,8 +1,8 @@
 /*
  * config_internal: what the config loader files share (config.c entry points
  * and top-level sections, config_read.c scalars/paths/errors, config_sites.c,
- * config_access.c, config_saml.c, config_tls.c).  Not part of the public
- * interface: only src/config*.c include it.
+ * config_access.c, config_saml.c, config_redis.c, config_tls.c).  Not part
+ * of the public interface: only src/config*.c include it.
  */
 #ifndef PORTCULLIS_CONFIG_INTERNAL_H
 #define PORTCULLIS_CONFIG_INTERNAL_H
@@ -56,6 +56,9 @@ struct config_loader {
 	size_t nroute_paths;
 	/* Rate limit ids handed out so far (one per "access" block with a rate). */
 	uint32_t rate_ids;
+	/* config_check_file: create, write and fetch nothing (SAML keys are
+	 * checked when they exist, never made; metadata URLs are not fetched). */
+	bool no_side_effects;
 };
 
 
@@ -93,6 +96,7 @@ bool config_token_ok(const char *s);
 /* config.c */
 void config_listener_clear(struct config_listener *l);
 void config_missing(struct config_loader *ld, const char *path, const char *key, const char *what);
+void config_saml_check(struct config_loader *ld, const char *session_env);
 /* config_sites.c */
 bool config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
 		      const char *const *refused);
@@ -106,6 +110,9 @@ void config_parse_geoip(struct config_loader *ld, const json_t *root);
 void config_saml_sites(struct config_loader *ld);
 void config_saml_open(struct config_loader *ld);
 void config_parse_saml(struct config_loader *ld, const json_t *root);
+/* config_redis.c */
+void config_parse_redis(struct config_loader *ld, const json_t *root);
+void config_redis_free(struct config_redis *r);
 /* config_tls.c */
 void config_tls_free(struct config_tls *t);
 void config_finish_tls(struct config_loader *ld, const json_t *root);

@@ -33,8 +33,9 @@ static const char *const config_saml_keys[] = {
 	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
 	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
 	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
-	"require",	    NULL
+	"require",	    "replay_store",	  NULL
 };
+static const char *const config_replay_stores[] = { "memory", "redis", NULL };
 static const char *const config_saml_rule_keys[] = { "attribute", "contains", NULL };
 
 /* Headers the identity may not be written to. */
@@ -241,6 +242,10 @@ config_saml_open(struct config_loader *ld)
 			return;
 		}
 	}
+	if (ld->no_side_effects) { /* config_check_file: create and fetch nothing */
+		config_saml_check(ld, env);
+		return;
+	}
 	if (sc->certs_dir != NULL && sc->certs_dir[0] != '\0' &&
 	    localca_mkdirs(sc->certs_dir, why, sizeof why) < 0) {
 		config_error(ld, "saml.certs_dir", "%s", why);
@@ -376,12 +381,17 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	}
 	if (sc->base_url != NULL && sc->acs_path != NULL)
 		sc->acs_url = config_join_path(ld, sc->base_url, sc->acs_path);
+	/* An empty sp_entity_id or file path (after substitution) means the
+	 * default, so "${SAML_SP_ENTITY_ID:-}" leaves it to us. */
 	if ((f = json_object_get(v, "sp_entity_id")) != NULL) {
 		sc->sp_entity_id = config_string(ld, "saml.sp_entity_id", f);
-		if (sc->sp_entity_id != NULL && sc->sp_entity_id[0] == '\0')
-			config_error(ld, "saml.sp_entity_id", "must not be empty");
-	} else if (sc->base_url != NULL && sc->prefix != NULL &&
-		   asprintf(&sc->sp_entity_id, "%s%s/metadata", sc->base_url, sc->prefix) < 0) {
+		if (sc->sp_entity_id != NULL && sc->sp_entity_id[0] == '\0') {
+			free(sc->sp_entity_id);
+			sc->sp_entity_id = NULL;
+		}
+	}
+	if (sc->sp_entity_id == NULL && sc->base_url != NULL && sc->prefix != NULL &&
+	    asprintf(&sc->sp_entity_id, "%s%s/metadata", sc->base_url, sc->prefix) < 0) {
 		sc->sp_entity_id = NULL;
 		ld->oom = true;
 	}
@@ -389,7 +399,11 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	do {                                                                                     \
 		if ((f = json_object_get(v, key)) != NULL)                                       \
 			sc->field = config_string(ld, "saml." key, f);                           \
-		else if (asprintf(&sc->field, "%s/%s", dir, file) < 0) {                         \
+		if (sc->field != NULL && sc->field[0] == '\0') {                                \
+			free(sc->field);                                                         \
+			sc->field = NULL;                                                        \
+		}                                                                                \
+		if (sc->field == NULL && asprintf(&sc->field, "%s/%s", dir, file) < 0) {         \
 			sc->field = NULL;                                                        \
 			ld->oom = true;                                                          \
 		}                                                                                \
@@ -397,10 +411,23 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	CONFIG_SAML_FILE(idp_metadata_cache, "idp_metadata_cache", "saml-idp-metadata.xml");
 	CONFIG_SAML_FILE(sp_key, "sp_key", "saml-sp.key");
 	CONFIG_SAML_FILE(sp_cert, "sp_cert", "saml-sp.crt");
-	CONFIG_SAML_FILE(session_key_file, "session_key_file", "session.key");
-#undef CONFIG_SAML_FILE
 	if ((f = json_object_get(v, "session_key_env")) != NULL)
 		sc->session_key_env = config_string(ld, "saml.session_key_env", f);
+	/* With "session_key_env" and no (or an empty) "session_key_file", the
+	 * keys come from the variable alone: replicas fed from one Secret must
+	 * not each create a key file of their own. */
+	if ((f = json_object_get(v, "session_key_file")) != NULL)
+		sc->session_key_file = config_string(ld, "saml.session_key_file", f);
+	if (sc->session_key_file != NULL && sc->session_key_file[0] == '\0') {
+		free(sc->session_key_file);
+		sc->session_key_file = NULL;
+	}
+	if (sc->session_key_file == NULL && sc->session_key_env == NULL &&
+	    asprintf(&sc->session_key_file, "%s/session.key", dir) < 0) {
+		sc->session_key_file = NULL;
+		ld->oom = true;
+	}
+#undef CONFIG_SAML_FILE
 	sc->cookie_name = config_string_or(ld, "saml.cookie_name", json_object_get(v, "cookie_name"),
 					   "__Host-portcullis-session");
 	if (sc->cookie_name != NULL &&
@@ -426,6 +453,13 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	if ((f = json_object_get(v, "replay_cache_size")) != NULL)
 		config_uint(ld, "saml.replay_cache_size", f, UNIT_COUNT, 100, 10000000,
 			    &sc->replay_cache_size);
+	{
+		int store = REPLAY_STORE_MEMORY;
+
+		if (config_enum(ld, "saml.replay_store", json_object_get(v, "replay_store"),
+				config_replay_stores, &store))
+			sc->replay_store = (enum config_replay_store)store;
+	}
 	if ((f = json_object_get(v, "headers")) != NULL)
 		config_parse_saml_headers(ld, sc, f);
 	if ((f = json_object_get(v, "require")) != NULL)

@@ -73,28 +73,50 @@ localca_mkdirs(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
-int
-localca_write_atomic(const char *path, const void *data, size_t len, unsigned mode, char *err,
-		     size_t errlen)
+/* The reason for an open() of <name> in <dfd> (or AT_FDCWD) that failed
+ * with <e>: a symbolic link (refused by O_NOFOLLOW) is named as such. */
+static const char *
+localca_open_reason(int e, int dfd, const char *name)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	const char *slash;
+	struct stat st;
+
+	if ((e == ELOOP || e == ENOTDIR) && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		return "it is a symbolic link, which is never followed here";
+	return strerror(e);
+}
+
+/*
+ * Write <data> to <name> in the open folder <dfd> (shown as <shown> in
+ * messages) atomically with mode <mode>: a new temporary file (O_EXCL,
+ * O_NOFOLLOW), fchmod, fsync, renameat over <name> (which replaces a
+ * symbolic link instead of following it), fsync of the folder.
+ */
+static int
+localca_write_at(int dfd, const char *shown, const char *name, const void *data, size_t len,
+		 unsigned mode, char *err, size_t errlen)
+{
+	char tmp[NAME_MAX + 1];
 	const unsigned char *p = data;
-	int fd = -1, dfd = -1, rc = -1;
+	int fd = -1, rc = -1;
 	size_t off = 0;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
-		snprintf(err, errlen, "%s: path too long", path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", name, (long)getpid()) >= sizeof(tmp)) {
+		snprintf(err, errlen, "%s: name too long", shown);
 		return -1;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
+	/* A leftover of a process that had the same pid and died mid-write. */
+	(void)unlinkat(dfd, tmp, 0);
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "cannot create %s.tmp.%ld: %s", shown, (long)getpid(),
+			 localca_open_reason(errno, dfd, tmp));
 		goto out;
 	}
 	/* The umask may have taken bits away; a key must be exactly 0600. */
 	if (fchmod(fd, (mode_t)mode) < 0) {
-		snprintf(err, errlen, "cannot set the mode of %s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "cannot set the mode of %s.tmp.%ld: %s", shown, (long)getpid(),
+			 strerror(errno));
 		goto out;
 	}
 	while (off < len) {
@@ -103,41 +125,62 @@ localca_write_atomic(const char *path, const void *data, size_t len, unsigned mo
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+			snprintf(err, errlen, "cannot write %s: %s", shown, strerror(errno));
 			goto out;
 		}
 		off += (size_t)n;
 	}
 	if (fsync(fd) < 0) {
-		snprintf(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "cannot fsync %s: %s", shown, strerror(errno));
 		goto out;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "cannot write %s: %s", shown, strerror(errno));
+		(void)unlinkat(dfd, tmp, 0);
 		goto out;
 	}
 	fd = -1;
-	if (rename(tmp, path) < 0) {
-		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+	if (renameat(dfd, tmp, dfd, name) < 0) {
+		snprintf(err, errlen, "cannot rename %s.tmp.%ld to %s: %s", shown, (long)getpid(),
+			 shown, strerror(errno));
+		(void)unlinkat(dfd, tmp, 0);
 		goto out;
 	}
-	slash = strrchr(path, '/');
+	(void)fsync(dfd);
+	rc = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+		(void)unlinkat(dfd, tmp, 0);
+	}
+	return rc;
+}
+
+int
+localca_write_atomic(const char *path, const void *data, size_t len, unsigned mode, char *err,
+		     size_t errlen)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	const char *name = slash != NULL ? slash + 1 : path;
+	int dfd, rc;
+
+	if (strlen(path) >= sizeof(dir) || name[0] == '\0') {
+		snprintf(err, errlen, "%s: not a file name", path);
+		return -1;
+	}
 	if (slash == NULL)
 		snprintf(dir, sizeof(dir), ".");
 	else
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash == path ? 1 : slash - path), path);
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0)
-		(void)fsync(dfd);
-	rc = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
+	if (dfd < 0) {
+		snprintf(err, errlen, "cannot open folder %s: %s", dir, strerror(errno));
+		return -1;
 	}
-	if (dfd >= 0)
-		close(dfd);
+	rc = localca_write_at(dfd, path, name, data, len, mode, err, errlen);
+	close(dfd);
 	return rc;
 }
 
@@ -228,17 +271,13 @@ fail:
 	return NULL;
 }
 
-char *
-localca_read_file(const char *path, size_t *len, char *err, size_t errlen)
+/* Read the open file <f> (shown as <path>; closed here), at most 1 MiB. */
+static char *
+localca_read_stream(FILE *f, const char *path, size_t *len, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 
-	if (f == NULL) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-		return NULL;
-	}
 	for (;;) {
 		size_t got;
 
@@ -277,19 +316,81 @@ fail:
 	return NULL;
 }
 
+char *
+localca_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rbe");
+
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	return localca_read_stream(f, path, len, err, errlen);
+}
+
+/* Open <name> in the CA folder <dfd> for reading: never through a symbolic
+ * link, only a regular file.  Returns the fd (fstat in <st>) or -1. */
 static int
-load_existing(struct localca *ca, char *err, size_t errlen)
+localca_open_in(int dfd, const char *name, const char *shown, struct stat *st, char *err,
+		size_t errlen)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", shown, localca_open_reason(errno, dfd, name));
+		return -1;
+	}
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		snprintf(err, errlen, "cannot read %s: not a regular file", shown);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Read <name> in the CA folder <dfd>; see localca_open_in.  When <key> is
+ * true, a file readable by others is set to 0600 (fchmod on what was
+ * opened). */
+static char *
+localca_read_in(int dfd, const char *name, const char *shown, bool key, size_t *len, char *err,
+		size_t errlen)
+{
+	struct stat st;
+	FILE *f;
+	int fd = localca_open_in(dfd, name, shown, &st, err, errlen);
+
+	if (fd < 0)
+		return NULL;
+	if (key && (st.st_mode & 077)) {
+		log_warn("%s: the local CA key was readable by others (mode %03o); setting 0600",
+			 shown, (unsigned)(st.st_mode & 0777));
+		if (fchmod(fd, 0600) < 0) {
+			snprintf(err, errlen, "cannot chmod %s: %s", shown, strerror(errno));
+			close(fd);
+			return NULL;
+		}
+	}
+	f = fdopen(fd, "rb");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read %s: %s", shown, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	return localca_read_stream(f, shown, len, err, errlen);
+}
+
+static int
+load_existing(struct localca *ca, int dfd, char *err, size_t errlen)
 {
 	size_t klen = 0, clen = 0;
 	char *kbuf = NULL, *cbuf = NULL;
 	BIO *bio = NULL;
-	struct stat st;
 	int rc = -1;
 
-	kbuf = localca_read_file(ca->key_path, &klen, err, errlen);
+	kbuf = localca_read_in(dfd, "ca.key", ca->key_path, true, &klen, err, errlen);
 	if (kbuf == NULL)
 		goto out;
-	cbuf = localca_read_file(ca->cert_path, &clen, err, errlen);
+	cbuf = localca_read_in(dfd, "ca.crt", ca->cert_path, false, &clen, err, errlen);
 	if (cbuf == NULL)
 		goto out;
 	bio = BIO_new_mem_buf(kbuf, (int)klen);
@@ -324,14 +425,6 @@ load_existing(struct localca *ca, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a CA certificate", ca->cert_path);
 		goto out;
 	}
-	if (stat(ca->key_path, &st) == 0 && (st.st_mode & 077)) {
-		log_warn("%s: the local CA key was readable by others (mode %03o); setting 0600",
-			 ca->key_path, (unsigned)(st.st_mode & 0777));
-		if (chmod(ca->key_path, 0600) < 0) {
-			snprintf(err, errlen, "cannot chmod %s: %s", ca->key_path, strerror(errno));
-			goto out;
-		}
-	}
 	rc = 0;
 out:
 	if (kbuf)
@@ -341,7 +434,7 @@ out:
 }
 
 static int
-create_new(struct localca *ca, char *err, size_t errlen)
+create_new(struct localca *ca, int dfd, char *err, size_t errlen)
 {
 	BIO *kb = NULL, *cb = NULL;
 	char *kdata, *cdata;
@@ -368,8 +461,8 @@ create_new(struct localca *ca, char *err, size_t errlen)
 	klen = BIO_get_mem_data(kb, &kdata);
 	clen = BIO_get_mem_data(cb, &cdata);
 	/* Key first: a ca.crt without its key would be an unusable CA. */
-	if (localca_write_atomic(ca->key_path, kdata, (size_t)klen, 0600, err, errlen) < 0 ||
-	    localca_write_atomic(ca->cert_path, cdata, (size_t)clen, 0644, err, errlen) < 0)
+	if (localca_write_at(dfd, ca->key_path, "ca.key", kdata, (size_t)klen, 0600, err, errlen) < 0 ||
+	    localca_write_at(dfd, ca->cert_path, "ca.crt", cdata, (size_t)clen, 0644, err, errlen) < 0)
 		goto out;
 	log_info("created a local CA: %s (trust this certificate to accept Portcullis's local "
 		 "certificates; nothing was added to the system trust store)",
@@ -386,7 +479,7 @@ localca_open(const char *dir, char *err, size_t errlen)
 {
 	struct localca *ca = calloc(1, sizeof(*ca));
 	char lock_path[PATH_MAX];
-	int lock_fd = -1;
+	int dfd = -1, lock_fd = -1;
 	struct stat st;
 
 	if (ca == NULL) {
@@ -402,14 +495,34 @@ localca_open(const char *dir, char *err, size_t errlen)
 	}
 	if (localca_mkdirs(dir, err, errlen) < 0)
 		goto fail;
-	if (stat(dir, &st) == 0 && (st.st_mode & 077) && chmod(dir, 0700) < 0) {
+	/* Everything below works on this folder's descriptor: never through a
+	 * symbolic link, whoever owns the names inside. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(err, errlen, "cannot open folder %s: %s", dir,
+			 localca_open_reason(errno, AT_FDCWD, dir));
+		goto fail;
+	}
+	if (fstat(dfd, &st) < 0) {
+		snprintf(err, errlen, "cannot stat %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if ((st.st_mode & 077) && fchmod(dfd, 0700) < 0) {
 		snprintf(err, errlen, "cannot set mode 0700 on %s: %s", dir, strerror(errno));
 		goto fail;
 	}
+	/* Shared by every process using the folder, so not O_EXCL; never a
+	 * symbolic link, only a regular file. */
 	snprintf(lock_path, sizeof(lock_path), "%s/lock", dir);
-	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	lock_fd = openat(dfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+			 0600);
 	if (lock_fd < 0) {
-		snprintf(err, errlen, "cannot open %s: %s", lock_path, strerror(errno));
+		snprintf(err, errlen, "cannot open %s: %s", lock_path,
+			 localca_open_reason(errno, dfd, "lock"));
+		goto fail;
+	}
+	if (fstat(lock_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "cannot open %s: not a regular file", lock_path);
 		goto fail;
 	}
 	while (flock(lock_fd, LOCK_EX) < 0) {
@@ -418,18 +531,23 @@ localca_open(const char *dir, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	/* Under the lock: another process may just have created the CA. */
-	if (access(ca->key_path, F_OK) == 0 || access(ca->cert_path, F_OK) == 0) {
-		if (load_existing(ca, err, errlen) < 0)
+	/* Under the lock: another process may just have created the CA.  A
+	 * symbolic link counts as there (and is then refused when read). */
+	if (fstatat(dfd, "ca.key", &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    fstatat(dfd, "ca.crt", &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (load_existing(ca, dfd, err, errlen) < 0)
 			goto fail;
-	} else if (create_new(ca, err, errlen) < 0) {
+	} else if (create_new(ca, dfd, err, errlen) < 0) {
 		goto fail;
 	}
 	close(lock_fd); /* releases the lock */
+	close(dfd);
 	return ca;
 fail:
 	if (lock_fd >= 0)
 		close(lock_fd);
+	if (dfd >= 0)
+		close(dfd);
 	localca_free(ca);
 	return NULL;
 }

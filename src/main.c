@@ -24,6 +24,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "privdrop.h"
 #include "runtime.h"
 #include "tcprelay.h"
 #include "timeutil.h"
@@ -66,7 +67,12 @@ usage(FILE *out)
 		"       portcullis --help        print this help\n"
 		"\n"
 		"Signals: SIGHUP reloads the configuration (kept when the new one has errors);\n"
-		"SIGTERM or SIGINT stop accepting, let requests finish (timeouts.drain), exit 0.\n");
+		"SIGTERM or SIGINT stop accepting, let requests finish (timeouts.drain), exit 0.\n"
+		"\n"
+		"-t creates, writes and fetches nothing (SAML keys, IdP metadata URLs).\n"
+		"\n"
+		"Started as root it binds its ports, then runs as the configured \"user\"; it\n"
+		"refuses to stay root unless \"allow_root\" is true or PORTCULLIS_ALLOW_ROOT=1.\n");
 }
 
 /* Log each line of a multi-line error text. */
@@ -84,6 +90,17 @@ log_error_lines(const char *text)
 		if (*p == '\n')
 			p++;
 	}
+}
+
+/* Print the errors of a configuration that did not load, as -t shows them. */
+static void
+print_config_errors(const char *path, const char *err, bool test_only)
+{
+	fprintf(stderr, "%s", err);
+	if (err[0] && err[strlen(err) - 1] != '\n')
+		fputc('\n', stderr);
+	if (!test_only)
+		fprintf(stderr, "portcullis: %s: configuration has errors; not starting\n", path);
 }
 
 static bool
@@ -123,6 +140,9 @@ reload(struct app *app)
 	if (!listeners_equal(cfg, app->current->cfg))
 		log_warn("listener addresses, the admin address or the worker count changed: "
 			 "they take effect at the next restart");
+	if (!privdrop_settings_equal(cfg, app->current->cfg))
+		log_warn("\"user\", \"group\" or \"allow_root\" changed: it takes effect at the "
+			 "next restart");
 	if (!tls_config_equal(cfg, app->current->cfg))
 		log_warn("the \"tls\" block or a listener's \"tls\" changed: it takes effect at the "
 			 "next restart (certificate files reload by themselves)");
@@ -203,6 +223,33 @@ stop_poll_cb(evutil_socket_t fd, short what, void *arg)
 		if (!atomic_load(&app->workers[i]->exited))
 			return;
 	event_base_loopexit(app->base, NULL);
+}
+
+/*
+ * The full load of a start: the configuration as the process runs now (SAML
+ * keys created, IdP metadata fetched), after <first>, the load without side
+ * effects that the sockets were bound from.  Returns the new config, or NULL
+ * after printing why (errors, or a file changed in between).
+ */
+static struct config *
+load_for_start(const char *path, const struct config *first, char *err)
+{
+	struct config *cfg = config_load_file(path, err, ERRLEN, env_lookup);
+
+	if (cfg == NULL) {
+		print_config_errors(path, err, false);
+		return NULL;
+	}
+	if (!listeners_equal(first, cfg) || !privdrop_settings_equal(first, cfg)) {
+		fprintf(stderr,
+			"portcullis: %s: configuration changed during start-up (listeners, admin, "
+			"workers, \"user\", \"group\" or \"allow_root\" differ between the first "
+			"reading and the second); not starting\n",
+			path);
+		config_unref(cfg);
+		return NULL;
+	}
+	return cfg;
 }
 
 /* ---- TLS and ACME --------------------------------------------------- */
@@ -399,7 +446,7 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct app app = {0};
-	bool test_only = false;
+	bool test_only = false, switching = false;
 	char *err = NULL;
 	struct config *cfg = NULL;
 	int *fds = NULL, *ports = NULL;
@@ -434,14 +481,22 @@ main(int argc, char **argv)
 	err = calloc(1, ERRLEN);
 	if (err == NULL)
 		return 1;
-	cfg = config_load_file(app.config_path, err, ERRLEN, env_lookup);
+	/* Before any thread exists (loading SAML may start one), so that every
+	 * thread has it: this process never needs execve to grant privileges. */
+	if (!test_only && privdrop_no_new_privs(err, ERRLEN) < 0) {
+		fprintf(stderr, "portcullis: %s\n", err);
+		goto out;
+	}
+	/* -t, and every start as root, first read the file with no side effects:
+	 * nothing is created or fetched, so a check changes nothing and root
+	 * never writes where the user it switches to could have put a symlink.
+	 * The full load comes later, as the user (load_for_start). */
+	if (test_only || geteuid() == 0)
+		cfg = config_check_file(app.config_path, err, ERRLEN, env_lookup);
+	else
+		cfg = config_load_file(app.config_path, err, ERRLEN, env_lookup);
 	if (cfg == NULL) {
-		fprintf(stderr, "%s", err);
-		if (err[0] && err[strlen(err) - 1] != '\n')
-			fputc('\n', stderr);
-		if (!test_only)
-			fprintf(stderr, "portcullis: %s: configuration has errors; not starting\n",
-				app.config_path);
+		print_config_errors(app.config_path, err, test_only);
 		goto out;
 	}
 	if (tls_check_config(cfg) > 0) {
@@ -469,9 +524,19 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(cfg->log_level);
-	if (access_log_open(cfg->access_log, err, ERRLEN) < 0) {
+	if (privdrop_check_start(cfg, env_lookup, err, ERRLEN) < 0) {
 		log_error("%s", err);
 		goto out;
+	}
+	switching = privdrop_switches(cfg);
+	if (cfg->check_only && !switching) {
+		/* Root staying root ("allow_root"): load for real now. */
+		struct config *full = load_for_start(app.config_path, cfg, err);
+
+		if (full == NULL)
+			goto out;
+		config_unref(cfg);
+		cfg = full;
 	}
 
 	fds = calloc(cfg->nlisteners, sizeof(*fds));
@@ -495,6 +560,33 @@ main(int argc, char **argv)
 		}
 	}
 
+	/* Every socket is bound: as root with a "user", make the state folders
+	 * that do not exist yet (given to the user), become the user for good,
+	 * and only then load the configuration for real: SAML keys, the access
+	 * log, the certificate store and ACME are the user's work, done in
+	 * folders only the user writes.  Otherwise: a warning as root, or
+	 * nothing at all. */
+	if (privdrop_apply(cfg, app.config_path, env_lookup, err, ERRLEN) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (switching) {
+		struct config *full = load_for_start(app.config_path, cfg, err);
+
+		if (full == NULL)
+			goto out;
+		config_unref(cfg);
+		cfg = full;
+	}
+	if (access_log_open(cfg->access_log, err, ERRLEN) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+
+	if (cfg->check_only) { /* never serve from a load that set up no SAML */
+		log_error("internal error: the configuration was only checked, not loaded");
+		goto out;
+	}
 	app.current = runtime_new(config_ref(cfg), ++app.generation);
 	if (app.current == NULL)
 		goto out;

@@ -66,6 +66,8 @@ struct txn {
 	bool fresh_conn;   /* the next attempt opens a new connection */
 	bool client_trusted;
 	bool auth_body;    /* the SAML ACS POST: its body goes to auth_on_body */
+	bool auth_waiting; /* auth_on_body answered AUTH_PENDING: auth.done finishes */
+	struct auth_request auth; /* what the SAML gate sees (kept while it waits) */
 	char client[INET6_ADDRSTRLEN];
 	char request_id[129];
 	char host[256];
@@ -805,26 +807,40 @@ route_request(struct txn *t)
 	return 0;
 }
 
+/* The gate replied later (AUTH_PENDING): finish. */
+static void
+auth_done(struct auth_request *a)
+{
+	struct txn *t = a->done_arg;
+
+	t->auth_waiting = false;
+	t->status = a->status;
+	t->bytes_out = a->bytes_out;
+	t->replied = true;
+	t->req = NULL;
+	txn_finish(t);
+}
+
 /* The SAML gate and SP endpoints (auth.h); <body>: the ACS body is in.
  * Finishes the transaction when the gate replied. */
 static enum auth_action
 run_auth(struct txn *t, bool body)
 {
-	struct auth_request a = {
+	struct auth_request *a = &t->auth;
+	enum auth_action act;
+
+	*a = (struct auth_request){
 		.req = t->req, .cfg = t->cfg, .site = t->site, .route = t->route,
 		.method = t->method, .method_bit = t->method_bit, .path = t->path,
 		.query = t->query, .request_id = t->request_id, .client = t->client,
-		.out = &t->out,
+		.out = &t->out, .claims = t->gen->claims, .done = auth_done, .done_arg = t,
 	};
-	enum auth_action act = AUTH_REPLIED;
-
-	if (body)
-		auth_on_body(&a);
-	else
-		act = auth_on_head(&a);
-	if (act == AUTH_REPLIED) {
-		t->status = a.status;
-		t->bytes_out = a.bytes_out;
+	act = body ? auth_on_body(a) : auth_on_head(a);
+	if (act == AUTH_PENDING) {
+		t->auth_waiting = true;
+	} else if (act == AUTH_REPLIED) {
+		t->status = a->status;
+		t->bytes_out = a->bytes_out;
 		t->replied = true;
 		t->req = NULL;
 		txn_finish(t);
@@ -987,6 +1003,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	}
 	switch (run_auth(t, false)) {
 	case AUTH_REPLIED:
+	case AUTH_PENDING: /* only after a body */
 		return SERVER_REPLIED;
 	case AUTH_READ_BODY:
 		t->auth_body = true;
@@ -1056,6 +1073,10 @@ proxy_on_abort(struct server_request *req, int status, void *arg)
 	t->client_gone = true;
 	if (!t->replied || status != 499)
 		t->status = status;
+	if (t->auth_waiting) {
+		auth_cancel(&t->auth);
+		t->auth_waiting = false;
+	}
 	if (t->x) {
 		upstream_exchange_cancel(t->x);
 		t->x = NULL;

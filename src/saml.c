@@ -41,13 +41,18 @@
 #include <xmlsec/transforms.h>
 #include <xmlsec/openssl/app.h>
 #include <xmlsec/openssl/crypto.h>
+#include <xmlsec/openssl/evp.h>
 
 #include <lasso/lasso.h>
 #include <lasso/xml/saml-2.0/samlp2_authn_request.h>
 #include <lasso/xml/saml-2.0/samlp2_name_id_policy.h>
 #include <lasso/xml/saml-2.0/saml2_assertion.h>
 #include <lasso/xml/saml-2.0/saml2_name_id.h>
+#include <lasso/xml/saml-2.0/saml2_authn_statement.h>
 #include <lasso/xml/saml-2.0/saml2_subject.h>
+#include <lasso/xml/saml-2.0/saml2_authn_statement.h>
+#include <lasso/xml/saml-2.0/samlp2_logout_request.h>
+#include <lasso/xml/saml-2.0/samlp2_request_abstract.h>
 
 #include "localca.h"
 #include "log.h"
@@ -945,7 +950,7 @@ saml_build_sp_metadata(struct saml *sp)
 
 	saml_xml_escape(g, sp->sp_entity_id);
 	g_string_append(g, "\">\n  <md:SPSSODescriptor AuthnRequestsSigned=\"true\" "
-			   "WantAssertionsSigned=\"false\" protocolSupportEnumeration=\"" NS_SAMLP
+			   "WantAssertionsSigned=\"true\" protocolSupportEnumeration=\"" NS_SAMLP
 			   "\">\n    <md:KeyDescriptor use=\"signing\">\n      <ds:KeyInfo><ds:X509Data>"
 			   "<ds:X509Certificate>");
 	g_string_append(g, sp->sp_cert_b64);
@@ -1168,23 +1173,43 @@ out:
 	return rc;
 }
 
+const char *
+saml_session_index(const struct session *s)
+{
+	for (size_t i = 0; s != NULL && i < s->nattrs; i++)
+		if (strcmp(s->attrs[i].name, SAML_SESSION_INDEX_ATTR) == 0)
+			return s->attrs[i].value;
+	return NULL;
+}
+
 char *
-saml_logout_request(struct saml *sp, const char *name_id, const char *relay_state)
+saml_logout_request(struct saml *sp, const char *name_id, const char *session_index,
+		    const char *relay_state)
 {
 	LassoLogout *logout = NULL;
 	LassoSession *session = NULL;
 	LassoSaml2Assertion *a = NULL;
+	LassoSaml2AuthnStatement *st = NULL;
 	char *url = NULL;
 	lasso_error_t le;
 
 	pthread_mutex_lock(&saml_lock);
 	if (sp->idp->slo_url == NULL || name_id == NULL)
 		goto out;
-	/* lasso builds a LogoutRequest from a session: give it one holding an
-	 * assertion with the NameID (all the request needs). */
+	if (session_index == NULL) {
+		log_warn("saml: no LogoutRequest to the IdP: the session has no SessionIndex "
+			 "(signed in before this version, or the IdP sent none); signed out here only");
+		goto out;
+	}
+	/* lasso (2.8) builds a LogoutRequest from a session: give it one holding
+	 * an assertion with the NameID and the IdP's SessionIndex (lasso finds
+	 * the NameID only through an AuthnStatement's SessionIndex). */
 	a = LASSO_SAML2_ASSERTION(lasso_saml2_assertion_new());
 	a->Subject = LASSO_SAML2_SUBJECT(lasso_saml2_subject_new());
 	a->Subject->NameID = LASSO_SAML2_NAME_ID(lasso_saml2_name_id_new_with_string((char *)(uintptr_t)name_id));
+	st = LASSO_SAML2_AUTHN_STATEMENT(lasso_saml2_authn_statement_new());
+	st->SessionIndex = g_strdup(session_index);
+	a->AuthnStatement = g_list_append(NULL, st);
 	session = lasso_session_new();
 	logout = lasso_logout_new(sp->idp->server);
 	if (a == NULL || session == NULL || logout == NULL)
@@ -1217,6 +1242,240 @@ out:
 		g_object_unref(a);
 	pthread_mutex_unlock(&saml_lock);
 	return url;
+}
+
+/* The raw (still percent-encoded) value of parameter <name> in <query>. */
+static bool
+saml_query_param(const char *query, const char *name, const char **val, size_t *len)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = query; p != NULL && *p; p = strchr(p, '&'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, name, n) == 0 && p[n] == '=') {
+			const char *e = strchr(p + n + 1, '&');
+
+			*val = p + n + 1;
+			*len = e ? (size_t)(e - *val) : strlen(*val);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Verify the HTTP-Redirect binding signature of <query> (as received: the
+ * signed octets are "<msg>=..&RelayState=..&SigAlg=.." in their encoded
+ * form) with a key from the IdP metadata.  0, or -1 with the reason in
+ * <err>.  The caller holds saml_lock.
+ */
+static int
+saml_verify_query(struct saml *sp, const char *query, const char *msg, char *err, size_t errlen)
+{
+	const char *m, *r, *a, *sv;
+	size_t ml, rl = 0, al, sl;
+	bool relay;
+	GString *octets = NULL;
+	char *alg = NULL, *sigtxt = NULL;
+	guchar *sig = NULL;
+	gsize siglen = 0;
+	const EVP_MD *md = NULL;
+	int rc = -1;
+
+	if (!saml_query_param(query, msg, &m, &ml) || !saml_query_param(query, "SigAlg", &a, &al) ||
+	    !saml_query_param(query, "Signature", &sv, &sl)) {
+		saml_err(err, errlen, "Signature: the %s is not signed (the IdP must sign "
+				      "HTTP-Redirect messages)",
+			 strcmp(msg, "SAMLRequest") == 0 ? "LogoutRequest" : "LogoutResponse");
+		return -1;
+	}
+	relay = saml_query_param(query, "RelayState", &r, &rl);
+	alg = g_uri_unescape_segment(a, a + al, NULL);
+	sigtxt = g_uri_unescape_segment(sv, sv + sl, NULL);
+	if (alg == NULL || sigtxt == NULL) {
+		saml_err(err, errlen, "Signature: malformed percent-encoding in SigAlg or Signature");
+		goto out;
+	}
+	if (strcmp(alg, "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256") == 0)
+		md = EVP_sha256();
+	else if (strcmp(alg, "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384") == 0)
+		md = EVP_sha384();
+	else if (strcmp(alg, "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512") == 0)
+		md = EVP_sha512();
+	else if (strcmp(alg, "http://www.w3.org/2000/09/xmldsig#rsa-sha1") == 0 && sp->allow_sha1)
+		md = EVP_sha1();
+	if (md == NULL) {
+		saml_err(err, errlen, "SigAlg: \"%s\" refused (RSA-SHA256/384/512%s)", alg,
+			 sp->allow_sha1 ? ", or RSA-SHA1" : "; RSA-SHA1 only with saml.allow_sha1");
+		goto out;
+	}
+	sig = g_base64_decode(sigtxt, &siglen);
+	if (sig == NULL || siglen == 0) {
+		saml_err(err, errlen, "Signature: not base64");
+		goto out;
+	}
+	octets = g_string_new(NULL);
+	g_string_append_printf(octets, "%s=%.*s", msg, (int)ml, m);
+	if (relay)
+		g_string_append_printf(octets, "&RelayState=%.*s", (int)rl, r);
+	g_string_append_printf(octets, "&SigAlg=%.*s", (int)al, a);
+	for (size_t k = 0; k < sp->idp->nkeys && rc < 0; k++) {
+		EVP_PKEY *pkey = xmlSecOpenSSLEvpKeyDataGetEvp(xmlSecKeyGetValue(sp->idp->keys[k]));
+		EVP_MD_CTX *ctx = pkey ? EVP_MD_CTX_new() : NULL;
+
+		if (ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 &&
+		    EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)octets->str,
+				     octets->len) == 1)
+			rc = 0;
+		EVP_MD_CTX_free(ctx);
+	}
+	ERR_clear_error();
+	if (rc < 0)
+		saml_err(err, errlen, "Signature: does not verify with the key%s from the IdP metadata",
+			 sp->idp->nkeys > 1 ? "s" : "");
+out:
+	if (octets != NULL)
+		g_string_free(octets, TRUE);
+	g_free(alg);
+	g_free(sigtxt);
+	g_free(sig);
+	return rc;
+}
+
+/* <query> without its SigAlg and Signature parameters (checked already), for
+ * lasso: its own query verification leaks the decoded signature. */
+static char *
+saml_query_unsigned(const char *query)
+{
+	GString *g = g_string_new(NULL);
+
+	for (const char *p = query; p != NULL && *p;) {
+		const char *e = strchr(p, '&');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (!(n >= 7 && strncmp(p, "SigAlg=", 7) == 0) &&
+		    !(n >= 10 && strncmp(p, "Signature=", 10) == 0))
+			g_string_append_printf(g, "%s%.*s", g->len ? "&" : "", (int)n, p);
+		p = e ? e + 1 : NULL;
+	}
+	return g_string_free(g, FALSE);
+}
+
+int
+saml_idp_logout(struct saml *sp, const char *query, int64_t now, char **name_id, char **url,
+		char *err, size_t errlen)
+{
+	LassoLogout *logout = NULL;
+	LassoProfile *profile;
+	LassoSamlp2LogoutRequest *req;
+	LassoSamlp2RequestAbstract *ra;
+	LassoSession *session = NULL;
+	LassoSaml2Assertion *a = NULL;
+	lasso_error_t le;
+	int64_t issued;
+	char *q = NULL;
+	int rc = -1;
+
+	*name_id = *url = NULL;
+	err[0] = '\0';
+	if (query == NULL || strstr(query, "SAMLRequest=") == NULL) {
+		saml_err(err, errlen, "SAMLRequest: missing from the query");
+		return -1;
+	}
+	pthread_mutex_lock(&saml_lock);
+	/* The signature first, by us (the IdP's key from its metadata). */
+	if (saml_verify_query(sp, query, "SAMLRequest", err, errlen) < 0)
+		goto out;
+	q = saml_query_unsigned(query);
+	logout = lasso_logout_new(sp->idp->server);
+	if (logout == NULL) {
+		saml_err(err, errlen, "lasso_logout_new failed");
+		goto out;
+	}
+	profile = LASSO_PROFILE(logout);
+	lasso_profile_set_signature_verify_hint(profile, LASSO_PROFILE_SIGNATURE_VERIFY_HINT_IGNORE);
+	le = lasso_logout_process_request_msg(logout, q);
+	if (le != 0) {
+		saml_err(err, errlen, "LogoutRequest: %s", lasso_strerror(le));
+		goto out;
+	}
+	if (!LASSO_IS_SAMLP2_LOGOUT_REQUEST(profile->request)) {
+		saml_err(err, errlen, "LogoutRequest: not a SAML 2.0 LogoutRequest");
+		goto out;
+	}
+	req = LASSO_SAMLP2_LOGOUT_REQUEST(profile->request);
+	ra = LASSO_SAMLP2_REQUEST_ABSTRACT(profile->request);
+	if (ra->Issuer == NULL || ra->Issuer->content == NULL ||
+	    strcmp(ra->Issuer->content, sp->idp->entity_id) != 0) {
+		saml_err(err, errlen, "Issuer: expected \"%s\", got \"%s\"", sp->idp->entity_id,
+			 ra->Issuer && ra->Issuer->content ? ra->Issuer->content : "(none)");
+		goto out;
+	}
+	if (ra->Destination != NULL && strcmp(ra->Destination, sp->slo_url) != 0) {
+		saml_err(err, errlen, "Destination: expected \"%s\", got \"%s\"", sp->slo_url,
+			 ra->Destination);
+		goto out;
+	}
+	if (ra->IssueInstant == NULL || saml_parse_time(ra->IssueInstant, &issued) < 0) {
+		saml_err(err, errlen, "IssueInstant: missing or not a time");
+		goto out;
+	}
+	if (issued > now + (int64_t)sp->clock_skew ||
+	    now - issued > (int64_t)sp->max_age + (int64_t)sp->clock_skew) {
+		saml_err(err, errlen, "IssueInstant: %s is outside %.0f s (+%.0f s clock skew) of now",
+			 ra->IssueInstant, sp->max_age, sp->clock_skew);
+		goto out;
+	}
+	if (req->NameID == NULL || req->NameID->content == NULL || req->NameID->content[0] == '\0') {
+		saml_err(err, errlen, "NameID: missing (encrypted IDs are not supported)");
+		goto out;
+	}
+	if ((*name_id = strdup(req->NameID->content)) == NULL) {
+		saml_err(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 0;
+	if (sp->idp->slo_url == NULL)
+		goto out; /* nowhere to answer: the caller just ends the session */
+	/* lasso answers from a session that holds an assertion for this very
+	 * NameID (and SessionIndex): sessions live in cookies here, so give it
+	 * one built from the request. */
+	a = LASSO_SAML2_ASSERTION(lasso_saml2_assertion_new());
+	a->Subject = LASSO_SAML2_SUBJECT(lasso_saml2_subject_new());
+	a->Subject->NameID = LASSO_SAML2_NAME_ID(g_object_ref(req->NameID));
+	if (req->SessionIndex != NULL) {
+		LassoSaml2AuthnStatement *st =
+			LASSO_SAML2_AUTHN_STATEMENT(lasso_saml2_authn_statement_new());
+
+		st->SessionIndex = g_strdup(req->SessionIndex);
+		a->AuthnStatement = g_list_append(NULL, st);
+	}
+	session = lasso_session_new();
+	if (session == NULL || lasso_session_add_assertion(session, sp->idp->entity_id, LASSO_NODE(a)) != 0) {
+		log_warn("saml: cannot answer the IdP's LogoutRequest: no session object");
+		goto out;
+	}
+	profile->session = session; /* owned by the profile from here */
+	session = NULL;
+	le = lasso_logout_validate_request(logout);
+	if (le != 0)
+		log_warn("saml: the IdP's LogoutRequest for %s: %s (answering with its status)",
+			 *name_id, lasso_strerror(le));
+	le = lasso_logout_build_response_msg(logout);
+	if (le != 0 || profile->msg_url == NULL) {
+		log_warn("saml: cannot build a LogoutResponse: %s", lasso_strerror(le));
+		goto out;
+	}
+	*url = strdup(profile->msg_url);
+out:
+	if (logout != NULL)
+		lasso_logout_destroy(logout);
+	if (session != NULL)
+		lasso_session_destroy(session);
+	if (a != NULL)
+		g_object_unref(a);
+	pthread_mutex_unlock(&saml_lock);
+	g_free(q);
+	return rc;
 }
 
 /* ---- the response ------------------------------------------------------------ */
@@ -1533,9 +1792,11 @@ saml_wanted_attr(struct saml *sp, const char *name, const char *friendly, const 
 	return false;
 }
 
-struct session *
-saml_accept_response(struct saml *sp, const char *b64, const char *request_id, int64_t now,
-		     char *err, size_t errlen)
+/* saml_accept_response and saml_accept_response_shared: <replay> NULL checks
+ * the assertion ID against the in-process replay cache, else hands it out. */
+static struct session *
+saml_check_response(struct saml *sp, const char *b64, const char *request_id, int64_t now,
+		    struct saml_replay_key *replay, char *err, size_t errlen)
 {
 	guchar *xml = NULL;
 	gsize xlen = 0;
@@ -1825,6 +2086,16 @@ saml_accept_response(struct saml *sp, const char *b64, const char *request_id, i
 		if (v != NULL && saml_parse_time(v, &t) == 0 && (sess->expires == 0 || t < sess->expires))
 			sess->expires = t;
 		free(v);
+		/* The IdP's session index, for the LogoutRequest (the first one). */
+		v = saml_prop(as, "SessionIndex");
+		if (v != NULL && v[0] != '\0' && strpbrk(v, "\r\n") == NULL &&
+		    saml_session_index(sess) == NULL &&
+		    session_add_attr(sess, SAML_SESSION_INDEX_ATTR, v) < 0) {
+			free(v);
+			saml_err(err, errlen, "out of memory");
+			goto fail;
+		}
+		free(v);
 	}
 	for (xmlNodePtr st = assertion->children; st != NULL; st = st->next) {
 		if (!saml_is(st, NS_SAML, "AttributeStatement"))
@@ -1866,7 +2137,11 @@ saml_accept_response(struct saml *sp, const char *b64, const char *request_id, i
 
 		if (until != 0 && until + (int64_t)sp->clock_skew < keep)
 			keep = until + (int64_t)sp->clock_skew;
-		if (saml_replay_check(aid, keep + 1, now, sp->replay_cache_size) < 0) {
+		if (replay != NULL) {
+			replay->keep_until = keep + 1;
+			replay->assertion_id = aid;
+			aid = NULL;
+		} else if (saml_replay_check(aid, keep + 1, now, sp->replay_cache_size) < 0) {
 			if (saml_replay_full(sp->replay_cache_size))
 				saml_err(err, errlen,
 					 "replay cache: full (%zu live assertion IDs); raise "
@@ -1891,4 +2166,27 @@ out:
 	free(aid);
 	g_free(xml);
 	return sess;
+}
+
+struct session *
+saml_accept_response(struct saml *sp, const char *b64, const char *request_id, int64_t now,
+		     char *err, size_t errlen)
+{
+	return saml_check_response(sp, b64, request_id, now, NULL, err, errlen);
+}
+
+struct session *
+saml_accept_response_shared(struct saml *sp, const char *b64, const char *request_id,
+			    int64_t now, struct saml_replay_key *replay, char *err, size_t errlen)
+{
+	struct session *s;
+
+	replay->assertion_id = NULL;
+	replay->keep_until = 0;
+	s = saml_check_response(sp, b64, request_id, now, replay, err, errlen);
+	if (s == NULL) {
+		free(replay->assertion_id);
+		replay->assertion_id = NULL;
+	}
+	return s;
 }

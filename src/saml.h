@@ -21,7 +21,11 @@
  *     browser started, and the assertion ID never seen before (replay cache,
  *     one per process, shared by every worker thread);
  *   - generates the SP metadata and, when the IdP metadata lists an
- *     HTTP-Redirect SingleLogoutService, a signed LogoutRequest URL.
+ *     HTTP-Redirect SingleLogoutService, a signed LogoutRequest URL, and
+ *     answers the IdP's own signed LogoutRequest with a signed
+ *     LogoutResponse;
+ *   - with a replay store shared by replicas (saml_accept_response_shared),
+ *     hands the assertion ID to the caller instead of the in-process cache.
  *
  * Why the response is not checked by lasso: Casdoor (the IdP this proxy is
  * first meant for) canonicalizes with C14N 1.1 by default, which lasso 2.8
@@ -92,11 +96,52 @@ int saml_login_request(struct saml *sp, const char *relay_state, char **url, cha
 struct session *saml_accept_response(struct saml *sp, const char *b64, const char *request_id,
 				     int64_t now, char *err, size_t errlen);
 
+/* The assertion ID of an accepted response and until when (seconds since the
+ * epoch) it could be accepted: how long a shared replay store keeps it. */
+struct saml_replay_key {
+	char *assertion_id; /* caller frees */
+	int64_t keep_until;
+};
+
 /*
- * A signed HTTP-Redirect LogoutRequest URL for <name_id> (caller frees), or
- * NULL when the IdP metadata has no HTTP-Redirect SingleLogoutService.
+ * Like saml_accept_response, but the assertion ID is not looked up in the
+ * in-process replay cache: it is handed out in <replay> (caller frees
+ * replay->assertion_id) for the caller to claim in a store shared by every
+ * replica; the login must be refused unless that claim succeeds.  On failure
+ * <replay> holds nothing.
  */
-char *saml_logout_request(struct saml *sp, const char *name_id, const char *relay_state);
+struct session *saml_accept_response_shared(struct saml *sp, const char *b64,
+					    const char *request_id, int64_t now,
+					    struct saml_replay_key *replay, char *err, size_t errlen);
+
+/*
+ * Answer an IdP-initiated logout: <query> is the raw query string of the
+ * HTTP-Redirect LogoutRequest sent to our logout URL (SAMLRequest,
+ * RelayState, SigAlg, Signature).  The request must be signed by the IdP
+ * (key from its metadata), come from its entity ID, name our logout URL as
+ * Destination (when it names one) and be at most max_age old.  Returns 0 and
+ * sets *name_id (the NameID it ends the session of) and *url (the signed
+ * HTTP-Redirect LogoutResponse to the IdP's SingleLogoutService, or NULL
+ * when its metadata has none); the caller frees both.  -1 with the failed
+ * check in <err>.
+ */
+int saml_idp_logout(struct saml *sp, const char *query, int64_t now, char **name_id, char **url,
+		    char *err, size_t errlen);
+
+/*
+ * A signed HTTP-Redirect LogoutRequest URL for <name_id> and the IdP's
+ * <session_index> (caller frees), or NULL when the IdP metadata has no
+ * HTTP-Redirect SingleLogoutService or <session_index> is NULL (lasso cannot
+ * build the request without one; logged).
+ */
+char *saml_logout_request(struct saml *sp, const char *name_id, const char *session_index,
+			  const char *relay_state);
+
+/* The session attribute that keeps the IdP's SessionIndex (for logout). */
+#define SAML_SESSION_INDEX_ATTR "@sessionindex"
+
+/* The IdP's SessionIndex kept in <s>, or NULL. */
+const char *saml_session_index(const struct session *s);
 
 /* Clear the process-wide replay cache (tests). */
 void saml_replay_reset(void);

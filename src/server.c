@@ -29,6 +29,8 @@
 #define READ_CHUNK 16384
 #define BACKLOG_LIMIT (1024 * 1024)     /* client output bytes before back-pressure */
 #define PIPELINE_LIMIT (256 * 1024)      /* bytes read ahead while a request is handled */
+#define TLS_RECORD_MAX 16384             /* plaintext bytes in one TLS record */
+#define IDLE_RELEASE_SECONDS 2           /* idle keep-alive time before buffers are freed */
 
 struct server_conn;
 
@@ -85,6 +87,7 @@ struct server_conn {
 	bool handshaking;
 	bool read_wants_write;  /* SSL_read needs the socket writable */
 	bool write_wants_read;  /* SSL_write needs the socket readable */
+	bool idle_release;      /* idle: the timer frees buffers first, closes later */
 	struct event *rev, *wev, *timer;
 	char *in;
 	size_t inlen, incap;
@@ -340,20 +343,41 @@ conn_write_soon(struct server_conn *c)
 	event_active(c->wev, EV_WRITE, 1);
 }
 
-/* TLS: encrypt and send up to 16 KiB at a time (one record, one system call
- * for a small response).  Returns like conn_write's loop: false when it must
- * wait. */
+/* Empty OpenSSL's error queue before an SSL_* I/O call (SSL_get_error
+ * reads it).  Peeking first: ERR_clear_error walks all 16 slots even when
+ * the queue is empty, which it nearly always is. */
+static void
+tls_clear_errors(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
+
+/* TLS: encrypt and send up to 16 KiB at a time: one record and one system
+ * call for a small response, whose head and body sit in separate chains of
+ * <out>.  They are copied to a per-thread staging buffer rather than pulled
+ * up (which allocates a chain per response); a single chain is used in
+ * place.  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows a retry from either.
+ * Returns like conn_write's loop: false when it must wait. */
 static bool
 tls_write(struct server_conn *c)
 {
+	static _Thread_local unsigned char stage[TLS_RECORD_MAX];
+
 	while (evbuffer_get_length(c->out) > 0) {
 		size_t len = evbuffer_get_length(c->out);
+		struct evbuffer_iovec v;
+		const void *data = stage;
 		int n, err;
 
-		if (len > 16384)
-			len = 16384;
-		ERR_clear_error();
-		n = SSL_write(c->ssl, evbuffer_pullup(c->out, (ev_ssize_t)len), (int)len);
+		if (len > TLS_RECORD_MAX)
+			len = TLS_RECORD_MAX;
+		if (evbuffer_peek(c->out, -1, NULL, &v, 1) >= 1 && v.iov_len >= len)
+			data = v.iov_base;
+		else if (evbuffer_copyout(c->out, stage, len) != (ev_ssize_t)len)
+			goto fail;
+		tls_clear_errors();
+		n = SSL_write(c->ssl, data, (int)len);
 		if (n > 0) {
 			evbuffer_drain(c->out, (size_t)n);
 			continue;
@@ -368,11 +392,13 @@ tls_write(struct server_conn *c)
 			c->write_wants_read = true; /* read_cb retries */
 			return false;
 		}
-		evbuffer_drain(c->out, evbuffer_get_length(c->out));
-		conn_close(c);
-		return false;
+		goto fail;
 	}
 	return true;
+fail:
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	conn_close(c);
+	return false;
 }
 
 /* Write what the kernel takes; wait for writability for the rest. */
@@ -445,6 +471,30 @@ add_header_line(struct evbuffer *b, const char *name, const char *value)
 	evbuffer_add_printf(b, "%s: %s\r\n", name, value);
 }
 
+/* "HTTP/1.1 200 OK\r\n" without printf, which costs more than all the
+ * header lines together. */
+static void
+add_status_line(struct evbuffer *b, int status)
+{
+	const char *text = server_status_text(status);
+	size_t tl = strlen(text);
+	char line[80];
+
+	if (status < 100 || status > 999 || tl > sizeof(line) - 15) {
+		evbuffer_add_printf(b, "HTTP/1.1 %d %s\r\n", status, text);
+		return;
+	}
+	memcpy(line, "HTTP/1.1 ", 9);
+	line[9] = (char)('0' + status / 100);
+	line[10] = (char)('0' + status / 10 % 10);
+	line[11] = (char)('0' + status % 10);
+	line[12] = ' ';
+	memcpy(line + 13, text, tl);
+	line[13 + tl] = '\r';
+	line[14 + tl] = '\n';
+	evbuffer_add(b, line, tl + 15);
+}
+
 /* Status line and headers.  Framing headers in <headers> are skipped unless
  * <keep_length>; the caller adds its own framing after. */
 static void
@@ -456,7 +506,7 @@ write_head(struct server_request *req, int status, struct evkeyvalq *headers, bo
 
 	req->started = true;
 	req->no_body = req->head_method || status < 200 || status == 204 || status == 304;
-	evbuffer_add_printf(c->out, "HTTP/1.1 %d %s\r\n", status, server_status_text(status));
+	add_status_line(c->out, status);
 	if (headers) {
 		TAILQ_FOREACH(kv, headers, next) {
 			const char *k = kv->key;
@@ -617,6 +667,7 @@ on_message_begin(http_parser *p)
 		return -1;
 	headerbuf_reset(&c->hb, c->srv->limits.max_header_bytes);
 	/* The whole head must arrive within the client timeout. */
+	c->idle_release = false;
 	evtimer_add(c->timer, &c->srv->limits.client);
 	return 0;
 }
@@ -950,6 +1001,34 @@ conn_close(struct server_conn *c)
 		conn_free(c);
 }
 
+/* Give back what an idle connection holds: OpenSSL's record buffers (about
+ * 17 KiB each way) and the input buffer.  They are allocated again when the
+ * next request comes. */
+static void
+conn_release_buffers(struct server_conn *c)
+{
+	if (c->ssl && !c->handshaking && !SSL_has_pending(c->ssl))
+		SSL_free_buffers(c->ssl); /* refuses by itself while a record is pending */
+	if (c->inlen == 0) {
+		free(c->in);
+		c->in = NULL;
+		c->incap = 0;
+	}
+}
+
+/* Between two requests: the timer first frees the buffers after
+ * IDLE_RELEASE_SECONDS, then closes the connection when the idle keep-alive
+ * time is up.  A busy connection keeps its buffers: OpenSSL's
+ * SSL_MODE_RELEASE_BUFFERS frees and allocates them for every request. */
+static void
+conn_idle(struct server_conn *c)
+{
+	struct timeval first = {IDLE_RELEASE_SECONDS, 0};
+
+	c->idle_release = evutil_timercmp(&c->srv->limits.client, &first, >);
+	evtimer_add(c->timer, c->idle_release ? &first : &c->srv->limits.client);
+}
+
 /* Move the connection forward: finish a request whose reply is written,
  * dispatch a complete request, parse what is buffered.  Loops instead of
  * recursing when handlers reply synchronously. */
@@ -977,10 +1056,13 @@ conn_run(struct server_conn *c)
 			http_parser_pause(&c->parser, 0);
 			headscan_init(&c->scan);
 			c->scanned = 0;
-			evtimer_add(c->timer, &c->srv->limits.client); /* idle keep-alive */
+			conn_idle(c);
 			if (c->read_paused) {
 				c->read_paused = false;
 				event_add(c->rev, NULL);
+				/* Bytes OpenSSL read ahead do not wake epoll. */
+				if (c->ssl && SSL_has_pending(c->ssl))
+					event_active(c->rev, EV_READ, 1);
 			}
 			c->rerun = true;
 			continue;
@@ -1029,7 +1111,7 @@ tls_handshake(struct server_conn *c)
 		}
 		c->tls_checked = true;
 	}
-	ERR_clear_error();
+	tls_clear_errors();
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->handshaking = false;
@@ -1056,7 +1138,7 @@ conn_read(struct server_conn *c, size_t room)
 	if (c->ssl) {
 		int n, err;
 
-		ERR_clear_error();
+		tls_clear_errors();
 		n = SSL_read(c->ssl, c->in + c->inlen, room > INT_MAX ? INT_MAX : (int)room);
 		if (n > 0)
 			return n;
@@ -1161,9 +1243,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			c->inlen += (size_t)n;
 			if (c->req && c->req->head_done && !c->req->complete)
 				evtimer_add(c->timer, &c->srv->limits.client); /* body still moving */
-			/* Short read: the kernel had no more (and OpenSSL holds no
-			 * decrypted bytes): wait for epoll rather than ask again. */
-			if ((size_t)n < room && (c->ssl == NULL || SSL_pending(c->ssl) == 0))
+			/* Short read: the kernel had no more, and OpenSSL holds
+			 * no bytes (decrypted or read ahead, which epoll cannot
+			 * see): wait for epoll rather than ask again. */
+			if ((size_t)n < room && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
 				break;
 			continue;
 		}
@@ -1193,6 +1276,15 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct evkeyvalq h;
 	struct evbuffer *body;
 
+	if (req == NULL && c->idle_release) {
+		struct timeval first = {IDLE_RELEASE_SECONDS, 0}, rest;
+
+		c->idle_release = false;
+		conn_release_buffers(c);
+		evutil_timersub(&c->srv->limits.client, &first, &rest);
+		evtimer_add(c->timer, &rest);
+		return;
+	}
 	if (req == NULL || req->started || req->handler_done) {
 		conn_close(c); /* idle keep-alive */
 		return;
@@ -1275,6 +1367,11 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			SSL_set_accept_state(c->ssl);
 			SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 						     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+			/* Buffers live while the connection is busy (conn_idle
+			 * frees them when it is not), and a record is read in
+			 * one system call rather than header and body apart. */
+			SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+			SSL_set_read_ahead(c->ssl, 1);
 			c->handshaking = true;
 		}
 		http_parser_init(&c->parser, HTTP_REQUEST);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "claims.h"
 #include "log.h"
 #include "proxy.h"
 #include "tcprelay.h"
@@ -68,6 +69,14 @@ gen_new(struct worker *w, struct runtime *rt)
 	g->pools = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->pools));
 	if (g->pools == NULL)
 		goto fail;
+	if (cfg->redis != NULL && cfg->saml != NULL && cfg->saml->replay_store == REPLAY_STORE_REDIS) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "worker %u", w->id);
+		g->claims = claims_new(w->base, w->dns, cfg->redis, name);
+		if (g->claims == NULL)
+			goto fail;
+	}
 	for (size_t i = 0; i < cfg->nupstreams; i++) {
 		g->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], rt->health,
 						cfg->max_response_header_bytes);
@@ -89,6 +98,7 @@ worker_gen_unref(struct worker_gen *g)
 	for (size_t i = 0; g->pools && i < g->rt->cfg->nupstreams; i++)
 		upstream_pool_free(g->pools[i]);
 	free(g->pools);
+	claims_free(g->claims);
 	runtime_unref(g->rt);
 	free(g);
 }

@@ -27,12 +27,15 @@ struct upstream_pool;
 struct tcprelay;
 struct tcprelay_shared;
 struct tls_store;
+struct claims;
 
 /* A worker's view of one configuration generation. */
 struct worker_gen {
 	struct worker *worker;
 	struct runtime *rt;           /* one reference */
 	struct upstream_pool **pools; /* [upstream index] */
+	struct claims *claims;        /* the shared SAML replay store (saml.replay_store
+				       * "redis"), else NULL */
 	int refs;                     /* transactions using it, +1 while current */
 };
 

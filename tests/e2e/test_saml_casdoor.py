@@ -390,3 +390,86 @@ def test_logout_clears_session(env, alive):
     assert "__Host-portcullis-session" not in b.cookies
     assert b.get("/", headers=[("Accept", "application/json")]).status == 401
     wait_until(lambda: "signed out" in env["proxy"].stderr())
+
+
+def test_cross_site_logout_asks_first(env, alive):
+    # Another site linking to /saml/logout (logout CSRF) gets a confirmation
+    # page; the session stays until the user posts the form.
+    b = Browser(env["port"])
+    login = b.start_login("/")
+    assert b.post_acs(response_for(env, login), login["relay"]).status == 303
+    for site in ("cross-site", "same-site"):
+        r = b.get("/saml/logout", headers=[("Sec-Fetch-Site", site)])
+        assert r.status == 200 and b'method="post"' in r.body, r
+        assert r.header("Set-Cookie") is None
+        assert b.get("/").status == 200
+    r = b.get("/saml/logout", method="POST", body=b"",
+              headers=[("Sec-Fetch-Site", "same-origin"),
+                       ("Content-Type", "application/x-www-form-urlencoded")])
+    assert r.status == 200 and b"signed out" in r.body
+    assert "__Host-portcullis-session" not in b.cookies
+
+
+def test_bearer_pass_is_exact_and_drops_cookies(env, alive):
+    host = "localhost:%d" % env["port"]
+    env["up"].reset()
+    r = request(env["port"], "GET", "/api/projects", host=host,
+                headers=[("Authorization", "Bearer phx_abc123"),
+                         ("Cookie", "sessionid=django; __Host-portcullis-session=x")])
+    assert r.status == 200
+    got = env["up"].snapshot()[-1]
+    assert got.header("Cookie") is None, "cookies rode along with an API key"
+    # PostHog matches "Bearer" case-sensitively: anything else is not a key to us either
+    for auth in (["bearer phx_abc123"], ["BEARER phx_abc123"],
+                 ["Bearer phx_abc123", "Bearer phx_other"]):
+        r = request(env["port"], "GET", "/api/projects", host=host,
+                    headers=[("Authorization", a) for a in auth] +
+                    [("Cookie", "sessionid=django"), ("Accept", "application/json")])
+        assert r.status == 401, (auth, r)
+
+
+def test_piled_up_tracking_cookies_are_expired(env, alive):
+    # Each login started sets a tracking cookie; a browser carrying 8 already
+    # gets them all expired with the next one, so they cannot grow until every
+    # request passes the header limit.
+    b = Browser(env["port"])
+    for i in range(8):
+        b.start_login("/p%d" % i)
+    names = [k for k in b.cookies if k.startswith("__Host-portcullis-saml-")]
+    assert len(names) == 8
+    r = b.get("/q", headers=[("Sec-Fetch-Mode", "navigate")])
+    assert r.status == 302
+    expired = [c for c in r.header_all("Set-Cookie") if "Max-Age=0" in c]
+    assert len(expired) == 8, r.header_all("Set-Cookie")
+    left = [k for k in b.cookies if k.startswith("__Host-portcullis-saml-")]
+    assert len(left) == 1, left
+    # a long return target does not make a long cookie
+    r = request(env["port"], "GET", "/saml/login?return=/x%3F" + "a" * 3000,
+                host="localhost:%d" % env["port"])
+    assert r.status == 302
+    assert all(len(c) < 1500 for c in r.header_all("Set-Cookie")), r.header_all("Set-Cookie")
+
+
+def saml_logins(proxy):
+    from harness import RawClient
+    with RawClient(proxy.admin_port) as c:
+        text = c.request("GET", "/metrics").text()
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r'^portcullis_saml_logins_total\{result="(\w+)"\} (\d+)$', text, re.M)}
+
+
+def test_login_metrics(env, alive):
+    before = saml_logins(env["strict"])
+    assert set(before) == {"started", "ok", "failed", "unavailable"}, before
+    b = Browser(env["sport"])
+    login = b.start_login("/")
+    assert b.post_acs(response_for(env, login, port=env["sport"], sigalg=samltools.RSA_SHA256,
+                                   digest=samltools.SHA256), login["relay"]).status == 303
+    b2 = Browser(env["sport"])
+    login = b2.start_login("/")
+    assert b2.post_acs(response_for(env, login, port=env["sport"]), login["relay"]).status == 403
+    after = saml_logins(env["strict"])
+    assert after["started"] == before["started"] + 2
+    assert after["ok"] == before["ok"] + 1
+    assert after["failed"] == before["failed"] + 1
+    assert after["unavailable"] == before["unavailable"]

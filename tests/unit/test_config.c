@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -977,20 +979,64 @@ test_many_errors_and_truncation(void **state)
 	free(json);
 }
 
+/* The certificate of a throw-away IdP key (CN=unit-test-idp, valid 100 years):
+ * the example's IdP metadata needs a signing certificate to load. */
+static const char example_idp_cert[] =
+	"MIIDEzCCAfugAwIBAgIUIcE8mVUXn2iqQXHcd1qfWip/tOcwDQYJKoZIhvcNAQELBQAwGDEWMBQG"
+	"A1UEAwwNdW5pdC10ZXN0LWlkcDAgFw0yNjExMjMwNzAwMDBaGA8yMTI2MTAzMDA3MDAwMFowGDEW"
+	"MBQGA1UEAwwNdW5pdC10ZXN0LWlkcDCCASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBALmA"
+	"I5w3/YFYXTBdh4znau/0UuIDJIX+qysKygCIJsK+b6Xr7yImM29jNSLaqsKBZCnJq2K/dUw/xpeN"
+	"vFqlxEp8Xh3tT0KdaqAPpn7+em8s6ASwiM3HJ1XDlb6oJv+o0QjY9ZqwO8SgOvrDVkmLiYUmrB52"
+	"wrTfzON3SJCRwejlU9JiW7y9xEcjvjeZcxpuzS/D9iGbgfMU79zcWhUaxPfn5WSdEooYjLQqXfDX"
+	"E9NT6WQA9/ahaoZxcydYheipBQR42lPkHwAvfZLpjS4Ivtoj5f5+4EsUhWfLm4bjX5vr8Uv+Weud"
+	"f9n605vqAvAc39OzDwgaAPSjwLPjl7Lp/D0CAwEAAaNTMFEwHQYDVR0OBBYEFIe7+Ocpj4PEqAqZ"
+	"0dhAqfCW5SRzMB8GA1UdIwQYMBaAFIe7+Ocpj4PEqAqZ0dhAqfCW5SRzMA8GA1UdEwEB/wQFMAMB"
+	"Af8wDQYJKoZIhvcNAQELBQADggEBAItDkZng9JCwgdZoNFn/9Cpt280fMrmzmpIoX4h7Mwfm+wXK"
+	"pjgemoLXAGWjBmdCh71Gg0KSDFKQhjae4ZdwdCw1M5Tzeas0kyCHxlvNl9CDjr+Yvw/38EbJ66bj"
+	"5QNHIAGMhVrXLGDIH9G/dBnKaHGGZa2xCvP9ZqDsF3kQ6wfh73/p9u0C5+iQsObHLpxVGgGWMBFN"
+	"IRx6IyUv5UtF/HKpoSjheZ0I9/APdfMYiijr/rnNCkpfrPtesKdUyhGBoipEGVx+4GfbB0rO2KwR"
+	"DGVtdQ5F3XlIkoI9Rzo5mtJVEn6vOJ+ObWxqdXUgohbNnrEvMn8V3uScmm8yLX7wMd4=";
+
 static void
 test_posthog_example(void **state)
 {
 	char path[4096];
 	char err[4096];
+	char dir[] = "/tmp/portcullis-test-config-XXXXXX";
+	char metadata[4200], key_file[4200], file[4200];
 	const char *slash = strrchr(__FILE__, '/');
+	const char *env[] = { "SAML_IDP_METADATA", metadata, "CERTS_DIR", dir, NULL };
+	static const char *const created[] = { "session.key", "saml-sp.key", "saml-sp.crt",
+					       "idp-metadata.xml" };
 	struct config *cfg;
 	const struct config_route *r;
+	struct stat st;
+	FILE *fp;
 
 	(void)state;
+	/* The example requires SAML_IDP_METADATA; the SP key and the session key
+	 * are created under CERTS_DIR. */
+	assert_non_null(mkdtemp(dir));
+	snprintf(metadata, sizeof metadata, "%s/idp-metadata.xml", dir);
+	fp = fopen(metadata, "w");
+	assert_non_null(fp);
+	fprintf(fp,
+		"<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" "
+		"xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.test/md\">"
+		"<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">"
+		"<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>%s"
+		"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+		"<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" "
+		"Location=\"https://idp.test/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n",
+		example_idp_cert);
+	assert_int_equal(fclose(fp), 0);
+	fake_env = env;
+
 	/* tests/unit/test_config.c -> examples/posthog/portcullis.json */
 	snprintf(path, sizeof path, "%.*s/../../examples/posthog/portcullis.json",
 		 slash != NULL ? (int)(slash - __FILE__) : 1, slash != NULL ? __FILE__ : ".");
-	cfg = config_load_file(path, err, sizeof err, null_getenv);
+	cfg = config_load_file(path, err, sizeof err, fake_getenv);
+	fake_env = NULL;
 	if (cfg == NULL)
 		fail_msg("%s", err);
 
@@ -1011,7 +1057,7 @@ test_posthog_example(void **state)
 	assert_string_equal(cfg->sites[0].hosts[0], "app.localhost");
 	assert_string_equal(cfg->sites[1].hosts[0], "posthog.localhost");
 	assert_ptr_equal(cfg->default_site, &cfg->sites[1]);
-	assert_int_equal(cfg->nroutes_total, 9);
+	assert_int_equal(cfg->nroutes_total, 12);
 
 	r = find_route(cfg, "ingest");
 	assert_int_equal(r->index, 0);
@@ -1036,12 +1082,110 @@ test_posthog_example(void **state)
 	r = find_route(cfg, "livestream");
 	assert_string_equal(r->strip_prefix, "/livestream");
 	assert_string_equal(r->upstream->name, "livestream");
+	assert_int_equal(r->auth, AUTH_SAML);
+	assert_int_equal(r->nallow_bearer, 0);
 	r = find_route(cfg, "web");
-	assert_int_equal(r->index, 8);
+	assert_int_equal(r->index, 11);
 	assert_int_equal(r->npaths, 0);
 	assert_string_equal(r->upstream->name, "web");
 	assert_int_equal(r->max_body_bytes, 64 * 1024 * 1024);
+	assert_int_equal(r->auth, AUTH_SAML);
+	assert_int_equal(r->nallow_bearer, 0);
+
+	/* SAML: the UI and its /api are protected, SDK traffic is open. */
+	r = find_route(cfg, "api");
+	assert_int_equal(r->auth, AUTH_SAML);
+	assert_string_equal(r->paths[0], "/api");
+	assert_int_equal(r->nallow_bearer, 2);
+	assert_string_equal(r->allow_bearer[0], "phx_");
+	assert_string_equal(r->allow_bearer[1], "phs_");
+	r = find_route(cfg, "sdk-api");
+	assert_int_equal(r->auth, AUTH_NONE);
+	assert_int_equal(r->methods, METHOD_GET | METHOD_HEAD | METHOD_OPTIONS);
+	assert_int_equal(find_route(cfg, "sdk-web")->auth, AUTH_NONE);
+	assert_int_equal(find_route(cfg, "capture-event")->auth, AUTH_NONE);
+	assert_int_equal(find_route(cfg, "flags")->auth, AUTH_NONE);
+	assert_int_equal(find_route(cfg, "webhooks")->auth, AUTH_NONE);
+	assert_true(cfg->sites[1].saml_endpoints);
+	assert_non_null(cfg->saml);
+	assert_string_equal(cfg->saml->idp_metadata, metadata);
+	assert_string_equal(cfg->saml->base_url, "https://posthog.localhost");
+	assert_string_equal(cfg->saml->sp_entity_id, "https://posthog.localhost/saml/metadata");
+	assert_string_equal(cfg->saml->acs_path, "/complete/saml/");
+	assert_string_equal(cfg->saml->acs_url, "https://posthog.localhost/complete/saml/");
+	assert_false(cfg->saml->allow_sha1);
+	assert_int_equal(cfg->saml->nheaders, 1);
+	assert_string_equal(cfg->saml->headers[0].name, "X-Auth-Email");
+	assert_string_equal(cfg->saml->headers[0].attribute, "Email");
+	snprintf(key_file, sizeof key_file, "%s/session.key", dir);
+	assert_string_equal(cfg->saml->session_key_file, key_file);
+	assert_int_equal(stat(key_file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
 	config_unref(cfg);
+
+	/* The variables override the defaults. */
+	{
+		const char *env2[] = { "SAML_IDP_METADATA", metadata, "CERTS_DIR", dir,
+				       "POSTHOG_DOMAIN", "ph.example.com",
+				       "SAML_SP_ENTITY_ID", "posthog-saml", "SAML_ACS_PATH", "/saml/acs",
+				       "SESSION_KEY_FILE", key_file, "SAML_ALLOW_SHA1", "true", NULL };
+
+		fake_env = env2;
+		cfg = config_load_file(path, err, sizeof err, fake_getenv);
+		fake_env = NULL;
+		if (cfg == NULL)
+			fail_msg("%s", err);
+		assert_string_equal(cfg->saml->sp_entity_id, "posthog-saml");
+		assert_string_equal(cfg->saml->acs_url, "https://ph.example.com/saml/acs");
+		assert_string_equal(cfg->saml->session_key_file, key_file);
+		assert_true(cfg->saml->allow_sha1);
+		config_unref(cfg);
+	}
+	/* "session_key_env" without "session_key_file": keys from the variable
+	 * only, no key file created (replicas fed from one Kubernetes Secret). */
+	{
+		char json[9000], env_dir[sizeof dir + 16];
+		const char *env3[] = { "SESSION_KEYS",
+				       "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+				       NULL };
+
+		snprintf(env_dir, sizeof env_dir, "%s/envonly", dir);
+		snprintf(json, sizeof json,
+			 "{\"listeners\": [{\"name\": \"http\", \"address\": \"127.0.0.1:0\"}],"
+			 " \"upstreams\": {\"web\": {\"servers\": [\"127.0.0.1:1\"]}},"
+			 " \"sites\": [{\"name\": \"s\", \"default\": true, \"routes\": ["
+			 "  {\"name\": \"web\", \"upstream\": \"web\", \"auth\": \"saml\"}]}],"
+			 " \"saml\": {\"idp_metadata\": \"%s\", \"base_url\": \"https://s.test\","
+			 "  \"certs_dir\": \"%s\", \"session_key_env\": \"SESSION_KEYS\"}}",
+			 metadata, env_dir);
+		fake_env = env3;
+		cfg = config_load_string(json, "envonly.json", err, sizeof err, fake_getenv);
+		fake_env = NULL;
+		if (cfg == NULL)
+			fail_msg("%s", err);
+		assert_null(cfg->saml->session_key_file);
+		snprintf(key_file, sizeof key_file, "%s/session.key", env_dir);
+		assert_int_not_equal(stat(key_file, &st), 0);
+		config_unref(cfg);
+		snprintf(key_file, sizeof key_file, "%s/saml-sp.key", env_dir);
+		unlink(key_file);
+		snprintf(key_file, sizeof key_file, "%s/saml-sp.crt", env_dir);
+		unlink(key_file);
+		snprintf(key_file, sizeof key_file, "%s/saml-idp-metadata.xml", env_dir);
+		unlink(key_file);
+		rmdir(env_dir);
+	}
+	/* Without SAML_IDP_METADATA the example does not load, and says why. */
+	cfg = config_load_file(path, err, sizeof err, null_getenv);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "saml.idp_metadata: environment variable SAML_IDP_METADATA is "
+				    "not set"));
+
+	for (size_t i = 0; i < sizeof created / sizeof created[0]; i++) {
+		snprintf(file, sizeof file, "%s/%s", dir, created[i]);
+		assert_int_equal(unlink(file), 0);
+	}
+	assert_int_equal(rmdir(dir), 0);
 }
 
 static void
@@ -1059,6 +1203,95 @@ test_method_bits(void **state)
 	assert_int_equal(config_method_bit("TRACE"), 0);
 	assert_int_equal(config_method_bit(""), 0);
 	assert_int_equal(config_method_bit(NULL), 0);
+}
+
+/* "user", "group", "allow_root": names and ids resolved at load (privdrop.h). */
+static void
+test_user_and_group(void **state)
+{
+	static const char *const env[] = { "RUN_AS", "nobody", "ALLOW", "true", NULL };
+	struct config *cfg;
+
+	(void)state;
+	fake_env = env;
+	/* None: nothing to drop to, root refused later unless allow_root. */
+	cfg = load_ok("{'listeners': [{'address': ':0'}]," MINIMAL_REST "}");
+	assert_null(cfg->user);
+	assert_null(cfg->group);
+	assert_false(cfg->allow_root);
+	config_unref(cfg);
+
+	/* A name: the user's uid and primary group. */
+	cfg = load_ok("{'user': 'root', 'listeners': [{'address': ':0'}]," MINIMAL_REST "}");
+	assert_string_equal(cfg->user, "root");
+	assert_int_equal(cfg->uid, 0);
+	assert_int_equal(cfg->gid, 0);
+	config_unref(cfg);
+
+	/* From the environment, a group by name, allow_root as a string. */
+	cfg = load_ok("{'user': '${RUN_AS}', 'group': 'root', 'allow_root': '${ALLOW}',"
+		      "'listeners': [{'address': ':0'}]," MINIMAL_REST "}");
+	assert_string_equal(cfg->user, "nobody");
+	assert_int_equal(cfg->uid, 65534);
+	assert_string_equal(cfg->group, "root");
+	assert_int_equal(cfg->gid, 0);
+	assert_true(cfg->allow_root);
+	config_unref(cfg);
+
+	/* Ids as JSON numbers or digit strings; a uid unknown to the user
+	 * database needs a group. */
+	cfg = load_ok("{'user': 65534, 'listeners': [{'address': ':0'}]," MINIMAL_REST "}");
+	assert_string_equal(cfg->user, "65534");
+	assert_int_equal(cfg->uid, 65534);
+	config_unref(cfg);
+	cfg = load_ok("{'user': '4000001', 'group': 4000002, 'allow_root': false,"
+		      "'listeners': [{'address': ':0'}]," MINIMAL_REST "}");
+	assert_int_equal(cfg->uid, 4000001);
+	assert_int_equal(cfg->gid, 4000002);
+	assert_string_equal(cfg->group, "4000002");
+	config_unref(cfg);
+
+	/* Empty (an unset variable with an empty default) means no user. */
+	cfg = load_ok("{'user': '${PORTCULLIS_USER:-}', 'listeners': [{'address': ':0'}],"
+		      MINIMAL_REST "}");
+	assert_null(cfg->user);
+	config_unref(cfg);
+	fake_env = NULL;
+}
+
+static void
+test_user_errors(void **state)
+{
+	(void)state;
+	fake_env = NULL;
+	expect_error("{'user': 'no-such-portcullis-user', 'listeners': [{'address': ':0'}],"
+		     MINIMAL_REST "}",
+		     "user: ", "no user named \"no-such-portcullis-user\"",
+		     "useradd --system", "no-such-portcullis-user", NULL);
+	/* Every error is listed: the user and the group both. */
+	expect_error("{'user': 'no-such-portcullis-user', 'group': 'no-such-portcullis-group',"
+		     "'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "group: ", "no group named \"no-such-portcullis-group\"", "groupadd --system",
+		     NULL);
+	assert_true(err_line("user: ", "no user named", NULL));
+	expect_error("{'user': 4000001, 'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "user: ", "uid 4000001 has no entry", "give \"group\"", NULL);
+	expect_error("{'group': 'root', 'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "group: ", "only used with \"user\"", NULL);
+	expect_error("{'user': -1, 'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "user: ", "-1 is not an id", NULL);
+	expect_error("{'user': 4294967295, 'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "user: ", "is not an id from 0 to 4294967294", NULL);
+	expect_error("{'user': true, 'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "user: ", "a name or a numeric id", NULL);
+	expect_error("{'user': 'nobody', 'group': ['root'], 'listeners': [{'address': ':0'}],"
+		     MINIMAL_REST "}",
+		     "group: ", "a name or a numeric id", NULL);
+	expect_error("{'allow_root': 'yes', 'listeners': [{'address': ':0'}]," MINIMAL_REST "}",
+		     "allow_root: ", "not a boolean", NULL);
+	expect_error("{'process': {'user': 'nobody'}, 'listeners': [{'address': ':0'}],"
+		     MINIMAL_REST "}",
+		     "process: ", NULL);
 }
 
 int
@@ -1083,6 +1316,8 @@ main(void)
 		cmocka_unit_test(test_many_errors_and_truncation),
 		cmocka_unit_test(test_posthog_example),
 		cmocka_unit_test(test_method_bits),
+		cmocka_unit_test(test_user_and_group),
+		cmocka_unit_test(test_user_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
