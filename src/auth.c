@@ -710,6 +710,25 @@ auth_login_endpoint(struct auth_request *a)
 	free(target);
 }
 
+/* After a sign-out: to <url> at the IdP (taken: freed here), or a page. */
+static void
+auth_signed_out(struct auth_request *a, char *url)
+{
+	struct evbuffer *b;
+
+	if (url != NULL) {
+		evhttp_add_header(a->out, "Location", url);
+		free(url);
+		auth_reply(a, 302, NULL, NULL);
+		return;
+	}
+	b = evbuffer_new();
+	if (b)
+		evbuffer_add_printf(b, "<p>You are signed out of this site.</p><p><a href=\"/\">Sign in "
+				       "again</a></p>\n");
+	auth_page(a, 200, "Signed out", b);
+}
+
 /* The IdP's own signed LogoutRequest (HTTP-Redirect) to our logout URL: end
  * the session and answer with a signed LogoutResponse at the IdP's
  * SingleLogoutService (when its metadata has one). */
@@ -735,17 +754,7 @@ auth_idp_logout(struct auth_request *a)
 	log_info("saml: %s signed out by the IdP [ref %s] from %s%s", name_id, a->request_id,
 		 a->client, url ? "; LogoutResponse sent to its SingleLogoutService" : "");
 	free(name_id);
-	if (url != NULL) {
-		evhttp_add_header(a->out, "Location", url);
-		free(url);
-		auth_reply(a, 302, NULL, NULL);
-		return;
-	}
-	b = evbuffer_new();
-	if (b)
-		evbuffer_add_printf(b, "<p>You are signed out of this site.</p><p><a href=\"/\">Sign in "
-				       "again</a></p>\n");
-	auth_page(a, 200, "Signed out", b);
+	auth_signed_out(a, url);
 }
 
 /* "<name>=" starts a parameter of the raw <query>. */
@@ -806,17 +815,7 @@ auth_logout_endpoint(struct auth_request *a)
 			slo = saml_logout_request(sc->sp, s->name_id, saml_session_index(s), "");
 	}
 	session_free(s);
-	if (slo != NULL) {
-		evhttp_add_header(a->out, "Location", slo);
-		free(slo);
-		auth_reply(a, 302, NULL, NULL);
-		return;
-	}
-	b = evbuffer_new();
-	if (b)
-		evbuffer_add_printf(b, "<p>You are signed out of this site.</p><p><a href=\"/\">Sign in "
-				       "again</a></p>\n");
-	auth_page(a, 200, "Signed out", b);
+	auth_signed_out(a, slo);
 }
 
 static void
