@@ -4,11 +4,19 @@
 #
 #   examples/k8s-sidecar/make-secret.sh posthog.example.com | kubectl apply -f -
 #
-# Every replica must share these: the IdP knows one SP certificate, and a session
-# cookie sealed by one replica must open at every other.  Run it once; run it again
-# only to rotate (then give the IdP the new SP metadata).  To rotate the session key
-# alone, edit the Secret: the new key on the first line of session.key, the old one on
-# the next until the sessions it sealed have expired; then restart the pods.
+# Every replica must share these: the IdP knows one SP certificate (each pod signs
+# its AuthnRequests with saml-sp.key, mounted as a file), and a session cookie sealed
+# by one replica must open at every other (session.key reaches the sidecar as the
+# variable PORTCULLIS_SESSION_KEYS, deployment.yaml; no key file is written).  Run it
+# once; run it again only to rotate (then give the IdP the new SP metadata).
+#
+# To rotate the session key alone, edit session.key in the Secret (keys separated by
+# new lines; the first seals, all open) and restart the pods after each step
+# (`kubectl -n posthog rollout restart deploy/posthog-web`: the variable is read at
+# start).  So that old and new pods open each other's cookies during a rollout:
+#   1. add the new key (openssl rand -hex 32) on a second line;
+#   2. move it to the first line;
+#   3. remove the old key once the sessions it sealed have expired.
 #
 # Options: -n NAMESPACE (default posthog), -o DIR (also keep the files in DIR, 0700).
 set -euo pipefail

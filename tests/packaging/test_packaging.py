@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -490,22 +491,23 @@ def test_k8s_sidecar_matches_its_config():
         assert "emptyDir" in vol and not m.get("readOnly"), "%s must be writable" % d
     env = {e["name"] for e in c["env"]}
     assert "SAML_IDP_METADATA" in env
-    # The init container copies the session key from the Secret to the file the
-    # configuration reads, on a writable volume, with mode 0600.
-    (init,) = pod["initContainers"]
-    assert init["image"] == c["image"]
-    assert init["securityContext"] == c["securityContext"]
-    cmd = init["command"]
-    assert cmd[:4] == ["install", "-D", "-m", "0600"]
-    src, dst = cmd[4], cmd[5]
-    assert dst == cfg["saml"]["session_key_file"]
-    init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
-    src_dir = os.path.dirname(src)
-    assert volumes[init_mounts[src_dir]]["secret"]["secretName"] == "portcullis-saml"
-    assert os.path.basename(src) in [i["path"] for i in volumes[init_mounts[src_dir]][
-        "secret"]["items"]]
-    m, vol = mount_for(dst)
-    assert "emptyDir" in vol and init_mounts.get(m["mountPath"]) == m["name"]
+    # Replicas share the SAML keys: the session keys come from the Secret through the
+    # variable the configuration names, and no key file of the pod's own exists (a
+    # session_key_file would be created per pod: cookies would open only there).
+    assert not pod.get("initContainers"), "nothing needs an init container"
+    saml = cfg["saml"]
+    assert not saml.get("session_key_file"), "the session keys must not be a file per pod"
+    var = saml["session_key_env"]
+    (entry,) = [e for e in c["env"] if e["name"] == var]
+    assert entry["valueFrom"]["secretKeyRef"] == {"name": "portcullis-saml", "key": "session.key"}
+    saml_vol = next(v for v in volumes.values()
+                    if v.get("secret", {}).get("secretName") == "portcullis-saml")
+    assert "session.key" not in [i["key"] for i in saml_vol["secret"]["items"]], \
+        "the session key is read from the variable; it need not be on disk"
+    # The SP key is mounted as the kubelet writes Secrets: readable by the pod's group,
+    # which must be the sidecar's own group, and by nobody else.
+    assert saml_vol["secret"]["defaultMode"] & 0o007 == 0
+    assert pod["securityContext"]["fsGroup"] == c["securityContext"]["runAsGroup"]
     # Security and resources.
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
@@ -579,47 +581,52 @@ def sidecar_files(tmp_path_factory, generated_secret):
     assert r.returncode == 0, r.stderr
     (d / "portcullis.json").write_text(sidecar_config_text())
     (d / "state").mkdir()
+    # As the kubelet writes the Secret volume (defaultMode 0440, group fsGroup).
     dep, c = sidecar_container()
-    (d / "saml" / "session.key").write_bytes(data["session.key"])
-    os.chmod(d / "saml" / "session.key", 0o440)  # as the kubelet writes it (fsGroup)
-    # The init container's own command, with its mount paths moved here.
-    (init,) = dep["spec"]["template"]["spec"]["initContainers"]
-    moved = {"/var/run/portcullis/saml": str(d / "saml"), "/var/lib/portcullis": str(d / "state")}
-    cmd = []
-    for arg in init["command"]:
-        for a, b in moved.items():
-            if arg.startswith(a + "/"):
-                arg = b + arg[len(a):]
-        cmd.append(arg)
-    r = run(cmd)
-    assert r.returncode == 0, r.stderr
+    (saml_vol,) = [v for v in dep["spec"]["template"]["spec"]["volumes"]
+                   if v.get("secret", {}).get("secretName") == "portcullis-saml"]
+    for item in saml_vol["secret"]["items"]:
+        os.chmod(d / "saml" / item["path"], saml_vol["secret"]["defaultMode"])
     env = base_env(**{e["name"]: e["value"] for e in c["env"] if "value" in e})
+    # Variables from the Secret, as the Deployment hands them over (secretKeyRef).
+    for e in c["env"]:
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] == secret["metadata"]["name"], ref
+            env[e["name"]] = data[ref["key"]].decode()
     env.update(SAML_IDP_METADATA=str(d / "idp.xml"), TLS_CERT=str(d / "tls.crt"),
                TLS_KEY=str(d / "tls.key"), SAML_SP_KEY=str(d / "saml" / "saml-sp.key"),
                SAML_SP_CERT=str(d / "saml" / "saml-sp.crt"), STATE_DIR=str(d / "state"))
-    return d, env, data["session.key"]
+    return d, env, data
+
+
+def key_files(state):
+    """Files named like a session key anywhere under <state>."""
+    return [os.path.join(root, f) for root, _, files in os.walk(str(state)) for f in files
+            if "session" in f]
 
 
 def test_k8s_configmap_config_passes_check(sidecar_files):
-    d, env, key = sidecar_files
+    d, env, _ = sidecar_files
+    assert os.stat(d / "saml" / "saml-sp.key").st_mode & 0o777 == 0o440
     r = check_config(str(d / "portcullis.json"), env, cwd=str(d))
     assert r.returncode == 0, r.stderr
     assert "configuration OK" in r.stdout
-    copied = d / "state" / "saml" / "session.key"
-    assert copied.read_bytes() == key, "the session key is not the Secret's"
-    assert os.stat(copied).st_mode & 0o777 == 0o600
+    assert key_files(d / "state") == []
 
 
-def test_k8s_session_key_as_mounted_is_refused(sidecar_files, tmp_path):
-    """Why the init container exists: the Secret's file as the kubelet mounts it
-    (group-readable) is refused."""
+def test_k8s_session_keys_variable_is_required(sidecar_files, tmp_path):
+    """The ConfigMap's configuration takes its session keys from the variable the
+    Deployment sets: without it (or with a bad key) it is refused."""
     d, env, _ = sidecar_files
-    cfg = tmp_path / "portcullis.json"
-    cfg.write_text(sidecar_config_text().replace(
-        '"${STATE_DIR:-/var/lib/portcullis}/saml/session.key"', '"%s"' % (d / "saml" / "session.key")))
-    r = check_config(str(cfg), env, cwd=str(tmp_path))
+    var = sidecar_config_defaults()["saml"]["session_key_env"]
+    without = {k: v for k, v in env.items() if k != var}
+    r = check_config(str(d / "portcullis.json"), without, cwd=str(tmp_path))
     assert r.returncode == 1
-    assert "the session key file is readable by others" in r.stderr
+    assert "the variable %s is not set" % var in r.stderr
+    r = check_config(str(d / "portcullis.json"), dict(env, **{var: "nothex"}), cwd=str(tmp_path))
+    assert r.returncode == 1
+    assert "not a session key" in r.stderr
 
 
 class Upstream:
@@ -693,29 +700,38 @@ class Proxy:
         return self.proc.returncode
 
 
-def https_get(port, path, ca, headers=None, method="GET"):
+def https_request(port, path, ca, headers=None, method="GET", body=b""):
+    """One request over TLS (Connection: close); (status, [(name, value)], body), the
+    header names in lower case."""
     ctx = ssl.create_default_context(cafile=ca)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="posthog-web.posthog.svc") as s:
             hs = {"Host": "posthog.example.com", "Connection": "close"}
+            if body:
+                hs["Content-Length"] = str(len(body))
             hs.update(headers or {})
             req = "%s %s HTTP/1.1\r\n%s\r\n" % (
                 method, path, "".join("%s: %s\r\n" % kv for kv in hs.items()))
-            s.sendall(req.encode())
+            s.sendall(req.encode() + body)
             data = b""
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    hdrs = {}
+    hdrs = []
     for line in lines[1:]:
         k, _, v = line.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return status, hdrs, body
+        hdrs.append((k.strip().lower(), v.strip()))
+    return status, hdrs, rest
+
+
+def https_get(port, path, ca, headers=None, method="GET"):
+    status, hdrs, body = https_request(port, path, ca, headers, method)
+    return status, dict(hdrs), body
 
 
 def test_k8s_configmap_config_serves(sidecar_files):
@@ -748,11 +764,82 @@ def test_k8s_configmap_config_serves(sidecar_files):
         status, _, body = https_get(proxy.https, "/api/projects/", ca,
                                     {"Authorization": "Bearer phx_testkey"})
         assert (status, body) == (200, b"upstream /api/projects/")
+        # The SP certificate it publishes is the Secret's, not one of its own.
+        status, _, body = https_get(proxy.https, "/saml/metadata", ca)
+        assert status == 200
+        assert samltools.cert_body(str(d / "saml" / "saml-sp.crt")).encode() in body
     finally:
         rc = proxy.stop()
         up.close()
     assert rc == 0, proxy.log()
     assert proxy.health().returncode == 1, "health check passes with the proxy stopped"
+    assert key_files(d / "state") == [], "a session key file was written"
+
+
+def test_k8s_replicas_share_the_saml_keys(sidecar_files, tmp_path):
+    """Two replicas of the Deployment (same Secret, each its own state volume): a
+    login started at either completes at the other's ACS, the session cookie opens at
+    the first, both sign their AuthnRequests with the Secret's SP key, and neither
+    writes a session key file."""
+    d, env, data = sidecar_files
+    up = Upstream()
+    env = dict(env, POSTHOG_WEB="127.0.0.1:%d" % up.port, INGRESS_CIDR="127.0.0.0/8")
+    b = tmp_path / "b"
+    (b / "state").mkdir(parents=True)
+    shutil.copy(d / "portcullis.json", b / "portcullis.json")
+    ca = str(d / "tls.crt")
+    sp_cert = data["saml-sp.crt"].decode()
+    acs = "https://posthog.example.com" + sidecar_config_defaults()["saml"]["acs_path"]
+    replicas = []
+    try:
+        replicas.append(Proxy(d, env))
+        replicas.append(Proxy(b, dict(env, STATE_DIR=str(b / "state"))))
+        for start, finish in ((replicas[0], replicas[1]), (replicas[1], replicas[0])):
+            jar = {}
+
+            def send(proxy, path, **kw):
+                hs = dict(kw.pop("headers", {}))
+                if jar:
+                    hs["Cookie"] = "; ".join("%s=%s" % kv for kv in jar.items())
+                status, hdrs, body = https_request(proxy.https, path, ca, hs, **kw)
+                for name, value in hdrs:
+                    if name == "set-cookie":
+                        first, _, attrs = value.partition(";")
+                        k, _, v = first.partition("=")
+                        if "Max-Age=0" in attrs or not v:
+                            jar.pop(k.strip(), None)
+                        else:
+                            jar[k.strip()] = v.strip()
+                return status, dict(hdrs), body
+            status, hdrs, _ = send(start, "/insights", headers={"Accept": "text/html"})
+            assert status == 302, hdrs
+            xml, params, query = samltools.decode_redirect(hdrs["location"])
+            assert samltools.verify_redirect_signature(query, sp_cert, str(tmp_path)), \
+                "the AuthnRequest is not signed with the Secret's SP key"
+            request_id = re.search(r' ID="([^"]+)"', xml).group(1)
+            entity = re.search(r"<(?:saml:)?Issuer[^>]*>([^<]+)<", xml).group(1)
+            response, _ = samltools.signed_response(
+                str(d / "idp.key"), str(d / "idp.crt"), str(tmp_path),
+                issuer="https://idp.example.com/md", in_response_to=request_id,
+                destination=acs, recipient=acs, audiences=[entity],
+                sigalg=samltools.RSA_SHA256, digest=samltools.SHA256)
+            form = urllib.parse.urlencode({"SAMLResponse": samltools.b64(response),
+                                           "RelayState": params["RelayState"]}).encode()
+            status, hdrs, body = send(
+                finish, urllib.parse.urlparse(acs).path, method="POST", body=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert status in (302, 303), (status, hdrs, body, finish.log())
+            assert "__Host-portcullis-session" in jar, hdrs
+            n = len(up.seen)
+            status, _, body = send(start, "/insights")
+            assert (status, body) == (200, b"upstream /insights"), start.log()
+            assert len(up.seen) == n + 1
+            assert up.seen[-1][2].get("X-Auth-Email") == "alice@example.com", up.seen[-1]
+    finally:
+        codes = [p.stop() for p in replicas]
+        up.close()
+    assert codes == [0, 0], [p.log() for p in replicas]
+    assert key_files(d / "state") == [] and key_files(b / "state") == []
 
 
 # ---- Dockerfile ------------------------------------------------------------------
@@ -824,6 +911,10 @@ def test_dockerfile_runtime_packages_cover_ldd():
     runtime stage installs or that one of those depends on; each library the
     binary links directly (NEEDED) to a package listed by name.  No -dev package
     and no compiler in the runtime stage."""
+    if os.environ.get("PORTCULLIS_SANITIZE") == "1":
+        # libasan/libubsan and a Debug link are not what the image ships: the
+        # normal (RelWithDebInfo) pass of scripts/test.sh checks the real set.
+        pytest.skip("sanitizer build: its libraries are not the image's")
     ins = dockerfile_instructions()
     last = max(s for s, _, _ in ins)
     runtime = [p for s, w, a in ins if s == last and w == "RUN" for p in apt_packages(a)]
