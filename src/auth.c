@@ -549,13 +549,22 @@ auth_has_value(const struct session *s, const char *attr, const char *value)
 			continue;
 		if (strcmp(v, value) == 0)
 			return true;
-		/* a single value holding a comma-separated list */
-		for (const char *p = v; (p = strstr(p, value)) != NULL; p++) {
-			bool start = p == v || p[-1] == ',' || p[-1] == ' ';
-			bool end = p[n] == '\0' || p[n] == ',' || p[n] == ' ';
+		/* a single value holding a comma-separated list: whole items only
+		 * ("super admin" does not contain "admin") */
+		for (const char *p = v; *p != '\0';) {
+			const char *e = strchr(p, ',');
+			size_t len;
 
-			if (start && end)
+			if (e == NULL)
+				e = p + strlen(p);
+			while (p < e && (*p == ' ' || *p == '\t'))
+				p++;
+			len = (size_t)(e - p);
+			while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+				len--;
+			if (len == n && memcmp(p, value, n) == 0)
 				return true;
+			p = *e == ',' ? e + 1 : e;
 		}
 	}
 	return false;
@@ -1202,12 +1211,17 @@ auth_on_head(struct auth_request *a)
 	now = (int64_t)time(NULL);
 	/* borrowed from this thread's cache of opened cookies: not freed here */
 	s = session_open_cached(sc->keys, AUTH_PURPOSE_SESSION, v);
+	/* A "session_lifetime" lowered since the cookie was sealed applies too. */
 	if (s == NULL || !session_is_valid(s, now, (int64_t)sc->session_idle_timeout,
-					   (int64_t)sc->clock_skew)) {
+					   (int64_t)sc->clock_skew) ||
+	    now >= s->issued + (int64_t)sc->session_lifetime) {
 		if (log_enabled(LOG_LEVEL_DEBUG))
 			log_debug("saml: session cookie refused [ref %s]: %s", a->request_id,
 				  s == NULL ? "does not open (tampered, foreign key or malformed)"
-					    : now >= s->expires ? "expired" : "idle too long");
+				  : now >= s->expires ? "expired"
+				  : now >= s->issued + (int64_t)sc->session_lifetime
+				      ? "older than session_lifetime"
+				      : "idle too long");
 		auth_need_login(a);
 		return AUTH_REPLIED;
 	}

@@ -354,6 +354,9 @@ def test_cookies_tampered_expired_foreign(env, alive):
                         [("Roles", "posthog-admin")]),
         "idle": seal(key, "session", t - 7000, t + 3600, t - 4000, "alice",
                      [("Roles", "posthog-admin")]),
+        # sealed when session_lifetime was longer than the 8 h configured now
+        "older than session_lifetime": seal(key, "session", t - 30000, t + 3600, t, "alice",
+                                            [("Roles", "posthog-admin")]),
         "foreign key": seal(os.urandom(32), "session", t, t + 3600, t, "alice",
                             [("Roles", "posthog-admin")]),
         "other purpose": seal(key, "saml-request/0123", t, t + 3600, t, "alice",
@@ -378,6 +381,20 @@ def test_rule_refusal_page_names_user(env, alive):
     assert r.status == 403
     assert b"bob" in r.body and b"posthog-admin" in r.body
     env["proxy"].wait_stderr(r"access refused to bob .*Roles does not contain \"posthog-admin\"")
+
+
+@pytest.mark.parametrize("roles,allowed", [
+    (["viewer, posthog-admin"], True), (["posthog-admin,viewer"], True),
+    (["viewer", "posthog-admin"], True), ([" posthog-admin "], True),
+    (["not posthog-admin"], False), (["posthog-admin-lite"], False),
+    (["viewer,xposthog-admin"], False)])
+def test_rule_matches_whole_list_items(env, alive, roles, allowed):
+    b = Browser(env["port"])
+    login = b.start_login("/")
+    attrs = {"Email": ["carol@example.com"], "Roles": roles}
+    assert b.post_acs(response_for(env, login, name_id="carol", attributes=attrs),
+                      login["relay"]).status == 303
+    assert b.get("/").status == (200 if allowed else 403), roles
 
 
 def test_logout_clears_session(env, alive):
