@@ -1,5 +1,6 @@
 /* headerbuf: header collection for http-parser; see headerbuf.h. */
 #include "headerbuf.h"
+#include "hdrarena.h"
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -55,9 +56,14 @@ commit(struct headerbuf *hb, struct evkeyvalq *out)
 		return 0;
 	if (hb->value == NULL && headerbuf_append(&hb->value, &hb->value_len, &hb->value_cap, "", 0) < 0)
 		return -1;
-	/* evhttp_add_header refuses CR/LF in values; http-parser has refused
-	 * them already, so a failure here is an allocation failure. */
-	rc = evhttp_add_header(out, hb->field, hb->value);
+	/* evhttp_add_header (and hdrarena, by the same rule) refuses CR/LF in
+	 * values; http-parser has refused them already, so a failure here is an
+	 * allocation failure. */
+	if (hb->arena)
+		rc = hdrarena_add_header(hb->arena, out, hb->field, hb->field_len, hb->value,
+					 hb->value_len);
+	else
+		rc = evhttp_add_header(out, hb->field, hb->value);
 	hb->field_len = hb->value_len = 0;
 	hb->field[0] = '\0';
 	hb->value[0] = '\0';
@@ -94,6 +100,22 @@ headerbuf_finish(struct headerbuf *hb, struct evkeyvalq *out)
 
 	hb->last_was_value = false;
 	return rc;
+}
+
+void
+headerbuf_swap_buffers(struct headerbuf *a, struct headerbuf *b)
+{
+	char *field = a->field, *value = a->value;
+	size_t field_cap = a->field_cap, value_cap = a->value_cap;
+
+	a->field = b->field;
+	a->value = b->value;
+	a->field_cap = b->field_cap;
+	a->value_cap = b->value_cap;
+	b->field = field;
+	b->value = value;
+	b->field_cap = field_cap;
+	b->value_cap = value_cap;
 }
 
 void

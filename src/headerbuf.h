@@ -11,9 +11,11 @@
 #include <stddef.h>
 
 struct evkeyvalq;
+struct hdrarena;
 
 struct headerbuf {
 	char *field, *value;
+	struct hdrarena *arena; /* non-NULL: pairs go into it (hdrarena.h), else evhttp_add_header */
 	size_t field_len, value_len, field_cap, value_cap;
 	bool last_was_value;
 	bool overflow;    /* the limit was passed */
@@ -35,6 +37,10 @@ int headerbuf_value(struct headerbuf *hb, const char *at, size_t n);
 
 /* The headers are complete: store the last pair.  Returns 0 or -1. */
 int headerbuf_finish(struct headerbuf *hb, struct evkeyvalq *out);
+
+/* Exchange the field and value buffers (not the counts) of <a> and <b>:
+ * lets a long-lived owner lend them to one message after another. */
+void headerbuf_swap_buffers(struct headerbuf *a, struct headerbuf *b);
 
 /* Free the buffers.  Accepts NULL. */
 void headerbuf_free(struct headerbuf *hb);

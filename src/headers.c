@@ -2,22 +2,35 @@
 #include "headers.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
+
+/* RFC 9110 tchar (ALPHA DIGIT !#$%&'*+-.^_`|~) as bit masks over the
+ * characters 0-63 and 64-127: one test per byte. */
+#define TCHAR_LO UINT64_C(0x03ff6cfa00000000)
+#define TCHAR_HI UINT64_C(0x57ffffffc7fffffe)
+/* Controls a value may not hold: 0x00-0x1f but HTAB (0x7f apart). */
+#define VALUE_BAD_CTL UINT32_C(0xfffffdff)
+
+static bool
+is_tchar(unsigned char c)
+{
+	if (c < 64)
+		return (TCHAR_LO >> c) & 1;
+	if (c < 128)
+		return (TCHAR_HI >> (c - 64)) & 1;
+	return false;
+}
 
 bool
 headers_is_token(const char *s)
 {
-	static const char extra[] = "!#$%&'*+-.^_`|~";
-
 	if (s == NULL || *s == '\0')
 		return false;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (!isalnum(c) && (c == '\0' || strchr(extra, c) == NULL))
+	for (; *s; s++)
+		if (!is_tchar((unsigned char)*s))
 			return false;
-	}
 	return true;
 }
 
@@ -27,7 +40,7 @@ headers_value_ok(const char *s)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
+		if ((c < 0x20 && ((VALUE_BAD_CTL >> c) & 1)) || c == 0x7f)
 			return false;
 	}
 	return true;
@@ -106,6 +119,15 @@ headers_framing_add(struct headers_framing_state *st, const char *name, const ch
 	}
 	if (!headers_value_ok(value)) {
 		fail(st, FRAMING_BAD_VALUE);
+		return;
+	}
+	/* Only three names matter here: compare only when the first letter fits. */
+	switch (name[0] | 0x20) {
+	case 'h':
+	case 'c':
+	case 't':
+		break;
+	default:
 		return;
 	}
 	if (strcasecmp(name, "host") == 0) {

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "hdrarena.h"
 #include "headers.h"
 #include "ipacl.h"
 #include "access.h"
@@ -35,13 +36,14 @@ struct txn {
 	struct worker_gen *gen;
 	const struct config *cfg;
 	struct server_request *req;   /* NULL once the server has dropped it */
-	struct evkeyvalq out;         /* response headers being built */
+	struct evkeyvalq out;         /* response headers being built (entries mostly in <arena>) */
 	const struct config_site *site;
 	const struct config_route *route;      /* the route that acts */
 	const struct config_route *jump_route; /* the "site" route that led there, or NULL */
 	struct upstream_pool *pool;
 	struct upstream_exchange *x;
-	struct evbuffer *head;        /* request head without Host line, kept for retries */
+	char *head;                   /* request head without Host line, kept for retries: */
+	size_t head_len;              /* head_inline or (longer heads) the heap */
 	const char *method;
 	unsigned method_bit;
 	const char *query;
@@ -73,6 +75,8 @@ struct txn {
 	char host[256];
 	char path[PATH_MAX_BYTES];
 	char fwd_path[PATH_MAX_BYTES];
+	struct hdrarena arena;        /* for <out>: see hdrarena.h for the rules */
+	char head_inline[2048];
 };
 
 static void txn_finish(struct txn *t);
@@ -110,6 +114,25 @@ method_is_idempotent(unsigned bit)
 
 /* ---- client address ---------------------------------------------------- */
 
+/* Dotted quad of the 4 bytes at <b> (what inet_ntop writes, without its
+ * sprintf).  <out> holds at least INET_ADDRSTRLEN bytes. */
+static void
+format_ipv4(const unsigned char *b, char *out)
+{
+	char *p = out;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned v = b[i];
+
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+		*p++ = i < 3 ? '.' : '\0';
+	}
+}
+
 /* Text of an address; IPv4-mapped IPv6 prints as IPv4. */
 static void
 format_addr(const struct sockaddr *sa, char *out, size_t outlen)
@@ -118,12 +141,18 @@ format_addr(const struct sockaddr *sa, char *out, size_t outlen)
 	if (sa == NULL)
 		return;
 	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-			  (socklen_t)outlen);
+		const void *a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+
+		if (outlen >= INET_ADDRSTRLEN)
+			format_ipv4(a, out);
+		else
+			inet_ntop(AF_INET, a, out, (socklen_t)outlen);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
 
-		if (IN6_IS_ADDR_V4MAPPED(a))
+		if (IN6_IS_ADDR_V4MAPPED(a) && outlen >= INET_ADDRSTRLEN)
+			format_ipv4(&a->s6_addr[12], out);
+		else if (IN6_IS_ADDR_V4MAPPED(a))
 			inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)outlen);
 		else
 			inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
@@ -180,18 +209,18 @@ client_from_forwarded_for(struct txn *t, const char *xff)
 static void
 add_common_response_headers(struct txn *t, struct evkeyvalq *out)
 {
-	evhttp_add_header(out, "X-Request-ID", t->request_id);
+	hdrarena_add(&t->arena, out, "X-Request-ID", t->request_id);
 	/* HSTS only over TLS (RFC 6797 7.2); ours replaces the upstream's. */
 	if (t->listener->tls && t->site && t->site->hsts.enabled) {
 		const struct config_hsts *h = &t->site->hsts;
 		char v[96];
 
-		while (evhttp_find_header(out, "Strict-Transport-Security"))
-			evhttp_remove_header(out, "Strict-Transport-Security");
+		while (hdrarena_remove_header(&t->arena, out, "Strict-Transport-Security") == 0)
+			continue;
 		snprintf(v, sizeof(v), "max-age=%llu%s%s", (unsigned long long)h->max_age,
 			 h->include_subdomains ? "; includeSubDomains" : "",
 			 h->preload ? "; preload" : "");
-		evhttp_add_header(out, "Strict-Transport-Security", v);
+		hdrarena_add(&t->arena, out, "Strict-Transport-Security", v);
 	}
 }
 
@@ -206,17 +235,17 @@ reply_text(struct txn *t, int status, const char *detail, bool close)
 		return;
 	body = evbuffer_new();
 	t->replied = true;
-	evhttp_clear_headers(&t->out);
+	hdrarena_clear_headers(&t->arena, &t->out);
 	if (status == 405)
-		evhttp_add_header(&t->out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
-	evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
-	evhttp_add_header(&t->out, "Cache-Control", "no-store");
+		hdrarena_add(&t->arena, &t->out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+	hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
+	hdrarena_add(&t->arena, &t->out, "Cache-Control", "no-store");
 	add_common_response_headers(t, &t->out);
 	if (status == 429 && t->access.retry_after > 0) {
 		char retry[16];
 
 		snprintf(retry, sizeof(retry), "%u", t->access.retry_after);
-		evhttp_add_header(&t->out, "Retry-After", retry);
+		hdrarena_add(&t->arena, &t->out, "Retry-After", retry);
 	}
 	if (body) {
 		evbuffer_add_printf(body, "%d %s: %s\n", status, server_status_text(status), detail);
@@ -237,18 +266,20 @@ refuse(struct txn *t, int status, const char *detail, bool close)
 }
 
 static void
-apply_header_ops(struct evkeyvalq *headers, const struct config_header_ops *ops)
+apply_header_ops(struct txn *t, const struct config_header_ops *ops)
 {
+	struct evkeyvalq *headers = &t->out;
+
 	for (size_t i = 0; i < ops->nremove; i++)
-		while (evhttp_find_header(headers, ops->remove[i]))
-			evhttp_remove_header(headers, ops->remove[i]);
+		while (hdrarena_remove_header(&t->arena, headers, ops->remove[i]) == 0)
+			continue;
 	for (size_t i = 0; i < ops->nset; i++) {
-		while (evhttp_find_header(headers, ops->set[i].name))
-			evhttp_remove_header(headers, ops->set[i].name);
-		evhttp_add_header(headers, ops->set[i].name, ops->set[i].value);
+		while (hdrarena_remove_header(&t->arena, headers, ops->set[i].name) == 0)
+			continue;
+		hdrarena_add(&t->arena, headers, ops->set[i].name, ops->set[i].value);
 	}
 	for (size_t i = 0; i < ops->nadd; i++)
-		evhttp_add_header(headers, ops->add[i].name, ops->add[i].value);
+		hdrarena_add(&t->arena, headers, ops->add[i].name, ops->add[i].value);
 }
 
 static void
@@ -278,16 +309,16 @@ respond_fixed(struct txn *t)
 		}
 		evbuffer_add(body, "", 1);
 		location = (char *)evbuffer_pullup(body, -1);
-		evhttp_add_header(&t->out, "Location", location);
+		hdrarena_add(&t->arena, &t->out, "Location", location);
 		evbuffer_drain(body, evbuffer_get_length(body));
-		evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
+		hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
 		evbuffer_add_printf(body, "Redirecting to %s\n",
 				    evhttp_find_header(&t->out, "Location"));
 	} else {
-		evhttp_add_header(&t->out, "Content-Type", r->content_type);
+		hdrarena_add(&t->arena, &t->out, "Content-Type", r->content_type);
 		evbuffer_add(body, r->body, strlen(r->body));
 	}
-	apply_header_ops(&t->out, &r->response_headers);
+	apply_header_ops(t, &r->response_headers);
 	add_common_response_headers(t, &t->out);
 	t->bytes_out = evbuffer_get_length(body);
 	server_reply(t->req, r->status, &t->out, body, false);
@@ -330,22 +361,102 @@ ops_name_listed(const struct config_header_ops *ops, const char *name)
 	return false;
 }
 
+/* A request head being written: bytes collect in caller-given storage,
+ * moved to the heap (and grown there) when they outgrow it, then go to an
+ * evbuffer in one evbuffer_add (one chain, not four evbuffer_add calls per
+ * header line). */
+struct headout {
+	char *buf;
+	size_t len, cap;
+	bool heap;         /* buf was allocated here (else the caller's storage) */
+	bool failed;       /* out of memory: the head is incomplete */
+};
+
 static void
-add_header_line(struct evbuffer *b, const char *name, const char *value)
+headout_init(struct headout *o, char *storage, size_t size)
 {
-	evbuffer_add(b, name, strlen(name));
-	evbuffer_add(b, ": ", 2);
-	evbuffer_add(b, value, strlen(value));
-	evbuffer_add(b, "\r\n", 2);
+	o->buf = storage;
+	o->len = 0;
+	o->cap = size;
+	o->heap = false;
+	o->failed = false;
 }
 
 static void
-add_ops_lines(struct evbuffer *b, const struct config_header_ops *ops)
+headout_put(struct headout *o, const char *s, size_t n)
+{
+	if (o->failed)
+		return;
+	if (n > o->cap - o->len) {
+		size_t ncap = o->cap * 2 > o->len + n ? o->cap * 2 : o->len + n;
+		char *p;
+
+		if (o->len + n < o->len) {
+			o->failed = true;
+			return;
+		}
+		p = o->heap ? realloc(o->buf, ncap) : malloc(ncap);
+		if (p == NULL) {
+			o->failed = true;
+			return;
+		}
+		if (!o->heap)
+			memcpy(p, o->buf, o->len);
+		o->buf = p;
+		o->cap = ncap;
+		o->heap = true;
+	}
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+/* Give back what headout_put allocated. */
+static void
+headout_release(struct headout *o)
+{
+	if (o->heap)
+		free(o->buf);
+	o->heap = false;
+	o->buf = NULL;
+}
+
+static void
+headout_str(struct headout *o, const char *s)
+{
+	headout_put(o, s, strlen(s));
+}
+
+static void
+add_header_line(struct headout *o, const char *name, const char *value)
+{
+	headout_str(o, name);
+	headout_put(o, ": ", 2);
+	headout_str(o, value);
+	headout_put(o, "\r\n", 2);
+}
+
+static void
+add_ops_lines(struct headout *o, const struct config_header_ops *ops)
 {
 	for (size_t i = 0; i < ops->nset; i++)
-		add_header_line(b, ops->set[i].name, ops->set[i].value);
+		add_header_line(o, ops->set[i].name, ops->set[i].value);
 	for (size_t i = 0; i < ops->nadd; i++)
-		add_header_line(b, ops->add[i].name, ops->add[i].value);
+		add_header_line(o, ops->add[i].name, ops->add[i].value);
+}
+
+/* Decimal digits of <v>, NUL-terminated, at the end of buf[0..24); returns
+ * where they start (the length is buf + 23 - start). */
+static char *
+format_u64(char buf[24], uint64_t v)
+{
+	char *p = buf + 23;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return p;
 }
 
 /*
@@ -361,15 +472,19 @@ build_head(struct txn *t)
 	const struct config_header_ops *rops = &t->route->request_headers;
 	bool drop_cookies = t->route->drop_cookies || (t->jump_route && t->jump_route->drop_cookies);
 	struct evkeyval *kv;
-	struct evbuffer *b = evbuffer_new();
 	const char *xff = t->forwarded_for;
 	const char *xfp = NULL, *xfh = NULL, *xfport = NULL;
+	struct headout o;
 
-	if (b == NULL)
-		return -1;
-	t->head = b;
-	evbuffer_add_printf(b, "%s %s%s%s HTTP/1.1\r\n", t->method, t->fwd_path, t->query ? "?" : "",
-			    t->query ? t->query : "");
+	headout_init(&o, t->head_inline, sizeof(t->head_inline));
+	headout_str(&o, t->method);
+	headout_put(&o, " ", 1);
+	headout_str(&o, t->fwd_path);
+	if (t->query) {
+		headout_put(&o, "?", 1);
+		headout_str(&o, t->query);
+	}
+	headout_put(&o, " HTTP/1.1\r\n", 11);
 
 	TAILQ_FOREACH(kv, in, next)
 		if (strcasecmp(kv->key, "connection") == 0)
@@ -403,34 +518,43 @@ build_head(struct txn *t)
 			continue;
 		if ((jops && ops_name_listed(jops, name)) || ops_name_listed(rops, name))
 			continue;
-		add_header_line(b, name, kv->value);
+		add_header_line(&o, name, kv->value);
 	}
 	if (jops)
-		add_ops_lines(b, jops);
-	add_ops_lines(b, rops);
+		add_ops_lines(&o, jops);
+	add_ops_lines(&o, rops);
 
 	if (xff) {
 		char peer[INET6_ADDRSTRLEN];
 
 		format_addr(server_request_peer(t->req), peer, sizeof(peer));
-		evbuffer_add_printf(b, "X-Forwarded-For: %s, %s\r\n", xff, peer);
+		headout_put(&o, "X-Forwarded-For: ", 17);
+		headout_str(&o, xff);
+		headout_put(&o, ", ", 2);
+		headout_str(&o, peer);
+		headout_put(&o, "\r\n", 2);
 	} else {
-		add_header_line(b, "X-Forwarded-For", t->client);
+		add_header_line(&o, "X-Forwarded-For", t->client);
 	}
-	add_header_line(b, "X-Real-IP", t->client);
-	add_header_line(b, "X-Forwarded-Proto", xfp ? xfp : (t->listener->tls ? "https" : "http"));
+	add_header_line(&o, "X-Real-IP", t->client);
+	add_header_line(&o, "X-Forwarded-Proto", xfp ? xfp : (t->listener->tls ? "https" : "http"));
 	if (xfh || t->host_header)
-		add_header_line(b, "X-Forwarded-Host", xfh ? xfh : t->host_header);
-	add_header_line(b, "X-Forwarded-Port", xfport ? xfport : t->listener->port);
-	add_header_line(b, "X-Request-ID", t->request_id);
+		add_header_line(&o, "X-Forwarded-Host", xfh ? xfh : t->host_header);
+	add_header_line(&o, "X-Forwarded-Port", xfport ? xfport : t->listener->port);
+	add_header_line(&o, "X-Request-ID", t->request_id);
 	if (t->cfg->geoip_country_header && t->access.country[0])
-		add_header_line(b, t->cfg->geoip_country_header, t->access.country);
+		add_header_line(&o, t->cfg->geoip_country_header, t->access.country);
 	if (t->cfg->geoip_asn_header && t->access.asn) {
-		char asn[16];
+		char asn[24];
 
-		snprintf(asn, sizeof(asn), "%u", t->access.asn);
-		add_header_line(b, t->cfg->geoip_asn_header, asn);
+		add_header_line(&o, t->cfg->geoip_asn_header, format_u64(asn, t->access.asn));
 	}
+	if (o.failed) {
+		headout_release(&o);
+		return -1;
+	}
+	t->head = o.buf;
+	t->head_len = o.len;
 	return 0;
 }
 
@@ -443,25 +567,47 @@ build_attempt(struct txn *t, int index)
 	struct evbuffer *body = server_request_body(t->req);
 	size_t body_len = evbuffer_get_length(body);
 	const char *host = t->upstream_host;
-	char server_host[300];
+	char storage[4096];
+	struct headout o;
 
 	if (b == NULL)
 		return NULL;
-	if (evbuffer_add_buffer_reference(b, t->head) < 0)
-		goto fail;
+	headout_init(&o, storage, sizeof(storage));
+	headout_put(&o, t->head, t->head_len);
+	headout_put(&o, "Host: ", 6);
 	if (host == NULL) {
+		/* "host:port", "[v6]:port"; cut at 299 bytes as it always was */
 		const struct config_server *s = upstream_server(t->pool, index);
+		bool v6 = strchr(s->host, ':') != NULL;
+		char digits[24];
+		const char *port = format_u64(digits, s->port);
+		size_t start = o.len;
 
-		if (strchr(s->host, ':'))
-			snprintf(server_host, sizeof(server_host), "[%s]:%u", s->host, s->port);
-		else
-			snprintf(server_host, sizeof(server_host), "%s:%u", s->host, s->port);
-		host = server_host;
+		if (v6)
+			headout_put(&o, "[", 1);
+		headout_str(&o, s->host);
+		headout_put(&o, v6 ? "]:" : ":", v6 ? 2 : 1);
+		headout_put(&o, port, (size_t)(digits + sizeof(digits) - 1 - port));
+		if (o.len - start > 299)
+			o.len = start + 299;
+	} else {
+		headout_str(&o, host);
 	}
-	add_header_line(b, "Host", host);
-	if (body_len > 0 || (t->method_bit & (METHOD_POST | METHOD_PUT | METHOD_PATCH)))
-		evbuffer_add_printf(b, "Content-Length: %zu\r\n", body_len);
-	evbuffer_add(b, "\r\n", 2);
+	headout_put(&o, "\r\n", 2);
+	if (body_len > 0 || (t->method_bit & (METHOD_POST | METHOD_PUT | METHOD_PATCH))) {
+		char digits[24];
+		const char *len = format_u64(digits, body_len);
+
+		headout_put(&o, "Content-Length: ", 16);
+		headout_put(&o, len, (size_t)(digits + sizeof(digits) - 1 - len));
+		headout_put(&o, "\r\n", 2);
+	}
+	headout_put(&o, "\r\n", 2);
+	if (o.failed || evbuffer_add(b, o.buf, o.len) < 0) {
+		headout_release(&o);
+		goto fail;
+	}
+	headout_release(&o);
 	if (body_len > 0 && evbuffer_add_buffer_reference(b, body) < 0)
 		goto fail;
 	return b;
@@ -491,11 +637,11 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 			continue;
 		if (strcasecmp(kv->key, "x-request-id") == 0)
 			continue;
-		evhttp_add_header(&t->out, kv->key, kv->value);
+		hdrarena_copy(&t->arena, &t->out, kv);
 	}
-	apply_header_ops(&t->out, &t->route->response_headers);
+	apply_header_ops(t, &t->route->response_headers);
 	if (t->jump_route)
-		apply_header_ops(&t->out, &t->jump_route->response_headers);
+		apply_header_ops(t, &t->jump_route->response_headers);
 	add_common_response_headers(t, &t->out);
 	t->replied = true;
 	t->streaming = true;
@@ -640,9 +786,10 @@ txn_finish(struct txn *t)
 	if (t->body_reserved)
 		metrics_add(METRIC_BODY_MEMORY, -(int64_t)t->body_reserved);
 	metrics_add(METRIC_IN_FLIGHT, -1);
-	if (t->head)
-		evbuffer_free(t->head);
-	evhttp_clear_headers(&t->out);
+	if (t->head != t->head_inline)
+		free(t->head);
+	hdrarena_clear_headers(&t->arena, &t->out);
+	hdrarena_reset(&t->arena);
 	free(t->forwarded_for_joined);
 	free(t->query_copy);
 	worker_gen_unref(t->gen);
@@ -885,8 +1032,8 @@ builtin_request(struct txn *t)
 		t->status = 200;
 		t->replied = true;
 		evbuffer_add(body, keyauth, strlen(keyauth));
-		evhttp_add_header(&t->out, "Content-Type", "text/plain");
-		evhttp_add_header(&t->out, "Cache-Control", "no-store");
+		hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain");
+		hdrarena_add(&t->arena, &t->out, "Cache-Control", "no-store");
 		add_common_response_headers(t, &t->out);
 		t->bytes_out = evbuffer_get_length(body);
 		server_reply(t->req, 200, &t->out, body, false);
@@ -923,9 +1070,9 @@ builtin_request(struct txn *t)
 	if (t->query)
 		evbuffer_add_printf(body, "%s", t->query);
 	evbuffer_add(body, "", 1);
-	evhttp_add_header(&t->out, "Location", (const char *)evbuffer_pullup(body, -1));
+	hdrarena_add(&t->arena, &t->out, "Location", (const char *)evbuffer_pullup(body, -1));
 	evbuffer_drain(body, evbuffer_get_length(body));
-	evhttp_add_header(&t->out, "Content-Type", "text/plain; charset=utf-8");
+	hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
 	add_common_response_headers(t, &t->out);
 	evbuffer_add_printf(body, "Redirecting to %s\n", evhttp_find_header(&t->out, "Location"));
 	t->bytes_out = evbuffer_get_length(body);
@@ -955,6 +1102,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	memset(t, 0, offsetof(struct txn, client));
 	t->client[0] = t->request_id[0] = t->host[0] = t->path[0] = t->fwd_path[0] = '\0';
 	TAILQ_INIT(&t->out);
+	hdrarena_init(&t->arena);
 	t->start = log_now();
 	t->worker = w;
 	t->listener = wl;

@@ -91,6 +91,8 @@ struct server_conn {
 	struct event *rev, *wev, *timer;
 	char *in;
 	size_t inlen, incap;
+	char *target_spare;         /* the last request's target buffer, for the next */
+	size_t target_spare_cap;
 	struct evbuffer *out;
 	http_parser parser;
 	struct server_request *req;
@@ -219,17 +221,32 @@ request_new(struct server_conn *c)
 	TAILQ_INIT(&req->headers);
 	req->conn = c;
 	req->content_length = -1;
+	if (c->target_spare) {
+		req->target = c->target_spare;
+		req->target_cap = c->target_spare_cap;
+		req->target[0] = '\0';
+		c->target_spare = NULL;
+		c->target_spare_cap = 0;
+	}
 	return req;
 }
 
 static void
 request_free(struct server_request *req)
 {
+	struct server_conn *c;
+
 	if (req == NULL)
 		return;
+	c = req->conn;
 	evhttp_clear_headers(&req->headers);
 	evbuffer_free(req->body);
-	free(req->target);
+	if (c->target_spare == NULL && req->target) {
+		c->target_spare = req->target; /* the next request's */
+		c->target_spare_cap = req->target_cap;
+	} else {
+		free(req->target);
+	}
 	free(req);
 }
 
@@ -981,6 +998,7 @@ conn_free(struct server_conn *c)
 	close(c->fd);
 	evbuffer_free(c->out);
 	free(c->in);
+	free(c->target_spare);
 	headerbuf_free(&c->hb);
 	free(c);
 }
@@ -1014,6 +1032,9 @@ conn_release_buffers(struct server_conn *c)
 		c->in = NULL;
 		c->incap = 0;
 	}
+	free(c->target_spare);
+	c->target_spare = NULL;
+	c->target_spare_cap = 0;
 }
 
 /* Between two requests: the timer first frees the buffers after

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "hdrarena.h"
 #include "headerbuf.h"
 #include "log.h"
 #include "metrics.h"
@@ -173,6 +174,7 @@ struct upstream_conn {
 	bool fail_pending;              /* report <pending> from the write event */
 	enum upstream_failure pending;
 	struct upstream_exchange *x;
+	struct headerbuf hb_spare;      /* header scratch buffers, lent to each exchange */
 };
 
 LIST_HEAD(conn_list, upstream_conn);
@@ -235,9 +237,10 @@ struct upstream_exchange {
 	bool failed;
 	bool paused;
 	enum upstream_failure failure;
-	struct evkeyvalq headers;
+	struct evkeyvalq headers;       /* entries in <arena> */
 	struct headerbuf hb;
 	struct evbuffer *body;
+	struct hdrarena arena;
 };
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
@@ -285,6 +288,7 @@ conn_close(struct upstream_conn *c)
 		close(c->fd);
 	evbuffer_free(c->out);
 	block_unref(c->block);
+	headerbuf_free(&c->hb_spare);
 	free(c);
 }
 
@@ -476,7 +480,8 @@ on_headers_complete(http_parser *p)
 			return -1;
 		}
 		/* An interim response (103 Early Hints ...): skip it. */
-		evhttp_clear_headers(&x->headers);
+		hdrarena_clear_headers(&x->arena, &x->headers);
+		hdrarena_reset(&x->arena);
 		headerbuf_reset(&x->hb, x->hb.max_bytes);
 		return 0;
 	}
@@ -540,7 +545,8 @@ static const http_parser_settings parser_settings = {
 static void
 exchange_free(struct upstream_exchange *x)
 {
-	evhttp_clear_headers(&x->headers);
+	hdrarena_clear_headers(&x->arena, &x->headers);
+	hdrarena_reset(&x->arena);
 	headerbuf_free(&x->hb);
 	evbuffer_free(x->body);
 	free(x);
@@ -556,6 +562,7 @@ release_conn(struct upstream_exchange *x, bool keep)
 
 	x->conn = NULL;
 	c->x = NULL;
+	headerbuf_swap_buffers(&x->hb, &c->hb_spare); /* lent back */
 	atomic_fetch_sub(&c->health->active, 1);
 	if (keep && pool && !pool->freed && c->state == CONN_BUSY &&
 	    pool->servers[c->server].nidle < pool->up->max_idle &&
@@ -959,6 +966,8 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 		return NULL;
 	}
 	TAILQ_INIT(&x->headers);
+	hdrarena_init(&x->arena);
+	x->hb.arena = &x->arena;
 	x->ops = ops;
 	x->arg = arg;
 	x->head_request = head_request;
@@ -980,6 +989,7 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	c->x = x;
 	c->uses++;
 	x->conn = c;
+	headerbuf_swap_buffers(&x->hb, &c->hb_spare); /* borrow the scratch buffers */
 	pool->busy++;
 	atomic_fetch_add(&c->health->active, 1);
 	evbuffer_add_buffer(c->out, request);
