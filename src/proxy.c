@@ -429,9 +429,24 @@ headout_str(struct headout *o, const char *s)
 static void
 add_header_line(struct headout *o, const char *name, const char *value)
 {
-	headout_str(o, name);
+	size_t nl = strlen(name), vl = strlen(value);
+
+	if (!o->failed && o->cap - o->len >= 4 && o->cap - o->len - 4 >= nl &&
+	    o->cap - o->len - 4 - nl >= vl) {
+		char *p = o->buf + o->len; /* fits: one pass, no bounds checks */
+
+		memcpy(p, name, nl);
+		p[nl] = ':';
+		p[nl + 1] = ' ';
+		memcpy(p + nl + 2, value, vl);
+		p[nl + vl + 2] = '\r';
+		p[nl + vl + 3] = '\n';
+		o->len += nl + vl + 4;
+		return;
+	}
+	headout_put(o, name, nl);
 	headout_put(o, ": ", 2);
-	headout_str(o, value);
+	headout_put(o, value, vl);
 	headout_put(o, "\r\n", 2);
 }
 
@@ -487,7 +502,7 @@ build_head(struct txn *t)
 	headout_put(&o, " HTTP/1.1\r\n", 11);
 
 	TAILQ_FOREACH(kv, in, next)
-		if (strcasecmp(kv->key, "connection") == 0)
+		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn_list);
 
 	TAILQ_FOREACH(kv, in, next) {
@@ -628,14 +643,14 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 	t->upstream_ms = (log_now() - t->upstream_start) * 1000.0;
 	t->status = status;
 	TAILQ_FOREACH(kv, headers, next)
-		if (strcasecmp(kv->key, "connection") == 0)
+		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn_list);
 	TAILQ_FOREACH(kv, headers, next) {
 		if (headers_is_hop_by_hop(kv->key))
 			continue;
 		if (conn_list.n && headers_connection_has(&conn_list, kv->key))
 			continue;
-		if (strcasecmp(kv->key, "x-request-id") == 0)
+		if ((kv->key[0] | 0x20) == 'x' && strcasecmp(kv->key, "x-request-id") == 0)
 			continue;
 		hdrarena_copy(&t->arena, &t->out, kv);
 	}

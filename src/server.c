@@ -93,6 +93,7 @@ struct server_conn {
 	size_t inlen, incap;
 	char *target_spare;         /* the last request's target buffer, for the next */
 	size_t target_spare_cap;
+	struct evbuffer *body_spare; /* an empty body buffer a bodiless request left */
 	struct evbuffer *out;
 	http_parser parser;
 	struct server_request *req;
@@ -213,7 +214,12 @@ request_new(struct server_conn *c)
 
 	if (req == NULL)
 		return NULL;
-	req->body = evbuffer_new();
+	if (c->body_spare) {
+		req->body = c->body_spare;
+		c->body_spare = NULL;
+	} else {
+		req->body = evbuffer_new();
+	}
 	if (req->body == NULL) {
 		free(req);
 		return NULL;
@@ -240,7 +246,12 @@ request_free(struct server_request *req)
 		return;
 	c = req->conn;
 	evhttp_clear_headers(&req->headers);
-	evbuffer_free(req->body);
+	/* A request without a body never had bytes in its buffer (so nothing
+	 * references them): the next request may have it. */
+	if (c->body_spare == NULL && !req->body_expected && evbuffer_get_length(req->body) == 0)
+		c->body_spare = req->body;
+	else
+		evbuffer_free(req->body);
 	if (c->target_spare == NULL && req->target) {
 		c->target_spare = req->target; /* the next request's */
 		c->target_spare_cap = req->target_cap;
@@ -999,6 +1010,8 @@ conn_free(struct server_conn *c)
 	evbuffer_free(c->out);
 	free(c->in);
 	free(c->target_spare);
+	if (c->body_spare)
+		evbuffer_free(c->body_spare);
 	headerbuf_free(&c->hb);
 	free(c);
 }

@@ -175,6 +175,7 @@ struct upstream_conn {
 	enum upstream_failure pending;
 	struct upstream_exchange *x;
 	struct headerbuf hb_spare;      /* header scratch buffers, lent to each exchange */
+	struct evbuffer *body;          /* the running exchange's body bytes (x->body) */
 };
 
 LIST_HEAD(conn_list, upstream_conn);
@@ -239,7 +240,7 @@ struct upstream_exchange {
 	enum upstream_failure failure;
 	struct evkeyvalq headers;       /* entries in <arena> */
 	struct headerbuf hb;
-	struct evbuffer *body;
+	struct evbuffer *body;          /* the connection's, while attached (NULL after) */
 	struct hdrarena arena;
 };
 
@@ -287,6 +288,7 @@ conn_close(struct upstream_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	evbuffer_free(c->out);
+	evbuffer_free(c->body);
 	block_unref(c->block);
 	headerbuf_free(&c->hb_spare);
 	free(c);
@@ -548,7 +550,6 @@ exchange_free(struct upstream_exchange *x)
 	hdrarena_clear_headers(&x->arena, &x->headers);
 	hdrarena_reset(&x->arena);
 	headerbuf_free(&x->hb);
-	evbuffer_free(x->body);
 	free(x);
 }
 
@@ -561,8 +562,11 @@ release_conn(struct upstream_exchange *x, bool keep)
 	struct upstream_pool *pool = c->pool;
 
 	x->conn = NULL;
+	x->body = NULL;
 	c->x = NULL;
 	headerbuf_swap_buffers(&x->hb, &c->hb_spare); /* lent back */
+	if (evbuffer_get_length(c->body) > 0) /* (undelivered: a cancelled exchange) */
+		evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	atomic_fetch_sub(&c->health->active, 1);
 	if (keep && pool && !pool->freed && c->state == CONN_BUSY &&
 	    pool->servers[c->server].nidle < pool->up->max_idle &&
@@ -613,7 +617,7 @@ exchange_done(struct upstream_exchange *x)
 static void
 deliver_body(struct upstream_exchange *x)
 {
-	if (evbuffer_get_length(x->body) == 0 || x->cancelled)
+	if (x->body == NULL || evbuffer_get_length(x->body) == 0 || x->cancelled)
 		return;
 	x->in_callback = true;
 	x->ops->body(x->arg, x->body);
@@ -859,12 +863,15 @@ conn_connect(struct upstream_pool *pool, int index)
 	c->state = CONN_CONNECTING;
 	c->fd = -1;
 	c->out = evbuffer_new();
+	c->body = evbuffer_new();
 	c->rev = event_new(pool->base, -1, 0, conn_read_cb, c);
 	c->wev = event_new(pool->base, -1, 0, conn_write_cb, c);
 	c->timer = evtimer_new(pool->base, conn_timer_cb, c);
-	if (!c->out || !c->rev || !c->wev || !c->timer) {
+	if (!c->out || !c->body || !c->rev || !c->wev || !c->timer) {
 		if (c->out)
 			evbuffer_free(c->out);
+		if (c->body)
+			evbuffer_free(c->body);
 		if (c->rev)
 			event_free(c->rev);
 		if (c->wev)
@@ -960,11 +967,6 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 
 	if (x == NULL)
 		return NULL;
-	x->body = evbuffer_new();
-	if (x->body == NULL) {
-		free(x);
-		return NULL;
-	}
 	TAILQ_INIT(&x->headers);
 	hdrarena_init(&x->arena);
 	x->hb.arena = &x->arena;
@@ -989,6 +991,7 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 	c->x = x;
 	c->uses++;
 	x->conn = c;
+	x->body = c->body;
 	headerbuf_swap_buffers(&x->hb, &c->hb_spare); /* borrow the scratch buffers */
 	pool->busy++;
 	atomic_fetch_add(&c->health->active, 1);
