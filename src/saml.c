@@ -4,21 +4,16 @@
 #endif
 #include "saml.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include <glib.h>
 #include <libxml/parser.h>
@@ -31,7 +26,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <xmlsec/xmlsec.h>
@@ -50,11 +44,11 @@
 #include <lasso/xml/saml-2.0/saml2_name_id.h>
 #include <lasso/xml/saml-2.0/saml2_authn_statement.h>
 #include <lasso/xml/saml-2.0/saml2_subject.h>
-#include <lasso/xml/saml-2.0/saml2_authn_statement.h>
 #include <lasso/xml/saml-2.0/samlp2_logout_request.h>
 #include <lasso/xml/saml-2.0/samlp2_request_abstract.h>
 
 #include "localca.h"
+#include "saml_fetch.h"
 #include "log.h"
 #include "session.h"
 
@@ -67,8 +61,6 @@
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
 #define CM_BEARER "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 #define SAML_MAX_RESPONSE (512 * 1024)
-#define SAML_MAX_METADATA (4 * 1024 * 1024)
-#define SAML_FETCH_TIMEOUT_MS 10000
 #define SAML_MAX_IDP_KEYS 8
 
 /* Casdoor's app options, named in errors that its defaults cause. */
@@ -177,86 +169,6 @@ saml_global_init(void)
 			  saml_glog_cb, NULL);
 	g_log_set_handler(NULL, G_LOG_LEVEL_MASK, saml_glog_cb, NULL);
 	saml_init_ok = true;
-}
-
-/* ---- replay cache (process-wide) ----------------------------------------- */
-
-struct saml_replay_entry {
-	char *id;
-	int64_t expires;
-};
-
-static pthread_mutex_t saml_replay_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct saml_replay_entry *saml_replay;
-static size_t saml_nreplay, saml_replay_cap;
-
-void
-saml_replay_reset(void)
-{
-	pthread_mutex_lock(&saml_replay_lock);
-	for (size_t i = 0; i < saml_nreplay; i++)
-		free(saml_replay[i].id);
-	free(saml_replay);
-	saml_replay = NULL;
-	saml_nreplay = saml_replay_cap = 0;
-	pthread_mutex_unlock(&saml_replay_lock);
-}
-
-int
-saml_replay_check(const char *id, int64_t expires, int64_t now, size_t capacity)
-{
-	int rc = 0;
-	size_t i = 0;
-
-	pthread_mutex_lock(&saml_replay_lock);
-	/* Logins are rare and the cache small: a linear pass that also drops
-	 * expired entries is simpler than an index and fast enough. */
-	while (i < saml_nreplay) {
-		if (saml_replay[i].expires <= now) {
-			free(saml_replay[i].id);
-			saml_replay[i] = saml_replay[--saml_nreplay];
-			continue;
-		}
-		if (strcmp(saml_replay[i].id, id) == 0)
-			rc = -1;
-		i++;
-	}
-	if (rc == 0 && saml_nreplay >= capacity)
-		rc = -1;
-	if (rc == 0) {
-		if (saml_nreplay == saml_replay_cap) {
-			size_t cap = saml_replay_cap ? saml_replay_cap * 2 : 64;
-			struct saml_replay_entry *e = realloc(saml_replay, cap * sizeof *e);
-
-			if (e == NULL) {
-				rc = -1;
-				goto out;
-			}
-			saml_replay = e;
-			saml_replay_cap = cap;
-		}
-		saml_replay[saml_nreplay].id = strdup(id);
-		if (saml_replay[saml_nreplay].id == NULL) {
-			rc = -1;
-			goto out;
-		}
-		saml_replay[saml_nreplay++].expires = expires;
-	}
-out:
-	pthread_mutex_unlock(&saml_replay_lock);
-	return rc;
-}
-
-/* Whether the cache refused because it is full (for the error message). */
-static bool
-saml_replay_full(size_t capacity)
-{
-	bool full;
-
-	pthread_mutex_lock(&saml_replay_lock);
-	full = saml_nreplay >= capacity;
-	pthread_mutex_unlock(&saml_replay_lock);
-	return full;
 }
 
 /* ---- time ----------------------------------------------------------------- */
@@ -427,196 +339,6 @@ saml_pem_body(const char *pem)
 		if (*b != '\n' && *b != '\r' && *b != ' ')
 			g_string_append_c(g, *b);
 	return g_string_free(g, FALSE);
-}
-
-/* ---- fetching the IdP metadata ---------------------------------------------- */
-
-static bool
-saml_host_is_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (strcasecmp(host, "localhost") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return false;
-}
-
-/* Connect to host:port within the timeout.  Returns a blocking fd or -1. */
-static int
-saml_connect(const char *host, const char *port, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
-	int fd = -1, gai;
-	struct timeval tv = { SAML_FETCH_TIMEOUT_MS / 1000, 0 };
-
-	if ((gai = getaddrinfo(host, port, &hints, &res)) != 0) {
-		saml_err(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
-		return -1;
-	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		struct pollfd pfd;
-		int soerr = 0;
-		socklen_t sl = sizeof soerr;
-
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		if (errno == EINPROGRESS) {
-			pfd.fd = fd;
-			pfd.events = POLLOUT;
-			if (poll(&pfd, 1, SAML_FETCH_TIMEOUT_MS) == 1 &&
-			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
-				break;
-			errno = soerr ? soerr : ETIMEDOUT;
-		}
-		saml_err(err, errlen, "cannot connect to %s:%s: %s", host, port, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd >= 0) {
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	}
-	return fd;
-}
-
-/*
- * GET <url> (https, or http to a loopback host).  Returns the body (caller
- * frees) or NULL with a reason.  One request per connection, HTTP/1.0, so
- * the body ends when the connection closes.
- */
-static char *
-saml_fetch(const char *url, char *err, size_t errlen)
-{
-	bool tls = strncasecmp(url, "https://", 8) == 0;
-	const char *p = url + (tls ? 8 : 7);
-	const char *pathp = strchr(p, '/');
-	char host[256], port[8], req[4096];
-	size_t hlen = pathp ? (size_t)(pathp - p) : strlen(p);
-	SSL_CTX *ctx = NULL;
-	SSL *ssl = NULL;
-	GString *resp = g_string_new(NULL);
-	char *body = NULL;
-	int fd = -1, status = 0;
-	char *colon;
-
-	if (hlen == 0 || hlen >= sizeof host) {
-		saml_err(err, errlen, "%s: not a valid URL", url);
-		goto out;
-	}
-	memcpy(host, p, hlen);
-	host[hlen] = '\0';
-	snprintf(port, sizeof port, "%s", tls ? "443" : "80");
-	if (host[0] == '[') {
-		char *end = strchr(host, ']');
-
-		if (end == NULL) {
-			saml_err(err, errlen, "%s: not a valid URL", url);
-			goto out;
-		}
-		if (end[1] == ':')
-			snprintf(port, sizeof port, "%s", end + 2);
-		*end = '\0';
-		memmove(host, host + 1, strlen(host));
-	} else if ((colon = strrchr(host, ':')) != NULL) {
-		snprintf(port, sizeof port, "%s", colon + 1);
-		*colon = '\0';
-	}
-	if (!tls && !saml_host_is_loopback(host)) {
-		saml_err(err, errlen,
-			 "%s: IdP metadata carries the keys that vouch for every login; fetch it "
-			 "over https (plain http is allowed for loopback addresses only)",
-			 url);
-		goto out;
-	}
-	if ((fd = saml_connect(host, port, err, errlen)) < 0)
-		goto out;
-	snprintf(req, sizeof req,
-		 "GET %s HTTP/1.0\r\nHost: %.*s\r\nAccept: application/samlmetadata+xml, "
-		 "application/xml, text/xml\r\nUser-Agent: portcullis\r\nConnection: close\r\n\r\n",
-		 pathp ? pathp : "/", (int)hlen, p);
-	if (tls) {
-		ctx = SSL_CTX_new(TLS_client_method());
-		if (ctx == NULL || SSL_CTX_set_default_verify_paths(ctx) != 1)
-			goto tlsfail;
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-		ssl = SSL_new(ctx);
-		if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 ||
-		    SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1 ||
-		    SSL_connect(ssl) != 1)
-			goto tlsfail;
-		if (SSL_write(ssl, req, (int)strlen(req)) <= 0)
-			goto tlsfail;
-	} else if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		saml_err(err, errlen, "%s: cannot send the request: %s", url, strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		char buf[16384];
-		ssize_t n = tls ? SSL_read(ssl, buf, sizeof buf) : read(fd, buf, sizeof buf);
-
-		if (n < 0 && !tls && errno == EINTR)
-			continue;
-		if (n < 0 && !tls) {
-			saml_err(err, errlen, "%s: read failed: %s", url, strerror(errno));
-			goto out;
-		}
-		if (n <= 0)
-			break;
-		g_string_append_len(resp, buf, n);
-		if (resp->len > SAML_MAX_METADATA) {
-			saml_err(err, errlen, "%s: the response is larger than 4 MiB", url);
-			goto out;
-		}
-	}
-	{
-		char *hdr_end = strstr(resp->str, "\r\n\r\n");
-
-		if (sscanf(resp->str, "HTTP/1.%*d %d", &status) != 1 || hdr_end == NULL) {
-			saml_err(err, errlen, "%s: not an HTTP response", url);
-			goto out;
-		}
-		if (status != 200) {
-			saml_err(err, errlen, "%s: HTTP status %d", url, status);
-			goto out;
-		}
-		if (strstr(resp->str, "\r\nTransfer-Encoding:") != NULL &&
-		    strstr(resp->str, "\r\nTransfer-Encoding:") < hdr_end) {
-			saml_err(err, errlen, "%s: chunked answer to an HTTP/1.0 request", url);
-			goto out;
-		}
-		body = strdup(hdr_end + 4);
-	}
-	goto out;
-tlsfail: {
-	unsigned long e = ERR_get_error();
-	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-
-	saml_err(err, errlen, "%s: TLS failed: %s%s%s", url,
-		 e ? ERR_reason_error_string(e) : "handshake or write failed",
-		 vr != X509_V_OK ? "; certificate: " : "",
-		 vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
-	ERR_clear_error();
-}
-out:
-	if (ssl != NULL) {
-		SSL_shutdown(ssl);
-		SSL_free(ssl);
-	}
-	SSL_CTX_free(ctx);
-	if (fd >= 0)
-		close(fd);
-	g_string_free(resp, TRUE);
-	return body;
 }
 
 /* ---- parsing the IdP metadata ------------------------------------------- */

@@ -153,6 +153,9 @@ void saml_replay_reset(void);
  */
 int saml_replay_check(const char *id, int64_t expires, int64_t now, size_t capacity);
 
+/* True when the replay cache holds <capacity> live IDs (for the error message). */
+bool saml_replay_full(size_t capacity);
+
 /* Parse an xs:dateTime ("2024-05-01T10:00:00Z", fractions and offsets
  * allowed) into seconds since the epoch.  Returns 0 or -1. */
 int saml_parse_time(const char *s, int64_t *out);
