@@ -237,7 +237,17 @@ def test_renewal_swaps_certificate_then_ca_down(tmp_path_factory, lab, tmp_path)
                           http_port=pb.http_port, https_port=pb.tls_port)
         p = lab.proxy(cfg, name="acme-renew")
         p.wait_stderr(r"acme: certificate for renew\.test obtained", timeout=60)
-        first = served_der(pb.tls_port, "renew.test")
+        # the store installs it just after that line (slower under ASan)
+        got = []
+
+        def served():
+            try:
+                got.append(served_der(pb.tls_port, "renew.test"))
+                return True
+            except ssl.SSLError:
+                return False
+        wait_until(served, timeout=10, interval=0.1, what="the first certificate served")
+        first = got[-1]
         load = Load(pb.tls_port, "renew.test", pb.root)
         wait_until(lambda: len(re.findall(r"certificate for renew\.test obtained",
                                           p.stderr())) >= 2,
