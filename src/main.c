@@ -16,20 +16,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "access.h"
-#include "acme.h"
-#include "admin.h"
-#include "geoip.h"
-#include "config.h"
-#include "listener.h"
-#include "log.h"
-#include "metrics.h"
-#include "privdrop.h"
-#include "runtime.h"
-#include "tcprelay.h"
-#include "timeutil.h"
-#include "tls.h"
-#include "worker.h"
+#include "access/access.h"
+#include "acme/acme.h"
+#include "core/admin.h"
+#include "access/geoip.h"
+#include "config/config.h"
+#include "core/listener.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "core/privdrop.h"
+#include "core/runtime.h"
+#include "proxy/tcprelay.h"
+#include "base/timeutil.h"
+#include "tls/tls.h"
+#include "core/worker.h"
 
 #define ERRLEN 16384
 

@@ -37,8 +37,8 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 
-#include "acme.h"
-#include "log.h"
+#include "acme/acme.h"
+#include "base/log.h"
 
 #define MAX_ORDERS 16
 #define MAX_NAMES 32

@@ -231,13 +231,13 @@ def c_string_literals(text):
 def registered_metrics(source):
     """Metric names in string literals of src/*.c: what /metrics can show."""
     names = set()
-    for c in glob.glob(os.path.join(source, "src", "*.c")):
+    for c in glob.glob(os.path.join(source, "src", "**", "*.c"), recursive=True):
         with open(c, encoding="utf-8", errors="replace") as f:
             text = f.read()
         for lit in c_string_literals(text):
             names.update(METRIC.findall(lit))
     histograms = set()
-    for c in glob.glob(os.path.join(source, "src", "*.c")):
+    for c in glob.glob(os.path.join(source, "src", "**", "*.c"), recursive=True):
         with open(c, encoding="utf-8", errors="replace") as f:
             histograms.update(re.findall(r"# TYPE (portcullis_[a-z0-9_]+) histogram", f.read()))
     for h in histograms:

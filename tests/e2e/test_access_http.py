@@ -14,7 +14,7 @@ import pytest
 from configs import config
 from harness import SOURCE_DIR, WAIT, request, wait_until
 
-with open(os.path.join(SOURCE_DIR, "src", "proxy.c")) as _f:
+with open(os.path.join(SOURCE_DIR, "src", "proxy", "proxy.c")) as _f:
     _INTEGRATED = "access_check_request" in _f.read()
 
 pytestmark = pytest.mark.skipif(

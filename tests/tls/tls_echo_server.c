@@ -46,8 +46,8 @@
 #include <event2/thread.h>
 #include <openssl/pem.h>
 
-#include "log.h"
-#include "tls.h"
+#include "base/log.h"
+#include "tls/tls.h"
 
 #define MAX_FILES 16
 #define MAX_NAMES 16

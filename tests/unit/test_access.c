@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "access.h"
-#include "config.h"
+#include "access/access.h"
+#include "config/config.h"
 
 static const char *
 no_env(const char *name)

@@ -24,9 +24,9 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
-#include "acme.h"
-#include "acme_challenge.h"
-#include "acme_jws.h"
+#include "acme/acme.h"
+#include "acme/acme_challenge.h"
+#include "acme/acme_jws.h"
 
 static void
 test_b64url_vectors(void **state)

@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "acme_sched.h"
-#include "acme_store.h"
+#include "acme/acme_sched.h"
+#include "acme/acme_store.h"
 
 static int
 rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)

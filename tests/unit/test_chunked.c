@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "chunked.h"
+#include "http/chunked.h"
 
 struct sink {
 	char data[256];

@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "ipacl.h"
+#include "config/config.h"
+#include "access/ipacl.h"
 
 #define MINIMAL_REST                                                                      \
 	"'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"                          \

@@ -25,7 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "config.h"
+#include "config/config.h"
 
 static const char *const *fake_env;
 static char errbuf[16384];

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "config/config.h"
 
 #define UPS "'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"
 #define SITES                                                                             \

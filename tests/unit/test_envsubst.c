@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "envsubst.h"
+#include "config/envsubst.h"
 
 /* A fake environment: A=alpha, EMPTY="", NUM=42. */
 static const char *

@@ -12,7 +12,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "hdrarena.h"
+#include "http/hdrarena.h"
 
 static void
 test_same_refusals_as_evhttp(void **state)

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "headers.h"
+#include "http/headers.h"
 
 static void
 test_tokens(void **state)

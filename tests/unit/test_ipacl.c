@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "ipacl.h"
+#include "access/ipacl.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "pathnorm.h"
+#include "http/pathnorm.h"
 
 struct pn_case {
 	const char *in;

@@ -9,7 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "proxyproto.h"
+#include "http/proxyproto.h"
 
 static enum proxyproto_result
 parse_str(const char *s, struct proxyproto_info *info, const char **why)

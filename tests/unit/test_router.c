@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "router.h"
+#include "proxy/router.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 

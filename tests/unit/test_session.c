@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "auth.h"
-#include "saml.h"
-#include "session.h"
+#include "auth/auth.h"
+#include "auth/saml.h"
+#include "auth/session.h"
 
 static const unsigned char key_a[32] = "0123456789abcdef0123456789abcdef";
 static const unsigned char key_b[32] = "fedcba9876543210fedcba9876543210";

@@ -26,8 +26,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "localca.h"
-#include "tls.h"
+#include "tls/localca.h"
+#include "tls/tls.h"
 
 static char tmpdir[256];
 

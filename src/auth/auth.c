@@ -1,0 +1,1274 @@
+/* auth: the SAML gate and the SP endpoints; see auth.h. */
+#include "auth/auth.h"
+
+#include <ctype.h>
+#include <stdatomic.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "auth/claims.h"
+#include "base/log.h"
+#include "auth/saml.h"
+#include "auth/session.h"
+
+#define AUTH_PURPOSE_SESSION "session"
+#define AUTH_TRACK_PREFIX "__Host-portcullis-saml-"
+#define AUTH_TRACK_SECONDS 600
+#define AUTH_RELAY_HEX 32
+/* Tracking cookies a browser may pile up before they are all expired. */
+#define AUTH_TRACK_MAX 8
+/* Longest return target kept; a longer one returns to "/". */
+#define AUTH_RETURN_MAX 2048
+
+/* Login outcomes since start, for /metrics (all workers). */
+static atomic_ullong auth_logins_started, auth_logins_ok, auth_logins_failed,
+	auth_logins_unavailable;
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static void
+auth_html_escape(struct evbuffer *b, const char *s)
+{
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '&': evbuffer_add(b, "&amp;", 5); break;
+		case '<': evbuffer_add(b, "&lt;", 4); break;
+		case '>': evbuffer_add(b, "&gt;", 4); break;
+		case '"': evbuffer_add(b, "&quot;", 6); break;
+		case '\'': evbuffer_add(b, "&#39;", 5); break;
+		default: evbuffer_add(b, s, 1); break;
+		}
+	}
+}
+
+static int
+auth_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Percent-decode <in> (and "+" as space when <form>) into a new string.
+ * NULL on a malformed escape or a NUL byte. */
+static char *
+auth_url_decode(const char *in, size_t len, bool form)
+{
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '%') {
+			int h, l;
+
+			if (i + 2 >= len || (h = auth_hexval(in[i + 1])) < 0 ||
+			    (l = auth_hexval(in[i + 2])) < 0 || (h == 0 && l == 0)) {
+				free(out);
+				return NULL;
+			}
+			out[o++] = (char)(h << 4 | l);
+			i += 2;
+		} else if (form && in[i] == '+') {
+			out[o++] = ' ';
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void
+auth_url_encode(struct evbuffer *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (isalnum(c) || strchr("-._~/", c))
+			evbuffer_add(b, s, 1);
+		else
+			evbuffer_add_printf(b, "%%%02X", c);
+	}
+}
+
+/* The value of <name> in an urlencoded <body> (first occurrence), decoded. */
+static char *
+auth_form_value(const char *body, size_t len, const char *name)
+{
+	size_t nlen = strlen(name);
+	const char *p = body, *end = body + len;
+
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp ? amp : end;
+
+		if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=')
+			return auth_url_decode(p + nlen + 1, (size_t)(e - p - (ptrdiff_t)nlen - 1), true);
+		p = e + 1;
+	}
+	return NULL;
+}
+
+bool
+auth_return_path_ok(const char *target)
+{
+	char *cur, *next;
+	bool ok = false;
+
+	if (target == NULL || strlen(target) > 4096)
+		return false;
+	cur = strdup(target);
+	for (int round = 0; cur != NULL && round < 4; round++) {
+		if (cur[0] != '/' || cur[1] == '/' || cur[1] == '\\')
+			goto out;
+		for (const unsigned char *c = (const unsigned char *)cur; *c; c++)
+			if (*c < 0x20 || *c == 0x7f || *c == '\\' || (round == 0 && *c == ' '))
+				goto out;
+		if (strchr(cur, '%') == NULL) {
+			ok = true;
+			goto out;
+		}
+		next = auth_url_decode(cur, strlen(cur), false);
+		if (next == NULL)
+			goto out;
+		free(cur);
+		cur = next;
+	}
+out:
+	free(cur);
+	return ok;
+}
+
+/* Value of cookie <name> in the request's Cookie headers (borrowed into
+ * <buf>), or NULL. */
+static const char *
+auth_cookie(struct evkeyvalq *h, const char *name, char *buf, size_t buflen)
+{
+	size_t nlen = strlen(name);
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, h, next) {
+		const char *p;
+
+		if (strcasecmp(kv->key, "cookie") != 0)
+			continue;
+		p = kv->value;
+		while (*p) {
+			const char *semi, *e;
+
+			while (*p == ' ' || *p == '\t' || *p == ';')
+				p++;
+			semi = strchr(p, ';');
+			e = semi ? semi : p + strlen(p);
+			if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+				size_t vlen = (size_t)(e - p) - nlen - 1;
+
+				while (vlen > 0 && (p[nlen + 1 + vlen - 1] == ' '))
+					vlen--;
+				if (vlen >= buflen)
+					return NULL;
+				memcpy(buf, p + nlen + 1, vlen);
+				buf[vlen] = '\0';
+				return buf;
+			}
+			p = e;
+		}
+	}
+	return NULL;
+}
+
+/* True when the cookie pair [p, e) is one of ours (the session or a login-tracking one). */
+static bool
+auth_is_our_cookie(const char *p, const char *e, const char *session_name, size_t slen)
+{
+	size_t tlen = sizeof AUTH_TRACK_PREFIX - 1;
+
+	return ((size_t)(e - p) > slen && memcmp(p, session_name, slen) == 0 && p[slen] == '=') ||
+	       ((size_t)(e - p) > tlen && memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0);
+}
+
+/* Write the cookies of one Cookie header <value> that are not ours into <out>
+ * ("; "-separated, NUL-terminated, as much as fits in <cap> > 0 bytes); set
+ * *changed when one of ours was left out.  Returns the length the whole
+ * result needs, not counting the NUL. */
+static size_t
+auth_cookies_kept(const char *value, const char *session_name, char *out, size_t cap,
+		  bool *changed)
+{
+	size_t slen = strlen(session_name), o = 0;
+	const char *p = value;
+
+	*changed = false;
+	while (*p) {
+		const char *semi, *e;
+
+		while (*p == ' ' || *p == '\t' || *p == ';')
+			p++;
+		if (*p == '\0')
+			break;
+		semi = strchr(p, ';');
+		e = semi ? semi : p + strlen(p);
+		if (auth_is_our_cookie(p, e, session_name, slen)) {
+			*changed = true;
+		} else {
+			if (o > 0) {
+				if (o + 2 < cap)
+					memcpy(out + o, "; ", 2);
+				o += 2;
+			}
+			if (o + (size_t)(e - p) < cap)
+				memcpy(out + o, p, (size_t)(e - p));
+			o += (size_t)(e - p);
+		}
+		p = e;
+	}
+	out[o < cap ? o : cap - 1] = '\0';
+	return o;
+}
+
+/* Remove our cookies (the session and login-tracking ones) from the Cookie
+ * headers that go upstream; several Cookie headers become one. */
+static void
+auth_strip_our_cookies(struct evkeyvalq *h, const char *session_name)
+{
+	struct evbuffer *kept;
+	struct evkeyval *kv, *only = NULL;
+	bool changed = false;
+	size_t slen = strlen(session_name), ncookie = 0;
+
+	TAILQ_FOREACH(kv, h, next) {
+		if (strcasecmp(kv->key, "cookie") == 0 && ncookie++ == 0)
+			only = kv;
+	}
+	if (ncookie == 0)
+		return;
+	if (ncookie == 1) {
+		/* The usual case: rewrite the one header where it is, no buffer,
+		 * when the rest is not longer (it is not, unless "a;b" gains spaces). */
+		char tmp[4096];
+		size_t need = auth_cookies_kept(only->value, session_name, tmp, sizeof tmp, &changed);
+
+		if (!changed)
+			return;
+		if (need == 0) {
+			evhttp_remove_header(h, "Cookie");
+			return;
+		}
+		if (need < sizeof tmp && need <= strlen(only->value)) {
+			memcpy(only->value, tmp, need + 1);
+			return;
+		}
+		changed = false;
+	}
+	kept = evbuffer_new();
+	if (kept == NULL)
+		return;
+	TAILQ_FOREACH(kv, h, next) {
+		const char *p;
+
+		if (strcasecmp(kv->key, "cookie") != 0)
+			continue;
+		p = kv->value;
+		while (*p) {
+			const char *semi, *e;
+
+			while (*p == ' ' || *p == '\t' || *p == ';')
+				p++;
+			if (*p == '\0')
+				break;
+			semi = strchr(p, ';');
+			e = semi ? semi : p + strlen(p);
+			if (auth_is_our_cookie(p, e, session_name, slen)) {
+				changed = true;
+			} else {
+				if (evbuffer_get_length(kept) > 0)
+					evbuffer_add(kept, "; ", 2);
+				evbuffer_add(kept, p, (size_t)(e - p));
+			}
+			p = e;
+		}
+	}
+	if (changed) {
+		while (evhttp_find_header(h, "Cookie"))
+			evhttp_remove_header(h, "Cookie");
+		if (evbuffer_get_length(kept) > 0) {
+			evbuffer_add(kept, "", 1);
+			evhttp_add_header(h, "Cookie", (const char *)evbuffer_pullup(kept, -1));
+		}
+	}
+	evbuffer_free(kept);
+}
+
+/* Reply with <body> (moved) and the headers already in a->out. */
+static void
+auth_reply(struct auth_request *a, int status, const char *content_type, struct evbuffer *body)
+{
+	if (content_type)
+		evhttp_add_header(a->out, "Content-Type", content_type);
+	evhttp_add_header(a->out, "Cache-Control", "no-store");
+	evhttp_add_header(a->out, "X-Request-ID", a->request_id);
+	a->status = status;
+	a->bytes_out = body ? evbuffer_get_length(body) : 0;
+	server_reply(a->req, status, a->out, body, false);
+	a->req = NULL;
+	if (body)
+		evbuffer_free(body);
+}
+
+/* A short HTML page: <title>, then <html_body> (already escaped). */
+static void
+auth_page(struct auth_request *a, int status, const char *title, struct evbuffer *inner)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		if (inner)
+			evbuffer_free(inner);
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	evbuffer_add_printf(b, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>");
+	auth_html_escape(b, title);
+	evbuffer_add_printf(b, "</title><style>body{font-family:sans-serif;max-width:40em;margin:4em "
+			       "auto;padding:0 1em;color:#222}code{background:#eee;padding:0 .2em}"
+			       "</style></head><body><h1>");
+	auth_html_escape(b, title);
+	evbuffer_add_printf(b, "</h1>\n");
+	if (inner) {
+		evbuffer_add_buffer(b, inner);
+		evbuffer_free(inner);
+	}
+	evbuffer_add_printf(b, "</body></html>\n");
+	auth_reply(a, status, "text/html; charset=utf-8", b);
+}
+
+static void
+auth_set_cookie(struct auth_request *a, const char *name, const char *value, long max_age,
+		const char *samesite)
+{
+	char line[4500];
+
+	snprintf(line, sizeof line, "%s=%s; Path=/; Max-Age=%ld; Secure; HttpOnly; SameSite=%s", name,
+		 value, max_age, samesite);
+	evhttp_add_header(a->out, "Set-Cookie", line);
+}
+
+/* ---- login ------------------------------------------------------------------- */
+
+/*
+ * Every login started sets a tracking cookie for 10 minutes.  A page (or an
+ * attacker's links) starting many logins would pile them up until the
+ * browser's requests pass the header limit (431 for every request to this
+ * site).  When the request already carries AUTH_TRACK_MAX of them, this
+ * answer expires them all: at most the newest login can still finish.
+ */
+static void
+auth_expire_tracking_pile(struct auth_request *a)
+{
+	size_t tlen = sizeof AUTH_TRACK_PREFIX - 1, n = 0;
+	char names[AUTH_TRACK_MAX][sizeof AUTH_TRACK_PREFIX + AUTH_RELAY_HEX];
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, server_request_headers(a->req), next) {
+		const char *p = kv->value;
+
+		if (strcasecmp(kv->key, "cookie") != 0)
+			continue;
+		while (*p) {
+			const char *semi, *e, *eq;
+
+			while (*p == ' ' || *p == '\t' || *p == ';')
+				p++;
+			semi = strchr(p, ';');
+			e = semi ? semi : p + strlen(p);
+			eq = memchr(p, '=', (size_t)(e - p));
+			if (eq != NULL && (size_t)(eq - p) == tlen + AUTH_RELAY_HEX &&
+			    memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0 && n < AUTH_TRACK_MAX) {
+				memcpy(names[n], p, (size_t)(eq - p));
+				names[n++][eq - p] = '\0';
+			}
+			p = e;
+		}
+	}
+	if (n < AUTH_TRACK_MAX)
+		return;
+	for (size_t i = 0; i < n; i++)
+		auth_set_cookie(a, names[i], "", 0, "None");
+}
+
+/* Start a login that comes back to <target>: tracking cookie + redirect. */
+static void
+auth_start_login(struct auth_request *a, const char *target)
+{
+	struct config_saml *sc = a->cfg->saml;
+	unsigned char rnd[AUTH_RELAY_HEX / 2];
+	char relay[AUTH_RELAY_HEX + 1], name[sizeof AUTH_TRACK_PREFIX + AUTH_RELAY_HEX];
+	char purpose[64], err[512];
+	char *url = NULL, *request_id = NULL, *sealed = NULL;
+	struct session *track = session_new();
+	struct evbuffer *b;
+	int64_t now = (int64_t)time(NULL);
+
+	if (track == NULL || RAND_bytes(rnd, sizeof rnd) != 1) {
+		session_free(track);
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	for (size_t i = 0; i < sizeof rnd; i++)
+		snprintf(relay + 2 * i, 3, "%02x", rnd[i]);
+	if (saml_login_request(sc->sp, relay, &url, &request_id, err, sizeof err) < 0) {
+		log_error("saml: cannot start a login [ref %s]: %s", a->request_id, err);
+		session_free(track);
+		b = evbuffer_new();
+		if (b)
+			evbuffer_add_printf(b, "<p>The sign-in could not be started. Reference: "
+					       "<code>%s</code></p>\n", a->request_id);
+		auth_page(a, 500, "Sign-in failed", b);
+		return;
+	}
+	track->issued = track->last_seen = now;
+	track->expires = now + AUTH_TRACK_SECONDS;
+	track->name_id = request_id;
+	request_id = NULL;
+	snprintf(purpose, sizeof purpose, "saml-request/%s", relay);
+	if (session_add_attr(track, "return", target) == 0)
+		sealed = session_seal_session(sc->keys, purpose, track);
+	session_free(track);
+	if (sealed == NULL) {
+		free(url);
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	auth_expire_tracking_pile(a);
+	snprintf(name, sizeof name, "%s%s", AUTH_TRACK_PREFIX, relay);
+	auth_set_cookie(a, name, sealed, AUTH_TRACK_SECONDS, "None");
+	free(sealed);
+	evhttp_add_header(a->out, "Location", url);
+	atomic_fetch_add_explicit(&auth_logins_started, 1, memory_order_relaxed);
+	b = evbuffer_new();
+	if (b)
+		evbuffer_add_printf(b, "Redirecting to the identity provider\n");
+	free(url);
+	auth_reply(a, 302, "text/plain; charset=utf-8", b);
+}
+
+/* The login URL for the current request (for 401 answers). */
+static void
+auth_login_url(struct auth_request *a, struct evbuffer *b)
+{
+	struct config_saml *sc = a->cfg->saml;
+
+	evbuffer_add_printf(b, "%s%s/login?return=", sc->base_url, sc->prefix);
+	auth_url_encode(b, a->path);
+	if (a->query) {
+		evbuffer_add(b, "%3F", 3);
+		auth_url_encode(b, a->query);
+	}
+}
+
+static bool
+auth_is_navigation(struct auth_request *a)
+{
+	struct evkeyvalq *h = server_request_headers(a->req);
+	const char *mode = evhttp_find_header(h, "Sec-Fetch-Mode");
+	const char *accept = evhttp_find_header(h, "Accept");
+
+	if (!(a->method_bit & (METHOD_GET | METHOD_HEAD)))
+		return false;
+	if (evhttp_find_header(h, "X-Requested-With") != NULL)
+		return false;
+	if (mode != NULL && strcasecmp(mode, "navigate") != 0)
+		return false;
+	if (accept != NULL && strstr(accept, "application/json") != NULL &&
+	    strstr(accept, "text/html") == NULL)
+		return false;
+	return true;
+}
+
+static void
+auth_need_login(struct auth_request *a)
+{
+	struct evbuffer *b;
+	char *target = NULL;
+
+	if (auth_is_navigation(a)) {
+		if (asprintf(&target, "%s%s%s", a->path, a->query ? "?" : "", a->query ? a->query : "") < 0)
+			target = NULL;
+		if (target != NULL && !auth_return_path_ok(target)) {
+			free(target);
+			target = strdup("/");
+		}
+		if (target == NULL) {
+			auth_reply(a, 500, NULL, NULL);
+			return;
+		}
+		/* a long query would make a long tracking cookie: keep the path */
+		auth_start_login(a, strlen(target) <= AUTH_RETURN_MAX	? target
+				    : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
+									 : "/");
+		free(target);
+		return;
+	}
+	b = evbuffer_new();
+	if (b == NULL) {
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	evbuffer_add_printf(b, "{\"error\":\"authentication required\",\"login_url\":\"");
+	auth_login_url(a, b);
+	evbuffer_add_printf(b, "\"}\n");
+	auth_reply(a, 401, "application/json", b);
+}
+
+/* ---- the session ---------------------------------------------------------------- */
+
+static bool
+auth_has_value(const struct session *s, const char *attr, const char *value)
+{
+	if (strcmp(attr, "@nameid") == 0)
+		return s->name_id && strcmp(s->name_id, value) == 0;
+	for (size_t i = 0; i < s->nattrs; i++) {
+		const char *v = s->attrs[i].value;
+		size_t n = strlen(value);
+
+		if (strcmp(s->attrs[i].name, attr) != 0)
+			continue;
+		if (strcmp(v, value) == 0)
+			return true;
+		/* a single value holding a comma-separated list: whole items only
+		 * ("super admin" does not contain "admin") */
+		for (const char *p = v; *p != '\0';) {
+			const char *e = strchr(p, ',');
+			size_t len;
+
+			if (e == NULL)
+				e = p + strlen(p);
+			while (p < e && (*p == ' ' || *p == '\t'))
+				p++;
+			len = (size_t)(e - p);
+			while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+				len--;
+			if (len == n && memcmp(p, value, n) == 0)
+				return true;
+			p = *e == ',' ? e + 1 : e;
+		}
+	}
+	return false;
+}
+
+static void
+auth_forbidden(struct auth_request *a, const struct session *s, const struct config_saml_rule *r)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	log_info("saml: access refused to %s for %s %s [ref %s]: attribute %s does not contain \"%s\"",
+		 s->name_id, a->method, a->path, a->request_id, r->attribute, r->value);
+	if (b != NULL) {
+		evbuffer_add_printf(b, "<p>You are signed in as <strong>");
+		auth_html_escape(b, s->name_id);
+		evbuffer_add_printf(b, "</strong>");
+		for (size_t i = 0; i < a->cfg->saml->nheaders; i++) {
+			const char *v = session_attr(s, a->cfg->saml->headers[i].attribute);
+
+			if (v && strcmp(v, s->name_id) != 0) {
+				evbuffer_add_printf(b, " (");
+				auth_html_escape(b, v);
+				evbuffer_add_printf(b, ")");
+				break;
+			}
+		}
+		evbuffer_add_printf(b, ", but this site requires <code>");
+		auth_html_escape(b, r->attribute);
+		evbuffer_add_printf(b, "</code> to contain <code>");
+		auth_html_escape(b, r->value);
+		evbuffer_add_printf(b, "</code>. Ask your administrator for access.</p>\n<p><a href=\"");
+		auth_html_escape(b, a->cfg->saml->prefix);
+		evbuffer_add_printf(b, "/logout\">Sign out</a> · Reference: <code>%s</code></p>\n",
+				    a->request_id);
+	}
+	auth_page(a, 403, "Access denied", b);
+}
+
+/* Put the identity headers into the request. */
+static void
+auth_add_identity(struct auth_request *a, const struct session *s)
+{
+	struct evkeyvalq *h = server_request_headers(a->req);
+	const struct config_saml *sc = a->cfg->saml;
+
+	for (size_t i = 0; i < sc->nheaders; i++) {
+		const char *attr = sc->headers[i].attribute;
+		const char *first = NULL;
+		size_t nvalues = 0;
+		struct evbuffer *v;
+
+		if (strcmp(attr, "@nameid") == 0) {
+			evhttp_add_header(h, sc->headers[i].name, s->name_id);
+			continue;
+		}
+		for (size_t j = 0; j < s->nattrs; j++)
+			if (strcmp(s->attrs[j].name, attr) == 0 && nvalues++ == 0)
+				first = s->attrs[j].value;
+		if (nvalues == 0 || (nvalues == 1 && first[0] == '\0'))
+			continue;
+		if (nvalues == 1) { /* the usual case: the value as it is */
+			evhttp_add_header(h, sc->headers[i].name, first);
+			continue;
+		}
+		v = evbuffer_new();
+		if (v == NULL)
+			continue;
+		for (size_t j = 0; j < s->nattrs; j++)
+			if (strcmp(s->attrs[j].name, attr) == 0)
+				evbuffer_add_printf(v, "%s%s", evbuffer_get_length(v) ? ", " : "",
+						    s->attrs[j].value);
+		if (evbuffer_get_length(v) > 0) {
+			evbuffer_add(v, "", 1);
+			evhttp_add_header(h, sc->headers[i].name, (const char *)evbuffer_pullup(v, -1));
+		}
+		evbuffer_free(v);
+	}
+}
+
+/* ---- SP endpoints --------------------------------------------------------------- */
+
+/* <path> equals <want>, ignoring one trailing "/" on either. */
+static bool
+auth_path_is(const char *path, const char *want)
+{
+	size_t pl = strlen(path), wl = strlen(want);
+
+	if (pl > 1 && path[pl - 1] == '/')
+		pl--;
+	if (wl > 1 && want[wl - 1] == '/')
+		wl--;
+	return pl == wl && strncmp(path, want, pl) == 0;
+}
+
+static bool
+auth_path_is_sub(const char *path, const char *prefix, const char *leaf)
+{
+	size_t n = strlen(prefix);
+
+	return strncmp(path, prefix, n) == 0 && auth_path_is(path + n, leaf);
+}
+
+static void
+auth_metadata(struct auth_request *a)
+{
+	char *md = saml_sp_metadata(a->cfg->saml->sp);
+	struct evbuffer *b = evbuffer_new();
+
+	if (md == NULL || b == NULL) {
+		free(md);
+		if (b)
+			evbuffer_free(b);
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	evbuffer_add(b, md, strlen(md));
+	free(md);
+	auth_reply(a, 200, "application/samlmetadata+xml", b);
+}
+
+/* The value of query parameter <name>, decoded, or NULL. */
+static char *
+auth_query_value(const char *query, const char *name)
+{
+	return query ? auth_form_value(query, strlen(query), name) : NULL;
+}
+
+static void
+auth_login_endpoint(struct auth_request *a)
+{
+	char *target = auth_query_value(a->query, "return");
+
+	if (target == NULL && a->query != NULL && strstr(a->query, "return=") != NULL) {
+		log_warn("saml: login refused [ref %s]: return: malformed percent-encoding",
+			 a->request_id);
+		auth_page(a, 400, "Bad sign-in link", NULL);
+		return;
+	}
+	if (target != NULL && !auth_return_path_ok(target)) {
+		struct evbuffer *b = evbuffer_new();
+
+		log_warn("saml: login refused [ref %s]: return: \"%s\" is not a path on this site",
+			 a->request_id, target);
+		if (b)
+			evbuffer_add_printf(b, "<p>The sign-in link points outside this site. "
+					       "Reference: <code>%s</code></p>\n", a->request_id);
+		free(target);
+		auth_page(a, 400, "Bad sign-in link", b);
+		return;
+	}
+	auth_start_login(a, target != NULL && strlen(target) <= AUTH_RETURN_MAX ? target : "/");
+	free(target);
+}
+
+/* After a sign-out: to <url> at the IdP (taken: freed here), or a page. */
+static void
+auth_signed_out(struct auth_request *a, char *url)
+{
+	struct evbuffer *b;
+
+	if (url != NULL) {
+		evhttp_add_header(a->out, "Location", url);
+		free(url);
+		auth_reply(a, 302, NULL, NULL);
+		return;
+	}
+	b = evbuffer_new();
+	if (b)
+		evbuffer_add_printf(b, "<p>You are signed out of this site.</p><p><a href=\"/\">Sign in "
+				       "again</a></p>\n");
+	auth_page(a, 200, "Signed out", b);
+}
+
+/* The IdP's own signed LogoutRequest (HTTP-Redirect) to our logout URL: end
+ * the session and answer with a signed LogoutResponse at the IdP's
+ * SingleLogoutService (when its metadata has one). */
+static void
+auth_idp_logout(struct auth_request *a)
+{
+	struct config_saml *sc = a->cfg->saml;
+	char err[1024], *name_id = NULL, *url = NULL;
+	struct evbuffer *b;
+
+	if (saml_idp_logout(sc->sp, a->query, (int64_t)time(NULL), &name_id, &url, err,
+			    sizeof err) < 0) {
+		log_warn("saml: logout request from the IdP refused [ref %s] from %s: %s",
+			 a->request_id, a->client, err);
+		b = evbuffer_new();
+		if (b)
+			evbuffer_add_printf(b, "<p>The sign-out request could not be verified. "
+					       "Reference: <code>%s</code></p>\n", a->request_id);
+		auth_page(a, 400, "Sign-out failed", b);
+		return;
+	}
+	auth_set_cookie(a, sc->cookie_name, "", 0, "Lax");
+	log_info("saml: %s signed out by the IdP [ref %s] from %s%s", name_id, a->request_id,
+		 a->client, url ? "; LogoutResponse sent to its SingleLogoutService" : "");
+	free(name_id);
+	auth_signed_out(a, url);
+}
+
+/* "<name>=" starts a parameter of the raw <query>. */
+static bool
+auth_query_has(const char *query, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = query; p != NULL && *p; p = strchr(p, '&'), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && p[n] == '=')
+			return true;
+	return false;
+}
+
+/* True when the browser says another site started this request
+ * (Sec-Fetch-Site: cross-site or same-site; absent: an old client, a tool). */
+static bool
+auth_cross_site(struct auth_request *a)
+{
+	const char *v = evhttp_find_header(server_request_headers(a->req), "Sec-Fetch-Site");
+
+	return v != NULL && (strcmp(v, "cross-site") == 0 || strcmp(v, "same-site") == 0);
+}
+
+static void
+auth_logout_endpoint(struct auth_request *a)
+{
+	struct config_saml *sc = a->cfg->saml;
+	char buf[SESSION_MAX_SEALED + 1];
+	const char *v = auth_cookie(server_request_headers(a->req), sc->cookie_name, buf, sizeof buf);
+	struct session *s = v ? session_open_session(sc->keys, AUTH_PURPOSE_SESSION, v) : NULL;
+	char *slo = NULL;
+	struct evbuffer *b;
+
+	if (a->query != NULL && auth_query_has(a->query, "SAMLRequest")) {
+		session_free(s);
+		auth_idp_logout(a);
+		return;
+	}
+	if (s != NULL && auth_cross_site(a) &&
+	    (a->query == NULL || strstr(a->query, "SAMLResponse=") == NULL)) {
+		/* Another site linked here (logout CSRF): ask, do not sign out. */
+		session_free(s);
+		b = evbuffer_new();
+		if (b)
+			evbuffer_add_printf(b, "<form method=\"post\" action=\"%s/logout\">"
+					       "<p><button type=\"submit\">Sign out</button></p></form>\n",
+					    sc->prefix);
+		auth_page(a, 200, "Sign out?", b);
+		return;
+	}
+	auth_set_cookie(a, sc->cookie_name, "", 0, "Lax");
+	if (s != NULL) {
+		log_info("saml: %s signed out [ref %s]", s->name_id, a->request_id);
+		/* Only when this is not the IdP coming back from its own logout. */
+		if (a->query == NULL || (strstr(a->query, "SAMLResponse=") == NULL &&
+					 strstr(a->query, "SAMLRequest=") == NULL))
+			slo = saml_logout_request(sc->sp, s->name_id, saml_session_index(s), "");
+	}
+	session_free(s);
+	auth_signed_out(a, slo);
+}
+
+static void
+auth_login_failed(struct auth_request *a, int status, const char *why)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	log_warn("saml: login failed [ref %s] from %s: %s", a->request_id, a->client, why);
+	atomic_fetch_add_explicit(&auth_logins_failed, 1, memory_order_relaxed);
+	if (b)
+		evbuffer_add_printf(b, "<p>The sign-in could not be completed. Try again from the "
+				       "start; if it keeps failing, give your administrator this "
+				       "reference: <code>%s</code></p>\n<p><a href=\"/\">Start over</a></p>\n",
+				    a->request_id);
+	auth_page(a, status, "Sign-in failed", b);
+}
+
+/* Answer when the shared replay store cannot be asked (fail closed). */
+static void
+auth_store_unavailable(struct auth_request *a, const char *why)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	log_error("saml: replay store unavailable: %s (login refused [ref %s] from %s)", why,
+		  a->request_id, a->client);
+	atomic_fetch_add_explicit(&auth_logins_unavailable, 1, memory_order_relaxed);
+	if (b)
+		evbuffer_add_printf(b, "<p>Sign-in is temporarily unavailable. Try again in a "
+				       "moment; if it keeps failing, give your administrator this "
+				       "reference: <code>%s</code></p>\n<p><a href=\"/\">Start over</a></p>\n",
+				    a->request_id);
+	evhttp_add_header(a->out, "Retry-After", "5");
+	auth_page(a, 503, "Sign-in temporarily unavailable", b);
+}
+
+/* The response was accepted (and its IDs claimed): set the session cookie
+ * for <s> and send the browser to <target>. */
+static void
+auth_finish_login(struct auth_request *a, struct session *s, const char *target, int64_t now)
+{
+	struct config_saml *sc = a->cfg->saml;
+	int64_t end = now + (int64_t)sc->session_lifetime;
+	char *sealed;
+
+	if (s->expires != 0 && s->expires < end)
+		end = s->expires;
+	s->expires = end;
+	s->issued = s->last_seen = now;
+	sealed = session_seal_session(sc->keys, AUTH_PURPOSE_SESSION, s);
+	if (sealed == NULL) {
+		auth_login_failed(a, 500, "session: the identity does not fit in a cookie (too many "
+					  "attribute values; map fewer attributes)");
+		return;
+	}
+	auth_set_cookie(a, sc->cookie_name, sealed, (long)(s->expires - now), "Lax");
+	free(sealed);
+	log_info("saml: %s signed in [ref %s] from %s", s->name_id, a->request_id, a->client);
+	atomic_fetch_add_explicit(&auth_logins_ok, 1, memory_order_relaxed);
+	evhttp_add_header(a->out, "Location", target);
+	auth_reply(a, 303, NULL, NULL);
+}
+
+/* A login waiting for the shared replay store (saml.replay_store "redis"). */
+struct auth_acs_wait {
+	struct auth_request *a;
+	struct claims_request *claim;
+	struct session *s;      /* the accepted identity */
+	char *target;
+	char *assertion_id;
+	char *in_response_to;
+	int64_t now;
+};
+
+static void
+auth_acs_wait_free(struct auth_acs_wait *w)
+{
+	if (w == NULL)
+		return;
+	session_free(w->s);
+	free(w->target);
+	free(w->assertion_id);
+	free(w->in_response_to);
+	free(w);
+}
+
+/* The store answered: both IDs are ours, one was used (at any replica), or
+ * the store failed. */
+static void
+auth_claim_cb(enum claims_result result, size_t used, const char *error, void *arg)
+{
+	struct auth_acs_wait *w = arg;
+	struct auth_request *a = w->a;
+	char why[1024];
+
+	a->pending = NULL;
+	switch (result) {
+	case CLAIMS_CLAIMED:
+		auth_finish_login(a, w->s, w->target, w->now);
+		break;
+	case CLAIMS_ALREADY_USED:
+		if (used == 0)
+			snprintf(why, sizeof why,
+				 "Assertion ID: \"%s\" was used before (a replay; the shared replay "
+				 "store has it from this or another replica)",
+				 w->assertion_id);
+		else
+			snprintf(why, sizeof why,
+				 "InResponseTo: the login request \"%s\" was answered before (request "
+				 "IDs are single-use across replicas)",
+				 w->in_response_to);
+		auth_login_failed(a, 403, why);
+		break;
+	case CLAIMS_ERROR:
+		auth_store_unavailable(a, error);
+		break;
+	}
+	auth_acs_wait_free(w);
+	a->done(a);
+}
+
+/* Claim the assertion ID and the request ID in the shared store; the login
+ * ends in auth_claim_cb.  AUTH_REPLIED when it could not even be asked. */
+static enum auth_action
+auth_claim_ids(struct auth_request *a, struct session **s, char **target,
+	       struct saml_replay_key *rk, const struct session *track, int64_t now)
+{
+	struct auth_acs_wait *w = calloc(1, sizeof *w);
+	char *kreplay = NULL, *krequest = NULL, err[700];
+	const char *keys[2];
+	int64_t ttl[2];
+	enum auth_action act = AUTH_REPLIED;
+
+	if (w == NULL || (w->in_response_to = strdup(track->name_id)) == NULL)
+		goto oom;
+	if (asprintf(&kreplay, "replay:%s", rk->assertion_id) < 0) {
+		kreplay = NULL;
+		goto oom;
+	}
+	if (asprintf(&krequest, "request:%s", track->name_id) < 0) {
+		krequest = NULL;
+		goto oom;
+	}
+	w->a = a;
+	w->now = now;
+	w->s = *s;
+	*s = NULL;
+	w->target = *target;
+	*target = NULL;
+	w->assertion_id = rk->assertion_id;
+	rk->assertion_id = NULL;
+	/* Each ID for as long as it could still be accepted. */
+	keys[0] = kreplay;
+	ttl[0] = (rk->keep_until - now) * 1000;
+	keys[1] = krequest;
+	ttl[1] = (track->expires - now + (int64_t)a->cfg->saml->clock_skew) * 1000;
+	for (size_t i = 0; i < 2; i++)
+		if (ttl[i] < 1000)
+			ttl[i] = 1000;
+	w->claim = claims_claim(a->claims, keys, ttl, 2, a->request_id, auth_claim_cb, w, err,
+				sizeof err);
+	if (w->claim == NULL) {
+		auth_store_unavailable(a, err);
+		goto out;
+	}
+	a->pending = w;
+	w = NULL;
+	act = AUTH_PENDING;
+	goto out;
+oom:
+	auth_reply(a, 500, NULL, NULL);
+out:
+	free(kreplay);
+	free(krequest);
+	auth_acs_wait_free(w);
+	return act;
+}
+
+void
+auth_cancel(struct auth_request *a)
+{
+	struct auth_acs_wait *w = a->pending;
+
+	if (w == NULL)
+		return;
+	a->pending = NULL;
+	claims_cancel(w->claim);
+	log_info("saml: login abandoned by the client while waiting for the replay store [ref %s] "
+		 "from %s",
+		 a->request_id, a->client);
+	auth_acs_wait_free(w);
+}
+
+enum auth_action
+auth_on_body(struct auth_request *a)
+{
+	struct config_saml *sc = a->cfg->saml;
+	struct evbuffer *body = server_request_body(a->req);
+	size_t len = evbuffer_get_length(body);
+	const char *data = len ? (const char *)evbuffer_pullup(body, -1) : "";
+	char *resp = NULL, *relay = NULL, *target = NULL;
+	char name[sizeof AUTH_TRACK_PREFIX + AUTH_RELAY_HEX], purpose[64], err[1024];
+	char *buf = malloc(SESSION_MAX_SEALED + 1);
+	const char *cv;
+	struct session *track = NULL, *s = NULL;
+	struct saml_replay_key rk = { NULL, 0 };
+	int64_t now = (int64_t)time(NULL);
+	enum auth_action act = AUTH_REPLIED;
+	const char *ctype = evhttp_find_header(server_request_headers(a->req), "Content-Type");
+
+	if (buf == NULL) {
+		auth_reply(a, 500, NULL, NULL);
+		return AUTH_REPLIED;
+	}
+	if (ctype == NULL || strncasecmp(ctype, "application/x-www-form-urlencoded", 33) != 0) {
+		auth_login_failed(a, 400, "ACS: the POST is not application/x-www-form-urlencoded "
+					  "(expected the HTTP-POST binding)");
+		goto out;
+	}
+	if (memchr(data, '\0', len) != NULL) {
+		auth_login_failed(a, 400, "ACS: NUL byte in the form");
+		goto out;
+	}
+	{
+		char *copy = strndup(data, len);
+
+		if (copy == NULL) {
+			auth_reply(a, 500, NULL, NULL);
+			goto out;
+		}
+		resp = auth_form_value(copy, len, "SAMLResponse");
+		relay = auth_form_value(copy, len, "RelayState");
+		free(copy);
+	}
+	if (relay == NULL || strlen(relay) != AUTH_RELAY_HEX ||
+	    strspn(relay, "0123456789abcdef") != AUTH_RELAY_HEX) {
+		snprintf(err, sizeof err,
+			 "RelayState: expected the opaque token of a login started here, got \"%.80s\"",
+			 relay ? relay : "(none)");
+		auth_login_failed(a, 400, err);
+		goto out;
+	}
+	snprintf(name, sizeof name, "%s%s", AUTH_TRACK_PREFIX, relay);
+	snprintf(purpose, sizeof purpose, "saml-request/%s", relay);
+	cv = auth_cookie(server_request_headers(a->req), name, buf, SESSION_MAX_SEALED + 1);
+	track = cv ? session_open_session(sc->keys, purpose, cv) : NULL;
+	if (track == NULL) {
+		snprintf(err, sizeof err,
+			 "request-tracking cookie %s: %s (the login was not started in this browser, "
+			 "the browser dropped the SameSite=None cookie, or it is not HTTPS)",
+			 name, cv ? "does not open (tampered, foreign key or another login)" : "missing");
+		auth_login_failed(a, 400, err);
+		goto out;
+	}
+	auth_set_cookie(a, name, "", 0, "None");
+	if (now >= track->expires) {
+		auth_login_failed(a, 400, "request-tracking cookie: expired (the login took more than "
+					  "10 minutes)");
+		goto out;
+	}
+	if (a->claims != NULL)
+		s = saml_accept_response_shared(sc->sp, resp, track->name_id, now, &rk, err,
+						sizeof err);
+	else
+		s = saml_accept_response(sc->sp, resp, track->name_id, now, err, sizeof err);
+	if (s == NULL) {
+		auth_login_failed(a, 403, err);
+		goto out;
+	}
+	target = strdup(session_attr(track, "return") ? session_attr(track, "return") : "/");
+	if (target == NULL || !auth_return_path_ok(target)) {
+		free(target);
+		target = strdup("/");
+	}
+	if (target == NULL) {
+		auth_reply(a, 500, NULL, NULL);
+		goto out;
+	}
+	if (a->claims != NULL)
+		act = auth_claim_ids(a, &s, &target, &rk, track, now);
+	else
+		auth_finish_login(a, s, target, now);
+out:
+	free(buf);
+	free(resp);
+	free(relay);
+	free(target);
+	free(rk.assertion_id);
+	session_free(track);
+	session_free(s);
+	return act;
+}
+
+/* ---- the gate --------------------------------------------------------------------- */
+
+static bool
+auth_bearer_allowed(struct auth_request *a)
+{
+	struct evkeyvalq *hs = server_request_headers(a->req);
+	const char *h = NULL;
+	struct evkeyval *kv;
+
+	/* Exactly one Authorization header, scheme spelled "Bearer" as PostHog
+	 * matches it (case-sensitively): a "bearer phx_..." that we let through
+	 * but PostHog ignored would leave PostHog to trust the session cookie. */
+	TAILQ_FOREACH(kv, hs, next) {
+		if (strcasecmp(kv->key, "authorization") != 0)
+			continue;
+		if (h != NULL)
+			return false;
+		h = kv->value;
+	}
+	if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	for (size_t i = 0; i < a->route->nallow_bearer; i++) {
+		size_t n = strlen(a->route->allow_bearer[i]);
+
+		if (strncmp(h, a->route->allow_bearer[i], n) == 0 && h[n] != '\0')
+			return true;
+	}
+	return false;
+}
+
+enum auth_action
+auth_on_head(struct auth_request *a)
+{
+	struct config_saml *sc = a->cfg->saml;
+	struct evkeyvalq *h;
+	char buf[SESSION_MAX_SEALED + 1];
+	const char *v;
+	const struct session *s;
+	int64_t now;
+
+	if (sc == NULL)
+		return AUTH_CONTINUE;
+	h = server_request_headers(a->req);
+	/* Only we say who the user is. */
+	for (size_t i = 0; i < sc->nheaders; i++)
+		while (evhttp_find_header(h, sc->headers[i].name) != NULL)
+			evhttp_remove_header(h, sc->headers[i].name);
+
+	if (a->site != NULL && a->site->saml_endpoints) {
+		if (auth_path_is(a->path, sc->acs_path)) {
+			if (a->method_bit != METHOD_POST) {
+				evhttp_add_header(a->out, "Allow", "POST");
+				auth_page(a, 405, "The sign-in endpoint takes a POST from the identity provider",
+					  NULL);
+				return AUTH_REPLIED;
+			}
+			return AUTH_READ_BODY;
+		}
+		if (strncmp(a->path, sc->prefix, strlen(sc->prefix)) == 0) {
+			if (auth_path_is_sub(a->path, sc->prefix, "/metadata")) {
+				auth_metadata(a);
+				return AUTH_REPLIED;
+			}
+			if (auth_path_is_sub(a->path, sc->prefix, "/login")) {
+				auth_login_endpoint(a);
+				return AUTH_REPLIED;
+			}
+			if (auth_path_is_sub(a->path, sc->prefix, "/logout")) {
+				auth_logout_endpoint(a);
+				return AUTH_REPLIED;
+			}
+		}
+	}
+	if (a->route == NULL || a->route->auth != AUTH_SAML)
+		return AUTH_CONTINUE;
+	if (a->route->nallow_bearer > 0 && auth_bearer_allowed(a)) {
+		/* The key alone speaks for the caller: no cookie (PostHog's own
+		 * session, ours) may ride along and be trusted instead. */
+		while (evhttp_find_header(h, "Cookie") != NULL)
+			evhttp_remove_header(h, "Cookie");
+		return AUTH_CONTINUE;
+	}
+
+	v = auth_cookie(h, sc->cookie_name, buf, sizeof buf);
+	if (v == NULL) {
+		auth_need_login(a);
+		return AUTH_REPLIED;
+	}
+	now = (int64_t)time(NULL);
+	/* borrowed from this thread's cache of opened cookies: not freed here */
+	s = session_open_cached(sc->keys, AUTH_PURPOSE_SESSION, v);
+	/* A "session_lifetime" lowered since the cookie was sealed applies too. */
+	if (s == NULL || !session_is_valid(s, now, (int64_t)sc->session_idle_timeout,
+					   (int64_t)sc->clock_skew) ||
+	    now >= s->issued + (int64_t)sc->session_lifetime) {
+		if (log_enabled(LOG_LEVEL_DEBUG))
+			log_debug("saml: session cookie refused [ref %s]: %s", a->request_id,
+				  s == NULL ? "does not open (tampered, foreign key or malformed)"
+				  : now >= s->expires ? "expired"
+				  : now >= s->issued + (int64_t)sc->session_lifetime
+				      ? "older than session_lifetime"
+				      : "idle too long");
+		auth_need_login(a);
+		return AUTH_REPLIED;
+	}
+	for (size_t i = 0; i < sc->nrules; i++) {
+		if (!auth_has_value(s, sc->rules[i].attribute, sc->rules[i].value)) {
+			auth_forbidden(a, s, &sc->rules[i]);
+			return AUTH_REPLIED;
+		}
+	}
+	auth_add_identity(a, s);
+	auth_strip_our_cookies(h, sc->cookie_name);
+	/* Idle timeout without server state: re-issue the cookie now and then. */
+	if (sc->session_idle_timeout > 0) {
+		int64_t every = (int64_t)sc->session_idle_timeout / 4;
+
+		if (every > 60)
+			every = 60;
+		if (now - s->last_seen >= every) {
+			struct session fresh = *s; /* shares the strings; only last_seen differs */
+			char *sealed;
+
+			fresh.last_seen = now;
+			sealed = session_seal_session(sc->keys, AUTH_PURPOSE_SESSION, &fresh);
+			if (sealed != NULL)
+				auth_set_cookie(a, sc->cookie_name, sealed, (long)(s->expires - now), "Lax");
+			free(sealed);
+		}
+	}
+	return AUTH_CONTINUE;
+}
+
+char *
+auth_metrics_render(void)
+{
+	char *text = NULL;
+
+	if (asprintf(&text,
+		     "# HELP portcullis_saml_logins_total SAML logins: started (sent to the IdP), "
+		     "ok (session set), failed (a response refused), unavailable (replay store "
+		     "down)\n"
+		     "# TYPE portcullis_saml_logins_total counter\n"
+		     "portcullis_saml_logins_total{result=\"started\"} %llu\n"
+		     "portcullis_saml_logins_total{result=\"ok\"} %llu\n"
+		     "portcullis_saml_logins_total{result=\"failed\"} %llu\n"
+		     "portcullis_saml_logins_total{result=\"unavailable\"} %llu\n",
+		     atomic_load(&auth_logins_started), atomic_load(&auth_logins_ok),
+		     atomic_load(&auth_logins_failed), atomic_load(&auth_logins_unavailable)) < 0)
+		return NULL;
+	return text;
+}

@@ -1,0 +1,120 @@
+/*
+ * config_internal: what the config loader files share (config.c entry points
+ * and top-level sections, config_read.c scalars/paths/errors, config_sites.c,
+ * config_access.c, config_saml.c, config_redis.c, config_tls.c).  Not part
+ * of the public interface: only src/config*.c include it.
+ */
+#ifndef PORTCULLIS_CONFIG_INTERNAL_H
+#define PORTCULLIS_CONFIG_INTERNAL_H
+
+#include "config/config.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_JPATH_MAX 512
+#define CONFIG_KIB 1024ULL
+#define CONFIG_MIB (1024ULL * 1024)
+#define CONFIG_GIB (1024ULL * 1024 * 1024)
+#define CONFIG_MAX_SECONDS (365.0 * 24 * 3600)
+#define CONFIG_MAX_BYTES ((uint64_t)INT64_MAX)
+
+/* A route whose "site" action is resolved after every site is known. */
+struct config_site_ref {
+	struct config_route *route;
+	struct config_site *from;
+	char *target;
+	char *path;
+};
+
+/* What a number counts, for messages and suffixes ("64k" only for bytes). */
+enum config_unit {
+	UNIT_COUNT,
+	UNIT_BYTES,
+};
+
+struct config_loader {
+	const char *source;
+	const char *(*getenv_fn)(const char *name);
+	struct config *cfg;
+	/* Errors, "\n"-separated. */
+	char *errs;
+	size_t errs_len;
+	size_t errs_cap;
+	size_t nerrors;
+	bool oom;
+	/* False when "upstreams" itself is missing or broken: references to
+	 * upstreams are then not checked (every one would fail). */
+	bool upstreams_known;
+	struct config_site_ref *refs;
+	size_t nrefs;
+	size_t refs_cap;
+	/* Where each route was defined, for messages about duplicates. */
+	char **route_paths;
+	size_t nroute_paths;
+	/* Rate limit ids handed out so far (one per "access" block with a rate). */
+	uint32_t rate_ids;
+	/* config_check_file: create, write and fetch nothing (SAML keys are
+	 * checked when they exist, never made; metadata URLs are not fetched). */
+	bool no_side_effects;
+};
+
+
+/* Each function's contract is the comment above its definition. */
+
+/* config_read.c */
+/* Records one error line "PATH: message" (JSON path first). */
+__attribute__((format(printf, 3, 4))) void config_error(struct config_loader *ld, const char *path,
+							const char *fmt, ...);
+void config_err_finish(struct config_loader *ld, char *err, size_t errlen);
+const char * config_jkey(char *buf, const char *parent, const char *key);
+const char * config_jidx(char *buf, const char *parent, size_t i);
+const char * config_json_kind(const json_t *v);
+void config_type_error(struct config_loader *ld, const char *path, const char *expected, const json_t *v);
+void config_check_keys(struct config_loader *ld, const char *path, const json_t *obj,
+		  const char *const *allowed);
+const json_t * config_object(struct config_loader *ld, const char *path, const json_t *v,
+	      const char *const *allowed);
+char * config_string(struct config_loader *ld, const char *path, const json_t *v);
+char * config_string_or(struct config_loader *ld, const char *path, const json_t *v, const char *def);
+const char * config_fmt_bytes(char *buf, size_t len, uint64_t n);
+bool config_uint(struct config_loader *ld, const char *path, const json_t *v, enum config_unit unit,
+	    uint64_t min, uint64_t max, uint64_t *out);
+bool config_seconds(struct config_loader *ld, const char *path, const json_t *v, double *out);
+bool config_bool(struct config_loader *ld, const char *path, const json_t *v, bool *out);
+bool config_enum(struct config_loader *ld, const char *path, const json_t *v,
+	    const char *const *names, int *out);
+bool config_string_list(struct config_loader *ld, const char *path, const json_t *v, bool min_one,
+		   const char *what, char ***out, size_t *nout);
+void config_free_strings(char **list, size_t n);
+bool config_is_alnum(char c);
+bool config_host_name_ok(const char *h, bool brackets, const char **why);
+bool config_host_value_ok(const char *s, char *why, size_t whylen);
+bool config_token_ok(const char *s);
+/* config.c */
+void config_listener_clear(struct config_listener *l);
+void config_missing(struct config_loader *ld, const char *path, const char *key, const char *what);
+void config_saml_check(struct config_loader *ld, const char *session_env);
+/* config_sites.c */
+bool config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
+		      const char *const *refused);
+void config_parse_sites(struct config_loader *ld, const json_t *root);
+/* config_access.c */
+void config_parse_access(struct config_loader *ld, const char *path, const json_t *v,
+		    struct access_block *b);
+void config_parse_listeners_access(struct config_loader *ld, const json_t *root);
+void config_parse_geoip(struct config_loader *ld, const json_t *root);
+/* config_saml.c */
+void config_saml_sites(struct config_loader *ld);
+void config_saml_open(struct config_loader *ld);
+void config_parse_saml(struct config_loader *ld, const json_t *root);
+/* config_redis.c */
+void config_parse_redis(struct config_loader *ld, const json_t *root);
+void config_redis_free(struct config_redis *r);
+/* config_tls.c */
+void config_tls_free(struct config_tls *t);
+void config_finish_tls(struct config_loader *ld, const json_t *root);
+
+#endif

@@ -1,0 +1,468 @@
+/*
+ * config_saml: the "saml" section (docs/saml.md).
+ */
+#include "config/config_internal.h"
+
+#include "access/access.h"
+#include "config/envsubst.h"
+#include "access/geoip.h"
+#include "tls/localca.h"
+#include "access/ipacl.h"
+#include "http/pathnorm.h"
+#include "access/ratelimit.h"
+#include "proxy/router.h"
+#include "auth/saml.h"
+#include "auth/session.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* SAML                                                                 */
+
+static const char *const config_saml_keys[] = {
+	"idp_metadata",	    "idp_metadata_cache", "idp_metadata_refresh", "certs_dir",
+	"base_url",	    "sp_entity_id",	  "prefix",		  "acs_path",
+	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
+	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
+	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
+	"require",	    "replay_store",	  NULL
+};
+static const char *const config_replay_stores[] = { "memory", "redis", NULL };
+static const char *const config_saml_rule_keys[] = { "attribute", "contains", NULL };
+
+/* Headers the identity may not be written to. */
+static const char *const config_refused_identity[] = {
+	"Host", "the proxy sets Host",
+	"Content-Length", "the proxy frames the request body itself",
+	"Transfer-Encoding", "the proxy frames the request body itself",
+	"Connection", "a hop-by-hop header the proxy manages",
+	"Cookie", "the client's cookies pass through as they are",
+	"Authorization", "bearer tokens pass through to the upstream",
+	"X-Forwarded-For", "the proxy sets it",
+	"X-Forwarded-Proto", "the proxy sets it",
+	"X-Forwarded-Host", "the proxy sets it",
+	"X-Real-IP", "the proxy sets it",
+	"X-Request-ID", "the proxy sets it",
+	NULL, NULL
+};
+
+/* A duration that may be 0 ("off"). */
+static void
+config_seconds_or_zero(struct config_loader *ld, const char *path, const json_t *v, double *out)
+{
+	if (v != NULL && json_is_number(v) && json_number_value(v) == 0) {
+		*out = 0;
+		return;
+	}
+	if (v != NULL && json_is_string(v) && strcmp(json_string_value(v), "0") == 0) {
+		*out = 0;
+		return;
+	}
+	config_seconds(ld, path, v, out);
+}
+
+/* An absolute path for an SP endpoint: "/x", no query, fragment, "//" or
+ * white space. */
+static bool
+config_saml_path_ok(const char *p)
+{
+	return p[0] == '/' && strpbrk(p, "?#\\ \t\r\n%") == NULL && strstr(p, "//") == NULL &&
+	       strstr(p, "/./") == NULL && strstr(p, "/../") == NULL;
+}
+
+static char *
+config_join_path(struct config_loader *ld, const char *a, const char *b)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "%s%s", a, b) < 0) {
+		ld->oom = true;
+		return NULL;
+	}
+	return s;
+}
+
+static void
+config_parse_saml_headers(struct config_loader *ld, struct config_saml *sc, const json_t *v)
+{
+	char kp[CONFIG_JPATH_MAX];
+	const char *name;
+	json_t *value;
+	size_t i = 0;
+
+	if (!json_is_object(v)) {
+		config_type_error(ld, "saml.headers", "an object of header name: attribute name", v);
+		return;
+	}
+	if (json_object_size(v) == 0)
+		return;
+	sc->headers = calloc(json_object_size(v), sizeof *sc->headers);
+	if (sc->headers == NULL) {
+		ld->oom = true;
+		return;
+	}
+	sc->nheaders = json_object_size(v);
+	json_object_foreach((json_t *)(uintptr_t)v, name, value) {
+		struct config_saml_header *h = &sc->headers[i++];
+
+		config_jkey(kp, "saml.headers", name);
+		config_header_name_ok(ld, kp, name, config_refused_identity);
+		if ((h->name = strdup(name)) == NULL)
+			ld->oom = true;
+		h->attribute = config_string(ld, kp, value);
+		if (h->attribute != NULL && h->attribute[0] == '\0')
+			config_error(ld, kp, "must name an attribute (\"Email\") or \"@nameid\"");
+	}
+}
+
+static void
+config_parse_saml_rules(struct config_loader *ld, struct config_saml *sc, const json_t *v)
+{
+	char ip[CONFIG_JPATH_MAX], kp[CONFIG_JPATH_MAX];
+	size_t n;
+
+	if (!json_is_array(v)) {
+		config_type_error(ld, "saml.require", "an array of {\"attribute\", \"contains\"}", v);
+		return;
+	}
+	n = json_array_size(v);
+	if (n == 0)
+		return;
+	sc->rules = calloc(n, sizeof *sc->rules);
+	if (sc->rules == NULL) {
+		ld->oom = true;
+		return;
+	}
+	sc->nrules = n;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *r = json_array_get(v, i);
+
+		config_jidx(ip, "saml.require", i);
+		if (config_object(ld, ip, r, config_saml_rule_keys) == NULL)
+			continue;
+		if (json_object_get(r, "attribute") == NULL)
+			config_missing(ld, ip, "attribute", "the attribute to test, e.g. \"Roles\"");
+		else
+			sc->rules[i].attribute = config_string(ld, config_jkey(kp, ip, "attribute"),
+							       json_object_get(r, "attribute"));
+		if (json_object_get(r, "contains") == NULL)
+			config_missing(ld, ip, "contains", "the value it must hold, e.g. \"posthog-admin\"");
+		else
+			sc->rules[i].value = config_string(ld, config_jkey(kp, ip, "contains"),
+							   json_object_get(r, "contains"));
+	}
+}
+
+/* Mark the sites that serve the SP endpoints, check routes and "saml" agree. */
+void
+config_saml_sites(struct config_loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	char kp[CONFIG_JPATH_MAX];
+	bool any = false;
+
+	for (size_t i = 0; i < cfg->nsites; i++)
+		for (size_t j = 0; j < cfg->sites[i].nroutes; j++)
+			if (cfg->sites[i].routes[j].auth == AUTH_SAML) {
+				cfg->sites[i].saml_endpoints = true;
+				any = true;
+				if (cfg->saml == NULL) {
+					char sp[CONFIG_JPATH_MAX], rp[CONFIG_JPATH_MAX];
+
+					config_jidx(rp, config_jkey(sp, config_jidx(kp, "sites", i), "routes"), j);
+					config_error(ld, config_jkey(kp, rp, "auth"),
+						     "\"saml\" needs a top-level \"saml\" section "
+						     "(docs/saml.md)");
+				}
+			}
+	/* A site that hands requests to a SAML site serves the endpoints too. */
+	for (size_t i = 0; i < cfg->nsites; i++)
+		for (size_t j = 0; j < cfg->sites[i].nroutes; j++) {
+			const struct config_route *r = &cfg->sites[i].routes[j];
+
+			if (r->action == ACTION_SITE && r->site != NULL && r->site->saml_endpoints)
+				cfg->sites[i].saml_endpoints = true;
+		}
+	if (cfg->saml != NULL && !any)
+		config_error(ld, "saml", "no route has \"auth\": \"saml\"; add it to the routes to "
+					 "protect (or remove this section)");
+	if (cfg->saml == NULL || ld->nerrors > 0)
+		return;
+	for (size_t i = 0; i < cfg->nsites; i++) {
+		const struct config_site *site = &cfg->sites[i];
+		char *login;
+
+		if (!site->saml_endpoints)
+			continue;
+		login = config_join_path(ld, cfg->saml->prefix, "/login");
+		if (login == NULL)
+			return;
+		/* The endpoints are served after routing (so a site's access rules
+		 * apply to them): some route must match them. */
+		if (router_match(site, cfg->saml->acs_path, METHOD_POST) == NULL)
+			config_error(ld, "saml.acs_path",
+				     "no route of site \"%s\" matches POST %s; add a route for it (a "
+				     "catch-all route does)",
+				     site->name ? site->name : "?", cfg->saml->acs_path);
+		if (router_match(site, login, METHOD_GET) == NULL)
+			config_error(ld, "saml.prefix",
+				     "no route of site \"%s\" matches GET %s; add a route for it (a "
+				     "catch-all route does)",
+				     site->name ? site->name : "?", login);
+		free(login);
+	}
+}
+
+/* Open the SP (keys, IdP metadata) once everything else is known good. */
+void
+config_saml_open(struct config_loader *ld)
+{
+	struct config_saml *sc = ld->cfg->saml;
+	char why[1024];
+	const char **attrs = NULL;
+	size_t nattrs = 0;
+	char *slo = NULL;
+	const char *env = NULL;
+
+	if (sc == NULL || ld->nerrors > 0 || ld->oom)
+		return;
+	if (sc->session_key_env != NULL) {
+		env = ld->getenv_fn(sc->session_key_env);
+		if (env == NULL || env[0] == '\0') {
+			config_error(ld, "saml.session_key_env", "the variable %s is not set",
+				     sc->session_key_env);
+			return;
+		}
+	}
+	if (ld->no_side_effects) { /* config_check_file: create and fetch nothing */
+		config_saml_check(ld, env);
+		return;
+	}
+	if (sc->certs_dir != NULL && sc->certs_dir[0] != '\0' &&
+	    localca_mkdirs(sc->certs_dir, why, sizeof why) < 0) {
+		config_error(ld, "saml.certs_dir", "%s", why);
+		return;
+	}
+	if (sc->session_key_file != NULL && strrchr(sc->session_key_file, '/') != NULL) {
+		char *dir = strdup(sc->session_key_file);
+
+		if (dir == NULL) {
+			ld->oom = true;
+			return;
+		}
+		*strrchr(dir, '/') = '\0';
+		if (dir[0] != '\0' && localca_mkdirs(dir, why, sizeof why) < 0) {
+			config_error(ld, "saml.session_key_file", "%s", why);
+			free(dir);
+			return;
+		}
+		free(dir);
+	}
+	sc->keys = session_keys_load(sc->session_key_file, env, true, why, sizeof why);
+	if (sc->keys == NULL) {
+		config_error(ld, "saml.session_key_file", "%s", why);
+		return;
+	}
+	attrs = calloc(sc->nheaders + sc->nrules + 1, sizeof *attrs);
+	if (attrs == NULL) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < sc->nheaders; i++)
+		if (strcmp(sc->headers[i].attribute, "@nameid") != 0)
+			attrs[nattrs++] = sc->headers[i].attribute;
+	for (size_t i = 0; i < sc->nrules; i++)
+		if (strcmp(sc->rules[i].attribute, "@nameid") != 0)
+			attrs[nattrs++] = sc->rules[i].attribute;
+	if (asprintf(&slo, "%s%s/logout", sc->base_url, sc->prefix) < 0) {
+		ld->oom = true;
+		free(attrs);
+		return;
+	}
+	{
+		struct saml_options o = {
+			.idp_metadata = sc->idp_metadata,
+			.idp_metadata_cache = sc->idp_metadata_cache,
+			.idp_metadata_refresh = sc->idp_metadata_refresh,
+			.sp_entity_id = sc->sp_entity_id,
+			.acs_url = sc->acs_url,
+			.slo_url = slo,
+			.sp_key = sc->sp_key,
+			.sp_cert = sc->sp_cert,
+			.clock_skew = sc->clock_skew,
+			.max_age = sc->max_response_age,
+			.allow_sha1 = sc->allow_sha1,
+			.replay_cache_size = (size_t)sc->replay_cache_size,
+			.attributes = attrs,
+			.nattributes = nattrs,
+		};
+
+		if ((sc->sp = saml_new(&o, why, sizeof why)) == NULL)
+			config_error(ld, "saml", "%s", why);
+	}
+	free(slo);
+	free(attrs);
+}
+
+void
+config_parse_saml(struct config_loader *ld, const json_t *root)
+{
+	const json_t *v = json_object_get(root, "saml");
+	const json_t *f;
+	struct config_saml *sc;
+	char *dir;
+
+	if (v == NULL || json_is_null(v) || config_object(ld, "saml", v, config_saml_keys) == NULL)
+		return;
+	sc = calloc(1, sizeof *sc);
+	if (sc == NULL) {
+		ld->oom = true;
+		return;
+	}
+	ld->cfg->saml = sc;
+	sc->idp_metadata_refresh = 3600;
+	sc->session_lifetime = 8 * 3600;
+	sc->session_idle_timeout = 3600;
+	sc->clock_skew = 60;
+	sc->max_response_age = 300;
+	sc->replay_cache_size = 10000;
+
+	if ((f = json_object_get(v, "idp_metadata")) == NULL)
+		config_missing(ld, "saml", "idp_metadata",
+			       "the IdP metadata: a file path or an https URL");
+	else if ((sc->idp_metadata = config_string(ld, "saml.idp_metadata", f)) != NULL &&
+		 sc->idp_metadata[0] == '\0')
+		config_error(ld, "saml.idp_metadata", "is empty (is SAML_IDP_METADATA set?)");
+	if ((f = json_object_get(v, "base_url")) == NULL) {
+		config_missing(ld, "saml", "base_url",
+			       "the public origin of the protected site, e.g. "
+			       "\"https://posthog.example.com\"");
+	} else if ((sc->base_url = config_string(ld, "saml.base_url", f)) != NULL) {
+		size_t n = strlen(sc->base_url);
+		const char *h = strstr(sc->base_url, "://");
+
+		while (n > 0 && sc->base_url[n - 1] == '/')
+			sc->base_url[--n] = '\0';
+		if ((strncmp(sc->base_url, "https://", 8) != 0 &&
+		     strncmp(sc->base_url, "http://", 7) != 0) ||
+		    h == NULL || h[3] == '\0' || strchr(h + 3, '/') != NULL ||
+		    strpbrk(sc->base_url, "?#\\ \t\r\n\"<>") != NULL)
+			config_error(ld, "saml.base_url",
+				     "\"%s\" is not an origin; write \"https://host\" or "
+				     "\"https://host:port\" (no path)",
+				     sc->base_url);
+	}
+	sc->certs_dir = config_string_or(ld, "saml.certs_dir", json_object_get(v, "certs_dir"), "certs");
+	dir = sc->certs_dir ? sc->certs_dir : "certs";
+	sc->prefix = config_string_or(ld, "saml.prefix", json_object_get(v, "prefix"), "/saml");
+	if (sc->prefix != NULL) {
+		size_t n = strlen(sc->prefix);
+
+		while (n > 1 && sc->prefix[n - 1] == '/')
+			sc->prefix[--n] = '\0';
+		if (!config_saml_path_ok(sc->prefix) || strcmp(sc->prefix, "/") == 0)
+			config_error(ld, "saml.prefix", "\"%s\" is not a path like \"/saml\"", sc->prefix);
+	}
+	if ((f = json_object_get(v, "acs_path")) != NULL) {
+		sc->acs_path = config_string(ld, "saml.acs_path", f);
+		if (sc->acs_path != NULL && !config_saml_path_ok(sc->acs_path))
+			config_error(ld, "saml.acs_path", "\"%s\" is not a path like \"/complete/saml/\"",
+				     sc->acs_path);
+	} else if (sc->prefix != NULL) {
+		sc->acs_path = config_join_path(ld, sc->prefix, "/acs");
+	}
+	if (sc->base_url != NULL && sc->acs_path != NULL)
+		sc->acs_url = config_join_path(ld, sc->base_url, sc->acs_path);
+	/* An empty sp_entity_id or file path (after substitution) means the
+	 * default, so "${SAML_SP_ENTITY_ID:-}" leaves it to us. */
+	if ((f = json_object_get(v, "sp_entity_id")) != NULL) {
+		sc->sp_entity_id = config_string(ld, "saml.sp_entity_id", f);
+		if (sc->sp_entity_id != NULL && sc->sp_entity_id[0] == '\0') {
+			free(sc->sp_entity_id);
+			sc->sp_entity_id = NULL;
+		}
+	}
+	if (sc->sp_entity_id == NULL && sc->base_url != NULL && sc->prefix != NULL &&
+	    asprintf(&sc->sp_entity_id, "%s%s/metadata", sc->base_url, sc->prefix) < 0) {
+		sc->sp_entity_id = NULL;
+		ld->oom = true;
+	}
+#define CONFIG_SAML_FILE(field, key, file)                                                       \
+	do {                                                                                     \
+		if ((f = json_object_get(v, key)) != NULL)                                       \
+			sc->field = config_string(ld, "saml." key, f);                           \
+		if (sc->field != NULL && sc->field[0] == '\0') {                                \
+			free(sc->field);                                                         \
+			sc->field = NULL;                                                        \
+		}                                                                                \
+		if (sc->field == NULL && asprintf(&sc->field, "%s/%s", dir, file) < 0) {         \
+			sc->field = NULL;                                                        \
+			ld->oom = true;                                                          \
+		}                                                                                \
+	} while (0)
+	CONFIG_SAML_FILE(idp_metadata_cache, "idp_metadata_cache", "saml-idp-metadata.xml");
+	CONFIG_SAML_FILE(sp_key, "sp_key", "saml-sp.key");
+	CONFIG_SAML_FILE(sp_cert, "sp_cert", "saml-sp.crt");
+	if ((f = json_object_get(v, "session_key_env")) != NULL)
+		sc->session_key_env = config_string(ld, "saml.session_key_env", f);
+	/* With "session_key_env" and no (or an empty) "session_key_file", the
+	 * keys come from the variable alone: replicas fed from one Secret must
+	 * not each create a key file of their own. */
+	if ((f = json_object_get(v, "session_key_file")) != NULL)
+		sc->session_key_file = config_string(ld, "saml.session_key_file", f);
+	if (sc->session_key_file != NULL && sc->session_key_file[0] == '\0') {
+		free(sc->session_key_file);
+		sc->session_key_file = NULL;
+	}
+	if (sc->session_key_file == NULL && sc->session_key_env == NULL &&
+	    asprintf(&sc->session_key_file, "%s/session.key", dir) < 0) {
+		sc->session_key_file = NULL;
+		ld->oom = true;
+	}
+#undef CONFIG_SAML_FILE
+	sc->cookie_name = config_string_or(ld, "saml.cookie_name", json_object_get(v, "cookie_name"),
+					   "__Host-portcullis-session");
+	if (sc->cookie_name != NULL &&
+	    (!config_token_ok(sc->cookie_name) || strncmp(sc->cookie_name, "__Host-", 7) != 0))
+		config_error(ld, "saml.cookie_name",
+			     "\"%s\" must be a cookie name starting with \"__Host-\" (bound to this "
+			     "host, Secure, Path=/)",
+			     sc->cookie_name);
+	config_seconds(ld, "saml.idp_metadata_refresh", json_object_get(v, "idp_metadata_refresh"),
+		       &sc->idp_metadata_refresh);
+	config_seconds(ld, "saml.session_lifetime", json_object_get(v, "session_lifetime"),
+		       &sc->session_lifetime);
+	config_seconds_or_zero(ld, "saml.session_idle_timeout",
+			       json_object_get(v, "session_idle_timeout"), &sc->session_idle_timeout);
+	config_seconds_or_zero(ld, "saml.clock_skew", json_object_get(v, "clock_skew"),
+			       &sc->clock_skew);
+	config_seconds(ld, "saml.max_response_age", json_object_get(v, "max_response_age"),
+		       &sc->max_response_age);
+	if (sc->clock_skew > 600)
+		config_error(ld, "saml.clock_skew", "%.0f s is more than 600 s; fix the clocks (NTP)",
+			     sc->clock_skew);
+	config_bool(ld, "saml.allow_sha1", json_object_get(v, "allow_sha1"), &sc->allow_sha1);
+	if ((f = json_object_get(v, "replay_cache_size")) != NULL)
+		config_uint(ld, "saml.replay_cache_size", f, UNIT_COUNT, 100, 10000000,
+			    &sc->replay_cache_size);
+	{
+		int store = REPLAY_STORE_MEMORY;
+
+		if (config_enum(ld, "saml.replay_store", json_object_get(v, "replay_store"),
+				config_replay_stores, &store))
+			sc->replay_store = (enum config_replay_store)store;
+	}
+	if ((f = json_object_get(v, "headers")) != NULL)
+		config_parse_saml_headers(ld, sc, f);
+	if ((f = json_object_get(v, "require")) != NULL)
+		config_parse_saml_rules(ld, sc, f);
+}
+

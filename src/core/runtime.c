@@ -1,0 +1,57 @@
+/* runtime: a configuration generation shared by the workers; see runtime.h. */
+#include "core/runtime.h"
+
+#include <stdlib.h>
+
+#include "base/metrics.h"
+#include "proxy/upstream.h"
+
+struct runtime *
+runtime_new(struct config *cfg, unsigned generation)
+{
+	struct runtime *rt = calloc(1, sizeof(*rt));
+
+	if (rt == NULL)
+		goto fail;
+	atomic_init(&rt->refs, 1);
+	rt->generation = generation;
+	rt->cfg = cfg;
+	rt->health = upstream_health_new(cfg);
+	rt->route_metrics = calloc(cfg->nroutes_total ? cfg->nroutes_total : 1,
+				   sizeof(*rt->route_metrics));
+	if (rt->health == NULL || rt->route_metrics == NULL)
+		goto fail;
+	for (size_t s = 0; s < cfg->nsites; s++)
+		for (size_t r = 0; r < cfg->sites[s].nroutes; r++) {
+			const struct config_route *route = &cfg->sites[s].routes[r];
+
+			rt->route_metrics[route->index] = metrics_route_get(route->name);
+		}
+	return rt;
+fail:
+	if (rt) {
+		upstream_health_free(rt->health);
+		free(rt->route_metrics);
+		free(rt);
+	}
+	config_unref(cfg);
+	return NULL;
+}
+
+struct runtime *
+runtime_ref(struct runtime *rt)
+{
+	atomic_fetch_add(&rt->refs, 1);
+	return rt;
+}
+
+void
+runtime_unref(struct runtime *rt)
+{
+	if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
+		return;
+	upstream_health_free(rt->health);
+	free(rt->route_metrics);
+	config_unref(rt->cfg);
+	free(rt);
+}

@@ -1,0 +1,365 @@
+/* worker: one event loop thread; see worker.h. */
+#include "core/worker.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "auth/claims.h"
+#include "base/log.h"
+#include "proxy/proxy.h"
+#include "proxy/tcprelay.h"
+#include "http/server.h"
+#include "base/timeutil.h"
+#include "tls/tls.h"
+#include "proxy/upstream.h"
+
+static void
+apply_limits(struct worker *w, const struct config *cfg)
+{
+	struct server_limits limits;
+
+	limits.max_header_bytes = cfg->max_request_header_bytes;
+	limits.client = timeval_from_seconds(cfg->client_timeout);
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct worker_listener *wl = &w->listeners[i];
+
+		if (wl->server == NULL)
+			continue;
+		server_set_limits(wl->server, &limits);
+		/* Listener addresses are fixed until a restart; their PROXY
+		 * setting follows the configuration that has them. */
+		if (wl->index < cfg->nlisteners)
+			server_set_proxy_protocol(wl->server, cfg->listeners[wl->index].proxy_protocol,
+						  cfg->trusted);
+	}
+}
+
+/* An event base whose epoll changes are folded per loop turn (at most one
+ * epoll_ctl per descriptor): system calls dominate a proxy's cost. */
+static struct event_base *
+new_event_base(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
+static struct worker_gen *
+gen_new(struct worker *w, struct runtime *rt)
+{
+	const struct config *cfg = rt->cfg;
+	struct worker_gen *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->worker = w;
+	g->rt = runtime_ref(rt);
+	g->refs = 1;
+	g->pools = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->pools));
+	if (g->pools == NULL)
+		goto fail;
+	if (cfg->redis != NULL && cfg->saml != NULL && cfg->saml->replay_store == REPLAY_STORE_REDIS) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "worker %u", w->id);
+		g->claims = claims_new(w->base, w->dns, cfg->redis, name);
+		if (g->claims == NULL)
+			goto fail;
+	}
+	for (size_t i = 0; i < cfg->nupstreams; i++) {
+		g->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], rt->health,
+						cfg->max_response_header_bytes);
+		if (g->pools[i] == NULL)
+			goto fail;
+	}
+	return g;
+fail:
+	g->refs = 1;
+	worker_gen_unref(g);
+	return NULL;
+}
+
+void
+worker_gen_unref(struct worker_gen *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	for (size_t i = 0; g->pools && i < g->rt->cfg->nupstreams; i++)
+		upstream_pool_free(g->pools[i]);
+	free(g->pools);
+	claims_free(g->claims);
+	runtime_unref(g->rt);
+	free(g);
+}
+
+/* Make <rt> the current generation of <w>. */
+static int
+worker_use(struct worker *w, struct runtime *rt)
+{
+	struct worker_gen *g = gen_new(w, rt);
+
+	if (g == NULL)
+		return -1;
+	if (w->gen)
+		worker_gen_unref(w->gen); /* freed when its last transaction ends */
+	w->gen = g;
+	apply_limits(w, rt->cfg);
+	return 0;
+}
+
+static size_t
+open_connections(const struct worker *w)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].server)
+			n += server_connections(w->listeners[i].server);
+	return n;
+}
+
+/* Leave the loop once draining and nothing is left: no transaction, no
+ * connection (so every reply has been written out). */
+static void
+maybe_exit(struct worker *w)
+{
+	if (w->draining && w->in_flight == 0 && open_connections(w) == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void
+drain_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	maybe_exit(arg);
+}
+
+static void
+drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	log_warn("worker %u: drain timeout reached with %d request%s still running; closing them",
+		 w->id, w->in_flight, w->in_flight == 1 ? "" : "s");
+	event_base_loopexit(w->base, NULL);
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct runtime *rt;
+	bool drain;
+
+	pthread_mutex_lock(&w->lock);
+	rt = w->pending;
+	w->pending = NULL;
+	drain = w->drain_requested;
+	pthread_mutex_unlock(&w->lock);
+
+	if (rt) {
+		if (worker_use(w, rt) < 0)
+			log_error("worker %u: out of memory taking the new configuration; keeping the old one",
+				  w->id);
+		runtime_unref(rt);
+	}
+	if (drain && !w->draining) {
+		struct timeval tv = timeval_from_seconds(w->gen->rt->cfg->drain_timeout);
+
+		w->draining = true;
+		for (size_t i = 0; i < w->nlisteners; i++) {
+			if (w->listeners[i].server)
+				server_drain(w->listeners[i].server);
+			tcprelay_stop_accepting(w->listeners[i].relay);
+		}
+		w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
+		if (w->drain_timer)
+			evtimer_add(w->drain_timer, &tv);
+		/* Connections close on their own (after their last reply); a
+		 * short poll notices when none is left. */
+		w->drain_poll = event_new(w->base, -1, EV_PERSIST, drain_poll_cb, w);
+		if (w->drain_poll)
+			event_add(w->drain_poll, &(struct timeval){0, 20000});
+		maybe_exit(w);
+	}
+}
+
+void
+worker_transaction_ended(struct worker *w)
+{
+	w->in_flight--;
+	maybe_exit(w);
+}
+
+
+
+struct worker *
+worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, size_t nfds,
+	   struct tcprelay_shared *const *relays, struct tls_store *tls, char *err, size_t errlen)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	const struct config *cfg = rt->cfg;
+
+	if (w == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	w->id = id;
+	pthread_mutex_init(&w->lock, NULL);
+	if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
+		w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)id;
+		w->rng[1] = 0xD1B54A32D192ED03ull;
+	}
+	w->base = new_event_base();
+	if (w->base == NULL) {
+		snprintf(err, errlen, "event_base_new failed");
+		goto fail;
+	}
+	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (w->dns == NULL) {
+		/* No resolv.conf: names in /etc/hosts and numeric addresses still work. */
+		w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (w->dns)
+			evdns_base_load_hosts(w->dns, NULL);
+	}
+	if (w->dns == NULL) {
+		snprintf(err, errlen, "evdns_base_new failed");
+		goto fail;
+	}
+	w->wake = event_new(w->base, -1, 0, wake_cb, w);
+	w->listeners = calloc(nfds ? nfds : 1, sizeof(*w->listeners));
+	if (w->wake == NULL || w->listeners == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < nfds; i++) {
+		struct worker_listener *wl = &w->listeners[i];
+
+		wl->worker = w;
+		wl->index = i;
+		snprintf(wl->port, sizeof(wl->port), "%d", ports[i]);
+		if (i < cfg->nlisteners && cfg->listeners[i].type == LISTENER_TCP) {
+			if (relays == NULL || relays[i] == NULL) {
+				snprintf(err, errlen, "listener %s: no relay state", cfg->listeners[i].address);
+				goto fail;
+			}
+			if (cfg->listeners[i].tls && tls == NULL) {
+				snprintf(err, errlen, "listener %s: no certificate store for TLS",
+					 cfg->listeners[i].address);
+				goto fail;
+			}
+			wl->relay = tcprelay_new(w, i, fds[i], relays[i],
+						 cfg->listeners[i].tls ? tls_store_ctx(tls) : NULL, err,
+						 errlen);
+			if (wl->relay == NULL)
+				goto fail;
+			w->nlisteners++;
+			continue;
+		}
+		wl->server = server_new(w->base, fds[i], ports[i], &proxy_handler, wl);
+		if (wl->server == NULL) {
+			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
+			goto fail;
+		}
+		if (i < cfg->nlisteners && cfg->listeners[i].tls) {
+			if (tls == NULL) {
+				snprintf(err, errlen, "listener %s: no certificate store for TLS",
+					 cfg->listeners[i].address);
+				goto fail;
+			}
+			server_set_tls(wl->server, tls_store_ctx(tls));
+			wl->tls = true; /* X-Forwarded-Proto: https, HSTS */
+		}
+		w->nlisteners++;
+	}
+	if (worker_use(w, rt) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	return w;
+fail:
+	worker_join_free(w);
+	return NULL;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	atomic_store(&w->exited, true);
+	return NULL;
+}
+
+int
+worker_start(struct worker *w)
+{
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void
+worker_reload(struct worker *w, struct runtime *rt)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->pending)
+		runtime_unref(w->pending);
+	w->pending = runtime_ref(rt);
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+}
+
+void
+worker_drain(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->drain_requested = true;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+}
+
+void
+worker_join_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	if (w->thread)
+		pthread_join(w->thread, NULL);
+	/* Free the servers first: they close client connections, which ends
+	 * the transactions still running (after a drain timeout). */
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		tcprelay_free(w->listeners[i].relay);
+		server_free(w->listeners[i].server);
+	}
+	if (w->gen)
+		worker_gen_unref(w->gen);
+	if (w->pending)
+		runtime_unref(w->pending);
+	if (w->wake)
+		event_free(w->wake);
+	if (w->drain_timer)
+		event_free(w->drain_timer);
+	if (w->drain_poll)
+		event_free(w->drain_poll);
+	if (w->dns)
+		evdns_base_free(w->dns, 0);
+	/* Let callbacks scheduled by the frees above run (closing sockets). */
+	if (w->base) {
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
+		event_base_free(w->base);
+	}
+	free(w->listeners);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}

@@ -1,0 +1,1267 @@
+/* proxy: one transaction from request to response; see proxy.h. */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include "http/hdrarena.h"
+#include "http/headers.h"
+#include "access/ipacl.h"
+#include "access/access.h"
+#include "acme/acme.h"
+#include "auth/auth.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "http/pathnorm.h"
+#include "proxy/router.h"
+#include "http/server.h"
+#include "proxy/upstream.h"
+#include "core/worker.h"
+
+#define PATH_MAX_BYTES 8192
+#define CLIENT_BACKLOG_LIMIT (1024 * 1024) /* bytes queued to a client before we stop reading upstream */
+
+struct txn {
+	struct worker *worker;
+	struct worker_listener *listener;
+	struct worker_gen *gen;
+	const struct config *cfg;
+	struct server_request *req;   /* NULL once the server has dropped it */
+	struct evkeyvalq out;         /* response headers being built (entries mostly in <arena>) */
+	const struct config_site *site;
+	const struct config_route *route;      /* the route that acts */
+	const struct config_route *jump_route; /* the "site" route that led there, or NULL */
+	struct upstream_pool *pool;
+	struct upstream_exchange *x;
+	char *head;                   /* request head without Host line, kept for retries: */
+	size_t head_len;              /* head_inline or (longer heads) the heap */
+	const char *method;
+	unsigned method_bit;
+	const char *query;
+	const char *host_header;      /* as the client sent it */
+	const char *upstream_host;    /* Host to send; NULL = the chosen server's */
+	const char *forwarded_for;    /* the client's X-Forwarded-For (trusted peers only) */
+	char *forwarded_for_joined;   /* several X-Forwarded-For headers, joined (owned) */
+	char *query_copy;             /* owned copy of the query */
+	int server;
+	uint64_t tried;
+	unsigned attempts;
+	enum upstream_failure last_failure;
+	uint64_t body_reserved;
+	uint64_t bytes_in, bytes_out;
+	int status;
+	struct access_outcome access; /* access_check_request: 403/429, country */
+	double start, upstream_start, upstream_ms;
+	bool replied;      /* a reply (or its start) went out */
+	bool streaming;    /* server_reply_start was called */
+	bool client_gone;
+	bool paused;
+	bool fresh_conn;   /* the next attempt opens a new connection */
+	bool client_trusted;
+	bool auth_body;    /* the SAML ACS POST: its body goes to auth_on_body */
+	bool auth_waiting; /* auth_on_body answered AUTH_PENDING: auth.done finishes */
+	struct auth_request auth; /* what the SAML gate sees (kept while it waits) */
+	char client[INET6_ADDRSTRLEN];
+	char request_id[129];
+	char host[256];
+	char path[PATH_MAX_BYTES];
+	char fwd_path[PATH_MAX_BYTES];
+	struct hdrarena arena;        /* for <out>: see hdrarena.h for the rules */
+	char head_inline[2048];
+};
+
+static void txn_finish(struct txn *t);
+static void start_attempt(struct txn *t);
+
+/* The METHOD_* bit of a method name, 0 for methods we do not forward. */
+static unsigned
+method_bit(const char *m)
+{
+	switch (m[0]) {
+	case 'G':
+		return strcmp(m, "GET") == 0 ? METHOD_GET : 0;
+	case 'H':
+		return strcmp(m, "HEAD") == 0 ? METHOD_HEAD : 0;
+	case 'P':
+		if (strcmp(m, "POST") == 0)
+			return METHOD_POST;
+		if (strcmp(m, "PUT") == 0)
+			return METHOD_PUT;
+		return strcmp(m, "PATCH") == 0 ? METHOD_PATCH : 0;
+	case 'D':
+		return strcmp(m, "DELETE") == 0 ? METHOD_DELETE : 0;
+	case 'O':
+		return strcmp(m, "OPTIONS") == 0 ? METHOD_OPTIONS : 0;
+	default:
+		return 0;
+	}
+}
+
+static bool
+method_is_idempotent(unsigned bit)
+{
+	return bit & (METHOD_GET | METHOD_HEAD | METHOD_PUT | METHOD_DELETE | METHOD_OPTIONS);
+}
+
+/* ---- client address ---------------------------------------------------- */
+
+/* Dotted quad of the 4 bytes at <b> (what inet_ntop writes, without its
+ * sprintf).  <out> holds at least INET_ADDRSTRLEN bytes. */
+static void
+format_ipv4(const unsigned char *b, char *out)
+{
+	char *p = out;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned v = b[i];
+
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+		*p++ = i < 3 ? '.' : '\0';
+	}
+}
+
+/* Text of an address; IPv4-mapped IPv6 prints as IPv4. */
+static void
+format_addr(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET) {
+		const void *a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+
+		if (outlen >= INET_ADDRSTRLEN)
+			format_ipv4(a, out);
+		else
+			inet_ntop(AF_INET, a, out, (socklen_t)outlen);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a) && outlen >= INET_ADDRSTRLEN)
+			format_ipv4(&a->s6_addr[12], out);
+		else if (IN6_IS_ADDR_V4MAPPED(a))
+			inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)outlen);
+		else
+			inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
+	}
+}
+
+/* True when <s> (len bytes) is an IP address; copies it to out. */
+static bool
+parse_ip_token(const char *s, size_t len, char *out, size_t outlen)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (len == 0 || len >= outlen)
+		return false;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return inet_pton(AF_INET, out, buf) == 1 || inet_pton(AF_INET6, out, buf) == 1;
+}
+
+/*
+ * The client behind a trusted proxy: walk X-Forwarded-For from the right,
+ * skipping trusted addresses; the first untrusted one is the client.  A
+ * malformed entry stops the walk (the peer is kept).
+ */
+static void
+client_from_forwarded_for(struct txn *t, const char *xff)
+{
+	const char *end = xff + strlen(xff);
+	char candidate[INET6_ADDRSTRLEN];
+
+	while (end > xff) {
+		const char *start = end;
+		const char *a, *b;
+
+		while (start > xff && start[-1] != ',')
+			start--;
+		a = start;
+		b = end;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (!parse_ip_token(a, (size_t)(b - a), candidate, sizeof(candidate)))
+			return;
+		memcpy(t->client, candidate, sizeof(candidate));
+		if (!ipacl_contains_str(t->cfg->trusted, candidate))
+			return;
+		end = start > xff ? start - 1 : xff;
+	}
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void
+add_common_response_headers(struct txn *t, struct evkeyvalq *out)
+{
+	hdrarena_add(&t->arena, out, "X-Request-ID", t->request_id);
+	/* HSTS only over TLS (RFC 6797 7.2); ours replaces the upstream's. */
+	if (t->listener->tls && t->site && t->site->hsts.enabled) {
+		const struct config_hsts *h = &t->site->hsts;
+		char v[96];
+
+		while (hdrarena_remove_header(&t->arena, out, "Strict-Transport-Security") == 0)
+			continue;
+		snprintf(v, sizeof(v), "max-age=%llu%s%s", (unsigned long long)h->max_age,
+			 h->include_subdomains ? "; includeSubDomains" : "",
+			 h->preload ? "; preload" : "");
+		hdrarena_add(&t->arena, out, "Strict-Transport-Security", v);
+	}
+}
+
+/* Answer with a short text/plain body.  <close>: close the connection after. */
+static void
+reply_text(struct txn *t, int status, const char *detail, bool close)
+{
+	struct evbuffer *body;
+
+	t->status = status;
+	if (t->client_gone || t->req == NULL)
+		return;
+	body = evbuffer_new();
+	t->replied = true;
+	hdrarena_clear_headers(&t->arena, &t->out);
+	if (status == 405)
+		hdrarena_add(&t->arena, &t->out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+	hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
+	hdrarena_add(&t->arena, &t->out, "Cache-Control", "no-store");
+	add_common_response_headers(t, &t->out);
+	if (status == 429 && t->access.retry_after > 0) {
+		char retry[16];
+
+		snprintf(retry, sizeof(retry), "%u", t->access.retry_after);
+		hdrarena_add(&t->arena, &t->out, "Retry-After", retry);
+	}
+	if (body) {
+		evbuffer_add_printf(body, "%d %s: %s\n", status, server_status_text(status), detail);
+		t->bytes_out = evbuffer_get_length(body);
+	}
+	server_reply(t->req, status, &t->out, body, close);
+	t->req = NULL;
+	if (body)
+		evbuffer_free(body);
+}
+
+/* Refuse the request with a 4xx/5xx before anything was forwarded. */
+static void
+refuse(struct txn *t, int status, const char *detail, bool close)
+{
+	reply_text(t, status, detail, close);
+	txn_finish(t);
+}
+
+static void
+apply_header_ops(struct txn *t, const struct config_header_ops *ops)
+{
+	struct evkeyvalq *headers = &t->out;
+
+	for (size_t i = 0; i < ops->nremove; i++)
+		while (hdrarena_remove_header(&t->arena, headers, ops->remove[i]) == 0)
+			continue;
+	for (size_t i = 0; i < ops->nset; i++) {
+		while (hdrarena_remove_header(&t->arena, headers, ops->set[i].name) == 0)
+			continue;
+		hdrarena_add(&t->arena, headers, ops->set[i].name, ops->set[i].value);
+	}
+	for (size_t i = 0; i < ops->nadd; i++)
+		hdrarena_add(&t->arena, headers, ops->add[i].name, ops->add[i].value);
+}
+
+static void
+respond_fixed(struct txn *t)
+{
+	const struct config_route *r = t->route;
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL) {
+		refuse(t, 500, "out of memory", false);
+		return;
+	}
+	t->status = r->status;
+	t->replied = true;
+	if (r->action == ACTION_REDIRECT) {
+		size_t len = strlen(r->redirect_to);
+		char *location;
+
+		/* Location: the target, then (keep_path) the path without doubling
+		 * a "/" and the query. */
+		evbuffer_add_printf(body, "%s", r->redirect_to);
+		if (r->redirect_keep_path) {
+			evbuffer_add_printf(body, "%s",
+					    (len && r->redirect_to[len - 1] == '/') ? t->path + 1 : t->path);
+			if (t->query)
+				evbuffer_add_printf(body, "?%s", t->query);
+		}
+		evbuffer_add(body, "", 1);
+		location = (char *)evbuffer_pullup(body, -1);
+		hdrarena_add(&t->arena, &t->out, "Location", location);
+		evbuffer_drain(body, evbuffer_get_length(body));
+		hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
+		evbuffer_add_printf(body, "Redirecting to %s\n",
+				    evhttp_find_header(&t->out, "Location"));
+	} else {
+		hdrarena_add(&t->arena, &t->out, "Content-Type", r->content_type);
+		evbuffer_add(body, r->body, strlen(r->body));
+	}
+	apply_header_ops(t, &r->response_headers);
+	add_common_response_headers(t, &t->out);
+	t->bytes_out = evbuffer_get_length(body);
+	server_reply(t->req, r->status, &t->out, body, false);
+	t->req = NULL;
+	evbuffer_free(body);
+	txn_finish(t);
+}
+
+/* ---- the upstream request ---------------------------------------------- */
+
+static bool
+request_header_is_ours(const char *name)
+{
+	switch (name[0] | 0x20) {
+	case 'c':
+		return strcasecmp(name, "content-length") == 0;
+	case 'e':
+		return strcasecmp(name, "expect") == 0;
+	case 'h':
+		return strcasecmp(name, "host") == 0;
+	case 'x':
+		return strcasecmp(name, "x-request-id") == 0 || strcasecmp(name, "x-real-ip") == 0 ||
+		       strncasecmp(name, "x-forwarded-", 12) == 0;
+	case 'f':
+		return strcasecmp(name, "forwarded") == 0;
+	default:
+		return false;
+	}
+}
+
+static bool
+ops_name_listed(const struct config_header_ops *ops, const char *name)
+{
+	for (size_t i = 0; i < ops->nremove; i++)
+		if (strcasecmp(ops->remove[i], name) == 0)
+			return true;
+	for (size_t i = 0; i < ops->nset; i++)
+		if (strcasecmp(ops->set[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* A request head being written: bytes collect in caller-given storage,
+ * moved to the heap (and grown there) when they outgrow it, then go to an
+ * evbuffer in one evbuffer_add (one chain, not four evbuffer_add calls per
+ * header line). */
+struct headout {
+	char *buf;
+	size_t len, cap;
+	bool heap;         /* buf was allocated here (else the caller's storage) */
+	bool failed;       /* out of memory: the head is incomplete */
+};
+
+static void
+headout_init(struct headout *o, char *storage, size_t size)
+{
+	o->buf = storage;
+	o->len = 0;
+	o->cap = size;
+	o->heap = false;
+	o->failed = false;
+}
+
+static void
+headout_put(struct headout *o, const char *s, size_t n)
+{
+	if (o->failed)
+		return;
+	if (n > o->cap - o->len) {
+		size_t ncap = o->cap * 2 > o->len + n ? o->cap * 2 : o->len + n;
+		char *p;
+
+		if (o->len + n < o->len) {
+			o->failed = true;
+			return;
+		}
+		p = o->heap ? realloc(o->buf, ncap) : malloc(ncap);
+		if (p == NULL) {
+			o->failed = true;
+			return;
+		}
+		if (!o->heap)
+			memcpy(p, o->buf, o->len);
+		o->buf = p;
+		o->cap = ncap;
+		o->heap = true;
+	}
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+/* Give back what headout_put allocated. */
+static void
+headout_release(struct headout *o)
+{
+	if (o->heap)
+		free(o->buf);
+	o->heap = false;
+	o->buf = NULL;
+}
+
+static void
+headout_str(struct headout *o, const char *s)
+{
+	headout_put(o, s, strlen(s));
+}
+
+static void
+add_header_line(struct headout *o, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+
+	if (!o->failed && o->cap - o->len >= 4 && o->cap - o->len - 4 >= nl &&
+	    o->cap - o->len - 4 - nl >= vl) {
+		char *p = o->buf + o->len; /* fits: one pass, no bounds checks */
+
+		memcpy(p, name, nl);
+		p[nl] = ':';
+		p[nl + 1] = ' ';
+		memcpy(p + nl + 2, value, vl);
+		p[nl + vl + 2] = '\r';
+		p[nl + vl + 3] = '\n';
+		o->len += nl + vl + 4;
+		return;
+	}
+	headout_put(o, name, nl);
+	headout_put(o, ": ", 2);
+	headout_put(o, value, vl);
+	headout_put(o, "\r\n", 2);
+}
+
+static void
+add_ops_lines(struct headout *o, const struct config_header_ops *ops)
+{
+	for (size_t i = 0; i < ops->nset; i++)
+		add_header_line(o, ops->set[i].name, ops->set[i].value);
+	for (size_t i = 0; i < ops->nadd; i++)
+		add_header_line(o, ops->add[i].name, ops->add[i].value);
+}
+
+/* Decimal digits of <v>, NUL-terminated, at the end of buf[0..24); returns
+ * where they start (the length is buf + 23 - start). */
+static char *
+format_u64(char buf[24], uint64_t v)
+{
+	char *p = buf + 23;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return p;
+}
+
+/*
+ * Build the request head (request line and every header but Host and
+ * Content-Length, which depend on the attempt).  Returns 0 or -1.
+ */
+static int
+build_head(struct txn *t)
+{
+	struct evkeyvalq *in = server_request_headers(t->req);
+	struct headers_connection_list conn_list = {0};
+	const struct config_header_ops *jops = t->jump_route ? &t->jump_route->request_headers : NULL;
+	const struct config_header_ops *rops = &t->route->request_headers;
+	bool drop_cookies = t->route->drop_cookies || (t->jump_route && t->jump_route->drop_cookies);
+	struct evkeyval *kv;
+	const char *xff = t->forwarded_for;
+	const char *xfp = NULL, *xfh = NULL, *xfport = NULL;
+	struct headout o;
+
+	headout_init(&o, t->head_inline, sizeof(t->head_inline));
+	headout_str(&o, t->method);
+	headout_put(&o, " ", 1);
+	headout_str(&o, t->fwd_path);
+	if (t->query) {
+		headout_put(&o, "?", 1);
+		headout_str(&o, t->query);
+	}
+	headout_put(&o, " HTTP/1.1\r\n", 11);
+
+	TAILQ_FOREACH(kv, in, next)
+		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
+			headers_connection_parse(kv->value, &conn_list);
+
+	TAILQ_FOREACH(kv, in, next) {
+		const char *name = kv->key;
+
+		if (t->client_trusted && (name[0] | 0x20) == 'x') {
+			if (strcasecmp(name, "x-forwarded-proto") == 0 && xfp == NULL)
+				xfp = kv->value;
+			else if (strcasecmp(name, "x-forwarded-host") == 0 && xfh == NULL)
+				xfh = kv->value;
+			else if (strcasecmp(name, "x-forwarded-port") == 0 && xfport == NULL)
+				xfport = kv->value;
+		}
+		if (headers_is_hop_by_hop(name) || request_header_is_ours(name))
+			continue;
+		/* Names with "_" are dropped (nginx's default too): CGI, WSGI, Rack
+		 * and PHP read X_Auth_Email as X-Auth-Email, so a client could pass
+		 * off its own copy of a header we control. */
+		if (strchr(name, '_') != NULL)
+			continue;
+		if ((t->cfg->geoip_country_header &&
+		     strcasecmp(name, t->cfg->geoip_country_header) == 0) ||
+		    (t->cfg->geoip_asn_header && strcasecmp(name, t->cfg->geoip_asn_header) == 0))
+			continue; /* only we say where the client is */
+		if (conn_list.n && headers_connection_has(&conn_list, name))
+			continue;
+		if (drop_cookies && strcasecmp(name, "cookie") == 0)
+			continue;
+		if ((jops && ops_name_listed(jops, name)) || ops_name_listed(rops, name))
+			continue;
+		add_header_line(&o, name, kv->value);
+	}
+	if (jops)
+		add_ops_lines(&o, jops);
+	add_ops_lines(&o, rops);
+
+	if (xff) {
+		char peer[INET6_ADDRSTRLEN];
+
+		format_addr(server_request_peer(t->req), peer, sizeof(peer));
+		headout_put(&o, "X-Forwarded-For: ", 17);
+		headout_str(&o, xff);
+		headout_put(&o, ", ", 2);
+		headout_str(&o, peer);
+		headout_put(&o, "\r\n", 2);
+	} else {
+		add_header_line(&o, "X-Forwarded-For", t->client);
+	}
+	add_header_line(&o, "X-Real-IP", t->client);
+	add_header_line(&o, "X-Forwarded-Proto", xfp ? xfp : (t->listener->tls ? "https" : "http"));
+	if (xfh || t->host_header)
+		add_header_line(&o, "X-Forwarded-Host", xfh ? xfh : t->host_header);
+	add_header_line(&o, "X-Forwarded-Port", xfport ? xfport : t->listener->port);
+	add_header_line(&o, "X-Request-ID", t->request_id);
+	if (t->cfg->geoip_country_header && t->access.country[0])
+		add_header_line(&o, t->cfg->geoip_country_header, t->access.country);
+	if (t->cfg->geoip_asn_header && t->access.asn) {
+		char asn[24];
+
+		add_header_line(&o, t->cfg->geoip_asn_header, format_u64(asn, t->access.asn));
+	}
+	if (o.failed) {
+		headout_release(&o);
+		return -1;
+	}
+	t->head = o.buf;
+	t->head_len = o.len;
+	return 0;
+}
+
+/* The full request for one attempt on server <index>: head, Host,
+ * Content-Length, body (referenced, not copied).  NULL on failure. */
+static struct evbuffer *
+build_attempt(struct txn *t, int index)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *body = server_request_body(t->req);
+	size_t body_len = evbuffer_get_length(body);
+	const char *host = t->upstream_host;
+	char storage[4096];
+	struct headout o;
+
+	if (b == NULL)
+		return NULL;
+	headout_init(&o, storage, sizeof(storage));
+	headout_put(&o, t->head, t->head_len);
+	headout_put(&o, "Host: ", 6);
+	if (host == NULL) {
+		/* "host:port", "[v6]:port"; cut at 299 bytes as it always was */
+		const struct config_server *s = upstream_server(t->pool, index);
+		bool v6 = strchr(s->host, ':') != NULL;
+		char digits[24];
+		const char *port = format_u64(digits, s->port);
+		size_t start = o.len;
+
+		if (v6)
+			headout_put(&o, "[", 1);
+		headout_str(&o, s->host);
+		headout_put(&o, v6 ? "]:" : ":", v6 ? 2 : 1);
+		headout_put(&o, port, (size_t)(digits + sizeof(digits) - 1 - port));
+		if (o.len - start > 299)
+			o.len = start + 299;
+	} else {
+		headout_str(&o, host);
+	}
+	headout_put(&o, "\r\n", 2);
+	if (body_len > 0 || (t->method_bit & (METHOD_POST | METHOD_PUT | METHOD_PATCH))) {
+		char digits[24];
+		const char *len = format_u64(digits, body_len);
+
+		headout_put(&o, "Content-Length: ", 16);
+		headout_put(&o, len, (size_t)(digits + sizeof(digits) - 1 - len));
+		headout_put(&o, "\r\n", 2);
+	}
+	headout_put(&o, "\r\n", 2);
+	if (o.failed || evbuffer_add(b, o.buf, o.len) < 0) {
+		headout_release(&o);
+		goto fail;
+	}
+	headout_release(&o);
+	if (body_len > 0 && evbuffer_add_buffer_reference(b, body) < 0)
+		goto fail;
+	return b;
+fail:
+	evbuffer_free(b);
+	return NULL;
+}
+
+/* ---- response side ------------------------------------------------------ */
+
+static int
+on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
+{
+	struct txn *t = arg;
+	struct headers_connection_list conn_list = {0};
+	struct evkeyval *kv;
+
+	t->upstream_ms = (log_now() - t->upstream_start) * 1000.0;
+	t->status = status;
+	TAILQ_FOREACH(kv, headers, next)
+		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
+			headers_connection_parse(kv->value, &conn_list);
+	TAILQ_FOREACH(kv, headers, next) {
+		if (headers_is_hop_by_hop(kv->key))
+			continue;
+		if (conn_list.n && headers_connection_has(&conn_list, kv->key))
+			continue;
+		if ((kv->key[0] | 0x20) == 'x' && strcasecmp(kv->key, "x-request-id") == 0)
+			continue;
+		hdrarena_copy(&t->arena, &t->out, kv);
+	}
+	apply_header_ops(t, &t->route->response_headers);
+	if (t->jump_route)
+		apply_header_ops(t, &t->jump_route->response_headers);
+	add_common_response_headers(t, &t->out);
+	t->replied = true;
+	t->streaming = true;
+	server_reply_start(t->req, status, &t->out);
+	return 0;
+}
+
+static void
+on_upstream_body(void *arg, struct evbuffer *data)
+{
+	struct txn *t = arg;
+
+	t->bytes_out += evbuffer_get_length(data);
+	if (server_reply_body(t->req, data) && !t->paused && t->x) {
+		t->paused = true;
+		upstream_exchange_pause(t->x, true);
+	}
+}
+
+static void
+on_upstream_done(void *arg)
+{
+	struct txn *t = arg;
+	struct server_request *req = t->req;
+
+	t->x = NULL;
+	t->req = NULL;
+	server_reply_end(req);
+	txn_finish(t);
+}
+
+static void
+on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, bool responded)
+{
+	struct txn *t = arg;
+	const struct config_server *s = upstream_server(t->pool, t->server);
+	bool timeout = why == UPSTREAM_CONNECT_TIMEOUT || why == UPSTREAM_RESPONSE_TIMEOUT;
+
+	t->x = NULL;
+	t->last_failure = why;
+	if (responded) {
+		/* The response began: the client must see it cut short, never a
+		 * well-formed but truncated body. */
+		log_warn("request %s: upstream %s (%s) failed mid-response: %s", t->request_id,
+			 t->route->upstream->name, s->address, upstream_failure_text(why));
+		struct server_request *req = t->req;
+
+		t->req = NULL;
+		server_reply_abort(req);
+		txn_finish(t);
+		return;
+	}
+	log_warn("request %s: upstream %s (%s): %s", t->request_id, t->route->upstream->name,
+		 s->address, upstream_failure_text(why));
+	/* A stale kept-alive connection is not the server's fault: the server
+	 * is tried again, on a new connection (other idle ones may be stale
+	 * too). */
+	if (reused && why == UPSTREAM_RESET)
+		t->fresh_conn = true;
+	else if (t->server < 64)
+		t->tried |= (uint64_t)1 << t->server;
+	/* Another server will not fix a response we refuse to parse. */
+	if (why != UPSTREAM_BAD_RESPONSE && why != UPSTREAM_HEADERS_TOO_LARGE &&
+	    (!sent || method_is_idempotent(t->method_bit)) &&
+	    t->attempts < t->route->upstream->nservers + 2 && !t->client_gone) {
+		if (upstream_pick(t->pool, t->tried) >= 0) {
+			metrics_add(METRIC_UPSTREAM_RETRIES, 1);
+			start_attempt(t);
+			return;
+		}
+	}
+	if (timeout)
+		refuse(t, 504, upstream_failure_text(why), false);
+	else
+		refuse(t, 502, upstream_failure_text(why), false);
+}
+
+static const struct upstream_response_ops response_ops = {
+	.head = on_upstream_head,
+	.body = on_upstream_body,
+	.done = on_upstream_done,
+	.fail = on_upstream_fail,
+};
+
+static void
+start_attempt(struct txn *t)
+{
+	int index = upstream_pick(t->pool, t->tried);
+	struct evbuffer *request;
+
+	if (index < 0) {
+		refuse(t, 502, "no upstream server is available", false);
+		return;
+	}
+	t->server = index;
+	t->attempts++;
+	request = build_attempt(t, index);
+	if (request == NULL) {
+		refuse(t, 500, "out of memory", false);
+		return;
+	}
+	t->upstream_start = log_now();
+	t->x = upstream_exchange_start(t->pool, index, request, t->method_bit == METHOD_HEAD,
+				       t->fresh_conn, &response_ops, t);
+	evbuffer_free(request);
+	if (t->x == NULL)
+		refuse(t, 500, "out of memory", false);
+}
+
+/* ---- transaction ------------------------------------------------------ */
+
+static void
+txn_finish(struct txn *t)
+{
+	struct access_entry e;
+	double now = log_now();
+
+	if (t->x) {
+		upstream_exchange_cancel(t->x);
+		t->x = NULL;
+	}
+
+	e.start = t->start;
+	e.client = t->client;
+	e.method = t->method;
+	e.host = t->host[0] ? t->host : NULL;
+	e.path = t->path[0] ? t->path : NULL;
+	e.query = t->query;
+	e.status = t->status;
+	e.bytes_in = t->bytes_in;
+	e.bytes_out = t->bytes_out;
+	e.route = t->route ? t->route->name : NULL;
+	e.upstream = (t->route && t->route->action == ACTION_PROXY && t->attempts)
+			     ? upstream_server(t->pool, t->server)->address
+			     : NULL;
+	e.upstream_ms = (e.upstream && t->upstream_ms > 0) ? t->upstream_ms : -1;
+	e.total_ms = (now - t->start) * 1000.0;
+	e.request_id = t->request_id;
+	access_log_write(&e);
+	metrics_count_request(t->route ? t->gen->rt->route_metrics[t->route->index] : NULL,
+			      t->status, now - t->start);
+	if (t->body_reserved)
+		metrics_add(METRIC_BODY_MEMORY, -(int64_t)t->body_reserved);
+	metrics_add(METRIC_IN_FLIGHT, -1);
+	if (t->head != t->head_inline)
+		free(t->head);
+	hdrarena_clear_headers(&t->arena, &t->out);
+	hdrarena_reset(&t->arena);
+	free(t->forwarded_for_joined);
+	free(t->query_copy);
+	worker_gen_unref(t->gen);
+	worker_transaction_ended(t->worker);
+	free(t);
+}
+
+static void
+make_request_id(struct txn *t, const char *given)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t *s = t->worker->rng;
+
+	if (given) {
+		size_t n = strlen(given);
+		size_t ok = strspn(given, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+
+		if (n > 0 && n < sizeof(t->request_id) && ok == n) {
+			memcpy(t->request_id, given, n + 1);
+			return;
+		}
+	}
+	for (int half = 0; half < 2; half++) {
+		/* xorshift128+ */
+		uint64_t x = s[0], y = s[1], r;
+
+		s[0] = y;
+		x ^= x << 23;
+		s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+		r = s[1] + y;
+		for (int i = 0; i < 16; i++)
+			t->request_id[half * 16 + i] = hex[(r >> (i * 4)) & 15];
+	}
+	t->request_id[32] = '\0';
+}
+
+/* Check headers: framing, size, and pick out what routing needs.  Returns
+ * 0, or -1 after refusing the request. */
+static int
+check_headers(struct txn *t)
+{
+	struct evkeyvalq *in = server_request_headers(t->req);
+	struct headers_framing_state fs = {0};
+	struct evkeyval *kv;
+	const char *request_id = NULL;
+	const char *xff = NULL;
+	unsigned nxff = 0;
+	enum headers_framing framing;
+
+	TAILQ_FOREACH(kv, in, next) {
+		headers_framing_add(&fs, kv->key, kv->value);
+		switch (kv->key[0] | 0x20) {
+		case 'h':
+			if (strcasecmp(kv->key, "host") == 0)
+				t->host_header = kv->value;
+			break;
+		case 'x':
+			if (strcasecmp(kv->key, "x-request-id") == 0)
+				request_id = kv->value;
+			else if (strcasecmp(kv->key, "x-forwarded-for") == 0 && nxff++ == 0)
+				xff = kv->value;
+			break;
+		default:
+			break;
+		}
+	}
+	make_request_id(t, request_id);
+	framing = headers_framing_result(&fs);
+	if (framing != FRAMING_OK) {
+		refuse(t, 400, headers_framing_reason(framing), true);
+		return -1;
+	}
+	if (t->client_trusted && nxff > 1) {
+		/* Several headers are one comma-separated list (RFC 9110 5.3). */
+		struct evbuffer *joined = evbuffer_new();
+
+		TAILQ_FOREACH(kv, in, next)
+			if (joined && strcasecmp(kv->key, "x-forwarded-for") == 0)
+				evbuffer_add_printf(joined, "%s%s",
+						    evbuffer_get_length(joined) ? ", " : "", kv->value);
+		if (joined) {
+			size_t n = evbuffer_get_length(joined);
+
+			t->forwarded_for_joined = malloc(n + 1);
+			if (t->forwarded_for_joined) {
+				evbuffer_remove(joined, t->forwarded_for_joined, n);
+				t->forwarded_for_joined[n] = '\0';
+				xff = t->forwarded_for_joined;
+			}
+			evbuffer_free(joined);
+		}
+	}
+	if (t->client_trusted && xff) {
+		t->forwarded_for = xff;
+		client_from_forwarded_for(t, xff);
+	}
+	return 0;
+}
+
+/* Route: site by Host, route by path and method, one "site" hop at most.
+ * Returns 0, or -1 after refusing. */
+static int
+route_request(struct txn *t)
+{
+	const struct config_route *r;
+
+	if (t->host_header) {
+		if (router_normalize_host(t->host_header, t->host, sizeof(t->host)) < 0) {
+			refuse(t, 400, "the Host header is not a valid host", true);
+			return -1;
+		}
+	} else if (server_request_minor(t->req) != 0) {
+		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
+		return -1;
+	}
+	t->site = router_find_site(t->cfg, t->host[0] ? t->host : NULL);
+	if (t->site == NULL) {
+		refuse(t, 404, "no site is configured for this host", false);
+		return -1;
+	}
+	r = router_match(t->site, t->path, t->method_bit);
+	if (r == NULL) {
+		refuse(t, 404, "no route matches this path", false);
+		return -1;
+	}
+	memcpy(t->fwd_path, t->path, strlen(t->path) + 1);
+	if (r->strip_prefix &&
+	    router_strip_prefix(t->path, r->strip_prefix, t->fwd_path, sizeof(t->fwd_path)) < 0) {
+		refuse(t, 500, "prefix could not be stripped", false);
+		return -1;
+	}
+	if (r->host_mode == HOST_FIXED)
+		t->upstream_host = r->host;
+	if (r->action == ACTION_SITE) {
+		const struct config_route *next = router_match(r->site, t->fwd_path, t->method_bit);
+
+		t->jump_route = r;
+		if (next == NULL) {
+			t->route = r;
+			refuse(t, 404, "no route matches this path", false);
+			return -1;
+		}
+		if (next->strip_prefix) {
+			char tmp[PATH_MAX_BYTES];
+
+			if (router_strip_prefix(t->fwd_path, next->strip_prefix, tmp, sizeof(tmp)) < 0) {
+				refuse(t, 500, "prefix could not be stripped",
+				       false);
+				return -1;
+			}
+			memcpy(t->fwd_path, tmp, strlen(tmp) + 1);
+		}
+		if (next->host_mode == HOST_FIXED)
+			t->upstream_host = next->host;
+		r = next;
+	}
+	t->route = r;
+	if (r->host_mode == HOST_UPSTREAM)
+		t->upstream_host = NULL;
+	else if (t->upstream_host == NULL)
+		t->upstream_host = t->host_header ? t->host_header : NULL;
+	return 0;
+}
+
+/* The gate replied later (AUTH_PENDING): finish. */
+static void
+auth_done(struct auth_request *a)
+{
+	struct txn *t = a->done_arg;
+
+	t->auth_waiting = false;
+	t->status = a->status;
+	t->bytes_out = a->bytes_out;
+	t->replied = true;
+	t->req = NULL;
+	txn_finish(t);
+}
+
+/* The SAML gate and SP endpoints (auth.h); <body>: the ACS body is in.
+ * Finishes the transaction when the gate replied. */
+static enum auth_action
+run_auth(struct txn *t, bool body)
+{
+	struct auth_request *a = &t->auth;
+	enum auth_action act;
+
+	*a = (struct auth_request){
+		.req = t->req, .cfg = t->cfg, .site = t->site, .route = t->route,
+		.method = t->method, .method_bit = t->method_bit, .path = t->path,
+		.query = t->query, .request_id = t->request_id, .client = t->client,
+		.out = &t->out, .claims = t->gen->claims, .done = auth_done, .done_arg = t,
+	};
+	act = body ? auth_on_body(a) : auth_on_head(a);
+	if (act == AUTH_PENDING) {
+		t->auth_waiting = true;
+	} else if (act == AUTH_REPLIED) {
+		t->status = a->status;
+		t->bytes_out = a->bytes_out;
+		t->replied = true;
+		t->req = NULL;
+		txn_finish(t);
+	}
+	return act;
+}
+
+/* Built-in answers before routing (and before access rules: the CA's
+ * validation servers come from anywhere): ACME HTTP-01 answers on every
+ * listener when the config has "tls.acme", and the 308 to HTTPS on
+ * "redirect_https" listeners for every other path.  Returns 0 when the
+ * request goes on to routing, -1 after replying. */
+static int
+builtin_request(struct txn *t)
+{
+	static const char acme_prefix[] = "/.well-known/acme-challenge/";
+	const struct config *cfg = t->cfg;
+	const struct config_listener *l =
+		t->listener->index < cfg->nlisteners ? &cfg->listeners[t->listener->index] : NULL;
+	bool acme_path = strncmp(t->path, acme_prefix, sizeof(acme_prefix) - 1) == 0;
+	const char *port = NULL;
+	struct evbuffer *body;
+
+	if (acme_path && cfg->tls && cfg->tls->acme) {
+		const char *token = t->path + sizeof(acme_prefix) - 1;
+		char keyauth[512];
+
+		if (!(t->method_bit & (METHOD_GET | METHOD_HEAD))) {
+			refuse(t, 405, "ACME challenge answers are read with GET", false);
+			return -1;
+		}
+		if (token[0] == '\0' || strchr(token, '/') != NULL ||
+		    !acme_http01_lookup(token, keyauth, sizeof(keyauth))) {
+			refuse(t, 404, "no ACME challenge is pending for this token", false);
+			return -1;
+		}
+		body = evbuffer_new();
+		if (body == NULL) {
+			refuse(t, 500, "out of memory", false);
+			return -1;
+		}
+		t->status = 200;
+		t->replied = true;
+		evbuffer_add(body, keyauth, strlen(keyauth));
+		hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain");
+		hdrarena_add(&t->arena, &t->out, "Cache-Control", "no-store");
+		add_common_response_headers(t, &t->out);
+		t->bytes_out = evbuffer_get_length(body);
+		server_reply(t->req, 200, &t->out, body, false);
+		t->req = NULL;
+		evbuffer_free(body);
+		txn_finish(t);
+		return -1;
+	}
+	if (l == NULL || !l->redirect_https || acme_path || t->host_header == NULL)
+		return 0;
+	if (router_normalize_host(t->host_header, t->host, sizeof(t->host)) < 0) {
+		refuse(t, 400, "the Host header is not a valid host", true);
+		return -1;
+	}
+	/* The first TLS listener's bound port, left out when it is 443. */
+	for (size_t i = 0; i < cfg->nlisteners && i < t->worker->nlisteners; i++) {
+		if (cfg->listeners[i].tls) {
+			port = t->worker->listeners[i].port;
+			break;
+		}
+	}
+	if (port != NULL && strcmp(port, "443") == 0)
+		port = NULL;
+	body = evbuffer_new();
+	if (body == NULL) {
+		refuse(t, 500, "out of memory", false);
+		return -1;
+	}
+	t->status = 308;
+	t->replied = true;
+	evbuffer_add_printf(body, "https://%s%s%s%s%s%s%s", strchr(t->host, ':') && t->host[0] != '[' ? "[" : "",
+			    t->host, strchr(t->host, ':') && t->host[0] != '[' ? "]" : "",
+			    port ? ":" : "", port ? port : "", t->path, t->query ? "?" : "");
+	if (t->query)
+		evbuffer_add_printf(body, "%s", t->query);
+	evbuffer_add(body, "", 1);
+	hdrarena_add(&t->arena, &t->out, "Location", (const char *)evbuffer_pullup(body, -1));
+	evbuffer_drain(body, evbuffer_get_length(body));
+	hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
+	add_common_response_headers(t, &t->out);
+	evbuffer_add_printf(body, "Redirecting to %s\n", evhttp_find_header(&t->out, "Location"));
+	t->bytes_out = evbuffer_get_length(body);
+	server_reply(t->req, 308, &t->out, body, false);
+	t->req = NULL;
+	evbuffer_free(body);
+	txn_finish(t);
+	return -1;
+}
+
+/* The request's head: check, route, set the body limit.  Everything that can
+ * refuse a request is decided here, before its body is read. */
+static enum server_verdict
+proxy_on_head(struct server_request *req, void *arg)
+{
+	struct worker_listener *wl = arg;
+	struct worker *w = wl->worker;
+	struct txn *t = malloc(sizeof(*t));
+	enum pathnorm_result pr;
+	const struct sockaddr *peer = server_request_peer(req);
+	int64_t length;
+
+	if (t == NULL) {
+		server_reply(req, 503, NULL, NULL, true);
+		return SERVER_REPLIED;
+	}
+	memset(t, 0, offsetof(struct txn, client));
+	t->client[0] = t->request_id[0] = t->host[0] = t->path[0] = t->fwd_path[0] = '\0';
+	TAILQ_INIT(&t->out);
+	hdrarena_init(&t->arena);
+	t->start = log_now();
+	t->worker = w;
+	t->listener = wl;
+	t->gen = w->gen;
+	t->gen->refs++;
+	t->cfg = t->gen->rt->cfg;
+	t->req = req;
+	t->server = -1;
+	w->in_flight++;
+	metrics_add(METRIC_IN_FLIGHT, 1);
+	server_request_set_data(req, t);
+	t->method = server_request_method(req);
+	t->method_bit = method_bit(t->method);
+	format_addr(peer, t->client, sizeof(t->client));
+	t->client_trusted = ipacl_size(t->cfg->trusted) > 0 && ipacl_contains(t->cfg->trusted, peer);
+
+	if (check_headers(t) < 0)
+		return SERVER_REPLIED;
+	if (t->method_bit == 0) {
+		refuse(t, 405, "this method is not accepted", true);
+		return SERVER_REPLIED;
+	}
+	pr = pathnorm_normalize(server_request_target(req), t->path, sizeof(t->path), &t->query);
+	if (pr != PATHNORM_OK) {
+		t->path[0] = '\0';
+		refuse(t, pr == PATHNORM_TOO_LONG ? 414 : 400, pathnorm_reason(pr), false);
+		return SERVER_REPLIED;
+	}
+	if (t->query) {
+		/* The request (and its target) may be gone when the access log
+		 * line is written. */
+		t->query_copy = strdup(t->query);
+		t->query = t->query_copy;
+	}
+	if (builtin_request(t) < 0)
+		return SERVER_REPLIED;
+	if (route_request(t) < 0)
+		return SERVER_REPLIED;
+	if (access_check_request(t->cfg, t->listener->index, t->jump_route, t->route, t->client,
+				 &t->access) != 0) {
+		refuse(t, t->access.status,
+		       t->access.status == 429 ? "too many requests from your address; retry later"
+					       : "access is not allowed from your address",
+		       false);
+		return SERVER_REPLIED;
+	}
+	switch (run_auth(t, false)) {
+	case AUTH_REPLIED:
+	case AUTH_PENDING: /* only after a body */
+		return SERVER_REPLIED;
+	case AUTH_READ_BODY:
+		t->auth_body = true;
+		server_request_set_max_body(req, AUTH_MAX_BODY);
+		return SERVER_READ_BODY;
+	case AUTH_CONTINUE:
+		break;
+	}
+	if (t->route->action == ACTION_RESPOND || t->route->action == ACTION_REDIRECT) {
+		respond_fixed(t);
+		return SERVER_REPLIED;
+	}
+	length = server_request_content_length(req);
+	if (length > 0 && (uint64_t)length > t->route->max_body_bytes) {
+		t->bytes_in = (uint64_t)length;
+		refuse(t, 413, "the request body exceeds this route's limit", true);
+		return SERVER_REPLIED;
+	}
+	if (length > 0) {
+		if (metrics_body_reserve((uint64_t)length, t->cfg->body_memory_budget) < 0) {
+			refuse(t, 503, "too many request bodies are in flight; retry shortly", true);
+			return SERVER_REPLIED;
+		}
+		t->body_reserved = (uint64_t)length;
+	}
+	server_request_set_max_body(req, t->route->max_body_bytes);
+	return SERVER_READ_BODY;
+}
+
+/* The whole body is in: forward. */
+static void
+proxy_on_request(struct server_request *req, void *arg)
+{
+	struct txn *t = server_request_data(req);
+
+	t->bytes_in = evbuffer_get_length(server_request_body(req));
+	if (t->auth_body) {
+		run_auth(t, true);
+		return;
+	}
+	if (t->bytes_in > t->body_reserved) {
+		/* A chunked body: its size is known only now. */
+		uint64_t more = t->bytes_in - t->body_reserved;
+
+		if (metrics_body_reserve(more, t->cfg->body_memory_budget) < 0) {
+			refuse(t, 503, "too many request bodies are in flight; retry shortly", true);
+			return;
+		}
+		t->body_reserved += more;
+	}
+	t->pool = t->gen->pools[t->route->upstream->index];
+	if (build_head(t) < 0) {
+		refuse(t, 500, "out of memory", false);
+		return;
+	}
+	start_attempt(t);
+}
+
+/* The server dropped the request: the client left, or the server refused
+ * the body itself (<status>). */
+static void
+proxy_on_abort(struct server_request *req, int status, void *arg)
+{
+	struct txn *t = server_request_data(req);
+
+	t->req = NULL;
+	t->client_gone = true;
+	if (!t->replied || status != 499)
+		t->status = status;
+	if (t->auth_waiting) {
+		auth_cancel(&t->auth);
+		t->auth_waiting = false;
+	}
+	if (t->x) {
+		upstream_exchange_cancel(t->x);
+		t->x = NULL;
+	}
+	txn_finish(t);
+}
+
+/* The client caught up: read the upstream again. */
+static void
+proxy_on_drained(struct server_request *req, void *arg)
+{
+	struct txn *t = server_request_data(req);
+
+	if (t->paused && t->x) {
+		t->paused = false;
+		upstream_exchange_pause(t->x, false);
+	}
+}
+
+const struct server_handler proxy_handler = {
+	.on_head = proxy_on_head,
+	.on_request = proxy_on_request,
+	.on_abort = proxy_on_abort,
+	.on_drained = proxy_on_drained,
+};

@@ -1,0 +1,18 @@
+/*
+ * proxy: one transaction, from the request evhttp hands a worker to the last
+ * byte of the response: validate, route, forward, stream back, log once.
+ *
+ * Every transaction ends in exactly one place (txn_finish in proxy.c): the
+ * reply is handed to the server or the client is gone, the access log line is written, the
+ * metrics are counted and every resource is released.
+ */
+#ifndef PORTCULLIS_PROXY_H
+#define PORTCULLIS_PROXY_H
+
+#include "http/server.h"
+
+/* The server callbacks of a proxying listener; their <arg> is the struct
+ * worker_listener. */
+extern const struct server_handler proxy_handler;
+
+#endif
