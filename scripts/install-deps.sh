@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install what Portcullis needs to build, run and test, from Debian 12's packages.
 #
-# Only missing packages are installed (checked with dpkg-query); `apt-get update`
-# runs once, and only when something has to be installed.  libevent comes at
-# the Debian security release LIBEVENT_MIN or later, runtime libraries included.
-# Then, unless --system-only is given, the npm packages of the end-to-end tests
-# (tests/e2e/sdk, tests/e2e/browser) are installed when they are missing or out of date.
+# What to install is scripts/deps.list: every Debian package, npm lock file and
+# shared tool that the build, the demo, the tests and the benchmarks use.  Only
+# missing packages are installed (checked with dpkg-query); `apt-get update`
+# runs once, and only when something has to be installed.  Packages with a
+# lowest version in the list (libevent's security release) are upgraded when older.
+# Then, unless --system-only is given, the npm packages of the lock files the
+# list names are installed when they are missing or out of date.
 #
 # Safe to run again: a second run changes nothing and prints one line.
 # PORTCULLIS_SKIP_DEPS=1 skips everything (for machines that are not Debian).
@@ -18,7 +20,7 @@ usage: scripts/install-deps.sh [--system-only | --demo]
 
   --system-only   install Debian packages only, not the npm packages of the e2e tests
   --demo          only what building Portcullis and running scripts/demo.sh need
-                  (no test peers, no Node.js)
+                  (the list's "build" and "demo" lines: no test peers, no Node.js)
   -h, --help      show this help
 
 Set PORTCULLIS_SKIP_DEPS=1 to skip this step entirely.
@@ -51,36 +53,68 @@ if [[ "${PORTCULLIS_SKIP_DEPS:-0}" == 1 ]]; then
 	exit 0
 fi
 
-# Debian security release with the fixes we require (bookworm-security).
-LIBEVENT_MIN=2.1.12-stable-8+deb12u1
-LIBEVENT_PACKAGES=(libevent-dev libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7
-	libevent-pthreads-2.1-7 libevent-openssl-2.1-7)
-# Building Portcullis and running the demo (scripts/demo.sh).
-PACKAGES=(
-	build-essential cmake pkg-config
-	"${LIBEVENT_PACKAGES[@]}"
-	libssl-dev libjansson-dev libhttp-parser-dev libcmocka-dev libmaxminddb-dev liblasso3-dev
-	libhiredis-dev
-	python3 curl ca-certificates openssl
-	python3-pysaml2 xmlsec1 # the local SAML IdP of the demo and the tests
-)
-# The tests' peers.
-if [[ $demo_only == false ]]; then
-	PACKAGES+=(
-		python3-pytest
-		simplesamlphp php-cli php-xml php-mbstring # the SimpleSAMLphp IdP of the SAML tests
-		chromium libnss3-tools # the headless-browser login test (certutil trusts the local CA)
-		redis-server           # the shared SAML replay cache of several instances
-		python3-yaml systemd shellcheck # packaging checks: manifests, systemd-analyze verify, scripts
-		prometheus             # promtool checks the alert rules in examples/prometheus
-		pebble                 # Let's Encrypt's test ACME server, for the ACME end-to-end tests
-		iproute2               # ip netns, for tests that need distinct client addresses
-	)
+# The packages come from scripts/deps.list: every line whose "for" column names one
+# of the wanted sets.  A source deb:A|B is satisfied by whichever is installed and
+# installs A otherwise; deb:A>=V also upgrades an older A.
+wanted_sets=(build demo test bench)
+if [[ $demo_only == true ]]; then
+	wanted_sets=(build demo)
 fi
+LIST=scripts/deps.list
+PACKAGES=()          # Debian packages to have (first alternative of each source)
+declare -A ALTERNATIVES=() # first alternative -> "A B ..." (all alternatives)
+declare -A MIN_VERSION=()  # package -> lowest acceptable version
+NPM_DIRS=()          # directories whose package-lock.json npm ci installs
+while read -r kind name source for_sets rest; do
+	[[ -z "$kind" || "$kind" == \#* ]] && continue
+	if [[ -z "$for_sets" || -n "$rest" ]]; then
+		echo "install-deps: $LIST: malformed line for $kind $name (want: kind name source for)" >&2
+		exit 1
+	fi
+	want=false
+	for set in ${for_sets//,/ }; do
+		for w in "${wanted_sets[@]}"; do
+			[[ "$set" == "$w" ]] && want=true
+		done
+	done
+	[[ $want == true ]] || continue
+	case "$source" in
+	deb:*)
+		names=()
+		IFS='|' read -r -a alts <<<"${source#deb:}"
+		for alt in "${alts[@]}"; do
+			names+=("${alt%%>=*}")
+			if [[ "$alt" == *">="* ]]; then
+				MIN_VERSION[${alt%%>=*}]=${alt#*>=}
+			fi
+		done
+		if [[ -z "${ALTERNATIVES[${names[0]}]+x}" ]]; then
+			PACKAGES+=("${names[0]}")
+			ALTERNATIVES[${names[0]}]=${names[*]}
+		fi
+		;;
+	npm:*)
+		dir=${source#npm:}
+		if [[ ! " ${NPM_DIRS[*]-} " == *" $dir "* ]]; then
+			NPM_DIRS+=("$dir")
+		fi
+		;;
+	shared:*)
+		if [[ ! -e "../shared/${source#shared:}" ]]; then
+			echo "install-deps: warning: ../shared/${source#shared:} ($name) is not there;" \
+				"the tests that need it will fail" >&2
+		fi
+		;;
+	*)
+		echo "install-deps: $LIST: unknown source '$source' for $kind $name" >&2
+		exit 1
+		;;
+	esac
+done <"$LIST"
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: this is not a Debian system (no dpkg-query/apt-get)." >&2
-	echo "install-deps: install the equivalents of: ${PACKAGES[*]} nodejs npm" >&2
+	echo "install-deps: install the equivalents of: ${PACKAGES[*]}" >&2
 	echo "install-deps: then run again with PORTCULLIS_SKIP_DEPS=1" >&2
 	exit 1
 fi
@@ -89,45 +123,44 @@ fi
 # after installing): installed_version PKG prints it, or nothing.
 declare -A versions=()
 read_versions() {
-	local pkg state version
+	local pkg state version all=()
+	for pkg in "${PACKAGES[@]}"; do
+		read -r -a alts <<<"${ALTERNATIVES[$pkg]}"
+		all+=("${alts[@]}")
+	done
 	versions=()
 	while read -r pkg state version; do
 		if [[ "$state" == installed ]]; then
 			versions[$pkg]=$version
 		fi
-	done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+	done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "${all[@]}" 2>/dev/null || true)
 }
 installed_version() {
 	printf '%s\n' "${versions[$1]:-}"
 }
 
-# True when package $1 is installed at version $2 or later.
-has_at_least() {
-	local v
-	v=$(installed_version "$1")
-	[[ -n "$v" ]] && dpkg --compare-versions "$v" ge "$2"
+# True when package $1, or one of its alternatives, is installed (at the
+# lowest version the list asks for, if any).
+satisfied() {
+	local alt v
+	for alt in ${ALTERNATIVES[$1]}; do
+		v=$(installed_version "$alt")
+		[[ -n "$v" ]] || continue
+		if [[ -n "${MIN_VERSION[$alt]:-}" ]] && ! dpkg --compare-versions "$v" ge "${MIN_VERSION[$alt]}"; then
+			continue
+		fi
+		return 0
+	done
+	return 1
 }
 
 read_versions
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-	if [[ -z "$(installed_version "$pkg")" ]]; then
-		missing+=("$pkg")
+	if ! satisfied "$pkg"; then
+		missing+=("$pkg") # absent, or older than the version the list asks for: (up)grade
 	fi
 done
-for pkg in "${LIBEVENT_PACKAGES[@]}"; do
-	if [[ -n "$(installed_version "$pkg")" ]] && ! has_at_least "$pkg" "$LIBEVENT_MIN"; then
-		missing+=("$pkg") # installed but older than the security release: upgrade
-	fi
-done
-# Node.js may come from elsewhere (e.g. NodeSource, which bundles npm): only
-# install Debian's when the command is missing.  The demo does not need it.
-if [[ $demo_only == false ]] && ! command -v node >/dev/null 2>&1; then
-	missing+=(nodejs)
-fi
-if [[ $demo_only == false ]] && ! command -v npm >/dev/null 2>&1; then
-	missing+=(npm)
-fi
 
 if ((${#missing[@]} > 0)); then
 	sudo_cmd=()
@@ -143,7 +176,8 @@ if ((${#missing[@]} > 0)); then
 	echo "install-deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	# Keep the packages' maintainer scripts from starting system services (apache2,
-	# redis-server, prometheus): the tests start their own, on ports of their own.
+	# redis-server, prometheus, nginx, haproxy, caddy): the tests and benchmarks
+	# start their own, on ports of their own.
 	made_policy=false
 	if [[ ! -e /usr/sbin/policy-rc.d && $(id -u) -eq 0 ]]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=true
@@ -164,27 +198,20 @@ fi
 # Check the result rather than trusting apt's exit status alone.
 read_versions
 for pkg in "${PACKAGES[@]}"; do
-	if [[ -z "$(installed_version "$pkg")" ]]; then
-		echo "install-deps: package $pkg is still not installed" >&2
-		exit 1
-	fi
-done
-for pkg in "${LIBEVENT_PACKAGES[@]}"; do
-	if ! has_at_least "$pkg" "$LIBEVENT_MIN"; then
-		echo "install-deps: $pkg is at $(installed_version "$pkg"); $LIBEVENT_MIN or later is required." >&2
-		echo "install-deps: enable bookworm-security in /etc/apt/sources.list(.d) and run again" >&2
+	if ! satisfied "$pkg"; then
+		v=$(installed_version "$pkg")
+		if [[ -n "$v" && -n "${MIN_VERSION[$pkg]:-}" ]]; then
+			echo "install-deps: $pkg is at $v; ${MIN_VERSION[$pkg]} or later is required." >&2
+			echo "install-deps: enable bookworm-security in /etc/apt/sources.list(.d) and run again" >&2
+		else
+			echo "install-deps: package $pkg is still not installed" >&2
+		fi
 		exit 1
 	fi
 done
 if [[ $demo_only == true ]]; then
 	exit 0
 fi
-for cmd in node npm; do
-	if ! command -v "$cmd" >/dev/null 2>&1; then
-		echo "install-deps: command $cmd is still missing after installing nodejs/npm" >&2
-		exit 1
-	fi
-done
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if ((node_major < 20)); then
@@ -196,25 +223,22 @@ if [[ "$system_only" == true ]]; then
 	exit 0
 fi
 
-# npm packages of the end-to-end tests (posthog-node in tests/e2e/sdk, playwright-core
-# in tests/e2e/browser).  The stamp records which package.json and lock file
-# node_modules was installed from, so a second run is a no-op.
-for dir in tests/e2e/sdk tests/e2e/browser; do
-	[[ -f "$dir/package.json" ]] || continue
+# npm packages of the end-to-end tests (the npm: sources of the list).  The stamp
+# records which package.json and lock file node_modules was installed from, so a
+# second run is a no-op.
+for dir in "${NPM_DIRS[@]}"; do
+	if [[ ! -f "$dir/package.json" || ! -f "$dir/package-lock.json" ]]; then
+		echo "install-deps: $LIST names $dir, which has no package.json and package-lock.json" >&2
+		exit 1
+	fi
 	stamp="$dir/node_modules/.portcullis-installed"
-	want=$(cat "$dir/package.json" "$dir/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1)
+	want=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)
 	have=$(cat "$stamp" 2>/dev/null || true)
 	if [[ "$want" == "$have" ]]; then
 		echo "install-deps: npm packages of $dir present"
 		continue
 	fi
-	npm_flags=(--no-audit --no-fund --no-update-notifier --loglevel=error)
-	if [[ -f "$dir/package-lock.json" ]]; then
-		echo "install-deps: npm ci in $dir"
-		(cd "$dir" && npm ci "${npm_flags[@]}")
-	else
-		echo "install-deps: npm install in $dir"
-		(cd "$dir" && npm install --no-package-lock "${npm_flags[@]}")
-	fi
+	echo "install-deps: npm ci in $dir"
+	(cd "$dir" && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
 	printf '%s\n' "$want" >"$stamp"
 done

@@ -24,15 +24,53 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 SOURCE_DIR = os.environ.get("PORTCULLIS_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.environ.get("PORTCULLIS_BIN") or os.path.join(SOURCE_DIR, "build", "portcullis")
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "deps"))
+import depslist  # noqa: E402
+
+
+def missing_peer(what):
+    """Stop the calling test for a missing peer: fail when PORTCULLIS_REQUIRE_ALL is
+    set (scripts/test.sh, after scripts/install-deps.sh installed every peer), skip
+    otherwise.  <what> says what is missing and where it comes from."""
+    import pytest
+    if os.environ.get("PORTCULLIS_REQUIRE_ALL"):
+        pytest.fail("%s, and PORTCULLIS_REQUIRE_ALL is set" % what, pytrace=False)
+    pytest.skip(what, allow_module_level=True)
+
+
+def need(name, kind="program"):
+    """The path of the program <name> (kind "program"), or True when the Python or
+    Perl module <name> can be imported; otherwise stops the test with
+    missing_peer(), naming where scripts/deps.list says <name> comes from."""
+    if kind == "program":
+        path = shutil.which(name)
+        if path:
+            return path
+    elif kind == "python":
+        import importlib.util
+        if importlib.util.find_spec(name) is not None:
+            return True
+    elif kind == "perl":
+        perl = shutil.which("perl")
+        if perl and subprocess.run([perl, "-M" + name, "-e", "1"], capture_output=True).returncode == 0:
+            return True
+    else:
+        raise ValueError("need: unknown kind %r" % kind)
+    missing_peer("%s %s is missing: %s" % (kind, name, depslist.where(name, kind)))
+    return None
+
 
 # How long to wait for things that should happen "at once".
 WAIT = 10.0

@@ -6,7 +6,6 @@ proxy's memory staying flat."""
 
 import hashlib
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -16,7 +15,7 @@ import uuid
 
 import pytest
 
-from harness import WAIT, wait_until
+from harness import WAIT, need, wait_until
 
 
 # ---- small peers (this file's own; the harness serves HTTP only) -----------------
@@ -300,10 +299,9 @@ def test_relay_100mib_upload_memory_flat(lab, peers):
 
 
 def test_h2c_through_relay(lab, tmp_path):
-    nghttpd = shutil.which("nghttpd")
-    nghttp = shutil.which("nghttp")
+    nghttpd, nghttp = need("nghttpd"), need("nghttp")
     if not nghttpd or not nghttp:
-        pytest.fail("nghttp2 tools missing: apt-get install nghttp2-server nghttp2-client",
+        pytest.fail("unreachable",
                     pytrace=False)
     docroot = tmp_path / "htdocs"
     work = tmp_path / "client"
@@ -403,8 +401,9 @@ class Netns:
 
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.fail("network namespace tests need root and iproute2", pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail("network namespace tests need root", pytrace=False)
+    need("ip")
     n = Netns()
     try:
         yield n

@@ -15,7 +15,6 @@ binary in <build>/tests/acme/acme_driver.
 import json
 import os
 import re
-import shutil
 import signal
 import ssl
 import stat
@@ -28,7 +27,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BINARY, closed_port, wait_until  # noqa: E402
+from harness import BINARY, closed_port, need, wait_until  # noqa: E402
 
 DRIVER = os.environ.get("PORTCULLIS_ACME_DRIVER") or os.path.join(
     os.path.dirname(BINARY), "tests", "acme", "acme_driver")
@@ -62,8 +61,8 @@ class Pebble:
     def __init__(self, tmp, nonce_reject=0):
         self.tmp = str(tmp)
         self.procs = []
-        _require(shutil.which("pebble"), "pebble (apt-get install pebble)")
-        _require(shutil.which("pebble-challtestsrv"), "pebble-challtestsrv")
+        need("pebble")
+        need("pebble-challtestsrv")
         d = self.tmp
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", d + "/ca.key", "-out", d + "/ca.pem", "-days", "2",

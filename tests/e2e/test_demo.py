@@ -38,7 +38,7 @@ import uuid
 
 import pytest
 
-from harness import BINARY, SANITIZER_MARKERS, SOURCE_DIR, wait_until
+from harness import BINARY, SANITIZER_MARKERS, SOURCE_DIR, depslist, wait_until
 
 SCRIPT = os.path.join(SOURCE_DIR, "scripts", "demo.sh")
 STARTUP_LIMIT = 60  # the "within a minute" (here the binary is already built)
@@ -50,10 +50,10 @@ def missing_tools():
     gone = []
     if subprocess.run(["/usr/bin/python3", "-c", "import saml2"],
                       capture_output=True).returncode != 0:
-        gone.append("python3-pysaml2 (for /usr/bin/python3)")
+        gone.append("python module saml2 for /usr/bin/python3 (%s)" % depslist.where("saml2", "python"))
     for tool in ("xmlsec1", "curl", "setsid"):
         if not shutil.which(tool):
-            gone.append(tool)
+            gone.append("%s (%s)" % (tool, depslist.where(tool)))
     return gone
 
 
@@ -143,7 +143,7 @@ class Demo:
         self.ports = pick_ports()
         self.certs = certs
         p = self.ports
-        env = dict(os.environ, DEMO_BIN=BINARY, PORTCULLIS_SKIP_DEPS="1",
+        env = dict(os.environ, DEMO_BIN=BINARY, PORTCULLIS_SKIP_DEPS="1", PORTCULLIS_DEPS_FOR="demo",
                    DEMO_HTTPS_PORT=str(p["https"]), DEMO_HTTP_PORT=str(p["http"]),
                    DEMO_ADMIN_PORT=str(p["admin"]), DEMO_IDP_PORT=str(p["idp"]),
                    DEMO_STANDIN_PORT=str(p["standin"]), DEMO_CERTS_DIR=certs)

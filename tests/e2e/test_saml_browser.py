@@ -28,7 +28,7 @@ import urllib.parse
 
 import pytest
 
-from harness import closed_port, request
+from harness import closed_port, depslist, request
 from saml_common import ACS_PATH, saml_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,10 +51,9 @@ def chromium_path():
 
 def missing_tools():
     """Why the browser test cannot run here, or None."""
-    need = {"node": shutil.which("node"), "npm": shutil.which("npm"),
-            "chromium (Debian package chromium)": chromium_path(),
-            "certutil (Debian package libnss3-tools)": shutil.which("certutil")}
-    gone = [name for name, path in need.items() if not path]
+    tools = {"node": shutil.which("node"), "npm": shutil.which("npm"),
+             "chromium": chromium_path(), "certutil": shutil.which("certutil")}
+    gone = ["%s (%s)" % (name, depslist.where(name)) for name, path in tools.items() if not path]
     return "not installed: %s" % ", ".join(gone) if gone else None
 
 

@@ -24,7 +24,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +34,7 @@ import zlib
 
 import pytest
 
-from harness import closed_port, request, wait_until
+from harness import closed_port, need, request, wait_until
 from saml_common import ACS_PATH, Browser, saml_config, samltools
 
 IDP = "https://idp.test"
@@ -45,9 +44,7 @@ PASSWORD = "s3cret-redis-password"
 DB = 3
 PREFIX = "pc-test:"
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is not installed (Debian package "
-                                       "redis-server)")
+need("redis-server")
 
 
 class RedisServer:

@@ -6,14 +6,13 @@ API key (Bearer phx_...) reaches PostHog's /api without one."""
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import uuid
 
 import pytest
 
 from configs import APP_DOMAIN, EXAMPLE_POSTHOG, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV, posthog_env
-from harness import Fixed
+from harness import Fixed, need
 
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdk")
 API_KEY = "phc_e2eTestProjectToken"
@@ -22,9 +21,7 @@ PERSONAL_KEY = "phx_e2eTestPersonalApiKey"
 
 @pytest.fixture(scope="module")
 def sdk():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node/npm not installed: the posthog-node SDK test needs them")
+    node, npm = need("node"), need("npm")
     if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "posthog-node")):
         res = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SDK_DIR,
                              capture_output=True, text=True, timeout=600)

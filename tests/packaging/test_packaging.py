@@ -45,6 +45,9 @@ HEALTHCHECK = os.path.join(SRC, "docker", "portcullis-healthcheck")
 sys.path.insert(0, os.path.join(SRC, "tests", "saml"))
 import samltools  # noqa: E402
 
+sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+from harness import need  # noqa: E402
+
 # The services of PostHog's hobby compose file (docker-compose.hobby.yml) that
 # Portcullis forwards to, with the ports they listen on.
 POSTHOG_SERVICES = {"web": 8000, "capture": 3000, "replay-capture": 3000,
@@ -1021,9 +1024,10 @@ def test_healthcheck_script(tmp_path):
     assert r.returncode == 1 and "cannot connect" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_shell_scripts_pass_shellcheck():
-    r = run(["shellcheck", HEALTHCHECK, os.path.join(K8S, "make-secret.sh")])
+    scripts = sorted(glob.glob(os.path.join(SRC, "scripts", "*.sh")))
+    r = run([need("shellcheck"), HEALTHCHECK, os.path.join(K8S, "make-secret.sh"),
+             os.path.join(SRC, "tests", "deps", "audit", "shim.sh")] + scripts)
     assert r.returncode == 0, r.stdout
 
 
@@ -1109,7 +1113,7 @@ def unit_settings(text):
 
 
 def test_systemd_unit_verifies(tmp_path):
-    assert shutil.which("systemd-analyze"), "systemd-analyze missing: apt-get install systemd"
+    need("systemd-analyze")
     path, _ = unit_with_binary(tmp_path)
     r = run(["systemd-analyze", "verify", "--man=no", str(path)])
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
