@@ -13,7 +13,7 @@ import sys
 from collections import OrderedDict
 
 LABEL = {"direct": "upstream alone", "nginx": "nginx", "haproxy": "HAProxy",
-         "caddy": "Caddy", "portcullis": "**Portcullis**"}
+         "caddy": "Caddy", "portcullis": "**Portcullis**", "baseline": "Portcullis (baseline)"}
 
 
 def num(v):
@@ -40,6 +40,39 @@ def fmt(v, nd=0):
 
 def ratio(a, b):
     return None if a is None or not b else a / b
+
+
+def write_ab(w, cells, meta, duration):
+    """Before/after: "baseline" (BASELINE_BIN) against "portcullis", measured in the same
+    rounds: per cell, median req/s and p99 with min-max over rounds, and the change."""
+    w("## Portcullis against its baseline, same rounds")
+    w("")
+    w(f"- baseline: {meta.get('baseline')}")
+    w(f"- this build: {meta.get('portcullis')}")
+    w("- req/s and p99: median over rounds [min-max]; proxy CPU per request in µs (median).")
+    w("")
+    w("| scenario | conns | baseline req/s | this req/s | change | baseline p99 ms | this p99 ms "
+      "| baseline µs CPU/req | this µs CPU/req |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (scen, conns), by_proxy in cells.items():
+        if "baseline" not in by_proxy or "portcullis" not in by_proxy:
+            continue
+        cols = []
+        for p in ("baseline", "portcullis"):
+            rows = by_proxy[p]
+            rps = [num(r["rps"]) for r in rows if num(r["rps"])]
+            p99 = [num(r["p99_ms"]) for r in rows if num(r["p99_ms"]) is not None]
+            cpu = [num(r["proxy_cpu_s"]) * 1e6 / (num(r["rps"]) * duration)
+                   for r in rows if num(r["rps"]) and num(r["proxy_cpu_s"]) is not None]
+            cols.append((rps, p99, cpu))
+        (b_rps, b_p99, b_cpu), (a_rps, a_p99, a_cpu) = cols
+        span = lambda v, nd=0: (f"{fmt(median(v), nd)} [{fmt(min(v), nd)}-{fmt(max(v), nd)}]"
+                                if v else "n/a")
+        change = ratio(median(a_rps), median(b_rps)) if a_rps and b_rps else None
+        w(f"| {scen} | {conns} | {span(b_rps)} | {span(a_rps)} | "
+          f"{'n/a' if change is None else format((change - 1) * 100, '+.1f') + ' %'} | "
+          f"{span(b_p99, 2)} | {span(a_p99, 2)} | {span(b_cpu, 1)} | {span(a_cpu, 1)} |")
+    w("")
 
 
 def main():
@@ -124,6 +157,9 @@ def main():
                 summary.append(f"{scen}/{conns}c {fmt(r_rps, 2)}× req/s, p99 {fmt(r_p99, 2)}×"
                                + (" (errors)" if errs else ""))
         w("")
+
+    if "baseline" in proxies and "portcullis" in proxies:
+        write_ab(w, cells, meta, duration)
 
     w("## Memory (RSS of the process tree)")
     w("")

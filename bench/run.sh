@@ -20,6 +20,9 @@
 #   BENCH_NO_INSTALL  1 = never call apt-get; fail if a tool is missing
 #   BENCH_KEEP_TMP    1 = keep the temp dir (configs, logs, raw wrk output)
 #   PORTCULLIS_BIN    Portcullis binary         (default: <repo>/build/portcullis)
+#   BASELINE_BIN      a second Portcullis binary, measured as proxy "baseline" in the same
+#                     rounds (add baseline to BENCH_PROXIES): the report then compares the
+#                     two, medians with their spread (min-max over rounds)
 #   PORTCULLIS_WAIT   seconds to wait for PORTCULLIS_BIN to appear (default: 0)
 #
 # Adding a proxy: put its config template in bench/conf/ (@KEY@ placeholders), write
@@ -159,18 +162,31 @@ start_caddy() {
 	register_proxy caddy "$LAUNCHED" http "http://127.0.0.1:$port"
 }
 
-start_portcullis() {
-	local d=$TMP/portcullis port
+# start_portcullis_as NAME BINARY: one Portcullis proxy, registered as NAME
+start_portcullis_as() {
+	local name=$1 bin=$2 d=$TMP/$1 port
 	mkdir -p "$d"
-	[[ -x $PORTCULLIS_BIN ]] || { log "Portcullis binary $PORTCULLIS_BIN not found or not executable"; return 1; }
+	[[ -x $bin ]] || { log "Portcullis binary $bin not found or not executable"; return 1; }
 	port=$(free_port)
 	render portcullis.json "$d/portcullis.json" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
 	# "listening on" is logged at info level and this config logs warn and above, so
 	# readiness is judged by the first 200 answer, as for the other proxies
-	private_portcullis "$d"
-	launch "$d" portcullis "$d/portcullis" -c "$d/portcullis.json"
-	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/portcullis.log" || return 1
-	register_proxy portcullis "$LAUNCHED" http "http://127.0.0.1:$port"
+	PORTCULLIS_BIN=$bin private_portcullis "$d"
+	launch "$d" "$name" "$d/portcullis" -c "$d/portcullis.json"
+	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/$name.log" || return 1
+	register_proxy "$name" "$LAUNCHED" http "http://127.0.0.1:$port"
+}
+
+start_portcullis() {
+	start_portcullis_as portcullis "$PORTCULLIS_BIN"
+	PORTCULLIS_MAIN_DESC=$PORTCULLIS_DESC
+}
+
+# another Portcullis binary (BASELINE_BIN) in the same rounds, for before/after comparisons
+start_baseline() {
+	[[ -n ${BASELINE_BIN:-} ]] || { log "baseline: set BASELINE_BIN to a Portcullis binary"; return 1; }
+	start_portcullis_as baseline "$BASELINE_BIN"
+	BASELINE_DESC=$PORTCULLIS_DESC
 }
 
 # check_proxy NAME: every scenario's request answers correctly through it
@@ -313,7 +329,8 @@ META=$TMP/meta.tsv
 	printf 'haproxy\t%s\n' "$(haproxy -v 2>&1 | head -n1 | awk '{print $3}')"
 	printf 'caddy\t%s\n' "$(caddy version 2>&1 | awk '{print $1}')"
 	printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
-	printf 'portcullis\t%s\n' "${PORTCULLIS_DESC:-not run}"
+	printf 'portcullis\t%s\n' "${PORTCULLIS_MAIN_DESC:-not run}"
+	printf 'baseline\t%s\n' "${BASELINE_DESC:-not run}"
 	printf 'params\tduration %ss, warm-up %ss, rounds %s (median), wrk threads %s, connections %s, proxy workers %s\n' \
 		"$DURATION" "$WARMUP" "$ROUNDS" "$THREADS" "$CONNS" "$WORKERS"
 	for p in $PROXIES; do
