@@ -52,6 +52,7 @@
 #include "auth/saml_metadata.h"
 #include "auth/saml_xml.h"
 #include "base/log.h"
+#include "base/timeutil.h"
 #include "auth/session.h"
 
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
@@ -221,16 +222,6 @@ saml_parse_time(const char *s, int64_t *out)
 	t = (int64_t)timegm(&tm);
 	*out = t - (int64_t)oh * 3600 - (int64_t)om * 60;
 	return 0;
-}
-
-static void
-saml_format_time(int64_t t, char *buf, size_t len)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* ---- SP key and certificate ------------------------------------------------ */
@@ -1218,7 +1209,7 @@ saml_check_instant(struct saml *sp, xmlNodePtr n, const char *what, int64_t now,
 	int64_t skew = (int64_t)sp->clock_skew;
 	char nowbuf[32];
 
-	saml_format_time(now, nowbuf, sizeof nowbuf);
+	timeutil_format_utc((time_t)now, nowbuf, sizeof nowbuf);
 	if (v == NULL || saml_parse_time(v, &t) < 0) {
 		saml_err(err, errlen, "%s IssueInstant: not a valid time: \"%s\"", what, v ? v : "(none)");
 		free(v);
@@ -1252,7 +1243,7 @@ saml_check_window(struct saml *sp, xmlNodePtr n, const char *what, int64_t now, 
 	char nowbuf[32];
 	int rc = -1;
 
-	saml_format_time(now, nowbuf, sizeof nowbuf);
+	timeutil_format_utc((time_t)now, nowbuf, sizeof nowbuf);
 	if (nb != NULL) {
 		if (saml_parse_time(nb, &t) < 0) {
 			saml_err(err, errlen, "%s NotBefore: not a valid time: \"%s\"", what, nb);
