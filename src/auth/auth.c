@@ -170,24 +170,18 @@ auth_expire_tracking_pile(struct auth_request *a)
 	struct evkeyval *kv;
 
 	TAILQ_FOREACH(kv, server_request_headers(a->req), next) {
-		const char *p = kv->value;
+		const char *p = kv->value, *pair, *eq;
+		size_t len;
 
 		if (strcasecmp(kv->key, "cookie") != 0)
 			continue;
-		while (*p) {
-			const char *semi, *e, *eq;
-
-			while (*p == ' ' || *p == '\t' || *p == ';')
-				p++;
-			semi = strchr(p, ';');
-			e = semi ? semi : p + strlen(p);
-			eq = memchr(p, '=', (size_t)(e - p));
-			if (eq != NULL && (size_t)(eq - p) == tlen + AUTH_RELAY_HEX &&
-			    memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0 && n < AUTH_TRACK_MAX) {
-				memcpy(names[n], p, (size_t)(eq - p));
-				names[n++][eq - p] = '\0';
+		while (cookie_next(&p, &pair, &len)) {
+			eq = memchr(pair, '=', len);
+			if (eq != NULL && (size_t)(eq - pair) == tlen + AUTH_RELAY_HEX &&
+			    memcmp(pair, AUTH_TRACK_PREFIX, tlen) == 0 && n < AUTH_TRACK_MAX) {
+				memcpy(names[n], pair, (size_t)(eq - pair));
+				names[n++][eq - pair] = '\0';
 			}
-			p = e;
 		}
 	}
 	if (n < AUTH_TRACK_MAX)
