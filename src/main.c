@@ -47,6 +47,16 @@ struct app {
 	struct tls_store *tls;      /* one store for every TLS listener, or NULL */
 	struct event *tls_timer;    /* tls_store_poll: files changed on disk, rotations */
 	struct acme_manager *acme;  /* NULL without "tls.acme" */
+
+	/* start-up and teardown (main) */
+	bool test_only;             /* -t */
+	bool switching;             /* root with a "user": become it after binding */
+	char *err;                  /* ERRLEN bytes */
+	struct config *cfg;         /* as loaded for the start */
+	int *fds, *ports;           /* [listener]: bound sockets (-1 once handed over) */
+	int admin_fd, admin_port;   /* -1 / 0 without an admin listener */
+	struct event *sig_hup, *sig_term, *sig_int;
+	struct event *stop_poll, *geoip_poll;
 };
 
 static bool tls_config_equal(const struct config *x, const struct config *y);
@@ -435,8 +445,14 @@ tls_config_equal(const struct config *x, const struct config *y)
 	return true;
 }
 
-int
-main(int argc, char **argv)
+/* ---- start-up, in order ------------------------------------------------ */
+
+/*
+ * The command line into <app>.  Returns -1 to go on, else the exit status
+ * (0 after --version or --help, 2 after a usage error).
+ */
+static int
+parse_args(struct app *app, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -445,23 +461,15 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct app app = {0};
-	bool test_only = false, switching = false;
-	char *err = NULL;
-	struct config *cfg = NULL;
-	int *fds = NULL, *ports = NULL;
-	int admin_fd = -1, admin_port = 0;
-	struct event *sig_hup = NULL, *sig_term = NULL, *sig_int = NULL, *poll = NULL;
-	struct event *geoip_poll = NULL;
-	int status = 1, opt;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			app.config_path = optarg;
+			app->config_path = optarg;
 			break;
 		case 't':
-			test_only = true;
+			app->test_only = true;
 			break;
 		case 'V':
 			printf("portcullis %s\n", PORTCULLIS_VERSION);
@@ -474,43 +482,68 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (app.config_path == NULL || optind != argc) {
+	if (app->config_path == NULL || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
-	err = calloc(1, ERRLEN);
-	if (err == NULL)
-		return 1;
+	return -1;
+}
+
+/*
+ * The first reading of the configuration into app->cfg, and -t's checks.
+ * -t, and every start as root, read the file with no side effects: nothing
+ * is created or fetched, so a check changes nothing and root never writes
+ * where the user it switches to could have put a symlink.  The full load
+ * comes later, as the user (load_for_start).  Returns 0, or -1 after
+ * printing why.
+ */
+static int
+read_config(struct app *app)
+{
 	/* Before any thread exists (loading SAML may start one), so that every
 	 * thread has it: this process never needs execve to grant privileges. */
-	if (!test_only && privdrop_no_new_privs(err, ERRLEN) < 0) {
-		fprintf(stderr, "portcullis: %s\n", err);
-		goto out;
+	if (!app->test_only && privdrop_no_new_privs(app->err, ERRLEN) < 0) {
+		fprintf(stderr, "portcullis: %s\n", app->err);
+		return -1;
 	}
-	/* -t, and every start as root, first read the file with no side effects:
-	 * nothing is created or fetched, so a check changes nothing and root
-	 * never writes where the user it switches to could have put a symlink.
-	 * The full load comes later, as the user (load_for_start). */
-	if (test_only || geteuid() == 0)
-		cfg = config_check_file(app.config_path, err, ERRLEN, env_lookup);
+	if (app->test_only || geteuid() == 0)
+		app->cfg = config_check_file(app->config_path, app->err, ERRLEN, env_lookup);
 	else
-		cfg = config_load_file(app.config_path, err, ERRLEN, env_lookup);
-	if (cfg == NULL) {
-		print_config_errors(app.config_path, err, test_only);
-		goto out;
+		app->cfg = config_load_file(app->config_path, app->err, ERRLEN, env_lookup);
+	if (app->cfg == NULL) {
+		print_config_errors(app->config_path, app->err, app->test_only);
+		return -1;
 	}
-	if (tls_check_config(cfg) > 0) {
-		if (!test_only)
+	if (tls_check_config(app->cfg) > 0) {
+		if (!app->test_only)
 			fprintf(stderr, "portcullis: %s: configuration has errors; not starting\n",
-				app.config_path);
-		goto out;
+				app->config_path);
+		return -1;
 	}
-	if (test_only) {
-		printf("%s: configuration OK\n", app.config_path);
-		status = 0;
-		goto out;
-	}
+	return 0;
+}
 
+/* Replace app->cfg by the full load of a start (see load_for_start). */
+static int
+reload_for_start(struct app *app)
+{
+	struct config *full = load_for_start(app->config_path, app->cfg, app->err);
+
+	if (full == NULL)
+		return -1;
+	config_unref(app->cfg);
+	app->cfg = full;
+	return 0;
+}
+
+/*
+ * Process-wide settings (SIGPIPE, malloc, libevent threads, log level), the
+ * privilege checks of a start, and, for root staying root ("allow_root"),
+ * the full load now.  Returns 0 or -1 (logged).
+ */
+static int
+prepare_start(struct app *app)
+{
 	signal(SIGPIPE, SIG_IGN);
 #ifdef __GLIBC__
 	/* Bodies and relayed streams move through 64 KiB buffers that come and
@@ -521,221 +554,297 @@ main(int argc, char **argv)
 #endif
 	if (evthread_use_pthreads() < 0) {
 		fprintf(stderr, "portcullis: libevent has no pthreads support\n");
-		goto out;
+		return -1;
 	}
-	log_set_level(cfg->log_level);
-	if (privdrop_check_start(cfg, env_lookup, err, ERRLEN) < 0) {
-		log_error("%s", err);
-		goto out;
+	log_set_level(app->cfg->log_level);
+	if (privdrop_check_start(app->cfg, env_lookup, app->err, ERRLEN) < 0) {
+		log_error("%s", app->err);
+		return -1;
 	}
-	switching = privdrop_switches(cfg);
-	if (cfg->check_only && !switching) {
-		/* Root staying root ("allow_root"): load for real now. */
-		struct config *full = load_for_start(app.config_path, cfg, err);
+	app->switching = privdrop_switches(app->cfg);
+	/* Root staying root ("allow_root"): load for real now. */
+	if (app->cfg->check_only && !app->switching)
+		return reload_for_start(app);
+	return 0;
+}
 
-		if (full == NULL)
-			goto out;
-		config_unref(cfg);
-		cfg = full;
-	}
+/* Bind every listener (app->fds, app->ports) and the admin listener.
+ * Returns 0 or -1 (logged). */
+static int
+bind_all(struct app *app)
+{
+	const struct config *cfg = app->cfg;
 
-	fds = calloc(cfg->nlisteners, sizeof(*fds));
-	ports = calloc(cfg->nlisteners, sizeof(*ports));
-	if (fds == NULL || ports == NULL)
-		goto out;
+	app->fds = calloc(cfg->nlisteners, sizeof(*app->fds));
+	app->ports = calloc(cfg->nlisteners, sizeof(*app->ports));
+	if (app->fds == NULL || app->ports == NULL)
+		return -1;
 	for (size_t i = 0; i < cfg->nlisteners; i++)
-		fds[i] = -1;
+		app->fds[i] = -1;
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		fds[i] = listener_bind(&cfg->listeners[i], &ports[i], err, ERRLEN);
-		if (fds[i] < 0) {
-			log_error("listeners[%zu]: %s", i, err);
-			goto out;
+		app->fds[i] = listener_bind(&cfg->listeners[i], &app->ports[i], app->err, ERRLEN);
+		if (app->fds[i] < 0) {
+			log_error("listeners[%zu]: %s", i, app->err);
+			return -1;
 		}
 	}
 	if (cfg->admin) {
-		admin_fd = listener_bind(cfg->admin, &admin_port, err, ERRLEN);
-		if (admin_fd < 0) {
-			log_error("admin: %s", err);
-			goto out;
+		app->admin_fd = listener_bind(cfg->admin, &app->admin_port, app->err, ERRLEN);
+		if (app->admin_fd < 0) {
+			log_error("admin: %s", app->err);
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	/* Every socket is bound: as root with a "user", make the state folders
-	 * that do not exist yet (given to the user), become the user for good,
-	 * and only then load the configuration for real: SAML keys, the access
-	 * log, the certificate store and ACME are the user's work, done in
-	 * folders only the user writes.  Otherwise: a warning as root, or
-	 * nothing at all. */
-	if (privdrop_apply(cfg, app.config_path, env_lookup, err, ERRLEN) < 0) {
-		log_error("%s", err);
-		goto out;
+/*
+ * Every socket is bound: as root with a "user", make the state folders that
+ * do not exist yet (given to the user), become the user for good, and only
+ * then load the configuration for real: SAML keys, the access log, the
+ * certificate store and ACME are the user's work, done in folders only the
+ * user writes.  Otherwise: a warning as root, or nothing at all.  Returns 0
+ * or -1 (logged).
+ */
+static int
+become_user(struct app *app)
+{
+	if (privdrop_apply(app->cfg, app->config_path, env_lookup, app->err, ERRLEN) < 0) {
+		log_error("%s", app->err);
+		return -1;
 	}
-	if (switching) {
-		struct config *full = load_for_start(app.config_path, cfg, err);
+	if (app->switching && reload_for_start(app) < 0)
+		return -1;
+	if (access_log_open(app->cfg->access_log, app->err, ERRLEN) < 0) {
+		log_error("%s", app->err);
+		return -1;
+	}
+	return 0;
+}
 
-		if (full == NULL)
-			goto out;
-		config_unref(cfg);
-		cfg = full;
+/* The TLS certificate store, its poll timer and the ACME manager, for
+ * app->cfg->tls (which must not be NULL).  Returns 0 or -1 (logged). */
+static int
+build_tls(struct app *app)
+{
+	const struct config *cfg = app->cfg;
+	struct timeval tv = timeval_from_seconds(cfg->tls->watch_interval);
+
+	app->tls = tls_from_config(cfg, app->err, ERRLEN);
+	if (app->tls == NULL) {
+		log_error_lines(app->err);
+		return -1;
 	}
-	if (access_log_open(cfg->access_log, err, ERRLEN) < 0) {
-		log_error("%s", err);
-		goto out;
+	app->admin_state.tls = app->tls;
+	app->tls_timer = event_new(app->base, -1, EV_PERSIST, tls_poll_cb, app->tls);
+	if (app->tls_timer == NULL || event_add(app->tls_timer, &tv) < 0)
+		return -1;
+	if (cfg->tls->acme) {
+		app->acme = acme_from_config(app, cfg, app->err, ERRLEN);
+		if (app->acme == NULL) {
+			log_error("tls.acme: %s", app->err);
+			return -1;
+		}
+		app->admin_state.acme = app->acme;
 	}
+	return 0;
+}
+
+/*
+ * What the workers share, on the main event loop: the first runtime
+ * generation, the admin listener, TLS and ACME, the TCP relays' shared
+ * state.  Returns 0 or -1 (logged, except when out of memory).
+ */
+static int
+build_runtime(struct app *app)
+{
+	const struct config *cfg = app->cfg;
 
 	if (cfg->check_only) { /* never serve from a load that set up no SAML */
 		log_error("internal error: the configuration was only checked, not loaded");
-		goto out;
+		return -1;
 	}
-	app.current = runtime_new(config_ref(cfg), ++app.generation);
-	if (app.current == NULL)
-		goto out;
-	app.admin_state.current = app.current;
-	app.base = event_base_new();
-	if (app.base == NULL)
-		goto out;
-	if (admin_fd >= 0) {
-		app.admin = admin_new(app.base, admin_fd, &app.admin_state);
-		admin_fd = -1; /* taken over (closed on failure) */
-		if (app.admin == NULL) {
+	app->current = runtime_new(config_ref(app->cfg), ++app->generation);
+	if (app->current == NULL)
+		return -1;
+	app->admin_state.current = app->current;
+	app->base = event_base_new();
+	if (app->base == NULL)
+		return -1;
+	if (app->admin_fd >= 0) {
+		app->admin = admin_new(app->base, app->admin_fd, &app->admin_state);
+		app->admin_fd = -1; /* taken over (closed on failure) */
+		if (app->admin == NULL) {
 			log_error("admin: cannot serve");
-			goto out;
+			return -1;
 		}
 	}
 
 	if (cfg->tls_listeners_off)
 		log_warn("tls: \"mode\" is \"off\": %zu listener%s with \"tls\": true not opened",
 			 cfg->tls_listeners_off, cfg->tls_listeners_off == 1 ? "" : "s");
-	if (cfg->tls) {
-		struct timeval tv = timeval_from_seconds(cfg->tls->watch_interval);
+	if (cfg->tls && build_tls(app) < 0)
+		return -1;
 
-		app.tls = tls_from_config(cfg, err, ERRLEN);
-		if (app.tls == NULL) {
-			log_error_lines(err);
-			goto out;
-		}
-		app.admin_state.tls = app.tls;
-		app.tls_timer = event_new(app.base, -1, EV_PERSIST, tls_poll_cb, app.tls);
-		if (app.tls_timer == NULL || event_add(app.tls_timer, &tv) < 0)
-			goto out;
-		if (cfg->tls->acme) {
-			app.acme = acme_from_config(&app, cfg, err, ERRLEN);
-			if (app.acme == NULL) {
-				log_error("tls.acme: %s", err);
-				goto out;
-			}
-			app.admin_state.acme = app.acme;
-		}
-	}
-
-	app.relays = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*app.relays));
-	if (app.relays == NULL)
-		goto out;
+	app->relays = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*app->relays));
+	if (app->relays == NULL)
+		return -1;
 	for (size_t l = 0; l < cfg->nlisteners; l++) {
 		if (cfg->listeners[l].type != LISTENER_TCP)
 			continue;
-		app.relays[l] = tcprelay_shared_new(&cfg->listeners[l]);
-		if (app.relays[l] == NULL)
-			goto out;
+		app->relays[l] = tcprelay_shared_new(&cfg->listeners[l]);
+		if (app->relays[l] == NULL)
+			return -1;
 	}
+	return 0;
+}
 
-	app.nworkers = cfg->workers;
-	app.workers = calloc(app.nworkers, sizeof(*app.workers));
-	if (app.workers == NULL)
-		goto out;
-	for (unsigned i = 0; i < app.nworkers; i++) {
+/*
+ * Make the workers (each with duplicates of the listening sockets, which
+ * the main thread then closes), catch the signals, start the worker
+ * threads and the main loop's polls.  Returns 0 or -1 (logged, except when
+ * out of memory).
+ */
+static int
+start_workers(struct app *app)
+{
+	const struct config *cfg = app->cfg;
+
+	app->nworkers = cfg->workers;
+	app->workers = calloc(app->nworkers, sizeof(*app->workers));
+	if (app->workers == NULL)
+		return -1;
+	for (unsigned i = 0; i < app->nworkers; i++) {
 		int *dups = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(int));
 
 		if (dups == NULL)
-			goto out;
+			return -1;
 		/* Each worker owns a duplicate of every listening socket and closes
 		 * it when it stops accepting; the socket closes with the last one. */
 		for (size_t l = 0; l < cfg->nlisteners; l++)
-			dups[l] = fcntl(fds[l], F_DUPFD_CLOEXEC, 0);
-		app.workers[i] = worker_new(i, app.current, dups, ports, cfg->nlisteners, app.relays,
-					    app.tls, err, ERRLEN);
+			dups[l] = fcntl(app->fds[l], F_DUPFD_CLOEXEC, 0);
+		app->workers[i] = worker_new(i, app->current, dups, app->ports, cfg->nlisteners,
+					     app->relays, app->tls, app->err, ERRLEN);
 		free(dups);
-		if (app.workers[i] == NULL) {
-			log_error("worker %u: %s", i, err);
-			goto out;
+		if (app->workers[i] == NULL) {
+			log_error("worker %u: %s", i, app->err);
+			return -1;
 		}
 	}
 	for (size_t l = 0; l < cfg->nlisteners; l++) {
-		close(fds[l]);
-		fds[l] = -1;
+		close(app->fds[l]);
+		app->fds[l] = -1;
 	}
 
-	sig_hup = evsignal_new(app.base, SIGHUP, signal_cb, &app);
-	sig_term = evsignal_new(app.base, SIGTERM, signal_cb, &app);
-	sig_int = evsignal_new(app.base, SIGINT, signal_cb, &app);
-	if (!sig_hup || !sig_term || !sig_int)
-		goto out;
-	evsignal_add(sig_hup, NULL);
-	evsignal_add(sig_term, NULL);
-	evsignal_add(sig_int, NULL);
+	app->sig_hup = evsignal_new(app->base, SIGHUP, signal_cb, app);
+	app->sig_term = evsignal_new(app->base, SIGTERM, signal_cb, app);
+	app->sig_int = evsignal_new(app->base, SIGINT, signal_cb, app);
+	if (!app->sig_hup || !app->sig_term || !app->sig_int)
+		return -1;
+	evsignal_add(app->sig_hup, NULL);
+	evsignal_add(app->sig_term, NULL);
+	evsignal_add(app->sig_int, NULL);
 
-	for (unsigned i = 0; i < app.nworkers; i++) {
-		if (worker_start(app.workers[i]) < 0) {
+	for (unsigned i = 0; i < app->nworkers; i++) {
+		if (worker_start(app->workers[i]) < 0) {
 			log_error("worker %u: cannot start its thread", i);
-			goto out;
+			return -1;
 		}
 	}
-	log_info("ready: %u worker%s", app.nworkers, app.nworkers == 1 ? "" : "s");
-	poll = event_new(app.base, -1, EV_PERSIST, stop_poll_cb, &app);
-	if (poll == NULL)
-		goto out;
-	event_add(poll, &(struct timeval){0, 50000});
-	geoip_poll = event_new(app.base, -1, EV_PERSIST, geoip_poll_cb, &app);
-	if (geoip_poll == NULL)
-		goto out;
-	event_add(geoip_poll, &(struct timeval){2, 0});
-	event_base_dispatch(app.base);
-	status = 0;
+	log_info("ready: %u worker%s", app->nworkers, app->nworkers == 1 ? "" : "s");
+	app->stop_poll = event_new(app->base, -1, EV_PERSIST, stop_poll_cb, app);
+	if (app->stop_poll == NULL)
+		return -1;
+	event_add(app->stop_poll, &(struct timeval){0, 50000});
+	app->geoip_poll = event_new(app->base, -1, EV_PERSIST, geoip_poll_cb, app);
+	if (app->geoip_poll == NULL)
+		return -1;
+	event_add(app->geoip_poll, &(struct timeval){2, 0});
+	return 0;
+}
 
-out:
-	if (app.workers) {
-		for (unsigned i = 0; i < app.nworkers; i++)
-			worker_join_free(app.workers[i]);
-		free(app.workers);
+/*
+ * Free everything start-up made, whatever step it reached: the workers
+ * first (joined), then what they shared (the SSL_CTX outlives every
+ * connection), the main loop, the sockets, the configuration.
+ */
+static void
+teardown(struct app *app, int status)
+{
+	const struct config *cfg = app->cfg;
+
+	if (app->workers) {
+		for (unsigned i = 0; i < app->nworkers; i++)
+			worker_join_free(app->workers[i]);
+		free(app->workers);
 	}
 	/* The SSL_CTX outlives every connection: free it after the workers. */
-	app.admin_state.acme = NULL;
-	app.admin_state.tls = NULL;
-	acme_manager_free(app.acme);
-	if (app.tls_timer)
-		event_free(app.tls_timer);
-	tls_store_free(app.tls);
-	for (size_t l = 0; app.relays && cfg && l < cfg->nlisteners; l++)
-		tcprelay_shared_free(app.relays[l]);
-	free(app.relays);
-	if (status == 0 && app.stopping)
+	app->admin_state.acme = NULL;
+	app->admin_state.tls = NULL;
+	acme_manager_free(app->acme);
+	if (app->tls_timer)
+		event_free(app->tls_timer);
+	tls_store_free(app->tls);
+	for (size_t l = 0; app->relays && cfg && l < cfg->nlisteners; l++)
+		tcprelay_shared_free(app->relays[l]);
+	free(app->relays);
+	if (status == 0 && app->stopping)
 		log_info("shutdown complete");
-	admin_free(app.admin);
-	if (sig_hup)
-		event_free(sig_hup);
-	if (sig_term)
-		event_free(sig_term);
-	if (sig_int)
-		event_free(sig_int);
-	if (poll)
-		event_free(poll);
-	if (geoip_poll)
-		event_free(geoip_poll);
-	if (app.base)
-		event_base_free(app.base);
-	for (size_t i = 0; fds && cfg && i < cfg->nlisteners; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (admin_fd >= 0)
-		close(admin_fd);
-	free(fds);
-	free(ports);
-	runtime_unref(app.current);
-	config_unref(cfg);
+	admin_free(app->admin);
+	if (app->sig_hup)
+		event_free(app->sig_hup);
+	if (app->sig_term)
+		event_free(app->sig_term);
+	if (app->sig_int)
+		event_free(app->sig_int);
+	if (app->stop_poll)
+		event_free(app->stop_poll);
+	if (app->geoip_poll)
+		event_free(app->geoip_poll);
+	if (app->base)
+		event_base_free(app->base);
+	for (size_t i = 0; app->fds && cfg && i < cfg->nlisteners; i++)
+		if (app->fds[i] >= 0)
+			close(app->fds[i]);
+	if (app->admin_fd >= 0)
+		close(app->admin_fd);
+	free(app->fds);
+	free(app->ports);
+	runtime_unref(app->current);
+	config_unref(app->cfg);
 	access_log_close();
 	metrics_shutdown();
 	access_metrics_shutdown();
-	free(err);
+	free(app->err);
 	libevent_global_shutdown();
+}
+
+int
+main(int argc, char **argv)
+{
+	struct app app = {.admin_fd = -1};
+	int status;
+
+	status = parse_args(&app, argc, argv);
+	if (status >= 0)
+		return status;
+	status = 1;
+	app.err = calloc(1, ERRLEN);
+	if (app.err == NULL)
+		return 1;
+	if (read_config(&app) < 0)
+		goto out;
+	if (app.test_only) {
+		printf("%s: configuration OK\n", app.config_path);
+		status = 0;
+		goto out;
+	}
+	if (prepare_start(&app) < 0 || bind_all(&app) < 0 || become_user(&app) < 0 ||
+	    build_runtime(&app) < 0 || start_workers(&app) < 0)
+		goto out;
+	event_base_dispatch(app.base);
+	status = 0;
+out:
+	teardown(&app, status);
 	return status;
 }

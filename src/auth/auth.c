@@ -1,7 +1,6 @@
 /* auth: the SAML gate and the SP endpoints; see auth.h. */
 #include "auth/auth.h"
 
-#include <ctype.h>
 #include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -17,6 +16,8 @@
 
 #include "auth/claims.h"
 #include "base/log.h"
+#include "http/cookie.h"
+#include "http/urlenc.h"
 #include "auth/saml.h"
 #include "auth/session.h"
 
@@ -50,79 +51,6 @@ auth_html_escape(struct evbuffer *b, const char *s)
 	}
 }
 
-static int
-auth_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Percent-decode <in> (and "+" as space when <form>) into a new string.
- * NULL on a malformed escape or a NUL byte. */
-static char *
-auth_url_decode(const char *in, size_t len, bool form)
-{
-	char *out = malloc(len + 1);
-	size_t o = 0;
-
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		if (in[i] == '%') {
-			int h, l;
-
-			if (i + 2 >= len || (h = auth_hexval(in[i + 1])) < 0 ||
-			    (l = auth_hexval(in[i + 2])) < 0 || (h == 0 && l == 0)) {
-				free(out);
-				return NULL;
-			}
-			out[o++] = (char)(h << 4 | l);
-			i += 2;
-		} else if (form && in[i] == '+') {
-			out[o++] = ' ';
-		} else {
-			out[o++] = in[i];
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static void
-auth_url_encode(struct evbuffer *b, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (isalnum(c) || strchr("-._~/", c))
-			evbuffer_add(b, s, 1);
-		else
-			evbuffer_add_printf(b, "%%%02X", c);
-	}
-}
-
-/* The value of <name> in an urlencoded <body> (first occurrence), decoded. */
-static char *
-auth_form_value(const char *body, size_t len, const char *name)
-{
-	size_t nlen = strlen(name);
-	const char *p = body, *end = body + len;
-
-	while (p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *e = amp ? amp : end;
-
-		if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=')
-			return auth_url_decode(p + nlen + 1, (size_t)(e - p - (ptrdiff_t)nlen - 1), true);
-		p = e + 1;
-	}
-	return NULL;
-}
-
 bool
 auth_return_path_ok(const char *target)
 {
@@ -142,7 +70,7 @@ auth_return_path_ok(const char *target)
 			ok = true;
 			goto out;
 		}
-		next = auth_url_decode(cur, strlen(cur), false);
+		next = urlenc_decode(cur, strlen(cur), false);
 		if (next == NULL)
 			goto out;
 		free(cur);
@@ -153,164 +81,22 @@ out:
 	return ok;
 }
 
-/* Value of cookie <name> in the request's Cookie headers (borrowed into
- * <buf>), or NULL. */
-static const char *
-auth_cookie(struct evkeyvalq *h, const char *name, char *buf, size_t buflen)
-{
-	size_t nlen = strlen(name);
-	struct evkeyval *kv;
+/* The session cookie's name, for auth_is_our_cookie. */
+struct auth_cookie_name {
+	const char *name;
+	size_t len;
+};
 
-	TAILQ_FOREACH(kv, h, next) {
-		const char *p;
-
-		if (strcasecmp(kv->key, "cookie") != 0)
-			continue;
-		p = kv->value;
-		while (*p) {
-			const char *semi, *e;
-
-			while (*p == ' ' || *p == '\t' || *p == ';')
-				p++;
-			semi = strchr(p, ';');
-			e = semi ? semi : p + strlen(p);
-			if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
-				size_t vlen = (size_t)(e - p) - nlen - 1;
-
-				while (vlen > 0 && (p[nlen + 1 + vlen - 1] == ' '))
-					vlen--;
-				if (vlen >= buflen)
-					return NULL;
-				memcpy(buf, p + nlen + 1, vlen);
-				buf[vlen] = '\0';
-				return buf;
-			}
-			p = e;
-		}
-	}
-	return NULL;
-}
-
-/* True when the cookie pair [p, e) is one of ours (the session or a login-tracking one). */
+/* cookie_drop_fn: true when the cookie pair is one of ours (the session
+ * cookie named by <arg>, a struct auth_cookie_name, or a login-tracking one). */
 static bool
-auth_is_our_cookie(const char *p, const char *e, const char *session_name, size_t slen)
+auth_is_our_cookie(const char *pair, size_t len, void *arg)
 {
+	const struct auth_cookie_name *session = arg;
 	size_t tlen = sizeof AUTH_TRACK_PREFIX - 1;
 
-	return ((size_t)(e - p) > slen && memcmp(p, session_name, slen) == 0 && p[slen] == '=') ||
-	       ((size_t)(e - p) > tlen && memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0);
-}
-
-/* Write the cookies of one Cookie header <value> that are not ours into <out>
- * ("; "-separated, NUL-terminated, as much as fits in <cap> > 0 bytes); set
- * *changed when one of ours was left out.  Returns the length the whole
- * result needs, not counting the NUL. */
-static size_t
-auth_cookies_kept(const char *value, const char *session_name, char *out, size_t cap,
-		  bool *changed)
-{
-	size_t slen = strlen(session_name), o = 0;
-	const char *p = value;
-
-	*changed = false;
-	while (*p) {
-		const char *semi, *e;
-
-		while (*p == ' ' || *p == '\t' || *p == ';')
-			p++;
-		if (*p == '\0')
-			break;
-		semi = strchr(p, ';');
-		e = semi ? semi : p + strlen(p);
-		if (auth_is_our_cookie(p, e, session_name, slen)) {
-			*changed = true;
-		} else {
-			if (o > 0) {
-				if (o + 2 < cap)
-					memcpy(out + o, "; ", 2);
-				o += 2;
-			}
-			if (o + (size_t)(e - p) < cap)
-				memcpy(out + o, p, (size_t)(e - p));
-			o += (size_t)(e - p);
-		}
-		p = e;
-	}
-	out[o < cap ? o : cap - 1] = '\0';
-	return o;
-}
-
-/* Remove our cookies (the session and login-tracking ones) from the Cookie
- * headers that go upstream; several Cookie headers become one. */
-static void
-auth_strip_our_cookies(struct evkeyvalq *h, const char *session_name)
-{
-	struct evbuffer *kept;
-	struct evkeyval *kv, *only = NULL;
-	bool changed = false;
-	size_t slen = strlen(session_name), ncookie = 0;
-
-	TAILQ_FOREACH(kv, h, next) {
-		if (strcasecmp(kv->key, "cookie") == 0 && ncookie++ == 0)
-			only = kv;
-	}
-	if (ncookie == 0)
-		return;
-	if (ncookie == 1) {
-		/* The usual case: rewrite the one header where it is, no buffer,
-		 * when the rest is not longer (it is not, unless "a;b" gains spaces). */
-		char tmp[4096];
-		size_t need = auth_cookies_kept(only->value, session_name, tmp, sizeof tmp, &changed);
-
-		if (!changed)
-			return;
-		if (need == 0) {
-			evhttp_remove_header(h, "Cookie");
-			return;
-		}
-		if (need < sizeof tmp && need <= strlen(only->value)) {
-			memcpy(only->value, tmp, need + 1);
-			return;
-		}
-		changed = false;
-	}
-	kept = evbuffer_new();
-	if (kept == NULL)
-		return;
-	TAILQ_FOREACH(kv, h, next) {
-		const char *p;
-
-		if (strcasecmp(kv->key, "cookie") != 0)
-			continue;
-		p = kv->value;
-		while (*p) {
-			const char *semi, *e;
-
-			while (*p == ' ' || *p == '\t' || *p == ';')
-				p++;
-			if (*p == '\0')
-				break;
-			semi = strchr(p, ';');
-			e = semi ? semi : p + strlen(p);
-			if (auth_is_our_cookie(p, e, session_name, slen)) {
-				changed = true;
-			} else {
-				if (evbuffer_get_length(kept) > 0)
-					evbuffer_add(kept, "; ", 2);
-				evbuffer_add(kept, p, (size_t)(e - p));
-			}
-			p = e;
-		}
-	}
-	if (changed) {
-		while (evhttp_find_header(h, "Cookie"))
-			evhttp_remove_header(h, "Cookie");
-		if (evbuffer_get_length(kept) > 0) {
-			evbuffer_add(kept, "", 1);
-			evhttp_add_header(h, "Cookie", (const char *)evbuffer_pullup(kept, -1));
-		}
-	}
-	evbuffer_free(kept);
+	return cookie_pair_is(pair, len, session->name, session->len) ||
+	       (len > tlen && memcmp(pair, AUTH_TRACK_PREFIX, tlen) == 0);
 }
 
 /* Reply with <body> (moved) and the headers already in a->out. */
@@ -384,24 +170,18 @@ auth_expire_tracking_pile(struct auth_request *a)
 	struct evkeyval *kv;
 
 	TAILQ_FOREACH(kv, server_request_headers(a->req), next) {
-		const char *p = kv->value;
+		const char *p = kv->value, *pair, *eq;
+		size_t len;
 
 		if (strcasecmp(kv->key, "cookie") != 0)
 			continue;
-		while (*p) {
-			const char *semi, *e, *eq;
-
-			while (*p == ' ' || *p == '\t' || *p == ';')
-				p++;
-			semi = strchr(p, ';');
-			e = semi ? semi : p + strlen(p);
-			eq = memchr(p, '=', (size_t)(e - p));
-			if (eq != NULL && (size_t)(eq - p) == tlen + AUTH_RELAY_HEX &&
-			    memcmp(p, AUTH_TRACK_PREFIX, tlen) == 0 && n < AUTH_TRACK_MAX) {
-				memcpy(names[n], p, (size_t)(eq - p));
-				names[n++][eq - p] = '\0';
+		while (cookie_next(&p, &pair, &len)) {
+			eq = memchr(pair, '=', len);
+			if (eq != NULL && (size_t)(eq - pair) == tlen + AUTH_RELAY_HEX &&
+			    memcmp(pair, AUTH_TRACK_PREFIX, tlen) == 0 && n < AUTH_TRACK_MAX) {
+				memcpy(names[n], pair, (size_t)(eq - pair));
+				names[n++][eq - pair] = '\0';
 			}
-			p = e;
 		}
 	}
 	if (n < AUTH_TRACK_MAX)
@@ -473,10 +253,10 @@ auth_login_url(struct auth_request *a, struct evbuffer *b)
 	struct config_saml *sc = a->cfg->saml;
 
 	evbuffer_add_printf(b, "%s%s/login?return=", sc->base_url, sc->prefix);
-	auth_url_encode(b, a->path);
+	urlenc_encode(b, a->path);
 	if (a->query) {
 		evbuffer_add(b, "%3F", 3);
-		auth_url_encode(b, a->query);
+		urlenc_encode(b, a->query);
 	}
 }
 
@@ -689,7 +469,7 @@ auth_metadata(struct auth_request *a)
 static char *
 auth_query_value(const char *query, const char *name)
 {
-	return query ? auth_form_value(query, strlen(query), name) : NULL;
+	return query ? urlenc_form_value(query, strlen(query), name) : NULL;
 }
 
 static void
@@ -793,7 +573,7 @@ auth_logout_endpoint(struct auth_request *a)
 {
 	struct config_saml *sc = a->cfg->saml;
 	char buf[SESSION_MAX_SEALED + 1];
-	const char *v = auth_cookie(server_request_headers(a->req), sc->cookie_name, buf, sizeof buf);
+	const char *v = cookie_find(server_request_headers(a->req), sc->cookie_name, buf, sizeof buf);
 	struct session *s = v ? session_open_session(sc->keys, AUTH_PURPOSE_SESSION, v) : NULL;
 	char *slo = NULL;
 	struct evbuffer *b;
@@ -1054,8 +834,8 @@ auth_on_body(struct auth_request *a)
 			auth_reply(a, 500, NULL, NULL);
 			goto out;
 		}
-		resp = auth_form_value(copy, len, "SAMLResponse");
-		relay = auth_form_value(copy, len, "RelayState");
+		resp = urlenc_form_value(copy, len, "SAMLResponse");
+		relay = urlenc_form_value(copy, len, "RelayState");
 		free(copy);
 	}
 	if (relay == NULL || strlen(relay) != AUTH_RELAY_HEX ||
@@ -1068,7 +848,7 @@ auth_on_body(struct auth_request *a)
 	}
 	snprintf(name, sizeof name, "%s%s", AUTH_TRACK_PREFIX, relay);
 	snprintf(purpose, sizeof purpose, "saml-request/%s", relay);
-	cv = auth_cookie(server_request_headers(a->req), name, buf, SESSION_MAX_SEALED + 1);
+	cv = cookie_find(server_request_headers(a->req), name, buf, SESSION_MAX_SEALED + 1);
 	track = cv ? session_open_session(sc->keys, purpose, cv) : NULL;
 	if (track == NULL) {
 		snprintf(err, sizeof err,
@@ -1158,6 +938,7 @@ auth_on_head(struct auth_request *a)
 	char buf[SESSION_MAX_SEALED + 1];
 	const char *v;
 	const struct session *s;
+	struct auth_cookie_name ours;
 	int64_t now;
 
 	if (sc == NULL)
@@ -1203,7 +984,7 @@ auth_on_head(struct auth_request *a)
 		return AUTH_CONTINUE;
 	}
 
-	v = auth_cookie(h, sc->cookie_name, buf, sizeof buf);
+	v = cookie_find(h, sc->cookie_name, buf, sizeof buf);
 	if (v == NULL) {
 		auth_need_login(a);
 		return AUTH_REPLIED;
@@ -1232,7 +1013,9 @@ auth_on_head(struct auth_request *a)
 		}
 	}
 	auth_add_identity(a, s);
-	auth_strip_our_cookies(h, sc->cookie_name);
+	ours.name = sc->cookie_name;
+	ours.len = strlen(sc->cookie_name);
+	cookie_strip(h, auth_is_our_cookie, &ours);
 	/* Idle timeout without server state: re-issue the cookie now and then. */
 	if (sc->session_idle_timeout > 0) {
 		int64_t every = (int64_t)sc->session_idle_timeout / 4;

@@ -49,19 +49,15 @@
 
 #include "tls/localca.h"
 #include "auth/saml_fetch.h"
+#include "auth/saml_metadata.h"
+#include "auth/saml_xml.h"
 #include "base/log.h"
+#include "base/timeutil.h"
 #include "auth/session.h"
 
-#define NS_SAMLP "urn:oasis:names:tc:SAML:2.0:protocol"
-#define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
-#define NS_MD "urn:oasis:names:tc:SAML:2.0:metadata"
-#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
-#define BINDING_REDIRECT "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
-#define BINDING_POST "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
 #define CM_BEARER "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 #define SAML_MAX_RESPONSE (512 * 1024)
-#define SAML_MAX_IDP_KEYS 8
 
 /* Casdoor's app options, named in errors that its defaults cause. */
 #define CASDOOR_HASH_HINT \
@@ -70,17 +66,6 @@
 #define CASDOOR_BINDING_HINT \
 	"; with Casdoor keep \"Enable SAML compress\" off (and \"Enable SAML POST binding\" on " \
 	"where the version has it)"
-
-/* One generation of what the IdP metadata says. */
-struct saml_idp {
-	char *metadata;          /* the document */
-	char *entity_id;
-	char *sso_url;           /* HTTP-Redirect SingleSignOnService */
-	char *slo_url;           /* HTTP-Redirect SingleLogoutService, or NULL */
-	xmlSecKeyPtr keys[SAML_MAX_IDP_KEYS];
-	size_t nkeys;
-	LassoServer *server;     /* SP + this IdP */
-};
 
 struct saml {
 	char *idp_metadata, *idp_metadata_cache;
@@ -239,16 +224,6 @@ saml_parse_time(const char *s, int64_t *out)
 	return 0;
 }
 
-static void
-saml_format_time(int64_t t, char *buf, size_t len)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* ---- SP key and certificate ------------------------------------------------ */
 
 static int
@@ -341,205 +316,7 @@ saml_pem_body(const char *pem)
 	return g_string_free(g, FALSE);
 }
 
-/* ---- parsing the IdP metadata ------------------------------------------- */
-
-static xmlXPathContextPtr
-saml_xpath(xmlDocPtr doc)
-{
-	xmlXPathContextPtr x = xmlXPathNewContext(doc);
-
-	if (x == NULL)
-		return NULL;
-	xmlXPathRegisterNs(x, (const xmlChar *)"md", (const xmlChar *)NS_MD);
-	xmlXPathRegisterNs(x, (const xmlChar *)"ds", (const xmlChar *)NS_DS);
-	xmlXPathRegisterNs(x, (const xmlChar *)"saml", (const xmlChar *)NS_SAML);
-	xmlXPathRegisterNs(x, (const xmlChar *)"samlp", (const xmlChar *)NS_SAMLP);
-	return x;
-}
-
-/* Parse XML safely: no network, no DTD loading, no entity expansion, and no
- * DOCTYPE at all (SAML never needs one). */
-static xmlDocPtr
-saml_parse_xml(const char *data, size_t len, const char *what, char *err, size_t errlen)
-{
-	xmlDocPtr doc;
-
-	if (len > INT32_MAX) {
-		saml_err(err, errlen, "%s: too large", what);
-		return NULL;
-	}
-	doc = xmlReadMemory(data, (int)len, "saml.xml", NULL,
-			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	if (doc == NULL) {
-		const xmlError *e = xmlGetLastError();
-
-		saml_err(err, errlen, "%s: not well-formed XML%s%s", what, e && e->message ? ": " : "",
-			 e && e->message ? e->message : "");
-		if (err[0] && err[strlen(err) - 1] == '\n')
-			err[strlen(err) - 1] = '\0';
-		return NULL;
-	}
-	if (doc->intSubset != NULL || doc->extSubset != NULL) {
-		saml_err(err, errlen, "%s: a DOCTYPE is not allowed", what);
-		xmlFreeDoc(doc);
-		return NULL;
-	}
-	return doc;
-}
-
-static void
-saml_idp_free(struct saml_idp *idp)
-{
-	if (idp == NULL)
-		return;
-	free(idp->metadata);
-	free(idp->entity_id);
-	free(idp->sso_url);
-	free(idp->slo_url);
-	for (size_t i = 0; i < idp->nkeys; i++)
-		xmlSecKeyDestroy(idp->keys[i]);
-	if (idp->server != NULL)
-		lasso_server_destroy(idp->server);
-	free(idp);
-}
-
-/* The first attribute <attr> of the nodes that <expr> selects, or NULL. */
-static char *
-saml_xpath_attr(xmlXPathContextPtr x, const char *expr, const char *attr)
-{
-	xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, x);
-	char *v = NULL;
-
-	if (o != NULL && o->nodesetval != NULL && o->nodesetval->nodeNr > 0) {
-		xmlChar *s = xmlGetProp(o->nodesetval->nodeTab[0], (const xmlChar *)attr);
-
-		if (s != NULL) {
-			v = strdup((const char *)s);
-			xmlFree(s);
-		}
-	}
-	xmlXPathFreeObject(o);
-	return v;
-}
-
-/*
- * Build an IdP generation from <metadata> (lock held): entity, endpoints,
- * signing keys, and a LassoServer for the SP with this IdP.
- */
-static struct saml_idp *
-saml_idp_new(struct saml *sp, const char *metadata, const char *what, char *err, size_t errlen)
-{
-	struct saml_idp *idp = calloc(1, sizeof *idp);
-	xmlDocPtr doc = NULL;
-	xmlXPathContextPtr x = NULL;
-	xmlXPathObjectPtr o = NULL;
-	lasso_error_t le;
-
-	if (idp == NULL || (idp->metadata = strdup(metadata)) == NULL) {
-		saml_err(err, errlen, "out of memory");
-		goto fail;
-	}
-	if ((doc = saml_parse_xml(metadata, strlen(metadata), what, err, errlen)) == NULL)
-		goto fail;
-	x = saml_xpath(doc);
-	if (x == NULL)
-		goto fail;
-	idp->entity_id = saml_xpath_attr(x, "/md:EntityDescriptor[md:IDPSSODescriptor]", "entityID");
-	if (idp->entity_id == NULL) {
-		saml_err(err, errlen,
-			 "%s: not IdP metadata (no md:EntityDescriptor with an "
-			 "md:IDPSSODescriptor and an entityID)",
-			 what);
-		goto fail;
-	}
-	idp->sso_url = saml_xpath_attr(
-		x,
-		"/md:EntityDescriptor/md:IDPSSODescriptor/md:SingleSignOnService[@Binding='" BINDING_REDIRECT "']",
-		"Location");
-	if (idp->sso_url == NULL) {
-		saml_err(err, errlen, "%s: the IdP has no HTTP-Redirect SingleSignOnService", what);
-		goto fail;
-	}
-	idp->slo_url = saml_xpath_attr(
-		x,
-		"/md:EntityDescriptor/md:IDPSSODescriptor/md:SingleLogoutService[@Binding='" BINDING_REDIRECT "']",
-		"Location");
-	o = xmlXPathEvalExpression(
-		(const xmlChar *)"/md:EntityDescriptor/md:IDPSSODescriptor/md:KeyDescriptor[not(@use) or "
-			 "@use='signing']/ds:KeyInfo/ds:X509Data/ds:X509Certificate",
-		x);
-	for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr &&
-			idp->nkeys < SAML_MAX_IDP_KEYS;
-	     i++) {
-		xmlChar *b64 = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
-		GString *pem = g_string_new("-----BEGIN CERTIFICATE-----\n");
-		xmlSecKeyPtr key;
-
-		for (const xmlChar *c = b64; c && *c; c++)
-			if (*c != ' ' && *c != '\n' && *c != '\r' && *c != '\t')
-				g_string_append_c(pem, (char)*c);
-		g_string_append(pem, "\n-----END CERTIFICATE-----\n");
-		xmlFree(b64);
-		/* A PEM body on one line is accepted by OpenSSL's PEM reader only
-		 * in 64-column lines: re-wrap. */
-		{
-			GString *w = g_string_new(NULL);
-			const char *body = pem->str + strlen("-----BEGIN CERTIFICATE-----\n");
-			size_t blen = pem->len - strlen("-----BEGIN CERTIFICATE-----\n") -
-				      strlen("\n-----END CERTIFICATE-----\n");
-
-			g_string_append(w, "-----BEGIN CERTIFICATE-----\n");
-			for (size_t k = 0; k < blen; k += 64) {
-				g_string_append_len(w, body + k, (gssize)(blen - k < 64 ? blen - k : 64));
-				g_string_append_c(w, '\n');
-			}
-			g_string_append(w, "-----END CERTIFICATE-----\n");
-			g_string_free(pem, TRUE);
-			pem = w;
-		}
-		key = xmlSecOpenSSLAppKeyLoadMemory((const xmlSecByte *)pem->str, (xmlSecSize)pem->len,
-						    xmlSecKeyDataFormatCertPem, NULL, NULL, NULL);
-		g_string_free(pem, TRUE);
-		if (key == NULL) {
-			saml_err(err, errlen, "%s: signing certificate %d cannot be read", what, i + 1);
-			goto fail;
-		}
-		idp->keys[idp->nkeys++] = key;
-	}
-	if (idp->nkeys == 0) {
-		saml_err(err, errlen,
-			 "%s: the IdP metadata has no signing certificate "
-			 "(md:KeyDescriptor/ds:KeyInfo/ds:X509Data/ds:X509Certificate)",
-			 what);
-		goto fail;
-	}
-	/* No certificate: HTTP-Redirect signatures carry no KeyInfo (the IdP
-	 * has our certificate from the SP metadata), and with one lasso 2.8.1
-	 * leaks a BIO per signing key in xmlSecOpenSSLAppKeyCertLoad. */
-	idp->server = lasso_server_new_from_buffers(sp->sp_metadata, sp->sp_key_pem, NULL, NULL);
-	if (idp->server == NULL) {
-		saml_err(err, errlen, "lasso refused the SP metadata or key (%s)", sp->sp_key_path);
-		goto fail;
-	}
-	idp->server->signature_method = LASSO_SIGNATURE_METHOD_RSA_SHA256;
-	le = lasso_server_add_provider_from_buffer(idp->server, LASSO_PROVIDER_ROLE_IDP, metadata,
-						   NULL, NULL);
-	if (le != 0) {
-		saml_err(err, errlen, "%s: lasso refused the IdP metadata: %s", what,
-			 lasso_strerror(le));
-		goto fail;
-	}
-	xmlXPathFreeObject(o);
-	xmlXPathFreeContext(x);
-	xmlFreeDoc(doc);
-	return idp;
-fail:
-	xmlXPathFreeObject(o);
-	xmlXPathFreeContext(x);
-	xmlFreeDoc(doc);
-	saml_idp_free(idp);
-	return NULL;
-}
+/* ---- loading the IdP metadata (parsing: saml_metadata.c) ------------------ */
 
 static char *
 saml_read_file(const char *path, char *err, size_t errlen)
@@ -572,7 +349,8 @@ saml_load_idp(struct saml *sp, char *err, size_t errlen)
 		doc = saml_fetch(sp->idp_metadata, why, sizeof why);
 		if (doc != NULL) {
 			pthread_mutex_lock(&saml_lock);
-			idp = saml_idp_new(sp, doc, sp->idp_metadata, err, errlen);
+			idp = saml_metadata_idp_new(sp->sp_metadata, sp->sp_key_pem, sp->sp_key_path,
+						    doc, sp->idp_metadata, err, errlen);
 			pthread_mutex_unlock(&saml_lock);
 			if (idp != NULL) {
 				if (localca_write_atomic(sp->idp_metadata_cache, doc, strlen(doc), 0644,
@@ -598,7 +376,8 @@ saml_load_idp(struct saml *sp, char *err, size_t errlen)
 			return NULL;
 	}
 	pthread_mutex_lock(&saml_lock);
-	idp = saml_idp_new(sp, doc, what, err, errlen);
+	idp = saml_metadata_idp_new(sp->sp_metadata, sp->sp_key_pem, sp->sp_key_path, doc, what,
+				    err, errlen);
 	pthread_mutex_unlock(&saml_lock);
 	free(doc);
 	return idp;
@@ -634,12 +413,14 @@ saml_refresh_main(void *arg)
 				struct saml_idp *idp;
 
 				pthread_mutex_lock(&saml_lock);
-				idp = saml_idp_new(sp, doc, sp->idp_metadata, err, sizeof err);
+				idp = saml_metadata_idp_new(sp->sp_metadata, sp->sp_key_pem,
+							    sp->sp_key_path, doc, sp->idp_metadata,
+							    err, sizeof err);
 				if (idp != NULL) {
 					struct saml_idp *old = sp->idp;
 
 					sp->idp = idp;
-					saml_idp_free(old);
+					saml_metadata_idp_free(old);
 				}
 				pthread_mutex_unlock(&saml_lock);
 				if (idp == NULL) {
@@ -667,21 +448,21 @@ static char *
 saml_build_sp_metadata(struct saml *sp)
 {
 	GString *g = g_string_new("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-				  "<md:EntityDescriptor xmlns:md=\"" NS_MD "\" xmlns:ds=\"" NS_DS
+				  "<md:EntityDescriptor xmlns:md=\"" SAML_NS_MD "\" xmlns:ds=\"" SAML_NS_DS
 				  "\" entityID=\"");
 
 	saml_xml_escape(g, sp->sp_entity_id);
 	g_string_append(g, "\">\n  <md:SPSSODescriptor AuthnRequestsSigned=\"true\" "
-			   "WantAssertionsSigned=\"true\" protocolSupportEnumeration=\"" NS_SAMLP
+			   "WantAssertionsSigned=\"true\" protocolSupportEnumeration=\"" SAML_NS_SAMLP
 			   "\">\n    <md:KeyDescriptor use=\"signing\">\n      <ds:KeyInfo><ds:X509Data>"
 			   "<ds:X509Certificate>");
 	g_string_append(g, sp->sp_cert_b64);
 	g_string_append(g, "</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\n    "
-			   "</md:KeyDescriptor>\n    <md:SingleLogoutService Binding=\"" BINDING_REDIRECT
+			   "</md:KeyDescriptor>\n    <md:SingleLogoutService Binding=\"" SAML_BINDING_REDIRECT
 			   "\" Location=\"");
 	saml_xml_escape(g, sp->slo_url);
 	g_string_append(g, "\"/>\n    <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:"
-			   "unspecified</md:NameIDFormat>\n    <md:AssertionConsumerService Binding=\"" BINDING_POST
+			   "unspecified</md:NameIDFormat>\n    <md:AssertionConsumerService Binding=\"" SAML_BINDING_POST
 			   "\" Location=\"");
 	saml_xml_escape(g, sp->acs_url);
 	g_string_append(g, "\" index=\"0\" isDefault=\"true\"/>\n  </md:SPSSODescriptor>\n"
@@ -704,7 +485,7 @@ saml_free(struct saml *sp)
 	pthread_mutex_destroy(&sp->stop_lock);
 	pthread_cond_destroy(&sp->stop_cond);
 	pthread_mutex_lock(&saml_lock);
-	saml_idp_free(sp->idp);
+	saml_metadata_idp_free(sp->idp);
 	pthread_mutex_unlock(&saml_lock);
 	free(sp->idp_metadata);
 	free(sp->idp_metadata_cache);
@@ -862,7 +643,7 @@ saml_login_request(struct saml *sp, const char *relay_state, char **url, char **
 	g_free(req->AssertionConsumerServiceURL);
 	req->AssertionConsumerServiceURL = g_strdup(sp->acs_url);
 	g_free(req->ProtocolBinding);
-	req->ProtocolBinding = g_strdup(BINDING_POST);
+	req->ProtocolBinding = g_strdup(SAML_BINDING_POST);
 	req->AssertionConsumerServiceIndex = -1;
 	req->ForceAuthn = FALSE;
 	req->IsPassive = FALSE;
@@ -1269,7 +1050,7 @@ saml_prop(xmlNodePtr n, const char *name)
 static int
 saml_count_all(xmlDocPtr doc, const char *expr)
 {
-	xmlXPathContextPtr x = saml_xpath(doc);
+	xmlXPathContextPtr x = saml_xml_xpath(doc);
 	xmlXPathObjectPtr o = x ? xmlXPathEvalExpression((const xmlChar *)expr, x) : NULL;
 	int n = (o && o->nodesetval) ? o->nodesetval->nodeNr : -1;
 
@@ -1282,7 +1063,7 @@ saml_count_all(xmlDocPtr doc, const char *expr)
 static const char *
 saml_alg_name(xmlNodePtr n, const char *child, char *buf, size_t len)
 {
-	xmlNodePtr c = saml_child(n, NS_DS, child, NULL);
+	xmlNodePtr c = saml_child(n, SAML_NS_DS, child, NULL);
 	xmlChar *a = c ? xmlGetProp(c, (const xmlChar *)"Algorithm") : NULL;
 
 	snprintf(buf, len, "%s", a ? (const char *)a : "(none)");
@@ -1298,7 +1079,7 @@ static int
 saml_verify_signature(struct saml *sp, xmlNodePtr parent, xmlNodePtr sig, const char *id,
 		      const char *what, char *err, size_t errlen)
 {
-	xmlNodePtr si = saml_child(sig, NS_DS, "SignedInfo", NULL);
+	xmlNodePtr si = saml_child(sig, SAML_NS_DS, "SignedInfo", NULL);
 	xmlNodePtr ref;
 	int nrefs;
 	char *uri;
@@ -1309,7 +1090,7 @@ saml_verify_signature(struct saml *sp, xmlNodePtr parent, xmlNodePtr sig, const 
 		saml_err(err, errlen, "%s signature: no SignedInfo", what);
 		return -1;
 	}
-	ref = saml_child(si, NS_DS, "Reference", &nrefs);
+	ref = saml_child(si, SAML_NS_DS, "Reference", &nrefs);
 	if (nrefs != 1) {
 		saml_err(err, errlen, "%s signature: expected exactly one Reference, got %d", what,
 			 nrefs);
@@ -1397,7 +1178,7 @@ saml_check_issuer(struct saml *sp, xmlNodePtr parent, bool required, const char 
 		  size_t errlen)
 {
 	int n;
-	xmlNodePtr is = saml_child(parent, NS_SAML, "Issuer", &n);
+	xmlNodePtr is = saml_child(parent, SAML_NS_SAML, "Issuer", &n);
 	char *v;
 	int rc = 0;
 
@@ -1428,7 +1209,7 @@ saml_check_instant(struct saml *sp, xmlNodePtr n, const char *what, int64_t now,
 	int64_t skew = (int64_t)sp->clock_skew;
 	char nowbuf[32];
 
-	saml_format_time(now, nowbuf, sizeof nowbuf);
+	timeutil_format_utc((time_t)now, nowbuf, sizeof nowbuf);
 	if (v == NULL || saml_parse_time(v, &t) < 0) {
 		saml_err(err, errlen, "%s IssueInstant: not a valid time: \"%s\"", what, v ? v : "(none)");
 		free(v);
@@ -1462,7 +1243,7 @@ saml_check_window(struct saml *sp, xmlNodePtr n, const char *what, int64_t now, 
 	char nowbuf[32];
 	int rc = -1;
 
-	saml_format_time(now, nowbuf, sizeof nowbuf);
+	timeutil_format_utc((time_t)now, nowbuf, sizeof nowbuf);
 	if (nb != NULL) {
 		if (saml_parse_time(nb, &t) < 0) {
 			saml_err(err, errlen, "%s NotBefore: not a valid time: \"%s\"", what, nb);
@@ -1514,25 +1295,23 @@ saml_wanted_attr(struct saml *sp, const char *name, const char *friendly, const 
 	return false;
 }
 
-/* saml_accept_response and saml_accept_response_shared: <replay> NULL checks
- * the assertion ID against the in-process replay cache, else hands it out. */
-static struct session *
-saml_check_response(struct saml *sp, const char *b64, const char *request_id, int64_t now,
-		    struct saml_replay_key *replay, char *err, size_t errlen)
-{
-	guchar *xml = NULL;
-	gsize xlen = 0;
-	xmlDocPtr doc = NULL;
-	xmlNodePtr root, assertion, rsig, asig, n, subject, conditions;
-	char *s = NULL, *rid = NULL, *aid = NULL;
-	struct session *sess = NULL;
-	int count;
-	int64_t until = 0, issued = 0;
-	bool bearer_ok = false;
-	char why[512];
-	xmlAttrPtr ida;
+/* What the checks of one response share (lock held while <doc> lives). */
+struct saml_resp {
+	xmlDocPtr doc;
+	xmlNodePtr root, assertion, subject, conditions;
+	char *rid, *aid;        /* the Response and Assertion IDs */
+	int64_t issued;         /* the Assertion's IssueInstant */
+	int64_t until;          /* the earliest NotOnOrAfter, or 0 */
+};
 
-	err[0] = '\0';
+/* The decoded SAMLResponse form value <b64> (caller g_frees), or NULL with
+ * the reason.  Lock not needed. */
+static guchar *
+saml_resp_decode(const char *b64, gsize *xlen, char *err, size_t errlen)
+{
+	guchar *xml;
+	size_t span;
+
 	if (b64 == NULL || b64[0] == '\0') {
 		saml_err(err, errlen, "SAMLResponse: missing from the POST body");
 		return NULL;
@@ -1541,165 +1320,211 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 		saml_err(err, errlen, "SAMLResponse: larger than 512 KiB");
 		return NULL;
 	}
-	{
-		/* g_base64_decode ignores junk; check the alphabet first. */
-		size_t span = strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-					  "0123456789+/=\r\n ");
-
-		if (b64[span] != '\0') {
-			saml_err(err, errlen, "SAMLResponse: not base64 (the HTTP-POST binding)%s",
-				 CASDOOR_BINDING_HINT);
-			return NULL;
-		}
+	/* g_base64_decode ignores junk; check the alphabet first. */
+	span = strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			   "0123456789+/=\r\n ");
+	if (b64[span] != '\0') {
+		saml_err(err, errlen, "SAMLResponse: not base64 (the HTTP-POST binding)%s",
+			 CASDOOR_BINDING_HINT);
+		return NULL;
 	}
-	xml = g_base64_decode(b64, &xlen);
-	if (xml == NULL || xlen == 0) {
+	*xlen = 0;
+	xml = g_base64_decode(b64, xlen);
+	if (xml == NULL || *xlen == 0) {
 		saml_err(err, errlen, "SAMLResponse: not base64");
-		goto out;
+		g_free(xml);
+		return NULL;
 	}
-	pthread_mutex_lock(&saml_lock);
-	doc = saml_parse_xml((const char *)xml, xlen, "SAMLResponse", err, errlen);
-	if (doc == NULL) {
+	return xml;
+}
+
+/*
+ * Parse the document and check its shape: a samlp:Response root with
+ * exactly one, unencrypted saml:Assertion as a direct child, and distinct
+ * IDs on both, registered so that a Reference can resolve to nothing else.
+ */
+static int
+saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, size_t errlen)
+{
+	xmlAttrPtr ida;
+	int count;
+
+	r->doc = saml_xml_parse((const char *)xml, xlen, "SAMLResponse", err, errlen);
+	if (r->doc == NULL) {
 		if (xlen > 0 && xml[0] != '<')
 			snprintf(err + strlen(err), errlen - strlen(err), "%s", CASDOOR_BINDING_HINT);
-		goto unlock;
+		return -1;
 	}
-	root = xmlDocGetRootElement(doc);
-	if (!saml_is(root, NS_SAMLP, "Response")) {
+	r->root = xmlDocGetRootElement(r->doc);
+	if (!saml_is(r->root, SAML_NS_SAMLP, "Response")) {
 		saml_err(err, errlen, "SAMLResponse: the root element is %s, not samlp:Response",
-			 root ? (const char *)root->name : "(none)");
-		goto unlock;
+			 r->root ? (const char *)r->root->name : "(none)");
+		return -1;
 	}
 	/* Exactly one assertion, a direct child of the Response. */
-	count = saml_count_all(doc, "//saml:Assertion");
+	count = saml_count_all(r->doc, "//saml:Assertion");
 	if (count != 1) {
 		saml_err(err, errlen, "Assertion: expected exactly one, got %d", count);
-		goto unlock;
+		return -1;
 	}
-	if (saml_count_all(doc, "//saml:EncryptedAssertion") != 0) {
+	if (saml_count_all(r->doc, "//saml:EncryptedAssertion") != 0) {
 		saml_err(err, errlen, "Assertion: encrypted assertions are not supported");
-		goto unlock;
+		return -1;
 	}
-	assertion = saml_child(root, NS_SAML, "Assertion", NULL);
-	if (assertion == NULL) {
+	r->assertion = saml_child(r->root, SAML_NS_SAML, "Assertion", NULL);
+	if (r->assertion == NULL) {
 		saml_err(err, errlen, "Assertion: not a direct child of the Response");
-		goto unlock;
+		return -1;
 	}
 	/* IDs: registered only on these two elements, and distinct, so a
 	 * Reference can resolve to nothing else. */
-	rid = saml_prop(root, "ID");
-	aid = saml_prop(assertion, "ID");
-	if (rid == NULL || aid == NULL || rid[0] == '\0' || aid[0] == '\0' || strcmp(rid, aid) == 0) {
+	r->rid = saml_prop(r->root, "ID");
+	r->aid = saml_prop(r->assertion, "ID");
+	if (r->rid == NULL || r->aid == NULL || r->rid[0] == '\0' || r->aid[0] == '\0' ||
+	    strcmp(r->rid, r->aid) == 0) {
 		saml_err(err, errlen, "ID: the Response and the Assertion need distinct IDs (got \"%s\" "
 				      "and \"%s\")",
-			 rid ? rid : "", aid ? aid : "");
-		goto unlock;
+			 r->rid ? r->rid : "", r->aid ? r->aid : "");
+		return -1;
 	}
-	ida = xmlHasProp(root, (const xmlChar *)"ID");
-	if (xmlAddID(NULL, doc, (const xmlChar *)rid, ida) == NULL) {
+	ida = xmlHasProp(r->root, (const xmlChar *)"ID");
+	if (xmlAddID(NULL, r->doc, (const xmlChar *)r->rid, ida) == NULL) {
 		saml_err(err, errlen, "ID: cannot register the Response ID");
-		goto unlock;
+		return -1;
 	}
-	ida = xmlHasProp(assertion, (const xmlChar *)"ID");
-	if (xmlAddID(NULL, doc, (const xmlChar *)aid, ida) == NULL) {
+	ida = xmlHasProp(r->assertion, (const xmlChar *)"ID");
+	if (xmlAddID(NULL, r->doc, (const xmlChar *)r->aid, ida) == NULL) {
 		saml_err(err, errlen, "ID: cannot register the Assertion ID");
-		goto unlock;
+		return -1;
 	}
-	/* Signatures: only as direct children of the Response or the Assertion. */
-	rsig = saml_child(root, NS_DS, "Signature", &count);
+	return 0;
+}
+
+/*
+ * Signatures: only as direct children of the Response or the Assertion, at
+ * least one of them, and every one present verifies with an IdP key.
+ */
+static int
+saml_resp_signatures(struct saml *sp, struct saml_resp *r, char *err, size_t errlen)
+{
+	xmlNodePtr rsig, asig;
+	int count;
+
+	rsig = saml_child(r->root, SAML_NS_DS, "Signature", &count);
 	if (count > 1) {
 		saml_err(err, errlen, "Signature: the Response carries %d signatures", count);
-		goto unlock;
+		return -1;
 	}
-	asig = saml_child(assertion, NS_DS, "Signature", &count);
+	asig = saml_child(r->assertion, SAML_NS_DS, "Signature", &count);
 	if (count > 1) {
 		saml_err(err, errlen, "Signature: the Assertion carries %d signatures", count);
-		goto unlock;
+		return -1;
 	}
-	count = saml_count_all(doc, "//ds:Signature");
+	count = saml_count_all(r->doc, "//ds:Signature");
 	if (count != (rsig ? 1 : 0) + (asig ? 1 : 0)) {
 		saml_err(err, errlen, "Signature: %d signature element(s) outside the Response and "
 				      "Assertion elements",
 			 count - (rsig ? 1 : 0) - (asig ? 1 : 0));
-		goto unlock;
+		return -1;
 	}
 	if (rsig == NULL && asig == NULL) {
 		saml_err(err, errlen, "Signature: neither the Response nor the Assertion is signed");
-		goto unlock;
+		return -1;
 	}
 	/* The Response signature covers the assertion (its child); an
 	 * Assertion signature covers itself.  Every signature present must
 	 * verify. */
-	if (rsig != NULL && saml_verify_signature(sp, root, rsig, rid, "Response", err, errlen) < 0)
-		goto unlock;
-	if (asig != NULL && saml_verify_signature(sp, assertion, asig, aid, "Assertion", err, errlen) < 0)
-		goto unlock;
+	if (rsig != NULL &&
+	    saml_verify_signature(sp, r->root, rsig, r->rid, "Response", err, errlen) < 0)
+		return -1;
+	if (asig != NULL &&
+	    saml_verify_signature(sp, r->assertion, asig, r->aid, "Assertion", err, errlen) < 0)
+		return -1;
+	return 0;
+}
 
-	/* The Response. */
-	s = saml_prop(root, "Version");
+/*
+ * The Response element: Version, Destination (our ACS), InResponseTo (the
+ * request this browser started), Issuer, IssueInstant and a success Status.
+ */
+static int
+saml_resp_outer(struct saml *sp, struct saml_resp *r, const char *request_id, int64_t now,
+		char *err, size_t errlen)
+{
+	xmlNodePtr n;
+	char *s;
+	int rc = -1;
+
+	s = saml_prop(r->root, "Version");
 	if (s == NULL || strcmp(s, "2.0") != 0) {
 		saml_err(err, errlen, "Version: expected \"2.0\", got \"%s\"", s ? s : "(none)");
-		goto unlock;
+		goto out;
 	}
 	free(s);
-	s = saml_prop(root, "Destination");
+	s = saml_prop(r->root, "Destination");
 	if (s == NULL || strcmp(s, sp->acs_url) != 0) {
 		saml_err(err, errlen, "Destination: expected \"%s\", got \"%s\"", sp->acs_url,
 			 s ? s : "(none)");
-		goto unlock;
+		goto out;
 	}
 	free(s);
-	s = saml_prop(root, "InResponseTo");
+	s = saml_prop(r->root, "InResponseTo");
 	if (s == NULL) {
 		saml_err(err, errlen,
 			 "InResponseTo: missing (an unsolicited response; only logins started here "
 			 "are accepted), expected \"%s\"",
 			 request_id);
-		goto unlock;
+		goto out;
 	}
 	if (strcmp(s, request_id) != 0) {
 		saml_err(err, errlen,
 			 "InResponseTo: expected \"%s\" (the request this browser started), got \"%s\"",
 			 request_id, s);
-		goto unlock;
+		goto out;
 	}
 	free(s);
 	s = NULL;
-	if (saml_check_issuer(sp, root, false, "Response", err, errlen) < 0 ||
-	    saml_check_instant(sp, root, "Response", now, NULL, err, errlen) < 0)
-		goto unlock;
-	n = saml_child(saml_child(root, NS_SAMLP, "Status", NULL), NS_SAMLP, "StatusCode", NULL);
+	if (saml_check_issuer(sp, r->root, false, "Response", err, errlen) < 0 ||
+	    saml_check_instant(sp, r->root, "Response", now, NULL, err, errlen) < 0)
+		goto out;
+	n = saml_child(saml_child(r->root, SAML_NS_SAMLP, "Status", NULL), SAML_NS_SAMLP, "StatusCode",
+		       NULL);
 	s = saml_prop(n, "Value");
 	if (s == NULL || strcmp(s, STATUS_SUCCESS) != 0) {
-		xmlNodePtr sub = saml_child(n, NS_SAMLP, "StatusCode", NULL);
+		xmlNodePtr sub = saml_child(n, SAML_NS_SAMLP, "StatusCode", NULL);
 		char *subv = saml_prop(sub, "Value");
-		char *msg = saml_text(saml_child(saml_child(root, NS_SAMLP, "Status", NULL), NS_SAMLP,
-						 "StatusMessage", NULL));
+		char *msg = saml_text(saml_child(saml_child(r->root, SAML_NS_SAMLP, "Status", NULL),
+						 SAML_NS_SAMLP, "StatusMessage", NULL));
 
 		saml_err(err, errlen, "Status: the IdP answered %s%s%s%s%s", s ? s : "(no status)",
 			 subv ? " / " : "", subv ? subv : "", msg ? ": " : "", msg ? msg : "");
 		free(subv);
 		free(msg);
-		goto unlock;
+		goto out;
 	}
+	rc = 0;
+out:
 	free(s);
-	s = NULL;
+	return rc;
+}
 
-	/* The Assertion. */
-	if (saml_check_issuer(sp, assertion, true, "Assertion", err, errlen) < 0 ||
-	    saml_check_instant(sp, assertion, "Assertion", now, &issued, err, errlen) < 0)
-		goto unlock;
-	subject = saml_child(assertion, NS_SAML, "Subject", NULL);
-	if (subject == NULL) {
-		saml_err(err, errlen, "Subject: missing");
-		goto unlock;
-	}
+/*
+ * The Subject has a bearer SubjectConfirmation whose data names our ACS as
+ * Recipient, the request this browser started (if any InResponseTo) and a
+ * current time window (its NotOnOrAfter lowers r->until).
+ */
+static int
+saml_resp_bearer(struct saml *sp, struct saml_resp *r, const char *request_id, int64_t now,
+		 char *err, size_t errlen)
+{
+	char why[512];
+
 	why[0] = '\0';
-	for (xmlNodePtr sc = subject->children; sc != NULL && !bearer_ok; sc = sc->next) {
+	for (xmlNodePtr sc = r->subject->children; sc != NULL; sc = sc->next) {
 		xmlNodePtr scd;
 		char *m, *v;
 
-		if (!saml_is(sc, NS_SAML, "SubjectConfirmation"))
+		if (!saml_is(sc, SAML_NS_SAML, "SubjectConfirmation"))
 			continue;
 		m = saml_prop(sc, "Method");
 		if (m == NULL || strcmp(m, CM_BEARER) != 0) {
@@ -1707,7 +1532,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 			continue;
 		}
 		free(m);
-		scd = saml_child(sc, NS_SAML, "SubjectConfirmationData", NULL);
+		scd = saml_child(sc, SAML_NS_SAML, "SubjectConfirmationData", NULL);
 		if (scd == NULL) {
 			snprintf(why, sizeof why, "SubjectConfirmationData: missing");
 			continue;
@@ -1729,67 +1554,107 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 			continue;
 		}
 		free(v);
-		if (saml_check_window(sp, scd, "SubjectConfirmationData", now, true, &until, why,
+		if (saml_check_window(sp, scd, "SubjectConfirmationData", now, true, &r->until, why,
 				      sizeof why) < 0)
 			continue;
-		bearer_ok = true;
+		return 0;
 	}
-	if (!bearer_ok) {
-		saml_err(err, errlen, "%s", why[0] ? why : "SubjectConfirmation: no bearer confirmation");
-		goto unlock;
-	}
-	conditions = saml_child(assertion, NS_SAML, "Conditions", &count);
-	if (conditions == NULL || count != 1) {
-		saml_err(err, errlen, "Conditions: expected one element, got %d", count);
-		goto unlock;
-	}
-	if (saml_check_window(sp, conditions, "Conditions", now, false, &until, err, errlen) < 0)
-		goto unlock;
-	{
-		/* Audience from the XML itself: every AudienceRestriction must
-		 * name us (lasso drops restrictions with several Audiences). */
-		int nrestr = 0;
-		GString *seen = g_string_new(NULL);
-		bool all_ok = true;
+	saml_err(err, errlen, "%s", why[0] ? why : "SubjectConfirmation: no bearer confirmation");
+	return -1;
+}
 
-		for (xmlNodePtr ar = conditions->children; ar != NULL; ar = ar->next) {
-			bool ours = false;
+/* Audience from the XML itself: every AudienceRestriction of <conditions>
+ * must name us (lasso drops restrictions with several Audiences). */
+static int
+saml_resp_audience(struct saml *sp, xmlNodePtr conditions, char *err, size_t errlen)
+{
+	int nrestr = 0;
+	GString *seen = g_string_new(NULL);
+	bool all_ok = true;
+	int rc = 0;
 
-			if (!saml_is(ar, NS_SAML, "AudienceRestriction"))
+	for (xmlNodePtr ar = conditions->children; ar != NULL; ar = ar->next) {
+		bool ours = false;
+
+		if (!saml_is(ar, SAML_NS_SAML, "AudienceRestriction"))
+			continue;
+		nrestr++;
+		for (xmlNodePtr au = ar->children; au != NULL; au = au->next) {
+			char *v;
+
+			if (!saml_is(au, SAML_NS_SAML, "Audience"))
 				continue;
-			nrestr++;
-			for (xmlNodePtr au = ar->children; au != NULL; au = au->next) {
-				char *v;
-
-				if (!saml_is(au, NS_SAML, "Audience"))
-					continue;
-				v = saml_text(au);
-				if (v != NULL && strcmp(v, sp->sp_entity_id) == 0)
-					ours = true;
-				g_string_append_printf(seen, "%s\"%s\"", seen->len ? ", " : "",
-						       v ? v : "(not text)");
-				free(v);
-			}
-			if (!ours)
-				all_ok = false;
+			v = saml_text(au);
+			if (v != NULL && strcmp(v, sp->sp_entity_id) == 0)
+				ours = true;
+			g_string_append_printf(seen, "%s\"%s\"", seen->len ? ", " : "",
+					       v ? v : "(not text)");
+			free(v);
 		}
-		if (nrestr == 0 || !all_ok) {
-			saml_err(err, errlen, "Audience: expected \"%s\", got %s", sp->sp_entity_id,
-				 nrestr == 0 ? "no AudienceRestriction" : seen->str);
-			g_string_free(seen, TRUE);
-			goto unlock;
-		}
-		g_string_free(seen, TRUE);
+		if (!ours)
+			all_ok = false;
 	}
-	n = saml_child(subject, NS_SAML, "NameID", &count);
+	if (nrestr == 0 || !all_ok) {
+		saml_err(err, errlen, "Audience: expected \"%s\", got %s", sp->sp_entity_id,
+			 nrestr == 0 ? "no AudienceRestriction" : seen->str);
+		rc = -1;
+	}
+	g_string_free(seen, TRUE);
+	return rc;
+}
+
+/*
+ * The Assertion element: Issuer (required), IssueInstant (into r->issued),
+ * a Subject with a bearer confirmation, and one Conditions element with a
+ * current window and our Audience.
+ */
+static int
+saml_resp_assertion(struct saml *sp, struct saml_resp *r, const char *request_id, int64_t now,
+		    char *err, size_t errlen)
+{
+	int count;
+
+	if (saml_check_issuer(sp, r->assertion, true, "Assertion", err, errlen) < 0 ||
+	    saml_check_instant(sp, r->assertion, "Assertion", now, &r->issued, err, errlen) < 0)
+		return -1;
+	r->subject = saml_child(r->assertion, SAML_NS_SAML, "Subject", NULL);
+	if (r->subject == NULL) {
+		saml_err(err, errlen, "Subject: missing");
+		return -1;
+	}
+	if (saml_resp_bearer(sp, r, request_id, now, err, errlen) < 0)
+		return -1;
+	r->conditions = saml_child(r->assertion, SAML_NS_SAML, "Conditions", &count);
+	if (r->conditions == NULL || count != 1) {
+		saml_err(err, errlen, "Conditions: expected one element, got %d", count);
+		return -1;
+	}
+	if (saml_check_window(sp, r->conditions, "Conditions", now, false, &r->until, err, errlen) < 0)
+		return -1;
+	return saml_resp_audience(sp, r->conditions, err, errlen);
+}
+
+/*
+ * A new session for the Subject's one plain-text NameID, issued <now>,
+ * bounded by the AuthnStatements' SessionNotOnOrAfter, with the IdP's first
+ * SessionIndex (for the LogoutRequest).  NULL with the reason otherwise.
+ */
+static struct session *
+saml_resp_session(struct saml_resp *r, int64_t now, char *err, size_t errlen)
+{
+	struct session *sess;
+	xmlNodePtr n;
+	int count;
+
+	n = saml_child(r->subject, SAML_NS_SAML, "NameID", &count);
 	if (n == NULL || count != 1) {
 		saml_err(err, errlen, "NameID: expected one NameID in the Subject, got %d%s", count,
-			 saml_child(subject, NS_SAML, "EncryptedID", NULL) ? " (encrypted IDs are not supported)" : "");
-		goto unlock;
+			 saml_child(r->subject, SAML_NS_SAML, "EncryptedID", NULL) ? " (encrypted IDs are not supported)" : "");
+		return NULL;
 	}
 	if ((sess = session_new()) == NULL) {
 		saml_err(err, errlen, "out of memory");
-		goto unlock;
+		return NULL;
 	}
 	sess->name_id = saml_text(n);
 	if (sess->name_id == NULL || sess->name_id[0] == '\0') {
@@ -1798,11 +1663,11 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 	}
 	sess->issued = now;
 	/* SessionNotOnOrAfter bounds the session. */
-	for (xmlNodePtr as = assertion->children; as != NULL; as = as->next) {
+	for (xmlNodePtr as = r->assertion->children; as != NULL; as = as->next) {
 		char *v;
 		int64_t t;
 
-		if (!saml_is(as, NS_SAML, "AuthnStatement"))
+		if (!saml_is(as, SAML_NS_SAML, "AuthnStatement"))
 			continue;
 		v = saml_prop(as, "SessionNotOnOrAfter");
 		if (v != NULL && saml_parse_time(v, &t) == 0 && (sess->expires == 0 || t < sess->expires))
@@ -1819,14 +1684,27 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 		}
 		free(v);
 	}
-	for (xmlNodePtr st = assertion->children; st != NULL; st = st->next) {
-		if (!saml_is(st, NS_SAML, "AttributeStatement"))
+	return sess;
+fail:
+	session_free(sess);
+	return NULL;
+}
+
+/* Copy the values of the configured attributes (by Name or FriendlyName) of
+ * every AttributeStatement into <sess>; values holding CR or LF are
+ * dropped. */
+static int
+saml_resp_attributes(struct saml *sp, struct saml_resp *r, struct session *sess, char *err,
+		     size_t errlen)
+{
+	for (xmlNodePtr st = r->assertion->children; st != NULL; st = st->next) {
+		if (!saml_is(st, SAML_NS_SAML, "AttributeStatement"))
 			continue;
 		for (xmlNodePtr at = st->children; at != NULL; at = at->next) {
 			char *name, *friendly;
 			const char *as_name;
 
-			if (!saml_is(at, NS_SAML, "Attribute"))
+			if (!saml_is(at, SAML_NS_SAML, "Attribute"))
 				continue;
 			name = saml_prop(at, "Name");
 			friendly = saml_prop(at, "FriendlyName");
@@ -1834,7 +1712,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 				for (xmlNodePtr av = at->children; av != NULL; av = av->next) {
 					char *v;
 
-					if (!saml_is(av, NS_SAML, "AttributeValue"))
+					if (!saml_is(av, SAML_NS_SAML, "AttributeValue"))
 						continue;
 					v = saml_text(av);
 					if (v != NULL && strpbrk(v, "\r\n") == NULL &&
@@ -1843,7 +1721,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 						free(name);
 						free(friendly);
 						saml_err(err, errlen, "out of memory");
-						goto fail;
+						return -1;
 					}
 					free(v);
 				}
@@ -1852,40 +1730,73 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 			free(friendly);
 		}
 	}
-	/* Replay: remember the assertion ID as long as it could be accepted:
-	 * until its end of validity, but no longer than the IssueInstant cap. */
-	{
-		int64_t keep = issued + (int64_t)sp->max_age + 2 * (int64_t)sp->clock_skew;
+	return 0;
+}
 
-		if (until != 0 && until + (int64_t)sp->clock_skew < keep)
-			keep = until + (int64_t)sp->clock_skew;
-		if (replay != NULL) {
-			replay->keep_until = keep + 1;
-			replay->assertion_id = aid;
-			aid = NULL;
-		} else if (saml_replay_check(aid, keep + 1, now, sp->replay_cache_size) < 0) {
-			if (saml_replay_full(sp->replay_cache_size))
-				saml_err(err, errlen,
-					 "replay cache: full (%zu live assertion IDs); raise "
-					 "saml.replay_cache_size",
-					 sp->replay_cache_size);
-			else
-				saml_err(err, errlen, "Assertion ID: \"%s\" was used before (a replay)",
-					 aid);
-			goto fail;
-		}
+/*
+ * Replay: remember the assertion ID as long as it could be accepted: until
+ * its end of validity, but no longer than the IssueInstant cap.  With
+ * <replay> the ID and its lifetime go to the caller (r->aid is handed over);
+ * else the in-process cache refuses an ID seen before.
+ */
+static int
+saml_resp_remember(struct saml *sp, struct saml_resp *r, int64_t now,
+		   struct saml_replay_key *replay, char *err, size_t errlen)
+{
+	int64_t keep = r->issued + (int64_t)sp->max_age + 2 * (int64_t)sp->clock_skew;
+
+	if (r->until != 0 && r->until + (int64_t)sp->clock_skew < keep)
+		keep = r->until + (int64_t)sp->clock_skew;
+	if (replay != NULL) {
+		replay->keep_until = keep + 1;
+		replay->assertion_id = r->aid;
+		r->aid = NULL;
+		return 0;
 	}
-	goto unlock;
-fail:
-	session_free(sess);
-	sess = NULL;
-unlock:
-	xmlFreeDoc(doc);
+	if (saml_replay_check(r->aid, keep + 1, now, sp->replay_cache_size) < 0) {
+		if (saml_replay_full(sp->replay_cache_size))
+			saml_err(err, errlen,
+				 "replay cache: full (%zu live assertion IDs); raise "
+				 "saml.replay_cache_size",
+				 sp->replay_cache_size);
+		else
+			saml_err(err, errlen, "Assertion ID: \"%s\" was used before (a replay)", r->aid);
+		return -1;
+	}
+	return 0;
+}
+
+/* saml_accept_response and saml_accept_response_shared: <replay> NULL checks
+ * the assertion ID against the in-process replay cache, else hands it out.
+ * The checks run in this order, the first failure naming itself in <err>. */
+static struct session *
+saml_check_response(struct saml *sp, const char *b64, const char *request_id, int64_t now,
+		    struct saml_replay_key *replay, char *err, size_t errlen)
+{
+	struct saml_resp r = {0};
+	struct session *sess = NULL;
+	guchar *xml;
+	gsize xlen = 0;
+
+	err[0] = '\0';
+	if ((xml = saml_resp_decode(b64, &xlen, err, errlen)) == NULL)
+		goto out;
+	pthread_mutex_lock(&saml_lock);
+	if (saml_resp_shape(&r, xml, xlen, err, errlen) == 0 &&
+	    saml_resp_signatures(sp, &r, err, errlen) == 0 &&
+	    saml_resp_outer(sp, &r, request_id, now, err, errlen) == 0 &&
+	    saml_resp_assertion(sp, &r, request_id, now, err, errlen) == 0)
+		sess = saml_resp_session(&r, now, err, errlen);
+	if (sess != NULL && (saml_resp_attributes(sp, &r, sess, err, errlen) < 0 ||
+			     saml_resp_remember(sp, &r, now, replay, err, errlen) < 0)) {
+		session_free(sess);
+		sess = NULL;
+	}
+	xmlFreeDoc(r.doc);
 	pthread_mutex_unlock(&saml_lock);
 out:
-	free(s);
-	free(rid);
-	free(aid);
+	free(r.rid);
+	free(r.aid);
 	g_free(xml);
 	return sess;
 }

@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "base/log.h"
+#include "base/sslerr.h"
 
 struct localca {
 	char *dir;
@@ -30,20 +31,6 @@ struct localca {
 	X509 *cert;
 	EVP_PKEY *key;
 };
-
-/* The newest OpenSSL error as text, or <fallback>. */
-static const char *
-ssl_reason(const char *fallback)
-{
-	static _Thread_local char buf[256];
-	unsigned long e = ERR_peek_last_error();
-
-	if (e == 0)
-		return fallback;
-	ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	return buf;
-}
 
 int
 localca_mkdirs(const char *dir, char *err, size_t errlen)
@@ -398,7 +385,7 @@ load_existing(struct localca *ca, int dfd, char *err, size_t errlen)
 	BIO_free(bio);
 	if (ca->key == NULL) {
 		snprintf(err, errlen, "%s: no readable PEM private key (%s)", ca->key_path,
-			 ssl_reason("no key"));
+			 sslerr_reason("no key"));
 		goto out;
 	}
 	bio = BIO_new_mem_buf(cbuf, (int)clen);
@@ -406,7 +393,7 @@ load_existing(struct localca *ca, int dfd, char *err, size_t errlen)
 	BIO_free(bio);
 	if (ca->cert == NULL) {
 		snprintf(err, errlen, "%s: no readable PEM certificate (%s)", ca->cert_path,
-			 ssl_reason("no certificate"));
+			 sslerr_reason("no certificate"));
 		goto out;
 	}
 	if (!X509_check_private_key(ca->cert, ca->key)) {
@@ -443,19 +430,19 @@ create_new(struct localca *ca, int dfd, char *err, size_t errlen)
 
 	ca->key = new_p256_key();
 	if (ca->key == NULL) {
-		snprintf(err, errlen, "cannot generate the local CA key: %s", ssl_reason("?"));
+		snprintf(err, errlen, "cannot generate the local CA key: %s", sslerr_reason("?"));
 		goto out;
 	}
 	ca->cert = make_ca_cert(ca->key);
 	if (ca->cert == NULL) {
-		snprintf(err, errlen, "cannot make the local CA certificate: %s", ssl_reason("?"));
+		snprintf(err, errlen, "cannot make the local CA certificate: %s", sslerr_reason("?"));
 		goto out;
 	}
 	kb = BIO_new(BIO_s_secmem());
 	cb = BIO_new(BIO_s_mem());
 	if (kb == NULL || cb == NULL || !PEM_write_bio_PrivateKey(kb, ca->key, NULL, NULL, 0, NULL, NULL) ||
 	    !PEM_write_bio_X509(cb, ca->cert)) {
-		snprintf(err, errlen, "cannot encode the local CA: %s", ssl_reason("?"));
+		snprintf(err, errlen, "cannot encode the local CA: %s", sslerr_reason("?"));
 		goto out;
 	}
 	klen = BIO_get_mem_data(kb, &kdata);
@@ -708,7 +695,7 @@ localca_issue(struct localca *ca, const char *const *names, size_t nnames, unsig
 	return 0;
 fail:
 	snprintf(err, errlen, "local CA: cannot issue a certificate for %s: %s", names[0],
-		 ssl_reason("out of memory"));
+		 sslerr_reason("out of memory"));
 	X509_NAME_free(subject);
 	GENERAL_NAMES_free(gens);
 	X509_free(x);

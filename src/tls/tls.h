@@ -2,8 +2,11 @@
  * tls: TLS termination for the HTTPS listeners.  One process-wide certificate
  * store (struct tls_store) owns the server SSL_CTX, every certificate the
  * process serves, the session-ticket keys and the local CA.  Worker threads
- * only create connections from it (tls_evhttp_bevcb); the main thread changes
- * it (tls_store_poll, tls_store_install).  Thread-safe throughout.
+ * only create connections from its SSL_CTX (tls_store_ctx); the main thread
+ * changes it (tls_store_poll, tls_store_install).  Thread-safe throughout.
+ * Three files: tls.c (the store: sources, polling, installs, metrics),
+ * tls_cert.c (certificates and the name index) and tls_handshake.c (the
+ * SSL_CTX and its handshake callbacks).
  *
  * Handshakes: the ClientHello callback reads SNI and ALPN from the hello,
  * looks the name up (exact name, then the "*.parent" wildcard, then the
@@ -30,7 +33,7 @@
  *
  * Plain HTTP sent to a TLS port is answered "400 Bad Request" with a text body
  * saying the port speaks HTTPS, then the connection closes: the SSL_CTX's info
- * callback does it, so the worker needs nothing beyond tls_evhttp_bevcb.
+ * callback does it, so the worker needs nothing beyond the SSL_CTX.
  *
  * Certificate sources: PEM files (checked at load, re-read when they change
  * on disk), the local CA (localca.h) and certificates installed at run time
@@ -47,9 +50,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-struct event_base;
-struct bufferevent;
-struct evhttp_connection;
 struct tls_store;
 
 /* One certificate given as files: a PEM chain (leaf first) and its PEM key.
@@ -100,24 +100,6 @@ void tls_store_free(struct tls_store *s);
 
 /* The server SSL_CTX (borrowed; never changes during the store's life). */
 SSL_CTX *tls_store_ctx(struct tls_store *s);
-
-/*
- * evhttp_set_bevcb callback, <arg> is the store: a new server-side
- * bufferevent_openssl (BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE, dirty
- * shutdowns allowed) whose socket evhttp sets afterwards.  NULL only when out
- * of memory.
- */
-struct bufferevent *tls_evhttp_bevcb(struct event_base *base, void *arg);
-
-/*
- * Call for every request received on a TLS listener (cheap; the worker's
- * request callback does it): when evhttp later closes <evcon> (Connection:
- * close, idle timeout, drain), the peer gets a TLS close_notify first.
- * Without it libevent 2.1 just closes the socket, and strict TLS clients
- * (OpenSSL 3's s_client, some HTTP libraries) report an "unexpected EOF".
- * Uses the connection's close callback.
- */
-void tls_evhttp_connection_track(struct evhttp_connection *evcon);
 
 /*
  * Periodic work, from one thread (the main loop's timer, every few seconds):

@@ -1,10 +1,10 @@
 /*
  * tls_echo_server: a small HTTPS server for the TLS end-to-end tests
- * (tests/e2e/test_tls_*.py).  It uses the tls module exactly as the workers
- * do: one process-wide tls_store, N worker threads each with its own
- * event_base and evhttp accepting on the same listening socket, TLS through
- * evhttp_set_bevcb(tls_evhttp_bevcb), and tls_store_poll on a timer in the
- * main thread.  Every request is answered 200 with one line describing the
+ * (tests/e2e/test_tls_*.py).  It uses the tls module as the workers do: one
+ * process-wide tls_store, N worker threads each with its own event_base and
+ * evhttp accepting on the same listening socket, TLS through
+ * evhttp_set_bevcb(echo_bevcb) on the store's SSL_CTX, and tls_store_poll on
+ * a timer in the main thread.  Every request is answered 200 with one line describing the
  * connection:
  *
  *   sni=<name or -> version=<TLSv1.3> alpn=<proto or -> cipher=<name> path=<uri>
@@ -44,9 +44,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "base/log.h"
+#include "base/sslerr.h"
 #include "tls/tls.h"
 
 #define MAX_FILES 16
@@ -105,6 +107,64 @@ load_challenge(const char *spec)
 	return challenge.cert && challenge.key ? 0 : -1;
 }
 
+/*
+ * evhttp_set_bevcb callback, <arg> is the store: a new server-side
+ * bufferevent_openssl (BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE, dirty
+ * shutdowns allowed) whose socket evhttp sets afterwards.  NULL only when out
+ * of memory.  (Was tls_evhttp_bevcb in src/tls/tls.c: only this driver used
+ * it, the proxy's own server does TLS on the SSL_CTX directly.)
+ */
+static struct bufferevent *
+echo_bevcb(struct event_base *base, void *arg)
+{
+	struct tls_store *s = arg;
+	SSL *ssl = SSL_new(tls_store_ctx(s));
+	struct bufferevent *bev;
+
+	if (ssl == NULL) {
+		log_error("tls: SSL_new failed: %s", sslerr_reason("out of memory"));
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		log_error("tls: cannot make a TLS bufferevent (out of memory)");
+		return NULL;
+	}
+	/* OpenSSL 3 reports a peer's close without close_notify as an error,
+	 * which libevent 2.1 does not expect; treat it as an ordinary EOF. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+/* evhttp is about to free the connection (the socket is still open). */
+static void
+echo_close_notify_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	/* Only after a finished handshake and no fatal error (OpenSSL then
+	 * reports the connection as in init); best effort, never blocks. */
+	if (ssl && SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+		SSL_shutdown(ssl);
+	ERR_clear_error();
+}
+
+/*
+ * For every request: when evhttp later closes <evcon> (Connection: close,
+ * idle timeout, drain), the peer gets a TLS close_notify first.  Without it
+ * libevent 2.1 just closes the socket, and strict TLS clients (OpenSSL 3's
+ * s_client) report an "unexpected EOF".  (Was tls_evhttp_connection_track.)
+ */
+static void
+echo_track_close(struct evhttp_connection *evcon)
+{
+	if (evcon)
+		evhttp_connection_set_closecb(evcon, echo_close_notify_cb, NULL);
+}
+
 static void
 request_cb(struct evhttp_request *req, void *arg)
 {
@@ -117,7 +177,7 @@ request_cb(struct evhttp_request *req, void *arg)
 	const char *sni = NULL;
 
 	/* The wiring the worker's request callback needs: one line. */
-	tls_evhttp_connection_track(evcon);
+	echo_track_close(evcon);
 	if (out == NULL) {
 		evhttp_send_error(req, 500, NULL);
 		return;
@@ -286,7 +346,7 @@ main(int argc, char **argv)
 		evhttp_set_default_content_type(w->http, NULL);
 		evhttp_set_timeout(w->http, 30);
 		/* The wiring a worker needs: one line. */
-		evhttp_set_bevcb(w->http, tls_evhttp_bevcb, store);
+		evhttp_set_bevcb(w->http, echo_bevcb, store);
 		evhttp_set_gencb(w->http, request_cb, NULL);
 		if (evhttp_accept_socket_with_handle(w->http, fcntl(fd, F_DUPFD_CLOEXEC, 0)) == NULL)
 			goto out;
