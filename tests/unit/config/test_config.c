@@ -1032,8 +1032,8 @@ test_posthog_example(void **state)
 	assert_int_equal(fclose(fp), 0);
 	fake_env = env;
 
-	/* tests/unit/test_config.c -> examples/posthog/portcullis.json */
-	snprintf(path, sizeof path, "%.*s/../../examples/posthog/portcullis.json",
+	/* tests/unit/config/test_config.c -> examples/posthog/portcullis.json */
+	snprintf(path, sizeof path, "%.*s/../../../examples/posthog/portcullis.json",
 		 slash != NULL ? (int)(slash - __FILE__) : 1, slash != NULL ? __FILE__ : ".");
 	cfg = config_load_file(path, err, sizeof err, fake_getenv);
 	fake_env = NULL;
