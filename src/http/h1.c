@@ -3,6 +3,7 @@
 #include "http/http_internal.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -697,7 +698,17 @@ h1_free(struct server_conn *c)
 void
 h1_set_max_header_bytes(size_t max_header_bytes)
 {
-	http_parser_set_max_header_size((uint32_t)(max_header_bytes * 2 + 4096));
+	/* Servers with different limits (the admin listener's is smaller) share
+	 * http-parser's process-wide limit: it only grows. */
+	static _Atomic size_t largest;
+	size_t seen = atomic_load(&largest);
+
+	while (max_header_bytes > seen) {
+		if (atomic_compare_exchange_weak(&largest, &seen, max_header_bytes)) {
+			http_parser_set_max_header_size((uint32_t)(max_header_bytes * 2 + 4096));
+			break;
+		}
+	}
 }
 
 const struct conn_codec h1_conn_codec = {

@@ -41,8 +41,9 @@ struct http_codec_ops;
 extern const struct conn_codec h1_conn_codec;
 extern const struct http_codec_ops h1_codec_ops;
 
-/* Set http-parser's process-wide head limit for a configured limit of
- * <max_header_bytes> (ours is exact, its own stays well above). */
+/* Make http-parser's process-wide head limit fit a server whose limit is
+ * <max_header_bytes> (ours is exact, its own stays well above; it never
+ * shrinks, as servers with other limits share it). */
 void h1_set_max_header_bytes(size_t max_header_bytes);
 
 #endif
