@@ -152,20 +152,20 @@ admin_new(struct event_base *base, int fd, const struct admin_state *state)
 		.client = {ADMIN_TIMEOUT_SECONDS, 0},
 	};
 
-	if (a == NULL) {
-		close(fd);
-		return NULL;
-	}
+	if (a == NULL)
+		goto fail;
 	a->state = state;
 	a->server = server_new(base, fd, 0, &admin_handler, a);
-	if (a->server == NULL) {
-		free(a);
-		close(fd);
-		return NULL;
-	}
+	if (a->server == NULL)
+		goto fail;
 	server_set_counted(a->server, false);
+	server_set_http10_status(a->server, true);
 	server_set_limits(a->server, &limits);
 	return a;
+fail:
+	free(a);
+	close(fd);
+	return NULL;
 }
 
 void

@@ -615,6 +615,12 @@ server_set_counted(struct server *srv, bool counted)
 }
 
 void
+server_set_http10_status(struct server *srv, bool on)
+{
+	srv->http10_status = on;
+}
+
+void
 server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *trusted)
 {
 	srv->proxy_protocol = on;

@@ -58,6 +58,11 @@ void server_set_limits(struct server *srv, const struct server_limits *limits);
  * connection. */
 void server_set_counted(struct server *srv, bool counted);
 
+/* Answer HTTP/1.0 requests with an "HTTP/1.0" status line, as evhttp did
+ * (the admin listener, whose status line scripts read).  Default off:
+ * "HTTP/1.1" to every client, the server's own version (RFC 9110, 6.2). */
+void server_set_http10_status(struct server *srv, bool on);
+
 /* Expect a PROXY protocol (v1 or v2) header at the start of every new
  * connection; connections from peers outside <trusted> are closed at once,
  * and the address in the header becomes the request's peer.  <trusted> must

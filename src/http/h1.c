@@ -61,20 +61,21 @@ add_header_line(struct evbuffer *b, const char *name, const char *value)
 	evbuffer_add_printf(b, "%s: %s\r\n", name, value);
 }
 
-/* "HTTP/1.1 200 OK\r\n" without printf, which costs more than all the
- * header lines together. */
+/* "HTTP/1.1 200 OK\r\n" (or HTTP/1.0 when <http10>) without printf, which
+ * costs more than all the header lines together. */
 static void
-add_status_line(struct evbuffer *b, int status)
+add_status_line(struct evbuffer *b, int status, bool http10)
 {
 	const char *text = server_status_text(status);
+	const char *version = http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
 	size_t tl = strlen(text);
 	char line[80];
 
 	if (status < 100 || status > 999 || tl > sizeof(line) - 15) {
-		evbuffer_add_printf(b, "HTTP/1.1 %d %s\r\n", status, text);
+		evbuffer_add_printf(b, "%s%d %s\r\n", version, status, text);
 		return;
 	}
-	memcpy(line, "HTTP/1.1 ", 9);
+	memcpy(line, version, 9);
 	line[9] = (char)('0' + status / 100);
 	line[10] = (char)('0' + status / 10 % 10);
 	line[11] = (char)('0' + status % 10);
@@ -96,7 +97,8 @@ write_head(struct server_request *req, int status, struct evkeyvalq *headers, bo
 
 	req->started = true;
 	req->no_body = req->head_method || status < 200 || status == 204 || status == 304;
-	add_status_line(c->out, status);
+	add_status_line(c->out, status,
+			req->proto == SERVER_PROTO_HTTP10 && c->srv->http10_status);
 	if (headers) {
 		TAILQ_FOREACH(kv, headers, next) {
 			const char *k = kv->key;

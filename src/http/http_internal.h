@@ -86,6 +86,7 @@ struct server {
 	SSL_CTX *tls;          /* NULL: plain HTTP */
 	bool proxy_protocol;   /* every connection starts with a PROXY header */
 	bool counted;          /* in METRIC_CLIENT_CONNECTIONS */
+	bool http10_status;    /* "HTTP/1.0" status lines to HTTP/1.0 clients */
 	const struct ipacl *trusted; /* peers whose PROXY header is believed */
 	LIST_HEAD(, server_conn) conns;
 	size_t nconns;

@@ -496,6 +496,29 @@ test_proto_reported(void **state)
 	assert_null(strstr(in.data, "Transfer-Encoding"));
 	assert_non_null(strstr(in.data, "Connection: close\r\n"));
 	assert_non_null(strstr(in.data, "\r\n\r\nstreamed /old"));
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 200 OK\r\n"), in.data); /* our version */
+	free(in.data);
+}
+
+/* server_set_http10_status (the admin listener): HTTP/1.0 clients get an
+ * HTTP/1.0 status line, HTTP/1.1 clients still HTTP/1.1. */
+static void
+test_http10_status(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	struct want w = {&in, "/eleven", 1};
+
+	f->mode = MODE_ECHO;
+	server_set_http10_status(f->srv, true);
+	send_all(f, "GET /eleven HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(run_until(f, got_text, &w, 2000));
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 200 OK\r\n"), in.data);
+	free(in.data);
+	memset(&in, 0, sizeof(in));
+	send_all(f, "GET /ten HTTP/1.0\r\n\r\n");
+	assert_true(run_until(f, got_eof, &in, 2000));
+	assert_ptr_equal(strstr(in.data, "HTTP/1.0 200 OK\r\n"), in.data);
 	free(in.data);
 }
 
@@ -646,6 +669,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pipelining_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelining_deferred_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proto_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http10_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tunnel_flag, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_back_pressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_mid_request, setup, teardown),
