@@ -236,7 +236,7 @@ h1_reply_abort(struct server_request *req)
 	conn_write_soon(c);
 }
 
-const struct http_codec_ops h1_codec_ops = {
+static const struct http_codec_ops h1_codec_ops = {
 	.reply = h1_reply,
 	.reply_start = h1_reply_start,
 	.reply_body = h1_reply_body,
@@ -251,7 +251,7 @@ on_message_begin(http_parser *p)
 {
 	struct server_conn *c = p->data;
 
-	c->req = request_new(c, &h1_codec_ops);
+	c->req = request_new(c);
 	if (c->req == NULL)
 		return -1;
 	headerbuf_reset(&c->h1.hb, c->srv->limits.max_header_bytes);
@@ -431,7 +431,7 @@ parse_failed(struct server_conn *c, int status, const char *why)
 	struct evkeyvalq h;
 
 	if (c->req == NULL) {
-		c->req = request_new(c, &h1_codec_ops);
+		c->req = request_new(c);
 		if (c->req == NULL) {
 			conn_close(c);
 			return;
@@ -715,6 +715,7 @@ h1_set_max_header_bytes(size_t max_header_bytes)
 
 const struct conn_codec h1_conn_codec = {
 	.alpn = "http/1.1",
+	.reply = &h1_codec_ops,
 	.start = h1_start,
 	.input = h1_input,
 	.run = h1_run,

@@ -9,8 +9,9 @@
  * pipelined bytes wait in the input until the previous response is written
  * and its request freed.
  *
- * conn.c selects it (h1_conn_codec) when the connection is ready; requests
- * reply through h1_codec_ops (request.c calls them).
+ * conn.c selects it (h1_conn_codec) when the connection is ready; its
+ * requests reply through the http_codec_ops it points to (request.c calls
+ * them).
  */
 #ifndef PORTCULLIS_H1_H
 #define PORTCULLIS_H1_H
@@ -35,11 +36,9 @@ struct h1_conn {
 };
 
 struct conn_codec;
-struct http_codec_ops;
 
-/* The connection side (conn.c) and the reply side (request.c). */
+/* The codec, for conn.c. */
 extern const struct conn_codec h1_conn_codec;
-extern const struct http_codec_ops h1_codec_ops;
 
 /* Make http-parser's process-wide head limit fit a server whose limit is
  * <max_header_bytes> (ours is exact, its own stays well above; it never

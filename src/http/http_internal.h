@@ -48,6 +48,7 @@ struct http_codec_ops {
 /* A codec's side of a connection (conn.c calls these). */
 struct conn_codec {
 	const char *alpn; /* the ALPN protocol name that selects it */
+	const struct http_codec_ops *reply; /* how its requests reply */
 	/* The transport is ready (PROXY header read, handshake done). */
 	void (*start)(struct server_conn *c);
 	/* Bytes were appended to c->in. */
@@ -94,8 +95,7 @@ struct server {
 };
 
 struct server_request {
-	struct server_conn *conn;
-	const struct http_codec_ops *codec;
+	struct server_conn *conn;   /* replies go through conn->codec->reply */
 	char *target;
 	size_t target_len, target_cap;
 	struct evkeyvalq headers;
@@ -172,9 +172,9 @@ void conn_resume_reading(struct server_conn *c);
 
 /* ---- request.c: the request object, for codecs -------------------------- */
 
-/* A new request on <c>, replying through <codec> (reusing the connection's
+/* A new request on <c>, replying through its codec (reusing the connection's
  * spare target and body buffers).  NULL when out of memory. */
-struct server_request *request_new(struct server_conn *c, const struct http_codec_ops *codec);
+struct server_request *request_new(struct server_conn *c);
 /* Free <req> (its buffers become the connection's spares).  Accepts NULL. */
 void request_free(struct server_request *req);
 

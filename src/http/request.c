@@ -77,7 +77,7 @@ server_status_text(int status)
 /* ---- requests ---------------------------------------------------------- */
 
 struct server_request *
-request_new(struct server_conn *c, const struct http_codec_ops *codec)
+request_new(struct server_conn *c)
 {
 	struct server_request *req = calloc(1, sizeof(*req));
 
@@ -95,7 +95,6 @@ request_new(struct server_conn *c, const struct http_codec_ops *codec)
 	}
 	TAILQ_INIT(&req->headers);
 	req->conn = c;
-	req->codec = codec;
 	req->proto = SERVER_PROTO_HTTP11;
 	req->content_length = -1;
 	if (c->target_spare) {
@@ -218,7 +217,7 @@ server_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 {
 	if (req->handler_done || req->started)
 		return;
-	req->codec->reply(req, status, headers, body, close);
+	req->conn->codec->reply->reply(req, status, headers, body, close);
 }
 
 void
@@ -226,7 +225,7 @@ server_reply_start(struct server_request *req, int status, struct evkeyvalq *hea
 {
 	if (req->handler_done || req->started)
 		return;
-	req->codec->reply_start(req, status, headers);
+	req->conn->codec->reply->reply_start(req, status, headers);
 }
 
 bool
@@ -234,7 +233,7 @@ server_reply_body(struct server_request *req, struct evbuffer *data)
 {
 	if (req->handler_done)
 		return false;
-	return req->codec->reply_body(req, data);
+	return req->conn->codec->reply->reply_body(req, data);
 }
 
 void
@@ -242,7 +241,7 @@ server_reply_end(struct server_request *req)
 {
 	if (req->handler_done)
 		return;
-	req->codec->reply_end(req);
+	req->conn->codec->reply->reply_end(req);
 }
 
 void
@@ -250,5 +249,5 @@ server_reply_abort(struct server_request *req)
 {
 	if (req->handler_done)
 		return;
-	req->codec->abort(req);
+	req->conn->codec->reply->abort(req);
 }
