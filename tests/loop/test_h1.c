@@ -662,6 +662,53 @@ test_100_continue_refused(void **state)
 	free(in.data);
 }
 
+/* The whole head must arrive within the client timeout: 408, then close. */
+static void
+test_head_timeout(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	struct server_limits limits = {.max_header_bytes = 8192, .client = {0, 50000}};
+
+	server_set_limits(f->srv, &limits);
+	f->mode = MODE_ECHO;
+	send_all(f, "GET /slow HTTP/1.1\r\nHost: t\r\n"); /* no blank line */
+	assert_true(run_until(f, got_eof, &in, 2000));
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 408 Request Timeout\r\n"), in.data);
+	assert_non_null(strstr(in.data, "the request head took too long"));
+	assert_int_equal(f->nlog, 0); /* the handler never saw it */
+	assert_true(run_until(f, no_connections, NULL, 2000));
+	free(in.data);
+}
+
+/* Drain: a connection with a response in progress finishes it, then
+ * closes; an idle one closes at once. */
+static void
+test_drain(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	int sv[2];
+	char c;
+
+	f->mode = MODE_STREAM;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(server_adopt(f->srv, sv[0], NULL, 0), 0); /* stays idle */
+	assert_int_equal(server_connections(f->srv), 2);
+	send_all(f, "GET /busy HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(run_until(f, logged, "request /busy", 2000));
+	server_drain(f->srv);
+	assert_int_equal(server_connections(f->srv), 1); /* the idle one is gone */
+	assert_int_equal(read(sv[1], &c, 1), 0);
+	close(sv[1]);
+	assert_true(run_until(f, got_eof, &in, 2000));
+	assert_true(log_index(f, "log /busy") >= 0);
+	assert_non_null(strstr(in.data, "streamed /busy")); /* then EOF: its head went out before */
+	assert_non_null(strstr(in.data, "0\r\n\r\n"));
+	assert_true(run_until(f, no_connections, NULL, 2000));
+	free(in.data);
+}
+
 int
 main(void)
 {
@@ -676,6 +723,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_abort_mid_response, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_100_continue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_100_continue_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
