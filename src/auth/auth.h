@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "http/server.h"
+#include "http/request.h"
 
 struct evkeyvalq;
 struct claims;

@@ -6,43 +6,82 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include "acme/acme.h"
 #include "base/metrics.h"
 #include "core/runtime.h"
+#include "http/conn.h"
 #include "tls/tls.h"
 #include "proxy/upstream.h"
 
+#define ADMIN_MAX_HEADER_BYTES 16384
+#define ADMIN_TIMEOUT_SECONDS 10
+
 struct admin {
-	struct evhttp *http;
+	struct server *server;
 	const struct admin_state *state;
 };
 
 static void
-reply(struct evhttp_request *req, int code, const char *type, const char *body)
+reply(struct server_request *req, int code, const char *type, const char *body)
 {
 	struct evbuffer *buf = evbuffer_new();
+	struct evkeyvalq h;
 
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	TAILQ_INIT(&h);
+	evhttp_add_header(&h, "Content-Type", type);
+	evhttp_add_header(&h, "Cache-Control", "no-store");
 	if (buf)
 		evbuffer_add(buf, body, strlen(body));
-	evhttp_send_reply(req, code, NULL, buf);
+	server_reply(req, code, &h, buf, false);
+	evhttp_clear_headers(&h);
 	if (buf)
 		evbuffer_free(buf);
 }
 
+/* Other methods than GET and HEAD: the page evhttp answered with. */
 static void
-admin_request_cb(struct evhttp_request *req, void *arg)
+not_implemented(struct server_request *req)
+{
+	static const char page[] = "<HTML><HEAD>\n<TITLE>501 Not Implemented</TITLE>\n"
+				   "</HEAD><BODY>\n<H1>Not Implemented</H1>\n</BODY></HTML>\n";
+	struct evbuffer *buf = evbuffer_new();
+	struct evkeyvalq h;
+
+	TAILQ_INIT(&h);
+	evhttp_add_header(&h, "Content-Type", "text/html");
+	if (buf)
+		evbuffer_add(buf, page, sizeof(page) - 1);
+	server_reply(req, 501, &h, buf, true);
+	evhttp_clear_headers(&h);
+	if (buf)
+		evbuffer_free(buf);
+}
+
+/* Every request's body is read (none is allowed: a declared one is
+ * answered 413 by the server) before it is answered, as evhttp did. */
+static enum server_verdict
+admin_on_head(struct server_request *req, void *arg)
+{
+	return SERVER_READ_BODY;
+}
+
+static void
+admin_on_request(struct server_request *req, void *arg)
 {
 	struct admin *a = arg;
-	const char *uri = evhttp_request_get_uri(req);
+	const char *method = server_request_method(req);
+	const char *uri = server_request_target(req);
 	size_t plen = strcspn(uri, "?");
 
-	if (plen == 8 && strncmp(uri, "/_health", plen) == 0) {
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		not_implemented(req);
+	} else if (plen == 8 && strncmp(uri, "/_health", plen) == 0) {
 		reply(req, 200, "text/plain; charset=utf-8", "ok\n");
 	} else if (plen == 7 && strncmp(uri, "/_ready", plen) == 0) {
 		if (a->state->draining)
@@ -86,29 +125,44 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* Nothing is held for a request: replies are made at once. */
+static void
+admin_on_abort(struct server_request *req, int status, void *arg)
+{
+}
+
+static void
+admin_on_drained(struct server_request *req, void *arg)
+{
+}
+
+static const struct server_handler admin_handler = {
+	.on_head = admin_on_head,
+	.on_request = admin_on_request,
+	.on_abort = admin_on_abort,
+	.on_drained = admin_on_drained,
+};
+
 struct admin *
 admin_new(struct event_base *base, int fd, const struct admin_state *state)
 {
 	struct admin *a = calloc(1, sizeof(*a));
+	struct server_limits limits = {
+		.max_header_bytes = ADMIN_MAX_HEADER_BYTES,
+		.client = {ADMIN_TIMEOUT_SECONDS, 0},
+	};
 
 	if (a == NULL)
-		return NULL;
+		goto fail;
 	a->state = state;
-	a->http = evhttp_new(base);
-	if (a->http == NULL)
+	a->server = server_new(base, fd, 0, &admin_handler, a);
+	if (a->server == NULL)
 		goto fail;
-	evhttp_set_default_content_type(a->http, NULL);
-	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(a->http, 16384);
-	evhttp_set_max_body_size(a->http, 0);
-	evhttp_set_timeout(a->http, 10);
-	evhttp_set_gencb(a->http, admin_request_cb, a);
-	if (evhttp_accept_socket_with_handle(a->http, fd) == NULL)
-		goto fail;
+	server_set_counted(a->server, false);
+	server_set_http10_status(a->server, true);
+	server_set_limits(a->server, &limits);
 	return a;
 fail:
-	if (a->http)
-		evhttp_free(a->http);
 	free(a);
 	close(fd);
 	return NULL;
@@ -119,6 +173,6 @@ admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
-	evhttp_free(a->http);
+	server_free(a->server);
 	free(a);
 }

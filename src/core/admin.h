@@ -1,7 +1,9 @@
 /*
  * admin: the operator's listener (default 127.0.0.1 only): /_health
  * (liveness), /_ready (readiness: 503 while draining) and /metrics
- * (Prometheus text).  Runs on the main thread's event loop.
+ * (Prometheus text).  A small handler on our own HTTP server (http/conn.h,
+ * the one the workers' listeners use), on the main thread's event loop: GET
+ * and HEAD only (others: 501), no request body (413).
  */
 #ifndef PORTCULLIS_ADMIN_H
 #define PORTCULLIS_ADMIN_H

@@ -13,7 +13,7 @@
 #include "base/log.h"
 #include "proxy/proxy.h"
 #include "proxy/tcprelay.h"
-#include "http/server.h"
+#include "http/conn.h"
 #include "base/timeutil.h"
 #include "tls/tls.h"
 #include "proxy/upstream.h"

@@ -1,7 +1,7 @@
 /*
  * headerbuf: collects the header fields and values http-parser hands over in
  * pieces (a field or value may arrive split across reads) into an evkeyvalq,
- * counting bytes against a limit.  Shared by the request side (server.c) and
+ * counting bytes against a limit.  Shared by the request side (h1.c) and
  * the response side (upstream.c).
  */
 #ifndef PORTCULLIS_HEADERBUF_H

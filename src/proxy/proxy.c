@@ -23,7 +23,7 @@
 #include "base/metrics.h"
 #include "http/pathnorm.h"
 #include "proxy/router.h"
-#include "http/server.h"
+#include "http/request.h"
 #include "proxy/upstream.h"
 #include "core/worker.h"
 
@@ -916,7 +916,7 @@ route_request(struct txn *t)
 			refuse(t, 400, "the Host header is not a valid host", true);
 			return -1;
 		}
-	} else if (server_request_minor(t->req) != 0) {
+	} else if (server_request_proto(t->req) == SERVER_PROTO_HTTP11) {
 		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
 		return -1;
 	}

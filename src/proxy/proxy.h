@@ -9,7 +9,7 @@
 #ifndef PORTCULLIS_PROXY_H
 #define PORTCULLIS_PROXY_H
 
-#include "http/server.h"
+#include "http/request.h"
 
 /* The server callbacks of a proxying listener; their <arg> is the struct
  * worker_listener. */

@@ -411,7 +411,7 @@ make_ctx(struct tls_handshake *s, char *err, size_t errlen)
 	);
 	/* Free the record buffers (~17 KiB each way) whenever they are empty:
 	 * right for the bufferevent users of this context (the TCP relay).
-	 * server.c clears it on its connections, which would otherwise pay two
+	 * conn.c clears it on its connections, which would otherwise pay two
 	 * allocations per request, and frees the buffers of idle ones itself. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Tickets only: no server-side session cache to share between threads. */

@@ -1,10 +1,10 @@
-"""Adversarial edge cases of the client-side HTTP/1.1 server (src/server.c),
+"""Adversarial edge cases of the client-side HTTP/1.1 server (src/http/conn.c, h1.c, request.c),
 the upstream side (src/upstream.c) and the transaction glue (src/proxy.c):
 pipelining, HTTP/1.0, Expect, slow and vanishing clients, header limits and
 malformed heads, request smuggling, odd upstream responses, stale pooled
 connections, back-pressure and draining.
 
-Every test asserts the behaviour the contract (server.h, docs/config.md,
+Every test asserts the behaviour the contract (http/request.h, docs/config.md,
 helpers' BEHAVIOUR) promises; a test that fails here names a proxy bug."""
 
 import os

@@ -1,6 +1,6 @@
-"""The TLS read/write path of src/server.c with records framed by the test.
+"""The TLS read/write path of src/http/conn.c with records framed by the test.
 
-server.c reads with OpenSSL's read-ahead (a whole TCP read into OpenSSL's
+conn.c reads with OpenSSL's read-ahead (a whole TCP read into OpenSSL's
 buffer, records decrypted from there) and keeps a connection's buffers while
 it is busy, freeing them after 2 s idle.  Bytes read ahead are invisible to
 epoll, so every case where more than one record arrives at once matters:
@@ -28,7 +28,7 @@ from configs import config, route  # noqa: E402
 from harness import Slow  # noqa: E402
 
 APP = "app.test"
-CLIENT_TIMEOUT = 4  # seconds; above server.c's 2 s buffer-release delay
+CLIENT_TIMEOUT = 4  # seconds; above conn.c's 2 s buffer-release delay
 
 
 class RecordClient:
@@ -225,7 +225,7 @@ def padded_get(target, size):
 
 def test_pipelined_batch_past_the_read_pause(env):
     # The first request is slow; the batch behind it is read ahead until
-    # server.c's 256 KiB limit, where reading pauses.  The big requests are
+    # conn.c's 256 KiB limit, where reading pauses.  The big requests are
     # records of 2387 bytes on the wire (TLS 1.3, AES-GCM: 22 bytes over the
     # 2365 of plaintext), seven to one 16709-byte fill of OpenSSL's read
     # buffer, so the fill holding the request that crosses the limit also

@@ -1,43 +1,39 @@
 /*
- * server: the client side of HTTP/1.1 on raw non-blocking sockets: accept,
- * parse requests with http-parser (Debian's libhttp-parser, strict about
- * framing), hand each request to a handler, write its response.
+ * request: the request object a handler sees, whatever protocol carried it.
+ * A codec (h1.c today, h2 later) turns bytes into a server_request and hands
+ * it to the listener's handler (proxy.c, admin.c); the handler reads the
+ * head and body through the getters below and answers through server_reply*,
+ * which the codec turns back into bytes.  Nothing here speaks of HTTP/1
+ * framing (chunked encoding, Connection headers, pipelining): that is the
+ * codec's business.  The transport (accept, TLS, timers) is conn.h's.
  *
- * Why not evhttp: it reads whole bodies before any handler runs, answers
- * some errors itself (400 where 431 is right, 413 for chunk extensions),
- * has no total header deadline, does not notice a client that hangs up
- * while a request is pending, and costs about twice the system calls per
- * request (epoll_ctl churn, FIONREAD before every read).  Here:
+ * The handler contract:
  *
  *   - the handler sees the head first (route, refuse with 4xx, or accept and
  *     set the body limit: a 2 MiB route refuses a 3 MiB Content-Length
  *     before a byte of it is read; "Expect: 100-continue" is answered only
  *     for accepted requests);
- *   - header size over the limit is 431, headers must arrive within the
- *     client timeout in total (slow clients), idle keep-alive connections
- *     close after it;
- *   - a client that hangs up is noticed at once (reading stays on), and the
- *     handler is told;
+ *   - a client that hangs up is noticed at once, and the handler is told
+ *     (on_abort);
  *   - responses are written as soon as they are handed over, with
- *     back-pressure reported to the handler; drain closes idle connections
- *     and lets active ones finish.
+ *     back-pressure reported to the handler (server_reply_body, on_drained);
+ *   - a reply never re-enters the codec: what comes next on the connection
+ *     (the next pipelined request, closing) runs from the event loop after
+ *     the handler has returned, so a transaction is finished (logged) before
+ *     the next one starts.
  *
- * One server per listening socket per worker thread; everything here runs
- * on that worker's event loop.
+ * Everything here runs on the event loop of the connection's worker.
  */
-#ifndef PORTCULLIS_SERVER_H
-#define PORTCULLIS_SERVER_H
+#ifndef PORTCULLIS_REQUEST_H
+#define PORTCULLIS_REQUEST_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
-struct event_base;
 struct evbuffer;
 struct evkeyvalq;
-struct server;
 struct server_request;
 
 /* What the handler answers when it has seen a request's head. */
@@ -64,53 +60,20 @@ struct server_handler {
 	void (*on_drained)(struct server_request *req, void *arg);
 };
 
-/* Limits and timeouts a server applies to its connections. */
-struct server_limits {
-	size_t max_header_bytes;   /* request line + headers; over it: 431 */
-	struct timeval client;     /* header deadline, idle keep-alive, write stall */
+/* The protocol a request came in. */
+enum server_proto {
+	SERVER_PROTO_HTTP10,
+	SERVER_PROTO_HTTP11,
+	SERVER_PROTO_HTTP2,
 };
-
-/*
- * Accept connections on the listening socket <fd> (taken over: closed by
- * server_free) and pass requests to <handler> with <arg>.  <port> is the
- * listener's port (for the handler).  NULL on failure.
- */
-struct server *server_new(struct event_base *base, int fd, int port,
-			  const struct server_handler *handler, void *arg);
-
-/* Change limits for requests that start from now on. */
-void server_set_limits(struct server *srv, const struct server_limits *limits);
-
-/* Expect a PROXY protocol (v1 or v2) header at the start of every new
- * connection; connections from peers outside <trusted> are closed at once,
- * and the address in the header becomes the request's peer.  <trusted> must
- * live until the next call. */
-struct ipacl;
-void server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *trusted);
-
-/* Speak TLS on this listener from now on (<ctx> is referenced; NULL: plain
- * HTTP).  Certificate choice (SNI, ALPN) is the context's business.  Plain
- * HTTP sent to a TLS listener is answered with a plain-text 400. */
-struct ssl_ctx_st;
-void server_set_tls(struct server *srv, struct ssl_ctx_st *ctx);
-
-/* Stop accepting (closing the listening socket), close idle connections, and
- * close each active one once its response is written. */
-void server_drain(struct server *srv);
-
-/* Connections still open. */
-size_t server_connections(const struct server *srv);
-
-/* Close every connection (aborting their requests) and free.  Accepts NULL. */
-void server_free(struct server *srv);
 
 /* ---- the request ---------------------------------------------------- */
 
 /* Method as http-parser names it ("GET"), and the raw request-target. */
 const char *server_request_method(const struct server_request *req);
 const char *server_request_target(const struct server_request *req);
-/* HTTP minor version (0 or 1; the major is always 1). */
-int server_request_minor(const struct server_request *req);
+/* The protocol (and version) the request came in. */
+enum server_proto server_request_proto(const struct server_request *req);
 /* Request headers, in order, duplicates kept. */
 struct evkeyvalq *server_request_headers(struct server_request *req);
 /* The body read so far (all of it in on_request). */
@@ -125,6 +88,11 @@ void server_request_set_data(struct server_request *req, void *data);
 void *server_request_data(const struct server_request *req);
 /* Largest body the handler accepts (default 0: no body).  Over it: 413. */
 void server_request_set_max_body(struct server_request *req, uint64_t max);
+/* Mark the request as a tunnel (a 101 Upgrade, later an extended CONNECT):
+ * once answered, the bytes that follow belong to the tunnel, not to HTTP.
+ * Nothing acts on the mark yet. */
+void server_request_set_tunnel(struct server_request *req, bool tunnel);
+bool server_request_is_tunnel(const struct server_request *req);
 
 /* ---- the response --------------------------------------------------- */
 
@@ -132,13 +100,15 @@ void server_request_set_max_body(struct server_request *req, uint64_t max);
  * A complete response: status line, <headers> (may be NULL), framing
  * (Content-Length of <body>), <body> (may be NULL; moved out).  For HEAD
  * and 1xx/204/304 no body is sent.  <close>: the connection closes after.
+ * The request is finished: the handler must not touch <req> after.
  */
 void server_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 		  struct evbuffer *body, bool close);
 
 /* Start a streamed response.  With a Content-Length in <headers> the body is
- * sent as is; without one, chunked to HTTP/1.1 clients and close-delimited
- * to HTTP/1.0 clients.  Hop-by-hop headers must already be gone. */
+ * sent as is; otherwise the codec frames it (HTTP/1.1: chunked; HTTP/1.0:
+ * the body ends with the connection).  Hop-by-hop headers must already be
+ * gone. */
 void server_reply_start(struct server_request *req, int status, struct evkeyvalq *headers);
 
 /* Send body bytes (moved out of <data>).  Returns true when the client's

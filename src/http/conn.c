@@ -1,0 +1,701 @@
+/* conn: client connections on raw sockets (transport); see conn.h. */
+#include "http/conn.h"
+#include "http/http_internal.h"
+#include "tls/tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "access/ipacl.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "http/h1.h"
+#include "http/proxyproto.h"
+
+#define READ_CHUNK 16384
+#define TLS_RECORD_MAX 16384             /* plaintext bytes in one TLS record */
+#define IDLE_RELEASE_SECONDS 2           /* idle keep-alive time before buffers are freed */
+
+static void read_cb(evutil_socket_t fd, short what, void *arg);
+static bool conn_write_from_event(struct server_conn *c);
+
+/* ---- writing ----------------------------------------------------------- */
+
+static void
+write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_conn *c = arg;
+
+	c->write_waiting = false;
+	c->write_soon = false;
+	if (what & EV_TIMEOUT) {
+		conn_close(c); /* the client stopped reading */
+		return;
+	}
+	if (c->handshaking || c->read_wants_write) {
+		c->read_wants_write = false;
+		read_cb(c->fd, EV_READ, c);
+		return;
+	}
+	if (!conn_write_from_event(c) || c->codec == NULL)
+		return;
+	if (!c->write_waiting) {
+		c->codec->drained(c);
+		if (c->dead) {
+			conn_free(c);
+			return;
+		}
+	}
+	c->codec->run(c);
+}
+
+void
+conn_write_soon(struct server_conn *c)
+{
+	if (c->write_waiting || c->write_soon || c->dead)
+		return;
+	c->write_soon = true;
+	event_active(c->wev, EV_WRITE, 1);
+}
+
+/* Empty OpenSSL's error queue before an SSL_* I/O call (SSL_get_error
+ * reads it).  Peeking first: ERR_clear_error walks all 16 slots even when
+ * the queue is empty, which it nearly always is. */
+static void
+conn_tls_clear_errors(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
+
+/* TLS: encrypt and send up to 16 KiB at a time: one record and one system
+ * call for a small response, whose head and body sit in separate chains of
+ * <out>.  They are copied to a per-thread staging buffer rather than pulled
+ * up (which allocates a chain per response); a single chain is used in
+ * place.  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows a retry from either.
+ * Returns like conn_write's loop: false when it must wait. */
+static bool
+conn_tls_write(struct server_conn *c)
+{
+	static _Thread_local unsigned char stage[TLS_RECORD_MAX];
+
+	while (evbuffer_get_length(c->out) > 0) {
+		size_t len = evbuffer_get_length(c->out);
+		struct evbuffer_iovec v;
+		const void *data = stage;
+		int n, err;
+
+		if (len > TLS_RECORD_MAX)
+			len = TLS_RECORD_MAX;
+		if (evbuffer_peek(c->out, -1, NULL, &v, 1) >= 1 && v.iov_len >= len)
+			data = v.iov_base;
+		else if (evbuffer_copyout(c->out, stage, len) != (ev_ssize_t)len)
+			goto fail;
+		conn_tls_clear_errors();
+		n = SSL_write(c->ssl, data, (int)len);
+		if (n > 0) {
+			evbuffer_drain(c->out, (size_t)n);
+			continue;
+		}
+		err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_WRITE) {
+			c->write_waiting = true;
+			event_add(c->wev, &c->srv->limits.client);
+			return false;
+		}
+		if (err == SSL_ERROR_WANT_READ) {
+			c->write_wants_read = true; /* read_cb retries */
+			return false;
+		}
+		goto fail;
+	}
+	return true;
+fail:
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	conn_close(c);
+	return false;
+}
+
+void
+conn_write(struct server_conn *c)
+{
+	if (c->write_waiting || c->dead || c->handshaking)
+		return;
+	if (c->ssl) {
+		c->write_wants_read = false;
+		conn_tls_write(c);
+		return;
+	}
+	while (evbuffer_get_length(c->out) > 0) {
+		int n = evbuffer_write(c->out, c->fd);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+			if (errno == EINTR)
+				continue;
+			c->write_waiting = true;
+			event_add(c->wev, &c->srv->limits.client);
+			return;
+		}
+		/* The client is gone (EPIPE, ECONNRESET). */
+		evbuffer_drain(c->out, evbuffer_get_length(c->out));
+		conn_close(c);
+		return;
+	}
+}
+
+/* conn_write from an event callback: returns false when the connection is
+ * gone (freed here), so the caller must not touch it. */
+static bool
+conn_write_from_event(struct server_conn *c)
+{
+	bool was = c->running;
+
+	c->running = true;
+	conn_write(c);
+	c->running = was;
+	if (c->dead && !was) {
+		conn_free(c);
+		return false;
+	}
+	return !c->dead;
+}
+
+/* ---- connection lifecycle --------------------------------------------- */
+
+void
+conn_free(struct server_conn *c)
+{
+	struct server *srv = c->srv;
+
+	LIST_REMOVE(c, link);
+	srv->nconns--;
+	if (srv->counted)
+		metrics_add(METRIC_CLIENT_CONNECTIONS, -1);
+	if (c->codec)
+		c->codec->free(c);
+	event_free(c->rev);
+	event_free(c->wev);
+	event_free(c->timer);
+	if (c->ssl) {
+		if (!c->handshaking)
+			SSL_shutdown(c->ssl); /* close_notify, best effort */
+		SSL_free(c->ssl);
+	}
+	close(c->fd);
+	evbuffer_free(c->out);
+	free(c->in);
+	free(c->target_spare);
+	if (c->body_spare)
+		evbuffer_free(c->body_spare);
+	free(c);
+}
+
+void
+conn_close(struct server_conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->codec)
+		c->codec->abort(c);
+	if (!c->running)
+		conn_free(c);
+}
+
+/* Give back what an idle connection holds: OpenSSL's record buffers (about
+ * 17 KiB each way) and the input buffer.  They are allocated again when the
+ * next request comes. */
+static void
+conn_release_buffers(struct server_conn *c)
+{
+	if (c->ssl && !c->handshaking && !SSL_has_pending(c->ssl))
+		SSL_free_buffers(c->ssl); /* refuses by itself while a record is pending */
+	if (c->inlen == 0) {
+		free(c->in);
+		c->in = NULL;
+		c->incap = 0;
+	}
+	free(c->target_spare);
+	c->target_spare = NULL;
+	c->target_spare_cap = 0;
+}
+
+/* Between two requests: the timer first frees the buffers after
+ * IDLE_RELEASE_SECONDS, then closes the connection when the idle keep-alive
+ * time is up.  A busy connection keeps its buffers: OpenSSL's
+ * SSL_MODE_RELEASE_BUFFERS frees and allocates them for every request. */
+void
+conn_idle(struct server_conn *c)
+{
+	struct timeval first = {IDLE_RELEASE_SECONDS, 0};
+
+	c->idle_release = evutil_timercmp(&c->srv->limits.client, &first, >);
+	evtimer_add(c->timer, c->idle_release ? &first : &c->srv->limits.client);
+}
+
+void
+conn_resume_reading(struct server_conn *c)
+{
+	if (!c->read_paused)
+		return;
+	c->read_paused = false;
+	event_add(c->rev, NULL);
+	/* Bytes OpenSSL read ahead do not wake epoll. */
+	if (c->ssl && SSL_has_pending(c->ssl))
+		event_active(c->rev, EV_READ, 1);
+}
+
+/* The transport is ready: pick the codec (by ALPN on TLS; HTTP/1.x is the
+ * only one today, and the default) and start it. */
+static void
+conn_start_codec(struct server_conn *c)
+{
+	static const struct conn_codec *const codecs[] = {&h1_conn_codec};
+	const struct conn_codec *codec = codecs[0];
+
+	if (c->ssl) {
+		const unsigned char *alpn = NULL;
+		unsigned int alen = 0;
+
+		SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+		for (size_t i = 0; alpn && i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+			if (strlen(codecs[i]->alpn) == alen &&
+			    memcmp(codecs[i]->alpn, alpn, alen) == 0)
+				codec = codecs[i];
+		}
+	}
+	c->codec = codec;
+	codec->start(c);
+}
+
+/* Plain HTTP sent to a TLS listener: say so in plain HTTP, then close. */
+static void
+plain_on_tls_port(struct server_conn *c)
+{
+	tls_answer_plain_http(c->ssl);
+	conn_close(c);
+}
+
+/* TLS: finish the handshake (returns false while it is not done). */
+static bool
+conn_tls_handshake(struct server_conn *c)
+{
+	int r, err;
+
+	if (!c->tls_checked) {
+		unsigned char first;
+		ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return false;
+		if (n <= 0) {
+			conn_close(c);
+			return false;
+		}
+		if (first != 0x16) { /* not a TLS handshake record */
+			plain_on_tls_port(c);
+			return false;
+		}
+		c->tls_checked = true;
+	}
+	conn_tls_clear_errors();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		conn_start_codec(c);
+		return true;
+	}
+	err = SSL_get_error(c->ssl, r);
+	if (err == SSL_ERROR_WANT_READ)
+		return false;
+	if (err == SSL_ERROR_WANT_WRITE) {
+		c->write_waiting = true;
+		event_add(c->wev, &c->srv->limits.client);
+		return false;
+	}
+	metrics_add(METRIC_TLS_HANDSHAKE_FAILURES, 1);
+	conn_close(c); /* a failed handshake touches nothing else */
+	return false;
+}
+
+/* Read into the input buffer: at most <room> bytes.  Returns bytes read,
+ * 0 at EOF, -1 for "nothing now" (EAGAIN), -2 for an error. */
+static ssize_t
+conn_read(struct server_conn *c, size_t room)
+{
+	if (c->ssl) {
+		int n, err;
+
+		conn_tls_clear_errors();
+		n = SSL_read(c->ssl, c->in + c->inlen, room > INT_MAX ? INT_MAX : (int)room);
+		if (n > 0)
+			return n;
+		err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_READ)
+			return -1;
+		if (err == SSL_ERROR_WANT_WRITE) {
+			c->read_wants_write = true;
+			c->write_waiting = true;
+			event_add(c->wev, &c->srv->limits.client);
+			return -1;
+		}
+		if (err == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		return -2;
+	}
+	for (;;) {
+		ssize_t n = read(c->fd, c->in + c->inlen, room);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -1;
+		return -2;
+	}
+}
+
+/* Read and drop the PROXY protocol header (peeked first, so that a TLS
+ * ClientHello behind it stays in the socket for OpenSSL); the client
+ * address it carries replaces the socket peer.  Returns false while it is
+ * incomplete, or when the connection was closed. */
+static bool
+conn_proxy_header(struct server_conn *c)
+{
+	unsigned char buf[PROXYPROTO_MAX_HEADER];
+	struct proxyproto_info info;
+	const char *why = NULL;
+	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_PEEK);
+	enum proxyproto_result r;
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return false;
+	if (n <= 0) {
+		conn_close(c);
+		return false;
+	}
+	r = proxyproto_parse(buf, (size_t)n, &info, &why);
+	if (r == PROXYPROTO_NEED_MORE && (size_t)n < sizeof(buf))
+		return false;
+	if (r != PROXYPROTO_OK) {
+		log_info("connection refused: %s", why ? why : "PROXY header too long");
+		conn_close(c);
+		return false;
+	}
+	if (recv(c->fd, buf, info.header_len, 0) != (ssize_t)info.header_len) {
+		conn_close(c);
+		return false;
+	}
+	if (info.has_address)
+		c->peer = info.src;
+	c->pp_pending = false;
+	return true;
+}
+
+static void
+read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_conn *c = arg;
+	bool got = false;
+
+	if (c->pp_pending && !conn_proxy_header(c))
+		return;
+	if (c->handshaking && !conn_tls_handshake(c))
+		return;
+	if (c->write_wants_read && !conn_write_from_event(c))
+		return;
+	for (;;) {
+		ssize_t n;
+		size_t room;
+
+		if (!c->codec->read_more(c)) {
+			/* Enough read ahead while the handler works. */
+			event_del(c->rev);
+			c->read_paused = true;
+			break;
+		}
+		if (c->incap - c->inlen < 4096) {
+			size_t ncap = c->incap ? c->incap * 2 : READ_CHUNK;
+			char *p = realloc(c->in, ncap);
+
+			if (p == NULL) {
+				conn_close(c);
+				return;
+			}
+			c->in = p;
+			c->incap = ncap;
+		}
+		room = c->incap - c->inlen;
+		n = conn_read(c, room);
+		if (n > 0) {
+			c->inlen += (size_t)n;
+			got = true;
+			/* Short read: the kernel had no more, and OpenSSL holds
+			 * no bytes (decrypted or read ahead, which epoll cannot
+			 * see): wait for epoll rather than ask again. */
+			if ((size_t)n < room && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
+				break;
+			continue;
+		}
+		if (n == -1)
+			break;
+		/* EOF or error: the client is gone. */
+		if (c->codec->eof(c)) {
+			/* Finish writing the last reply (half-closed client). */
+			c->closing = true;
+			event_del(c->rev);
+			return;
+		}
+		conn_close(c);
+		return;
+	}
+	if (got)
+		c->codec->input(c);
+	else
+		c->codec->run(c);
+}
+
+/* The connection's one timer: idle keep-alive, the request-head deadline,
+ * or a stalled body, depending on where the connection is. */
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server_conn *c = arg;
+
+	if (c->req == NULL && c->idle_release) {
+		struct timeval first = {IDLE_RELEASE_SECONDS, 0}, rest;
+
+		c->idle_release = false;
+		conn_release_buffers(c);
+		evutil_timersub(&c->srv->limits.client, &first, &rest);
+		evtimer_add(c->timer, &rest);
+		return;
+	}
+	if (c->codec == NULL) {
+		conn_close(c); /* the PROXY header or the handshake took too long */
+		return;
+	}
+	c->codec->timeout(c);
+}
+
+/* Take over the connected socket <fd> from <peer>.  Returns 0, or -1 with
+ * <fd> closed. */
+static int
+conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
+{
+	struct server_conn *c;
+
+	if (srv->proxy_protocol && !ipacl_contains(srv->trusted, (const struct sockaddr *)peer)) {
+		/* A PROXY header is believed only from trusted proxies. */
+		close(fd);
+		return -1;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return -1;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->peer = *peer;
+	c->pp_pending = srv->proxy_protocol;
+	c->out = evbuffer_new();
+	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	c->wev = event_new(srv->base, fd, EV_WRITE, write_cb, c);
+	c->timer = evtimer_new(srv->base, timer_cb, c);
+	if (!c->out || !c->rev || !c->wev || !c->timer)
+		goto fail;
+	if (srv->tls) {
+		c->ssl = SSL_new(srv->tls);
+		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)
+			goto fail;
+		SSL_set_accept_state(c->ssl);
+		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		/* Buffers live while the connection is busy (conn_idle frees
+		 * them when it is not), and a record is read in one system
+		 * call rather than header and body apart. */
+		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+		SSL_set_read_ahead(c->ssl, 1);
+		c->handshaking = true;
+	} else {
+		conn_start_codec(c);
+	}
+	LIST_INSERT_HEAD(&srv->conns, c, link);
+	srv->nconns++;
+	if (srv->counted)
+		metrics_add(METRIC_CLIENT_CONNECTIONS, 1);
+	event_add(c->rev, NULL);
+	evtimer_add(c->timer, &srv->limits.client);
+	return 0;
+fail:
+	SSL_free(c->ssl);
+	if (c->out)
+		evbuffer_free(c->out);
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->timer)
+		event_free(c->timer);
+	close(fd);
+	free(c);
+	return -1;
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sslen = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return; /* EAGAIN (another worker took it), or EMFILE: try later */
+		conn_new(srv, fd, &ss);
+	}
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+struct server *
+server_new(struct event_base *base, int fd, int port, const struct server_handler *handler,
+	   void *arg)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+
+	if (srv == NULL)
+		return NULL;
+	srv->base = base;
+	srv->fd = fd;
+	srv->port = port;
+	srv->handler = handler;
+	srv->arg = arg;
+	srv->limits.max_header_bytes = 65536;
+	srv->limits.client.tv_sec = 30;
+	srv->counted = true;
+	LIST_INIT(&srv->conns);
+	if (fd < 0)
+		return srv; /* connections come through server_adopt only */
+	srv->accept_ev = event_new(base, fd, EV_READ | EV_PERSIST, accept_cb, srv);
+	if (srv->accept_ev == NULL || event_add(srv->accept_ev, NULL) < 0) {
+		if (srv->accept_ev)
+			event_free(srv->accept_ev);
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+void
+server_set_limits(struct server *srv, const struct server_limits *limits)
+{
+	srv->limits = *limits;
+	h1_set_max_header_bytes(limits->max_header_bytes);
+}
+
+void
+server_set_counted(struct server *srv, bool counted)
+{
+	srv->counted = counted;
+}
+
+void
+server_set_http10_status(struct server *srv, bool on)
+{
+	srv->http10_status = on;
+}
+
+void
+server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *trusted)
+{
+	srv->proxy_protocol = on;
+	srv->trusted = trusted;
+}
+
+void
+server_set_tls(struct server *srv, SSL_CTX *ctx)
+{
+	if (ctx)
+		SSL_CTX_up_ref(ctx);
+	SSL_CTX_free(srv->tls);
+	srv->tls = ctx;
+}
+
+void
+server_drain(struct server *srv)
+{
+	struct server_conn *c, *next;
+
+	srv->draining = true;
+	if (srv->accept_ev) {
+		event_free(srv->accept_ev);
+		srv->accept_ev = NULL;
+		close(srv->fd);
+		srv->fd = -1;
+	}
+	for (c = LIST_FIRST(&srv->conns); c; c = next) {
+		next = LIST_NEXT(c, link);
+		if (c->codec == NULL || c->codec->drain(c))
+			conn_close(c); /* idle keep-alive */
+	}
+}
+
+int
+server_adopt(struct server *srv, int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (peer && peerlen <= sizeof(ss))
+		memcpy(&ss, peer, peerlen);
+	else
+		ss.ss_family = AF_UNSPEC;
+	if (evutil_make_socket_nonblocking(fd) < 0) {
+		close(fd);
+		return -1;
+	}
+	return conn_new(srv, fd, &ss);
+}
+
+size_t
+server_connections(const struct server *srv)
+{
+	return srv->nconns;
+}
+
+void
+server_free(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	while (!LIST_EMPTY(&srv->conns)) {
+		struct server_conn *c = LIST_FIRST(&srv->conns);
+
+		c->running = false;
+		if (c->dead)
+			conn_free(c);
+		else
+			conn_close(c); /* frees it */
+	}
+	if (srv->accept_ev) {
+		event_free(srv->accept_ev);
+		close(srv->fd);
+	}
+	SSL_CTX_free(srv->tls);
+	free(srv);
+}

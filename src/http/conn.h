@@ -1,0 +1,92 @@
+/*
+ * conn: the server side of client connections on raw non-blocking sockets:
+ * accept, the PROXY protocol header, TLS (handshake, SSL_read/SSL_write on
+ * the socket itself), the connection's timer, output with back-pressure,
+ * and drain.  Once the connection is ready (after the handshake, where the
+ * ALPN result picks one) a codec reads requests from it: h1.c for HTTP/1.x
+ * today.  Requests reach the handler as request.h describes.
+ *
+ * Why not evhttp: it reads whole bodies before any handler runs, answers
+ * some errors itself (400 where 431 is right, 413 for chunk extensions),
+ * has no total header deadline, does not notice a client that hangs up
+ * while a request is pending, and costs about twice the system calls per
+ * request (epoll_ctl churn, FIONREAD before every read).  Here:
+ *
+ *   - header size over the limit is 431, headers must arrive within the
+ *     client timeout in total (slow clients), idle keep-alive connections
+ *     close after it;
+ *   - reading stays on, so a client that hangs up is noticed at once;
+ *   - drain closes idle connections and lets active ones finish.
+ *
+ * One server per listening socket per worker thread (and one for the admin
+ * listener on the main thread); everything here runs on that thread's event
+ * loop.
+ */
+#ifndef PORTCULLIS_CONN_H
+#define PORTCULLIS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/time.h>
+
+#include "http/request.h"
+
+struct event_base;
+struct server;
+struct ipacl;
+struct ssl_ctx_st;
+
+/* Limits and timeouts a server applies to its connections. */
+struct server_limits {
+	size_t max_header_bytes;   /* request line + headers; over it: 431 */
+	struct timeval client;     /* header deadline, idle keep-alive, write stall */
+};
+
+/*
+ * Accept connections on the listening socket <fd> (taken over: closed by
+ * server_free) and pass requests to <handler> with <arg>.  <port> is the
+ * listener's port (for the handler).  NULL on failure.
+ */
+struct server *server_new(struct event_base *base, int fd, int port,
+			  const struct server_handler *handler, void *arg);
+
+/* Change limits for requests that start from now on. */
+void server_set_limits(struct server *srv, const struct server_limits *limits);
+
+/* Count this server's connections in the client-connection gauge (on by
+ * default; the admin listener turns it off).  Call before the first
+ * connection. */
+void server_set_counted(struct server *srv, bool counted);
+
+/* Answer HTTP/1.0 requests with an "HTTP/1.0" status line, as evhttp did
+ * (the admin listener, whose status line scripts read).  Default off:
+ * "HTTP/1.1" to every client, the server's own version (RFC 9110, 6.2). */
+void server_set_http10_status(struct server *srv, bool on);
+
+/* Expect a PROXY protocol (v1 or v2) header at the start of every new
+ * connection; connections from peers outside <trusted> are closed at once,
+ * and the address in the header becomes the request's peer.  <trusted> must
+ * live until the next call. */
+void server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *trusted);
+
+/* Speak TLS on this listener from now on (<ctx> is referenced; NULL: plain
+ * HTTP).  Certificate choice (SNI, ALPN) is the context's business.  Plain
+ * HTTP sent to a TLS listener is answered with a plain-text 400. */
+void server_set_tls(struct server *srv, struct ssl_ctx_st *ctx);
+
+/* Serve a connected socket <fd> (taken over) as if it had been accepted,
+ * with <peer> as the client's address (NULL: unknown).  For in-process
+ * tests over socketpair().  Returns 0, or -1 (fd closed). */
+int server_adopt(struct server *srv, int fd, const struct sockaddr *peer, socklen_t peerlen);
+
+/* Stop accepting (closing the listening socket), close idle connections, and
+ * close each active one once its response is written. */
+void server_drain(struct server *srv);
+
+/* Connections still open. */
+size_t server_connections(const struct server *srv);
+
+/* Close every connection (aborting their requests) and free.  Accepts NULL. */
+void server_free(struct server *srv);
+
+#endif
