@@ -22,6 +22,7 @@
 #include "access/geoip.h"
 #include "config/config.h"
 #include "core/listener.h"
+#include "http/outbound.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "core/privdrop.h"
@@ -481,6 +482,11 @@ main(int argc, char **argv)
 	err = calloc(1, ERRLEN);
 	if (err == NULL)
 		return 1;
+	/* libcurl (ACME, IdP metadata downloads) before any thread exists */
+	if (outbound_init(err, ERRLEN) < 0) {
+		fprintf(stderr, "portcullis: %s\n", err);
+		goto out;
+	}
 	/* Before any thread exists (loading SAML may start one), so that every
 	 * thread has it: this process never needs execve to grant privileges. */
 	if (!test_only && privdrop_no_new_privs(err, ERRLEN) < 0) {
@@ -736,6 +742,7 @@ out:
 	metrics_shutdown();
 	access_metrics_shutdown();
 	free(err);
+	outbound_cleanup();
 	libevent_global_shutdown();
 	return status;
 }

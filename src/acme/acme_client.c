@@ -380,7 +380,7 @@ job_http_cb(const struct acme_http_response *resp, void *arg)
 }
 
 static void
-job_http(struct acme_job *job, enum evhttp_cmd_type method, const char *url, const char *body,
+job_http(struct acme_job *job, enum acme_http_method method, const char *url, const char *body,
 	 const char *accept, job_handler handler)
 {
 	char err[256];
@@ -439,7 +439,7 @@ post_send(struct acme_job *job)
 	char *jws;
 
 	if (m->nonce == NULL) {
-		job_http(job, EVHTTP_REQ_HEAD, m->url_new_nonce, NULL, NULL, on_new_nonce);
+		job_http(job, ACME_HTTP_HEAD, m->url_new_nonce, NULL, NULL, on_new_nonce);
 		return;
 	}
 	jws = acme_jws_sign(m->account_key, job->post_jwk ? NULL : m->kid, m->nonce, job->post_url,
@@ -451,7 +451,7 @@ post_send(struct acme_job *job)
 		job_failed(job, 0, "cannot sign the request to %s", job->post_url);
 		return;
 	}
-	job_http(job, EVHTTP_REQ_POST, job->post_url, jws, job->post_accept, on_post_response);
+	job_http(job, ACME_HTTP_POST, job->post_url, jws, job->post_accept, on_post_response);
 	free(jws);
 }
 
@@ -831,7 +831,7 @@ step_directory(struct acme_job *job)
 			step_account(job);
 		return;
 	}
-	job_http(job, EVHTTP_REQ_GET, job->m->directory_url, NULL, "application/json",
+	job_http(job, ACME_HTTP_GET, job->m->directory_url, NULL, "application/json",
 		 on_directory);
 }
 
@@ -890,7 +890,7 @@ step_ari(struct acme_job *job)
 	}
 	snprintf(url, sizeof(url), "%s%s%s", m->url_renewal_info,
 		 m->url_renewal_info[strlen(m->url_renewal_info) - 1] == '/' ? "" : "/", c->ari_id);
-	job_http(job, EVHTTP_REQ_GET, url, NULL, "application/json", on_ari);
+	job_http(job, ACME_HTTP_GET, url, NULL, "application/json", on_ari);
 }
 
 static void
