@@ -133,14 +133,14 @@ outbound_describe(CURL *e, CURLcode rc, const char *errbuf, const char *what,
 {
 	long verify = X509_V_OK, connect_code = 0;
 	double elapsed = 0;
-	char *scheme = NULL;
+	char *url = NULL;
 	char proxy[300];
 	bool proxied = false;
 	size_t n;
 
 	curl_easy_getinfo(e, CURLINFO_SSL_VERIFYRESULT, &verify);
 	curl_easy_getinfo(e, CURLINFO_HTTP_CONNECTCODE, &connect_code);
-	curl_easy_getinfo(e, CURLINFO_SCHEME, &scheme);
+	curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
 	if (rc == CURLE_PEER_FAILED_VERIFICATION && verify != X509_V_OK) {
 		snprintf(out, outlen, "TLS certificate of %s not trusted: %s", what,
 			 X509_verify_cert_error_string(verify));
@@ -162,7 +162,8 @@ outbound_describe(CURL *e, CURLcode rc, const char *errbuf, const char *what,
 	} else {
 		snprintf(out, outlen, "%s: %s", what, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
-	if (scheme == NULL || !env_proxy(scheme, proxy, sizeof(proxy)))
+	if (url == NULL ||
+	    !env_proxy(strncasecmp(url, "http:", 5) == 0 ? "http" : "https", proxy, sizeof(proxy)))
 		return;
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_PROXY:
