@@ -60,7 +60,7 @@ PACKAGES=(
 	build-essential cmake pkg-config
 	"${LIBEVENT_PACKAGES[@]}"
 	libssl-dev libjansson-dev libhttp-parser-dev libcmocka-dev libmaxminddb-dev liblasso3-dev
-	libhiredis-dev
+	libhiredis-dev libcurl4-openssl-dev
 	python3 curl ca-certificates openssl
 	python3-pysaml2 xmlsec1 # the local SAML IdP of the demo and the tests
 )
@@ -74,6 +74,7 @@ if [[ $demo_only == false ]]; then
 		python3-yaml systemd shellcheck # packaging checks: manifests, systemd-analyze verify, scripts
 		prometheus             # promtool checks the alert rules in examples/prometheus
 		pebble                 # Let's Encrypt's test ACME server, for the ACME end-to-end tests
+		tinyproxy              # a forward proxy: outbound HTTPS through HTTPS_PROXY
 		iproute2               # ip netns, for tests that need distinct client addresses
 	)
 fi
