@@ -1,14 +1,15 @@
 /*
  * acme_client: the ACME manager — jobs, certificates and the renewal
- * scheduler; the RFC 8555 steps of a job are in acme_order.c.  See acme.h.  Everything here runs on the manager's event_base thread,
- * except acme_metrics_render(), which reads under <mu>.
+ * scheduler; see acme.h.  The RFC 8555 steps of a job are in acme_order.c.
+ * Everything here runs on the manager's event_base thread, except
+ * acme_metrics_render(), which reads under <mu>.
  *
  * One job runs at a time per manager (an order, or an ARI check); the
  * others wait for it.  A job is a chain of asynchronous steps; each HTTP
- * exchange goes through acme_job_http(), which also refreshes the storage lock,
- * and each signed POST through acme_job_post(), which fetches nonces and retries
- * badNonce.  A job ends in job_succeeded() (acme_order.c) or acme_job_failed(), never both, and
- * the certificate is rescheduled there.
+ * exchange goes through acme_job_http(), which also refreshes the storage
+ * lock, and each signed POST through acme_job_post(), which fetches nonces
+ * and retries badNonce.  A job ends in job_succeeded() (acme_order.c) or
+ * acme_job_failed(), never both, and the certificate is rescheduled there.
  */
 #include "acme/acme.h"
 
