@@ -143,7 +143,9 @@ saml_fetch(const char *url, char *err, size_t errlen)
 	}
 	if (outbound_setup(e, &o, err, errlen) != 0)
 		goto out;
-	if ((rc = curl_easy_setopt(e, CURLOPT_URL, url)) != CURLE_OK ||
+	/* plain http goes to a loopback address only: ours, never a proxy's */
+	if ((rc = curl_easy_setopt(e, CURLOPT_NOPROXY, tls ? NULL : "*")) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_URL, url)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, saml_body_cb)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)&body)) != CURLE_OK) {

@@ -6,8 +6,8 @@
  * an easy handle (TLS 1.2 or later, peer and host verification, timeouts, no
  * signals) and turns a failed transfer into a one-line reason.  It does not
  * run transfers, and it never sets a proxy: libcurl takes it from the
- * environment (https_proxy / HTTPS_PROXY, http_proxy for http:// URLs,
- * all_proxy, no_proxy / NO_PROXY), as Caddy and Traefik do.
+ * environment (https_proxy / HTTPS_PROXY, all_proxy, no_proxy / NO_PROXY),
+ * as Caddy and Traefik do.
  */
 #ifndef PORTCULLIS_OUTBOUND_H
 #define PORTCULLIS_OUTBOUND_H

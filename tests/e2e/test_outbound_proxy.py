@@ -164,9 +164,10 @@ def test_acme_proxy_closed_port(pebble, lab, tmp_path):
 # ---- IdP metadata ----------------------------------------------------------------------
 
 class MetadataServer:
-    """HTTPS on 127.0.0.1 serving <doc> at /metadata, with a cert from a fresh CA."""
+    """HTTPS (plain HTTP when not <tls>) on 127.0.0.1 serving <doc> at
+    /metadata, with a cert from a fresh CA."""
 
-    def __init__(self, tmp, doc):
+    def __init__(self, tmp, doc, tls=True):
         d = str(tmp)
         tap._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                      "-nodes", "-keyout", d + "/md-ca.key", "-out", d + "/md-ca.pem", "-days",
@@ -196,11 +197,12 @@ class MetadataServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(d + "/md.pem", d + "/md.key")
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(d + "/md.pem", d + "/md.key")
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = "https://127.0.0.1:%d/metadata" % self.port
+        self.url = "%s://127.0.0.1:%d/metadata" % ("https" if tls else "http", self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -255,6 +257,26 @@ def test_metadata_no_proxy_goes_direct(lab, tmp_path, metadata, proxies):
     assert metadata.hits == 1
     assert not tp.connects(metadata.port), tp.log()
     assert "Connect (file descriptor" not in tp.log()
+
+
+def test_metadata_plain_http_loopback_never_proxied(lab, tmp_path, proxies):
+    """http:// is allowed to loopback only, which a proxy cannot reach for us:
+    fetched directly whatever the proxy variables say."""
+    tp = Tinyproxy(tmp_path, [])
+    proxies.append(tp)
+    key, cert = samltools.make_key(str(tmp_path), "idp")
+    md = MetadataServer(tmp_path, samltools.idp_metadata("https://idp.test",
+                                                         "https://idp.test/sso", cert),
+                        tls=False)
+    try:
+        cfg, port = sp_config(lab, md.url)
+        lab.proxy(cfg, name="sp-plain", env=no_proxy_env(
+            http_proxy=tp.url, HTTPS_PROXY=tp.url, ALL_PROXY=tp.url, all_proxy=tp.url))
+        assert request(port, "GET", "/saml/metadata", host="localhost:%d" % port).status == 200
+        assert md.hits == 1
+        assert "Connect (file descriptor" not in tp.log()
+    finally:
+        md.close()
 
 
 def test_metadata_proxy_refuses_then_cache(lab, tmp_path, metadata, proxies):
