@@ -86,7 +86,7 @@ free_strv(char **v, size_t n)
 /* An ACME problem document as one line: "type: detail" (or the HTTP status). */
 void
 acme_problem_text(const struct acme_http_response *resp, char *out, size_t outlen, char *type,
-	     size_t typelen)
+		  size_t typelen)
 {
 	json_t *root = NULL;
 	const char *t = NULL, *d = NULL;
@@ -261,7 +261,7 @@ job_http_cb(const struct acme_http_response *resp, void *arg)
 	if (job->c->locked && acme_store_lock_touch(job->c->lock_path, job->m->lock_token) != 0) {
 		job->c->locked = false;
 		acme_job_failed(job, 0, "lost the storage lock %s (taken over by another instance)",
-			   job->c->lock_path);
+				job->c->lock_path);
 		return;
 	}
 	job->on_http(job, resp);
@@ -269,7 +269,7 @@ job_http_cb(const struct acme_http_response *resp, void *arg)
 
 void
 acme_job_http(struct acme_job *job, enum acme_http_method method, const char *url, const char *body,
-	 const char *accept, job_handler handler)
+	      const char *accept, job_handler handler)
 {
 	char err[256];
 
@@ -294,7 +294,8 @@ on_post_response(struct acme_job *job, const struct acme_http_response *resp)
 		acme_replace_str(&m->nonce, resp->nonce);
 	if (resp->status == 400) {
 		acme_problem_text(resp, text, sizeof(text), type, sizeof(type));
-		if (acme_problem_is(type, "badNonce") && ++job->post_tries < ACME_BADNONCE_RETRIES) {
+		if (acme_problem_is(type, "badNonce") &&
+		    ++job->post_tries < ACME_BADNONCE_RETRIES) {
 			log_debug("acme: %s: badNonce, retrying with a fresh nonce (%u)",
 				  job->post_url, job->post_tries);
 			post_send(job);
@@ -312,8 +313,8 @@ on_new_nonce(struct acme_job *job, const struct acme_http_response *resp)
 
 	if (resp->nonce == NULL) {
 		acme_problem_text(resp, text, sizeof(text), NULL, 0);
-		acme_job_failed(job, acme_retry_after_of(resp), "newNonce %s gave no Replay-Nonce (%s)",
-			   m->url_new_nonce, text);
+		acme_job_failed(job, acme_retry_after_of(resp),
+				"newNonce %s gave no Replay-Nonce (%s)", m->url_new_nonce, text);
 		return;
 	}
 	acme_replace_str(&m->nonce, resp->nonce);
@@ -347,7 +348,7 @@ post_send(struct acme_job *job)
  * (by jwk instead of kid when <jwk>), then <handler>. */
 void
 acme_job_post(struct acme_job *job, const char *url, const char *payload, bool jwk,
-	 const char *accept, job_handler handler)
+	      const char *accept, job_handler handler)
 {
 	acme_replace_str(&job->post_url, url);
 	acme_replace_str(&job->post_payload, payload);

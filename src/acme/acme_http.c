@@ -274,7 +274,8 @@ req_result(struct acme_http_req *r, CURLcode rc)
 	long status = 0;
 
 	if (r->body_too_large) {
-		snprintf(resp->error, sizeof(resp->error), "%s: response larger than 1 MiB", r->host);
+		snprintf(resp->error, sizeof(resp->error), "%s: response larger than 1 MiB",
+			 r->host);
 		return;
 	}
 	if (r->headers_too_large) {
@@ -414,10 +415,11 @@ acme_http_request(struct acme_http *h, enum acme_http_method method, const char 
 	}
 	if (outbound_setup(r->easy, &o, err, errlen) != 0)
 		goto fail;
+	if (content_type == NULL)
+		content_type = "application/json";
 	/* "Expect:" off: no 100-continue wait before a POST body */
 	if (req_header(r, "Accept", accept ? accept : "*/*") != 0 ||
-	    (body != NULL &&
-	     req_header(r, "Content-Type", content_type ? content_type : "application/json") != 0) ||
+	    (body != NULL && req_header(r, "Content-Type", content_type) != 0) ||
 	    (r->headers = curl_slist_append(r->headers, "Expect:")) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

@@ -31,6 +31,13 @@ static void step_finalize(struct acme_job *job);
 static void step_download(struct acme_job *job);
 static void step_ari(struct acme_job *job);
 
+/* The string member <key> of JSON object <o>, or <fallback>. */
+static const char *
+member_str(json_t *o, const char *key, const char *fallback)
+{
+	return acme_str_or(json_string_value(json_object_get(o, key)), fallback);
+}
+
 /* ---------------------------------------------------------------- steps */
 
 static bool
@@ -54,15 +61,17 @@ on_directory(struct acme_job *job, const struct acme_http_response *resp)
 	}
 	dir = acme_body_object(resp);
 	if (dir == NULL) {
-		acme_job_failed(job, 0, "directory %s: answer is not a JSON object", m->directory_url);
+		acme_job_failed(job, 0, "directory %s: answer is not a JSON object",
+				m->directory_url);
 		return;
 	}
 	if (!dir_url(dir, "newNonce", &m->url_new_nonce) ||
 	    !dir_url(dir, "newAccount", &m->url_new_account) ||
 	    !dir_url(dir, "newOrder", &m->url_new_order)) {
 		json_decref(dir);
-		acme_job_failed(job, 0, "directory %s lacks https newNonce, newAccount or newOrder URLs",
-			   m->directory_url);
+		acme_job_failed(job, 0,
+				"directory %s lacks https newNonce, newAccount or newOrder URLs",
+				m->directory_url);
 		return;
 	}
 	if (!dir_url(dir, "renewalInfo", &m->url_renewal_info))
@@ -70,8 +79,9 @@ on_directory(struct acme_job *job, const struct acme_http_response *resp)
 	if (json_is_true(json_object_get(json_object_get(dir, "meta"), "externalAccountRequired")) &&
 	    m->eab_kid == NULL) {
 		json_decref(dir);
-		acme_job_failed(job, 0, "the CA at %s requires External Account Binding: set the EAB "
-			   "key id and HMAC key", m->directory_url);
+		acme_job_failed(job, 0,
+				"the CA at %s requires External Account Binding: set the EAB "
+				"key id and HMAC key", m->directory_url);
 		return;
 	}
 	json_decref(dir);
@@ -93,7 +103,7 @@ acme_order_start(struct acme_job *job)
 		return;
 	}
 	acme_job_http(job, ACME_HTTP_GET, job->m->directory_url, NULL, "application/json",
-		 on_directory);
+		      on_directory);
 }
 
 /* ARI (RFC 9773): GET renewalInfo/<certID> and pick a time in its window. */
@@ -112,10 +122,8 @@ on_ari(struct acme_job *job, const struct acme_http_response *resp)
 	root = acme_body_object(resp);
 	win = root ? json_object_get(root, "suggestedWindow") : NULL;
 	if (!json_is_object(win) ||
-	    acme_sched_parse_rfc3339(acme_str_or(json_string_value(json_object_get(win, "start")), ""),
-				     &start) != 0 ||
-	    acme_sched_parse_rfc3339(acme_str_or(json_string_value(json_object_get(win, "end")), ""),
-				     &end) != 0 ||
+	    acme_sched_parse_rfc3339(member_str(win, "start", ""), &start) != 0 ||
+	    acme_sched_parse_rfc3339(member_str(win, "end", ""), &end) != 0 ||
 	    end <= start) {
 		json_decref(root);
 		acme_job_failed(job, 0, "renewalInfo: no valid suggestedWindow");
@@ -234,10 +242,11 @@ order_read(struct acme_job *job, json_t *order, const char **status)
 	if (*status == NULL)
 		return -1;
 	if (json_string_value(json_object_get(order, "finalize")))
-		acme_replace_str(&job->finalize_url, json_string_value(json_object_get(order, "finalize")));
+		acme_replace_str(&job->finalize_url,
+				 json_string_value(json_object_get(order, "finalize")));
 	if (json_string_value(json_object_get(order, "certificate")))
 		acme_replace_str(&job->cert_url,
-			    json_string_value(json_object_get(order, "certificate")));
+				 json_string_value(json_object_get(order, "certificate")));
 	if (json_is_array(authz) && job->authz == NULL) {
 		job->authz = calloc(json_array_size(authz) + 1, sizeof(char *));
 		if (job->authz == NULL)
@@ -285,7 +294,8 @@ on_new_order(struct acme_job *job, const struct acme_http_response *resp)
 
 	if (resp->status != 201 && resp->status != 200) {
 		acme_problem_text(resp, text, sizeof(text), type, sizeof(type));
-		if (job->sent_replaces && (resp->status == 409 || acme_problem_is(type, "alreadyReplaced"))) {
+		if (job->sent_replaces &&
+		    (resp->status == 409 || acme_problem_is(type, "alreadyReplaced"))) {
 			log_warn("acme: newOrder for %s refused the replaces field (%s); ordering "
 				 "without it", c->label, text);
 			job->no_replaces = true;
@@ -300,7 +310,7 @@ on_new_order(struct acme_job *job, const struct acme_http_response *resp)
 	    job->finalize_url == NULL) {
 		json_decref(order);
 		acme_job_failed(job, 0, "newOrder: answer is not an order with a Location, "
-			   "authorizations and finalize URL");
+				"authorizations and finalize URL");
 		return;
 	}
 	acme_replace_str(&job->order_url, resp->location);
@@ -392,15 +402,17 @@ authz_start_challenge(struct acme_job *job, json_t *authz)
 		}
 	}
 	if (name == NULL || pick == NULL) {
-		acme_job_failed(job, 0, "authorization %s for %s offers none of the enabled challenge "
-			   "types", job->authz[job->authz_i], name ? name : "(no identifier)");
+		acme_job_failed(job, 0,
+				"authorization %s for %s offers none of the enabled challenge "
+				"types", job->authz[job->authz_i], name ? name : "(no identifier)");
 		return;
 	}
 	type = json_string_value(json_object_get(pick, "type"));
 	token = json_string_value(json_object_get(pick, "token"));
 	url = json_string_value(json_object_get(pick, "url"));
 	if (token == NULL || url == NULL || strlen(token) > 200 || strchr(token, '/') != NULL) {
-		acme_job_failed(job, 0, "%s challenge for %s has no usable token or URL", type, name);
+		acme_job_failed(job, 0, "%s challenge for %s has no usable token or URL", type,
+				name);
 		return;
 	}
 	snprintf(keyauth, sizeof(keyauth), "%s.%s", token, m->thumbprint);
@@ -415,7 +427,8 @@ authz_start_challenge(struct acme_job *job, json_t *authz)
 		slot[*count] = strdup(token);
 	} else {
 		if (acme_challenge_tlsalpn01_add(name, keyauth) != 0) {
-			acme_job_failed(job, 0, "cannot build the tls-alpn-01 certificate for %s", name);
+			acme_job_failed(job, 0, "cannot build the tls-alpn-01 certificate for %s",
+					name);
 			return;
 		}
 		slot = job->tlsalpn01_names = realloc(job->tlsalpn01_names,
@@ -443,9 +456,9 @@ authz_error(json_t *authz, char *out, size_t outlen)
 
 		if (json_is_object(e)) {
 			snprintf(out, outlen, "%s %s: %s",
-				 acme_str_or(json_string_value(json_object_get(ch, "type")), "challenge"),
-				 acme_str_or(json_string_value(json_object_get(e, "type")), "(no type)"),
-				 acme_str_or(json_string_value(json_object_get(e, "detail")), "(no detail)"));
+				 member_str(ch, "type", "challenge"),
+				 member_str(e, "type", "(no type)"),
+				 member_str(e, "detail", "(no detail)"));
 			return;
 		}
 	}
@@ -467,7 +480,7 @@ on_authz(struct acme_job *job, const struct acme_http_response *resp, bool polli
 	if (status == NULL) {
 		json_decref(authz);
 		acme_job_failed(job, 0, "authorization %s: answer has no status",
-			   job->authz[job->authz_i]);
+				job->authz[job->authz_i]);
 		return;
 	}
 	name = json_string_value(json_object_get(json_object_get(authz, "identifier"), "value"));
@@ -486,7 +499,7 @@ on_authz(struct acme_job *job, const struct acme_http_response *resp, bool polli
 	} else {
 		authz_error(authz, detail, sizeof(detail));
 		acme_job_failed(job, 0, "authorization for %s is %s: %s", name ? name : "?", status,
-			   detail);
+				detail);
 		json_decref(authz);
 	}
 }
@@ -549,7 +562,7 @@ on_order_state(struct acme_job *job, const struct acme_http_response *resp)
 
 		if (json_is_object(e))
 			snprintf(detail, sizeof(detail), ": %s",
-				 acme_str_or(json_string_value(json_object_get(e, "detail")), "(no detail)"));
+				 member_str(e, "detail", "(no detail)"));
 		acme_job_failed(job, 0, "order %s is %s%s", job->order_url, status, detail);
 	}
 	json_decref(order);
@@ -652,7 +665,8 @@ on_cert_download(struct acme_job *job, const struct acme_http_response *resp)
 		acme_cert_info_clear(&info);
 		OPENSSL_cleanse(key_pem, strlen(key_pem));
 		free(key_pem);
-		acme_job_failed(job, 0, "the CA issued a certificate for other names than %s", c->label);
+		acme_job_failed(job, 0, "the CA issued a certificate for other names than %s",
+				c->label);
 		return;
 	}
 	acme_cert_info_clear(&info);
@@ -665,5 +679,5 @@ static void
 step_download(struct acme_job *job)
 {
 	acme_job_post(job, job->cert_url, "", false, "application/pem-certificate-chain",
-		 on_cert_download);
+		      on_cert_download);
 }

@@ -114,7 +114,8 @@ env_proxy(const char *scheme, char *out, size_t outlen)
 		if (v == NULL || *v == '\0')
 			continue;
 		u = curl_url();
-		if (u != NULL && curl_url_set(u, CURLUPART_URL, v, CURLU_GUESS_SCHEME) == CURLUE_OK) {
+		if (u != NULL &&
+		    curl_url_set(u, CURLUPART_URL, v, CURLU_GUESS_SCHEME) == CURLUE_OK) {
 			curl_url_set(u, CURLUPART_USER, NULL, 0);
 			curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
 			curl_url_get(u, CURLUPART_URL, &clean, 0);
@@ -147,8 +148,8 @@ outbound_describe(CURL *e, CURLcode rc, const char *errbuf, const char *what,
 		return;
 	}
 	if (connect_code != 0 && (connect_code < 200 || connect_code > 299)) {
-		snprintf(out, outlen, "%s: the proxy refused the tunnel (CONNECT answered %ld)", what,
-			 connect_code);
+		snprintf(out, outlen, "%s: the proxy refused the tunnel (CONNECT answered %ld)",
+			 what, connect_code);
 		proxied = true;
 	} else if (rc == CURLE_OPERATION_TIMEDOUT && total_timeout != 0 &&
 		   curl_easy_getinfo(e, CURLINFO_TOTAL_TIME, &elapsed) == CURLE_OK &&

@@ -117,9 +117,17 @@ def test_acme_through_https_proxy(pebble, lab, tmp_path, proxies):
                       challenges=["http-01"])
     p = lab.proxy(cfg, name="acme-via-proxy", env=no_proxy_env(HTTPS_PROXY=tp.url))
     p.wait_stderr(r"acme: certificate for px\.test obtained", timeout=90)
-    wait_until(lambda: served_der(p.ports["https"], "px.test") is not None,
-               what="the ACME certificate to be served")
-    der = served_der(p.ports["https"], "px.test")
+    # the store installs it just after that line (slower under ASan)
+    got = []
+
+    def served():
+        try:
+            got.append(served_der(p.ports["https"], "px.test"))
+            return True
+        except ssl.SSLError:
+            return False
+    wait_until(served, timeout=10, interval=0.1, what="the ACME certificate to be served")
+    der = got[-1]
     cert = ssl.DER_cert_to_PEM_cert(der)
     assert "px.test" in subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"],
                                        input=cert, capture_output=True, text=True).stdout
