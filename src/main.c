@@ -22,6 +22,7 @@
 #include "access/geoip.h"
 #include "config/config.h"
 #include "core/listener.h"
+#include "http/outbound.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "core/privdrop.h"
@@ -500,6 +501,11 @@ parse_args(struct app *app, int argc, char **argv)
 static int
 read_config(struct app *app)
 {
+	/* libcurl (ACME, IdP metadata downloads) before any thread exists */
+	if (outbound_init(app->err, ERRLEN) < 0) {
+		fprintf(stderr, "portcullis: %s\n", app->err);
+		return -1;
+	}
 	/* Before any thread exists (loading SAML may start one), so that every
 	 * thread has it: this process never needs execve to grant privileges. */
 	if (!app->test_only && privdrop_no_new_privs(app->err, ERRLEN) < 0) {
@@ -816,6 +822,7 @@ teardown(struct app *app, int status)
 	metrics_shutdown();
 	access_metrics_shutdown();
 	free(app->err);
+	outbound_cleanup();
 	libevent_global_shutdown();
 }
 

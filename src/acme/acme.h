@@ -24,8 +24,9 @@
  * Split by concern: acme_jws.c (JOSE and X.509 helpers, pure), acme_store.c
  * (files and locks, pure), acme_sched.c (renewal arithmetic, pure),
  * acme_challenge.c (challenge responders, thread-safe), acme_http.c (HTTPS
- * client on evhttp + bufferevent_openssl) and acme_client.c (this API: the
- * order flow and the scheduler).
+ * client on libcurl's multi interface, on the manager's event loop),
+ * acme_order.c (the RFC 8555 steps of an order or an ARI check) and
+ * acme_client.c (this API: jobs, certificates and the scheduler).
  */
 #ifndef PORTCULLIS_ACME_H
 #define PORTCULLIS_ACME_H

@@ -1,14 +1,15 @@
 /*
- * acme_client: the ACME manager — RFC 8555 order flow and renewal scheduler;
- * see acme.h.  Everything here runs on the manager's event_base thread,
- * except acme_metrics_render(), which reads under <mu>.
+ * acme_client: the ACME manager — jobs, certificates and the renewal
+ * scheduler; see acme.h.  The RFC 8555 steps of a job are in acme_order.c.
+ * Everything here runs on the manager's event_base thread, except
+ * acme_metrics_render(), which reads under <mu>.
  *
  * One job runs at a time per manager (an order, or an ARI check); the
  * others wait for it.  A job is a chain of asynchronous steps; each HTTP
- * exchange goes through job_http(), which also refreshes the storage lock,
- * and each signed POST through job_post(), which fetches nonces and retries
- * badNonce.  A job ends in job_succeeded() or job_failed(), never both, and
- * the certificate is rescheduled there.
+ * exchange goes through acme_job_http(), which also refreshes the storage
+ * lock, and each signed POST through acme_job_post(), which fetches nonces
+ * and retries badNonce.  A job ends in job_succeeded() (acme_order.c) or
+ * acme_job_failed(), never both, and the certificate is rescheduled there.
  */
 #include "acme/acme.h"
 
@@ -30,131 +31,18 @@
 #include <openssl/rand.h>
 
 #include "acme/acme_challenge.h"
+#include "acme/acme_client.h"
 #include "acme/acme_http.h"
 #include "acme/acme_jws.h"
+#include "acme/acme_order.h"
 #include "acme/acme_sched.h"
 #include "acme/acme_store.h"
 #include "base/log.h"
 
-#define ACME_PATH_MAX 1024
-#define ACME_BADNONCE_RETRIES 20
-#define ACME_LOCK_RECHECK 10        /* seconds between attempts on a busy lock */
-#define ACME_ARI_DEFAULT_RECHECK (6 * 3600)
-#define ACME_ARI_FAILED_RECHECK 3600
-#define ACME_MAX_TIMER (12 * 3600)  /* re-evaluate at least this often */
-
-enum job_kind { JOB_ORDER, JOB_ARI };
-
-struct acme_cert;
-struct acme_job;
-typedef void (*job_handler)(struct acme_job *job, const struct acme_http_response *resp);
-
-struct acme_cert {
-	struct acme_manager *m;
-	char **names;
-	size_t n_names;
-	char *label;                 /* "a.example,b.example" for logs */
-	char dir[ACME_PATH_MAX];
-	char cert_path[ACME_PATH_MAX + 16];
-	char key_path[ACME_PATH_MAX + 16];
-	char state_path[ACME_PATH_MAX + 16];
-	char lock_path[ACME_PATH_MAX + 16];
-	struct event *timer;
-
-	/* the certificate being served (guarded by m->mu for the metrics) */
-	bool have;
-	time_t not_before, not_after, renew_at;
-	char *ari_id;
-	time_t ari_at;               /* ARI's chosen renewal time; 0: none */
-	time_t ari_check_at;         /* next ARI poll */
-	time_t due;                  /* next planned attempt (metrics) */
-	struct acme_state st;        /* persisted failures and next attempt */
-	bool force;
-	bool locked;
-};
-
-struct acme_job {
-	struct acme_manager *m;
-	struct acme_cert *c;
-	enum job_kind kind;
-	bool inflight;               /* an HTTP exchange is under way */
-	bool dead;                   /* ended while an exchange was in flight */
-	struct event *deadline;
-	struct event *delay;         /* polling pause */
-	void (*after_delay)(struct acme_job *job);
-	job_handler on_http;
-
-	/* the signed POST being sent (kept for badNonce retries) */
-	char *post_url;
-	char *post_payload;
-	const char *post_accept;
-	bool post_jwk;
-	unsigned post_tries;
-	job_handler post_handler;
-
-	/* order state */
-	char *order_url;
-	char *finalize_url;
-	char *cert_url;
-	char **authz;
-	size_t n_authz, authz_i;
-	char *chall_url;
-	bool sent_replaces, no_replaces;
-	EVP_PKEY *cert_key;
-	char **http01_tokens;        /* published, withdrawn when the job ends */
-	size_t n_http01;
-	char **tlsalpn01_names;
-	size_t n_tlsalpn01;
-};
-
-struct acme_manager {
-	struct event_base *base;
-	char *directory_url;
-	char *email;
-	char *eab_kid;
-	unsigned char *eab_key;
-	size_t eab_key_len;
-	char *storage;
-	unsigned challenges;
-	acme_certificate_cb on_certificate;
-	void *cb_arg;
-	unsigned retry_base, retry_max, lock_stale, request_timeout, order_timeout;
-
-	char ca_dir[ACME_PATH_MAX];
-	char lock_token[160];
-	struct acme_http *http;
-	EVP_PKEY *account_key;
-	char *thumbprint;
-	char *kid;
-	char *nonce;
-
-	bool have_dir;
-	char *url_new_nonce, *url_new_account, *url_new_order, *url_renewal_info;
-
-	struct acme_cert *certs;
-	size_t n_certs;
-	struct acme_job *job;
-	bool started;
-
-	pthread_mutex_t mu;
-	atomic_uint_fast64_t attempted, succeeded, failed;
-};
-
-static void cert_schedule(struct acme_cert *c);
-static void job_failed(struct acme_job *job, time_t retry_after, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void step_directory(struct acme_job *job);
-static void step_account(struct acme_job *job);
-static void step_order(struct acme_job *job);
-static void step_authz(struct acme_job *job);
-static void step_finalize(struct acme_job *job);
-static void step_download(struct acme_job *job);
-static void step_ari(struct acme_job *job);
-
 /* ---------------------------------------------------------------- helpers */
 
-static uint32_t
-random_u32(void)
+uint32_t
+acme_random_u32(void)
 {
 	uint32_t v = 0;
 
@@ -163,8 +51,8 @@ random_u32(void)
 	return v;
 }
 
-static void
-format_time(time_t t, char *out, size_t outlen)
+void
+acme_format_time(time_t t, char *out, size_t outlen)
 {
 	struct tm tm;
 
@@ -172,14 +60,14 @@ format_time(time_t t, char *out, size_t outlen)
 	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static const char *
-str_or(const char *s, const char *fallback)
+const char *
+acme_str_or(const char *s, const char *fallback)
 {
 	return s != NULL ? s : fallback;
 }
 
-static void
-replace_str(char **slot, const char *value)
+void
+acme_replace_str(char **slot, const char *value)
 {
 	free(*slot);
 	*slot = value ? strdup(value) : NULL;
@@ -196,9 +84,9 @@ free_strv(char **v, size_t n)
 }
 
 /* An ACME problem document as one line: "type: detail" (or the HTTP status). */
-static void
-problem_text(const struct acme_http_response *resp, char *out, size_t outlen, char *type,
-	     size_t typelen)
+void
+acme_problem_text(const struct acme_http_response *resp, char *out, size_t outlen, char *type,
+		  size_t typelen)
 {
 	json_t *root = NULL;
 	const char *t = NULL, *d = NULL;
@@ -227,8 +115,8 @@ problem_text(const struct acme_http_response *resp, char *out, size_t outlen, ch
 	json_decref(root);
 }
 
-static bool
-problem_is(const char *type, const char *name)
+bool
+acme_problem_is(const char *type, const char *name)
 {
 	static const char prefix[] = "urn:ietf:params:acme:error:";
 
@@ -236,8 +124,8 @@ problem_is(const char *type, const char *name)
 	       strcmp(type + sizeof(prefix) - 1, name) == 0;
 }
 
-static time_t
-retry_after_of(const struct acme_http_response *resp)
+time_t
+acme_retry_after_of(const struct acme_http_response *resp)
 {
 	time_t t = 0;
 
@@ -248,8 +136,8 @@ retry_after_of(const struct acme_http_response *resp)
 }
 
 /* Parse a JSON object body, or NULL. */
-static json_t *
-body_object(const struct acme_http_response *resp)
+json_t *
+acme_body_object(const struct acme_http_response *resp)
 {
 	json_t *root;
 
@@ -294,8 +182,8 @@ job_free(struct acme_job *job)
 }
 
 /* Detach <job> from its manager; free it now, or when its exchange returns. */
-static void
-job_end(struct acme_job *job)
+void
+acme_job_end(struct acme_job *job)
 {
 	struct acme_manager *m = job->m;
 
@@ -316,7 +204,7 @@ job_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct acme_job *job = arg;
 
-	job_failed(job, 0, "the order did not complete within %u s", job->m->order_timeout);
+	acme_job_failed(job, 0, "the order did not complete within %u s", job->m->order_timeout);
 }
 
 static void
@@ -328,8 +216,8 @@ job_delay_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Run <next> after <seconds> (polling). */
-static void
-job_after(struct acme_job *job, time_t seconds, void (*next)(struct acme_job *))
+void
+acme_job_after(struct acme_job *job, time_t seconds, void (*next)(struct acme_job *))
 {
 	struct timeval tv = { seconds, 0 };
 
@@ -372,23 +260,23 @@ job_http_cb(const struct acme_http_response *resp, void *arg)
 	}
 	if (job->c->locked && acme_store_lock_touch(job->c->lock_path, job->m->lock_token) != 0) {
 		job->c->locked = false;
-		job_failed(job, 0, "lost the storage lock %s (taken over by another instance)",
-			   job->c->lock_path);
+		acme_job_failed(job, 0, "lost the storage lock %s (taken over by another instance)",
+				job->c->lock_path);
 		return;
 	}
 	job->on_http(job, resp);
 }
 
-static void
-job_http(struct acme_job *job, enum evhttp_cmd_type method, const char *url, const char *body,
-	 const char *accept, job_handler handler)
+void
+acme_job_http(struct acme_job *job, enum acme_http_method method, const char *url, const char *body,
+	      const char *accept, job_handler handler)
 {
 	char err[256];
 
 	job->on_http = handler;
 	if (acme_http_request(job->m->http, method, url, body ? "application/jose+json" : NULL,
 			      body, accept, job_http_cb, job, err, sizeof(err)) != 0) {
-		job_failed(job, 0, "%s", err);
+		acme_job_failed(job, 0, "%s", err);
 		return;
 	}
 	job->inflight = true;
@@ -403,10 +291,11 @@ on_post_response(struct acme_job *job, const struct acme_http_response *resp)
 	char type[128], text[600];
 
 	if (resp->nonce != NULL)
-		replace_str(&m->nonce, resp->nonce);
+		acme_replace_str(&m->nonce, resp->nonce);
 	if (resp->status == 400) {
-		problem_text(resp, text, sizeof(text), type, sizeof(type));
-		if (problem_is(type, "badNonce") && ++job->post_tries < ACME_BADNONCE_RETRIES) {
+		acme_problem_text(resp, text, sizeof(text), type, sizeof(type));
+		if (acme_problem_is(type, "badNonce") &&
+		    ++job->post_tries < ACME_BADNONCE_RETRIES) {
 			log_debug("acme: %s: badNonce, retrying with a fresh nonce (%u)",
 				  job->post_url, job->post_tries);
 			post_send(job);
@@ -423,12 +312,12 @@ on_new_nonce(struct acme_job *job, const struct acme_http_response *resp)
 	char text[600];
 
 	if (resp->nonce == NULL) {
-		problem_text(resp, text, sizeof(text), NULL, 0);
-		job_failed(job, retry_after_of(resp), "newNonce %s gave no Replay-Nonce (%s)",
-			   m->url_new_nonce, text);
+		acme_problem_text(resp, text, sizeof(text), NULL, 0);
+		acme_job_failed(job, acme_retry_after_of(resp),
+				"newNonce %s gave no Replay-Nonce (%s)", m->url_new_nonce, text);
 		return;
 	}
-	replace_str(&m->nonce, resp->nonce);
+	acme_replace_str(&m->nonce, resp->nonce);
 	post_send(job);
 }
 
@@ -439,7 +328,7 @@ post_send(struct acme_job *job)
 	char *jws;
 
 	if (m->nonce == NULL) {
-		job_http(job, EVHTTP_REQ_HEAD, m->url_new_nonce, NULL, NULL, on_new_nonce);
+		acme_job_http(job, ACME_HTTP_HEAD, m->url_new_nonce, NULL, NULL, on_new_nonce);
 		return;
 	}
 	jws = acme_jws_sign(m->account_key, job->post_jwk ? NULL : m->kid, m->nonce, job->post_url,
@@ -448,21 +337,21 @@ post_send(struct acme_job *job)
 	free(m->nonce);
 	m->nonce = NULL;
 	if (jws == NULL) {
-		job_failed(job, 0, "cannot sign the request to %s", job->post_url);
+		acme_job_failed(job, 0, "cannot sign the request to %s", job->post_url);
 		return;
 	}
-	job_http(job, EVHTTP_REQ_POST, job->post_url, jws, job->post_accept, on_post_response);
+	acme_job_http(job, ACME_HTTP_POST, job->post_url, jws, job->post_accept, on_post_response);
 	free(jws);
 }
 
 /* POST <payload> ("" for POST-as-GET) to <url>, signed with the account key
  * (by jwk instead of kid when <jwk>), then <handler>. */
-static void
-job_post(struct acme_job *job, const char *url, const char *payload, bool jwk,
-	 const char *accept, job_handler handler)
+void
+acme_job_post(struct acme_job *job, const char *url, const char *payload, bool jwk,
+	      const char *accept, job_handler handler)
 {
-	replace_str(&job->post_url, url);
-	replace_str(&job->post_payload, payload);
+	acme_replace_str(&job->post_url, url);
+	acme_replace_str(&job->post_payload, payload);
 	job->post_jwk = jwk;
 	job->post_accept = accept;
 	job->post_tries = 0;
@@ -474,8 +363,8 @@ job_post(struct acme_job *job, const char *url, const char *payload, bool jwk,
 
 /* Deliver and adopt the certificate in storage if it is usable.  Returns true
  * if one was adopted; <quiet> suppresses the warning about an unusable one. */
-static bool
-cert_load(struct acme_cert *c, bool deliver, bool quiet)
+bool
+acme_cert_load(struct acme_cert *c, bool deliver, bool quiet)
 {
 	struct acme_manager *m = c->m;
 	struct acme_cert_info info;
@@ -508,7 +397,7 @@ cert_load(struct acme_cert *c, bool deliver, bool quiet)
 		goto done;
 	}
 	if (info.not_after <= time(NULL)) {
-		format_time(info.not_after, when, sizeof(when));
+		acme_format_time(info.not_after, when, sizeof(when));
 		if (!quiet)
 			log_warn("acme: stored certificate %s expired at %s", c->cert_path, when);
 		goto done;
@@ -518,7 +407,7 @@ cert_load(struct acme_cert *c, bool deliver, bool quiet)
 	c->have = true;
 	c->not_before = info.not_before;
 	c->not_after = info.not_after;
-	c->renew_at = acme_sched_renew_at(info.not_before, info.not_after, random_u32());
+	c->renew_at = acme_sched_renew_at(info.not_before, info.not_after, acme_random_u32());
 	free(c->ari_id);
 	c->ari_id = info.ari_id;
 	info.ari_id = NULL;
@@ -527,7 +416,7 @@ cert_load(struct acme_cert *c, bool deliver, bool quiet)
 	pthread_mutex_unlock(&m->mu);
 	adopted = true;
 	if (changed && deliver) {
-		format_time(c->not_after, when, sizeof(when));
+		acme_format_time(c->not_after, when, sizeof(when));
 		log_info("acme: loaded certificate for %s from storage, valid until %s", c->label,
 			 when);
 		if (m->on_certificate != NULL)
@@ -542,8 +431,8 @@ done:
 	return adopted;
 }
 
-static void
-cert_save_state(struct acme_cert *c)
+void
+acme_cert_save_state(struct acme_cert *c)
 {
 	char err[512];
 
@@ -573,8 +462,8 @@ ari_possible(const struct acme_manager *m)
 	return !m->have_dir || m->url_renewal_info != NULL;
 }
 
-static void
-cert_schedule(struct acme_cert *c)
+void
+acme_cert_schedule(struct acme_cert *c)
 {
 	struct acme_manager *m = c->m;
 	time_t now = time(NULL), due = cert_due(c, now), wake = due, delay;
@@ -589,7 +478,7 @@ cert_schedule(struct acme_cert *c)
 	pthread_mutex_lock(&m->mu);
 	c->due = due;
 	pthread_mutex_unlock(&m->mu);
-	format_time(due, when, sizeof(when));
+	acme_format_time(due, when, sizeof(when));
 	log_info("acme: next attempt for %s at %s (%lld)", c->label, when, (long long)due);
 	tv.tv_sec = delay;
 	tv.tv_usec = 0;
@@ -605,8 +494,8 @@ cert_retry_in(struct acme_cert *c, time_t seconds)
 }
 
 /* Record a failed attempt (job or not), loudly, and reschedule. */
-static void
-cert_failed(struct acme_cert *c, time_t retry_after, const char *reason)
+void
+acme_cert_failed(struct acme_cert *c, time_t retry_after, const char *reason)
 {
 	struct acme_manager *m = c->m;
 	time_t now = time(NULL);
@@ -620,11 +509,11 @@ cert_failed(struct acme_cert *c, time_t retry_after, const char *reason)
 	snprintf(c->st.last_error, sizeof(c->st.last_error), "%s", reason);
 	c->force = false;
 	pthread_mutex_unlock(&m->mu);
-	cert_save_state(c);
+	acme_cert_save_state(c);
 	atomic_fetch_add(&m->failed, 1);
-	format_time(c->st.next_attempt, when, sizeof(when));
+	acme_format_time(c->st.next_attempt, when, sizeof(when));
 	if (c->have) {
-		format_time(c->not_after, expiry, sizeof(expiry));
+		acme_format_time(c->not_after, expiry, sizeof(expiry));
 		log_error("acme: certificate for %s: attempt %u failed: %s; keeping the current "
 			  "certificate (valid until %s); next attempt at %s", c->label,
 			  c->st.failures, reason, expiry, when);
@@ -634,13 +523,13 @@ cert_failed(struct acme_cert *c, time_t retry_after, const char *reason)
 	}
 	/* start the next attempt from scratch: the CA may have forgotten us */
 	m->have_dir = false;
-	replace_str(&m->nonce, NULL);
-	replace_str(&m->kid, NULL);
-	cert_schedule(c);
+	acme_replace_str(&m->nonce, NULL);
+	acme_replace_str(&m->kid, NULL);
+	acme_cert_schedule(c);
 }
 
-static void
-job_failed(struct acme_job *job, time_t retry_after, const char *fmt, ...)
+void
+acme_job_failed(struct acme_job *job, time_t retry_after, const char *fmt, ...)
 {
 	struct acme_cert *c = job->c;
 	char reason[700];
@@ -653,21 +542,21 @@ job_failed(struct acme_job *job, time_t retry_after, const char *fmt, ...)
 		log_warn("acme: renewal information for %s unavailable: %s; checking again in 1 h",
 			 c->label, reason);
 		c->ari_check_at = time(NULL) + ACME_ARI_FAILED_RECHECK;
-		job_end(job);
-		cert_schedule(c);
+		acme_job_end(job);
+		acme_cert_schedule(c);
 		return;
 	}
-	job_end(job);
-	cert_failed(c, retry_after, reason);
+	acme_job_end(job);
+	acme_cert_failed(c, retry_after, reason);
 }
 
-static void
-job_http_failed(struct acme_job *job, const char *what, const struct acme_http_response *resp)
+void
+acme_job_http_failed(struct acme_job *job, const char *what, const struct acme_http_response *resp)
 {
 	char text[600];
 
-	problem_text(resp, text, sizeof(text), NULL, 0);
-	job_failed(job, retry_after_of(resp), "%s: %s", what, text);
+	acme_problem_text(resp, text, sizeof(text), NULL, 0);
+	acme_job_failed(job, acme_retry_after_of(resp), "%s: %s", what, text);
 }
 
 /* Start ordering <c> if the lock and storage allow it. */
@@ -687,20 +576,20 @@ cert_attempt(struct acme_cert *c)
 		cert_retry_in(c, ACME_LOCK_RECHECK);
 		return;
 	case ACME_LOCK_ERROR:
-		cert_failed(c, 0, err);
+		acme_cert_failed(c, 0, err);
 		return;
 	case ACME_LOCK_TAKEN:
 		break;
 	}
 	c->locked = true;
 	/* another instance may have renewed it, or failed, while we waited */
-	cert_load(c, true, true);
+	acme_cert_load(c, true, true);
 	if (acme_store_state_load(c->state_path, &c->st, err, sizeof(err)) != 0)
 		log_warn("acme: ignoring unreadable renewal state: %s", err);
 	if (!forced && cert_due(c, now) > now) {
 		acme_store_unlock(c->lock_path, m->lock_token);
 		c->locked = false;
-		cert_schedule(c);
+		acme_cert_schedule(c);
 		return;
 	}
 	snprintf(reason, sizeof(reason), "%s",
@@ -708,7 +597,7 @@ cert_attempt(struct acme_cert *c)
 	/*
 	 * Persist the next attempt first, counting this attempt as failed until it
 	 * succeeds, so a crash loop cannot hammer the CA.  The in-memory state
-	 * stays as it was: cert_failed() or job_succeeded() writes the outcome.
+	 * stays as it was: acme_cert_failed() or job_succeeded() writes the outcome.
 	 */
 	{
 		struct acme_state pre = c->st;
@@ -722,7 +611,7 @@ cert_attempt(struct acme_cert *c)
 		if (acme_store_state_save(c->state_path, &pre, err, sizeof(err)) != 0) {
 			acme_store_unlock(c->lock_path, m->lock_token);
 			c->locked = false;
-			cert_failed(c, 0, err);
+			acme_cert_failed(c, 0, err);
 			return;
 		}
 	}
@@ -730,13 +619,13 @@ cert_attempt(struct acme_cert *c)
 	if (job == NULL) {
 		acme_store_unlock(c->lock_path, m->lock_token);
 		c->locked = false;
-		cert_failed(c, 0, "out of memory");
+		acme_cert_failed(c, 0, "out of memory");
 		return;
 	}
 	atomic_fetch_add(&m->attempted, 1);
 	log_info("acme: ordering certificate for %s (%s, attempt %u)", c->label, reason,
 		 c->st.failures + 1);
-	step_directory(job);
+	acme_order_start(job);
 }
 
 static void
@@ -756,655 +645,18 @@ cert_timer_cb(evutil_socket_t fd, short what, void *arg)
 			job = job_new(c, JOB_ARI);
 			if (job == NULL) {
 				c->ari_check_at = now + ACME_ARI_FAILED_RECHECK;
-				cert_schedule(c);
+				acme_cert_schedule(c);
 				return;
 			}
-			step_directory(job);
+			acme_order_start(job);
 			return;
 		}
 		if (cert_due(c, now) > now) {
-			cert_schedule(c);
+			acme_cert_schedule(c);
 			return;
 		}
 	}
 	cert_attempt(c);
-}
-
-/* ---------------------------------------------------------------- steps */
-
-static bool
-dir_url(json_t *dir, const char *key, char **slot)
-{
-	const char *v = json_string_value(json_object_get(dir, key));
-
-	replace_str(slot, v);
-	return v != NULL && strncmp(v, "https://", 8) == 0;
-}
-
-static void
-on_directory(struct acme_job *job, const struct acme_http_response *resp)
-{
-	struct acme_manager *m = job->m;
-	json_t *dir;
-
-	if (resp->status != 200) {
-		job_http_failed(job, "directory", resp);
-		return;
-	}
-	dir = body_object(resp);
-	if (dir == NULL) {
-		job_failed(job, 0, "directory %s: answer is not a JSON object", m->directory_url);
-		return;
-	}
-	if (!dir_url(dir, "newNonce", &m->url_new_nonce) ||
-	    !dir_url(dir, "newAccount", &m->url_new_account) ||
-	    !dir_url(dir, "newOrder", &m->url_new_order)) {
-		json_decref(dir);
-		job_failed(job, 0, "directory %s lacks https newNonce, newAccount or newOrder URLs",
-			   m->directory_url);
-		return;
-	}
-	if (!dir_url(dir, "renewalInfo", &m->url_renewal_info))
-		replace_str(&m->url_renewal_info, NULL);
-	if (json_is_true(json_object_get(json_object_get(dir, "meta"), "externalAccountRequired")) &&
-	    m->eab_kid == NULL) {
-		json_decref(dir);
-		job_failed(job, 0, "the CA at %s requires External Account Binding: set the EAB "
-			   "key id and HMAC key", m->directory_url);
-		return;
-	}
-	json_decref(dir);
-	m->have_dir = true;
-	if (job->kind == JOB_ARI)
-		step_ari(job);
-	else
-		step_account(job);
-}
-
-static void
-step_directory(struct acme_job *job)
-{
-	if (job->m->have_dir) {
-		if (job->kind == JOB_ARI)
-			step_ari(job);
-		else
-			step_account(job);
-		return;
-	}
-	job_http(job, EVHTTP_REQ_GET, job->m->directory_url, NULL, "application/json",
-		 on_directory);
-}
-
-/* ARI (RFC 9773): GET renewalInfo/<certID> and pick a time in its window. */
-static void
-on_ari(struct acme_job *job, const struct acme_http_response *resp)
-{
-	struct acme_cert *c = job->c;
-	time_t now = time(NULL), start, end, recheck;
-	json_t *root, *win;
-	char a[32], b[32];
-
-	if (resp->status != 200) {
-		job_http_failed(job, "renewalInfo", resp);
-		return;
-	}
-	root = body_object(resp);
-	win = root ? json_object_get(root, "suggestedWindow") : NULL;
-	if (!json_is_object(win) ||
-	    acme_sched_parse_rfc3339(str_or(json_string_value(json_object_get(win, "start")), ""),
-				     &start) != 0 ||
-	    acme_sched_parse_rfc3339(str_or(json_string_value(json_object_get(win, "end")), ""),
-				     &end) != 0 ||
-	    end <= start) {
-		json_decref(root);
-		job_failed(job, 0, "renewalInfo: no valid suggestedWindow");
-		return;
-	}
-	json_decref(root);
-	recheck = retry_after_of(resp);
-	if (recheck <= now)
-		recheck = now + ACME_ARI_DEFAULT_RECHECK;
-	pthread_mutex_lock(&job->m->mu);
-	c->ari_at = acme_sched_ari_pick(start, end, now, random_u32());
-	c->ari_check_at = recheck;
-	pthread_mutex_unlock(&job->m->mu);
-	format_time(start, a, sizeof(a));
-	format_time(end, b, sizeof(b));
-	log_info("acme: renewal window for %s suggested by the CA: %s to %s", c->label, a, b);
-	job_end(job);
-	cert_schedule(c);
-}
-
-static void
-step_ari(struct acme_job *job)
-{
-	struct acme_cert *c = job->c;
-	struct acme_manager *m = job->m;
-	char url[2048];
-
-	if (m->url_renewal_info == NULL || c->ari_id == NULL) {
-		c->ari_check_at = time(NULL) + ACME_ARI_DEFAULT_RECHECK;
-		job_end(job);
-		cert_schedule(c);
-		return;
-	}
-	snprintf(url, sizeof(url), "%s%s%s", m->url_renewal_info,
-		 m->url_renewal_info[strlen(m->url_renewal_info) - 1] == '/' ? "" : "/", c->ari_id);
-	job_http(job, EVHTTP_REQ_GET, url, NULL, "application/json", on_ari);
-}
-
-static void
-on_account(struct acme_job *job, const struct acme_http_response *resp)
-{
-	struct acme_manager *m = job->m;
-	json_t *acct;
-	const char *status;
-
-	if (resp->status != 200 && resp->status != 201) {
-		job_http_failed(job, "newAccount", resp);
-		return;
-	}
-	if (resp->location == NULL) {
-		job_failed(job, 0, "newAccount: answer without a Location (account URL)");
-		return;
-	}
-	acct = body_object(resp);
-	status = acct ? json_string_value(json_object_get(acct, "status")) : NULL;
-	if (status != NULL && strcmp(status, "valid") != 0) {
-		job_failed(job, 0, "account %s is %s", resp->location, status);
-		json_decref(acct);
-		return;
-	}
-	json_decref(acct);
-	replace_str(&m->kid, resp->location);
-	log_debug("acme: account %s", m->kid);
-	step_order(job);
-}
-
-static void
-step_account(struct acme_job *job)
-{
-	struct acme_manager *m = job->m;
-	json_t *payload;
-	char *text;
-
-	if (m->kid != NULL) {
-		step_order(job);
-		return;
-	}
-	payload = json_pack("{s:b}", "termsOfServiceAgreed", 1);
-	if (payload != NULL && m->email != NULL) {
-		char mailto[320];
-
-		snprintf(mailto, sizeof(mailto), "mailto:%s", m->email);
-		json_object_set_new(payload, "contact", json_pack("[s]", mailto));
-	}
-	if (payload != NULL && m->eab_kid != NULL) {
-		char *eab = acme_jws_eab(m->account_key, m->eab_kid, m->eab_key, m->eab_key_len,
-					 m->url_new_account);
-		json_t *obj = eab ? json_loads(eab, 0, NULL) : NULL;
-
-		free(eab);
-		if (obj == NULL) {
-			json_decref(payload);
-			job_failed(job, 0, "cannot build the External Account Binding");
-			return;
-		}
-		json_object_set_new(payload, "externalAccountBinding", obj);
-	}
-	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-	json_decref(payload);
-	if (text == NULL) {
-		job_failed(job, 0, "out of memory");
-		return;
-	}
-	job_post(job, m->url_new_account, text, true, NULL, on_account);
-	free(text);
-}
-
-/* Adopt an order object's authorizations, finalize URL and certificate URL. */
-static int
-order_read(struct acme_job *job, json_t *order, const char **status)
-{
-	json_t *authz = json_object_get(order, "authorizations");
-	size_t i;
-
-	*status = json_string_value(json_object_get(order, "status"));
-	if (*status == NULL)
-		return -1;
-	if (json_string_value(json_object_get(order, "finalize")))
-		replace_str(&job->finalize_url, json_string_value(json_object_get(order, "finalize")));
-	if (json_string_value(json_object_get(order, "certificate")))
-		replace_str(&job->cert_url,
-			    json_string_value(json_object_get(order, "certificate")));
-	if (json_is_array(authz) && job->authz == NULL) {
-		job->authz = calloc(json_array_size(authz) + 1, sizeof(char *));
-		if (job->authz == NULL)
-			return -1;
-		for (i = 0; i < json_array_size(authz); i++) {
-			const char *u = json_string_value(json_array_get(authz, i));
-
-			if (u == NULL)
-				return -1;
-			job->authz[job->n_authz] = strdup(u);
-			if (job->authz[job->n_authz] == NULL)
-				return -1;
-			job->n_authz++;
-		}
-	}
-	return 0;
-}
-
-static void poll_order(struct acme_job *job);
-
-static void
-order_continue(struct acme_job *job, const char *status)
-{
-	if (strcmp(status, "pending") == 0) {
-		job->authz_i = 0;
-		step_authz(job);
-	} else if (strcmp(status, "ready") == 0) {
-		step_finalize(job);
-	} else if (strcmp(status, "valid") == 0 && job->cert_url != NULL) {
-		step_download(job);
-	} else if (strcmp(status, "processing") == 0 || strcmp(status, "valid") == 0) {
-		job_after(job, 1, poll_order);
-	} else {
-		job_failed(job, 0, "order %s is %s", job->order_url, status);
-	}
-}
-
-static void
-on_new_order(struct acme_job *job, const struct acme_http_response *resp)
-{
-	struct acme_cert *c = job->c;
-	char type[128], text[600];
-	const char *status;
-	json_t *order;
-
-	if (resp->status != 201 && resp->status != 200) {
-		problem_text(resp, text, sizeof(text), type, sizeof(type));
-		if (job->sent_replaces && (resp->status == 409 || problem_is(type, "alreadyReplaced"))) {
-			log_warn("acme: newOrder for %s refused the replaces field (%s); ordering "
-				 "without it", c->label, text);
-			job->no_replaces = true;
-			step_order(job);
-			return;
-		}
-		job_failed(job, retry_after_of(resp), "newOrder: %s", text);
-		return;
-	}
-	order = body_object(resp);
-	if (resp->location == NULL || order == NULL || order_read(job, order, &status) != 0 ||
-	    job->finalize_url == NULL) {
-		json_decref(order);
-		job_failed(job, 0, "newOrder: answer is not an order with a Location, "
-			   "authorizations and finalize URL");
-		return;
-	}
-	replace_str(&job->order_url, resp->location);
-	log_info("acme: new order %s for %s (%zu authorizations)", job->order_url, c->label,
-		 job->n_authz);
-	order_continue(job, status);
-	json_decref(order);
-}
-
-static void
-step_order(struct acme_job *job)
-{
-	struct acme_manager *m = job->m;
-	struct acme_cert *c = job->c;
-	json_t *payload = json_pack("{s:[]}", "identifiers"), *ids;
-	char *text;
-	size_t i;
-
-	if (payload == NULL) {
-		job_failed(job, 0, "out of memory");
-		return;
-	}
-	ids = json_object_get(payload, "identifiers");
-	for (i = 0; i < c->n_names; i++)
-		json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value",
-						     c->names[i]));
-	job->sent_replaces = false;
-	if (c->have && c->ari_id != NULL && m->url_renewal_info != NULL && !job->no_replaces) {
-		json_object_set_new(payload, "replaces", json_string(c->ari_id));
-		job->sent_replaces = true;
-	}
-	text = json_dumps(payload, JSON_COMPACT);
-	json_decref(payload);
-	if (text == NULL) {
-		job_failed(job, 0, "out of memory");
-		return;
-	}
-	job_post(job, m->url_new_order, text, false, NULL, on_new_order);
-	free(text);
-}
-
-/* Pause before the next poll: the CA's Retry-After within [1, 30] s, else 1 s. */
-static time_t
-poll_pause(const struct acme_http_response *resp)
-{
-	time_t t = retry_after_of(resp), now = time(NULL);
-
-	if (t <= now)
-		return 1;
-	return t - now > 30 ? 30 : t - now;
-}
-
-static void poll_authz(struct acme_job *job);
-
-static void
-on_challenge_started(struct acme_job *job, const struct acme_http_response *resp)
-{
-	if (resp->status != 200) {
-		job_http_failed(job, "challenge", resp);
-		return;
-	}
-	job_after(job, 1, poll_authz);
-}
-
-/* Publish the answer to one challenge of <authz> and tell the CA to check it. */
-static void
-authz_start_challenge(struct acme_job *job, json_t *authz)
-{
-	struct acme_manager *m = job->m;
-	const char *name = json_string_value(json_object_get(json_object_get(authz, "identifier"),
-							     "value"));
-	json_t *challs = json_object_get(authz, "challenges"), *ch, *pick = NULL;
-	const char *want[2] = { NULL, NULL }, *type, *token, *url;
-	char keyauth[512];
-	char **slot;
-	size_t i, k, *count;
-
-	if (m->challenges & ACME_CHALLENGE_HTTP01)
-		want[0] = "http-01";
-	if (m->challenges & ACME_CHALLENGE_TLSALPN01)
-		want[want[0] ? 1 : 0] = "tls-alpn-01";
-	for (k = 0; k < 2 && pick == NULL && want[k] != NULL; k++) {
-		json_array_foreach(challs, i, ch) {
-			type = json_string_value(json_object_get(ch, "type"));
-			if (type != NULL && strcmp(type, want[k]) == 0) {
-				pick = ch;
-				break;
-			}
-		}
-	}
-	if (name == NULL || pick == NULL) {
-		job_failed(job, 0, "authorization %s for %s offers none of the enabled challenge "
-			   "types", job->authz[job->authz_i], name ? name : "(no identifier)");
-		return;
-	}
-	type = json_string_value(json_object_get(pick, "type"));
-	token = json_string_value(json_object_get(pick, "token"));
-	url = json_string_value(json_object_get(pick, "url"));
-	if (token == NULL || url == NULL || strlen(token) > 200 || strchr(token, '/') != NULL) {
-		job_failed(job, 0, "%s challenge for %s has no usable token or URL", type, name);
-		return;
-	}
-	snprintf(keyauth, sizeof(keyauth), "%s.%s", token, m->thumbprint);
-	if (strcmp(type, "http-01") == 0) {
-		if (acme_challenge_http01_add(token, keyauth) != 0) {
-			job_failed(job, 0, "cannot publish the http-01 answer for %s", name);
-			return;
-		}
-		slot = job->http01_tokens = realloc(job->http01_tokens,
-						    (job->n_http01 + 1) * sizeof(char *));
-		count = &job->n_http01;
-		slot[*count] = strdup(token);
-	} else {
-		if (acme_challenge_tlsalpn01_add(name, keyauth) != 0) {
-			job_failed(job, 0, "cannot build the tls-alpn-01 certificate for %s", name);
-			return;
-		}
-		slot = job->tlsalpn01_names = realloc(job->tlsalpn01_names,
-						      (job->n_tlsalpn01 + 1) * sizeof(char *));
-		count = &job->n_tlsalpn01;
-		slot[*count] = strdup(name);
-	}
-	if (slot[*count] != NULL)
-		(*count)++;
-	log_info("acme: answering %s for %s", type, name);
-	replace_str(&job->chall_url, url);
-	job_post(job, url, "{}", false, NULL, on_challenge_started);
-}
-
-/* The error of the failed challenge in <authz>, for the log. */
-static void
-authz_error(json_t *authz, char *out, size_t outlen)
-{
-	json_t *ch;
-	size_t i;
-
-	snprintf(out, outlen, "no error detail");
-	json_array_foreach(json_object_get(authz, "challenges"), i, ch) {
-		json_t *e = json_object_get(ch, "error");
-
-		if (json_is_object(e)) {
-			snprintf(out, outlen, "%s %s: %s",
-				 str_or(json_string_value(json_object_get(ch, "type")), "challenge"),
-				 str_or(json_string_value(json_object_get(e, "type")), "(no type)"),
-				 str_or(json_string_value(json_object_get(e, "detail")), "(no detail)"));
-			return;
-		}
-	}
-}
-
-static void
-on_authz(struct acme_job *job, const struct acme_http_response *resp, bool polling)
-{
-	const char *status, *name;
-	json_t *authz;
-	char detail[512];
-
-	if (resp->status != 200) {
-		job_http_failed(job, "authorization", resp);
-		return;
-	}
-	authz = body_object(resp);
-	status = authz ? json_string_value(json_object_get(authz, "status")) : NULL;
-	if (status == NULL) {
-		json_decref(authz);
-		job_failed(job, 0, "authorization %s: answer has no status",
-			   job->authz[job->authz_i]);
-		return;
-	}
-	name = json_string_value(json_object_get(json_object_get(authz, "identifier"), "value"));
-	if (strcmp(status, "valid") == 0) {
-		if (polling)
-			log_info("acme: %s validated", name ? name : job->authz[job->authz_i]);
-		job->authz_i++;
-		json_decref(authz);
-		step_authz(job);
-	} else if (strcmp(status, "pending") == 0 && !polling) {
-		authz_start_challenge(job, authz);
-		json_decref(authz);
-	} else if (strcmp(status, "pending") == 0 || strcmp(status, "processing") == 0) {
-		json_decref(authz);
-		job_after(job, poll_pause(resp), poll_authz);
-	} else {
-		authz_error(authz, detail, sizeof(detail));
-		job_failed(job, 0, "authorization for %s is %s: %s", name ? name : "?", status,
-			   detail);
-		json_decref(authz);
-	}
-}
-
-static void
-on_authz_first(struct acme_job *job, const struct acme_http_response *resp)
-{
-	on_authz(job, resp, false);
-}
-
-static void
-on_authz_poll(struct acme_job *job, const struct acme_http_response *resp)
-{
-	on_authz(job, resp, true);
-}
-
-static void
-poll_authz(struct acme_job *job)
-{
-	job_post(job, job->authz[job->authz_i], "", false, NULL, on_authz_poll);
-}
-
-static void
-step_authz(struct acme_job *job)
-{
-	if (job->authz_i >= job->n_authz) {
-		step_finalize(job);
-		return;
-	}
-	job_post(job, job->authz[job->authz_i], "", false, NULL, on_authz_first);
-}
-
-static void
-on_order_state(struct acme_job *job, const struct acme_http_response *resp)
-{
-	const char *status;
-	json_t *order;
-
-	if (resp->status != 200) {
-		job_http_failed(job, "order", resp);
-		return;
-	}
-	order = body_object(resp);
-	if (order == NULL || order_read(job, order, &status) != 0) {
-		json_decref(order);
-		job_failed(job, 0, "order %s: answer is not an order object", job->order_url);
-		return;
-	}
-	if (strcmp(status, "pending") == 0 || strcmp(status, "ready") == 0) {
-		/* we have finalized already: wait for processing to start or end */
-		job_after(job, poll_pause(resp), poll_order);
-	} else if (strcmp(status, "processing") == 0 ||
-		   (strcmp(status, "valid") == 0 && job->cert_url == NULL)) {
-		job_after(job, poll_pause(resp), poll_order);
-	} else if (strcmp(status, "valid") == 0) {
-		step_download(job);
-	} else {
-		char detail[400] = "";
-		json_t *e = json_object_get(order, "error");
-
-		if (json_is_object(e))
-			snprintf(detail, sizeof(detail), ": %s",
-				 str_or(json_string_value(json_object_get(e, "detail")), "(no detail)"));
-		job_failed(job, 0, "order %s is %s%s", job->order_url, status, detail);
-	}
-	json_decref(order);
-}
-
-static void
-poll_order(struct acme_job *job)
-{
-	job_post(job, job->order_url, "", false, NULL, on_order_state);
-}
-
-static void
-step_finalize(struct acme_job *job)
-{
-	struct acme_cert *c = job->c;
-	char *csr, *text;
-	json_t *payload;
-
-	EVP_PKEY_free(job->cert_key);
-	job->cert_key = acme_jws_key_generate();
-	csr = job->cert_key ? acme_jws_csr(job->cert_key, (const char *const *)c->names,
-					   c->n_names) : NULL;
-	if (csr == NULL) {
-		job_failed(job, 0, "cannot create the key and CSR for %s", c->label);
-		return;
-	}
-	payload = json_pack("{s:s}", "csr", csr);
-	free(csr);
-	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-	json_decref(payload);
-	if (text == NULL) {
-		job_failed(job, 0, "out of memory");
-		return;
-	}
-	job_post(job, job->finalize_url, text, false, NULL, on_order_state);
-	free(text);
-}
-
-static void
-job_succeeded(struct acme_job *job, const char *chain, const char *key_pem)
-{
-	struct acme_manager *m = job->m;
-	struct acme_cert *c = job->c;
-	char err[512], when[32];
-
-	if (acme_store_write(c->key_path, key_pem, strlen(key_pem), 0600, err, sizeof(err)) != 0 ||
-	    acme_store_write(c->cert_path, chain, strlen(chain), 0644, err, sizeof(err)) != 0) {
-		job_failed(job, 0, "cannot store the new certificate: %s", err);
-		return;
-	}
-	pthread_mutex_lock(&m->mu);
-	memset(&c->st, 0, sizeof(c->st));
-	c->force = false;
-	pthread_mutex_unlock(&m->mu);
-	cert_save_state(c);
-	job_end(job);
-	/* adopt and deliver what is now in storage (same bytes) */
-	c->have = false;
-	if (!cert_load(c, false, false)) {
-		cert_failed(c, 0, "the stored certificate cannot be read back");
-		return;
-	}
-	atomic_fetch_add(&m->succeeded, 1);
-	c->ari_check_at = time(NULL) + ACME_ARI_DEFAULT_RECHECK;
-	format_time(c->not_after, when, sizeof(when));
-	log_info("acme: certificate for %s obtained, valid until %s", c->label, when);
-	if (m->on_certificate != NULL)
-		m->on_certificate((const char *const *)c->names, c->n_names, chain, key_pem,
-				  c->not_after, m->cb_arg);
-	cert_schedule(c);
-}
-
-static void
-on_cert_download(struct acme_job *job, const struct acme_http_response *resp)
-{
-	struct acme_cert *c = job->c;
-	struct acme_cert_info info;
-	char err[256], *key_pem;
-
-	if (resp->status != 200) {
-		job_http_failed(job, "certificate download", resp);
-		return;
-	}
-	if (resp->body == NULL || strlen(resp->body) != resp->body_len) {
-		job_failed(job, 0, "certificate download: body is not PEM text");
-		return;
-	}
-	key_pem = acme_jws_key_pem(job->cert_key);
-	if (key_pem == NULL) {
-		job_failed(job, 0, "cannot encode the certificate key");
-		return;
-	}
-	if (acme_jws_cert_info(resp->body, key_pem, &info, err, sizeof(err)) != 0) {
-		OPENSSL_cleanse(key_pem, strlen(key_pem));
-		free(key_pem);
-		job_failed(job, 0, "certificate download: %s", err);
-		return;
-	}
-	if (!acme_cert_info_covers(&info, (const char *const *)c->names, c->n_names)) {
-		acme_cert_info_clear(&info);
-		OPENSSL_cleanse(key_pem, strlen(key_pem));
-		free(key_pem);
-		job_failed(job, 0, "the CA issued a certificate for other names than %s", c->label);
-		return;
-	}
-	acme_cert_info_clear(&info);
-	job_succeeded(job, resp->body, key_pem);
-	OPENSSL_cleanse(key_pem, strlen(key_pem));
-	free(key_pem);
-}
-
-static void
-step_download(struct acme_job *job)
-{
-	job_post(job, job->cert_url, "", false, "application/pem-certificate-chain",
-		 on_cert_download);
 }
 
 /* ------------------------------------------------------------- manager */
@@ -1667,17 +919,17 @@ acme_manager_start(struct acme_manager *m, char *err, size_t errlen)
 			log_warn("acme: ignoring unreadable renewal state: %s", serr);
 			memset(&c->st, 0, sizeof(c->st));
 		}
-		cert_load(c, true, false);
+		acme_cert_load(c, true, false);
 		c->ari_check_at = now;
 		if (c->st.failures > 0) {
 			char when[32];
 
-			format_time(c->st.next_attempt, when, sizeof(when));
+			acme_format_time(c->st.next_attempt, when, sizeof(when));
 			log_warn("acme: certificate for %s: %u failed attempts so far (last: %s); "
 				 "next attempt not before %s", c->label, c->st.failures,
 				 c->st.last_error, when);
 		}
-		cert_schedule(c);
+		acme_cert_schedule(c);
 	}
 	return 0;
 }
@@ -1804,7 +1056,7 @@ acme_manager_free(struct acme_manager *m)
 	if (m->job != NULL) {
 		/* its exchange, if any, is cancelled with the client below */
 		m->job->inflight = false;
-		job_end(m->job);
+		acme_job_end(m->job);
 	}
 	acme_http_free(m->http);
 	for (i = 0; i < m->n_certs; i++) {

@@ -1,21 +1,22 @@
 /*
- * acme_http: the ACME client's HTTPS requests, on libevent's evhttp client
- * over bufferevent_openssl.  Every request gets its own connection (ACME
- * traffic is a handful of requests a day), with SNI and peer verification
- * against the system trust store or a given CA bundle, asynchronous DNS,
- * bounded read/write timeouts and an overall deadline, and a body cap.
- * Results arrive in a callback on the event_base's thread; the callback may
- * start new requests.  Used only by acme_client.c.
+ * acme_http: the ACME client's HTTPS requests, on libcurl's multi interface
+ * driven by the manager's own event_base (libcurl's sockets and timer become
+ * libevent events).  Peer verification against the system trust store or a
+ * given CA bundle, asynchronous DNS, a connect and a stall timeout and an
+ * overall deadline, a body cap; the outbound proxy comes from the environment
+ * (HTTPS_PROXY, NO_PROXY: see http/outbound.h).  Results arrive in a callback
+ * on the event_base's thread; the callback may start new requests.  Used only
+ * by acme_client.c and acme_order.c.
  */
 #ifndef PORTCULLIS_ACME_HTTP_H
 #define PORTCULLIS_ACME_HTTP_H
 
 #include <stddef.h>
 
-#include <event2/http.h>
-
 struct event_base;
 struct acme_http;
+
+enum acme_http_method { ACME_HTTP_GET, ACME_HTTP_HEAD, ACME_HTTP_POST };
 
 /* One response (or the reason there is none), valid during the callback. */
 struct acme_http_response {
@@ -27,14 +28,15 @@ struct acme_http_response {
 	const char *nonce;     /* Replay-Nonce */
 	const char *retry_after;
 	const char *content_type;
+	const char *link;      /* every Link header, joined with ", " */
 };
 
 typedef void (*acme_http_cb)(const struct acme_http_response *resp, void *arg);
 
 /*
  * A client on <base> trusting <ca_bundle> (PEM file; NULL: the system's
- * store), with <timeout_seconds> for connecting, reading and writing and
- * twice that for a whole exchange.  NULL with a reason in <err>.
+ * store), with <timeout_seconds> for connecting and for a stalled transfer
+ * and twice that for a whole exchange.  NULL with a reason in <err>.
  */
 struct acme_http *acme_http_new(struct event_base *base, const char *ca_bundle,
 				unsigned timeout_seconds, char *err, size_t errlen);
@@ -42,10 +44,11 @@ struct acme_http *acme_http_new(struct event_base *base, const char *ca_bundle,
 /*
  * Start <method> <url> (https only) with <body> (NULL: none) of
  * <content_type>, asking for <accept> (NULL: any).  <cb> runs exactly once,
- * later, from the event loop, unless the client is freed first.  Returns 0,
+ * later, from the event loop, unless the client is freed first (not from
+ * inside a callback).  Returns 0,
  * or -1 with a reason in <err> (then <cb> never runs).
  */
-int acme_http_request(struct acme_http *h, enum evhttp_cmd_type method, const char *url,
+int acme_http_request(struct acme_http *h, enum acme_http_method method, const char *url,
 		      const char *content_type, const char *body, const char *accept,
 		      acme_http_cb cb, void *arg, char *err, size_t errlen);
 

@@ -1,30 +1,32 @@
 /*
  * saml_fetch: GET of the IdP metadata URL (https, or plain http to a loopback
- * address only), blocking, with timeouts and a size limit; used at start and
- * by the refresh thread, never on a worker's event loop.
+ * address only) on libcurl's easy interface, blocking, with timeouts and a
+ * size limit; used at start and by the refresh thread, never on a worker's
+ * event loop.  The outbound proxy comes from the environment (HTTPS_PROXY,
+ * NO_PROXY: see http/outbound.h).
  */
 #include "auth/saml_fetch.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <glib.h>
+#include <curl/curl.h>
 #include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
-#define SAML_FETCH_TIMEOUT_MS 10000
+#include "http/outbound.h"
+
+#define SAML_FETCH_TIMEOUT 10 /* seconds to connect, and without a byte received */
 #define SAML_MAX_METADATA (4 * 1024 * 1024)
+
+struct saml_body {
+	char *buf;
+	size_t len, cap;
+	bool too_large;
+};
 
 static bool
 saml_host_is_loopback(const char *host)
@@ -41,176 +43,137 @@ saml_host_is_loopback(const char *host)
 	return false;
 }
 
-/* Connect to host:port within the timeout.  Returns a blocking fd or -1. */
-static int
-saml_connect(const char *host, const char *port, char *err, size_t errlen)
+/* CURLOPT_WRITEFUNCTION: keep the body, up to SAML_MAX_METADATA. */
+static size_t
+saml_body_cb(char *data, size_t size, size_t n, void *arg)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
-	int fd = -1, gai;
-	struct timeval tv = { SAML_FETCH_TIMEOUT_MS / 1000, 0 };
+	struct saml_body *b = arg;
+	size_t add = size * n;
 
-	if ((gai = getaddrinfo(host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
-		return -1;
+	if (add > SAML_MAX_METADATA - b->len) {
+		b->too_large = true;
+		return 0;
 	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		struct pollfd pfd;
-		int soerr = 0;
-		socklen_t sl = sizeof soerr;
+	if (b->len + add + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 16384;
+		char *p;
 
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		if (errno == EINPROGRESS) {
-			pfd.fd = fd;
-			pfd.events = POLLOUT;
-			if (poll(&pfd, 1, SAML_FETCH_TIMEOUT_MS) == 1 &&
-			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
-				break;
-			errno = soerr ? soerr : ETIMEDOUT;
-		}
-		snprintf(err, errlen, "cannot connect to %s:%s: %s", host, port, strerror(errno));
-		close(fd);
-		fd = -1;
+		while (cap < b->len + add + 1)
+			cap *= 2;
+		if ((p = realloc(b->buf, cap)) == NULL)
+			return 0;
+		b->buf = p;
+		b->cap = cap;
 	}
-	freeaddrinfo(res);
-	if (fd >= 0) {
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	}
-	return fd;
+	memcpy(b->buf + b->len, data, add);
+	b->len += add;
+	b->buf[b->len] = '\0';
+	return add;
 }
 
-/*
- * GET <url> (https, or http to a loopback host).  Returns the body (caller
- * frees) or NULL with a reason.  One request per connection, HTTP/1.0, so
- * the body ends when the connection closes.
- */
-char *
-saml_fetch(const char *url, char *err, size_t errlen)
+/* Whether <url> is https, or http to a loopback host; else a reason. */
+static bool
+saml_url_allowed(const char *url, bool *tls, char *err, size_t errlen)
 {
-	bool tls = strncasecmp(url, "https://", 8) == 0;
-	const char *p = url + (tls ? 8 : 7);
-	const char *pathp = strchr(p, '/');
-	char host[256], port[8], req[4096];
-	size_t hlen = pathp ? (size_t)(pathp - p) : strlen(p);
-	SSL_CTX *ctx = NULL;
-	SSL *ssl = NULL;
-	GString *resp = g_string_new(NULL);
-	char *body = NULL;
-	int fd = -1, status = 0;
-	char *colon;
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	bool ok = false;
 
-	if (hlen == 0 || hlen >= sizeof host) {
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0' ||
+	    (strcasecmp(scheme, "https") != 0 && strcasecmp(scheme, "http") != 0)) {
 		snprintf(err, errlen, "%s: not a valid URL", url);
 		goto out;
 	}
-	memcpy(host, p, hlen);
-	host[hlen] = '\0';
-	snprintf(port, sizeof port, "%s", tls ? "443" : "80");
-	if (host[0] == '[') {
-		char *end = strchr(host, ']');
+	*tls = strcasecmp(scheme, "https") == 0;
+	if (host[0] == '[') { /* an IPv6 literal comes bracketed */
+		size_t n = strlen(host);
 
-		if (end == NULL) {
-			snprintf(err, errlen, "%s: not a valid URL", url);
-			goto out;
-		}
-		if (end[1] == ':')
-			snprintf(port, sizeof port, "%s", end + 2);
-		*end = '\0';
-		memmove(host, host + 1, strlen(host));
-	} else if ((colon = strrchr(host, ':')) != NULL) {
-		snprintf(port, sizeof port, "%s", colon + 1);
-		*colon = '\0';
+		memmove(host, host + 1, n - 1);
+		host[n - 2] = '\0';
 	}
-	if (!tls && !saml_host_is_loopback(host)) {
+	if (!*tls && !saml_host_is_loopback(host)) {
 		snprintf(err, errlen,
 			 "%s: IdP metadata carries the keys that vouch for every login; fetch it "
 			 "over https (plain http is allowed for loopback addresses only)",
 			 url);
 		goto out;
 	}
-	if ((fd = saml_connect(host, port, err, errlen)) < 0)
-		goto out;
-	snprintf(req, sizeof req,
-		 "GET %s HTTP/1.0\r\nHost: %.*s\r\nAccept: application/samlmetadata+xml, "
-		 "application/xml, text/xml\r\nUser-Agent: portcullis\r\nConnection: close\r\n\r\n",
-		 pathp ? pathp : "/", (int)hlen, p);
-	if (tls) {
-		ctx = SSL_CTX_new(TLS_client_method());
-		if (ctx == NULL || SSL_CTX_set_default_verify_paths(ctx) != 1)
-			goto tlsfail;
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-		ssl = SSL_new(ctx);
-		if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 ||
-		    SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1 ||
-		    SSL_connect(ssl) != 1)
-			goto tlsfail;
-		if (SSL_write(ssl, req, (int)strlen(req)) <= 0)
-			goto tlsfail;
-	} else if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		snprintf(err, errlen, "%s: cannot send the request: %s", url, strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		char buf[16384];
-		ssize_t n = tls ? SSL_read(ssl, buf, sizeof buf) : read(fd, buf, sizeof buf);
-
-		if (n < 0 && !tls && errno == EINTR)
-			continue;
-		if (n < 0 && !tls) {
-			snprintf(err, errlen, "%s: read failed: %s", url, strerror(errno));
-			goto out;
-		}
-		if (n <= 0)
-			break;
-		g_string_append_len(resp, buf, n);
-		if (resp->len > SAML_MAX_METADATA) {
-			snprintf(err, errlen, "%s: the response is larger than 4 MiB", url);
-			goto out;
-		}
-	}
-	{
-		char *hdr_end = strstr(resp->str, "\r\n\r\n");
-
-		if (sscanf(resp->str, "HTTP/1.%*d %d", &status) != 1 || hdr_end == NULL) {
-			snprintf(err, errlen, "%s: not an HTTP response", url);
-			goto out;
-		}
-		if (status != 200) {
-			snprintf(err, errlen, "%s: HTTP status %d", url, status);
-			goto out;
-		}
-		if (strstr(resp->str, "\r\nTransfer-Encoding:") != NULL &&
-		    strstr(resp->str, "\r\nTransfer-Encoding:") < hdr_end) {
-			snprintf(err, errlen, "%s: chunked answer to an HTTP/1.0 request", url);
-			goto out;
-		}
-		body = strdup(hdr_end + 4);
-	}
-	goto out;
-tlsfail: {
-	unsigned long e = ERR_get_error();
-	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-
-	snprintf(err, errlen, "%s: TLS failed: %s%s%s", url,
-		 e ? ERR_reason_error_string(e) : "handshake or write failed",
-		 vr != X509_V_OK ? "; certificate: " : "",
-		 vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
-	ERR_clear_error();
-}
+	ok = true;
 out:
-	if (ssl != NULL) {
-		SSL_shutdown(ssl);
-		SSL_free(ssl);
-	}
-	SSL_CTX_free(ctx);
-	if (fd >= 0)
-		close(fd);
-	g_string_free(resp, TRUE);
-	return body;
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return ok;
 }
 
+/*
+ * GET <url> (https, or http to a loopback host).  Returns the body (caller
+ * frees) or NULL with a reason.  Redirects are not followed.
+ */
+char *
+saml_fetch(const char *url, char *err, size_t errlen)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct outbound_options o = {
+		.ca_bundle = NULL,
+		.user_agent = "portcullis",
+		.connect_timeout = SAML_FETCH_TIMEOUT,
+		.stall_timeout = SAML_FETCH_TIMEOUT,
+		.total_timeout = 0,
+		.errbuf = errbuf,
+	};
+	struct saml_body body = {0};
+	struct curl_slist *headers = NULL;
+	CURL *e = NULL;
+	CURLcode rc = CURLE_OK;
+	long status = 0;
+	bool tls = true;
+	char *doc = NULL;
+
+	if (!saml_url_allowed(url, &tls, err, errlen) || outbound_init(err, errlen) != 0)
+		goto out;
+	o.protocols = tls ? "https" : "http";
+	headers = curl_slist_append(NULL, "Accept: application/samlmetadata+xml, application/xml, "
+					  "text/xml");
+	if (headers == NULL || (e = curl_easy_init()) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", url);
+		goto out;
+	}
+	if (outbound_setup(e, &o, err, errlen) != 0)
+		goto out;
+	/* plain http goes to a loopback address only: ours, never a proxy's */
+	if ((rc = curl_easy_setopt(e, CURLOPT_NOPROXY, tls ? NULL : "*")) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_URL, url)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, saml_body_cb)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)&body)) != CURLE_OK) {
+		snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
+		goto out;
+	}
+	rc = curl_easy_perform(e);
+	if (body.too_large) {
+		snprintf(err, errlen, "%s: the response is larger than 4 MiB", url);
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		outbound_describe(e, rc, errbuf, url, 0, err, errlen);
+		ERR_clear_error();
+		goto out;
+	}
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200) {
+		snprintf(err, errlen, "%s: HTTP status %ld", url, status);
+		goto out;
+	}
+	doc = body.buf ? body.buf : strdup("");
+	body.buf = NULL;
+	if (doc == NULL)
+		snprintf(err, errlen, "%s: out of memory", url);
+out:
+	curl_easy_cleanup(e);
+	curl_slist_free_all(headers);
+	free(body.buf);
+	return doc;
+}

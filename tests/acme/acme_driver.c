@@ -39,6 +39,7 @@
 
 #include "acme/acme.h"
 #include "base/log.h"
+#include "http/outbound.h"
 
 #define MAX_ORDERS 16
 #define MAX_NAMES 32
@@ -403,6 +404,7 @@ done:
 	for (size_t k = 0; k < drv.n_orders; k++)
 		free(drv.first[k]);
 	event_base_free(drv.base);
+	outbound_cleanup();
 	log_info("acme_driver: exit %d", rc);
 	return rc;
 }

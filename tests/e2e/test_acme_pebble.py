@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -114,11 +115,21 @@ class Pebble:
         self.procs.append(self.proc)
         wait_until(lambda: "Listening on" in self.text(), what="pebble to listen")
         ctx = ssl.create_default_context(cafile=self.ca)
-        with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % self.mgmt,
-                                    context=ctx, timeout=10) as r:
-            self.root = self.tmp + "/root.pem"
-            with open(self.root, "wb") as f:
-                f.write(r.read())
+        root = []
+
+        def fetch_root():
+            # the management listener may come up just after the API's log line
+            try:
+                with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % self.mgmt,
+                                            context=ctx, timeout=10) as r:
+                    root.append(r.read())
+                return True
+            except urllib.error.URLError:
+                return False
+        wait_until(fetch_root, what="pebble's management listener")
+        self.root = self.tmp + "/root.pem"
+        with open(self.root, "wb") as f:
+            f.write(root[0])
 
     def stop(self):
         _stop(self.proc)
