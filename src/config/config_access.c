@@ -71,7 +71,7 @@ config_build_cidrs(struct config_loader *ld, const char *path, char **allow, siz
 
 static void
 config_parse_countries(struct config_loader *ld, const char *path, const json_t *v,
-		       access_country **out, size_t *nout)
+		       netaddr_country **out, size_t *nout)
 {
 	char **list = NULL;
 	size_t n = 0;
@@ -88,11 +88,11 @@ config_parse_countries(struct config_loader *ld, const char *path, const json_t 
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		access_country c;
+		netaddr_country c;
 
 		if (list[i] == NULL)
 			continue;
-		c = access_country_parse(list[i]);
+		c = netaddr_country_parse(list[i]);
 		if (c == 0) {
 			config_error(ld, config_jidx(ip, path, i),
 				     "\"%s\" is not a two-letter ISO 3166 country code", list[i]);

@@ -17,6 +17,7 @@
 #include "http/headers.h"
 #include "access/ipacl.h"
 #include "access/access.h"
+#include "access/access_check.h"
 #include "acme/acme.h"
 #include "auth/auth.h"
 #include "base/log.h"

@@ -19,7 +19,9 @@
 #include <openssl/ssl.h>
 
 #include "access/access.h"
+#include "access/access_check.h"
 #include "access/ipacl.h"
+#include "access/netaddr.h"
 #include "base/log.h"
 #include "http/proxyproto.h"
 #include "core/worker.h"
@@ -53,7 +55,7 @@ struct relay_conn {
 	 * at most 4 KiB per call (EVBUFFER_MAX_READ), after a FIONREAD each;
 	 * these read 64 KiB at a time straight into the partner's output. */
 	struct event *read_client, *read_up;
-	struct access_addr addr;
+	struct netaddr addr;
 	char addr_text[INET6_ADDRSTRLEN];
 	struct timeval last; /* last byte either way */
 	size_t server;
@@ -124,7 +126,7 @@ tcprelay_shared_free(struct tcprelay_shared *sh)
 }
 
 static void
-tcprelay_client_key(const struct access_addr *a, uint64_t *k0, uint64_t *k1)
+tcprelay_client_key(const struct netaddr *a, uint64_t *k0, uint64_t *k1)
 {
 	*k0 = a->family == AF_INET ? a->v4 : a->v6[0]; /* IPv6: per /64 */
 	*k1 = (uint64_t)a->family;
@@ -140,7 +142,7 @@ tcprelay_bucket(uint64_t k0, uint64_t k1)
 
 /* Take a per-client slot; false when the client is at <limit> (0 = none). */
 static bool
-tcprelay_client_take(struct tcprelay_shared *sh, const struct access_addr *a, uint64_t limit)
+tcprelay_client_take(struct tcprelay_shared *sh, const struct netaddr *a, uint64_t limit)
 {
 	uint64_t k0, k1;
 	struct tcprelay_client *c;
@@ -174,7 +176,7 @@ out:
 }
 
 static void
-tcprelay_client_release(struct tcprelay_shared *sh, const struct access_addr *a)
+tcprelay_client_release(struct tcprelay_shared *sh, const struct netaddr *a)
 {
 	struct tcprelay_client **pp, *c;
 	uint64_t k0, k1;
@@ -555,7 +557,7 @@ relay_admit(struct relay_conn *c)
 	const struct config *cfg = c->gen->rt->cfg;
 	struct timeval idle;
 
-	access_addr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
+	netaddr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
 	if (!access_check_address(cfg, r->index, &c->addr)) {
 		relay_close(c);
 		return;
@@ -610,7 +612,7 @@ relay_proxy_read_cb(struct bufferevent *bev, void *arg)
 	}
 	evbuffer_drain(in, info.header_len);
 	if (info.has_address)
-		access_addr_from_sockaddr((const struct sockaddr *)&info.src, &c->addr);
+		netaddr_from_sockaddr((const struct sockaddr *)&info.src, &c->addr);
 	relay_admit(c);
 }
 
@@ -656,8 +658,8 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	c->l = &cfg->listeners[r->index];
 	w->in_flight++;
 	TAILQ_INSERT_TAIL(&r->conns, c, link);
-	access_addr_from_sockaddr(sa, &c->addr);
-	access_addr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
+	netaddr_from_sockaddr(sa, &c->addr);
+	netaddr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
 	c->client = tcprelay_client_bev(r, fd);
 	if (c->client == NULL) {
 		evutil_closesocket(fd);
