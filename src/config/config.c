@@ -312,7 +312,7 @@ config_parse_log(struct config_loader *ld, const json_t *root)
 	if (v != NULL && config_object(ld, "log", v, config_log_keys) != NULL) {
 		if (config_enum(ld, "log.level", json_object_get(v, "level"), config_log_levels,
 				&level))
-			cfg->log_level = (enum config_log_level)level;
+			cfg->log_level = (enum log_level)level;
 		al = json_object_get(v, "access_log");
 		if (al != NULL) {
 			cfg->access_log = config_string(ld, "log.access_log", al);

@@ -29,6 +29,7 @@ struct geoip;
 struct ratelimit;
 
 #include "access/access.h"
+#include "base/log.h"
 
 /* HTTP methods as bits, for route method matchers. */
 enum config_method {
@@ -320,13 +321,6 @@ struct config_saml {
 	struct session_keys *keys;   /* loaded at load */
 };
 
-enum config_log_level {
-	LOG_LEVEL_DEBUG,
-	LOG_LEVEL_INFO,
-	LOG_LEVEL_WARN,
-	LOG_LEVEL_ERROR,
-};
-
 struct config {
 	atomic_int refs;
 	char *source; /* file path, for log lines */
@@ -345,7 +339,7 @@ struct config {
 	gid_t gid;        /* "group" resolved, else the user's primary group */
 
 	/* "log" */
-	enum config_log_level log_level;
+	enum log_level log_level;   /* "level" (base/log.h) */
 	char *access_log; /* "stdout" (default), "stderr", "off" or a file path */
 
 	/* "limits" */
