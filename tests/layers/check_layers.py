@@ -42,9 +42,15 @@ LAYERS = [
     # decisions per request over the model: access rules for one client, the
     # SAML gate, the claims store (its redis settings come from the model).
     ("policy", ["access/access_check", "auth/auth", "auth/claims"]),
-    # one transaction, upstream pools, router, TCP relays.
+    # upstream pools, balancing and health: what a generation builds.
+    ("upstream", ["proxy/upstream"]),
+    # one configuration as it is served: the runtime every worker shares, a
+    # worker's generation (its pools, its claims store) and the txn_env a
+    # worker lends its transactions, so that proxy/ needs no worker.
+    ("generation", ["core/runtime", "core/generation"]),
+    # one transaction, the router, TCP relays.
     ("proxy", ["proxy/"]),
-    # workers, configuration generations, listeners, privileges, admin.
+    # workers, listeners, privileges, admin.
     ("core", ["core/"]),
     # the JSON loader: builds objects of every layer below (routers to check
     # SAML paths, privdrop to resolve the run-as user so -t reports it).
