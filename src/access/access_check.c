@@ -12,7 +12,7 @@
 #include "access/netaddr.h"
 #include "access/ratelimit.h"
 #include "base/log.h"
-#include "config/config.h"
+#include "config/config_model.h"
 
 static bool
 access_country_in(netaddr_country c, const netaddr_country *list, size_t n)

@@ -4,26 +4,16 @@
  */
 #include "config/config_internal.h"
 
-#include "access/access.h"
-#include "config/envsubst.h"
-#include "access/geoip.h"
-#include "tls/localca.h"
-#include "access/ipacl.h"
-#include "http/pathnorm.h"
-#include "access/ratelimit.h"
-#include "proxy/router.h"
-#include "auth/saml.h"
-#include "auth/session.h"
-#include <arpa/inet.h>
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
+
+#include "access/access.h"
+#include "access/geoip.h"
+#include "access/netaddr.h"
+#include "config/config.h"
 
 /* ------------------------------------------------------------------ */
 /* Access rules, TCP relay listeners, GeoIP (docs/access.md)            */
@@ -375,4 +365,3 @@ config_parse_geoip(struct config_loader *ld, const json_t *root)
 				     : "geoip.asn_database",
 			     "%s", why);
 }
-

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "auth/claims.h"
-#include "config/config.h"
+#include "config/config_model.h"
 #include "proxy/upstream.h"
 
 struct worker_gen *

@@ -14,7 +14,7 @@
 
 #include "base/log.h"
 #include "base/timeutil.h"
-#include "config/config.h"
+#include "config/config_model.h"
 #include "core/generation.h"
 #include "core/runtime.h"
 #include "http/server.h"

@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 
 #define TCPRELAY_MAX_BUFFERED (512 * 1024)
 

@@ -36,9 +36,10 @@ LAYERS = [
     ("http", ["http/"]),
     # the SAML SP, sessions, the replay cache: objects the config model owns.
     ("auth", ["auth/"]),
-    # the immutable configuration every request reads (types, ref/unref,
-    # free); holds access blocks and auth objects, so it sits above them.
-    ("model", ["config/config.h", "config/config_model.c"]),
+    # the immutable configuration every request reads (config_model.h: types,
+    # ref/unref, free, lookups); holds access blocks and auth objects, so it
+    # sits above them and below everything that reads it.
+    ("model", ["config/config_model"]),
     # decisions per request over the model: access rules for one client, the
     # SAML gate, the claims store (its redis settings come from the model).
     ("policy", ["access/access_check", "auth/auth", "auth/claims"]),
@@ -52,8 +53,9 @@ LAYERS = [
     ("proxy", ["proxy/"]),
     # workers, listeners, privileges, admin.
     ("core", ["core/"]),
-    # the JSON loader: builds objects of every layer below (routers to check
-    # SAML paths, privdrop to resolve the run-as user so -t reports it).
+    # the JSON loader (config.h and the config_*.c sections): builds objects
+    # of every layer below (routers to check SAML paths, privdrop to resolve
+    # the run-as user so -t reports it).  Only main.c and tests call it.
     ("loader", ["config/"]),
     ("main", ["main.c"]),
 ]
