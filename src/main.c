@@ -231,7 +231,7 @@ stop_poll_cb(evutil_socket_t fd, short what, void *arg)
 	if (!app->stopping)
 		return;
 	for (unsigned i = 0; i < app->nworkers; i++)
-		if (!atomic_load(&app->workers[i]->exited))
+		if (!worker_exited(app->workers[i]))
 			return;
 	event_base_loopexit(app->base, NULL);
 }

@@ -1,9 +1,9 @@
 /*
  * access: who may use a listener, a site or a route.  Compiled rule sets
- * (CIDR allow/deny, country allow/deny, per-client rate limits), their
- * evaluation for one client address, and the counters behind the
- * portcullis_access_* metrics.  Pure: no libevent header; the GeoIP lookup
- * and the token buckets come from geoip.h and ratelimit.h.
+ * (CIDR allow/deny, country allow/deny, per-client rate limits) and the
+ * counters behind the portcullis_access_* metrics.  Pure: no libevent
+ * header.  Addresses and CIDR entries come from netaddr.h; the evaluation
+ * of the rules a configuration holds for one client is access_check.h.
  *
  * Semantics (docs/access.md):
  *   - Within one CIDR block (one "allow" list plus one "deny" list) the
@@ -16,8 +16,8 @@
  *   - Country rules apply to addresses no CIDR allow entry matched: an
  *     explicit address allow is more specific than a country.
  *
- * Called by config.c (building), proxy.c (access_check_request after
- * routing) and tcprelay.c (access_check_address at accept).
+ * Called by the config loader (building), config_model.c (freeing) and
+ * access_check.c (evaluating).
  */
 #ifndef PORTCULLIS_ACCESS_H
 #define PORTCULLIS_ACCESS_H
@@ -26,29 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
-struct config;
-struct config_route;
-
-/* A client address, parsed once.  IPv4-mapped IPv6 is stored as IPv4. */
-struct access_addr {
-	int family;            /* AF_INET or AF_INET6; 0 = none */
-	uint32_t v4;           /* host byte order */
-	uint64_t v6[2];        /* host byte order, high then low */
-};
-
-/* Parse "10.1.1.5" / "2001:db8::1" / "::ffff:10.1.1.5".  Returns 0 or -1. */
-int access_addr_parse(const char *text, struct access_addr *out);
-
-/* From a socket address (AF_INET / AF_INET6).  Returns 0 or -1. */
-int access_addr_from_sockaddr(const struct sockaddr *sa, struct access_addr *out);
-
-/* Back to a socket address (port 0); returns its length, 0 when empty. */
-socklen_t access_addr_to_sockaddr(const struct access_addr *a, struct sockaddr_storage *ss);
-
-/* Text form ("10.1.1.5", "2001:db8::1") into <out> (>= 46 bytes). */
-void access_addr_format(const struct access_addr *a, char *out, size_t outlen);
+#include "access/netaddr.h"
 
 /* A process-wide counter shown on /metrics, found by its labels. */
 struct access_counter {
@@ -111,20 +90,17 @@ enum access_match {
  * "sites[0].access.allow: no entry matched") and its refusal counter is
  * incremented.  A NULL block gives ACCESS_NO_MATCH.
  */
-enum access_match access_cidrs_check(const struct access_cidrs *c, const struct access_addr *a,
+enum access_match access_cidrs_check(const struct access_cidrs *c, const struct netaddr *a,
 				     const char **rule);
 
 /* ---- per-site / per-route policy ----------------------------------------- */
 
-/* A country code as two upper-case letters packed in 16 bits; 0 = unknown. */
-typedef uint16_t access_country;
-
 /* What one "access" object says; each part NULL/0 when absent. */
 struct access_block {
 	struct access_cidrs *cidrs;        /* "allow" / "deny" */
-	access_country *countries_allow;   /* "countries_allow" */
+	netaddr_country *countries_allow;   /* "countries_allow" */
 	size_t ncountries_allow;
-	access_country *countries_deny;    /* "countries_deny" */
+	netaddr_country *countries_deny;    /* "countries_deny" */
 	size_t ncountries_deny;
 	bool has_countries;
 	double rate;                       /* "rate.per_second"; 0 = no limit */
@@ -138,9 +114,6 @@ struct access_block {
 
 /* Free what a block owns (not the block itself).  Accepts NULL. */
 void access_block_clear(struct access_block *b);
-
-/* Parse "DE" / "de" into a country code; 0 when not two ASCII letters. */
-access_country access_country_parse(const char *s);
 
 /*
  * The rules that apply to one route: each key group from the route's block
@@ -156,38 +129,5 @@ struct access_policy {
 /* Build the policy of a route from its own block and its site's (either NULL). */
 void access_policy_merge(struct access_policy *p, const struct access_block *route,
 			 const struct access_block *site);
-
-/* ---- the request path --------------------------------------------------- */
-
-/* What access_check_request decided. */
-struct access_outcome {
-	int status;            /* 0 = go on, 403 = refused, 429 = rate limited */
-	unsigned retry_after;  /* seconds, for 429 */
-	const char *rule;      /* the deciding rule (for the log), NULL when allowed */
-	char country[3];       /* ISO code of the client, "" when unknown or no GeoIP */
-	uint32_t asn;          /* 0 when unknown */
-};
-
-/*
- * Decide whether the client <client> (text address, as proxy.c has it after
- * PROXY protocol / X-Forwarded-For) may use <route> (reached through
- * <jump_route> when not NULL) on listener number <listener> of <cfg>.
- * Checks, in order: the listener's CIDR block, then the policy of
- * <jump_route> and of <route> (addresses, countries, rate limit).  Fills
- * <out> (country and ASN whenever GeoIP is configured, for upstream
- * headers) and returns its status: 0, 403 or 429.  A refusal is logged at
- * info level with the rule that refused and counted.  No allocation; one
- * GeoIP lookup (cached per thread) when GeoIP is configured.
- */
-int access_check_request(const struct config *cfg, size_t listener,
-			 const struct config_route *jump_route, const struct config_route *route,
-			 const char *client, struct access_outcome *out);
-
-/*
- * The listener-level check alone, for raw TCP connections: true when
- * listener number <listener> of <cfg> admits <a>.  A refusal is logged and
- * counted.
- */
-bool access_check_address(const struct config *cfg, size_t listener, const struct access_addr *a);
 
 #endif

@@ -28,8 +28,8 @@ struct geoip {
 
 struct geoip_cache_slot {
 	uint64_t generation;
-	struct access_addr addr;
-	access_country country;
+	struct netaddr addr;
+	netaddr_country country;
 	uint32_t asn;
 };
 
@@ -124,7 +124,7 @@ geoip_free(struct geoip *g)
 	free(g);
 }
 
-static access_country
+static netaddr_country
 geoip_country_of(MMDB_lookup_result_s *res)
 {
 	static const char *const paths[][3] = {
@@ -138,7 +138,7 @@ geoip_country_of(MMDB_lookup_result_s *res)
 		    d.type == MMDB_DATA_TYPE_UTF8_STRING && d.data_size == 2) {
 			char code[3] = {d.utf8_string[0], d.utf8_string[1], '\0'};
 
-			return access_country_parse(code);
+			return netaddr_country_parse(code);
 		}
 	}
 	return 0;
@@ -166,7 +166,7 @@ geoip_asn_of(MMDB_lookup_result_s *res)
 
 /* Look <sa> up in <db>; a NULL <db> or a miss leaves the outputs alone. */
 static void
-geoip_db_lookup(MMDB_s *db, const struct sockaddr *sa, access_country *country, uint32_t *asn)
+geoip_db_lookup(MMDB_s *db, const struct sockaddr *sa, netaddr_country *country, uint32_t *asn)
 {
 	MMDB_lookup_result_s res;
 	int mmdb_err = MMDB_SUCCESS;
@@ -183,7 +183,7 @@ geoip_db_lookup(MMDB_s *db, const struct sockaddr *sa, access_country *country, 
 }
 
 static size_t
-geoip_slot(const struct access_addr *a)
+geoip_slot(const struct netaddr *a)
 {
 	uint64_t h = a->family == AF_INET ? a->v4 : a->v6[0] ^ (a->v6[1] * 0x9e3779b97f4a7c15ull);
 
@@ -194,7 +194,7 @@ geoip_slot(const struct access_addr *a)
 }
 
 void
-geoip_lookup(struct geoip *g, const struct access_addr *a, access_country *country,
+geoip_lookup(struct geoip *g, const struct netaddr *a, netaddr_country *country,
 	     uint32_t *asn)
 {
 	struct geoip_cache_slot *slot;
@@ -213,7 +213,7 @@ geoip_lookup(struct geoip *g, const struct access_addr *a, access_country *count
 		*asn = slot->asn;
 		return;
 	}
-	if (access_addr_to_sockaddr(a, &ss) == 0)
+	if (netaddr_to_sockaddr(a, &ss) == 0)
 		return;
 	pthread_rwlock_rdlock(&g->lock);
 	gen = atomic_load_explicit(&g->generation, memory_order_relaxed);

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#include "access/access.h"
+#include "access/netaddr.h"
 
 struct geoip;
 
@@ -39,7 +39,7 @@ void geoip_free(struct geoip *g);
  * Look <a> up: *country gets the ISO code (0 when unknown), *asn the AS
  * number (0 when unknown).  Thread-safe.
  */
-void geoip_lookup(struct geoip *g, const struct access_addr *a, access_country *country,
+void geoip_lookup(struct geoip *g, const struct netaddr *a, netaddr_country *country,
 		  uint32_t *asn);
 
 /*

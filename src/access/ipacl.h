@@ -3,7 +3,9 @@
  * the set".  Pure: no libevent.  IPv4-mapped IPv6 addresses (::ffff:a.b.c.d)
  * are treated as the IPv4 address they carry, on both sides.
  *
- * Used for trusted proxies now; allow/deny rules build on it later.
+ * Used for the trusted proxies (server.c, proxy.c, tcprelay.c).  Entries
+ * are parsed by netaddr_cidr_parse, the parser the allow/deny blocks of
+ * access.c use too.
  */
 #ifndef PORTCULLIS_IPACL_H
 #define PORTCULLIS_IPACL_H
@@ -13,6 +15,7 @@
 #include <sys/socket.h>
 
 struct ipacl;
+struct netaddr;
 
 /*
  * Parse <n> CIDR strings ("10.1.1.0/24", "2001:db8::/32", or a bare address
@@ -27,6 +30,9 @@ void ipacl_free(struct ipacl *acl);
 
 /* True when the address is in the set.  NULL <acl> or NULL <sa>: false. */
 bool ipacl_contains(const struct ipacl *acl, const struct sockaddr *sa);
+
+/* True when the parsed address is in the set.  NULL <acl> or <a>: false. */
+bool ipacl_contains_addr(const struct ipacl *acl, const struct netaddr *a);
 
 /* True when the textual address ("10.1.1.5", "::1") is in the set.  False
  * when <addr> does not parse. */

@@ -31,7 +31,7 @@
 #include <openssl/rand.h>
 
 #include "acme/acme_challenge.h"
-#include "acme/acme_client.h"
+#include "acme/acme_internal.h"
 #include "acme/acme_http.h"
 #include "acme/acme_jws.h"
 #include "acme/acme_order.h"

@@ -17,7 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "acme/acme_challenge.h"
-#include "acme/acme_client.h"
+#include "acme/acme_internal.h"
 #include "acme/acme_http.h"
 #include "acme/acme_jws.h"
 #include "acme/acme_sched.h"

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 #include "http/request.h"
 
 struct evkeyvalq;

@@ -16,7 +16,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 #include "base/log.h"
 #include "base/timeutil.h"
 

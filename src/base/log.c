@@ -20,13 +20,13 @@ static int access_fd = STDOUT_FILENO; /* -1: off */
 static bool access_fd_owned;
 
 void
-log_set_level(enum config_log_level level)
+log_set_level(enum log_level level)
 {
 	atomic_store(&log_level, (int)level);
 }
 
 bool
-log_enabled(enum config_log_level level)
+log_enabled(enum log_level level)
 {
 	return (int)level >= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
@@ -57,7 +57,7 @@ format_time(double t, char *out, size_t outlen)
 }
 
 void
-log_msg(enum config_log_level level, const char *fmt, ...)
+log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char hex[] = "0123456789abcdef";
 	char msg[4096];

@@ -12,17 +12,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/config.h"
+/* Error-log levels, lowest first ("log.level" in the configuration). */
+enum log_level {
+	LOG_LEVEL_DEBUG,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_ERROR,
+};
 
 /* Messages below <level> are dropped.  Default: info. */
-void log_set_level(enum config_log_level level);
+void log_set_level(enum log_level level);
 
 /* True when messages at <level> are written (to skip building costly ones). */
-bool log_enabled(enum config_log_level level);
+bool log_enabled(enum log_level level);
 
 /* Write one error-log line at <level> to stderr; control characters in the
  * message (client input may reach it) are written as \xNN. */
-void log_msg(enum config_log_level level, const char *fmt, ...)
+void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)

@@ -4,26 +4,16 @@
  */
 #include "config/config_internal.h"
 
-#include "access/access.h"
-#include "config/envsubst.h"
-#include "access/geoip.h"
-#include "tls/localca.h"
-#include "access/ipacl.h"
-#include "http/pathnorm.h"
-#include "access/ratelimit.h"
-#include "proxy/router.h"
-#include "auth/saml.h"
-#include "auth/session.h"
-#include <arpa/inet.h>
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
+
+#include "access/access.h"
+#include "access/geoip.h"
+#include "access/netaddr.h"
+#include "config/config.h"
 
 /* ------------------------------------------------------------------ */
 /* Access rules, TCP relay listeners, GeoIP (docs/access.md)            */
@@ -71,7 +61,7 @@ config_build_cidrs(struct config_loader *ld, const char *path, char **allow, siz
 
 static void
 config_parse_countries(struct config_loader *ld, const char *path, const json_t *v,
-		       access_country **out, size_t *nout)
+		       netaddr_country **out, size_t *nout)
 {
 	char **list = NULL;
 	size_t n = 0;
@@ -88,11 +78,11 @@ config_parse_countries(struct config_loader *ld, const char *path, const json_t 
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		access_country c;
+		netaddr_country c;
 
 		if (list[i] == NULL)
 			continue;
-		c = access_country_parse(list[i]);
+		c = netaddr_country_parse(list[i]);
 		if (c == 0) {
 			config_error(ld, config_jidx(ip, path, i),
 				     "\"%s\" is not a two-letter ISO 3166 country code", list[i]);
@@ -375,4 +365,3 @@ config_parse_geoip(struct config_loader *ld, const json_t *root)
 				     : "geoip.asn_database",
 			     "%s", why);
 }
-

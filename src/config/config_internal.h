@@ -1,18 +1,21 @@
 /*
- * config_internal: what the config loader files share (config.c entry points
- * and top-level sections, config_read.c scalars/paths/errors, config_sites.c,
- * config_access.c, config_saml.c, config_redis.c, config_tls.c).  Not part
- * of the public interface: only src/config*.c include it.
+ * config_internal: what the config loader files share (config.c entry points,
+ * config_core.c top-level sections, config_read.c scalars/paths/errors and
+ * the refused header lists, config_sites.c, config_access.c, config_saml.c,
+ * config_redis.c, config_tls.c).  Not part of the public interface: only
+ * src/config/config*.c include it.  It includes the model (config_model.h),
+ * not the entry points (config.h), so config.c can include it without an
+ * include cycle.
  */
 #ifndef PORTCULLIS_CONFIG_INTERNAL_H
 #define PORTCULLIS_CONFIG_INTERNAL_H
-
-#include "config/config.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "config/config_model.h"
 
 #define CONFIG_JPATH_MAX 512
 #define CONFIG_KIB 1024ULL
@@ -61,7 +64,6 @@ struct config_loader {
 	bool no_side_effects;
 };
 
-
 /* Each function's contract is the comment above its definition. */
 
 /* config_read.c */
@@ -88,18 +90,28 @@ bool config_enum(struct config_loader *ld, const char *path, const json_t *v,
 	    const char *const *names, int *out);
 bool config_string_list(struct config_loader *ld, const char *path, const json_t *v, bool min_one,
 		   const char *what, char ***out, size_t *nout);
-void config_free_strings(char **list, size_t n);
 bool config_is_alnum(char c);
 bool config_host_name_ok(const char *h, bool brackets, const char **why);
 bool config_host_value_ok(const char *s, char *why, size_t whylen);
 bool config_token_ok(const char *s);
-/* config.c */
-void config_listener_clear(struct config_listener *l);
 void config_missing(struct config_loader *ld, const char *path, const char *key, const char *what);
-void config_saml_check(struct config_loader *ld, const char *session_env);
-/* config_sites.c */
 bool config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
 		      const char *const *refused);
+/* Header names a config may not set, with the reason (pairs, NULL-ended):
+ * in request_headers, in response_headers, as a saml.headers target. */
+extern const char *const config_refused_request[];
+extern const char *const config_refused_response[];
+extern const char *const config_refused_identity[];
+/* config_core.c */
+void config_parse_listeners(struct config_loader *ld, const json_t *root);
+void config_parse_workers(struct config_loader *ld, const json_t *root);
+void config_parse_user(struct config_loader *ld, const json_t *root);
+void config_parse_log(struct config_loader *ld, const json_t *root);
+void config_parse_limits(struct config_loader *ld, const json_t *root);
+void config_parse_timeouts(struct config_loader *ld, const json_t *root);
+void config_parse_trusted(struct config_loader *ld, const json_t *root);
+void config_parse_upstreams(struct config_loader *ld, const json_t *root);
+/* config_sites.c */
 void config_parse_sites(struct config_loader *ld, const json_t *root);
 /* config_access.c */
 void config_parse_access(struct config_loader *ld, const char *path, const json_t *v,
@@ -110,11 +122,10 @@ void config_parse_geoip(struct config_loader *ld, const json_t *root);
 void config_saml_sites(struct config_loader *ld);
 void config_saml_open(struct config_loader *ld);
 void config_parse_saml(struct config_loader *ld, const json_t *root);
+void config_saml_check(struct config_loader *ld, const char *session_env);
 /* config_redis.c */
 void config_parse_redis(struct config_loader *ld, const json_t *root);
-void config_redis_free(struct config_redis *r);
 /* config_tls.c */
-void config_tls_free(struct config_tls *t);
 void config_finish_tls(struct config_loader *ld, const json_t *root);
 
 #endif

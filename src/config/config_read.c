@@ -4,16 +4,6 @@
  */
 #include "config/config_internal.h"
 
-#include "access/access.h"
-#include "config/envsubst.h"
-#include "access/geoip.h"
-#include "tls/localca.h"
-#include "access/ipacl.h"
-#include "http/pathnorm.h"
-#include "access/ratelimit.h"
-#include "proxy/router.h"
-#include "auth/saml.h"
-#include "auth/session.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -23,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
+
+#include "config/config.h"
+#include "config/envsubst.h"
 
 static const char config_more_errors[] = "...(more errors)";
 
@@ -569,16 +561,6 @@ config_string_list(struct config_loader *ld, const char *path, const json_t *v, 
 	return true;
 }
 
-void
-config_free_strings(char **list, size_t n)
-{
-	if (list == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(list[i]);
-	free(list);
-}
-
 /* ------------------------------------------------------------------ */
 /* Names, hosts, addresses                                              */
 
@@ -812,3 +794,78 @@ config_token_ok(const char *s)
 	return true;
 }
 
+/* ------------------------------------------------------------------ */
+/* Headers a config may not set, and missing keys                       */
+
+/* Pairs: header name, reason it is refused. */
+const char *const config_refused_request[] = {
+	"Host", "the proxy sets Host; use the route's \"host\" key (\"keep\", \"upstream\" or a value)",
+	"Content-Length", "the proxy frames the request body itself",
+	"Transfer-Encoding", "the proxy frames the request body itself",
+	"Connection", "a hop-by-hop header the proxy manages",
+	"Keep-Alive", "a hop-by-hop header the proxy manages",
+	"Upgrade", "a hop-by-hop header the proxy manages (Upgrade is not forwarded)",
+	"TE", "a hop-by-hop header the proxy manages",
+	"Trailer", "a hop-by-hop header the proxy manages",
+	NULL, NULL
+};
+const char *const config_refused_response[] = {
+	"Content-Length", "the proxy frames the response body itself",
+	"Transfer-Encoding", "the proxy frames the response body itself",
+	"Connection", "a hop-by-hop header the proxy manages",
+	NULL, NULL
+};
+/* Headers the identity (saml.headers) may not be written to. */
+const char *const config_refused_identity[] = {
+	"Host", "the proxy sets Host",
+	"Content-Length", "the proxy frames the request body itself",
+	"Transfer-Encoding", "the proxy frames the request body itself",
+	"Connection", "a hop-by-hop header the proxy manages",
+	"Cookie", "the client's cookies pass through as they are",
+	"Authorization", "bearer tokens pass through to the upstream",
+	"X-Forwarded-For", "the proxy sets it",
+	"X-Forwarded-Proto", "the proxy sets it",
+	"X-Forwarded-Host", "the proxy sets it",
+	"X-Real-IP", "the proxy sets it",
+	"X-Request-ID", "the proxy sets it",
+	NULL, NULL
+};
+
+static bool
+config_header_refused(const char *name, const char *const *refused, const char **why)
+{
+	for (size_t i = 0; refused[i] != NULL; i += 2) {
+		if (strcasecmp(name, refused[i]) == 0) {
+			*why = refused[i + 1];
+			return true;
+		}
+	}
+	return false;
+}
+
+bool
+config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
+		      const char *const *refused)
+{
+	const char *why = NULL;
+
+	if (!config_token_ok(name)) {
+		config_error(ld, path,
+			     "\"%s\" is not a valid header name (letters, digits and "
+			     "!#$%%&'*+-.^_`|~ only)",
+			     name);
+		return false;
+	}
+	if (config_header_refused(name, refused, &why)) {
+		config_error(ld, path, "%s cannot be changed here: %s", name, why);
+		return false;
+	}
+	return true;
+}
+
+/* Records "PATH: missing "KEY" (WHAT)". */
+void
+config_missing(struct config_loader *ld, const char *path, const char *key, const char *what)
+{
+	config_error(ld, path, "missing \"%s\" (%s)", key, what);
+}

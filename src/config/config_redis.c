@@ -7,11 +7,12 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
+#include "config/config.h"
 
 static const char *const config_redis_keys[] = { "address", "username", "password",
 						 "password_file", "db", "key_prefix",
@@ -19,31 +20,6 @@ static const char *const config_redis_keys[] = { "address", "username", "passwor
 
 /* Largest password file read (Redis passwords are short). */
 #define CONFIG_REDIS_MAX_PASSWORD 4096
-
-static void
-config_redis_wipe_free(char *s)
-{
-	if (s == NULL)
-		return;
-	OPENSSL_cleanse(s, strlen(s));
-	free(s);
-}
-
-/* Free a "redis" section (the password is wiped first).  Accepts NULL. */
-void
-config_redis_free(struct config_redis *r)
-{
-	if (r == NULL)
-		return;
-	free(r->address);
-	free(r->host);
-	free(r->unix_path);
-	free(r->username);
-	config_redis_wipe_free(r->password);
-	free(r->password_file);
-	free(r->key_prefix);
-	free(r);
-}
 
 /* "address": a unix socket path, or host:port. */
 static void

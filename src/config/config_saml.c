@@ -1,28 +1,28 @@
 /*
- * config_saml: the "saml" section (docs/saml.md).
+ * config_saml: the "saml" section (docs/saml.md), and its checks without side
+ * effects for config_check_file (config_saml_check: key files, IdP metadata).
  */
 #include "config/config_internal.h"
 
-#include "access/access.h"
-#include "config/envsubst.h"
-#include "access/geoip.h"
-#include "tls/localca.h"
-#include "access/ipacl.h"
-#include "http/pathnorm.h"
-#include "access/ratelimit.h"
-#include "proxy/router.h"
-#include "auth/saml.h"
-#include "auth/session.h"
-#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
-#include <math.h>
-#include <stdarg.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "auth/saml.h"
+#include "auth/session.h"
+#include "proxy/router.h"
+#include "tls/localca.h"
 
 /* ------------------------------------------------------------------ */
 /* SAML                                                                 */
@@ -37,22 +37,6 @@ static const char *const config_saml_keys[] = {
 };
 static const char *const config_replay_stores[] = { "memory", "redis", NULL };
 static const char *const config_saml_rule_keys[] = { "attribute", "contains", NULL };
-
-/* Headers the identity may not be written to. */
-static const char *const config_refused_identity[] = {
-	"Host", "the proxy sets Host",
-	"Content-Length", "the proxy frames the request body itself",
-	"Transfer-Encoding", "the proxy frames the request body itself",
-	"Connection", "a hop-by-hop header the proxy manages",
-	"Cookie", "the client's cookies pass through as they are",
-	"Authorization", "bearer tokens pass through to the upstream",
-	"X-Forwarded-For", "the proxy sets it",
-	"X-Forwarded-Proto", "the proxy sets it",
-	"X-Forwarded-Host", "the proxy sets it",
-	"X-Real-IP", "the proxy sets it",
-	"X-Request-ID", "the proxy sets it",
-	NULL, NULL
-};
 
 /* A duration that may be 0 ("off"). */
 static void
@@ -466,3 +450,229 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 		config_parse_saml_rules(ld, sc, f);
 }
 
+/* ------------------------------------------------------------------ */
+/* SAML files, checked without side effects (config_check_file)         */
+
+/* Replace the first <from> in <msg> (capacity <len>) by <to>. */
+static void
+config_msg_replace(char *msg, size_t len, const char *from, const char *to)
+{
+	char *at = strstr(msg, from);
+	char tail[1024];
+
+	if (at == NULL || len == 0)
+		return;
+	snprintf(tail, sizeof tail, "%s", at + strlen(from));
+	snprintf(at, len - (size_t)(at - msg), "%s%s", to, tail);
+}
+
+/*
+ * Make <path> readable for a check without opening anything but a regular
+ * file: it is opened with O_PATH (which opens no device, FIFO or socket),
+ * checked with fstat, and read back through /proc/self/fd/N (<via>), which
+ * is that very file whatever happens to the name meanwhile.  Without /proc,
+ * <via> is <path> itself.  Returns the O_PATH descriptor (the caller closes
+ * it), or -1: with *missing set when nothing is there, else with a reason in
+ * <why>.
+ */
+static int
+config_check_regular(const char *path, char *via, size_t vialen, bool *missing, char *why,
+		     size_t whylen)
+{
+	struct stat st;
+	int fd;
+
+	*missing = false;
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			*missing = true;
+		else
+			snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	snprintf(via, vialen, "/proc/self/fd/%d", fd);
+	if (access("/proc/self/fd", X_OK) != 0)
+		snprintf(via, vialen, "%s", path);
+	return fd;
+}
+
+/* Read the regular file <path> (at most 1 MiB) for a check.  Returns a new
+ * buffer (*len bytes, NUL-terminated; the caller clears and frees it), or
+ * NULL: with *missing set when nothing is there, else with a reason. */
+static char *
+config_check_read(const char *path, size_t *len, bool *missing, char *why, size_t whylen)
+{
+	char via[64];
+	char *data;
+	int fd = config_check_regular(path, via, sizeof via, missing, why, whylen);
+
+	if (fd < 0)
+		return NULL;
+	data = localca_read_file(via, len, why, whylen);
+	if (data == NULL)
+		config_msg_replace(why, whylen, via, path);
+	close(fd);
+	return data;
+}
+
+/* The session keys: a key file that exists is read and checked (mode,
+ * syntax); a missing one would be created at start.  Keys in <env> too. */
+static void
+config_saml_check_session_keys(struct config_loader *ld, const struct config_saml *sc,
+			       const char *env)
+{
+	struct session_keys *keys = NULL;
+	char via[64], why[1024];
+	bool missing = false;
+	int fd = -1;
+
+	if (sc->session_key_file != NULL && sc->session_key_file[0] != '\0') {
+		fd = config_check_regular(sc->session_key_file, via, sizeof via, &missing, why,
+					  sizeof why);
+		if (fd < 0 && !missing) {
+			config_error(ld, "saml.session_key_file", "%s", why);
+			return;
+		}
+	}
+	if (fd < 0 && env == NULL)
+		return; /* created at start */
+	keys = session_keys_load(fd >= 0 ? via : NULL, env, false, why, sizeof why);
+	if (keys == NULL) {
+		if (fd >= 0)
+			config_msg_replace(why, sizeof why, via, sc->session_key_file);
+		config_error(ld, "saml.session_key_file", "%s", why);
+	}
+	session_keys_free(keys);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* The SP key pair: when the key exists, both files are read and must be an
+ * RSA key and its certificate; a certificate without its key is refused;
+ * neither would be created at start. */
+static void
+config_saml_check_sp_keys(struct config_loader *ld, const struct config_saml *sc)
+{
+	char why[1024];
+	char *kpem = NULL, *cpem = NULL;
+	size_t klen = 0, clen = 0;
+	bool kmissing = false, cmissing = false;
+	BIO *kb = NULL, *cb = NULL;
+	EVP_PKEY *k = NULL;
+	X509 *c = NULL;
+
+	if (sc->sp_key == NULL || sc->sp_cert == NULL)
+		return;
+	kpem = config_check_read(sc->sp_key, &klen, &kmissing, why, sizeof why);
+	if (kpem == NULL && !kmissing) {
+		config_error(ld, "saml.sp_key", "%s", why);
+		goto out;
+	}
+	cpem = config_check_read(sc->sp_cert, &clen, &cmissing, why, sizeof why);
+	if (cpem == NULL && !cmissing) {
+		config_error(ld, "saml.sp_cert", "%s", why);
+		goto out;
+	}
+	if (kmissing) {
+		if (!cmissing)
+			config_error(ld, "saml.sp_key",
+				     "%s: the SAML SP key is missing but its certificate %s exists; "
+				     "remove the certificate to make a new pair",
+				     sc->sp_key, sc->sp_cert);
+		goto out; /* both missing: created at start */
+	}
+	if (cmissing) {
+		config_error(ld, "saml.sp_cert", "%s: cannot read: %s", sc->sp_cert, strerror(ENOENT));
+		goto out;
+	}
+	kb = BIO_new_mem_buf(kpem, (int)klen);
+	cb = BIO_new_mem_buf(cpem, (int)clen);
+	k = kb != NULL ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	c = cb != NULL ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	if (k == NULL || c == NULL || X509_check_private_key(c, k) != 1 ||
+	    EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA)
+		config_error(ld, "saml",
+			     "%s and %s: not an RSA private key and its certificate (SAML "
+			     "signatures here are RSA-SHA256)",
+			     sc->sp_key, sc->sp_cert);
+	ERR_clear_error();
+out:
+	EVP_PKEY_free(k);
+	X509_free(c);
+	BIO_free(kb);
+	BIO_free(cb);
+	if (kpem != NULL)
+		OPENSSL_clear_free(kpem, klen);
+	free(cpem);
+}
+
+/* A metadata file must be IdP metadata: an md:EntityDescriptor with an
+ * entityID and an md:IDPSSODescriptor.  A URL is not fetched. */
+static void
+config_saml_check_metadata(struct config_loader *ld, const struct config_saml *sc)
+{
+	static const char md_ns[] = "urn:oasis:names:tc:SAML:2.0:metadata";
+	char why[1024];
+	char *text;
+	size_t len = 0;
+	bool missing = false, idp = false;
+	xmlDocPtr doc;
+	xmlNodePtr root;
+
+	if (sc->idp_metadata == NULL || strncasecmp(sc->idp_metadata, "https://", 8) == 0 ||
+	    strncasecmp(sc->idp_metadata, "http://", 7) == 0)
+		return;
+	text = config_check_read(sc->idp_metadata, &len, &missing, why, sizeof why);
+	if (text == NULL) {
+		if (missing)
+			config_error(ld, "saml.idp_metadata", "%s: cannot read: %s", sc->idp_metadata,
+				     strerror(ENOENT));
+		else
+			config_error(ld, "saml.idp_metadata", "%s", why);
+		return;
+	}
+	doc = xmlReadMemory(text, (int)len, sc->idp_metadata, NULL,
+			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	if (root != NULL && root->ns != NULL && xmlStrcmp(root->ns->href, BAD_CAST md_ns) == 0 &&
+	    xmlStrcmp(root->name, BAD_CAST "EntityDescriptor") == 0 &&
+	    xmlHasProp(root, BAD_CAST "entityID") != NULL) {
+		for (xmlNodePtr n = root->children; n != NULL && !idp; n = n->next)
+			idp = n->type == XML_ELEMENT_NODE && n->ns != NULL &&
+			      xmlStrcmp(n->ns->href, BAD_CAST md_ns) == 0 &&
+			      xmlStrcmp(n->name, BAD_CAST "IDPSSODescriptor") == 0;
+	}
+	if (doc == NULL)
+		config_error(ld, "saml.idp_metadata", "%s: not well-formed XML", sc->idp_metadata);
+	else if (!idp)
+		config_error(ld, "saml.idp_metadata",
+			     "%s: not IdP metadata (no md:EntityDescriptor with an "
+			     "md:IDPSSODescriptor and an entityID)",
+			     sc->idp_metadata);
+	xmlFreeDoc(doc);
+	free(text);
+}
+
+/*
+ * The "saml" section loaded by config_check_file: check what can be checked
+ * without creating, writing or fetching anything (config_saml_open calls
+ * this instead of setting up the SP).  <session_env> is the value of
+ * session_key_env, or NULL.
+ */
+void
+config_saml_check(struct config_loader *ld, const char *session_env)
+{
+	const struct config_saml *sc = ld->cfg->saml;
+
+	if (sc == NULL)
+		return;
+	config_saml_check_session_keys(ld, sc, session_env);
+	config_saml_check_sp_keys(ld, sc);
+	config_saml_check_metadata(ld, sc);
+}

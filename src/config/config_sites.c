@@ -4,26 +4,14 @@
  */
 #include "config/config_internal.h"
 
-#include "access/access.h"
-#include "config/envsubst.h"
-#include "access/geoip.h"
-#include "tls/localca.h"
-#include "access/ipacl.h"
-#include "http/pathnorm.h"
-#include "access/ratelimit.h"
-#include "proxy/router.h"
-#include "auth/saml.h"
-#include "auth/session.h"
-#include <arpa/inet.h>
-#include <errno.h>
 #include <jansson.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
+
+#include "access/access.h"
+#include "http/pathnorm.h"
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
 						"hsts", NULL };
@@ -147,57 +135,6 @@ config_parse_match(struct config_loader *ld, const char *path, const json_t *v,
 		r->methods |= bit;
 	}
 	config_free_strings(methods, nmethods);
-}
-
-static bool
-config_header_refused(const char *name, const char *const *refused, const char **why)
-{
-	for (size_t i = 0; refused[i] != NULL; i += 2) {
-		if (strcasecmp(name, refused[i]) == 0) {
-			*why = refused[i + 1];
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Pairs: header name, reason it is refused. */
-static const char *const config_refused_request[] = {
-	"Host", "the proxy sets Host; use the route's \"host\" key (\"keep\", \"upstream\" or a value)",
-	"Content-Length", "the proxy frames the request body itself",
-	"Transfer-Encoding", "the proxy frames the request body itself",
-	"Connection", "a hop-by-hop header the proxy manages",
-	"Keep-Alive", "a hop-by-hop header the proxy manages",
-	"Upgrade", "a hop-by-hop header the proxy manages (Upgrade is not forwarded)",
-	"TE", "a hop-by-hop header the proxy manages",
-	"Trailer", "a hop-by-hop header the proxy manages",
-	NULL, NULL
-};
-static const char *const config_refused_response[] = {
-	"Content-Length", "the proxy frames the response body itself",
-	"Transfer-Encoding", "the proxy frames the response body itself",
-	"Connection", "a hop-by-hop header the proxy manages",
-	NULL, NULL
-};
-
-bool
-config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
-		      const char *const *refused)
-{
-	const char *why = NULL;
-
-	if (!config_token_ok(name)) {
-		config_error(ld, path,
-			     "\"%s\" is not a valid header name (letters, digits and "
-			     "!#$%%&'*+-.^_`|~ only)",
-			     name);
-		return false;
-	}
-	if (config_header_refused(name, refused, &why)) {
-		config_error(ld, path, "%s cannot be changed here: %s", name, why);
-		return false;
-	}
-	return true;
 }
 
 static void
@@ -457,7 +394,6 @@ config_check_strip(struct config_loader *ld, const char *path, struct config_rou
 		}
 	}
 }
-
 
 static void
 config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
@@ -885,4 +821,3 @@ config_parse_sites(struct config_loader *ld, const json_t *root)
 	config_check_route_names(ld);
 	config_resolve_site_refs(ld);
 }
-

@@ -4,25 +4,11 @@
  */
 #include "config/config_internal.h"
 
-#include "access/access.h"
-#include "config/envsubst.h"
-#include "access/geoip.h"
-#include "tls/localca.h"
-#include "access/ipacl.h"
-#include "http/pathnorm.h"
-#include "access/ratelimit.h"
-#include "proxy/router.h"
-#include "auth/saml.h"
-#include "auth/session.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -111,42 +97,6 @@ config_cert_names(struct config_loader *ld, const char *path, const json_t *v, b
 		}
 	}
 	return ok;
-}
-
-static void
-config_acme_free(struct config_acme *a)
-{
-	if (a == NULL)
-		return;
-	free(a->directory);
-	free(a->email);
-	free(a->ca_bundle);
-	free(a->eab_kid);
-	if (a->eab_hmac_key != NULL)
-		explicit_bzero(a->eab_hmac_key, strlen(a->eab_hmac_key));
-	free(a->eab_hmac_key);
-	for (size_t i = 0; a->orders != NULL && i < a->norders; i++)
-		config_free_strings(a->orders[i].names, a->orders[i].nnames);
-	free(a->orders);
-	free(a);
-}
-
-void
-config_tls_free(struct config_tls *t)
-{
-	if (t == NULL)
-		return;
-	free(t->certs_dir);
-	for (size_t i = 0; t->certificates != NULL && i < t->ncertificates; i++) {
-		free(t->certificates[i].cert);
-		free(t->certificates[i].key);
-		config_free_strings(t->certificates[i].names, t->certificates[i].nnames);
-	}
-	free(t->certificates);
-	config_free_strings(t->local_names, t->nlocal_names);
-	config_acme_free(t->acme);
-	free(t->default_name);
-	free(t);
 }
 
 static void
@@ -569,4 +519,3 @@ config_finish_tls(struct config_loader *ld, const json_t *root)
 	}
 	free(drop);
 }
-

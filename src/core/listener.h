@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 
 /*
  * Bind and listen on <l>.  An empty host means every address: IPv6 and IPv4

@@ -5,7 +5,7 @@
  */
 #include "core/privdrop.h"
 
-#include "config/config.h"
+#include "config/config_model.h"
 #include "base/log.h"
 
 #include <dirent.h>

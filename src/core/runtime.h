@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 
 struct upstream_health;
 struct metrics_route;

@@ -4,19 +4,50 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
-#include "auth/claims.h"
 #include "base/log.h"
+#include "base/timeutil.h"
+#include "config/config_model.h"
+#include "core/generation.h"
+#include "core/runtime.h"
+#include "http/conn.h"
 #include "proxy/proxy.h"
 #include "proxy/tcprelay.h"
-#include "http/conn.h"
-#include "base/timeutil.h"
 #include "tls/tls.h"
-#include "proxy/upstream.h"
+
+/* One listener as seen by one worker. */
+struct worker_listener {
+	struct txn_listener txn; /* what its transactions see: the callbacks' argument */
+	struct server *server;   /* NULL on a raw TCP relay listener */
+	struct tcprelay *relay;  /* "type": "tcp" listeners, else NULL */
+};
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct worker_listener *listeners;
+	size_t nlisteners;
+	struct txn_env env;      /* current generation, in-flight count, request ids, ports */
+	bool draining;
+	atomic_bool exited;      /* set when the loop has ended (read by main) */
+
+	/* Main → worker messages. */
+	pthread_mutex_t lock;
+	struct runtime *pending; /* a new generation to take */
+	bool drain_requested;
+	struct event *wake;
+	struct event *drain_timer;
+	struct event *drain_poll;
+};
 
 static void
 apply_limits(struct worker *w, const struct config *cfg)
@@ -33,8 +64,8 @@ apply_limits(struct worker *w, const struct config *cfg)
 		server_set_limits(wl->server, &limits);
 		/* Listener addresses are fixed until a restart; their PROXY
 		 * setting follows the configuration that has them. */
-		if (wl->index < cfg->nlisteners)
-			server_set_proxy_protocol(wl->server, cfg->listeners[wl->index].proxy_protocol,
+		if (wl->txn.index < cfg->nlisteners)
+			server_set_proxy_protocol(wl->server, cfg->listeners[wl->txn.index].proxy_protocol,
 						  cfg->trusted);
 	}
 }
@@ -55,65 +86,17 @@ new_event_base(void)
 	return base;
 }
 
-static struct worker_gen *
-gen_new(struct worker *w, struct runtime *rt)
-{
-	const struct config *cfg = rt->cfg;
-	struct worker_gen *g = calloc(1, sizeof(*g));
-
-	if (g == NULL)
-		return NULL;
-	g->worker = w;
-	g->rt = runtime_ref(rt);
-	g->refs = 1;
-	g->pools = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*g->pools));
-	if (g->pools == NULL)
-		goto fail;
-	if (cfg->redis != NULL && cfg->saml != NULL && cfg->saml->replay_store == REPLAY_STORE_REDIS) {
-		char name[32];
-
-		snprintf(name, sizeof(name), "worker %u", w->id);
-		g->claims = claims_new(w->base, w->dns, cfg->redis, name);
-		if (g->claims == NULL)
-			goto fail;
-	}
-	for (size_t i = 0; i < cfg->nupstreams; i++) {
-		g->pools[i] = upstream_pool_new(w->base, w->dns, &cfg->upstreams[i], rt->health,
-						cfg->max_response_header_bytes);
-		if (g->pools[i] == NULL)
-			goto fail;
-	}
-	return g;
-fail:
-	g->refs = 1;
-	worker_gen_unref(g);
-	return NULL;
-}
-
-void
-worker_gen_unref(struct worker_gen *g)
-{
-	if (g == NULL || --g->refs > 0)
-		return;
-	for (size_t i = 0; g->pools && i < g->rt->cfg->nupstreams; i++)
-		upstream_pool_free(g->pools[i]);
-	free(g->pools);
-	claims_free(g->claims);
-	runtime_unref(g->rt);
-	free(g);
-}
-
 /* Make <rt> the current generation of <w>. */
 static int
 worker_use(struct worker *w, struct runtime *rt)
 {
-	struct worker_gen *g = gen_new(w, rt);
+	struct worker_gen *g = gen_new(w->base, w->dns, w->id, rt);
 
 	if (g == NULL)
 		return -1;
-	if (w->gen)
-		worker_gen_unref(w->gen); /* freed when its last transaction ends */
-	w->gen = g;
+	if (w->env.gen)
+		worker_gen_unref(w->env.gen); /* freed when its last transaction ends */
+	w->env.gen = g;
 	apply_limits(w, rt->cfg);
 	return 0;
 }
@@ -134,7 +117,7 @@ open_connections(const struct worker *w)
 static void
 maybe_exit(struct worker *w)
 {
-	if (w->draining && w->in_flight == 0 && open_connections(w) == 0)
+	if (w->draining && w->env.in_flight == 0 && open_connections(w) == 0)
 		event_base_loopexit(w->base, NULL);
 }
 
@@ -150,7 +133,7 @@ drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 
 	log_warn("worker %u: drain timeout reached with %d request%s still running; closing them",
-		 w->id, w->in_flight, w->in_flight == 1 ? "" : "s");
+		 w->id, w->env.in_flight, w->env.in_flight == 1 ? "" : "s");
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -174,7 +157,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		runtime_unref(rt);
 	}
 	if (drain && !w->draining) {
-		struct timeval tv = timeval_from_seconds(w->gen->rt->cfg->drain_timeout);
+		struct timeval tv = timeval_from_seconds(w->env.gen->rt->cfg->drain_timeout);
 
 		w->draining = true;
 		for (size_t i = 0; i < w->nlisteners; i++) {
@@ -194,14 +177,12 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void
-worker_transaction_ended(struct worker *w)
+/* txn_env's ended_cb: a transaction ended (drain bookkeeping). */
+static void
+transaction_ended_cb(void *arg)
 {
-	w->in_flight--;
-	maybe_exit(w);
+	maybe_exit(arg);
 }
-
-
 
 struct worker *
 worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, size_t nfds,
@@ -216,10 +197,13 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 	}
 	w->id = id;
 	pthread_mutex_init(&w->lock, NULL);
-	if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0) {
-		w->rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)id;
-		w->rng[1] = 0xD1B54A32D192ED03ull;
+	if (getrandom(w->env.rng, sizeof(w->env.rng), 0) != sizeof(w->env.rng) ||
+	    (w->env.rng[0] | w->env.rng[1]) == 0) {
+		w->env.rng[0] = 0x9E3779B97F4A7C15ull ^ (uint64_t)id;
+		w->env.rng[1] = 0xD1B54A32D192ED03ull;
 	}
+	w->env.ended_cb = transaction_ended_cb;
+	w->env.ended_arg = w;
 	w->base = new_event_base();
 	if (w->base == NULL) {
 		snprintf(err, errlen, "event_base_new failed");
@@ -237,18 +221,23 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 		snprintf(err, errlen, "evdns_base_new failed");
 		goto fail;
 	}
+	w->env.base = w->base;
+	w->env.dns = w->dns;
 	w->wake = event_new(w->base, -1, 0, wake_cb, w);
 	w->listeners = calloc(nfds ? nfds : 1, sizeof(*w->listeners));
-	if (w->wake == NULL || w->listeners == NULL) {
+	w->env.ports = calloc(nfds ? nfds : 1, sizeof(*w->env.ports));
+	w->env.nports = nfds;
+	if (w->wake == NULL || w->listeners == NULL || w->env.ports == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (size_t i = 0; i < nfds; i++) {
 		struct worker_listener *wl = &w->listeners[i];
 
-		wl->worker = w;
-		wl->index = i;
-		snprintf(wl->port, sizeof(wl->port), "%d", ports[i]);
+		wl->txn.env = &w->env;
+		wl->txn.index = i;
+		snprintf(w->env.ports[i], sizeof(w->env.ports[i]), "%d", ports[i]);
+		wl->txn.port = w->env.ports[i];
 		if (i < cfg->nlisteners && cfg->listeners[i].type == LISTENER_TCP) {
 			if (relays == NULL || relays[i] == NULL) {
 				snprintf(err, errlen, "listener %s: no relay state", cfg->listeners[i].address);
@@ -259,7 +248,7 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 					 cfg->listeners[i].address);
 				goto fail;
 			}
-			wl->relay = tcprelay_new(w, i, fds[i], relays[i],
+			wl->relay = tcprelay_new(&w->env, i, fds[i], relays[i],
 						 cfg->listeners[i].tls ? tls_store_ctx(tls) : NULL, err,
 						 errlen);
 			if (wl->relay == NULL)
@@ -267,7 +256,7 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 			w->nlisteners++;
 			continue;
 		}
-		wl->server = server_new(w->base, fds[i], ports[i], &proxy_handler, wl);
+		wl->server = server_new(w->base, fds[i], ports[i], &proxy_handler, &wl->txn);
 		if (wl->server == NULL) {
 			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
 			goto fail;
@@ -279,7 +268,7 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 				goto fail;
 			}
 			server_set_tls(wl->server, tls_store_ctx(tls));
-			wl->tls = true; /* X-Forwarded-Proto: https, HSTS */
+			wl->txn.tls = true; /* X-Forwarded-Proto: https, HSTS */
 		}
 		w->nlisteners++;
 	}
@@ -301,6 +290,12 @@ worker_main(void *arg)
 	event_base_dispatch(w->base);
 	atomic_store(&w->exited, true);
 	return NULL;
+}
+
+bool
+worker_exited(struct worker *w)
+{
+	return atomic_load(&w->exited);
 }
 
 int
@@ -342,8 +337,8 @@ worker_join_free(struct worker *w)
 		tcprelay_free(w->listeners[i].relay);
 		server_free(w->listeners[i].server);
 	}
-	if (w->gen)
-		worker_gen_unref(w->gen);
+	if (w->env.gen)
+		worker_gen_unref(w->env.gen);
 	if (w->pending)
 		runtime_unref(w->pending);
 	if (w->wake)
@@ -360,6 +355,7 @@ worker_join_free(struct worker *w)
 		event_base_free(w->base);
 	}
 	free(w->listeners);
+	free(w->env.ports);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }

@@ -17,6 +17,7 @@
 #include "http/headers.h"
 #include "access/ipacl.h"
 #include "access/access.h"
+#include "access/access_check.h"
 #include "acme/acme.h"
 #include "auth/auth.h"
 #include "base/log.h"
@@ -25,14 +26,14 @@
 #include "proxy/router.h"
 #include "http/request.h"
 #include "proxy/upstream.h"
-#include "core/worker.h"
+#include "core/generation.h"
 
 #define PATH_MAX_BYTES 8192
 #define CLIENT_BACKLOG_LIMIT (1024 * 1024) /* bytes queued to a client before we stop reading upstream */
 
 struct txn {
-	struct worker *worker;
-	struct worker_listener *listener;
+	struct txn_env *env;
+	struct txn_listener *listener;
 	struct worker_gen *gen;
 	const struct config *cfg;
 	struct server_request *req;   /* NULL once the server has dropped it */
@@ -807,8 +808,7 @@ txn_finish(struct txn *t)
 	hdrarena_reset(&t->arena);
 	free(t->forwarded_for_joined);
 	free(t->query_copy);
-	worker_gen_unref(t->gen);
-	worker_transaction_ended(t->worker);
+	txn_env_end(t->env, t->gen);
 	free(t);
 }
 
@@ -816,7 +816,7 @@ static void
 make_request_id(struct txn *t, const char *given)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint64_t *s = t->worker->rng;
+	uint64_t *s = t->env->rng;
 
 	if (given) {
 		size_t n = strlen(given);
@@ -1064,9 +1064,9 @@ builtin_request(struct txn *t)
 		return -1;
 	}
 	/* The first TLS listener's bound port, left out when it is 443. */
-	for (size_t i = 0; i < cfg->nlisteners && i < t->worker->nlisteners; i++) {
+	for (size_t i = 0; i < cfg->nlisteners && i < t->env->nports; i++) {
 		if (cfg->listeners[i].tls) {
-			port = t->worker->listeners[i].port;
+			port = t->env->ports[i];
 			break;
 		}
 	}
@@ -1103,8 +1103,7 @@ builtin_request(struct txn *t)
 static enum server_verdict
 proxy_on_head(struct server_request *req, void *arg)
 {
-	struct worker_listener *wl = arg;
-	struct worker *w = wl->worker;
+	struct txn_listener *tl = arg;
 	struct txn *t = malloc(sizeof(*t));
 	enum pathnorm_result pr;
 	const struct sockaddr *peer = server_request_peer(req);
@@ -1119,14 +1118,12 @@ proxy_on_head(struct server_request *req, void *arg)
 	TAILQ_INIT(&t->out);
 	hdrarena_init(&t->arena);
 	t->start = log_now();
-	t->worker = w;
-	t->listener = wl;
-	t->gen = w->gen;
-	t->gen->refs++;
+	t->env = tl->env;
+	t->listener = tl;
+	t->gen = txn_env_begin(t->env);
 	t->cfg = t->gen->rt->cfg;
 	t->req = req;
 	t->server = -1;
-	w->in_flight++;
 	metrics_add(METRIC_IN_FLIGHT, 1);
 	server_request_set_data(req, t);
 	t->method = server_request_method(req);

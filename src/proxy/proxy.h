@@ -11,8 +11,8 @@
 
 #include "http/request.h"
 
-/* The server callbacks of a proxying listener; their <arg> is the struct
- * worker_listener. */
+/* The server callbacks of a proxying listener; their <arg> is the listener's
+ * struct txn_listener (generation.h). */
 extern const struct server_handler proxy_handler;
 
 #endif

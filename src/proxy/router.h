@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 
 /*
  * Normalize a Host header value into <out> (lower case, port and trailing dot

@@ -19,10 +19,12 @@
 #include <openssl/ssl.h>
 
 #include "access/access.h"
+#include "access/access_check.h"
 #include "access/ipacl.h"
+#include "access/netaddr.h"
 #include "base/log.h"
 #include "http/proxyproto.h"
-#include "core/worker.h"
+#include "core/generation.h"
 
 #define TCPRELAY_READ_CHUNK (64 * 1024)
 #define TCPRELAY_CLIENT_BUCKETS 1024
@@ -53,7 +55,7 @@ struct relay_conn {
 	 * at most 4 KiB per call (EVBUFFER_MAX_READ), after a FIONREAD each;
 	 * these read 64 KiB at a time straight into the partner's output. */
 	struct event *read_client, *read_up;
-	struct access_addr addr;
+	struct netaddr addr;
 	char addr_text[INET6_ADDRSTRLEN];
 	struct timeval last; /* last byte either way */
 	size_t server;
@@ -65,7 +67,7 @@ struct relay_conn {
 };
 
 struct tcprelay {
-	struct worker *w;
+	struct txn_env *env;   /* the worker's: loop, resolver, generation */
 	SSL_CTX *tls;     /* terminate TLS on the client side, or NULL */
 	size_t index;
 	struct evconnlistener *lev;
@@ -124,7 +126,7 @@ tcprelay_shared_free(struct tcprelay_shared *sh)
 }
 
 static void
-tcprelay_client_key(const struct access_addr *a, uint64_t *k0, uint64_t *k1)
+tcprelay_client_key(const struct netaddr *a, uint64_t *k0, uint64_t *k1)
 {
 	*k0 = a->family == AF_INET ? a->v4 : a->v6[0]; /* IPv6: per /64 */
 	*k1 = (uint64_t)a->family;
@@ -140,7 +142,7 @@ tcprelay_bucket(uint64_t k0, uint64_t k1)
 
 /* Take a per-client slot; false when the client is at <limit> (0 = none). */
 static bool
-tcprelay_client_take(struct tcprelay_shared *sh, const struct access_addr *a, uint64_t limit)
+tcprelay_client_take(struct tcprelay_shared *sh, const struct netaddr *a, uint64_t limit)
 {
 	uint64_t k0, k1;
 	struct tcprelay_client *c;
@@ -174,7 +176,7 @@ out:
 }
 
 static void
-tcprelay_client_release(struct tcprelay_shared *sh, const struct access_addr *a)
+tcprelay_client_release(struct tcprelay_shared *sh, const struct netaddr *a)
 {
 	struct tcprelay_client **pp, *c;
 	uint64_t k0, k1;
@@ -224,8 +226,7 @@ relay_close(struct relay_conn *c)
 			atomic_fetch_sub_explicit(&r->sh->open_gauge->value, 1, memory_order_relaxed);
 	}
 	log_debug("tcp relay %s: connection from %s closed", c->l->name, c->addr_text);
-	worker_gen_unref(c->gen);
-	worker_transaction_ended(r->w);
+	txn_env_end(r->env, c->gen);
 	free(c);
 }
 
@@ -240,11 +241,11 @@ tcprelay_client_bev(struct tcprelay *r, evutil_socket_t fd)
 	SSL *ssl;
 
 	if (r->tls == NULL)
-		return bufferevent_socket_new(r->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		return bufferevent_socket_new(r->env->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	ssl = SSL_new(r->tls);
 	if (ssl == NULL)
 		return NULL;
-	bev = bufferevent_openssl_socket_new(r->w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	bev = bufferevent_openssl_socket_new(r->env->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		SSL_free(ssl);
@@ -274,7 +275,7 @@ relay_read_cb(struct bufferevent *from, void *arg)
 
 	if (n == 0)
 		return;
-	event_base_gettimeofday_cached(c->relay->w->base, &c->last);
+	event_base_gettimeofday_cached(c->relay->env->base, &c->last);
 	access_counter_add(from == c->client ? c->relay->sh->bytes_in : c->relay->sh->bytes_out, n);
 	evbuffer_add_buffer(dst, src);
 	if (evbuffer_get_length(dst) >= TCPRELAY_MAX_BUFFERED)
@@ -382,7 +383,7 @@ relay_raw_read(struct relay_conn *c, struct bufferevent *from, struct event *rd)
 			break;
 		event_del(rd);
 		if (total) {
-			event_base_gettimeofday_cached(c->relay->w->base, &c->last);
+			event_base_gettimeofday_cached(c->relay->env->base, &c->last);
 			access_counter_add(from == c->client ? c->relay->sh->bytes_in
 							     : c->relay->sh->bytes_out, total);
 		}
@@ -393,7 +394,7 @@ relay_raw_read(struct relay_conn *c, struct bufferevent *from, struct event *rd)
 		return;
 	}
 	if (total) {
-		event_base_gettimeofday_cached(c->relay->w->base, &c->last);
+		event_base_gettimeofday_cached(c->relay->env->base, &c->last);
 		access_counter_add(from == c->client ? c->relay->sh->bytes_in : c->relay->sh->bytes_out,
 				   total);
 	}
@@ -445,7 +446,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 			} else {
 				bufferevent_disable(c->client, EV_READ);
 				bufferevent_enable(c->client, EV_WRITE);
-				c->read_client = event_new(c->relay->w->base,
+				c->read_client = event_new(c->relay->env->base,
 							   bufferevent_getfd(c->client),
 							   EV_READ | EV_PERSIST, relay_read_client_cb, c);
 				if (c->read_client == NULL) {
@@ -454,14 +455,14 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 				}
 				event_add(c->read_client, NULL);
 			}
-			c->read_up = event_new(c->relay->w->base, bufferevent_getfd(c->up),
+			c->read_up = event_new(c->relay->env->base, bufferevent_getfd(c->up),
 					       EV_READ | EV_PERSIST, relay_read_up_cb, c);
 			if (c->read_up == NULL) {
 				relay_close(c);
 				return;
 			}
 			event_add(c->read_up, NULL);
-			event_base_gettimeofday_cached(c->relay->w->base, &c->last);
+			event_base_gettimeofday_cached(c->relay->env->base, &c->last);
 			log_debug("tcp relay %s: %s connected to %s", c->l->name, c->addr_text,
 				  c->l->relay_servers[c->server].address);
 			/* Bytes that came with the PROXY header go out now. */
@@ -500,7 +501,7 @@ relay_idle_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval now, idle, since;
 	double left;
 
-	event_base_gettimeofday_cached(c->relay->w->base, &now);
+	event_base_gettimeofday_cached(c->relay->env->base, &now);
 	timersub(&now, &c->last, &since);
 	left = c->l->idle_timeout - ((double)since.tv_sec + (double)since.tv_usec / 1e6);
 	if (left <= 0) {
@@ -528,7 +529,7 @@ relay_try_connect(struct relay_conn *c)
 		return;
 	}
 	s = &c->l->relay_servers[c->server];
-	c->up = bufferevent_socket_new(c->relay->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	c->up = bufferevent_socket_new(c->relay->env->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (c->up == NULL) {
 		relay_close(c);
 		return;
@@ -537,7 +538,7 @@ relay_try_connect(struct relay_conn *c)
 	tv.tv_sec = (time_t)c->l->relay_connect_timeout;
 	tv.tv_usec = (suseconds_t)((c->l->relay_connect_timeout - (double)tv.tv_sec) * 1e6);
 	bufferevent_set_timeouts(c->up, NULL, &tv);
-	if (bufferevent_socket_connect_hostname(c->up, c->relay->w->dns, AF_UNSPEC, s->host,
+	if (bufferevent_socket_connect_hostname(c->up, c->relay->env->dns, AF_UNSPEC, s->host,
 						s->port) < 0) {
 		/* Failed at once: the event callback is not called. */
 		bufferevent_free(c->up);
@@ -555,7 +556,7 @@ relay_admit(struct relay_conn *c)
 	const struct config *cfg = c->gen->rt->cfg;
 	struct timeval idle;
 
-	access_addr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
+	netaddr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
 	if (!access_check_address(cfg, r->index, &c->addr)) {
 		relay_close(c);
 		return;
@@ -572,14 +573,14 @@ relay_admit(struct relay_conn *c)
 	bufferevent_disable(c->client, EV_READ);
 	bufferevent_set_timeouts(c->client, NULL, NULL);
 	bufferevent_setcb(c->client, NULL, NULL, relay_event_cb, c);
-	c->idle = evtimer_new(r->w->base, relay_idle_cb, c);
+	c->idle = evtimer_new(r->env->base, relay_idle_cb, c);
 	if (c->idle == NULL) {
 		relay_close(c);
 		return;
 	}
 	idle.tv_sec = (time_t)c->l->idle_timeout;
 	idle.tv_usec = (suseconds_t)((c->l->idle_timeout - (double)idle.tv_sec) * 1e6);
-	event_base_gettimeofday_cached(r->w->base, &c->last);
+	event_base_gettimeofday_cached(r->env->base, &c->last);
 	evtimer_add(c->idle, &idle);
 	relay_try_connect(c);
 }
@@ -610,7 +611,7 @@ relay_proxy_read_cb(struct bufferevent *bev, void *arg)
 	}
 	evbuffer_drain(in, info.header_len);
 	if (info.has_address)
-		access_addr_from_sockaddr((const struct sockaddr *)&info.src, &c->addr);
+		netaddr_from_sockaddr((const struct sockaddr *)&info.src, &c->addr);
 	relay_admit(c);
 }
 
@@ -630,8 +631,7 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 		void *arg)
 {
 	struct tcprelay *r = arg;
-	struct worker *w = r->w;
-	const struct config *cfg = w->gen->rt->cfg;
+	const struct config *cfg = r->env->gen->rt->cfg;
 	struct relay_conn *c;
 	uint64_t open;
 
@@ -651,13 +651,11 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 		return;
 	}
 	c->relay = r;
-	c->gen = w->gen;
-	c->gen->refs++;
+	c->gen = txn_env_begin(r->env);
 	c->l = &cfg->listeners[r->index];
-	w->in_flight++;
 	TAILQ_INSERT_TAIL(&r->conns, c, link);
-	access_addr_from_sockaddr(sa, &c->addr);
-	access_addr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
+	netaddr_from_sockaddr(sa, &c->addr);
+	netaddr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
 	c->client = tcprelay_client_bev(r, fd);
 	if (c->client == NULL) {
 		evutil_closesocket(fd);
@@ -697,7 +695,7 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 /* ---- listener ------------------------------------------------------------------------- */
 
 struct tcprelay *
-tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh, SSL_CTX *tls,
+tcprelay_new(struct txn_env *env, size_t index, int fd, struct tcprelay_shared *sh, SSL_CTX *tls,
 	     char *err, size_t errlen)
 {
 	struct tcprelay *r = calloc(1, sizeof(*r));
@@ -707,12 +705,12 @@ tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh,
 		close(fd);
 		return NULL;
 	}
-	r->w = w;
+	r->env = env;
 	r->index = index;
 	r->sh = sh;
 	r->tls = tls;
 	TAILQ_INIT(&r->conns);
-	r->lev = evconnlistener_new(w->base, relay_accept_cb, r, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	r->lev = evconnlistener_new(env->base, relay_accept_cb, r, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (r->lev == NULL) {
 		snprintf(err, errlen, "cannot accept on relay listener %zu", index);
 		close(fd);

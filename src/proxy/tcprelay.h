@@ -23,11 +23,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 
 #define TCPRELAY_MAX_BUFFERED (512 * 1024)
 
-struct worker;
+struct txn_env;
 struct tcprelay;
 struct tcprelay_shared;
 
@@ -40,12 +40,14 @@ void tcprelay_shared_free(struct tcprelay_shared *sh);
 
 /*
  * Start relaying connections accepted on the listening socket <fd> (taken
- * over: closed by tcprelay_free) for listener number <index> of worker <w>.
+ * over: closed by tcprelay_free) for listener number <index>, on the loop
+ * of <env> (generation.h: the worker's loop, resolver and generation; each
+ * connection is a transaction of <env> from accept to close).
  * <tls> (may be NULL): terminate TLS on the client side with this context
  * (the HTTPS certificate store's).  NULL with a reason in <err>.
  */
 struct ssl_ctx_st;
-struct tcprelay *tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh,
+struct tcprelay *tcprelay_new(struct txn_env *env, size_t index, int fd, struct tcprelay_shared *sh,
 			      struct ssl_ctx_st *tls, char *err, size_t errlen);
 
 /* Stop accepting (drain); open connections go on. */

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/config.h"
+#include "config/config_model.h"
 
 struct event_base;
 struct evdns_base;

@@ -50,19 +50,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "tls/tls_cert.h"
+#include "tls/tls_handshake.h"
+
 struct tls_store;
 
-/* One certificate given as files: a PEM chain (leaf first) and its PEM key.
- * <key> may name the same file as <cert> (a combined PEM). */
-struct tls_file_pair {
-	const char *cert;
-	const char *key;
-	/* Names the certificate must cover (exact or by its wildcard), checked at
-	 * every load: typically the hosts of the sites served with it.  May be
-	 * empty; the certificate is then served for whatever names it has. */
-	const char *const *names;
-	size_t nnames;
-};
 
 /* Everything tls_store_new needs; filled from the configuration.  Strings are
  * copied.  Zero values mean the default in brackets. */
@@ -132,14 +124,6 @@ void tls_store_acme_certificate_cb(const char *const *names, size_t n_names,
 				   const char *chain_pem, const char *key_pem, time_t not_after,
 				   void *arg);
 
-/*
- * TLS-ALPN-01 hook: given the client's SNI name, set *cert and *key to new
- * references and return 0, or return -1 when no challenge is pending for
- * that name (the handshake then fails).  Called from worker threads: must be
- * thread-safe.  acme.h's acme_tlsalpn01_cert has this shape.
- */
-typedef int (*tls_challenge_fn)(const char *sni, X509 **cert, EVP_PKEY **key);
-
 /* Register (or, with NULL, remove) the challenge hook.  Without one, clients
  * offering acme-tls/1 fail their handshake. */
 void tls_store_set_challenge_hook(struct tls_store *s, tls_challenge_fn fn);
@@ -147,11 +131,6 @@ void tls_store_set_challenge_hook(struct tls_store *s, tls_challenge_fn fn);
 /* Rotate the session-ticket keys now: the current key becomes the previous
  * one (still decrypting), a fresh random key encrypts.  Returns 0 or -1. */
 int tls_store_rotate_ticket_keys(struct tls_store *s);
-
-/* Answer a connection whose first bytes on a TLS port are not TLS (plain
- * HTTP) with a plain-HTTP 400 that says to use https://, shut its write side
- * and count it in portcullis_tls_plain_http_total.  The caller closes it. */
-void tls_answer_plain_http(const SSL *ssl);
 
 /*
  * Prometheus text, in a new string the caller frees (NULL when out of
@@ -164,16 +143,5 @@ char *tls_store_metrics(struct tls_store *s);
 /* Path of the local CA's certificate (for users who want to trust it), or
  * NULL when the store has no local CA. */
 const char *tls_store_local_ca_path(const struct tls_store *s);
-
-/*
- * Check a certificate/key pair as the store would load it, without a store
- * (for portcullis -t).  Returns 0, or -1 with a one-line reason in <err> that
- * names the file and what is wrong.
- */
-int tls_check_files(const struct tls_file_pair *pair, char *err, size_t errlen);
-
-/* True when the certificate name <pattern> ("example.com" or "*.example.com")
- * covers the lower-case host name <name>. */
-bool tls_name_matches(const char *pattern, const char *name);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * tls_cert: the certificates a store serves and the index that finds them.
- * Inside the tls/ layer only: callers outside use tls.h.
+ * Callers outside tls/ include tls.h, which includes this header.
  *
  * A struct tls_cert is one certificate with its key and chain, checked when
  * made (key type and size, key match, validity, subjectAltName coverage) and
@@ -9,19 +9,42 @@
  * reference-counted snapshot of every certificate served, sorted by name
  * (exact names and "*.parent" wildcards), with the default slot for clients
  * without SNI or with an unknown name.  tls.c builds and swaps indexes;
- * tls_handshake.c looks names up in them.  Also here, from tls.h:
- * tls_check_files and tls_name_matches.
+ * tls_handshake.c looks names up in them.  Also here, and seen through tls.h:
+ * struct tls_file_pair, tls_check_files and tls_name_matches.
  */
 #ifndef PORTCULLIS_TLS_CERT_H
 #define PORTCULLIS_TLS_CERT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
 #include <openssl/x509.h>
 
-#include "tls/tls.h"
+/* One certificate given as files: a PEM chain (leaf first) and its PEM key.
+ * <key> may name the same file as <cert> (a combined PEM). */
+struct tls_file_pair {
+	const char *cert;
+	const char *key;
+	/* Names the certificate must cover (exact or by its wildcard), checked at
+	 * every load: typically the hosts of the sites served with it.  May be
+	 * empty; the certificate is then served for whatever names it has. */
+	const char *const *names;
+	size_t nnames;
+};
+
+/*
+ * Check a certificate/key pair as the store would load it, without a store
+ * (for portcullis -t).  Returns 0, or -1 with a one-line reason in <err> that
+ * names the file and what is wrong.
+ */
+int tls_check_files(const struct tls_file_pair *pair, char *err, size_t errlen);
+
+/* True when the certificate name <pattern> ("example.com" or "*.example.com")
+ * covers the lower-case host name <name>. */
+bool tls_name_matches(const char *pattern, const char *name);
+
 
 enum tls_kind { TLS_KIND_ECDSA, TLS_KIND_RSA, TLS_KIND_COUNT };
 enum tls_source { TLS_SOURCE_FILE, TLS_SOURCE_INSTALLED, TLS_SOURCE_LOCAL_CA };

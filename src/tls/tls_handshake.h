@@ -5,7 +5,8 @@
  * selection (acme-tls/1, http/1.1; where h2 will go), session-ticket keys
  * and their rotation, and the plain-HTTP-on-a-TLS-port answer.  Inside the
  * tls/ layer: tls.c owns one and publishes each new index to it; callers
- * outside use tls.h (tls_answer_plain_http is declared there).
+ * outside include tls.h, which includes this header (for tls_challenge_fn
+ * and tls_answer_plain_http).
  */
 #ifndef PORTCULLIS_TLS_HANDSHAKE_H
 #define PORTCULLIS_TLS_HANDSHAKE_H
@@ -15,7 +16,21 @@
 
 #include <openssl/ssl.h>
 
-#include "tls/tls.h"
+#include <openssl/x509.h>
+
+/*
+ * TLS-ALPN-01 hook: given the client's SNI name, set *cert and *key to new
+ * references and return 0, or return -1 when no challenge is pending for
+ * that name (the handshake then fails).  Called from worker threads: must be
+ * thread-safe.  acme.h's acme_tlsalpn01_cert has this shape.
+ */
+typedef int (*tls_challenge_fn)(const char *sni, X509 **cert, EVP_PKEY **key);
+
+/* Answer a connection whose first bytes on a TLS port are not TLS (plain
+ * HTTP) with a plain-HTTP 400 that says to use https://, shut its write side
+ * and count it in portcullis_tls_plain_http_total.  The caller closes it. */
+void tls_answer_plain_http(const SSL *ssl);
+
 
 struct tls_handshake;
 struct tls_index;

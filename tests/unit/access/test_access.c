@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "access/access.h"
+#include "access/access_check.h"
 #include "config/config.h"
 
 static const char *
@@ -135,7 +136,7 @@ test_levels(void **state)
 		"             {'name': 'private', 'upstream': 'web'}]}]}",
 		err, sizeof(err));
 	struct access_outcome out;
-	struct access_addr a;
+	struct netaddr a;
 
 	(void)state;
 	if (cfg == NULL)
@@ -159,9 +160,9 @@ test_levels(void **state)
 	assert_int_equal(check(cfg, "limited", "10.1.1.8"), 0); /* another client */
 	assert_int_equal(check(cfg, "private", "10.1.1.7"), 0); /* another route, no limit */
 	/* TCP-style check on the listener alone */
-	assert_int_equal(access_addr_parse("10.200.0.1", &a), 0);
+	assert_int_equal(netaddr_parse("10.200.0.1", &a), 0);
 	assert_true(access_check_address(cfg, 0, &a));
-	assert_int_equal(access_addr_parse("192.168.0.1", &a), 0);
+	assert_int_equal(netaddr_parse("192.168.0.1", &a), 0);
 	assert_false(access_check_address(cfg, 0, &a));
 	config_unref(cfg);
 }

@@ -1,12 +1,12 @@
 /*
- * acme_client (internal): the ACME manager's state — manager, certificates,
+ * acme_internal: the ACME manager's state — manager, certificates,
  * jobs — and the job and certificate helpers that the RFC 8555 order steps
  * (acme_order.c) build on.  Only acme_client.c and acme_order.c include this;
  * everyone else uses acme.h.  Everything here runs on the manager's
  * event_base thread.
  */
-#ifndef PORTCULLIS_ACME_CLIENT_H
-#define PORTCULLIS_ACME_CLIENT_H
+#ifndef PORTCULLIS_ACME_INTERNAL_H
+#define PORTCULLIS_ACME_INTERNAL_H
 
 #include <pthread.h>
 #include <stdatomic.h>
