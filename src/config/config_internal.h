@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config/config_model.h"
+#include "http/headers.h"
 
 #define CONFIG_JPATH_MAX 512
 #define CONFIG_KIB 1024ULL
@@ -95,13 +96,11 @@ bool config_host_name_ok(const char *h, bool brackets, const char **why);
 bool config_host_value_ok(const char *s, char *why, size_t whylen);
 bool config_token_ok(const char *s);
 void config_missing(struct config_loader *ld, const char *path, const char *key, const char *what);
+/* A header name a config may use where <refused> (HEADERS_NO_REQUEST_OP,
+ * HEADERS_NO_RESPONSE_OP or HEADERS_NO_IDENTITY of http/headers.h's table of
+ * the headers the proxy owns) does not forbid it; else records why. */
 bool config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
-		      const char *const *refused);
-/* Header names a config may not set, with the reason (pairs, NULL-ended):
- * in request_headers, in response_headers, as a saml.headers target. */
-extern const char *const config_refused_request[];
-extern const char *const config_refused_response[];
-extern const char *const config_refused_identity[];
+		      unsigned refused);
 /* config_core.c */
 void config_parse_listeners(struct config_loader *ld, const json_t *root);
 void config_parse_workers(struct config_loader *ld, const json_t *root);

@@ -797,57 +797,11 @@ config_token_ok(const char *s)
 /* ------------------------------------------------------------------ */
 /* Headers a config may not set, and missing keys                       */
 
-/* Pairs: header name, reason it is refused. */
-const char *const config_refused_request[] = {
-	"Host", "the proxy sets Host; use the route's \"host\" key (\"keep\", \"upstream\" or a value)",
-	"Content-Length", "the proxy frames the request body itself",
-	"Transfer-Encoding", "the proxy frames the request body itself",
-	"Connection", "a hop-by-hop header the proxy manages",
-	"Keep-Alive", "a hop-by-hop header the proxy manages",
-	"Upgrade", "a hop-by-hop header the proxy manages (Upgrade is not forwarded)",
-	"TE", "a hop-by-hop header the proxy manages",
-	"Trailer", "a hop-by-hop header the proxy manages",
-	NULL, NULL
-};
-const char *const config_refused_response[] = {
-	"Content-Length", "the proxy frames the response body itself",
-	"Transfer-Encoding", "the proxy frames the response body itself",
-	"Connection", "a hop-by-hop header the proxy manages",
-	NULL, NULL
-};
-/* Headers the identity (saml.headers) may not be written to. */
-const char *const config_refused_identity[] = {
-	"Host", "the proxy sets Host",
-	"Content-Length", "the proxy frames the request body itself",
-	"Transfer-Encoding", "the proxy frames the request body itself",
-	"Connection", "a hop-by-hop header the proxy manages",
-	"Cookie", "the client's cookies pass through as they are",
-	"Authorization", "bearer tokens pass through to the upstream",
-	"X-Forwarded-For", "the proxy sets it",
-	"X-Forwarded-Proto", "the proxy sets it",
-	"X-Forwarded-Host", "the proxy sets it",
-	"X-Real-IP", "the proxy sets it",
-	"X-Request-ID", "the proxy sets it",
-	NULL, NULL
-};
-
-static bool
-config_header_refused(const char *name, const char *const *refused, const char **why)
-{
-	for (size_t i = 0; refused[i] != NULL; i += 2) {
-		if (strcasecmp(name, refused[i]) == 0) {
-			*why = refused[i + 1];
-			return true;
-		}
-	}
-	return false;
-}
-
 bool
 config_header_name_ok(struct config_loader *ld, const char *path, const char *name,
-		      const char *const *refused)
+		      unsigned refused)
 {
-	const char *why = NULL;
+	const struct headers_owned *row;
 
 	if (!config_token_ok(name)) {
 		config_error(ld, path,
@@ -856,8 +810,9 @@ config_header_name_ok(struct config_loader *ld, const char *path, const char *na
 			     name);
 		return false;
 	}
-	if (config_header_refused(name, refused, &why)) {
-		config_error(ld, path, "%s cannot be changed here: %s", name, why);
+	row = headers_owned_find(name);
+	if (row != NULL && (row->flags & refused)) {
+		config_error(ld, path, "%s cannot be changed here: %s", name, row->why);
 		return false;
 	}
 	return true;

@@ -98,7 +98,7 @@ config_parse_saml_headers(struct config_loader *ld, struct config_saml *sc, cons
 		struct config_saml_header *h = &sc->headers[i++];
 
 		config_jkey(kp, "saml.headers", name);
-		config_header_name_ok(ld, kp, name, config_refused_identity);
+		config_header_name_ok(ld, kp, name, HEADERS_NO_IDENTITY);
 		if ((h->name = strdup(name)) == NULL)
 			ld->oom = true;
 		h->attribute = config_string(ld, kp, value);

@@ -139,7 +139,7 @@ config_parse_match(struct config_loader *ld, const char *path, const json_t *v,
 
 static void
 config_parse_header_map(struct config_loader *ld, const char *path, const json_t *v,
-			const char *const *refused, struct config_header **out, size_t *nout)
+			unsigned refused, struct config_header **out, size_t *nout)
 {
 	char kp[CONFIG_JPATH_MAX];
 	const char *name;
@@ -174,7 +174,7 @@ config_parse_header_map(struct config_loader *ld, const char *path, const json_t
 
 static void
 config_parse_header_ops(struct config_loader *ld, const char *path, const json_t *v,
-			const char *const *refused, struct config_header_ops *ops)
+			unsigned refused, struct config_header_ops *ops)
 {
 	char kp[CONFIG_JPATH_MAX];
 	char ip[CONFIG_JPATH_MAX];
@@ -491,10 +491,10 @@ config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
 	}
 	if ((f = json_object_get(v, "request_headers")) != NULL)
 		config_parse_header_ops(ld, config_jkey(kp, path, "request_headers"), f,
-					config_refused_request, &r->request_headers);
+					HEADERS_NO_REQUEST_OP, &r->request_headers);
 	if ((f = json_object_get(v, "response_headers")) != NULL)
 		config_parse_header_ops(ld, config_jkey(kp, path, "response_headers"), f,
-					config_refused_response, &r->response_headers);
+					HEADERS_NO_RESPONSE_OP, &r->response_headers);
 	if ((f = json_object_get(v, "max_body_bytes")) != NULL &&
 	    config_uint(ld, config_jkey(kp, path, "max_body_bytes"), f, UNIT_BYTES, 0,
 			CONFIG_MAX_BYTES, &n)) {

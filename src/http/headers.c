@@ -46,27 +46,81 @@ headers_value_ok(const char *s)
 	return true;
 }
 
+/* ------------------------------------------------------------------ */
+/* The headers the proxy owns                                           */
+
+#define ROW(name, flags, why) { name, sizeof(name) - 1, flags, why }
+#define HOP HEADERS_HOP_BY_HOP
+#define SETS HEADERS_PROXY_SETS
+#define NO_REQ HEADERS_NO_REQUEST_OP
+#define NO_RESP HEADERS_NO_RESPONSE_OP
+#define NO_ID HEADERS_NO_IDENTITY
+#define WHY_HOP "a hop-by-hop header the proxy manages"
+#define WHY_FRAMING "the proxy frames the request body and the response body itself"
+#define WHY_SETS "the proxy sets it"
+
+/* Sorted by name length (headers_owned_find stops at the first longer name;
+ * tests/unit/http/test_headers.c checks the order). */
+static const struct headers_owned owned[] = {
+	ROW("TE", HOP | NO_REQ, WHY_HOP),
+	ROW("Host", SETS | NO_REQ | NO_ID,
+	    "the proxy sets Host; use the route's \"host\" key (\"keep\", \"upstream\" or a value)"),
+	ROW("Cookie", NO_ID, "the client's cookies pass through as they are"),
+	ROW("Expect", SETS, "the proxy answers 100-continue itself"),
+	ROW("Trailer", HOP | NO_REQ, WHY_HOP),
+	ROW("Upgrade", HOP | NO_REQ, WHY_HOP " (Upgrade is not forwarded)"),
+	ROW("Forwarded", SETS, "the proxy writes X-Forwarded-* instead; a client's is dropped"),
+	ROW("X-Real-IP", SETS | NO_ID, WHY_SETS),
+	ROW("Connection", HOP | NO_REQ | NO_RESP | NO_ID, WHY_HOP),
+	ROW("Keep-Alive", HOP | NO_REQ, WHY_HOP),
+	ROW("X-Request-ID", SETS | NO_ID, WHY_SETS),
+	ROW("Authorization", NO_ID, "bearer tokens pass through to the upstream"),
+	ROW("X-Forwarded-*", SETS, WHY_SETS),
+	ROW("Content-Length", SETS | NO_REQ | NO_RESP | NO_ID, WHY_FRAMING),
+	ROW("X-Forwarded-For", SETS | NO_ID, WHY_SETS),
+	ROW("X-Forwarded-Host", SETS | NO_ID, WHY_SETS),
+	ROW("Proxy-Connection", HOP, WHY_HOP),
+	ROW("Transfer-Encoding", HOP | SETS | NO_REQ | NO_RESP | NO_ID, WHY_FRAMING),
+	ROW("X-Forwarded-Proto", SETS | NO_ID, WHY_SETS),
+	ROW("Proxy-Authenticate", HOP, WHY_HOP),
+	ROW("Proxy-Authorization", HOP, WHY_HOP),
+};
+#define OWNED_N (sizeof(owned) / sizeof(owned[0]))
+/* the row of every other X-Forwarded-* name */
+#define OWNED_XF_ANY 12
+
+const struct headers_owned *
+headers_owned_find(const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < OWNED_N && owned[i].len <= len; i++)
+		if (owned[i].len == len && strcasecmp(owned[i].name, name) == 0)
+			return &owned[i];
+	if (len >= 12 && strncasecmp(name, "x-forwarded-", 12) == 0)
+		return &owned[OWNED_XF_ANY];
+	return NULL;
+}
+
+unsigned
+headers_owned_flags(const char *name)
+{
+	const struct headers_owned *row = headers_owned_find(name);
+
+	return row != NULL ? row->flags : 0;
+}
+
+const struct headers_owned *
+headers_owned_table(size_t *n)
+{
+	*n = OWNED_N;
+	return owned;
+}
+
 bool
 headers_is_hop_by_hop(const char *name)
 {
-	switch (strlen(name)) {
-	case 2:
-		return strcasecmp(name, "te") == 0;
-	case 7:
-		return strcasecmp(name, "trailer") == 0 || strcasecmp(name, "upgrade") == 0;
-	case 10:
-		return strcasecmp(name, "connection") == 0 || strcasecmp(name, "keep-alive") == 0;
-	case 16:
-		return strcasecmp(name, "proxy-connection") == 0;
-	case 17:
-		return strcasecmp(name, "transfer-encoding") == 0;
-	case 18:
-		return strcasecmp(name, "proxy-authenticate") == 0;
-	case 19:
-		return strcasecmp(name, "proxy-authorization") == 0;
-	default:
-		return false;
-	}
+	return (headers_owned_flags(name) & HEADERS_HOP_BY_HOP) != 0;
 }
 
 void

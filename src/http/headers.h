@@ -16,9 +16,47 @@ bool headers_is_token(const char *s);
 /* True for a header value without CR, LF or NUL (other controls but HTAB are refused). */
 bool headers_value_ok(const char *s);
 
+/*
+ * The headers the proxy owns: one table (headers.c) that the proxy reads on
+ * every message and the configuration checks read at load time, so that what
+ * the proxy drops and what a config may not set cannot drift apart.
+ */
+enum headers_owned_flag {
+	/* Never travels past one hop (RFC 9110 7.6.1): dropped both ways. */
+	HEADERS_HOP_BY_HOP = 1u << 0,
+	/* Written by the proxy on the request to the upstream: a client's copy is
+	 * dropped (framing, Host, X-Forwarded-*, X-Real-IP, X-Request-ID, ...). */
+	HEADERS_PROXY_SETS = 1u << 1,
+	/* A route's request_headers may not set or remove it. */
+	HEADERS_NO_REQUEST_OP = 1u << 2,
+	/* A route's response_headers may not set or remove it. */
+	HEADERS_NO_RESPONSE_OP = 1u << 3,
+	/* saml.headers may not write the identity into it. */
+	HEADERS_NO_IDENTITY = 1u << 4,
+};
+
+/* One row of the table: a header name (canonical case), its flags, and why
+ * the proxy owns it (the reason a refused config quotes). */
+struct headers_owned {
+	const char *name;
+	unsigned char len;
+	unsigned flags;
+	const char *why;
+};
+
+/* The row for <name> (case-insensitive; every "X-Forwarded-*" name has a row),
+ * or NULL for a header the proxy does not own. */
+const struct headers_owned *headers_owned_find(const char *name);
+
+/* The flags of <name>: 0 for a header the proxy does not own. */
+unsigned headers_owned_flags(const char *name);
+
+/* The whole table, for tests and documentation: <*n> rows. */
+const struct headers_owned *headers_owned_table(size_t *n);
+
 /* True for headers that never travel past one hop: Connection, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
- * Proxy-Authorization, Proxy-Authenticate. */
+ * Proxy-Authorization, Proxy-Authenticate (HEADERS_HOP_BY_HOP). */
 bool headers_is_hop_by_hop(const char *name);
 
 /* The names listed in a Connection header value, lower-cased, up to <max>

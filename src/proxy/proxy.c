@@ -331,26 +331,6 @@ respond_fixed(struct txn *t)
 /* ---- the upstream request ---------------------------------------------- */
 
 static bool
-request_header_is_ours(const char *name)
-{
-	switch (name[0] | 0x20) {
-	case 'c':
-		return strcasecmp(name, "content-length") == 0;
-	case 'e':
-		return strcasecmp(name, "expect") == 0;
-	case 'h':
-		return strcasecmp(name, "host") == 0;
-	case 'x':
-		return strcasecmp(name, "x-request-id") == 0 || strcasecmp(name, "x-real-ip") == 0 ||
-		       strncasecmp(name, "x-forwarded-", 12) == 0;
-	case 'f':
-		return strcasecmp(name, "forwarded") == 0;
-	default:
-		return false;
-	}
-}
-
-static bool
 ops_name_listed(const struct config_header_ops *ops, const char *name)
 {
 	for (size_t i = 0; i < ops->nremove; i++)
@@ -517,7 +497,7 @@ build_head(struct txn *t)
 			else if (strcasecmp(name, "x-forwarded-port") == 0 && xfport == NULL)
 				xfport = kv->value;
 		}
-		if (headers_is_hop_by_hop(name) || request_header_is_ours(name))
+		if (headers_owned_flags(name) & (HEADERS_HOP_BY_HOP | HEADERS_PROXY_SETS))
 			continue;
 		/* Names with "_" are dropped (nginx's default too): CGI, WSGI, Rack
 		 * and PHP read X_Auth_Email as X-Auth-Email, so a client could pass

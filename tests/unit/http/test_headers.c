@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -51,6 +52,69 @@ test_hop_by_hop(void **state)
 		assert_true(headers_is_hop_by_hop(hop[i]));
 	for (size_t i = 0; i < sizeof(end) / sizeof(end[0]); i++)
 		assert_false(headers_is_hop_by_hop(end[i]));
+}
+
+/* The table of the headers the proxy owns: what the proxy drops from a
+ * client's request is exactly what it used to (request_header_is_ours and the
+ * hop-by-hop list before the table), and the config refusals are the sets
+ * the loader refused before. */
+static void
+test_owned_table(void **state)
+{
+	static const char *const proxy_sets[] = {"Content-Length", "expect", "HOST", "X-Request-ID",
+						 "x-real-ip", "X-Forwarded-For", "X-Forwarded-Port",
+						 "x-forwarded-prefix", "X-Forwarded-", "Forwarded"};
+	static const char *const passes[] = {"Accept", "User-Agent", "Cookie", "Authorization",
+					      "X-Forwarded", "X-Request-IDs", "Forwarded-For",
+					      "Hostname", "Expected", "X-Real-IP2", ""};
+	static const char *const no_req[] = {"Host", "Content-Length", "Transfer-Encoding",
+					     "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer"};
+	static const char *const no_resp[] = {"Content-Length", "Transfer-Encoding", "Connection"};
+	static const char *const no_id[] = {"Host", "Content-Length", "Transfer-Encoding",
+					    "Connection", "Cookie", "Authorization",
+					    "X-Forwarded-For", "X-Forwarded-Proto",
+					    "X-Forwarded-Host", "X-Real-IP", "X-Request-ID"};
+	const struct headers_owned *t;
+	size_t n, count;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(proxy_sets) / sizeof(proxy_sets[0]); i++)
+		assert_true(headers_owned_flags(proxy_sets[i]) & HEADERS_PROXY_SETS);
+	for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]); i++)
+		assert_false(headers_owned_flags(passes[i]) &
+			     (HEADERS_PROXY_SETS | HEADERS_HOP_BY_HOP));
+	assert_string_equal(headers_owned_find("x-forwarded-port")->name, "X-Forwarded-*");
+	assert_string_equal(headers_owned_find("x-forwarded-for")->name, "X-Forwarded-For");
+	assert_null(headers_owned_find("Accept"));
+
+	t = headers_owned_table(&n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(t[i].len, strlen(t[i].name));
+		assert_non_null(t[i].why);
+		assert_true(t[i].flags != 0);
+		if (i > 0) /* headers_owned_find relies on the order */
+			assert_true(t[i - 1].len <= t[i].len);
+		assert_ptr_equal(headers_owned_find(t[i].name), &t[i]);
+	}
+	/* each refusal set is exactly the old list */
+	count = 0;
+	for (size_t i = 0; i < n; i++)
+		count += (t[i].flags & HEADERS_NO_REQUEST_OP) != 0;
+	assert_int_equal(count, sizeof(no_req) / sizeof(no_req[0]));
+	for (size_t i = 0; i < sizeof(no_req) / sizeof(no_req[0]); i++)
+		assert_true(headers_owned_flags(no_req[i]) & HEADERS_NO_REQUEST_OP);
+	count = 0;
+	for (size_t i = 0; i < n; i++)
+		count += (t[i].flags & HEADERS_NO_RESPONSE_OP) != 0;
+	assert_int_equal(count, sizeof(no_resp) / sizeof(no_resp[0]));
+	for (size_t i = 0; i < sizeof(no_resp) / sizeof(no_resp[0]); i++)
+		assert_true(headers_owned_flags(no_resp[i]) & HEADERS_NO_RESPONSE_OP);
+	count = 0;
+	for (size_t i = 0; i < n; i++)
+		count += (t[i].flags & HEADERS_NO_IDENTITY) != 0;
+	assert_int_equal(count, sizeof(no_id) / sizeof(no_id[0]));
+	for (size_t i = 0; i < sizeof(no_id) / sizeof(no_id[0]); i++)
+		assert_true(headers_owned_flags(no_id[i]) & HEADERS_NO_IDENTITY);
 }
 
 static void
@@ -139,6 +203,7 @@ main(void)
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_hop_by_hop),
+		cmocka_unit_test(test_owned_table),
 		cmocka_unit_test(test_connection_list),
 		cmocka_unit_test(test_framing),
 	};
