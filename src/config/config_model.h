@@ -37,7 +37,7 @@ enum config_method {
 };
 
 enum config_listener_type {
-	LISTENER_HTTP, /* "type": "http" (default): evhttp, routes */
+	LISTENER_HTTP, /* "type": "http" (default): our HTTP server, routes */
 	LISTENER_TCP,  /* "type": "tcp": raw TCP relay to "upstream" */
 };
 

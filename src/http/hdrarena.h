@@ -53,10 +53,10 @@ int hdrarena_add(struct hdrarena *a, struct evkeyvalq *q, const char *key, const
 int hdrarena_copy(struct hdrarena *a, struct evkeyvalq *q, const struct evkeyval *kv);
 
 /* Remove the first entry named <key> (case-insensitive), freeing it when
- * evhttp made it.  Returns 0, or -1 when there was none. */
+ * evhttp_add_header made it.  Returns 0, or -1 when there was none. */
 int hdrarena_remove_header(struct hdrarena *a, struct evkeyvalq *q, const char *key);
 
-/* Empty <q>, freeing the entries evhttp made (the arena's stay until
+/* Empty <q>, freeing the entries evhttp_add_header made (the arena's stay until
  * hdrarena_reset). */
 void hdrarena_clear_headers(struct hdrarena *a, struct evkeyvalq *q);
 

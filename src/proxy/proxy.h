@@ -1,5 +1,5 @@
 /*
- * proxy: one transaction, from the request evhttp hands a worker to the last
+ * proxy: one transaction, from the request the HTTP server (http/request.h) hands a worker to the last
  * byte of the response: validate, route, forward, stream back, log once.
  *
  * Every transaction ends in exactly one place (txn_finish in proxy.c): the
