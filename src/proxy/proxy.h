@@ -1,6 +1,7 @@
 /*
- * proxy: one transaction, from the request the HTTP server (http/request.h) hands a worker to the last
- * byte of the response: validate, route, forward, stream back, log once.
+ * proxy: one transaction, from the request the HTTP server (http/request.h)
+ * hands a worker to the last byte of the response: validate, route, forward,
+ * stream back, log once.
  *
  * Every transaction ends in exactly one place (txn_finish in proxy.c): the
  * reply is handed to the server or the client is gone, the access log line is written, the
