@@ -1,0 +1,640 @@
+/*
+ * In-process tests of the tunnel (src/http/tunnel.c): one event_base, two
+ * socketpair()s (or loopback TCP pairs where a reset is needed), the
+ * tunnel on one end of each and the test playing both peers on the other
+ * ends with events on the same loop.  Each case runs in milliseconds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/tunnel.h"
+
+#define MIB (1024 * 1024)
+
+/* One peer: the test's end of a socket pair. */
+struct peer {
+	int fd;
+	struct event *rev, *wev;
+	unsigned char *src; /* what it sends */
+	size_t src_len, sent;
+	bool shut_after;    /* shutdown(SHUT_WR) once all is sent */
+	bool shut_done;
+	bool reading;       /* reads what arrives (false: lets it pile up) */
+	unsigned char *got;
+	size_t got_len, got_cap;
+	bool eof;
+	int err;            /* errno of a failed read or write */
+};
+
+struct fix {
+	struct event_base *base;
+	struct peer a, b;   /* the test's ends */
+	int ta, tb;         /* the tunnel's ends */
+	struct tunnel *t;
+	int done;           /* completion callbacks */
+	enum tunnel_reason why;
+	enum tunnel_side side;
+	uint64_t counted[2]; /* reported through the bytes callback */
+};
+
+static void
+pattern(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)((i % 251) ^ seed ^ (i >> 13));
+}
+
+static void
+peer_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)what;
+	for (;;) {
+		ssize_t n;
+
+		if (p->got_cap - p->got_len < 65536) {
+			p->got_cap = p->got_cap ? p->got_cap * 2 : 131072;
+			p->got = realloc(p->got, p->got_cap);
+			assert_non_null(p->got);
+		}
+		n = read(fd, p->got + p->got_len, p->got_cap - p->got_len);
+		if (n > 0) {
+			p->got_len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0)
+			p->err = errno;
+		p->eof = true;
+		event_del(p->rev);
+		return;
+	}
+}
+
+static void
+peer_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)what;
+	while (p->sent < p->src_len) {
+		ssize_t n = send(fd, p->src + p->sent, p->src_len - p->sent, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			p->sent += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(p->wev, NULL);
+			return;
+		}
+		p->err = errno;
+		return;
+	}
+	if (p->shut_after && !p->shut_done) {
+		shutdown(fd, SHUT_WR);
+		p->shut_done = true;
+	}
+}
+
+static void
+peer_init(struct fix *f, struct peer *p, int fd)
+{
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	p->reading = true;
+	p->rev = event_new(f->base, fd, EV_READ | EV_PERSIST, peer_read_cb, p);
+	p->wev = event_new(f->base, fd, EV_WRITE, peer_write_cb, p);
+	assert_non_null(p->rev);
+	assert_non_null(p->wev);
+	event_add(p->rev, NULL);
+}
+
+/* Send <n> bytes of pattern <seed> (then shut down writing if <shut>). */
+static void
+peer_send(struct peer *p, size_t n, unsigned seed, bool shut)
+{
+	free(p->src);
+	p->src = malloc(n ? n : 1);
+	assert_non_null(p->src);
+	pattern(p->src, n, seed);
+	p->src_len = n;
+	p->sent = 0;
+	p->shut_after = shut;
+	event_active(p->wev, EV_WRITE, 1);
+}
+
+static void
+peer_send_text(struct peer *p, const char *s, bool shut)
+{
+	free(p->src);
+	p->src = (unsigned char *)strdup(s);
+	p->src_len = strlen(s);
+	p->sent = 0;
+	p->shut_after = shut;
+	event_active(p->wev, EV_WRITE, 1);
+}
+
+static void
+peer_pause(struct peer *p)
+{
+	p->reading = false;
+	event_del(p->rev);
+}
+
+static void
+peer_resume(struct peer *p)
+{
+	p->reading = true;
+	event_add(p->rev, NULL);
+}
+
+static void
+peer_free(struct peer *p)
+{
+	if (p->rev)
+		event_free(p->rev);
+	if (p->wev)
+		event_free(p->wev);
+	if (p->fd >= 0)
+		close(p->fd);
+	free(p->src);
+	free(p->got);
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+}
+
+static void
+done_cb(struct tunnel *t, enum tunnel_reason why, enum tunnel_side side, void *arg)
+{
+	struct fix *f = arg;
+
+	assert_ptr_equal(t, f->t);
+	f->done++;
+	f->why = why;
+	f->side = side;
+	f->t = NULL;
+}
+
+static void
+bytes_cb(enum tunnel_side from, size_t n, void *arg)
+{
+	struct fix *f = arg;
+
+	f->counted[from] += n;
+}
+
+static const struct tunnel_callbacks callbacks = {done_cb, bytes_cb};
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run the loop until <pred> holds or <ms> pass. */
+static bool
+run_until(struct fix *f, bool (*pred)(struct fix *), long ms)
+{
+	long end = now_ms() + ms;
+
+	while (!pred(f)) {
+		struct timeval tick = {0, 10000};
+
+		if (now_ms() > end)
+			return false;
+		event_base_loopexit(f->base, &tick);
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+	return true;
+}
+
+static bool
+never(struct fix *f)
+{
+	(void)f;
+	return false;
+}
+
+static bool
+is_done(struct fix *f)
+{
+	return f->done > 0;
+}
+
+static void
+set_nonblocking(int fd)
+{
+	assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+/* Two connected non-blocking sockets: unix socketpair, or loopback TCP. */
+static void
+make_pair(int sv[2], bool tcp)
+{
+	if (!tcp) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	} else {
+		struct sockaddr_in sin;
+		socklen_t len = sizeof(sin);
+		int l = socket(AF_INET, SOCK_STREAM, 0);
+
+		assert_true(l >= 0);
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		assert_int_equal(listen(l, 1), 0);
+		assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
+		sv[0] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(sv[0], (struct sockaddr *)&sin, sizeof(sin)), 0);
+		sv[1] = accept(l, NULL, NULL);
+		assert_true(sv[1] >= 0);
+		close(l);
+	}
+	set_nonblocking(sv[0]);
+	set_nonblocking(sv[1]);
+}
+
+static struct fix *
+fix_new(bool tcp, size_t high_water, double idle)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	int sa[2], sb[2];
+	struct tunnel_end ends[2];
+	struct tunnel_params params = {high_water, idle};
+
+	assert_non_null(f);
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	make_pair(sa, tcp);
+	make_pair(sb, tcp);
+	peer_init(f, &f->a, sa[0]);
+	peer_init(f, &f->b, sb[0]);
+	f->ta = sa[1];
+	f->tb = sb[1];
+	ends[TUNNEL_A].fd = f->ta;
+	ends[TUNNEL_A].ssl = NULL;
+	ends[TUNNEL_B].fd = f->tb;
+	ends[TUNNEL_B].ssl = NULL;
+	f->t = tunnel_new(f->base, ends, &params, &callbacks, f);
+	assert_non_null(f->t);
+	return f;
+}
+
+static int
+setup(void **state)
+{
+	*state = NULL;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fix *f = *state;
+
+	if (f == NULL)
+		return 0;
+	tunnel_free(f->t);
+	peer_free(&f->a);
+	peer_free(&f->b);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+/* The completion callback came exactly once, and nothing follows it. */
+static void
+assert_done_once(struct fix *f, enum tunnel_reason why)
+{
+	assert_true(run_until(f, is_done, 3000));
+	run_until(f, never, 50);
+	assert_int_equal(f->done, 1);
+	assert_int_equal(f->why, why);
+}
+
+static bool
+both_got_all(struct fix *f)
+{
+	return f->a.eof && f->b.eof && f->a.got_len >= f->b.src_len &&
+	       f->b.got_len >= f->a.src_len;
+}
+
+/* ---- cases ------------------------------------------------------------------ */
+
+/* Bytes both ways at once, 3 MiB one way and 1 MiB + 1 the other, intact,
+ * each half-close passed on; counted both ways. */
+static void
+test_both_ways(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+	unsigned char *want;
+
+	*state = f;
+	peer_send(&f->a, 3 * MIB, 0x11, true);
+	peer_send(&f->b, MIB + 1, 0x22, true);
+	assert_true(run_until(f, both_got_all, 5000));
+	assert_int_equal(f->b.got_len, 3 * MIB);
+	assert_int_equal(f->a.got_len, MIB + 1);
+	want = malloc(3 * MIB);
+	pattern(want, 3 * MIB, 0x11);
+	assert_memory_equal(f->b.got, want, 3 * MIB);
+	pattern(want, MIB + 1, 0x22);
+	assert_memory_equal(f->a.got, want, MIB + 1);
+	free(want);
+	assert_done_once(f, TUNNEL_CLOSED);
+	assert_int_equal(f->counted[TUNNEL_A], 3 * MIB);
+	assert_int_equal(f->counted[TUNNEL_B], MIB + 1);
+}
+
+static bool
+b_got_some(struct fix *f)
+{
+	return f->b.got_len > 0;
+}
+
+/* Bytes pushed before the start (read past a head) go out first. */
+static void
+test_push_first(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+
+	*state = f;
+	assert_int_equal(tunnel_push(f->t, TUNNEL_A, "early:", 6), 0);
+	peer_send_text(&f->a, "late", true);
+	peer_send_text(&f->b, "", true);
+	assert_true(run_until(f, both_got_all, 2000));
+	assert_int_equal(f->b.got_len, 10);
+	assert_memory_equal(f->b.got, "early:late", 10);
+	assert_done_once(f, TUNNEL_CLOSED);
+	assert_int_equal(f->counted[TUNNEL_A], 10);
+}
+
+/* A peer that does not read stops the other peer's bytes being read: the
+ * tunnel's queue stays bounded; once it reads, everything arrives. */
+static void
+test_back_pressure(void **state)
+{
+	const size_t hw = 128 * 1024, total = 16 * MIB;
+	struct fix *f = fix_new(false, hw, 0);
+	uint64_t before;
+	unsigned char *want;
+
+	*state = f;
+	peer_pause(&f->b);
+	peer_send(&f->a, total, 0x33, true);
+	run_until(f, never, 200);
+	before = tunnel_bytes(f->t, TUNNEL_A);
+	run_until(f, never, 200);
+	/* Stalled: nothing more read from A, A could not send it all. */
+	assert_int_equal(tunnel_bytes(f->t, TUNNEL_A), before);
+	assert_true(f->a.sent < total);
+	assert_true(tunnel_queued(f->t, TUNNEL_B) <= hw + 64 * 1024);
+	assert_true(tunnel_queued(f->t, TUNNEL_B) >= hw / 2); /* it did queue */
+	assert_int_equal(f->done, 0);
+	/* The other direction is not blocked by it. */
+	peer_send_text(&f->b, "still flowing", false);
+	run_until(f, never, 100);
+	assert_int_equal(f->a.got_len, 13);
+	peer_resume(&f->b);
+	peer_send_text(&f->b, "", true);
+	assert_true(run_until(f, both_got_all, 10000));
+	assert_int_equal(f->b.got_len, total);
+	want = malloc(total);
+	pattern(want, total, 0x33);
+	assert_memory_equal(f->b.got, want, total);
+	free(want);
+	assert_done_once(f, TUNNEL_CLOSED);
+}
+
+static bool
+b_eof(struct fix *f)
+{
+	return f->b.eof;
+}
+
+static bool
+a_eof(struct fix *f)
+{
+	return f->a.eof;
+}
+
+/* A half-closes: B sees the bytes then EOF, and B's answer still reaches
+ * A; the tunnel ends when B closes too. */
+static void
+test_half_close_from_a(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+
+	*state = f;
+	peer_send_text(&f->a, "question", true);
+	assert_true(run_until(f, b_eof, 2000));
+	assert_int_equal(f->b.got_len, 8);
+	assert_memory_equal(f->b.got, "question", 8);
+	run_until(f, never, 50);
+	assert_int_equal(f->done, 0);
+	assert_false(f->a.eof);
+	peer_send_text(&f->b, "answer", true);
+	assert_true(run_until(f, a_eof, 2000));
+	assert_int_equal(f->a.got_len, 6);
+	assert_memory_equal(f->a.got, "answer", 6);
+	assert_done_once(f, TUNNEL_CLOSED);
+}
+
+static void
+test_half_close_from_b(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+
+	*state = f;
+	peer_send_text(&f->b, "banner", true);
+	assert_true(run_until(f, a_eof, 2000));
+	assert_int_equal(f->a.got_len, 6);
+	run_until(f, never, 50);
+	assert_int_equal(f->done, 0);
+	assert_false(f->b.eof);
+	peer_send_text(&f->a, "reply", true);
+	assert_true(run_until(f, b_eof, 2000));
+	assert_memory_equal(f->b.got, "reply", 5);
+	assert_done_once(f, TUNNEL_CLOSED);
+}
+
+/* The half-close waits until the queued bytes are written. */
+static void
+test_half_close_after_queue(void **state)
+{
+	struct fix *f = fix_new(false, 64 * 1024, 0);
+
+	*state = f;
+	peer_pause(&f->b);
+	peer_send(&f->a, 2 * MIB, 0x44, true);
+	run_until(f, never, 100);
+	assert_false(f->b.eof);
+	peer_resume(&f->b);
+	assert_true(run_until(f, b_eof, 5000));
+	assert_int_equal(f->b.got_len, 2 * MIB);
+	peer_send_text(&f->b, "", true);
+	assert_done_once(f, TUNNEL_CLOSED);
+}
+
+/* Nothing moves: the idle timeout ends it, and both peers see the close. */
+static void
+test_idle_timeout(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0.15);
+	long start = now_ms();
+
+	*state = f;
+	/* Traffic keeps it open past the idle time. */
+	for (int i = 0; i < 5; i++) {
+		peer_send_text(&f->a, "x", false);
+		run_until(f, never, 60);
+	}
+	assert_int_equal(f->done, 0);
+	assert_true(now_ms() - start >= 250);
+	assert_done_once(f, TUNNEL_IDLE);
+	assert_true(run_until(f, a_eof, 1000));
+	assert_true(run_until(f, b_eof, 1000));
+	assert_int_equal(f->b.got_len, 5);
+}
+
+/* A goes away entirely while B still sends: writing to A fails, the tunnel
+ * ends with an error on A, and B is closed. */
+static void
+test_abort_a(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+
+	*state = f;
+	event_del(f->a.rev);
+	close(f->a.fd);
+	event_free(f->a.rev);
+	event_free(f->a.wev);
+	f->a.rev = f->a.wev = NULL;
+	f->a.fd = -1;
+	assert_true(run_until(f, b_eof, 2000)); /* A's EOF passed on */
+	peer_send(&f->b, 256 * 1024, 0x55, false);
+	assert_done_once(f, TUNNEL_ERROR);
+	assert_int_equal(f->side, TUNNEL_A);
+}
+
+static void
+test_abort_b(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+
+	*state = f;
+	event_del(f->b.rev);
+	close(f->b.fd);
+	event_free(f->b.rev);
+	event_free(f->b.wev);
+	f->b.rev = f->b.wev = NULL;
+	f->b.fd = -1;
+	assert_true(run_until(f, a_eof, 2000));
+	peer_send(&f->a, 256 * 1024, 0x66, false);
+	assert_done_once(f, TUNNEL_ERROR);
+	assert_int_equal(f->side, TUNNEL_B);
+}
+
+/* A TCP reset (SO_LINGER 0) from either side is an error on that side, at
+ * once, and the other peer is closed. */
+static void
+reset_side(struct fix *f, struct peer *p)
+{
+	struct linger lg = {1, 0};
+
+	assert_int_equal(setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	event_free(p->rev);
+	event_free(p->wev);
+	p->rev = p->wev = NULL;
+	close(p->fd);
+	p->fd = -1;
+	(void)f;
+}
+
+static void
+test_reset_a(void **state)
+{
+	struct fix *f = fix_new(true, 0, 0);
+
+	*state = f;
+	peer_send_text(&f->a, "hello", false);
+	assert_true(run_until(f, b_got_some, 2000));
+	assert_int_equal(f->b.got_len, 5);
+	reset_side(f, &f->a);
+	assert_done_once(f, TUNNEL_ERROR);
+	assert_int_equal(f->side, TUNNEL_A);
+	assert_true(run_until(f, b_eof, 1000));
+}
+
+static void
+test_reset_b(void **state)
+{
+	struct fix *f = fix_new(true, 0, 0);
+
+	*state = f;
+	reset_side(f, &f->b);
+	assert_done_once(f, TUNNEL_ERROR);
+	assert_int_equal(f->side, TUNNEL_B);
+	assert_true(run_until(f, a_eof, 1000));
+}
+
+/* tunnel_free closes both ends and does not call back. */
+static void
+test_free_silent(void **state)
+{
+	struct fix *f = fix_new(false, 0, 0);
+
+	*state = f;
+	peer_send(&f->a, MIB, 0x77, false);
+	run_until(f, never, 20);
+	tunnel_free(f->t);
+	f->t = NULL;
+	assert_true(run_until(f, a_eof, 1000));
+	assert_true(run_until(f, b_eof, 1000));
+	run_until(f, never, 20);
+	assert_int_equal(f->done, 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_back_pressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_close_from_a, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_close_from_b, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_close_after_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_a, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_b, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_a, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_b, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_silent, setup, teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
