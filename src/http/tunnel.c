@@ -129,9 +129,11 @@ tunnel_leave(struct tunnel *t)
 {
 	if (--t->busy > 0 || !t->finished)
 		return true;
-	tunnel_close_ends(t);
+	/* Report first, close after: whoever watches the owner's log sees
+	 * the line before the peers see the close. */
 	if (t->cb->done)
 		t->cb->done(t, t->why, t->why_side, t->arg);
+	tunnel_close_ends(t);
 	free(t);
 	return false;
 }

@@ -69,9 +69,10 @@ struct tunnel_params {
 };
 
 struct tunnel_callbacks {
-	/* The tunnel ended: both ends are closed already, and the tunnel is
-	 * freed when this returns (do not call tunnel_free on it).  <side> is
-	 * the end that failed for TUNNEL_ERROR. */
+	/* The tunnel ended: both ends are closed and the tunnel is freed
+	 * when this returns (do not call tunnel_free on it; log here, the
+	 * peers see the close after).  <side> is the end that failed for
+	 * TUNNEL_ERROR. */
 	void (*done)(struct tunnel *t, enum tunnel_reason why, enum tunnel_side side,
 		     void *arg);
 	/* <n> bytes were read from <from> (may be NULL). */
