@@ -7,7 +7,6 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +19,7 @@
 #include "access/access.h"
 #include "access/ipacl.h"
 #include "base/log.h"
-#include "http/proxyproto.h"
+#include "http/conn.h"
 #include "http/tunnel.h"
 #include "core/worker.h"
 
@@ -45,7 +44,7 @@ struct relay_conn {
 	struct tcprelay *relay;
 	struct worker_gen *gen;
 	const struct config_listener *l; /* from gen's configuration */
-	struct bufferevent *client; /* until the tunnel starts */
+	struct server_conn *conn;   /* the client, held until the tunnel takes it */
 	struct bufferevent *up;     /* while connecting */
 	struct tunnel *tunnel;      /* once connected: moves the bytes */
 	struct event *idle;         /* while connecting */
@@ -61,7 +60,7 @@ struct tcprelay {
 	struct worker *w;
 	SSL_CTX *tls;     /* terminate TLS on the client side, or NULL */
 	size_t index;
-	struct evconnlistener *lev;
+	struct server *srv;   /* accepts, reads PROXY headers, holds connections */
 	struct tcprelay_shared *sh;
 	TAILQ_HEAD(, relay_conn) conns;
 };
@@ -199,8 +198,8 @@ relay_close(struct relay_conn *c)
 
 	TAILQ_REMOVE(&r->conns, c, link);
 	tunnel_free(c->tunnel);
-	if (c->client)
-		bufferevent_free(c->client);
+	if (c->conn)
+		server_conn_close(c->conn);
 	if (c->up)
 		bufferevent_free(c->up);
 	if (c->idle)
@@ -216,14 +215,6 @@ relay_close(struct relay_conn *c)
 	worker_gen_unref(c->gen);
 	worker_transaction_ended(r->w);
 	free(c);
-}
-
-/* The client side's bufferevent until the upstream is connected (it reads
- * the PROXY header, if any); the tunnel then takes its socket over. */
-static struct bufferevent *
-tcprelay_client_bev(struct tcprelay *r, evutil_socket_t fd)
-{
-	return bufferevent_socket_new(r->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 }
 
 static void
@@ -267,7 +258,7 @@ relay_take_fd(struct bufferevent **bev)
 
 /* The upstream is connected: hand both sockets to a tunnel (the client
  * side A, with TLS terminated there when the listener says so; the
- * upstream B), with the bytes that came behind the PROXY header first. */
+ * upstream B), with any bytes the transport read from the client first. */
 static void
 relay_start_tunnel(struct relay_conn *c)
 {
@@ -275,26 +266,27 @@ relay_start_tunnel(struct relay_conn *c)
 	struct tunnel_params params = {TCPRELAY_MAX_BUFFERED, c->l->idle_timeout};
 	struct tunnel_end ends[2];
 	struct evbuffer *early = evbuffer_new();
-	SSL *ssl = NULL;
 
 	c->relaying = true;
 	access_counter_add(r->sh->accepted, 1);
 	access_counter_add(r->sh->open_gauge, 1);
-	if (early == NULL)
+	if (early == NULL || server_conn_detach(c->conn, &ends[TUNNEL_A], early) < 0)
 		goto fail;
+	c->conn = NULL;
+	ends[TUNNEL_B].fd = relay_take_fd(&c->up);
+	ends[TUNNEL_B].ssl = NULL;
 	if (r->tls) {
-		ssl = SSL_new(r->tls);
-		if (ssl == NULL || SSL_set_fd(ssl, bufferevent_getfd(c->client)) != 1) {
+		SSL *ssl = SSL_new(r->tls);
+
+		if (ssl == NULL || SSL_set_fd(ssl, ends[TUNNEL_A].fd) != 1) {
 			SSL_free(ssl);
+			close(ends[TUNNEL_A].fd);
+			close(ends[TUNNEL_B].fd);
 			goto fail;
 		}
 		SSL_set_accept_state(ssl);
+		ends[TUNNEL_A].ssl = ssl;
 	}
-	evbuffer_add_buffer(early, bufferevent_get_input(c->client));
-	ends[TUNNEL_A].fd = relay_take_fd(&c->client);
-	ends[TUNNEL_A].ssl = ssl;
-	ends[TUNNEL_B].fd = relay_take_fd(&c->up);
-	ends[TUNNEL_B].ssl = NULL;
 	if (c->idle) {
 		event_free(c->idle); /* the tunnel's own from now on */
 		c->idle = NULL;
@@ -341,7 +333,7 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		relay_try_connect(c);
 		return;
 	}
-	relay_close(c); /* the client went away while we connected */
+	relay_close(c);
 }
 
 /* Idle while connecting to the upstream (the tunnel times out by itself). */
@@ -410,9 +402,6 @@ relay_admit(struct relay_conn *c)
 		return;
 	}
 	c->client_slot = true;
-	bufferevent_disable(c->client, EV_READ);
-	bufferevent_set_timeouts(c->client, NULL, NULL);
-	bufferevent_setcb(c->client, NULL, NULL, relay_event_cb, c);
 	c->idle = evtimer_new(r->w->base, relay_idle_cb, c);
 	if (c->idle == NULL) {
 		relay_close(c);
@@ -424,50 +413,12 @@ relay_admit(struct relay_conn *c)
 	relay_try_connect(c);
 }
 
-/* Reading the PROXY protocol header. */
-static void
-relay_proxy_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct relay_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len = evbuffer_get_length(in);
-	size_t look = len < PROXYPROTO_MAX_HEADER ? len : PROXYPROTO_MAX_HEADER;
-	const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)look);
-	struct proxyproto_info info;
-	const char *why = "no PROXY protocol header";
-	enum proxyproto_result res = p ? proxyproto_parse(p, look, &info, &why) : PROXYPROTO_INVALID;
+/* ---- the transport's side: accept, PROXY header, hold ------------------------------ */
 
-	if (res == PROXYPROTO_NEED_MORE && look < PROXYPROTO_MAX_HEADER)
-		return;
-	if (res != PROXYPROTO_OK) {
-		if (res == PROXYPROTO_NEED_MORE)
-			why = "PROXY header too long";
-		access_counter_add(c->relay->sh->refused_proxy, 1);
-		log_info("tcp relay %s: refused a connection from %s: %s", c->l->name, c->addr_text,
-			 why);
-		relay_close(c);
-		return;
-	}
-	evbuffer_drain(in, info.header_len);
-	if (info.has_address)
-		access_addr_from_sockaddr((const struct sockaddr *)&info.src, &c->addr);
-	relay_admit(c);
-}
-
-static void
-relay_proxy_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct relay_conn *c = arg;
-
-	if (what & BEV_EVENT_TIMEOUT)
-		log_info("tcp relay %s: no PROXY header from %s in time; closed", c->l->name,
-			 c->addr_text);
-	relay_close(c);
-}
-
-static void
-relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		void *arg)
+/* Accepted: check that the listener is still a relay and the total limit,
+ * and set the PROXY setting and deadline from the configuration in force. */
+static void *
+relay_accept_cb(struct server_conn *sc, const struct sockaddr *sa, void *arg)
 {
 	struct tcprelay *r = arg;
 	struct worker *w = r->w;
@@ -480,15 +431,13 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 		log_warn("listeners[%zu] is no longer a TCP relay in the loaded configuration; "
 			 "restart to change listeners",
 			 r->index);
-		evutil_closesocket(fd);
-		return;
+		return NULL;
 	}
 	open = atomic_fetch_add(&r->sh->open, 1) + 1;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		atomic_fetch_sub(&r->sh->open, 1);
-		evutil_closesocket(fd);
-		return;
+		return NULL;
 	}
 	c->relay = r;
 	c->gen = w->gen;
@@ -498,41 +447,79 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	TAILQ_INSERT_TAIL(&r->conns, c, link);
 	access_addr_from_sockaddr(sa, &c->addr);
 	access_addr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
-	c->client = tcprelay_client_bev(r, fd);
-	if (c->client == NULL) {
-		evutil_closesocket(fd);
-		relay_close(c);
-		return;
-	}
 	if (open > c->l->max_connections) {
 		access_counter_add(r->sh->refused_max, 1);
 		log_warn("tcp relay %s: %llu connections open (max_connections); refused %s",
 			 c->l->name, (unsigned long long)c->l->max_connections, c->addr_text);
-		relay_close(c);
-		return;
+		relay_close(c); /* c->conn is not set: the transport closes it */
+		return NULL;
 	}
-	if (!c->l->proxy_protocol) {
-		relay_admit(c);
-		return;
-	}
-	if (!ipacl_contains(cfg->trusted, sa)) {
-		access_counter_add(r->sh->refused_untrusted, 1);
-		log_info("tcp relay %s: refused %s: a PROXY header is accepted only from "
-			 "trusted_proxies",
-			 c->l->name, c->addr_text);
-		relay_close(c);
-		return;
-	}
-	bufferevent_setcb(c->client, relay_proxy_read_cb, NULL, relay_proxy_event_cb, c);
-	{
+	c->conn = sc;
+	server_set_proxy_protocol(r->srv, c->l->proxy_protocol, cfg->trusted);
+	if (c->l->proxy_protocol) {
 		struct timeval tv;
 
 		tv.tv_sec = (time_t)cfg->client_timeout;
 		tv.tv_usec = (suseconds_t)((cfg->client_timeout - (double)tv.tv_sec) * 1e6);
-		bufferevent_set_timeouts(c->client, &tv, NULL);
+		server_conn_set_deadline(sc, &tv);
 	}
-	bufferevent_enable(c->client, EV_READ);
+	return c;
 }
+
+static void
+relay_refused_cb(struct server_conn *sc, enum server_refusal why, const char *detail, void *data)
+{
+	struct relay_conn *c = data;
+
+	(void)sc;
+	switch (why) {
+	case SERVER_REFUSED_UNTRUSTED:
+		access_counter_add(c->relay->sh->refused_untrusted, 1);
+		log_info("tcp relay %s: refused %s: a PROXY header is accepted only from "
+			 "trusted_proxies",
+			 c->l->name, c->addr_text);
+		break;
+	case SERVER_REFUSED_PROXY_HEADER:
+		access_counter_add(c->relay->sh->refused_proxy, 1);
+		log_info("tcp relay %s: refused a connection from %s: %s", c->l->name, c->addr_text,
+			 detail);
+		break;
+	case SERVER_REFUSED_PROXY_TIMEOUT:
+		log_info("tcp relay %s: no PROXY header from %s in time; closed", c->l->name,
+			 c->addr_text);
+		break;
+	}
+}
+
+/* The client address is known (the PROXY header's, or the socket's). */
+static void
+relay_ready_cb(struct server_conn *sc, const struct sockaddr *peer, void *data)
+{
+	struct relay_conn *c = data;
+
+	(void)sc;
+	if (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)
+		access_addr_from_sockaddr(peer, &c->addr);
+	relay_admit(c);
+}
+
+/* The transport closed the connection before the tunnel took it. */
+static void
+relay_conn_closed_cb(struct server_conn *sc, void *data)
+{
+	struct relay_conn *c = data;
+
+	(void)sc;
+	c->conn = NULL;
+	relay_close(c);
+}
+
+static const struct server_raw_handler relay_raw_handler = {
+	relay_accept_cb,
+	relay_refused_cb,
+	relay_ready_cb,
+	relay_conn_closed_cb,
+};
 
 /* ---- listener ------------------------------------------------------------------------- */
 
@@ -552,23 +539,23 @@ tcprelay_new(struct worker *w, size_t index, int fd, struct tcprelay_shared *sh,
 	r->sh = sh;
 	r->tls = tls;
 	TAILQ_INIT(&r->conns);
-	r->lev = evconnlistener_new(w->base, relay_accept_cb, r, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-	if (r->lev == NULL) {
+	r->srv = server_new(w->base, fd, 0, NULL, NULL);
+	if (r->srv == NULL) {
 		snprintf(err, errlen, "cannot accept on relay listener %zu", index);
 		close(fd);
 		free(r);
 		return NULL;
 	}
+	server_set_counted(r->srv, false); /* relays have gauges of their own */
+	server_set_raw(r->srv, &relay_raw_handler, r);
 	return r;
 }
 
 void
 tcprelay_stop_accepting(struct tcprelay *r)
 {
-	if (r != NULL && r->lev != NULL) {
-		evconnlistener_free(r->lev);
-		r->lev = NULL;
-	}
+	if (r != NULL)
+		server_drain(r->srv); /* held and tunnelled connections go on */
 }
 
 void
@@ -576,7 +563,7 @@ tcprelay_free(struct tcprelay *r)
 {
 	if (r == NULL)
 		return;
-	tcprelay_stop_accepting(r);
+	server_free(r->srv); /* closes the connections it still holds */
 	while (!TAILQ_EMPTY(&r->conns))
 		relay_close(TAILQ_FIRST(&r->conns));
 	free(r);
