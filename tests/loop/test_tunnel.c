@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -22,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access/ipacl.h"
+#include "http/conn.h"
 #include "http/tunnel.h"
 
 #define MIB (1024 * 1024)
@@ -617,6 +621,283 @@ test_free_silent(void **state)
 	assert_int_equal(f->done, 0);
 }
 
+/* ---- a raw listener's connection handed to a tunnel ---------------------------- */
+
+/* The transport (conn.c) in raw mode: a server without a listening socket
+ * adopts the tunnel's end of pair A; on_ready detaches it into a tunnel
+ * with pair B. */
+struct rawfix {
+	struct fix f;
+	struct server *srv;
+	struct ipacl *trusted;
+	char events[16][64];
+	int nevents;
+	int data;                 /* what on_accept returns a pointer to */
+	char peer_text[64];
+	bool detach_in_ready;
+};
+
+static void
+raw_event(struct rawfix *r, const char *e)
+{
+	assert_true(r->nevents < 16);
+	snprintf(r->events[r->nevents++], sizeof(r->events[0]), "%s", e);
+}
+
+static void *
+raw_accept_cb(struct server_conn *c, const struct sockaddr *peer, void *arg)
+{
+	struct rawfix *r = arg;
+
+	(void)c;
+	(void)peer;
+	raw_event(r, "accept");
+	return &r->data;
+}
+
+static void
+raw_refused_cb(struct server_conn *c, enum server_refusal why, const char *detail, void *data)
+{
+	struct rawfix *r = (struct rawfix *)((char *)data - offsetof(struct rawfix, data));
+
+	(void)c;
+	(void)detail;
+	raw_event(r, why == SERVER_REFUSED_UNTRUSTED       ? "refused untrusted"
+		     : why == SERVER_REFUSED_PROXY_HEADER ? "refused header"
+							  : "refused timeout");
+}
+
+static void
+raw_ready_cb(struct server_conn *c, const struct sockaddr *peer, void *data)
+{
+	struct rawfix *r = (struct rawfix *)((char *)data - offsetof(struct rawfix, data));
+	struct tunnel_end ends[2];
+	struct evbuffer *early = evbuffer_new();
+
+	raw_event(r, "ready");
+	if (peer->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
+
+		inet_ntop(AF_INET, &sin->sin_addr, r->peer_text, sizeof(r->peer_text));
+	}
+	if (!r->detach_in_ready) {
+		evbuffer_free(early);
+		return;
+	}
+	assert_int_equal(server_conn_detach(c, &ends[TUNNEL_A], early), 0);
+	assert_int_equal(evbuffer_get_length(early), 0); /* nothing read past the header */
+	evbuffer_free(early);
+	ends[TUNNEL_B].fd = r->f.tb;
+	ends[TUNNEL_B].ssl = NULL;
+	r->f.t = tunnel_new(r->f.base, ends, NULL, &callbacks, &r->f);
+	assert_non_null(r->f.t);
+}
+
+static void
+raw_close_cb(struct server_conn *c, void *data)
+{
+	struct rawfix *r = (struct rawfix *)((char *)data - offsetof(struct rawfix, data));
+
+	(void)c;
+	raw_event(r, "close");
+}
+
+static const struct server_raw_handler raw_handler = {
+	raw_accept_cb, raw_refused_cb, raw_ready_cb, raw_close_cb,
+};
+
+static struct rawfix *
+rawfix_new(bool proxy_protocol)
+{
+	struct rawfix *r = calloc(1, sizeof(*r));
+	const char *cidrs[] = {"127.0.0.0/8"};
+	int sa[2], sb[2];
+	char err[128];
+
+	assert_non_null(r);
+	r->detach_in_ready = true;
+	r->f.base = event_base_new();
+	assert_non_null(r->f.base);
+	make_pair(sa, false);
+	make_pair(sb, false);
+	peer_init(&r->f, &r->f.a, sa[0]);
+	peer_init(&r->f, &r->f.b, sb[0]);
+	r->f.ta = sa[1];
+	r->f.tb = sb[1];
+	r->trusted = ipacl_new(cidrs, 1, err, sizeof(err));
+	assert_non_null(r->trusted);
+	r->srv = server_new(r->f.base, -1, 0, NULL, NULL);
+	assert_non_null(r->srv);
+	server_set_counted(r->srv, false);
+	server_set_raw(r->srv, &raw_handler, r);
+	server_set_proxy_protocol(r->srv, proxy_protocol, r->trusted);
+	return r;
+}
+
+/* The server adopts the tunnel's end of pair A as if accepted from
+ * r->peer_text (127.0.0.1 when empty); peer_text then receives on_ready's. */
+static void
+rawfix_adopt(struct rawfix *r)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(40000);
+	assert_int_equal(inet_pton(AF_INET, r->peer_text[0] ? r->peer_text : "127.0.0.1",
+				   &sin.sin_addr), 1);
+	r->peer_text[0] = 0;
+	assert_int_equal(server_adopt(r->srv, r->f.ta, (struct sockaddr *)&sin, sizeof(sin)), 0);
+}
+
+static int
+raw_teardown(void **state)
+{
+	struct rawfix *r = *state;
+
+	if (r == NULL)
+		return 0;
+	tunnel_free(r->f.t);
+	server_free(r->srv);
+	ipacl_free(r->trusted);
+	peer_free(&r->f.a);
+	peer_free(&r->f.b);
+	if (r->f.tb >= 0 && r->f.t == NULL && r->f.done == 0)
+		close(r->f.tb); /* never handed to a tunnel */
+	event_base_free(r->f.base);
+	free(r);
+	return 0;
+}
+
+static int
+raw_has(struct rawfix *r, const char *e)
+{
+	for (int i = 0; i < r->nevents; i++)
+		if (strcmp(r->events[i], e) == 0)
+			return i;
+	return -1;
+}
+
+/* No PROXY header: ready at once, detached, bytes both ways through the
+ * tunnel, the server forgets the connection and never calls on_close. */
+static void
+test_raw_detach(void **state)
+{
+	struct rawfix *r = rawfix_new(false);
+
+	*state = r;
+	rawfix_adopt(r);
+	assert_int_equal(r->nevents, 2);
+	assert_string_equal(r->events[0], "accept");
+	assert_string_equal(r->events[1], "ready");
+	assert_non_null(r->f.t);
+	assert_int_equal(server_connections(r->srv), 0);
+	peer_send(&r->f.a, MIB + 7, 0x21, true);
+	peer_send(&r->f.b, 1000, 0x12, true);
+	assert_true(run_until(&r->f, both_got_all, 5000));
+	assert_int_equal(r->f.b.got_len, MIB + 7);
+	assert_done_once(&r->f, TUNNEL_CLOSED);
+	assert_int_equal(raw_has(r, "close"), -1);
+	r->f.tb = -1;
+}
+
+/* A PROXY header from a trusted peer: its address becomes the peer, and
+ * the bytes behind it stay in the socket for the tunnel. */
+static void
+test_raw_proxy_header(void **state)
+{
+	struct rawfix *r = rawfix_new(true);
+
+	*state = r;
+	rawfix_adopt(r);
+	assert_int_equal(raw_has(r, "ready"), -1);
+	peer_send_text(&r->f.a, "PROXY TCP4 192.0.2.7 127.0.0.1 5000 80\r\nhello", false);
+	assert_true(run_until(&r->f, b_got_some, 2000));
+	assert_true(raw_has(r, "ready") >= 0);
+	assert_string_equal(r->peer_text, "192.0.2.7");
+	run_until(&r->f, never, 50);
+	assert_int_equal(r->f.b.got_len, 5);
+	assert_memory_equal(r->f.b.got, "hello", 5);
+	r->f.tb = -1;
+}
+
+static bool
+raw_closed(struct fix *f)
+{
+	struct rawfix *r = (struct rawfix *)f;
+
+	return raw_has(r, "close") >= 0;
+}
+
+/* Refusals by the transport: reported, then on_close, and the client sees
+ * the connection closed. */
+static void
+test_raw_refusals(void **state)
+{
+	struct rawfix *r = rawfix_new(true);
+
+	*state = r;
+	r->detach_in_ready = false;
+	/* from outside trusted_proxies */
+	snprintf(r->peer_text, sizeof(r->peer_text), "10.1.2.3");
+	rawfix_adopt(r);
+	assert_int_equal(r->nevents, 3);
+	assert_string_equal(r->events[1], "refused untrusted");
+	assert_string_equal(r->events[2], "close");
+	assert_int_equal(server_connections(r->srv), 0);
+	assert_true(run_until(&r->f, a_eof, 1000));
+}
+
+static void
+test_raw_bad_header(void **state)
+{
+	struct rawfix *r = rawfix_new(true);
+
+	*state = r;
+	r->detach_in_ready = false;
+	rawfix_adopt(r);
+	peer_send_text(&r->f.a, "GET / HTTP/1.1\r\n\r\n", false);
+	assert_true(run_until(&r->f, raw_closed, 2000));
+	assert_true(raw_has(r, "refused header") >= 0);
+	assert_int_equal(raw_has(r, "ready"), -1);
+	assert_true(run_until(&r->f, a_eof, 1000));
+}
+
+static void
+test_raw_header_timeout(void **state)
+{
+	struct rawfix *r = rawfix_new(true);
+	struct server_limits limits = {65536, {0, 100000}};
+
+	*state = r;
+	r->detach_in_ready = false;
+	server_set_limits(r->srv, &limits);
+	rawfix_adopt(r);
+	peer_send_text(&r->f.a, "PROXY TCP4", false); /* and nothing more */
+	assert_true(run_until(&r->f, raw_closed, 2000));
+	assert_true(raw_has(r, "refused timeout") >= 0);
+	assert_true(run_until(&r->f, a_eof, 1000));
+}
+
+/* Held (not detached): the server's drain keeps it, server_free closes it
+ * with on_close. */
+static void
+test_raw_held(void **state)
+{
+	struct rawfix *r = rawfix_new(false);
+
+	*state = r;
+	r->detach_in_ready = false;
+	rawfix_adopt(r);
+	assert_true(raw_has(r, "ready") >= 0);
+	server_drain(r->srv);
+	assert_int_equal(server_connections(r->srv), 1);
+	server_free(r->srv);
+	r->srv = NULL;
+	assert_true(raw_has(r, "close") >= 0);
+	assert_true(run_until(&r->f, a_eof, 1000));
+}
+
 int
 main(void)
 {
@@ -633,6 +914,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reset_a, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_b, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_silent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_raw_detach, setup, raw_teardown),
+		cmocka_unit_test_setup_teardown(test_raw_proxy_header, setup, raw_teardown),
+		cmocka_unit_test_setup_teardown(test_raw_refusals, setup, raw_teardown),
+		cmocka_unit_test_setup_teardown(test_raw_bad_header, setup, raw_teardown),
+		cmocka_unit_test_setup_teardown(test_raw_header_timeout, setup, raw_teardown),
+		cmocka_unit_test_setup_teardown(test_raw_held, setup, raw_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
