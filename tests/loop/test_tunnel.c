@@ -24,6 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "access/ipacl.h"
 #include "http/conn.h"
 #include "http/tunnel.h"
@@ -621,6 +626,239 @@ test_free_silent(void **state)
 	assert_int_equal(f->done, 0);
 }
 
+/* ---- a TLS end ------------------------------------------------------------------ */
+
+/* The test plays a TLS client on A's test end, pumped from the loop's
+ * predicate; the tunnel's A end is a server-side SSL whose handshake the
+ * tunnel drives. */
+struct tls_client {
+	SSL_CTX *sctx, *cctx;
+	SSL *ssl;
+	unsigned char *src;
+	size_t len, sent;
+	bool close_notify_after; /* SSL_shutdown once all is sent */
+	bool notified;
+	unsigned char got[65536];
+	size_t got_len;
+	bool eof;                /* SSL_read returned 0 (close_notify) */
+	bool failed;
+};
+
+static struct tls_client *tls;
+
+static SSL_CTX *
+tls_server_ctx(void)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	assert_non_null(key);
+	assert_non_null(x);
+	assert_non_null(ctx);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"tunnel.test",
+				   -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return ctx;
+}
+
+/* Move the client along: write what it can, read what there is. */
+static void
+tls_pump(void)
+{
+	struct tls_client *c = tls;
+
+	while (!c->failed && c->sent < c->len) {
+		size_t n = c->len - c->sent > 16384 ? 16384 : c->len - c->sent;
+		int r = SSL_write(c->ssl, c->src + c->sent, (int)n);
+
+		if (r > 0) {
+			c->sent += (size_t)r;
+			continue;
+		}
+		r = SSL_get_error(c->ssl, r);
+		if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE)
+			c->failed = true;
+		break;
+	}
+	if (!c->failed && c->sent == c->len && c->close_notify_after && !c->notified &&
+	    SSL_is_init_finished(c->ssl)) {
+		SSL_shutdown(c->ssl);
+		c->notified = true;
+	}
+	while (!c->failed && !c->eof) {
+		int r = SSL_read(c->ssl, c->got + c->got_len, (int)(sizeof(c->got) - c->got_len));
+
+		if (r > 0) {
+			c->got_len += (size_t)r;
+			continue;
+		}
+		r = SSL_get_error(c->ssl, r);
+		if (r == SSL_ERROR_ZERO_RETURN)
+			c->eof = true;
+		else if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE)
+			c->failed = true;
+		break;
+	}
+}
+
+static struct fix *
+fix_new_tls(void)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	int sa[2], sb[2];
+	struct tunnel_end ends[2];
+
+	assert_non_null(f);
+	tls = calloc(1, sizeof(*tls));
+	assert_non_null(tls);
+	tls->sctx = tls_server_ctx();
+	tls->cctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(tls->cctx);
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	make_pair(sa, false);
+	make_pair(sb, false);
+	memset(&f->a, 0, sizeof(f->a));
+	f->a.fd = sa[0]; /* driven by tls_pump, not by events */
+	peer_init(f, &f->b, sb[0]);
+	tls->ssl = SSL_new(tls->cctx);
+	assert_non_null(tls->ssl);
+	SSL_set_fd(tls->ssl, sa[0]);
+	SSL_set_connect_state(tls->ssl);
+	ends[TUNNEL_A].fd = sa[1];
+	ends[TUNNEL_A].ssl = SSL_new(tls->sctx);
+	assert_non_null(ends[TUNNEL_A].ssl);
+	SSL_set_fd(ends[TUNNEL_A].ssl, sa[1]);
+	SSL_set_accept_state(ends[TUNNEL_A].ssl);
+	ends[TUNNEL_B].fd = sb[1];
+	ends[TUNNEL_B].ssl = NULL;
+	f->t = tunnel_new(f->base, ends, NULL, &callbacks, f);
+	assert_non_null(f->t);
+	return f;
+}
+
+static int
+tls_teardown(void **state)
+{
+	if (tls) {
+		SSL_free(tls->ssl);
+		SSL_CTX_free(tls->sctx);
+		SSL_CTX_free(tls->cctx);
+		free(tls->src);
+		free(tls);
+		tls = NULL;
+	}
+	return teardown(state);
+}
+
+static bool
+tls_b_eof(struct fix *f)
+{
+	tls_pump();
+	return f->b.eof || tls->failed;
+}
+
+static bool
+tls_a_eof(struct fix *f)
+{
+	(void)f;
+	tls_pump();
+	return tls->eof || tls->failed;
+}
+
+static bool
+tls_a_got_banner(struct fix *f)
+{
+	(void)f;
+	tls_pump();
+	return tls->got_len >= 12 || tls->failed;
+}
+
+static bool
+tls_b_got_ehlo(struct fix *f)
+{
+	tls_pump();
+	return f->b.got_len >= 6 || tls->failed;
+}
+
+/* 1 MiB + 3 through the TLS end intact; the client's close_notify reaches
+ * B as an EOF, B's reply then reaches the client, followed by our
+ * close_notify. */
+static void
+test_tls_end(void **state)
+{
+	struct fix *f = fix_new_tls();
+	const size_t n = MIB + 3;
+	unsigned char *src = malloc(n);
+
+	*state = f;
+	assert_non_null(src);
+	pattern(src, n, 0x5a);
+	tls->src = src;
+	tls->len = n;
+	tls->close_notify_after = true;
+	assert_true(run_until(f, tls_b_eof, 5000));
+	assert_false(tls->failed);
+	assert_int_equal(f->b.got_len, n);
+	assert_memory_equal(f->b.got, src, n);
+	assert_int_equal(f->done, 0);
+	peer_send_text(&f->b, "BYE\n", true);
+	assert_true(run_until(f, tls_a_eof, 2000));
+	assert_false(tls->failed);
+	assert_int_equal(tls->got_len, 4);
+	assert_memory_equal(tls->got, "BYE\n", 4);
+	assert_true(SSL_get_shutdown(tls->ssl) & SSL_RECEIVED_SHUTDOWN);
+	assert_done_once(f, TUNNEL_CLOSED);
+	assert_int_equal(f->counted[TUNNEL_A], n);
+}
+
+/* B speaks first (a banner) before the client even started its
+ * handshake: the tunnel's SSL_write waits for the handshake. */
+static void
+test_tls_banner_first(void **state)
+{
+	struct fix *f = fix_new_tls();
+
+	*state = f;
+	peer_send_text(&f->b, "220 banner\r\n", false);
+	run_until(f, never, 30); /* the tunnel tries to write before the handshake */
+	assert_true(run_until(f, tls_a_got_banner, 2000));
+	assert_false(tls->failed);
+	assert_memory_equal(tls->got, "220 banner\r\n", 12);
+	tls->src = (unsigned char *)strdup("EHLO x");
+	tls->len = 6;
+	assert_true(run_until(f, tls_b_got_ehlo, 2000));
+	assert_memory_equal(f->b.got, "EHLO x", 6);
+	assert_int_equal(f->done, 0);
+}
+
+/* Plain bytes on the TLS end: a handshake error on A ends it. */
+static void
+test_tls_garbage(void **state)
+{
+	struct fix *f = fix_new_tls();
+
+	*state = f;
+	assert_int_equal(write(f->a.fd, "HELLO plain\r\n\r\n", 15), 15);
+	assert_done_once(f, TUNNEL_ERROR);
+	assert_int_equal(f->side, TUNNEL_A);
+	assert_int_equal(f->b.got_len, 0);
+	ERR_clear_error();
+}
+
 /* ---- a raw listener's connection handed to a tunnel ---------------------------- */
 
 /* The transport (conn.c) in raw mode: a server without a listening socket
@@ -914,6 +1152,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reset_a, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_b, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_silent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_end, setup, tls_teardown),
+		cmocka_unit_test_setup_teardown(test_tls_banner_first, setup, tls_teardown),
+		cmocka_unit_test_setup_teardown(test_tls_garbage, setup, tls_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_detach, setup, raw_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_proxy_header, setup, raw_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_refusals, setup, raw_teardown),
