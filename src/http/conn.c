@@ -669,7 +669,7 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 		if (c->raw_data == NULL)
 			goto fail;
 	}
-	untrusted = srv->proxy_protocol &&
+	untrusted = srv->raw && srv->proxy_protocol &&
 		    !ipacl_contains(srv->trusted, (const struct sockaddr *)peer);
 	c->pp_pending = srv->proxy_protocol;
 	if (srv->tls && srv->raw == NULL) {

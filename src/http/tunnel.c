@@ -462,12 +462,10 @@ tunnel_new(struct event_base *base, const struct tunnel_end ends[2],
 		evtimer_add(t->idle, &tv);
 	}
 	event_base_gettimeofday_cached(base, &t->last);
-	for (int i = 0; i < 2; i++) {
+	/* A server-side TLS end finishes its handshake from SSL_read or
+	 * SSL_write, whichever comes first. */
+	for (int i = 0; i < 2; i++)
 		event_add(t->half[i].rev, NULL);
-		/* A server-side TLS end may have to speak first (upstream
-		 * bytes before the client's): OpenSSL drives the handshake
-		 * from either call. */
-	}
 	return t;
 fail:
 	tunnel_free(t);

@@ -25,9 +25,11 @@
  * (behind a PROXY header, or past the head of a request answered with 101)
  * are handed over with tunnel_push.
  *
- * It knows nothing of relays, routes, requests or configuration.  The HTTP
- * side hands over a connection by taking its socket, its SSL object and the
- * bytes read past the head out of the conn (see structure.md, change 4).
+ * It knows nothing of relays, routes, requests or configuration.  A client
+ * connection of the HTTP server (conn.h) becomes an end with
+ * server_conn_detach: its socket, its SSL object, and the bytes read past
+ * what it consumed (to tunnel_push).  TCP relays do that once the upstream
+ * is connected; an HTTP/1 connection is to do it once its 101 is written.
  *
  * Everything runs on the event loop of <base>; the completion callback is
  * called from an event callback, never from inside a tunnel_* call.
