@@ -19,6 +19,7 @@
 #include "base/metrics.h"
 #include "http/h1.h"
 #include "http/proxyproto.h"
+#include "http/tunnel.h"
 
 #define READ_CHUNK 16384
 #define TLS_RECORD_MAX 16384             /* plaintext bytes in one TLS record */
@@ -26,6 +27,7 @@
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static bool conn_write_from_event(struct server_conn *c);
+static const struct conn_codec raw_conn_codec;
 
 /* ---- writing ----------------------------------------------------------- */
 
@@ -191,7 +193,8 @@ conn_free(struct server_conn *c)
 			SSL_shutdown(c->ssl); /* close_notify, best effort */
 		SSL_free(c->ssl);
 	}
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	evbuffer_free(c->out);
 	free(c->in);
 	free(c->target_spare);
@@ -263,6 +266,10 @@ conn_start_codec(struct server_conn *c)
 	static const struct conn_codec *const codecs[] = {&h1_conn_codec};
 	const struct conn_codec *codec = codecs[0];
 
+	if (c->srv->raw) {
+		c->codec = &raw_conn_codec;
+		return;
+	}
 	if (c->ssl) {
 		const unsigned char *alpn = NULL;
 		unsigned int alen = 0;
@@ -366,6 +373,131 @@ conn_read(struct server_conn *c, size_t room)
 	}
 }
 
+/* ---- raw listeners: accept, PROXY header, then hold for the handler ---- */
+
+/* The transport refuses <c>: tell the handler, then close. */
+static void
+conn_raw_refuse(struct server_conn *c, enum server_refusal why, const char *detail)
+{
+	bool was = c->running;
+
+	c->running = true;
+	if (c->raw_data)
+		c->srv->raw->on_refused(c, why, detail, c->raw_data);
+	conn_close(c);
+	c->running = was;
+	if (!was)
+		conn_free(c);
+}
+
+/* The client address is known: stop reading and the timer, and hand the
+ * connection to the handler (called with c->running set). */
+static void
+conn_raw_ready(struct server_conn *c)
+{
+	event_del(c->rev);
+	c->read_paused = true;
+	evtimer_del(c->timer);
+	c->srv->raw->on_ready(c, (const struct sockaddr *)&c->peer, c->raw_data);
+}
+
+static void
+raw_nothing(struct server_conn *c)
+{
+	(void)c;
+}
+
+static bool
+raw_read_more(const struct server_conn *c)
+{
+	(void)c;
+	return false;
+}
+
+static bool
+raw_false(struct server_conn *c)
+{
+	(void)c;
+	return false;
+}
+
+static void
+raw_timeout(struct server_conn *c)
+{
+	if (c->pp_pending)
+		conn_raw_refuse(c, SERVER_REFUSED_PROXY_TIMEOUT, NULL);
+	else
+		conn_close(c);
+}
+
+static void
+raw_free(struct server_conn *c)
+{
+	void *data = c->raw_data;
+
+	c->raw_data = NULL;
+	if (data)
+		c->srv->raw->on_close(c, data);
+}
+
+static const struct conn_codec raw_conn_codec = {
+	.alpn = "",
+	.reply = NULL,
+	.start = raw_nothing,
+	.input = raw_nothing,
+	.run = raw_nothing,
+	.read_more = raw_read_more,
+	.eof = raw_false,
+	.timeout = raw_timeout,
+	.drained = raw_nothing,
+	.drain = raw_false, /* held connections go on, like active requests */
+	.abort = raw_nothing,
+	.free = raw_free,
+};
+
+void
+server_set_raw(struct server *srv, const struct server_raw_handler *h, void *arg)
+{
+	srv->raw = h;
+	srv->raw_arg = arg;
+}
+
+void
+server_conn_set_deadline(struct server_conn *c, const struct timeval *tv)
+{
+	evtimer_add(c->timer, tv);
+}
+
+int
+server_conn_detach(struct server_conn *c, struct tunnel_end *end, struct evbuffer *early)
+{
+	if (c->dead || c->pp_pending || c->handshaking || c->write_waiting ||
+	    evbuffer_get_length(c->out) > 0)
+		return -1;
+	if (c->inlen > 0) {
+		if (early == NULL || evbuffer_add(early, c->in, c->inlen) < 0)
+			return -1;
+		c->inlen = 0;
+	}
+	event_del(c->rev);
+	event_del(c->wev);
+	evtimer_del(c->timer);
+	end->fd = c->fd;
+	end->ssl = c->ssl;
+	c->fd = -1;
+	c->ssl = NULL;
+	c->raw_data = NULL;
+	conn_close(c);
+	return 0;
+}
+
+void
+server_conn_close(struct server_conn *c)
+{
+	c->raw_data = NULL;
+	conn_close(c);
+}
+
 /* Read and drop the PROXY protocol header (peeked first, so that a TLS
  * ClientHello behind it stays in the socket for OpenSSL); the client
  * address it carries replaces the socket peer.  Returns false while it is
@@ -389,6 +521,11 @@ conn_proxy_header(struct server_conn *c)
 	if (r == PROXYPROTO_NEED_MORE && (size_t)n < sizeof(buf))
 		return false;
 	if (r != PROXYPROTO_OK) {
+		if (c->srv->raw) {
+			conn_raw_refuse(c, SERVER_REFUSED_PROXY_HEADER,
+					why ? why : "PROXY header too long");
+			return false;
+		}
 		log_info("connection refused: %s", why ? why : "PROXY header too long");
 		conn_close(c);
 		return false;
@@ -400,6 +537,14 @@ conn_proxy_header(struct server_conn *c)
 	if (info.has_address)
 		c->peer = info.src;
 	c->pp_pending = false;
+	if (c->srv->raw) {
+		c->running = true;
+		conn_raw_ready(c);
+		c->running = false;
+		if (c->dead)
+			conn_free(c);
+		return false; /* held: nothing more is read here */
+	}
 	return true;
 }
 
@@ -495,8 +640,10 @@ static int
 conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 {
 	struct server_conn *c;
+	bool untrusted;
 
-	if (srv->proxy_protocol && !ipacl_contains(srv->trusted, (const struct sockaddr *)peer)) {
+	if (srv->raw == NULL && srv->proxy_protocol &&
+	    !ipacl_contains(srv->trusted, (const struct sockaddr *)peer)) {
 		/* A PROXY header is believed only from trusted proxies. */
 		close(fd);
 		return -1;
@@ -509,14 +656,23 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	c->srv = srv;
 	c->fd = fd;
 	c->peer = *peer;
-	c->pp_pending = srv->proxy_protocol;
 	c->out = evbuffer_new();
 	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->wev = event_new(srv->base, fd, EV_WRITE, write_cb, c);
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	if (!c->out || !c->rev || !c->wev || !c->timer)
 		goto fail;
-	if (srv->tls) {
+	evtimer_add(c->timer, &srv->limits.client);
+	if (srv->raw) {
+		/* May set the PROXY setting and the deadline (conn.h). */
+		c->raw_data = srv->raw->on_accept(c, (const struct sockaddr *)peer, srv->raw_arg);
+		if (c->raw_data == NULL)
+			goto fail;
+	}
+	untrusted = srv->raw && srv->proxy_protocol &&
+		    !ipacl_contains(srv->trusted, (const struct sockaddr *)peer);
+	c->pp_pending = srv->proxy_protocol;
+	if (srv->tls && srv->raw == NULL) {
 		c->ssl = SSL_new(srv->tls);
 		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)
 			goto fail;
@@ -537,7 +693,16 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	if (srv->counted)
 		metrics_add(METRIC_CLIENT_CONNECTIONS, 1);
 	event_add(c->rev, NULL);
-	evtimer_add(c->timer, &srv->limits.client);
+	if (srv->raw) {
+		c->running = true;
+		if (untrusted)
+			conn_raw_refuse(c, SERVER_REFUSED_UNTRUSTED, NULL);
+		else if (!c->pp_pending)
+			conn_raw_ready(c);
+		c->running = false;
+		if (c->dead)
+			conn_free(c);
+	}
 	return 0;
 fail:
 	SSL_free(c->ssl);

@@ -79,6 +79,66 @@ void server_set_tls(struct server *srv, struct ssl_ctx_st *ctx);
  * tests over socketpair().  Returns 0, or -1 (fd closed). */
 int server_adopt(struct server *srv, int fd, const struct sockaddr *peer, socklen_t peerlen);
 
+/* ---- listeners that carry no HTTP (TCP relays) ------------------------- */
+
+struct evbuffer;
+struct server_conn;
+struct tunnel_end;
+
+/* Why the transport refused a connection of a raw listener. */
+enum server_refusal {
+	SERVER_REFUSED_UNTRUSTED,     /* a PROXY header expected from outside trusted_proxies */
+	SERVER_REFUSED_PROXY_HEADER,  /* the PROXY header is malformed (<detail> says how) */
+	SERVER_REFUSED_PROXY_TIMEOUT, /* no PROXY header within the connection's deadline */
+};
+
+/*
+ * The handler of a raw listener: the transport accepts, reads the PROXY
+ * header (peeked, so nothing past it is consumed), then holds the
+ * connection (reads nothing, no timer) until the handler takes its socket
+ * over with server_conn_detach (into a tunnel) or closes it.  No TLS here:
+ * a detached socket is bare and its new owner speaks TLS on it.
+ */
+struct server_raw_handler {
+	/* Accepted from <peer> (the socket's).  Runs before the PROXY / trust
+	 * decision, so it may still change the server's PROXY setting
+	 * (server_set_proxy_protocol) and the connection's deadline.  Returns
+	 * the connection's data, or NULL to close it at once (no further
+	 * call). */
+	void *(*on_accept)(struct server_conn *c, const struct sockaddr *peer, void *arg);
+	/* The transport refused it (on_close follows). */
+	void (*on_refused)(struct server_conn *c, enum server_refusal why, const char *detail,
+			   void *data);
+	/* The client address is known (<peer>: from the PROXY header, else the
+	 * socket's); the connection is held for the handler. */
+	void (*on_ready)(struct server_conn *c, const struct sockaddr *peer, void *data);
+	/* The connection closed while the handler held it (refused, or the
+	 * server was freed); the last call with <data>.  Not called after
+	 * server_conn_detach or server_conn_close. */
+	void (*on_close)(struct server_conn *c, void *data);
+};
+
+/* Make <srv> a raw listener with <h> (must outlive it) and <arg>.  Call
+ * before the first connection; do not combine with server_set_tls. */
+void server_set_raw(struct server *srv, const struct server_raw_handler *h, void *arg);
+
+/* The deadline for the PROXY header (and anything before on_ready) of
+ * connection <c>, from now. */
+void server_conn_set_deadline(struct server_conn *c, const struct timeval *tv);
+
+/*
+ * Take the socket of <c> over: its descriptor and SSL object (NULL when
+ * plain) go to <end>, bytes read from it but not consumed are appended to
+ * <early> (may be NULL when there can be none), and the connection is
+ * gone (no on_close).  Only once it is ready and its output is written (a
+ * raw connection in on_ready or later; later an HTTP/1 connection after
+ * its 101).  Returns 0, or -1 with <c> untouched.
+ */
+int server_conn_detach(struct server_conn *c, struct tunnel_end *end, struct evbuffer *early);
+
+/* Close <c> without calling on_close (the handler gives up on it). */
+void server_conn_close(struct server_conn *c);
+
 /* Stop accepting (closing the listening socket), close idle connections, and
  * close each active one once its response is written. */
 void server_drain(struct server *srv);

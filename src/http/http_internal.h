@@ -89,6 +89,8 @@ struct server {
 	bool counted;          /* in METRIC_CLIENT_CONNECTIONS */
 	bool http10_status;    /* "HTTP/1.0" status lines to HTTP/1.0 clients */
 	const struct ipacl *trusted; /* peers whose PROXY header is believed */
+	const struct server_raw_handler *raw; /* a raw listener's handler, or NULL */
+	void *raw_arg;
 	LIST_HEAD(, server_conn) conns;
 	size_t nconns;
 	bool draining;
@@ -150,6 +152,7 @@ struct server_conn {
 	bool running;         /* inside the codec's run (or a handler callback) */
 	bool rerun;
 	bool dead;            /* free when the running code unwinds */
+	void *raw_data;       /* a raw listener's data while its handler holds it */
 };
 
 /* ---- conn.c: the transport, for codecs ---------------------------------- */

@@ -5,10 +5,8 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +21,10 @@
 #include "access/ipacl.h"
 #include "access/netaddr.h"
 #include "base/log.h"
-#include "http/proxyproto.h"
+#include "http/conn.h"
+#include "http/tunnel.h"
 #include "core/generation.h"
 
-#define TCPRELAY_READ_CHUNK (64 * 1024)
 #define TCPRELAY_CLIENT_BUCKETS 1024
 
 struct tcprelay_client {
@@ -48,29 +46,23 @@ struct relay_conn {
 	struct tcprelay *relay;
 	struct worker_gen *gen;
 	const struct config_listener *l; /* from gen's configuration */
-	struct bufferevent *client;
-	struct bufferevent *up;
-	struct event *idle;
-	/* Our own read events once relaying: libevent 2.1's bufferevents read
-	 * at most 4 KiB per call (EVBUFFER_MAX_READ), after a FIONREAD each;
-	 * these read 64 KiB at a time straight into the partner's output. */
-	struct event *read_client, *read_up;
+	struct server_conn *conn;   /* the client, held until the tunnel takes it */
+	struct bufferevent *up;     /* while connecting */
+	struct tunnel *tunnel;      /* once connected: moves the bytes */
+	struct event *idle;         /* while connecting */
 	struct netaddr addr;
 	char addr_text[INET6_ADDRSTRLEN];
-	struct timeval last; /* last byte either way */
 	size_t server;
 	unsigned tries;
 	bool client_slot;  /* counted in the per-client table */
 	bool relaying;
-	bool client_eof, up_eof;   /* reading from it ended */
-	bool client_shut, up_shut; /* we shut down writing to it */
 };
 
 struct tcprelay {
 	struct txn_env *env;   /* the worker's: loop, resolver, generation */
 	SSL_CTX *tls;     /* terminate TLS on the client side, or NULL */
 	size_t index;
-	struct evconnlistener *lev;
+	struct server *srv;   /* accepts, reads PROXY headers, holds connections */
 	struct tcprelay_shared *sh;
 	TAILQ_HEAD(, relay_conn) conns;
 };
@@ -197,23 +189,19 @@ tcprelay_client_release(struct tcprelay_shared *sh, const struct netaddr *a)
 
 /* ---- one connection ---------------------------------------------------------------- */
 
-static void relay_read_cb(struct bufferevent *bev, void *arg);
-static void relay_write_cb(struct bufferevent *bev, void *arg);
 static void relay_event_cb(struct bufferevent *bev, short what, void *arg);
 static void relay_try_connect(struct relay_conn *c);
 
+/* Every connection ends here: one log line, counters, slots given back. */
 static void
 relay_close(struct relay_conn *c)
 {
 	struct tcprelay *r = c->relay;
 
 	TAILQ_REMOVE(&r->conns, c, link);
-	if (c->read_client)
-		event_free(c->read_client);
-	if (c->read_up)
-		event_free(c->read_up);
-	if (c->client)
-		bufferevent_free(c->client);
+	tunnel_free(c->tunnel);
+	if (c->conn)
+		server_conn_close(c->conn);
 	if (c->up)
 		bufferevent_free(c->up);
 	if (c->idle)
@@ -230,190 +218,98 @@ relay_close(struct relay_conn *c)
 	free(c);
 }
 
-/*
- * The client side's bufferevent.  TLS termination on relay listeners goes
- * here (an OpenSSL bufferevent in accepting state over <fd>).
- */
-static struct bufferevent *
-tcprelay_client_bev(struct tcprelay *r, evutil_socket_t fd)
-{
-	struct bufferevent *bev;
-	SSL *ssl;
-
-	if (r->tls == NULL)
-		return bufferevent_socket_new(r->env->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	ssl = SSL_new(r->tls);
-	if (ssl == NULL)
-		return NULL;
-	bev = bufferevent_openssl_socket_new(r->env->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		return NULL;
-	}
-	/* OpenSSL 3's strict EOF handling is not in libevent 2.1. */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
-static struct bufferevent *
-relay_partner(struct relay_conn *c, struct bufferevent *bev)
-{
-	return bev == c->client ? c->up : c->client;
-}
-
-/* Move what <from> read to its partner; pause <from> when the partner's
- * queue is full. */
 static void
-relay_read_cb(struct bufferevent *from, void *arg)
-{
-	struct relay_conn *c = arg;
-	struct bufferevent *to = relay_partner(c, from);
-	struct evbuffer *src = bufferevent_get_input(from);
-	struct evbuffer *dst = bufferevent_get_output(to);
-	size_t n = evbuffer_get_length(src);
-
-	if (n == 0)
-		return;
-	event_base_gettimeofday_cached(c->relay->env->base, &c->last);
-	access_counter_add(from == c->client ? c->relay->sh->bytes_in : c->relay->sh->bytes_out, n);
-	evbuffer_add_buffer(dst, src);
-	if (evbuffer_get_length(dst) >= TCPRELAY_MAX_BUFFERED)
-		bufferevent_disable(from, EV_READ);
-}
-
-static void
-relay_shutdown_write(struct relay_conn *c, struct bufferevent *to)
-{
-	evutil_socket_t fd = bufferevent_getfd(to);
-
-	if (fd >= 0)
-		shutdown(fd, SHUT_WR);
-	if (to == c->client)
-		c->client_shut = true;
-	else
-		c->up_shut = true;
-}
-
-static bool
-relay_done(const struct relay_conn *c)
-{
-	return c->client_eof && c->up_eof && c->client_shut && c->up_shut;
-}
-
-/* <to>'s queue went down to its low-water mark: resume its partner, or pass
- * on a half-close once everything is written. */
-static void
-relay_write_cb(struct bufferevent *to, void *arg)
-{
-	struct relay_conn *c = arg;
-	struct bufferevent *from = relay_partner(c, to);
-	bool from_eof = from == c->client ? c->client_eof : c->up_eof;
-	bool to_shut = to == c->client ? c->client_shut : c->up_shut;
-
-	if (!from_eof) {
-		struct event *rd = from == c->client ? c->read_client : c->read_up;
-
-		if (evbuffer_get_length(bufferevent_get_output(to)) < TCPRELAY_MAX_BUFFERED) {
-			if (rd)
-				event_add(rd, NULL);
-			else
-				bufferevent_enable(from, EV_READ); /* TLS: OpenSSL reads */
-		}
-		return;
-	}
-	if (!to_shut && evbuffer_get_length(bufferevent_get_output(to)) == 0) {
-		relay_shutdown_write(c, to);
-		if (relay_done(c))
-			relay_close(c);
-	}
-}
-
-/* <from> ended (EOF): pass the half-close on once its partner has written
- * everything. */
-static void
-relay_from_eof(struct relay_conn *c, struct bufferevent *from)
-{
-	struct bufferevent *to = relay_partner(c, from);
-
-	if (from == c->client)
-		c->client_eof = true;
-	else
-		c->up_eof = true;
-	if (evbuffer_get_length(bufferevent_get_output(to)) == 0)
-		relay_shutdown_write(c, to);
-	else
-		bufferevent_setwatermark(to, EV_WRITE, 0, 0); /* tell us when it is all written */
-	if (relay_done(c))
-		relay_close(c);
-}
-
-/* Read from one side straight into the other side's output queue. */
-static void
-relay_raw_read(struct relay_conn *c, struct bufferevent *from, struct event *rd)
-{
-	struct bufferevent *to = relay_partner(c, from);
-	struct evbuffer *dst = bufferevent_get_output(to);
-	evutil_socket_t fd = bufferevent_getfd(from);
-	size_t total = 0;
-
-	for (int rounds = 0; rounds < 8; rounds++) {
-		struct evbuffer_iovec v;
-		ssize_t n;
-
-		if (evbuffer_reserve_space(dst, TCPRELAY_READ_CHUNK, &v, 1) < 1) {
-			relay_close(c);
-			return;
-		}
-		n = read(fd, v.iov_base, v.iov_len);
-		if (n > 0) {
-			v.iov_len = (size_t)n;
-			evbuffer_commit_space(dst, &v, 1);
-			total += (size_t)n;
-			if (evbuffer_get_length(dst) >= TCPRELAY_MAX_BUFFERED) {
-				event_del(rd); /* resumed by relay_write_cb */
-				break;
-			}
-			if ((size_t)n < TCPRELAY_READ_CHUNK)
-				break;
-			continue;
-		}
-		evbuffer_commit_space(dst, &v, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-			break;
-		event_del(rd);
-		if (total) {
-			event_base_gettimeofday_cached(c->relay->env->base, &c->last);
-			access_counter_add(from == c->client ? c->relay->sh->bytes_in
-							     : c->relay->sh->bytes_out, total);
-		}
-		if (n == 0)
-			relay_from_eof(c, from);
-		else
-			relay_close(c);
-		return;
-	}
-	if (total) {
-		event_base_gettimeofday_cached(c->relay->env->base, &c->last);
-		access_counter_add(from == c->client ? c->relay->sh->bytes_in : c->relay->sh->bytes_out,
-				   total);
-	}
-}
-
-static void
-relay_read_client_cb(evutil_socket_t fd, short what, void *arg)
+relay_tunnel_done_cb(struct tunnel *t, enum tunnel_reason why, enum tunnel_side side, void *arg)
 {
 	struct relay_conn *c = arg;
 
-	relay_raw_read(c, c->client, c->read_client);
+	(void)t;
+	(void)side;
+	c->tunnel = NULL; /* freed by the tunnel after this */
+	if (why == TUNNEL_IDLE)
+		log_info("tcp relay %s: connection from %s idle for %.0f s; closed", c->l->name,
+			 c->addr_text, c->l->idle_timeout);
+	relay_close(c);
 }
 
 static void
-relay_read_up_cb(evutil_socket_t fd, short what, void *arg)
+relay_tunnel_bytes_cb(enum tunnel_side from, size_t n, void *arg)
 {
 	struct relay_conn *c = arg;
 
-	relay_raw_read(c, c->up, c->read_up);
+	access_counter_add(from == TUNNEL_A ? c->relay->sh->bytes_in : c->relay->sh->bytes_out, n);
+}
+
+static const struct tunnel_callbacks relay_tunnel_callbacks = {
+	relay_tunnel_done_cb,
+	relay_tunnel_bytes_cb,
+};
+
+/* Take a bufferevent's socket out of it (it is freed without closing it). */
+static evutil_socket_t
+relay_take_fd(struct bufferevent **bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(*bev);
+
+	bufferevent_setfd(*bev, -1);
+	bufferevent_free(*bev);
+	*bev = NULL;
+	return fd;
+}
+
+/* The upstream is connected: hand both sockets to a tunnel (the client
+ * side A, with TLS terminated there when the listener says so; the
+ * upstream B), with any bytes the transport read from the client first. */
+static void
+relay_start_tunnel(struct relay_conn *c)
+{
+	struct tcprelay *r = c->relay;
+	struct tunnel_params params = {TCPRELAY_MAX_BUFFERED, c->l->idle_timeout};
+	struct tunnel_end ends[2];
+	struct evbuffer *early = evbuffer_new();
+
+	c->relaying = true;
+	access_counter_add(r->sh->accepted, 1);
+	access_counter_add(r->sh->open_gauge, 1);
+	if (early == NULL || server_conn_detach(c->conn, &ends[TUNNEL_A], early) < 0)
+		goto fail;
+	c->conn = NULL;
+	ends[TUNNEL_B].fd = relay_take_fd(&c->up);
+	ends[TUNNEL_B].ssl = NULL;
+	if (r->tls) {
+		SSL *ssl = SSL_new(r->tls);
+
+		if (ssl == NULL || SSL_set_fd(ssl, ends[TUNNEL_A].fd) != 1) {
+			SSL_free(ssl);
+			close(ends[TUNNEL_A].fd);
+			close(ends[TUNNEL_B].fd);
+			goto fail;
+		}
+		SSL_set_accept_state(ssl);
+		ends[TUNNEL_A].ssl = ssl;
+	}
+	if (c->idle) {
+		event_free(c->idle); /* the tunnel's own from now on */
+		c->idle = NULL;
+	}
+	c->tunnel = tunnel_new(r->env->base, ends, &params, &relay_tunnel_callbacks, c);
+	if (c->tunnel == NULL)
+		goto fail;
+	log_debug("tcp relay %s: %s connected to %s", c->l->name, c->addr_text,
+		  c->l->relay_servers[c->server].address);
+	if (evbuffer_get_length(early) > 0) {
+		size_t n = evbuffer_get_length(early);
+		const unsigned char *p = evbuffer_pullup(early, -1);
+
+		if (p == NULL || tunnel_push(c->tunnel, TUNNEL_A, p, n) < 0)
+			goto fail;
+	}
+	evbuffer_free(early);
+	return;
+fail:
+	if (early)
+		evbuffer_free(early);
+	relay_close(c);
 }
 
 static void
@@ -421,98 +317,35 @@ relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct relay_conn *c = arg;
 
-	if (!c->relaying) {
-		/* Connecting to the upstream. */
-		if (what & BEV_EVENT_CONNECTED) {
-			c->relaying = true;
-			access_counter_add(c->relay->sh->accepted, 1);
-			access_counter_add(c->relay->sh->open_gauge, 1);
-			bufferevent_set_timeouts(c->up, NULL, NULL);
-			bufferevent_setcb(c->up, relay_read_cb, relay_write_cb, relay_event_cb, c);
-			bufferevent_setcb(c->client, relay_read_cb, relay_write_cb, relay_event_cb, c);
-			bufferevent_setwatermark(c->up, EV_WRITE, TCPRELAY_MAX_BUFFERED / 2, 0);
-			bufferevent_setwatermark(c->client, EV_WRITE, TCPRELAY_MAX_BUFFERED / 2, 0);
-			bufferevent_set_max_single_read(c->up, TCPRELAY_READ_CHUNK);
-			bufferevent_set_max_single_write(c->up, TCPRELAY_READ_CHUNK * 4);
-			bufferevent_set_max_single_read(c->client, TCPRELAY_READ_CHUNK);
-			bufferevent_set_max_single_write(c->client, TCPRELAY_READ_CHUNK * 4);
-			/* The bufferevents write; our events read (see read_client). */
-			/* A TLS client side is read by OpenSSL through its
-			 * bufferevent; plain sockets by our events. */
-			bufferevent_disable(c->up, EV_READ);
-			bufferevent_enable(c->up, EV_WRITE);
-			if (c->relay->tls) {
-				bufferevent_enable(c->client, EV_READ | EV_WRITE);
-			} else {
-				bufferevent_disable(c->client, EV_READ);
-				bufferevent_enable(c->client, EV_WRITE);
-				c->read_client = event_new(c->relay->env->base,
-							   bufferevent_getfd(c->client),
-							   EV_READ | EV_PERSIST, relay_read_client_cb, c);
-				if (c->read_client == NULL) {
-					relay_close(c);
-					return;
-				}
-				event_add(c->read_client, NULL);
-			}
-			c->read_up = event_new(c->relay->env->base, bufferevent_getfd(c->up),
-					       EV_READ | EV_PERSIST, relay_read_up_cb, c);
-			if (c->read_up == NULL) {
-				relay_close(c);
-				return;
-			}
-			event_add(c->read_up, NULL);
-			event_base_gettimeofday_cached(c->relay->env->base, &c->last);
-			log_debug("tcp relay %s: %s connected to %s", c->l->name, c->addr_text,
-				  c->l->relay_servers[c->server].address);
-			/* Bytes that came with the PROXY header go out now. */
-			relay_read_cb(c->client, c);
-			return;
-		}
-		if (bev == c->up) {
-			log_warn("tcp relay %s: upstream %s: %s", c->l->name,
-				 c->l->relay_servers[c->server].address,
-				 (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
-				 : EVUTIL_SOCKET_ERROR() ? evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR())
-							 : "connection failed");
-			bufferevent_free(c->up);
-			c->up = NULL;
-			c->server = (c->server + 1) % c->l->nrelay_servers;
-			relay_try_connect(c);
-			return;
-		}
-		relay_close(c); /* the client went away while we connected */
+	/* Connecting to the upstream. */
+	if (bev == c->up && (what & BEV_EVENT_CONNECTED)) {
+		relay_start_tunnel(c);
 		return;
 	}
-	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-		relay_close(c);
+	if (bev == c->up) {
+		log_warn("tcp relay %s: upstream %s: %s", c->l->name,
+			 c->l->relay_servers[c->server].address,
+			 (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
+			 : EVUTIL_SOCKET_ERROR() ? evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR())
+						 : "connection failed");
+		bufferevent_free(c->up);
+		c->up = NULL;
+		c->server = (c->server + 1) % c->l->nrelay_servers;
+		relay_try_connect(c);
 		return;
 	}
-	if (!(what & BEV_EVENT_EOF))
-		return;
-	relay_read_cb(bev, c); /* anything left */
-	relay_from_eof(c, bev);
+	relay_close(c);
 }
 
+/* Idle while connecting to the upstream (the tunnel times out by itself). */
 static void
 relay_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay_conn *c = arg;
-	struct timeval now, idle, since;
-	double left;
 
-	event_base_gettimeofday_cached(c->relay->env->base, &now);
-	timersub(&now, &c->last, &since);
-	left = c->l->idle_timeout - ((double)since.tv_sec + (double)since.tv_usec / 1e6);
-	if (left <= 0) {
-		log_info("tcp relay %s: connection from %s idle for %.0f s; closed", c->l->name,
-			 c->addr_text, c->l->idle_timeout);
-		relay_close(c);
-		return;
-	}
-	idle.tv_sec = (time_t)left;
-	idle.tv_usec = (suseconds_t)((left - (double)idle.tv_sec) * 1e6) + 1000;
-	evtimer_add(c->idle, &idle);
+	log_info("tcp relay %s: connection from %s idle for %.0f s; closed", c->l->name,
+		 c->addr_text, c->l->idle_timeout);
+	relay_close(c);
 }
 
 static void
@@ -570,9 +403,6 @@ relay_admit(struct relay_conn *c)
 		return;
 	}
 	c->client_slot = true;
-	bufferevent_disable(c->client, EV_READ);
-	bufferevent_set_timeouts(c->client, NULL, NULL);
-	bufferevent_setcb(c->client, NULL, NULL, relay_event_cb, c);
 	c->idle = evtimer_new(r->env->base, relay_idle_cb, c);
 	if (c->idle == NULL) {
 		relay_close(c);
@@ -580,55 +410,16 @@ relay_admit(struct relay_conn *c)
 	}
 	idle.tv_sec = (time_t)c->l->idle_timeout;
 	idle.tv_usec = (suseconds_t)((c->l->idle_timeout - (double)idle.tv_sec) * 1e6);
-	event_base_gettimeofday_cached(r->env->base, &c->last);
 	evtimer_add(c->idle, &idle);
 	relay_try_connect(c);
 }
 
-/* Reading the PROXY protocol header. */
-static void
-relay_proxy_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct relay_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len = evbuffer_get_length(in);
-	size_t look = len < PROXYPROTO_MAX_HEADER ? len : PROXYPROTO_MAX_HEADER;
-	const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)look);
-	struct proxyproto_info info;
-	const char *why = "no PROXY protocol header";
-	enum proxyproto_result res = p ? proxyproto_parse(p, look, &info, &why) : PROXYPROTO_INVALID;
+/* ---- the transport's side: accept, PROXY header, hold ------------------------------ */
 
-	if (res == PROXYPROTO_NEED_MORE && look < PROXYPROTO_MAX_HEADER)
-		return;
-	if (res != PROXYPROTO_OK) {
-		if (res == PROXYPROTO_NEED_MORE)
-			why = "PROXY header too long";
-		access_counter_add(c->relay->sh->refused_proxy, 1);
-		log_info("tcp relay %s: refused a connection from %s: %s", c->l->name, c->addr_text,
-			 why);
-		relay_close(c);
-		return;
-	}
-	evbuffer_drain(in, info.header_len);
-	if (info.has_address)
-		netaddr_from_sockaddr((const struct sockaddr *)&info.src, &c->addr);
-	relay_admit(c);
-}
-
-static void
-relay_proxy_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct relay_conn *c = arg;
-
-	if (what & BEV_EVENT_TIMEOUT)
-		log_info("tcp relay %s: no PROXY header from %s in time; closed", c->l->name,
-			 c->addr_text);
-	relay_close(c);
-}
-
-static void
-relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		void *arg)
+/* Accepted: check that the listener is still a relay and the total limit,
+ * and set the PROXY setting and deadline from the configuration in force. */
+static void *
+relay_accept_cb(struct server_conn *sc, const struct sockaddr *sa, void *arg)
 {
 	struct tcprelay *r = arg;
 	const struct config *cfg = r->env->gen->rt->cfg;
@@ -640,15 +431,13 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 		log_warn("listeners[%zu] is no longer a TCP relay in the loaded configuration; "
 			 "restart to change listeners",
 			 r->index);
-		evutil_closesocket(fd);
-		return;
+		return NULL;
 	}
 	open = atomic_fetch_add(&r->sh->open, 1) + 1;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		atomic_fetch_sub(&r->sh->open, 1);
-		evutil_closesocket(fd);
-		return;
+		return NULL;
 	}
 	c->relay = r;
 	c->gen = txn_env_begin(r->env);
@@ -656,41 +445,79 @@ relay_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	TAILQ_INSERT_TAIL(&r->conns, c, link);
 	netaddr_from_sockaddr(sa, &c->addr);
 	netaddr_format(&c->addr, c->addr_text, sizeof(c->addr_text));
-	c->client = tcprelay_client_bev(r, fd);
-	if (c->client == NULL) {
-		evutil_closesocket(fd);
-		relay_close(c);
-		return;
-	}
 	if (open > c->l->max_connections) {
 		access_counter_add(r->sh->refused_max, 1);
 		log_warn("tcp relay %s: %llu connections open (max_connections); refused %s",
 			 c->l->name, (unsigned long long)c->l->max_connections, c->addr_text);
-		relay_close(c);
-		return;
+		relay_close(c); /* c->conn is not set: the transport closes it */
+		return NULL;
 	}
-	if (!c->l->proxy_protocol) {
-		relay_admit(c);
-		return;
-	}
-	if (!ipacl_contains(cfg->trusted, sa)) {
-		access_counter_add(r->sh->refused_untrusted, 1);
-		log_info("tcp relay %s: refused %s: a PROXY header is accepted only from "
-			 "trusted_proxies",
-			 c->l->name, c->addr_text);
-		relay_close(c);
-		return;
-	}
-	bufferevent_setcb(c->client, relay_proxy_read_cb, NULL, relay_proxy_event_cb, c);
-	{
+	c->conn = sc;
+	server_set_proxy_protocol(r->srv, c->l->proxy_protocol, cfg->trusted);
+	if (c->l->proxy_protocol) {
 		struct timeval tv;
 
 		tv.tv_sec = (time_t)cfg->client_timeout;
 		tv.tv_usec = (suseconds_t)((cfg->client_timeout - (double)tv.tv_sec) * 1e6);
-		bufferevent_set_timeouts(c->client, &tv, NULL);
+		server_conn_set_deadline(sc, &tv);
 	}
-	bufferevent_enable(c->client, EV_READ);
+	return c;
 }
+
+static void
+relay_refused_cb(struct server_conn *sc, enum server_refusal why, const char *detail, void *data)
+{
+	struct relay_conn *c = data;
+
+	(void)sc;
+	switch (why) {
+	case SERVER_REFUSED_UNTRUSTED:
+		access_counter_add(c->relay->sh->refused_untrusted, 1);
+		log_info("tcp relay %s: refused %s: a PROXY header is accepted only from "
+			 "trusted_proxies",
+			 c->l->name, c->addr_text);
+		break;
+	case SERVER_REFUSED_PROXY_HEADER:
+		access_counter_add(c->relay->sh->refused_proxy, 1);
+		log_info("tcp relay %s: refused a connection from %s: %s", c->l->name, c->addr_text,
+			 detail);
+		break;
+	case SERVER_REFUSED_PROXY_TIMEOUT:
+		log_info("tcp relay %s: no PROXY header from %s in time; closed", c->l->name,
+			 c->addr_text);
+		break;
+	}
+}
+
+/* The client address is known (the PROXY header's, or the socket's). */
+static void
+relay_ready_cb(struct server_conn *sc, const struct sockaddr *peer, void *data)
+{
+	struct relay_conn *c = data;
+
+	(void)sc;
+	if (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)
+		netaddr_from_sockaddr(peer, &c->addr);
+	relay_admit(c);
+}
+
+/* The transport closed the connection before the tunnel took it. */
+static void
+relay_conn_closed_cb(struct server_conn *sc, void *data)
+{
+	struct relay_conn *c = data;
+
+	(void)sc;
+	c->conn = NULL;
+	relay_close(c);
+}
+
+static const struct server_raw_handler relay_raw_handler = {
+	relay_accept_cb,
+	relay_refused_cb,
+	relay_ready_cb,
+	relay_conn_closed_cb,
+};
 
 /* ---- listener ------------------------------------------------------------------------- */
 
@@ -710,23 +537,23 @@ tcprelay_new(struct txn_env *env, size_t index, int fd, struct tcprelay_shared *
 	r->sh = sh;
 	r->tls = tls;
 	TAILQ_INIT(&r->conns);
-	r->lev = evconnlistener_new(env->base, relay_accept_cb, r, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-	if (r->lev == NULL) {
+	r->srv = server_new(env->base, fd, 0, NULL, NULL);
+	if (r->srv == NULL) {
 		snprintf(err, errlen, "cannot accept on relay listener %zu", index);
 		close(fd);
 		free(r);
 		return NULL;
 	}
+	server_set_counted(r->srv, false); /* relays have gauges of their own */
+	server_set_raw(r->srv, &relay_raw_handler, r);
 	return r;
 }
 
 void
 tcprelay_stop_accepting(struct tcprelay *r)
 {
-	if (r != NULL && r->lev != NULL) {
-		evconnlistener_free(r->lev);
-		r->lev = NULL;
-	}
+	if (r != NULL)
+		server_drain(r->srv); /* held and tunnelled connections go on */
 }
 
 void
@@ -734,7 +561,7 @@ tcprelay_free(struct tcprelay *r)
 {
 	if (r == NULL)
 		return;
-	tcprelay_stop_accepting(r);
+	server_free(r->srv); /* closes the connections it still holds */
 	while (!TAILQ_EMPTY(&r->conns))
 		relay_close(TAILQ_FIRST(&r->conns));
 	free(r);

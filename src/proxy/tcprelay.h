@@ -6,13 +6,14 @@
  * connection: read the PROXY protocol header when the listener expects one
  * (only from trusted proxies), check the client address against the
  * listener's allow/deny rules and connection limits, connect to the
- * upstream (servers tried in turn), then copy bytes both ways with
- * back-pressure (at most TCPRELAY_MAX_BUFFERED bytes queued per
- * direction), half-closes passed on, and an idle timeout.  A refused
- * connection is closed at once, logged and counted.
- *
- * TLS termination belongs in tcprelay_client_bev (the one place that makes
- * the client-side bufferevent).
+ * upstream (servers tried in turn), then hand both sockets to a tunnel
+ * (http/tunnel.h), which copies bytes both ways with back-pressure (at most
+ * TCPRELAY_MAX_BUFFERED bytes queued per direction), passes half-closes on
+ * and applies the listener's idle timeout; TLS, when the listener
+ * terminates it, is the tunnel's client end (raw SSL_read/SSL_write, the
+ * HTTP server's I/O model).  A refused connection is closed at once, logged
+ * and counted.  This file is the relay's policy only: limits, access,
+ * upstream choice and failover, logging and metrics.
  *
  * The connection limits are process-wide: a struct tcprelay_shared per relay
  * listener, made by main before the workers and shared by them.
