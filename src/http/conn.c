@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +18,10 @@
 #include "base/metrics.h"
 #include "http/h1.h"
 #include "http/proxyproto.h"
+#include "http/tlsio.h"
 #include "http/tunnel.h"
 
 #define READ_CHUNK 16384
-#define TLS_RECORD_MAX 16384             /* plaintext bytes in one TLS record */
 #define IDLE_RELEASE_SECONDS 2           /* idle keep-alive time before buffers are freed */
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
@@ -68,62 +67,27 @@ conn_write_soon(struct server_conn *c)
 	event_active(c->wev, EV_WRITE, 1);
 }
 
-/* Empty OpenSSL's error queue before an SSL_* I/O call (SSL_get_error
- * reads it).  Peeking first: ERR_clear_error walks all 16 slots even when
- * the queue is empty, which it nearly always is. */
-static void
-conn_tls_clear_errors(void)
-{
-	if (ERR_peek_error() != 0)
-		ERR_clear_error();
-}
-
-/* TLS: encrypt and send up to 16 KiB at a time: one record and one system
- * call for a small response, whose head and body sit in separate chains of
- * <out>.  They are copied to a per-thread staging buffer rather than pulled
- * up (which allocates a chain per response); a single chain is used in
- * place.  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows a retry from either.
- * Returns like conn_write's loop: false when it must wait. */
+/* TLS: send <out> a record at a time (tlsio_write).  Returns like
+ * conn_write's loop: false when it must wait. */
 static bool
 conn_tls_write(struct server_conn *c)
 {
-	static _Thread_local unsigned char stage[TLS_RECORD_MAX];
-
-	while (evbuffer_get_length(c->out) > 0) {
-		size_t len = evbuffer_get_length(c->out);
-		struct evbuffer_iovec v;
-		const void *data = stage;
-		int n, err;
-
-		if (len > TLS_RECORD_MAX)
-			len = TLS_RECORD_MAX;
-		if (evbuffer_peek(c->out, -1, NULL, &v, 1) >= 1 && v.iov_len >= len)
-			data = v.iov_base;
-		else if (evbuffer_copyout(c->out, stage, len) != (ev_ssize_t)len)
-			goto fail;
-		conn_tls_clear_errors();
-		n = SSL_write(c->ssl, data, (int)len);
-		if (n > 0) {
-			evbuffer_drain(c->out, (size_t)n);
-			continue;
-		}
-		err = SSL_get_error(c->ssl, n);
-		if (err == SSL_ERROR_WANT_WRITE) {
-			c->write_waiting = true;
-			event_add(c->wev, &c->srv->limits.client);
-			return false;
-		}
-		if (err == SSL_ERROR_WANT_READ) {
-			c->write_wants_read = true; /* read_cb retries */
-			return false;
-		}
-		goto fail;
+	switch (tlsio_write(c->ssl, c->out)) {
+	case TLSIO_DONE:
+		return true;
+	case TLSIO_WANT_WRITE:
+		c->write_waiting = true;
+		event_add(c->wev, &c->srv->limits.client);
+		return false;
+	case TLSIO_WANT_READ:
+		c->write_wants_read = true; /* read_cb retries */
+		return false;
+	case TLSIO_ERROR:
+	default:
+		evbuffer_drain(c->out, evbuffer_get_length(c->out));
+		conn_close(c);
+		return false;
 	}
-	return true;
-fail:
-	evbuffer_drain(c->out, evbuffer_get_length(c->out));
-	conn_close(c);
-	return false;
 }
 
 void
@@ -315,7 +279,7 @@ conn_tls_handshake(struct server_conn *c)
 		}
 		c->tls_checked = true;
 	}
-	conn_tls_clear_errors();
+	tlsio_clear_errors();
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->handshaking = false;
@@ -343,7 +307,7 @@ conn_read(struct server_conn *c, size_t room)
 	if (c->ssl) {
 		int n, err;
 
-		conn_tls_clear_errors();
+		tlsio_clear_errors();
 		n = SSL_read(c->ssl, c->in + c->inlen, room > INT_MAX ? INT_MAX : (int)room);
 		if (n > 0)
 			return n;

@@ -1,5 +1,6 @@
 /* tunnel: bytes both ways between two connected streams; see tunnel.h. */
 #include "http/tunnel.h"
+#include "http/tlsio.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -11,12 +12,10 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #define TUNNEL_READ_CHUNK (64 * 1024)      /* one read() */
 #define TUNNEL_READ_ROUNDS 8               /* reads per readiness event */
-#define TUNNEL_TLS_RECORD 16384            /* plaintext bytes in one TLS record */
 #define TUNNEL_DEFAULT_HIGH_WATER (512 * 1024)
 
 struct tunnel_half {
@@ -56,13 +55,6 @@ partner(struct tunnel_half *h)
 	return &h->t->half[h->side == TUNNEL_A ? TUNNEL_B : TUNNEL_A];
 }
 
-static void
-tls_clear_errors(void)
-{
-	if (ERR_peek_error() != 0)
-		ERR_clear_error();
-}
-
 /* Close both ends now; the callback runs when the event callback unwinds. */
 static void
 tunnel_finish(struct tunnel *t, enum tunnel_reason why, enum tunnel_side side)
@@ -89,7 +81,7 @@ tunnel_close_ends(struct tunnel *t)
 			/* close_notify, best effort, when the handshake is done
 			 * and none was sent yet (what bufferevent_openssl did). */
 			if (!h->shut && SSL_is_init_finished(h->ssl)) {
-				tls_clear_errors();
+				tlsio_clear_errors();
 				SSL_shutdown(h->ssl);
 			}
 			SSL_free(h->ssl);
@@ -150,7 +142,7 @@ half_shutdown_write(struct tunnel_half *h)
 {
 	h->shut = true;
 	if (h->ssl && SSL_is_init_finished(h->ssl)) {
-		tls_clear_errors();
+		tlsio_clear_errors();
 		SSL_shutdown(h->ssl); /* close_notify; the socket stays readable */
 	}
 	shutdown(h->fd, SHUT_WR);
@@ -177,47 +169,26 @@ half_wait_writable(struct tunnel_half *h)
 	event_add(h->wev, NULL);
 }
 
-/* TLS: encrypt and send up to one record at a time.  False: wait. */
+/* TLS: send <h>'s queue a record at a time (tlsio_write).  False: wait. */
 static bool
 half_tls_write(struct tunnel_half *h)
 {
-	static _Thread_local unsigned char stage[TUNNEL_TLS_RECORD];
-
-	while (evbuffer_get_length(h->out) > 0) {
-		size_t len = evbuffer_get_length(h->out);
-		struct evbuffer_iovec v;
-		const void *data = stage;
-		int n, err;
-
-		if (len > TUNNEL_TLS_RECORD)
-			len = TUNNEL_TLS_RECORD;
-		if (evbuffer_peek(h->out, -1, NULL, &v, 1) >= 1 && v.iov_len >= len)
-			data = v.iov_base;
-		else if (evbuffer_copyout(h->out, stage, len) != (ev_ssize_t)len)
-			goto fail;
-		tls_clear_errors();
-		n = SSL_write(h->ssl, data, (int)len);
-		if (n > 0) {
-			evbuffer_drain(h->out, (size_t)n);
-			continue;
-		}
-		err = SSL_get_error(h->ssl, n);
-		if (err == SSL_ERROR_WANT_WRITE) {
-			half_wait_writable(h);
-			return false;
-		}
-		if (err == SSL_ERROR_WANT_READ) {
-			h->write_wants_read = true; /* the read callback retries */
-			if (h->read_paused || h->eof)
-				event_add(h->rev, NULL);
-			return false;
-		}
-		goto fail;
+	switch (tlsio_write(h->ssl, h->out)) {
+	case TLSIO_DONE:
+		return true;
+	case TLSIO_WANT_WRITE:
+		half_wait_writable(h);
+		return false;
+	case TLSIO_WANT_READ:
+		h->write_wants_read = true; /* the read callback retries */
+		if (h->read_paused || h->eof)
+			event_add(h->rev, NULL);
+		return false;
+	case TLSIO_ERROR:
+	default:
+		tunnel_finish(h->t, TUNNEL_ERROR, h->side);
+		return false;
 	}
-	return true;
-fail:
-	tunnel_finish(h->t, TUNNEL_ERROR, h->side);
-	return false;
 }
 
 /* Write what the kernel takes of <h>'s queue; then resume its partner's
@@ -263,7 +234,7 @@ half_read(struct tunnel_half *h, void *buf, size_t room)
 	if (h->ssl) {
 		int n, err;
 
-		tls_clear_errors();
+		tlsio_clear_errors();
 		n = SSL_read(h->ssl, buf, room > INT_MAX ? INT_MAX : (int)room);
 		if (n > 0)
 			return n;
