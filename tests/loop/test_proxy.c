@@ -321,6 +321,38 @@ test_unframed_response_chunked(void **state)
 	free(in.data);
 }
 
+static bool
+client_eof(struct fake *f, void *arg)
+{
+	struct inbox *in = arg;
+
+	inbox_read(f, in);
+	return in->eof;
+}
+
+/* The same response to an HTTP/1.0 client: not chunked (1.0 has no chunked
+ * encoding), delimited by closing the client connection. */
+static void
+test_unframed_response_http10(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	const char *body;
+
+	f->mode = UP_SCRIPT_CLOSE;
+	f->script = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nno length here";
+	send_all(f, "GET /unframed HTTP/1.0\r\nHost: app.test\r\n\r\n");
+	assert_true(run_until(f, client_eof, &in, 2000));
+	assert_true(run_until(f, nothing_in_flight, NULL, 2000));
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 200 OK\r\n"), in.data);
+	assert_int_equal(header_count(in.data, "Transfer-Encoding"), 0);
+	assert_int_equal(header_count(in.data, "Content-Length"), 0);
+	body = strstr(in.data, "\r\n\r\n");
+	assert_non_null(body);
+	assert_string_equal(body + 4, "no length here");
+	free(in.data);
+}
+
 int
 main(void)
 {
@@ -334,6 +366,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_upstream_1xx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unframed_response_chunked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unframed_response_http10, setup, teardown),
 	};
 	int rc;
 
