@@ -2,6 +2,7 @@
 #include "http/headers.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -89,15 +90,38 @@ static const struct headers_owned owned[] = {
 /* the row of every other X-Forwarded-* name */
 #define OWNED_XF_ANY 12
 
+/* Rows by name length: owned[by_len[n]] .. owned[by_len[n + 1] - 1] have
+ * length n.  Built once from the table, so a lookup (every header of every
+ * message) compares only the names of its own length. */
+#define OWNED_MAX_LEN 19
+static unsigned char by_len[OWNED_MAX_LEN + 2];
+static pthread_once_t by_len_once = PTHREAD_ONCE_INIT;
+
+static void
+build_by_len(void)
+{
+	size_t i = 0;
+
+	for (size_t n = 0; n <= OWNED_MAX_LEN + 1; n++) {
+		while (i < OWNED_N && owned[i].len < n)
+			i++;
+		by_len[n] = (unsigned char)i;
+	}
+}
+
 const struct headers_owned *
 headers_owned_find(const char *name)
 {
 	size_t len = strlen(name);
 
-	for (size_t i = 0; i < OWNED_N && owned[i].len <= len; i++)
-		if (owned[i].len == len && strcasecmp(owned[i].name, name) == 0)
-			return &owned[i];
-	if (len >= 12 && strncasecmp(name, "x-forwarded-", 12) == 0)
+	pthread_once(&by_len_once, build_by_len);
+	if (len <= OWNED_MAX_LEN) {
+		for (size_t i = by_len[len]; i < by_len[len + 1]; i++)
+			if ((owned[i].name[0] | 0x20) == (name[0] | 0x20) &&
+			    strcasecmp(owned[i].name, name) == 0)
+				return &owned[i];
+	}
+	if (len >= 12 && (name[0] | 0x20) == 'x' && strncasecmp(name, "x-forwarded-", 12) == 0)
 		return &owned[OWNED_XF_ANY];
 	return NULL;
 }

@@ -94,6 +94,7 @@ test_owned_table(void **state)
 		assert_true(t[i].flags != 0);
 		if (i > 0) /* headers_owned_find relies on the order */
 			assert_true(t[i - 1].len <= t[i].len);
+		assert_true(t[i].len <= 19); /* OWNED_MAX_LEN in headers.c */
 		assert_ptr_equal(headers_owned_find(t[i].name), &t[i]);
 	}
 	/* each refusal set is exactly the old list */
