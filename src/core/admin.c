@@ -16,6 +16,7 @@
 #include "base/metrics.h"
 #include "core/runtime.h"
 #include "http/conn.h"
+#include "http/h1.h"
 #include "tls/tls.h"
 #include "proxy/upstream.h"
 
@@ -155,7 +156,7 @@ admin_new(struct event_base *base, int fd, const struct admin_state *state)
 	if (a == NULL)
 		goto fail;
 	a->state = state;
-	a->server = server_new(base, fd, 0, &admin_handler, a);
+	a->server = server_new(base, fd, 0, h1_codecs, &admin_handler, a);
 	if (a->server == NULL)
 		goto fail;
 	server_set_counted(a->server, false);

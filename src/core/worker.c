@@ -18,6 +18,7 @@
 #include "core/generation.h"
 #include "core/runtime.h"
 #include "http/conn.h"
+#include "http/h1.h"
 #include "proxy/proxy.h"
 #include "proxy/tcprelay.h"
 #include "tls/tls.h"
@@ -256,7 +257,7 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 			w->nlisteners++;
 			continue;
 		}
-		wl->server = server_new(w->base, fds[i], ports[i], &proxy_handler, &wl->txn);
+		wl->server = server_new(w->base, fds[i], ports[i], h1_codecs, &proxy_handler, &wl->txn);
 		if (wl->server == NULL) {
 			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
 			goto fail;

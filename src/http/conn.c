@@ -16,7 +16,7 @@
 #include "access/ipacl.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "http/h1.h"
+#include "http/request.h"
 #include "http/proxyproto.h"
 #include "http/tlsio.h"
 #include "http/tunnel.h"
@@ -222,13 +222,13 @@ conn_resume_reading(struct server_conn *c)
 		event_active(c->rev, EV_READ, 1);
 }
 
-/* The transport is ready: pick the codec (by ALPN on TLS; HTTP/1.x is the
- * only one today, and the default) and start it. */
+/* The transport is ready: pick the codec from the server's list (by ALPN on
+ * TLS, else the first) and start it. */
 static void
 conn_start_codec(struct server_conn *c)
 {
-	static const struct conn_codec *const codecs[] = {&h1_conn_codec};
-	const struct conn_codec *codec = codecs[0];
+	const struct conn_codec *const *codecs = c->srv->codecs;
+	const struct conn_codec *codec = codecs != NULL ? codecs[0] : NULL;
 
 	if (c->srv->raw) {
 		c->codec = &raw_conn_codec;
@@ -239,11 +239,15 @@ conn_start_codec(struct server_conn *c)
 		unsigned int alen = 0;
 
 		SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
-		for (size_t i = 0; alpn && i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+		for (size_t i = 0; alpn && codecs != NULL && codecs[i] != NULL; i++) {
 			if (strlen(codecs[i]->alpn) == alen &&
 			    memcmp(codecs[i]->alpn, alpn, alen) == 0)
 				codec = codecs[i];
 		}
+	}
+	if (codec == NULL) { /* a server made without codecs: nothing to speak */
+		conn_close(c);
+		return;
 	}
 	c->codec = codec;
 	codec->start(c);
@@ -702,8 +706,8 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 /* ---- server ------------------------------------------------------------ */
 
 struct server *
-server_new(struct event_base *base, int fd, int port, const struct server_handler *handler,
-	   void *arg)
+server_new(struct event_base *base, int fd, int port, const struct conn_codec *const *codecs,
+	   const struct server_handler *handler, void *arg)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
 
@@ -713,6 +717,7 @@ server_new(struct event_base *base, int fd, int port, const struct server_handle
 	srv->fd = fd;
 	srv->port = port;
 	srv->handler = handler;
+	srv->codecs = codecs;
 	srv->arg = arg;
 	srv->limits.max_header_bytes = 65536;
 	srv->limits.client.tv_sec = 30;
@@ -734,7 +739,9 @@ void
 server_set_limits(struct server *srv, const struct server_limits *limits)
 {
 	srv->limits = *limits;
-	h1_set_max_header_bytes(limits->max_header_bytes);
+	for (size_t i = 0; srv->codecs != NULL && srv->codecs[i] != NULL; i++)
+		if (srv->codecs[i]->configure != NULL)
+			srv->codecs[i]->configure(limits);
 }
 
 void

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <sys/time.h>
 
+#include "http/http_types.h"
 #include "http/request.h"
 
 struct event_base;
@@ -36,18 +37,18 @@ struct server;
 struct ipacl;
 struct ssl_ctx_st;
 
-/* Limits and timeouts a server applies to its connections. */
-struct server_limits {
-	size_t max_header_bytes;   /* request line + headers; over it: 431 */
-	struct timeval client;     /* header deadline, idle keep-alive, write stall */
-};
 
 /*
  * Accept connections on the listening socket <fd> (taken over: closed by
  * server_free) and pass requests to <handler> with <arg>.  <port> is the
- * listener's port (for the handler).  NULL on failure.
+ * listener's port (for the handler).  <codecs> (NULL-ended, e.g. h1.h's
+ * h1_codecs) are the protocols it speaks: a TLS connection gets the one its
+ * ALPN names, any other the first.  A raw listener (server_set_raw) passes
+ * NULL.  NULL on failure.
  */
+struct conn_codec;
 struct server *server_new(struct event_base *base, int fd, int port,
+			  const struct conn_codec *const *codecs,
 			  const struct server_handler *handler, void *arg);
 
 /* Change limits for requests that start from now on. */

@@ -1,6 +1,7 @@
 /* h1: the HTTP/1.x codec; see h1.h. */
 #include "http/h1.h"
 #include "http/http_internal.h"
+#include "http/request.h"
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -697,9 +698,13 @@ h1_free(struct server_conn *c)
 	headerbuf_free(&c->h1.hb);
 }
 
-void
-h1_set_max_header_bytes(size_t max_header_bytes)
+/* Make http-parser's process-wide head limit fit a server whose limit is
+ * <max_header_bytes> (ours is exact, its own stays well above; it never
+ * shrinks, as servers with other limits share it). */
+static void
+h1_configure(const struct server_limits *limits)
 {
+	size_t max_header_bytes = limits->max_header_bytes;
 	/* Servers with different limits (the admin listener's is smaller) share
 	 * http-parser's process-wide limit: it only grows. */
 	static _Atomic size_t largest;
@@ -716,6 +721,7 @@ h1_set_max_header_bytes(size_t max_header_bytes)
 const struct conn_codec h1_conn_codec = {
 	.alpn = "http/1.1",
 	.reply = &h1_codec_ops,
+	.configure = h1_configure,
 	.start = h1_start,
 	.input = h1_input,
 	.run = h1_run,
@@ -727,3 +733,5 @@ const struct conn_codec h1_conn_codec = {
 	.abort = h1_abort,
 	.free = h1_free,
 };
+
+const struct conn_codec *const h1_codecs[] = {&h1_conn_codec, NULL};

@@ -19,30 +19,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <http_parser.h>
+#include "http/h1_state.h"
 
-#include "http/chunked.h"
-#include "http/headerbuf.h"
-
-/* The codec's state inside a connection. */
-struct h1_conn {
-	http_parser parser;
-	struct headerbuf hb;
-	struct headscan scan;       /* line endings of the request head */
-	size_t scanned;             /* bytes at the start of the input already scanned */
-	struct chunked chunk;       /* a chunked request body, decoded by us */
-	bool own_chunked;           /* the body is being read by <chunk> */
-	bool stop;                  /* the parser was stopped on purpose (reply sent) */
-};
 
 struct conn_codec;
 
-/* The codec, for conn.c. */
+/* The codec, as conn.c sees it: the transport picks it by ALPN ("http/1.1")
+ * or as the default, from the list its server was made with. */
 extern const struct conn_codec h1_conn_codec;
 
-/* Make http-parser's process-wide head limit fit a server whose limit is
- * <max_header_bytes> (ours is exact, its own stays well above; it never
- * shrinks, as servers with other limits share it). */
-void h1_set_max_header_bytes(size_t max_header_bytes);
+/* The codec list of an HTTP/1.x-only server, for server_new. */
+extern const struct conn_codec *const h1_codecs[];
 
 #endif

@@ -23,14 +23,19 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/ssl.h>
 
-#include "http/conn.h"
-#include "http/h1.h"
-#include "http/request.h"
+#include "http/h1_state.h"
+#include "http/http_types.h"
 
 #define CONN_BACKLOG_LIMIT (1024 * 1024) /* client output bytes before back-pressure */
 
 struct event;
+struct evbuffer;
+struct ipacl;
 struct server_conn;
+struct server_handler;
+struct server_limits;
+struct server_raw_handler;
+struct server_request;
 
 /* A codec's side of a reply (request.c calls these after checking that the
  * handler may still reply).  Each hands the bytes to the connection's
@@ -49,6 +54,8 @@ struct http_codec_ops {
 struct conn_codec {
 	const char *alpn; /* the ALPN protocol name that selects it */
 	const struct http_codec_ops *reply; /* how its requests reply */
+	/* The server's limits changed (server_set_limits); may be NULL. */
+	void (*configure)(const struct server_limits *limits);
 	/* The transport is ready (PROXY header read, handshake done). */
 	void (*start)(struct server_conn *c);
 	/* Bytes were appended to c->in. */
@@ -82,6 +89,9 @@ struct server {
 	int port;
 	struct event *accept_ev;
 	const struct server_handler *handler;
+	/* The codecs it speaks, NULL-ended, the default first (server_new); NULL
+	 * on a raw listener. */
+	const struct conn_codec *const *codecs;
 	void *arg;
 	struct server_limits limits;
 	SSL_CTX *tls;          /* NULL: plain HTTP */

@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "http/http_types.h"
+
 struct evbuffer;
 struct evkeyvalq;
 struct server_request;
@@ -60,12 +62,6 @@ struct server_handler {
 	void (*on_drained)(struct server_request *req, void *arg);
 };
 
-/* The protocol a request came in. */
-enum server_proto {
-	SERVER_PROTO_HTTP10,
-	SERVER_PROTO_HTTP11,
-	SERVER_PROTO_HTTP2,
-};
 
 /* ---- the request ---------------------------------------------------- */
 

@@ -537,7 +537,7 @@ tcprelay_new(struct txn_env *env, size_t index, int fd, struct tcprelay_shared *
 	r->sh = sh;
 	r->tls = tls;
 	TAILQ_INIT(&r->conns);
-	r->srv = server_new(env->base, fd, 0, NULL, NULL);
+	r->srv = server_new(env->base, fd, 0, NULL, NULL, NULL);
 	if (r->srv == NULL) {
 		snprintf(err, errlen, "cannot accept on relay listener %zu", index);
 		close(fd);

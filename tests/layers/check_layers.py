@@ -7,11 +7,8 @@ no file under src/ are left alone) and fails, naming file and line, when
   (a) a file includes a header of a higher layer than its own (LAYERS below), or
   (b) the includes form a cycle between modules: foo.c and foo.h are one node,
       so foo.c -> bar.h -> foo.h is a cycle too.  Each cycle is printed with the
-      include line behind every step.  Files that share a private header of
-      their folder (<folder>/<name>_internal.h, e.g. http/http_internal.h for
-      conn.c, h1.c and request.c) are one package and count as one node: they
-      are written as one unit, and nothing outside the folder may include that
-      header (checked too).
+      include line behind every step.  Also: a private header of a folder
+      (<folder>/<name>_internal.h) is included only from its own folder.
 
 Usage: check_layers.py [--source DIR]
   --source  the repository (default: $PORTCULLIS_SOURCE_DIR, else two levels up)
@@ -77,33 +74,22 @@ def layer_of(rel):
     return best
 
 
-PACKAGES = {}  # module -> the private header's node it shares (set by scan)
-
-
 def node_of(rel):
-    module = os.path.splitext(rel)[0]
-    return PACKAGES.get(module, module)
+    return os.path.splitext(rel)[0]
 
 
 def is_private(target):
     return os.path.splitext(target)[0].endswith("_internal")
 
 
-def find_packages(includes):
-    """Fill PACKAGES: every module whose .c includes a private header of its
-    own folder joins that header's package.  Returns errors for private
-    headers included from another folder."""
+def check_private(includes):
+    """Errors for private headers included from another folder."""
     errors = []
-    PACKAGES.clear()
-    for rel, edges in includes.items():
+    for rel, edges in sorted(includes.items()):
         for number, target in edges:
-            if not is_private(target):
-                continue
-            if os.path.dirname(target) != os.path.dirname(rel):
+            if is_private(target) and os.path.dirname(target) != os.path.dirname(rel):
                 errors.append(f"src/{rel}:{number}: includes the private header \"{target}\" "
                               f"of another folder")
-            elif rel.endswith(".c"):
-                PACKAGES[os.path.splitext(rel)[0]] = os.path.splitext(target)[0]
     return errors
 
 
@@ -246,7 +232,7 @@ def main():
         print(f"check_layers: no folder {src}", file=sys.stderr)
         return 1
     includes = scan(src)
-    errors = find_packages(includes) + check_layers(includes)
+    errors = check_private(includes) + check_layers(includes)
     cycles = find_cycles(includes)
     for e in errors:
         print(e)
@@ -262,11 +248,6 @@ def main():
         print(f"check_layers: FAIL: {len(errors)} include problem(s), {len(cycles)} cycle(s) "
               f"in {len(includes)} files")
         return 1
-    packages = {}
-    for module, package in sorted(PACKAGES.items()):
-        packages.setdefault(package, []).append(os.path.basename(module))
-    for package, members in sorted(packages.items()):
-        print(f"package {package}.h: {', '.join(members)} (one node)")
     print(f"check_layers: ok: {len(includes)} files, {nedges} project includes, "
           f"{len(LAYERS)} layers, no upward include, no cycle")
     return 0

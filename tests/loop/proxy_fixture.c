@@ -25,6 +25,7 @@
 #include "config/config.h"
 #include "core/runtime.h"
 #include "http/conn.h"
+#include "http/h1.h"
 #include "proxy/proxy.h"
 
 /* ---- the fake upstream -------------------------------------------------- */
@@ -290,7 +291,7 @@ fixture_start_config(struct fake *f, struct config *cfg)
 	f->tl.tls = false;
 
 	/* The proxy's server and the client. */
-	f->srv = server_new(f->base, -1, 8080, &proxy_handler, &f->tl);
+	f->srv = server_new(f->base, -1, 8080, h1_codecs, &proxy_handler, &f->tl);
 	assert_non_null(f->srv);
 	server_set_counted(f->srv, false);
 	server_set_limits(f->srv, &(struct server_limits){.max_header_bytes = 16384,

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "http/conn.h"
+#include "http/h1.h"
 #include "http/request.h"
 
 #define LOG_MAX 64
@@ -270,7 +271,7 @@ setup(void **state)
 	assert_non_null(f);
 	f->base = event_base_new();
 	assert_non_null(f->base);
-	f->srv = server_new(f->base, -1, 8080, &fake_handler, f);
+	f->srv = server_new(f->base, -1, 8080, h1_codecs, &fake_handler, f);
 	assert_non_null(f->srv);
 	server_set_counted(f->srv, false);
 	f->later = evtimer_new(f->base, later_cb, f);

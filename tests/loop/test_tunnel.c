@@ -964,7 +964,7 @@ rawfix_new(bool proxy_protocol)
 	r->f.tb = sb[1];
 	r->trusted = ipacl_new(cidrs, 1, err, sizeof(err));
 	assert_non_null(r->trusted);
-	r->srv = server_new(r->f.base, -1, 0, NULL, NULL);
+	r->srv = server_new(r->f.base, -1, 0, NULL, NULL, NULL);
 	assert_non_null(r->srv);
 	server_set_counted(r->srv, false);
 	server_set_raw(r->srv, &raw_handler, r);
