@@ -1,14 +1,13 @@
 /*
  * chunked: a strict decoder for the chunked transfer coding of request
- * bodies (RFC 9112 7.1), and a strict scanner of request-head line endings.
- * Pure: no libevent.
+ * bodies (RFC 9112 7.1).  Pure: no libevent.  (Request-head line endings:
+ * headscan.h.)
  *
  * Why ours: Debian builds http-parser without HTTP_PARSER_STRICT, so it takes
  * "5\r\nhelloXX0\r\n\r\n" (any two bytes after chunk data), a bare CR after
  * a chunk size, and folded header lines.  A proxy must not accept a message
  * that another parser in front of or behind it could read another way, so
- * chunked request bodies are decoded here, CRLF exactly, and request heads
- * are checked for obs-fold lines and bare CRs before http-parser sees them.
+ * chunked request bodies are decoded here, CRLF exactly.
  */
 #ifndef PORTCULLIS_CHUNKED_H
 #define PORTCULLIS_CHUNKED_H
@@ -42,24 +41,5 @@ void chunked_init(struct chunked *d);
 enum chunked_result chunked_decode(struct chunked *d, const char *in, size_t len, size_t *used,
 				   int (*emit)(void *arg, const char *data, size_t n), void *arg,
 				   const char **why);
-
-/* Line endings of a request head, checked as the bytes arrive. */
-struct headscan {
-	int state;
-};
-
-enum headscan_result {
-	HEADSCAN_MORE,  /* no problem so far, the head goes on */
-	HEADSCAN_DONE,  /* the head ended (blank line) inside these bytes */
-	HEADSCAN_FOLD,  /* a line starting with space or tab: obs-fold */
-	HEADSCAN_BARE_CR, /* CR not followed by LF */
-};
-
-/* Start scanning a new request head (leading empty lines are skipped). */
-void headscan_init(struct headscan *h);
-
-/* Scan <len> more bytes; stops at the end of the head or at a problem.
- * *used: bytes scanned. */
-enum headscan_result headscan_feed(struct headscan *h, const char *in, size_t len, size_t *used);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "http/chunked.h"
 #include "http/headerbuf.h"
+#include "http/headscan.h"
 
 /* The codec's state inside a connection. */
 struct h1_conn {

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "http/chunked.h"
+#include "http/headscan.h"
 
 struct sink {
 	char data[256];
