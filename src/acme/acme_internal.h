@@ -1,7 +1,8 @@
 /*
  * acme_internal: the ACME manager's state — manager, certificates,
- * jobs — and the job and certificate helpers that the RFC 8555 order steps
- * (acme_order.c) build on.  Only acme_client.c and acme_order.c include this;
+ * jobs — and the job and certificate helpers (acme_job.c) that the manager
+ * (acme_client.c) and the RFC 8555 order steps (acme_order.c) build on.
+ * Only the files of acme/ include this;
  * everyone else uses acme.h.  Everything here runs on the manager's
  * event_base thread.
  */
@@ -144,8 +145,13 @@ bool acme_problem_is(const char *type, const char *name);
 time_t acme_retry_after_of(const struct acme_http_response *resp);
 /* Parse a JSON object body, or NULL. */
 json_t *acme_body_object(const struct acme_http_response *resp);
+/* Free the <n> strings of <v> and <v>. */
+void acme_free_strv(char **v, size_t n);
 
-/* ---- jobs */
+/* ---- jobs (acme_job.c) */
+
+/* A new job of <kind> for <c>, or NULL when out of memory. */
+struct acme_job *acme_job_new(struct acme_cert *c, enum job_kind kind);
 
 /* Detach <job> from its manager; free it now, or when its exchange returns. */
 void acme_job_end(struct acme_job *job);
@@ -173,6 +179,12 @@ void acme_job_http_failed(struct acme_job *job, const char *what,
 /* Deliver and adopt the certificate in storage if it is usable.  Returns true
  * if one was adopted; <quiet> suppresses the warning about an unusable one. */
 bool acme_cert_load(struct acme_cert *c, bool deliver, bool quiet);
+/* When <c> should next be attempted (ignoring ARI polls). */
+time_t acme_cert_due(const struct acme_cert *c, time_t now);
+/* Whether the CA offers renewal information (ARI) and it may be asked now. */
+bool acme_ari_possible(const struct acme_manager *m);
+/* Wake <c>'s timer in <seconds>. */
+void acme_cert_retry_in(struct acme_cert *c, time_t seconds);
 /* Persist <c>'s failures and next attempt. */
 void acme_cert_save_state(struct acme_cert *c);
 /* Arm <c>'s timer for its next renewal, retry or ARI check. */
