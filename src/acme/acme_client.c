@@ -1,6 +1,8 @@
 /*
- * acme_client: the ACME manager — jobs, certificates and the renewal
- * scheduler; see acme.h.  The RFC 8555 steps of a job are in acme_order.c.
+ * acme_client: the ACME manager — its certificates, the renewal timers that
+ * start jobs, the account key, metrics; see acme.h.  A job's HTTP exchanges
+ * and a certificate's state are in acme_job.c, the RFC 8555 steps of a job
+ * in acme_order.c.
  * Everything here runs on the manager's event_base thread, except
  * acme_metrics_render(), which reads under <mu>.
  *
