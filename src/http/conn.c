@@ -304,41 +304,19 @@ conn_tls_handshake(struct server_conn *c)
 }
 
 /* Read into the input buffer: at most <room> bytes.  Returns bytes read,
- * 0 at EOF, -1 for "nothing now" (EAGAIN), -2 for an error. */
+ * 0 at EOF, -1 for "nothing now" (EAGAIN), -2 for an error (tlsio_read). */
 static ssize_t
 conn_read(struct server_conn *c, size_t room)
 {
-	if (c->ssl) {
-		int n, err;
+	bool wants_write = false;
+	ssize_t n = tlsio_read(c->ssl, c->fd, c->in + c->inlen, room, &wants_write);
 
-		tlsio_clear_errors();
-		n = SSL_read(c->ssl, c->in + c->inlen, room > INT_MAX ? INT_MAX : (int)room);
-		if (n > 0)
-			return n;
-		err = SSL_get_error(c->ssl, n);
-		if (err == SSL_ERROR_WANT_READ)
-			return -1;
-		if (err == SSL_ERROR_WANT_WRITE) {
-			c->read_wants_write = true;
-			c->write_waiting = true;
-			event_add(c->wev, &c->srv->limits.client);
-			return -1;
-		}
-		if (err == SSL_ERROR_ZERO_RETURN)
-			return 0;
-		return -2;
+	if (wants_write) {
+		c->read_wants_write = true;
+		c->write_waiting = true;
+		event_add(c->wev, &c->srv->limits.client);
 	}
-	for (;;) {
-		ssize_t n = read(c->fd, c->in + c->inlen, room);
-
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -1;
-		return -2;
-	}
+	return n;
 }
 
 /* ---- raw listeners: accept, PROXY header, then hold for the handler ---- */

@@ -1,6 +1,10 @@
 /* tlsio: the TLS write loop of conn.c and tunnel.c; see tlsio.h. */
 #include "http/tlsio.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+
 #include <openssl/err.h>
 
 #include <event2/buffer.h>
@@ -43,4 +47,34 @@ tlsio_write(SSL *ssl, struct evbuffer *out)
 		return TLSIO_ERROR;
 	}
 	return TLSIO_DONE;
+}
+
+ssize_t
+tlsio_read(SSL *ssl, int fd, void *buf, size_t room, bool *wants_write)
+{
+	if (ssl != NULL) {
+		int n, err;
+
+		tlsio_clear_errors();
+		n = SSL_read(ssl, buf, room > INT_MAX ? INT_MAX : (int)room);
+		if (n > 0)
+			return n;
+		err = SSL_get_error(ssl, n);
+		if (err == SSL_ERROR_WANT_READ)
+			return -1;
+		if (err == SSL_ERROR_WANT_WRITE) {
+			*wants_write = true;
+			return -1;
+		}
+		return err == SSL_ERROR_ZERO_RETURN ? 0 : -2;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, room);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+	}
 }

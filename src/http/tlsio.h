@@ -1,11 +1,15 @@
 /*
- * tlsio: the TLS write loop and error-queue habit shared by the two places
+ * tlsio: the TLS read and write loops and error-queue habit shared by the two places
  * that run TLS on a raw socket, the HTTP transport (conn.c) and the byte
  * tunnel (tunnel.c).  Pure OpenSSL + evbuffer: no events; the callers decide
  * what waiting means for them.
  */
 #ifndef PORTCULLIS_TLSIO_H
 #define PORTCULLIS_TLSIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
 
 #include <openssl/ssl.h>
 
@@ -35,5 +39,14 @@ void tlsio_clear_errors(void);
  * may come from either).  Drains what was sent.
  */
 enum tlsio_result tlsio_write(SSL *ssl, struct evbuffer *out);
+
+/*
+ * Read at most <room> bytes into <buf>: through <ssl> when it is not NULL,
+ * else straight from <fd>.  Returns the bytes read (> 0), 0 at EOF (TLS:
+ * close_notify, or a TCP EOF with SSL_OP_IGNORE_UNEXPECTED_EOF), -1 for
+ * "nothing now" (with *<wants_write> set when OpenSSL must write first: wait
+ * for the socket to be writable), -2 for an error.
+ */
+ssize_t tlsio_read(SSL *ssl, int fd, void *buf, size_t room, bool *wants_write);
 
 #endif

@@ -227,42 +227,18 @@ half_flush(struct tunnel_half *h)
 }
 
 /* Read from <h>.  Returns bytes read (>0), 0 at EOF, -1 for "nothing now",
- * -2 for an error. */
+ * -2 for an error (tlsio_read). */
 static ssize_t
 half_read(struct tunnel_half *h, void *buf, size_t room)
 {
-	if (h->ssl) {
-		int n, err;
+	bool wants_write = false;
+	ssize_t n = tlsio_read(h->ssl, h->fd, buf, room, &wants_write);
 
-		tlsio_clear_errors();
-		n = SSL_read(h->ssl, buf, room > INT_MAX ? INT_MAX : (int)room);
-		if (n > 0)
-			return n;
-		err = SSL_get_error(h->ssl, n);
-		if (err == SSL_ERROR_WANT_READ)
-			return -1;
-		if (err == SSL_ERROR_WANT_WRITE) {
-			h->read_wants_write = true;
-			half_wait_writable(h);
-			return -1;
-		}
-		if (err == SSL_ERROR_ZERO_RETURN)
-			return 0;
-		/* A TCP EOF without close_notify ends the stream like one
-		 * (SSL_OP_IGNORE_UNEXPECTED_EOF makes it ZERO_RETURN). */
-		return -2;
+	if (wants_write) {
+		h->read_wants_write = true;
+		half_wait_writable(h);
 	}
-	for (;;) {
-		ssize_t n = read(h->fd, buf, room);
-
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -1;
-		return -2;
-	}
+	return n;
 }
 
 /* Read from <h> straight into its partner's queue, then write it out. */
