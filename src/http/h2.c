@@ -66,6 +66,7 @@ struct h2_session {
 	unsigned answered;       /* responses completed */
 	unsigned cancelled;      /* streams the client closed while the handler had them */
 	unsigned provoked;       /* RST_STREAMs the client's frames caused */
+	unsigned resets;         /* RST_STREAMs the client sent */
 	struct event *goaway_ev; /* shutdown notice sent: the final GOAWAY follows */
 	bool notice_sent;
 	bool goaway_sent;
@@ -686,6 +687,12 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 	bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
 	(void)ng;
+	/* Resets of streams that never reached the handler cost little, but
+	 * a client that mostly resets is not a browser: calm it down before
+	 * libnghttp2's own limit (1000, answered with INTERNAL_ERROR). */
+	if (frame->hd.type == NGHTTP2_RST_STREAM && ++s->resets > 2 * H2_MAX_CANCELLED &&
+	    s->resets > s->answered)
+		calm_down(s, "too many stream resets");
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	st = stream_of(s, frame->hd.stream_id);
@@ -1031,7 +1038,7 @@ h2_input(struct server_conn *c)
 static bool
 h2_read_more(const struct server_conn *c)
 {
-	return evbuffer_get_length(c->out) < CONN_BACKLOG_LIMIT;
+	return evbuffer_get_length(c->out) <= H2_SEND_LIMIT;
 }
 
 static bool
