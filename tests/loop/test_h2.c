@@ -340,7 +340,8 @@ get(struct fake *f, const char *path, const nghttp2_nv *extra, size_t nextra)
 	};
 
 	assert_true(nextra <= 12);
-	memcpy(nva + 4, extra, nextra * sizeof(*extra));
+	if (nextra > 0)
+		memcpy(nva + 4, extra, nextra * sizeof(*extra));
 	return nghttp2_submit_request(f->ng, NULL, nva, 4 + nextra, NULL, NULL);
 }
 
