@@ -112,6 +112,11 @@ void config_parse_trusted(struct config_loader *ld, const json_t *root);
 void config_parse_upstreams(struct config_loader *ld, const json_t *root);
 /* config_sites.c */
 void config_parse_sites(struct config_loader *ld, const json_t *root);
+/* config_site_listeners.c */
+void config_parse_site_listeners(struct config_loader *ld, const char *path, const json_t *v,
+				 struct config_site *s);
+bool config_sites_share_listener(const struct config_site *a, const struct config_site *b);
+void config_bind_defaults(struct config_loader *ld);
 /* config_access.c */
 void config_parse_access(struct config_loader *ld, const char *path, const json_t *v,
 		    struct access_block *b);

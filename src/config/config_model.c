@@ -211,6 +211,8 @@ config_free(struct config *cfg)
 		struct config_site *s = &cfg->sites[i];
 		free(s->name);
 		config_free_strings(s->hosts, s->nhosts);
+		config_free_strings(s->listeners, s->nlisteners);
+		free(s->listener_index);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);

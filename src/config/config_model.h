@@ -70,6 +70,11 @@ struct config_listener {
 	double relay_connect_timeout;       /* timeouts.connect, or the named upstream's */
 	uint64_t max_connections;           /* "max_connections"; default 10000 */
 	uint64_t max_connections_per_client; /* "max_connections_per_client"; default 100, 0 = no limit */
+
+	/* Sites bound to this listener ("sites[i].listeners"): when has_sites,
+	 * it serves only those, and default_site (or NULL: 404) for other hosts. */
+	bool has_sites;
+	struct config_site *default_site;
 };
 
 enum config_balance {
@@ -244,6 +249,11 @@ struct config_site {
 	bool saml_endpoints;        /* serves the SAML SP endpoints: one of its routes (or a
 				     * site it hands requests to) has "auth": "saml" */
 	struct config_hsts hsts;    /* "hsts": Strict-Transport-Security on TLS listeners */
+	/* "listeners": names of the listeners it serves; none = every HTTP
+	 * listener that has no sites of its own. */
+	char **listeners;
+	size_t nlisteners;
+	size_t *listener_index; /* [nlisteners], positions in config.listeners */
 };
 
 struct saml;

@@ -900,7 +900,7 @@ route_request(struct txn *t)
 		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
 		return -1;
 	}
-	t->site = router_find_site(t->cfg, t->host[0] ? t->host : NULL);
+	t->site = router_find_site_on(t->cfg, t->listener->index, t->host[0] ? t->host : NULL);
 	if (t->site == NULL) {
 		refuse(t, 404, "no site is configured for this host", false);
 		return -1;
