@@ -110,6 +110,9 @@ void config_parse_limits(struct config_loader *ld, const json_t *root);
 void config_parse_timeouts(struct config_loader *ld, const json_t *root);
 void config_parse_trusted(struct config_loader *ld, const json_t *root);
 void config_parse_upstreams(struct config_loader *ld, const json_t *root);
+/* config_upstream_tls.c */
+void config_parse_upstream_tls(struct config_loader *ld, const char *path, const json_t *v,
+			       struct config_upstream *u);
 /* config_sites.c */
 void config_parse_sites(struct config_loader *ld, const json_t *root);
 /* config_site_listeners.c */

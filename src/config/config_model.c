@@ -6,6 +6,7 @@
 #include "config/config_model.h"
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,11 @@ config_free(struct config *cfg)
 			free(u->servers[j].host);
 		}
 		free(u->servers);
+		SSL_CTX_free(u->tls_ctx);
+		free(u->tls_server_name);
+		free(u->tls_ca_bundle);
+		free(u->tls_client_cert);
+		free(u->tls_client_key);
 	}
 	free(cfg->upstreams);
 	for (size_t i = 0; cfg->sites != NULL && i < cfg->nsites; i++) {

@@ -101,6 +101,15 @@ struct config_upstream {
 	double response_timeout;     /* seconds until the response headers; default timeouts.upstream_response */
 	double idle_timeout;         /* seconds an idle pooled connection is kept; default timeouts.upstream_idle */
 	size_t index;                /* position in config.upstreams */
+
+	/* "tls": HTTPS to the servers (docs/config.md#upstream-tls); tls_ctx is
+	 * NULL for plain HTTP. */
+	struct ssl_ctx_st *tls_ctx;  /* built at load (tls/tls_client.h), shared by workers */
+	char *tls_server_name;       /* "server_name": SNI and the name verified; NULL: each server's host */
+	char *tls_ca_bundle;         /* "ca_bundle" or NULL (the system store) */
+	char *tls_client_cert;       /* "client_cert" (mTLS) or NULL */
+	char *tls_client_key;        /* "client_key" or NULL (in client_cert) */
+	bool tls_skip_verify;        /* "insecure_skip_verify": true, logged at load */
 };
 
 struct config_header {
