@@ -120,6 +120,7 @@ void config_parse_site_listeners(struct config_loader *ld, const char *path, con
 				 struct config_site *s);
 bool config_sites_share_listener(const struct config_site *a, const struct config_site *b);
 void config_bind_defaults(struct config_loader *ld);
+void config_sites_listener_dropped(struct config *cfg, size_t i);
 /* config_access.c */
 void config_parse_access(struct config_loader *ld, const char *path, const json_t *v,
 		    struct access_block *b);

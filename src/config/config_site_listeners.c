@@ -160,3 +160,25 @@ config_bind_defaults(struct config_loader *ld)
 		lis->default_site = marked != NULL ? marked : (nhostless == 1 ? hostless : NULL);
 	}
 }
+
+/*
+ * Listener <i> was removed from config.listeners (its "tls" with "mode":
+ * "off"): sites bound to it no longer serve it (SIZE_MAX never matches), and
+ * the positions after it move down by one.
+ */
+void
+config_sites_listener_dropped(struct config *cfg, size_t i)
+{
+	for (size_t s = 0; s < cfg->nsites; s++) {
+		struct config_site *site = &cfg->sites[s];
+
+		for (size_t k = 0; site->listener_index != NULL && k < site->nlisteners; k++) {
+			if (site->listener_index[k] == SIZE_MAX)
+				continue;
+			if (site->listener_index[k] == i)
+				site->listener_index[k] = SIZE_MAX;
+			else if (site->listener_index[k] > i)
+				site->listener_index[k]--;
+		}
+	}
+}

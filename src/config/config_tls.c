@@ -435,6 +435,7 @@ config_drop_listener(struct config *cfg, size_t i)
 	cfg->nlisteners--;
 	for (size_t j = 0; j < cfg->nlisteners; j++)
 		cfg->listeners[j].index = j;
+	config_sites_listener_dropped(cfg, i);
 }
 
 /* The "tls" block, listeners' "tls" and "redirect_https", sites' "hsts". */

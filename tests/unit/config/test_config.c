@@ -1337,6 +1337,21 @@ test_site_listeners(void **state)
 	assert_true(cfg->listeners[1].has_sites);
 	config_unref(cfg);
 
+	/* "tls": {"mode": "off"} drops a TLS listener: bindings follow. */
+	cfg = load_ok("{'listeners': [{'name': 'https', 'address': ':0', 'tls': true},"
+		      "               {'name': 'ui', 'address': ':0'}],"
+		      "'tls': {'mode': 'off'},"
+		      "'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"
+		      "'sites': [{'routes': [{'upstream': 'web'}]},"
+		      "          {'name': 'ui', 'listeners': ['ui', 'https'],"
+		      "           'routes': [{'upstream': 'web'}]}]}");
+	assert_int_equal(cfg->nlisteners, 1);
+	assert_string_equal(cfg->listeners[0].name, "ui");
+	assert_int_equal(cfg->sites[1].listener_index[0], 0);
+	assert_int_equal(cfg->sites[1].listener_index[1], SIZE_MAX);
+	assert_true(cfg->listeners[0].has_sites);
+	config_unref(cfg);
+
 	expect_error("{" BOUND_LISTENERS
 		     "'sites': [{'listeners': ['temporal'], 'routes': [{'upstream': 'web'}]}]}",
 		     "sites[0].listeners[0]: ", "no listener named \"temporal\"",
