@@ -14,9 +14,10 @@ import time
 import pytest
 
 from configs import config
-from harness import closed_port, need, request, run_binary, wait_until
+from harness import closed_port, make_bytes, need, request, run_binary, wait_until
 
 HOST = "site.test"
+BIG = 3 * 1024 * 1024 + 17
 
 
 def openssl(*args, cwd):
@@ -58,6 +59,7 @@ http {
     log_format tls '$server_port $connection $connection_requests $ssl_session_reused '
                    '$ssl_server_name $request_uri';
     access_log %(d)s/access.log tls;
+    client_max_body_size 10m;
     ssl_certificate %(d)s/server.pem;
     ssl_certificate_key %(d)s/server.key;
     ssl_session_cache shared:tls:1m;
@@ -65,6 +67,7 @@ http {
         listen 127.0.0.1:%(plain)d ssl;
         keepalive_requests 1000;
         location / { return 200 "tls ok sni=$ssl_server_name\\n"; }
+        location /big { alias %(d)s/big.bin; }
     }
     server {
         listen 127.0.0.1:%(mtls)d ssl;
@@ -92,6 +95,8 @@ def tls_upstream(tmp_path):
     make_ca(d, "clientca")
     make_leaf(d, "server", "ca", "upstream.test", "DNS:upstream.test,IP:127.0.0.1", "serverAuth")
     make_leaf(d, "client", "clientca", "portcullis-client", None, "clientAuth")
+    with open(os.path.join(d, "big.bin"), "wb") as f:
+        f.write(make_bytes(BIG))
     ports = {"plain": closed_port(), "mtls": closed_port(), "once": closed_port()}
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
@@ -183,6 +188,16 @@ def test_verified_tls_upstreams(lab, tls_upstream):
     assert r.status == 200 and r.body == b"tls ok sni=wrong.test\n"
     assert ("upstreams.skip.tls.insecure_skip_verify: the certificates of upstream skip are "
             "NOT verified") in p.stderr()
+
+
+def test_large_bodies_both_ways(lab, tls_upstream):
+    d, ports = tls_upstream
+    p = lab.proxy(tls_config(d, ports))
+    r = get(p.port, "/good/big")
+    assert r.status == 200 and len(r.body) == BIG and r.body == make_bytes(BIG)
+    body = make_bytes(2 * 1024 * 1024)
+    r = request(p.port, "POST", "/good/upload", host=HOST, body=body)
+    assert r.status == 200 and r.body == b"tls ok sni=upstream.test\n"
 
 
 def test_mtls_upstream(lab, tls_upstream):
