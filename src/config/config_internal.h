@@ -121,6 +121,8 @@ void config_parse_site_listeners(struct config_loader *ld, const char *path, con
 bool config_sites_share_listener(const struct config_site *a, const struct config_site *b);
 void config_bind_defaults(struct config_loader *ld);
 void config_sites_listener_dropped(struct config *cfg, size_t i);
+bool config_host_seen_before(const struct config *cfg, size_t site, const char *host);
+size_t config_hosts_drop_seen(const struct config *cfg, size_t site, const char **hosts, size_t n);
 /* config_access.c */
 void config_parse_access(struct config_loader *ld, const char *path, const json_t *v,
 		    struct access_block *b);

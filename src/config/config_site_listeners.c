@@ -182,3 +182,28 @@ config_sites_listener_dropped(struct config *cfg, size_t i)
 		}
 	}
 }
+
+/* True when a site before sites[<site>] names <host> too (possible for sites
+ * bound to different listeners): certificates are made once per name. */
+bool
+config_host_seen_before(const struct config *cfg, size_t site, const char *host)
+{
+	for (size_t i = 0; i < site && i < cfg->nsites; i++)
+		for (size_t j = 0; j < cfg->sites[i].nhosts; j++)
+			if (cfg->sites[i].hosts[j] != NULL && strcmp(cfg->sites[i].hosts[j], host) == 0)
+				return true;
+	return false;
+}
+
+/* Remove from <hosts> (<n> names of sites[<site>]) those an earlier site
+ * names; returns how many are left. */
+size_t
+config_hosts_drop_seen(const struct config *cfg, size_t site, const char **hosts, size_t n)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!config_host_seen_before(cfg, site, hosts[i]))
+			hosts[kept++] = hosts[i];
+	return kept;
+}
