@@ -172,6 +172,7 @@ struct upstream_conn {
 	bool reading;                   /* rev is added */
 	int64_t idle_since_ms;          /* when it went back to the pool */
 	struct read_block *block;       /* where reads go */
+	size_t block_used;              /* bytes of <block> read into so far */
 	bool starting;                  /* inside upstream_exchange_start */
 	bool fail_pending;              /* report <pending> from the write event */
 	enum upstream_failure pending;
@@ -733,7 +734,12 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		ssize_t n;
 		size_t used;
 
-		if (c->block == NULL || c->block->refs > 1) {
+		if (c->ssl != NULL && c->block != NULL && c->block->refs > 1 &&
+		    READ_BLOCK - c->block_used >= TLSIO_RECORD_MAX) {
+			/* TLS reads one record (16 KiB at most) at a time: the
+			 * rest of a block that bodies still refer to takes it. */
+			buf = c->block->data + c->block_used;
+		} else if (c->block == NULL || c->block->refs > 1) {
 			/* The last block is still referenced by a body: a new one. */
 			block_unref(c->block);
 			c->block = malloc(sizeof(*c->block));
@@ -745,9 +751,15 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 				return;
 			}
 			c->block->refs = 1;
+			c->block_used = 0;
+			buf = c->block->data;
+		} else {
+			c->block_used = 0; /* nothing refers to it: from the start */
+			buf = c->block->data;
 		}
-		buf = c->block->data;
-		n = tlsio_read(c->ssl, fd, buf, READ_BLOCK, &c->read_wants_write);
+		n = tlsio_read(c->ssl, fd, buf, READ_BLOCK - c->block_used, &c->read_wants_write);
+		if (n > 0)
+			c->block_used += (size_t)n;
 		if (c->ssl != NULL && x != NULL && evbuffer_get_length(c->out) > 0 &&
 		    conn_flush(c) < 0) {
 			exchange_fail(x, UPSTREAM_RESET); /* a write that waited for this read */

@@ -195,6 +195,24 @@ def test_large_bodies_both_ways(lab, tls_upstream):
     p = lab.proxy(tls_config(d, ports))
     r = get(p.port, "/good/big")
     assert r.status == 200 and len(r.body) == BIG and r.body == make_bytes(BIG)
+    # A client that reads late: the proxy stops reading the TLS upstream
+    # (back-pressure), then resumes; every byte arrives in order.
+    import socket
+    with socket.create_connection(("127.0.0.1", p.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.sendall(b"GET /good/big HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                  % HOST.encode())
+        time.sleep(1.0)
+        data = b""
+        while True:
+            chunk = s.recv(8192)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) < 1024 * 1024:
+                time.sleep(0.001)
+    head, _, got = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and got == make_bytes(BIG)
     body = make_bytes(2 * 1024 * 1024)
     r = request(p.port, "POST", "/good/upload", host=HOST, body=body)
     assert r.status == 200 and r.body == b"tls ok sni=upstream.test\n"
