@@ -15,6 +15,7 @@ import pytest
 
 from configs import config
 from harness import closed_port, make_bytes, need, request, run_binary, wait_until
+from test_access_tcp import _can_connect
 
 HOST = "site.test"
 BIG = 3 * 1024 * 1024 + 17
@@ -104,7 +105,7 @@ def tls_upstream(tmp_path):
     proc = subprocess.Popen(["nginx", "-p", d, "-c", conf], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: all(_listening(p) for p in ports.values()) or proc.poll() is not None,
+        wait_until(lambda: all(_can_connect(p) for p in ports.values()) or proc.poll() is not None,
                    what="nginx listening")
         assert proc.poll() is None, proc.stderr.read().decode(errors="replace")
         yield d, ports
@@ -113,13 +114,17 @@ def tls_upstream(tmp_path):
         proc.wait(timeout=10)
 
 
-def _listening(port):
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+def read_to_eof(sock, pause=0.0):
+    """Everything <sock> receives until the peer closes (sleeping <pause>
+    seconds between reads: a slow reader)."""
+    data = b""
+    while True:
+        chunk = sock.recv(8192)
+        if not chunk:
+            return data
+        data += chunk
+        if pause:
+            time.sleep(pause)
 
 
 def nginx_log(d, port):
@@ -203,14 +208,7 @@ def test_large_bodies_both_ways(lab, tls_upstream):
         s.sendall(b"GET /good/big HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                   % HOST.encode())
         time.sleep(1.0)
-        data = b""
-        while True:
-            chunk = s.recv(8192)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) < 1024 * 1024:
-                time.sleep(0.001)
+        data = read_to_eof(s, pause=0.001)
     head, _, got = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and got == make_bytes(BIG)
     body = make_bytes(2 * 1024 * 1024)

@@ -12,7 +12,7 @@ import socket
 from configs import APP_DOMAIN, POSTHOG_DOMAIN, throwaway_idp_metadata
 from harness import SOURCE_DIR, request, wait_until
 from test_access_tcp import Netns, netns  # noqa: F401  (the fixture)
-from test_upstream_tls import nginx_log, tls_upstream  # noqa: F401  (the fixture)
+from test_upstream_tls import nginx_log, read_to_eof, tls_upstream  # noqa: F401  (the fixture)
 
 EXAMPLE = os.path.join(SOURCE_DIR, "examples", "vm-posthog", "portcullis.json")
 
@@ -78,12 +78,7 @@ def test_temporal_ui_https_with_saml(lab, tmp_path):
             s.sendall(("GET /namespaces HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/html\r\n"
                        "Sec-Fetch-Mode: navigate\r\nConnection: close\r\n\r\n"
                        % (POSTHOG_DOMAIN, port)).encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_to_eof(s)
     head = data.split(b"\r\n\r\n", 1)[0].decode()
     # Not signed in: off to the IdP, nothing reached Temporal UI.
     assert head.startswith("HTTP/1.1 302"), head
