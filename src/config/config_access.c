@@ -209,6 +209,12 @@ config_parse_relay_upstream(struct config_loader *ld, const char *path, const js
 					     l->relay_upstream);
 			return;
 		}
+		if (u->tls_ctx != NULL || u->tls_server_name != NULL)
+			config_error(ld, path,
+				     "upstream \"%s\" speaks TLS (\"tls\"); a TCP relay passes bytes "
+				     "as they come, so the client must speak TLS itself: write its "
+				     "\"host:port\" here instead",
+				     l->relay_upstream);
 		l->relay_servers = calloc(u->nservers ? u->nservers : 1, sizeof *l->relay_servers);
 		if (l->relay_servers == NULL) {
 			ld->oom = true;

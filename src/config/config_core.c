@@ -33,6 +33,7 @@ static const char *const config_timeouts_keys[] = { "connect", "upstream_respons
 static const char *const config_upstream_keys[] = {
 	"servers",	   "balance",	       "max_idle",	"max_fails",
 	"fail_timeout",	   "connect_timeout",  "response_timeout", "idle_timeout",
+	"tls",
 	NULL
 };
 static const char *const config_balances[] = { "round_robin", "least_conn", NULL };
@@ -399,6 +400,8 @@ config_parse_upstream(struct config_loader *ld, const char *path, const json_t *
 		       json_object_get(v, "response_timeout"), &u->response_timeout);
 	config_seconds(ld, config_jkey(kp, path, "idle_timeout"),
 		       json_object_get(v, "idle_timeout"), &u->idle_timeout);
+	if ((f = json_object_get(v, "tls")) != NULL)
+		config_parse_upstream_tls(ld, config_jkey(kp, path, "tls"), f, u);
 }
 
 void

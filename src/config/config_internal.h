@@ -110,8 +110,19 @@ void config_parse_limits(struct config_loader *ld, const json_t *root);
 void config_parse_timeouts(struct config_loader *ld, const json_t *root);
 void config_parse_trusted(struct config_loader *ld, const json_t *root);
 void config_parse_upstreams(struct config_loader *ld, const json_t *root);
+/* config_upstream_tls.c */
+void config_parse_upstream_tls(struct config_loader *ld, const char *path, const json_t *v,
+			       struct config_upstream *u);
 /* config_sites.c */
 void config_parse_sites(struct config_loader *ld, const json_t *root);
+/* config_site_listeners.c */
+void config_parse_site_listeners(struct config_loader *ld, const char *path, const json_t *v,
+				 struct config_site *s);
+bool config_sites_share_listener(const struct config_site *a, const struct config_site *b);
+void config_bind_defaults(struct config_loader *ld);
+void config_sites_listener_dropped(struct config *cfg, size_t i);
+bool config_host_seen_before(const struct config *cfg, size_t site, const char *host);
+size_t config_hosts_drop_seen(const struct config *cfg, size_t site, const char **hosts, size_t n);
 /* config_access.c */
 void config_parse_access(struct config_loader *ld, const char *path, const json_t *v,
 		    struct access_block *b);

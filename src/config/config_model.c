@@ -6,6 +6,7 @@
 #include "config/config_model.h"
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,12 +206,19 @@ config_free(struct config *cfg)
 			free(u->servers[j].host);
 		}
 		free(u->servers);
+		SSL_CTX_free(u->tls_ctx);
+		free(u->tls_server_name);
+		free(u->tls_ca_bundle);
+		free(u->tls_client_cert);
+		free(u->tls_client_key);
 	}
 	free(cfg->upstreams);
 	for (size_t i = 0; cfg->sites != NULL && i < cfg->nsites; i++) {
 		struct config_site *s = &cfg->sites[i];
 		free(s->name);
 		config_free_strings(s->hosts, s->nhosts);
+		config_free_strings(s->listeners, s->nlisteners);
+		free(s->listener_index);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);

@@ -74,6 +74,11 @@ struct config_listener {
 	double relay_connect_timeout;       /* timeouts.connect, or the named upstream's */
 	uint64_t max_connections;           /* "max_connections"; default 10000 */
 	uint64_t max_connections_per_client; /* "max_connections_per_client"; default 100, 0 = no limit */
+
+	/* Sites bound to this listener ("sites[i].listeners"): when has_sites,
+	 * it serves only those, and default_site (or NULL: 404) for other hosts. */
+	bool has_sites;
+	struct config_site *default_site;
 };
 
 enum config_balance {
@@ -100,6 +105,15 @@ struct config_upstream {
 	double response_timeout;     /* seconds until the response headers; default timeouts.upstream_response */
 	double idle_timeout;         /* seconds an idle pooled connection is kept; default timeouts.upstream_idle */
 	size_t index;                /* position in config.upstreams */
+
+	/* "tls": HTTPS to the servers (docs/config.md#upstream-tls); tls_ctx is
+	 * NULL for plain HTTP. */
+	struct ssl_ctx_st *tls_ctx;  /* built at load (tls/tls_client.h), shared by workers */
+	char *tls_server_name;       /* "server_name": SNI and the name verified; NULL: each server's host */
+	char *tls_ca_bundle;         /* "ca_bundle" or NULL (the system store) */
+	char *tls_client_cert;       /* "client_cert" (mTLS) or NULL */
+	char *tls_client_key;        /* "client_key" or NULL (in client_cert) */
+	bool tls_skip_verify;        /* "insecure_skip_verify": true, logged at load */
 };
 
 struct config_header {
@@ -248,6 +262,11 @@ struct config_site {
 	bool saml_endpoints;        /* serves the SAML SP endpoints: one of its routes (or a
 				     * site it hands requests to) has "auth": "saml" */
 	struct config_hsts hsts;    /* "hsts": Strict-Transport-Security on TLS listeners */
+	/* "listeners": names of the listeners it serves; none = every HTTP
+	 * listener that has no sites of its own. */
+	char **listeners;
+	size_t nlisteners;
+	size_t *listener_index; /* [nlisteners], positions in config.listeners */
 };
 
 struct saml;

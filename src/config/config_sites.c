@@ -14,7 +14,7 @@
 #include "http/pathnorm.h"
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
-						"hsts", NULL };
+						"hsts", "listeners", NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",
@@ -600,6 +600,8 @@ config_parse_site(struct config_loader *ld, const char *path, const json_t *v,
 	}
 	config_bool(ld, config_jkey(kp, path, "default"), json_object_get(v, "default"),
 		    &s->is_default);
+	if ((f = json_object_get(v, "listeners")) != NULL)
+		config_parse_site_listeners(ld, config_jkey(kp, path, "listeners"), f, s);
 	if ((f = json_object_get(v, "access")) != NULL)
 		config_parse_access(ld, config_jkey(kp, path, "access"), f, &s->access);
 
@@ -717,6 +719,8 @@ config_check_sites(struct config_loader *ld)
 				const struct config_site *o = &cfg->sites[j];
 				size_t lim = j == i ? h : o->nhosts;
 				bool dup = false;
+				if (!config_sites_share_listener(s, o))
+					continue;
 				for (size_t k = 0; k < lim && !dup; k++)
 					dup = o->hosts[k] != NULL &&
 					      strcmp(o->hosts[k], s->hosts[h]) == 0;
@@ -731,6 +735,8 @@ config_check_sites(struct config_loader *ld)
 				}
 			}
 		}
+		if (s->nlisteners > 0)
+			continue; /* its listeners' default: config_bind_defaults */
 		if (s->is_default) {
 			if (marked != NULL)
 				config_error(ld, config_jkey(kp, ip, "default"),
@@ -818,6 +824,7 @@ config_parse_sites(struct config_loader *ld, const json_t *root)
 				  &cfg->sites[i], &index);
 	cfg->nroutes_total = index;
 	config_check_sites(ld);
+	config_bind_defaults(ld);
 	config_check_route_names(ld);
 	config_resolve_site_refs(ld);
 }

@@ -302,7 +302,8 @@ config_tls_defaults(struct config_loader *ld, struct config_tls *t)
 			for (size_t j = 0; j < cfg->sites[i].nhosts; j++) {
 				const char *h = cfg->sites[i].hosts[j];
 
-				if (h != NULL && strncmp(h, "*.", 2) != 0)
+				if (h != NULL && strncmp(h, "*.", 2) != 0 &&
+				    !config_host_seen_before(cfg, i, h))
 					hosts[n++] = h;
 			}
 		}
@@ -318,7 +319,8 @@ config_tls_defaults(struct config_loader *ld, struct config_tls *t)
 			goto out;
 		}
 		for (size_t i = 0; i < cfg->nsites; i++) {
-			size_t n = config_site_plain_hosts(&cfg->sites[i], hosts);
+			size_t n = config_hosts_drop_seen(
+				cfg, i, hosts, config_site_plain_hosts(&cfg->sites[i], hosts));
 
 			if (n == 0)
 				continue;
@@ -435,6 +437,7 @@ config_drop_listener(struct config *cfg, size_t i)
 	cfg->nlisteners--;
 	for (size_t j = 0; j < cfg->nlisteners; j++)
 		cfg->listeners[j].index = j;
+	config_sites_listener_dropped(cfg, i);
 }
 
 /* The "tls" block, listeners' "tls" and "redirect_https", sites' "hsts". */

@@ -676,6 +676,7 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 	struct txn *t = arg;
 	const struct config_server *s = upstream_server(t->pool, t->server);
 	bool timeout = why == UPSTREAM_CONNECT_TIMEOUT || why == UPSTREAM_RESPONSE_TIMEOUT;
+	const char *detail = upstream_failure_detail(t->pool, why);
 
 	t->x = NULL;
 	t->last_failure = why;
@@ -683,7 +684,7 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 		/* The response began: the client must see it cut short, never a
 		 * well-formed but truncated body. */
 		log_warn("request %s: upstream %s (%s) failed mid-response: %s", t->request_id,
-			 t->route->upstream->name, s->address, upstream_failure_text(why));
+			 t->route->upstream->name, s->address, detail);
 		struct server_request *req = t->req;
 
 		t->req = NULL;
@@ -692,7 +693,7 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 		return;
 	}
 	log_warn("request %s: upstream %s (%s): %s", t->request_id, t->route->upstream->name,
-		 s->address, upstream_failure_text(why));
+		 s->address, detail);
 	/* A stale kept-alive connection is not the server's fault: the server
 	 * is tried again, on a new connection (other idle ones may be stale
 	 * too). */
@@ -711,9 +712,9 @@ on_upstream_fail(void *arg, enum upstream_failure why, bool sent, bool reused, b
 		}
 	}
 	if (timeout)
-		refuse(t, 504, upstream_failure_text(why), false);
+		refuse(t, 504, detail, false);
 	else
-		refuse(t, 502, upstream_failure_text(why), false);
+		refuse(t, 502, detail, false);
 }
 
 static const struct upstream_response_ops response_ops = {
@@ -908,7 +909,7 @@ route_request(struct txn *t)
 		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
 		return -1;
 	}
-	t->site = router_find_site(t->cfg, t->host[0] ? t->host : NULL);
+	t->site = router_find_site_on(t->cfg, t->listener->index, t->host[0] ? t->host : NULL);
 	if (t->site == NULL) {
 		refuse(t, 404, "no site is configured for this host", false);
 		return -1;

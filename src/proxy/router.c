@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 
 static unsigned char
@@ -178,19 +179,33 @@ router_wildcard_matches(const char *pattern, const char *host)
 	return dot == host + hlen - slen && dot != host;
 }
 
-const struct config_site *
-router_find_site(const struct config *cfg, const char *host)
+/* True when <site> serves listener <listener> (SIZE_MAX: the listeners
+ * without sites of their own, served by the unbound sites). */
+static bool
+router_site_serves(const struct config_site *site, size_t listener)
+{
+	if (listener == SIZE_MAX)
+		return site->nlisteners == 0;
+	for (size_t i = 0; i < site->nlisteners; i++)
+		if (site->listener_index[i] == listener)
+			return true;
+	return false;
+}
+
+/* Exact names first, then wildcards, among the sites serving <listener>. */
+static const struct config_site *
+router_find_among(const struct config *cfg, size_t listener, const char *host,
+		  const struct config_site *fallback)
 {
 	size_t s, h;
 
-	if (cfg == NULL)
-		return NULL;
 	if (host == NULL || host[0] == '\0')
-		return cfg->default_site;
-
+		return fallback;
 	for (s = 0; s < cfg->nsites; s++) {
 		const struct config_site *site = &cfg->sites[s];
 
+		if (!router_site_serves(site, listener))
+			continue;
 		for (h = 0; h < site->nhosts; h++) {
 			const char *name = site->hosts[h];
 
@@ -202,6 +217,8 @@ router_find_site(const struct config *cfg, const char *host)
 	for (s = 0; s < cfg->nsites; s++) {
 		const struct config_site *site = &cfg->sites[s];
 
+		if (!router_site_serves(site, listener))
+			continue;
 		for (h = 0; h < site->nhosts; h++) {
 			const char *name = site->hosts[h];
 
@@ -210,7 +227,28 @@ router_find_site(const struct config *cfg, const char *host)
 				return site;
 		}
 	}
-	return cfg->default_site;
+	return fallback;
+}
+
+const struct config_site *
+router_find_site(const struct config *cfg, const char *host)
+{
+	if (cfg == NULL)
+		return NULL;
+	return router_find_among(cfg, SIZE_MAX, host, cfg->default_site);
+}
+
+const struct config_site *
+router_find_site_on(const struct config *cfg, size_t listener, const char *host)
+{
+	const struct config_listener *l;
+
+	if (cfg == NULL)
+		return NULL;
+	if (listener >= cfg->nlisteners || !cfg->listeners[listener].has_sites)
+		return router_find_site(cfg, host);
+	l = &cfg->listeners[listener];
+	return router_find_among(cfg, listener, host, l->default_site);
 }
 
 /* Length of <prefix> without its trailing slashes ("/" and "" give 0). */

@@ -36,6 +36,15 @@ int router_normalize_host(const char *host, char *out, size_t outlen);
  * Returns NULL when no site matches and there is no default site. */
 const struct config_site *router_find_site(const struct config *cfg, const char *host);
 
+/*
+ * The site for a request on listener <listener> (its position in
+ * config.listeners): on a listener that sites are bound to, among those sites
+ * only (else that listener's default site); on any other, as
+ * router_find_site (sites bound to a listener are never chosen there).
+ */
+const struct config_site *router_find_site_on(const struct config *cfg, size_t listener,
+					      const char *host);
+
 /* True when <route>'s matchers accept <path> and <method> (a METHOD_* bit). */
 bool router_route_matches(const struct config_route *route, const char *path, unsigned method);
 

@@ -23,6 +23,8 @@
 #include <time.h>
 
 #include "http/hdrarena.h"
+#include "http/tlsio.h"
+#include "tls/tls_client.h"
 #include "http/headerbuf.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -170,12 +172,16 @@ struct upstream_conn {
 	bool reading;                   /* rev is added */
 	int64_t idle_since_ms;          /* when it went back to the pool */
 	struct read_block *block;       /* where reads go */
+	size_t block_used;              /* bytes of <block> read into so far */
 	bool starting;                  /* inside upstream_exchange_start */
 	bool fail_pending;              /* report <pending> from the write event */
 	enum upstream_failure pending;
 	struct upstream_exchange *x;
 	struct headerbuf hb_spare;      /* header scratch buffers, lent to each exchange */
 	struct evbuffer *body;          /* the running exchange's body bytes (x->body) */
+	SSL *ssl;                       /* an upstream with "tls"; NULL: plain */
+	bool handshaking;               /* connected, TLS handshake running (state CONNECTING) */
+	bool read_wants_write;          /* SSL_read waits for writability */
 };
 
 LIST_HEAD(conn_list, upstream_conn);
@@ -209,6 +215,7 @@ block_cleanup(const void *data, size_t len, void *arg)
 struct pool_server {
 	struct conn_list idle;
 	size_t nidle;
+	SSL_SESSION *session;         /* TLS: the newest session, to resume */
 };
 
 struct upstream_pool {
@@ -221,6 +228,7 @@ struct upstream_pool {
 	size_t max_header_bytes;      /* response header limit */
 	int busy;                     /* exchanges running on this pool */
 	bool freed;                   /* upstream_pool_free was called while busy */
+	char tls_error[320];          /* why the last TLS handshake failed */
 };
 
 struct upstream_exchange {
@@ -244,6 +252,7 @@ struct upstream_exchange {
 	struct hdrarena arena;
 };
 
+static void conn_handshake(struct upstream_conn *c);
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -285,6 +294,13 @@ conn_close(struct upstream_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
+	if (c->ssl != NULL) {
+		/* As if shut down: a session is not spoilt by how the
+		 * connection ended (no close_notify is written). */
+		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		tls_client_session_slot(c->ssl, NULL);
+		SSL_free(c->ssl);
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	evbuffer_free(c->out);
@@ -319,6 +335,20 @@ conn_reading(struct upstream_conn *c, bool on)
 static int
 conn_flush(struct upstream_conn *c)
 {
+	if (c->ssl != NULL) {
+		switch (tlsio_write(c->ssl, c->out)) {
+		case TLSIO_DONE:
+			return 0;
+		case TLSIO_WANT_WRITE:
+			event_add(c->wev, NULL);
+			return 0;
+		case TLSIO_WANT_READ: /* the read event is on; a read flushes again */
+			return 0;
+		case TLSIO_ERROR:
+			break;
+		}
+		return -1;
+	}
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = evbuffer_write(c->out, c->fd);
 
@@ -333,6 +363,16 @@ conn_flush(struct upstream_conn *c)
 		return -1;
 	}
 	return 0;
+}
+
+/* Free the pool itself (no connection refers to it any more). */
+static void
+pool_destroy(struct upstream_pool *pool)
+{
+	for (size_t i = 0; i < pool->up->nservers; i++)
+		SSL_SESSION_free(pool->servers[i].session);
+	free(pool->servers);
+	free(pool);
 }
 
 void
@@ -351,8 +391,7 @@ upstream_pool_free(struct upstream_pool *pool)
 		pool->freed = true;
 		return;
 	}
-	free(pool->servers);
-	free(pool);
+	pool_destroy(pool);
 }
 
 /* An exchange left the pool; free the pool if it was released meanwhile. */
@@ -360,10 +399,8 @@ static void
 pool_exchange_ended(struct upstream_pool *pool)
 {
 	pool->busy--;
-	if (pool->freed && pool->busy == 0) {
-		free(pool->servers);
-		free(pool);
-	}
+	if (pool->freed && pool->busy == 0)
+		pool_destroy(pool);
 }
 
 const struct config_server *
@@ -687,13 +724,22 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream_conn *c = arg;
 
+	if (c->handshaking) {
+		conn_handshake(c);
+		return;
+	}
 	for (int rounds = 0; rounds < 16; rounds++) {
 		struct upstream_exchange *x = c->x;
 		char *buf;
 		ssize_t n;
 		size_t used;
 
-		if (c->block == NULL || c->block->refs > 1) {
+		if (c->ssl != NULL && c->block != NULL && c->block->refs > 1 &&
+		    READ_BLOCK - c->block_used >= TLSIO_RECORD_MAX) {
+			/* TLS reads one record (16 KiB at most) at a time: the
+			 * rest of a block that bodies still refer to takes it. */
+			buf = c->block->data + c->block_used;
+		} else if (c->block == NULL || c->block->refs > 1) {
 			/* The last block is still referenced by a body: a new one. */
 			block_unref(c->block);
 			c->block = malloc(sizeof(*c->block));
@@ -705,14 +751,25 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 				return;
 			}
 			c->block->refs = 1;
+			c->block_used = 0;
+			buf = c->block->data;
+		} else {
+			c->block_used = 0; /* nothing refers to it: from the start */
+			buf = c->block->data;
 		}
-		buf = c->block->data;
-		n = read(fd, buf, READ_BLOCK);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		n = tlsio_read(c->ssl, fd, buf, READ_BLOCK - c->block_used, &c->read_wants_write);
+		if (n > 0)
+			c->block_used += (size_t)n;
+		if (c->ssl != NULL && x != NULL && evbuffer_get_length(c->out) > 0 &&
+		    conn_flush(c) < 0) {
+			exchange_fail(x, UPSTREAM_RESET); /* a write that waited for this read */
 			return;
+		}
+		if (n == -1) {
+			if (c->read_wants_write)
+				event_add(c->wev, NULL);
+			return;
+		}
 		if (x == NULL) {
 			conn_close(c); /* idle: closed by the server, or unexpected bytes */
 			return;
@@ -730,9 +787,71 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			x->parser.http_errno = HPE_OK;
 		if (exchange_settle(x))
 			return;
-		if ((size_t)n < READ_BLOCK || x->paused)
+		/* TLS hands over one record a read: go on until it wants more. */
+		if ((c->ssl == NULL && (size_t)n < READ_BLOCK) || x->paused)
 			return;
 	}
+}
+
+/* Connected (and TLS set up): send what waits. */
+static void
+conn_established(struct upstream_conn *c)
+{
+	c->state = CONN_BUSY;
+	c->x->sent = true;
+	conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
+	conn_reading(c, true);
+	if (conn_flush(c) < 0)
+		exchange_fail(c->x, UPSTREAM_RESET);
+}
+
+/* One step of the TLS handshake; on failure the pool keeps the reason. */
+static void
+conn_handshake(struct upstream_conn *c)
+{
+	int rc, err;
+
+	tlsio_clear_errors();
+	rc = SSL_connect(c->ssl);
+	if (rc == 1) {
+		c->handshaking = false;
+		conn_established(c);
+		return;
+	}
+	err = SSL_get_error(c->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ) {
+		conn_reading(c, true);
+		return;
+	}
+	if (err == SSL_ERROR_WANT_WRITE) {
+		event_add(c->wev, NULL);
+		return;
+	}
+	if (c->pool != NULL)
+		snprintf(c->pool->tls_error, sizeof c->pool->tls_error, "%s",
+			 tls_client_failure(c->ssl, err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN
+							    ? "the upstream closed the connection"
+							    : "handshake failure"));
+	exchange_fail(c->x, UPSTREAM_TLS_FAILED);
+}
+
+/* TCP connected: start TLS on an upstream with "tls". */
+static void
+conn_start_tls(struct upstream_conn *c)
+{
+	const struct config_upstream *up = c->pool->up;
+	const char *name = up->tls_server_name ? up->tls_server_name : up->servers[c->server].host;
+
+	c->ssl = tls_client_new(up->tls_ctx, c->fd, name, name,
+				&c->pool->servers[c->server].session);
+	if (c->ssl == NULL) {
+		snprintf(c->pool->tls_error, sizeof c->pool->tls_error, "%s",
+			 tls_client_failure(NULL, "cannot set up TLS"));
+		exchange_fail(c->x, UPSTREAM_TLS_FAILED);
+		return;
+	}
+	c->handshaking = true;
+	conn_handshake(c);
 }
 
 /* Connected (or failed to): check, then send what waits. */
@@ -748,12 +867,10 @@ conn_connected(struct upstream_conn *c)
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	c->state = CONN_BUSY;
-	c->x->sent = true;
-	conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
-	conn_reading(c, true);
-	if (conn_flush(c) < 0)
-		exchange_fail(c->x, UPSTREAM_RESET);
+	if (c->pool != NULL && c->pool->up->tls_ctx != NULL)
+		conn_start_tls(c);
+	else
+		conn_established(c);
 }
 
 static void
@@ -765,9 +882,17 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		exchange_fail(c->x, c->pending);
 		return;
 	}
+	if (c->handshaking) {
+		conn_handshake(c);
+		return;
+	}
 	if (c->state == CONN_CONNECTING) {
 		conn_connected(c);
 		return;
+	}
+	if (c->read_wants_write) {
+		c->read_wants_write = false;
+		event_active(c->rev, EV_READ, 1);
 	}
 	if (c->x == NULL)
 		return;
@@ -1049,6 +1174,19 @@ upstream_failure_text(enum upstream_failure why)
 		return "the upstream sent an invalid response";
 	case UPSTREAM_HEADERS_TOO_LARGE:
 		return "the upstream's response headers are too large";
+	case UPSTREAM_TLS_FAILED:
+		return "the TLS handshake with the upstream failed";
 	}
 	return "upstream failure";
+}
+
+const char *
+upstream_failure_detail(struct upstream_pool *pool, enum upstream_failure why)
+{
+	static _Thread_local char buf[400];
+
+	if (why != UPSTREAM_TLS_FAILED || pool == NULL || pool->tls_error[0] == '\0')
+		return upstream_failure_text(why);
+	snprintf(buf, sizeof buf, "%s: %s", upstream_failure_text(why), pool->tls_error);
+	return buf;
 }

@@ -42,6 +42,7 @@ enum upstream_failure {
 	UPSTREAM_RESPONSE_TIMEOUT, /* no (more) response within the response timeout */
 	UPSTREAM_BAD_RESPONSE,     /* not HTTP/1.x, or framing we refuse */
 	UPSTREAM_HEADERS_TOO_LARGE,
+	UPSTREAM_TLS_FAILED,       /* "tls": handshake or verification failed: never sent */
 };
 
 /* What the caller learns about one exchange.  Each is called at most once,
@@ -112,5 +113,11 @@ void upstream_exchange_cancel(struct upstream_exchange *x);
 
 /* Short description of a failure, for logs and error pages. */
 const char *upstream_failure_text(enum upstream_failure why);
+
+/* upstream_failure_text, and for UPSTREAM_TLS_FAILED also why the last
+ * handshake of <pool> failed ("... failed: certificate verify failed:
+ * Hostname mismatch").  Call from the fail callback: the text lives in a
+ * thread-local buffer until the next call. */
+const char *upstream_failure_detail(struct upstream_pool *pool, enum upstream_failure why);
 
 #endif

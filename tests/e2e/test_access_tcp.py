@@ -452,16 +452,19 @@ def test_vm_posthog_example_relays_only_private(lab, peers):
     from harness import SOURCE_DIR
     echo = peers("echo")
     web = lab.upstream("web")
+    from configs import throwaway_idp_metadata
     env = {"PORTCULLIS_HTTP": "127.0.0.1:0", "PORTCULLIS_ADMIN": "127.0.0.1:0",
-           "PRIVATE_CIDR": "127.0.0.1/32"}
+           "PRIVATE_CIDR": "127.0.0.1/32", "TLS_MODE": "off",
+           "SAML_IDP_METADATA": throwaway_idp_metadata(), "TEMPORAL_UI": web.address,
+           "TEMPORAL_UI_LISTEN": "127.0.0.1:0"}
     for var in ("POSTHOG_WEB", "POSTHOG_CAPTURE", "POSTHOG_REPLAY", "POSTHOG_FLAGS",
                 "POSTHOG_LIVESTREAM", "POSTHOG_PLUGINS", "APP_UPSTREAM"):
         env[var] = web.address
-    for name in ("TEMPORAL_UI", "TEMPORAL_GRPC", "MINIO_API", "MINIO_CONSOLE"):
+    for name in ("TEMPORAL_GRPC", "MINIO_API", "MINIO_CONSOLE"):
         env[name] = echo.address
         env[name + "_LISTEN"] = "127.0.0.1:0"
     p = lab.proxy(os.path.join(SOURCE_DIR, "examples", "vm-posthog", "portcullis.json"), env=env)
-    for name in ("temporal-ui", "temporal-grpc", "minio-api", "minio-console"):
+    for name in ("temporal-grpc", "minio-api", "minio-console"):
         port = p.ports[name]
         assert roundtrip(port, b"hello " + name.encode()) == b"hello " + name.encode()
         assert refused(port, source="127.0.0.2")

@@ -610,7 +610,7 @@ test_unknown_keys(void **state)
 	expect_error("{'listeners': [{'address': ':0'}], 'upstreams': {'web': {'servers': ['w:1']}},"
 		     "'sites': [{'rotues': [], 'routes': [{'upstream': 'web'}]}]}",
 		     "sites[0].rotues: ", "unknown key; did you mean \"routes\"?",
-		     "(allowed: name, hosts, default, routes, access, hsts)", NULL);
+		     "(allowed: name, hosts, default, routes, access, hsts, listeners)", NULL);
 	expect_error("{'listeners': [{'address': ':0'}], 'wrokers': 2," MINIMAL_REST "}",
 		     "wrokers: ", "did you mean \"workers\"?", NULL);
 	expect_error("{'listeners': [{'address': ':0', 'tls': true}]," MINIMAL_REST "}",
@@ -1294,6 +1294,95 @@ test_user_errors(void **state)
 		     "process: ", NULL);
 }
 
+/* ------------------------------------------------------------------ */
+/* Sites bound to listeners                                             */
+
+#define BOUND_LISTENERS                                                                   \
+	"'listeners': [{'name': 'web', 'address': ':0'},"                                 \
+	"              {'name': 'ui', 'address': ':0'},"                                  \
+	"              {'name': 'grpc', 'address': ':0', 'type': 'tcp',"                  \
+	"               'upstream': '127.0.0.1:7233'}],"                                  \
+	"'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"
+
+static void
+test_site_listeners(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	fake_env = NULL;
+	/* A hostless site bound to "ui" is that listener's default; the
+	 * global default stays the unbound hostless site. */
+	cfg = load_ok("{" BOUND_LISTENERS
+		      "'sites': [{'name': 'main', 'routes': [{'upstream': 'web'}]},"
+		      "          {'name': 'ui', 'listeners': ['ui'], 'routes': [{'upstream': 'web'}]}]}");
+	assert_ptr_equal(cfg->default_site, &cfg->sites[0]);
+	assert_false(cfg->listeners[0].has_sites);
+	assert_true(cfg->listeners[1].has_sites);
+	assert_ptr_equal(cfg->listeners[1].default_site, &cfg->sites[1]);
+	assert_int_equal(cfg->sites[1].nlisteners, 1);
+	assert_int_equal(cfg->sites[1].listener_index[0], 1);
+	config_unref(cfg);
+	/* The same host on two sites that serve different listeners. */
+	cfg = load_ok("{" BOUND_LISTENERS
+		      "'sites': [{'hosts': ['a.test'], 'routes': [{'upstream': 'web'}]},"
+		      "          {'name': 'ui', 'hosts': ['a.test'], 'listeners': ['ui'],"
+		      "           'routes': [{'upstream': 'web'}]}]}");
+	assert_null(cfg->listeners[1].default_site);
+	config_unref(cfg);
+	/* Unnamed listeners are "listeners[N]". */
+	cfg = load_ok("{'listeners': [{'address': ':0'}, {'address': ':0'}],"
+		      "'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"
+		      "'sites': [{'listeners': ['listeners[1]'], 'routes': [{'upstream': 'web'}]}]}");
+	assert_true(cfg->listeners[1].has_sites);
+	config_unref(cfg);
+
+	/* "tls": {"mode": "off"} drops a TLS listener: bindings follow. */
+	cfg = load_ok("{'listeners': [{'name': 'https', 'address': ':0', 'tls': true},"
+		      "               {'name': 'ui', 'address': ':0'}],"
+		      "'tls': {'mode': 'off'},"
+		      "'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"
+		      "'sites': [{'routes': [{'upstream': 'web'}]},"
+		      "          {'name': 'ui', 'listeners': ['ui', 'https'],"
+		      "           'routes': [{'upstream': 'web'}]}]}");
+	assert_int_equal(cfg->nlisteners, 1);
+	assert_string_equal(cfg->listeners[0].name, "ui");
+	assert_int_equal(cfg->sites[1].listener_index[0], 0);
+	assert_int_equal(cfg->sites[1].listener_index[1], SIZE_MAX);
+	assert_true(cfg->listeners[0].has_sites);
+	config_unref(cfg);
+
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'listeners': ['temporal'], 'routes': [{'upstream': 'web'}]}]}",
+		     "sites[0].listeners[0]: ", "no listener named \"temporal\"",
+		     "\"web\", \"ui\"", "give the listener a \"name\"", NULL);
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'listeners': ['web', 'grpc'], 'routes': [{'upstream': 'web'}]}]}",
+		     "sites[0].listeners[1]: ", "\"grpc\" (listeners[2]) is a TCP relay",
+		     "bind the site to an HTTP listener", NULL);
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'listeners': ['ui', 'ui'], 'routes': [{'upstream': 'web'}]}]}",
+		     "sites[0].listeners[1]: ", "named twice", NULL);
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'listeners': [], 'routes': [{'upstream': 'web'}]}]}",
+		     "sites[0].listeners: ", "must not be empty", NULL);
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'listeners': 'ui', 'routes': [{'upstream': 'web'}]}]}",
+		     "sites[0].listeners: ", "array of listener names", NULL);
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'name': 'a', 'listeners': ['ui'], 'default': true,"
+		     "           'routes': [{'upstream': 'web'}]},"
+		     "          {'name': 'b', 'listeners': ['ui', 'web'], 'default': true,"
+		     "           'routes': [{'upstream': 'web'}]}]}",
+		     "sites[1].default: ", "also marked default on listener \"ui\"", NULL);
+	expect_error("{" BOUND_LISTENERS
+		     "'sites': [{'name': 'a', 'hosts': ['a.test'], 'listeners': ['ui'],"
+		     "           'routes': [{'upstream': 'web'}]},"
+		     "          {'name': 'b', 'hosts': ['a.test'], 'listeners': ['web', 'ui'],"
+		     "           'routes': [{'upstream': 'web'}]}]}",
+		     "sites[1].hosts[0]: ", "already served by site \"a\"", NULL);
+}
+
 int
 main(void)
 {
@@ -1318,6 +1407,7 @@ main(void)
 		cmocka_unit_test(test_method_bits),
 		cmocka_unit_test(test_user_and_group),
 		cmocka_unit_test(test_user_errors),
+		cmocka_unit_test(test_site_listeners),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

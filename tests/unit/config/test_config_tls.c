@@ -287,6 +287,27 @@ test_http2_keys(void **state)
 		     "listeners[0].alpn: ", "1 to 255 bytes");
 	expect_error("{'listeners': [{'address': ':0', 'http2': 'yes'}]," UPS SITES "}",
 		     "listeners[0].http2: ", "");
+/* A host in two sites bound to different listeners: one name, one order. */
+static void
+test_bound_sites_share_certificates(void **state)
+{
+	struct config *cfg = load_ok(
+		"{'listeners': [{'name': 'https', 'address': ':0', 'tls': true},"
+		"               {'name': 'ui', 'address': ':0', 'tls': true}],"
+		"'tls': {'local_ca': true, 'acme': {'email': 'a@b.test'}}," UPS
+		"'sites': [{'name': 'one', 'hosts': ['a.test', 'b.test'], 'routes': [{'upstream': 'web'}]},"
+		"          {'name': 'ui', 'hosts': ['a.test'], 'listeners': ['ui'],"
+		"           'routes': [{'upstream': 'web'}]},"
+		"          {'name': 'ui2', 'hosts': ['a.test', 'd.test'], 'listeners': ['https'],"
+		"           'routes': [{'upstream': 'web'}]}]}");
+
+	(void)state;
+	assert_int_equal(cfg->tls->nlocal_names, 3);
+	assert_string_equal(cfg->tls->local_names[2], "d.test");
+	assert_int_equal(cfg->tls->acme->norders, 2);
+	assert_int_equal(cfg->tls->acme->orders[1].nnames, 1);
+	assert_string_equal(cfg->tls->acme->orders[1].names[0], "d.test");
+	config_unref(cfg);
 }
 
 int
@@ -299,6 +320,7 @@ main(void)
 		cmocka_unit_test(test_mode_off_drops_tls_listeners),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_http2_keys),
+		cmocka_unit_test(test_bound_sites_share_certificates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -652,6 +652,62 @@ test_strip_prefix_buffer(void **state)
 	assert_int_equal(router_strip_prefix("/a", NULL, out, sizeof(out)), -1);
 }
 
+/* ------------------------------------------------------- bound sites */
+
+static char *hosts_a[] = { "a.example.com" };
+static size_t on_ui[] = { 1 };
+static size_t on_ui_admin[] = { 1, 2 };
+static struct config_site bound_sites[] = {
+	{ .name = "main-a", .hosts = hosts_a, .nhosts = 1 },
+	{ .name = "main", .is_default = true },
+	{ .name = "ui-a", .hosts = hosts_a, .nhosts = 1, .nlisteners = 2,
+	  .listener_index = on_ui_admin },
+	{ .name = "ui", .nlisteners = 1, .listener_index = on_ui },
+};
+static struct config_listener bound_listeners[] = {
+	{ .name = "web", .index = 0 },
+	{ .name = "ui", .index = 1, .has_sites = true, .default_site = &bound_sites[3] },
+	{ .name = "admin", .index = 2, .has_sites = true },
+};
+static struct config bound_cfg = {
+	.sites = bound_sites,
+	.nsites = NELEM(bound_sites),
+	.listeners = bound_listeners,
+	.nlisteners = NELEM(bound_listeners),
+	.default_site = &bound_sites[1],
+};
+
+static void
+test_find_site_on_listener(void **state)
+{
+	static const struct {
+		size_t listener;
+		const char *host;
+		const char *site;
+	} cases[] = {
+		{ 0, "a.example.com", "main-a" }, { 0, "b.example.com", "main" },
+		{ 0, NULL, "main" },		   { 1, "a.example.com", "ui-a" },
+		{ 1, "b.example.com", "ui" },	   { 1, NULL, "ui" },
+		{ 2, "a.example.com", "ui-a" },   { 2, "b.example.com", NULL },
+		{ 9, "a.example.com", "main-a" }, /* unknown listener: as the unbound ones */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		const struct config_site *s =
+			router_find_site_on(&bound_cfg, cases[i].listener, cases[i].host);
+		const char *got = s != NULL ? s->name : NULL;
+
+		if ((got == NULL) != (cases[i].site == NULL) ||
+		    (got != NULL && strcmp(got, cases[i].site) != 0))
+			fail_msg("case %zu: got %s, want %s", i, got ? got : "(none)",
+				 cases[i].site ? cases[i].site : "(none)");
+	}
+	/* router_find_site never picks a bound site. */
+	assert_string_equal(router_find_site(&bound_cfg, "a.example.com")->name, "main-a");
+	assert_null(router_find_site_on(NULL, 0, "a.example.com"));
+}
+
 int
 main(void)
 {
@@ -671,6 +727,7 @@ main(void)
 		cmocka_unit_test(test_match_pipeline_with_pathnorm_shapes),
 		cmocka_unit_test(test_strip_prefix),
 		cmocka_unit_test(test_strip_prefix_buffer),
+		cmocka_unit_test(test_find_site_on_listener),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
