@@ -271,6 +271,8 @@ auth_is_navigation(struct auth_request *a)
 		return false;
 	if (evhttp_find_header(h, "X-Requested-With") != NULL)
 		return false;
+	if (evhttp_find_header(h, "Upgrade") != NULL)
+		return false; /* a WebSocket cannot follow a redirect to the IdP */
 	if (mode != NULL && strcasecmp(mode, "navigate") != 0)
 		return false;
 	if (accept != NULL && strstr(accept, "application/json") != NULL &&
@@ -1013,6 +1015,9 @@ auth_on_head(struct auth_request *a)
 		}
 	}
 	auth_add_identity(a, s);
+	a->session_end = s->issued + (int64_t)sc->session_lifetime;
+	if (s->expires != 0 && s->expires < a->session_end)
+		a->session_end = s->expires;
 	ours.name = sc->cookie_name;
 	ours.len = strlen(sc->cookie_name);
 	cookie_strip(h, auth_is_our_cookie, &ours);
