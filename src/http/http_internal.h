@@ -25,7 +25,6 @@
 
 #include "http/h1_state.h"
 #include "http/http_types.h"
-#include "http/request.h"
 
 #define CONN_BACKLOG_LIMIT (1024 * 1024) /* client output bytes before back-pressure */
 
@@ -123,7 +122,8 @@ struct server_request {
 	void *data;
 	bool tunnel;          /* marked by the handler (request.h) */
 	bool upgraded;        /* a tunnel answered 101: the connection is handed over */
-	server_tunnel_fn tunnel_fn; /* who takes it (server_request_on_tunnel), or NULL */
+	void (*tunnel_fn)(struct server_conn *c, void *arg); /* who takes it
+					 * (server_request_on_tunnel), or NULL */
 	void *tunnel_arg;
 	bool head_method;
 	bool handler_seen;    /* on_head was called: the handler owns it until done */
