@@ -322,3 +322,22 @@ def test_limits_count_tunnels(lab, echo):
                what="a slot again after the tunnels closed")
     m = request(p.admin_port, "GET", "/metrics").text()
     assert 'reason="max_connections_per_client"} 1' in m
+
+
+def test_wss_over_tls_listener(lab, echo, tmp_path):
+    import ssl
+    cfg = ws_config(echo, listener={"tls": True})
+    cfg["tls"] = {"certs_dir": os.path.join(str(tmp_path), "certs"),
+                  "local_ca": {"names": ["ws.test"]}}
+    p = lab.proxy(cfg)
+    ctx = ssl.create_default_context(cafile=os.path.join(str(tmp_path), "certs", "local-ca",
+                                                         "ca.crt"))
+
+    async def scenario():
+        async with websockets.connect("wss://ws.test:%d/ws" % p.port, ssl=ctx, open_timeout=5,
+                                      host="127.0.0.1", port=p.port) as ws:
+            for m in ["tls", "y" * 300000, "end"]:
+                await ws.send(m)
+                assert await ws.recv() == m
+    run(scenario())
+    p.wait_stderr(r"ended \(closed\)")
