@@ -341,3 +341,26 @@ def test_wss_over_tls_listener(lab, echo, tmp_path):
                 assert await ws.recv() == m
     run(scenario())
     p.wait_stderr(r"ended \(closed\)")
+
+
+def test_drain_closes_tunnels_at_deadline(lab, echo):
+    cfg = ws_config(echo)
+    cfg["timeouts"] = {"drain": 2}
+    p = lab.proxy(cfg)
+
+    async def scenario():
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % p.port, open_timeout=5) as ws:
+            await ws.send("a")
+            assert await ws.recv() == "a"
+            p.signal(15)  # SIGTERM: drain
+            await asyncio.sleep(0.5)
+            await ws.send("b")  # still served while the drain waits
+            assert await ws.recv() == "b"
+            start = time.monotonic()
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            return time.monotonic() - start
+    took = run(scenario())
+    assert took < 5
+    assert p.wait_exit(10) == 0
+    assert "ended (drain)" in p.stderr()
