@@ -83,8 +83,8 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "\"direct\": the client straight to the echo server (its CPU column: the echo server's)."
 	echo
-	echo "| proxy | round trips/s (median) | per round | proxy CPU s per round (median) |"
-	echo "|---|---|---|---|"
+	echo "| proxy | round trips/s (median) | per round | proxy CPU s per round (median) | proxy CPU µs per round trip (median) |"
+	echo "|---|---|---|---|---|"
 	python3 - "$RAW" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
@@ -92,8 +92,10 @@ for p in ("portcullis", "nginx", "direct"):
     mine = [r for r in rows if r["proxy"] == p]
     rates = [int(r["rt_per_s"]) for r in mine]
     cpu = [float(r["proxy_cpu_s"]) for r in mine]
-    print("| %s | %d | %s | %.2f |" % (p, statistics.median(rates), ", ".join(map(str, rates)),
-                                       statistics.median(cpu)))
+    per = [float(r["proxy_cpu_s"]) * 1e6 / max(int(r["roundtrips"]), 1) for r in mine]
+    print("| %s | %d | %s | %.2f | %.1f |" % (p, statistics.median(rates),
+                                              ", ".join(map(str, rates)),
+                                              statistics.median(cpu), statistics.median(per)))
 PY
 } >"$OUT"
 cp "$RAW" "${OUT%.md}.raw.tsv"
