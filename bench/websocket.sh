@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # WebSocket echo round trips (issue 13): BENCH_CONNS connections through Portcullis and
 # through nginx (proxy_http_version 1.1 with the Upgrade headers), both in front of the
-# same python3-websockets echo server on loopback ("direct": no proxy, the ceiling); each connection sends a 32-byte message
-# and waits for its echo, again and again. Rounds alternate the order; medians reported.
-# The load client is python3-websockets too (one process): on a small machine it, not the
-# proxy, may set the ceiling; the proxy CPU columns say how busy each proxy was.
+# same python3-websockets echo server on loopback ("direct": no proxy, the ceiling).
+# Each connection sends a 32-byte message and waits for its echo, again and again.
+# Rounds rotate the order; medians reported. The load client is python3-websockets too
+# (one process): on a small machine it, not the proxy, may set the pace; the proxy CPU
+# columns (seconds per run, microseconds per round trip) say what each proxy spent.
 #
 #   BENCH_CONNS    connections             (default 64)
 #   BENCH_SECONDS  seconds per run         (default 5)
