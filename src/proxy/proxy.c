@@ -1156,6 +1156,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	enum pathnorm_result pr;
 	const struct sockaddr *peer = server_request_peer(req);
 	int64_t length;
+	bool ws_asked;
 
 	if (t == NULL) {
 		server_reply(req, 503, NULL, NULL, true);
@@ -1213,10 +1214,11 @@ proxy_on_head(struct server_request *req, void *arg)
 		       false);
 		return SERVER_REPLIED;
 	}
+	ws_asked = t->ws_ask == WEBSOCKET_ASKED;
 	switch (run_auth(t, false)) {
 	case AUTH_REPLIED:
 	case AUTH_PENDING: /* only after a body */
-		if (t->ws_ask == WEBSOCKET_ASKED)
+		if (ws_asked) /* (t is gone) */
 			websocket_refused(WEBSOCKET_REFUSED_AUTH);
 		return SERVER_REPLIED;
 	case AUTH_READ_BODY:
