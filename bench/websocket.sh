@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # WebSocket echo round trips (issue 13): BENCH_CONNS connections through Portcullis and
 # through nginx (proxy_http_version 1.1 with the Upgrade headers), both in front of the
-# same python3-websockets echo server on loopback ("direct": no proxy, the ceiling).
-# Each connection sends a 32-byte message and waits for its echo, again and again.
-# Rounds rotate the order; medians reported. The load client is python3-websockets too
-# (one process): on a small machine it, not the proxy, may set the pace; the proxy CPU
-# columns (seconds per run, microseconds per round trip) say what each proxy spent.
+# same echo server on loopback ("direct": no proxy, the ceiling). Each connection sends a
+# 32-byte message and waits for its echo, again and again. Rounds rotate the order;
+# medians reported. Client and echo server are bench/ws_echo.py (asyncio, one process
+# each): on a small machine they, not the proxy, may set the pace; the proxy CPU columns
+# (seconds per run, microseconds per round trip) say what each proxy spent.
 #
 #   BENCH_CONNS    connections             (default 64)
 #   BENCH_SECONDS  seconds per run         (default 5)
@@ -27,7 +27,6 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$BENCH_DIR/results/websocket-$STAMP.md}
 need_int CONNS SECONDS_RUN ROUNDS WORKERS
 need_tools nginx curl python3
-python3 -c 'import websockets' 2>/dev/null || die "python3-websockets is missing (scripts/install-deps.sh)"
 
 bench_init ws-bench
 
