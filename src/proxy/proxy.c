@@ -1211,7 +1211,7 @@ proxy_on_head(struct server_request *req, void *arg)
 		refuse(t, t->access.status,
 		       t->access.status == 429 ? "too many requests from your address; retry later"
 					       : "access is not allowed from your address",
-		       false);
+		       t->ws_ask == WEBSOCKET_ASKED); /* a refused upgrade closes */
 		return SERVER_REPLIED;
 	}
 	ws_asked = t->ws_ask == WEBSOCKET_ASKED;

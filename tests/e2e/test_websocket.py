@@ -158,6 +158,8 @@ def test_no_session_is_401_never_101(lab, echo):
         c.send(upgrade_head())
         r = c.read_response()
         assert r.status == 401 and r.header("Upgrade") is None
+        assert r.header("Connection") == "close"
+        assert c.closed_by_peer()  # a normal close: nothing after it is read as HTTP
     assert echo.handshakes == []
     m = request(p.admin_port, "GET", "/metrics").text()
     assert 'portcullis_websocket_refusals_total{reason="auth"} 2' in m
