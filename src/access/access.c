@@ -54,6 +54,13 @@ static const struct {
 	{"portcullis_tcp_relay_connections_open", "gauge", "TCP relay connections open, by listener."},
 	{"portcullis_tcp_relay_bytes_total", "counter",
 	 "Bytes relayed, by listener and direction (in: client to upstream)."},
+	{"portcullis_websocket_tunnels_open", "gauge", "WebSocket tunnels open."},
+	{"portcullis_websocket_tunnels_total", "counter", "WebSocket tunnels opened (upstream 101 accepted)."},
+	{"portcullis_websocket_tunnels_ended_total", "counter", "WebSocket tunnels ended, by reason."},
+	{"portcullis_websocket_bytes_total", "counter",
+	 "Bytes through WebSocket tunnels, by direction (in: client to upstream)."},
+	{"portcullis_websocket_refusals_total", "counter",
+	 "WebSocket upgrades that did not become a tunnel, by reason."},
 };
 
 char *
@@ -81,7 +88,8 @@ access_metrics_render(void)
 					     access_metric_help[m].type);
 				header = true;
 			}
-			n += snprintf(line + n, sizeof(line) - (size_t)n, "%s{%s} %llu\n", c->metric,
+			n += snprintf(line + n, sizeof(line) - (size_t)n,
+				      c->labels[0] ? "%s{%s} %llu\n" : "%s%s %llu\n", c->metric,
 				      c->labels,
 				      (unsigned long long)atomic_load_explicit(&c->value,
 									memory_order_relaxed));

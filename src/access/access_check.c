@@ -42,7 +42,7 @@ access_log_refusal(const char *client, const char *what, const char *rule)
 static int
 access_apply_policy(const struct config *cfg, const struct access_policy *p,
 		    const struct netaddr *a, const char *client, netaddr_country country,
-		    struct access_outcome *out)
+		    struct access_outcome *out, bool rate)
 {
 	enum access_match m = ACCESS_NO_MATCH;
 
@@ -75,7 +75,7 @@ access_apply_policy(const struct config *cfg, const struct access_policy *p,
 			return out->status = 403;
 		}
 	}
-	if (p->rate != NULL && cfg->ratelimit != NULL) {
+	if (rate && p->rate != NULL && cfg->ratelimit != NULL) {
 		const struct access_block *b = p->rate;
 		double wait = 0;
 		uint64_t k0 = a->family == AF_INET ? a->v4 : a->v6[0]; /* IPv6: per /64 */
@@ -95,10 +95,10 @@ access_apply_policy(const struct config *cfg, const struct access_policy *p,
 	return 0;
 }
 
-int
-access_check_request(const struct config *cfg, size_t listener,
-		     const struct config_route *jump_route, const struct config_route *route,
-		     const char *client, struct access_outcome *out)
+static int
+access_check(const struct config *cfg, size_t listener, const struct config_route *jump_route,
+	     const struct config_route *route, const char *client, struct access_outcome *out,
+	     bool rate)
 {
 	struct netaddr a;
 	netaddr_country country = 0;
@@ -120,12 +120,29 @@ access_check_request(const struct config *cfg, size_t listener,
 		}
 	}
 	if (jump_route != NULL &&
-	    access_apply_policy(cfg, &jump_route->policy, &a, client, country, out) != 0)
+	    access_apply_policy(cfg, &jump_route->policy, &a, client, country, out, rate) != 0)
 		return out->status;
-	if (route != NULL && access_apply_policy(cfg, &route->policy, &a, client, country, out) != 0)
+	if (route != NULL &&
+	    access_apply_policy(cfg, &route->policy, &a, client, country, out, rate) != 0)
 		return out->status;
 	out->rule = NULL;
 	return 0;
+}
+
+int
+access_check_request(const struct config *cfg, size_t listener,
+		     const struct config_route *jump_route, const struct config_route *route,
+		     const char *client, struct access_outcome *out)
+{
+	return access_check(cfg, listener, jump_route, route, client, out, true);
+}
+
+int
+access_check_again(const struct config *cfg, size_t listener,
+		   const struct config_route *jump_route, const struct config_route *route,
+		   const char *client, struct access_outcome *out)
+{
+	return access_check(cfg, listener, jump_route, route, client, out, false);
 }
 
 bool

@@ -45,6 +45,13 @@ int access_check_request(const struct config *cfg, size_t listener,
 			 const struct config_route *jump_route, const struct config_route *route,
 			 const char *client, struct access_outcome *out);
 
+/* access_check_request for a client already admitted (a tunnel checked
+ * again after a reload): the same rules but the rate limit, which it
+ * passed when it came. */
+int access_check_again(const struct config *cfg, size_t listener,
+		       const struct config_route *jump_route, const struct config_route *route,
+		       const char *client, struct access_outcome *out);
+
 /*
  * The listener-level check alone, for raw TCP connections: true when
  * listener number <listener> of <cfg> admits <a>.  A refusal is logged and

@@ -109,7 +109,9 @@ auth_reply(struct auth_request *a, int status, const char *content_type, struct 
 	evhttp_add_header(a->out, "X-Request-ID", a->request_id);
 	a->status = status;
 	a->bytes_out = body ? evbuffer_get_length(body) : 0;
-	server_reply(a->req, status, a->out, body, false);
+	/* A refused upgrade (WebSocket) closes: nothing after it is read as HTTP. */
+	server_reply(a->req, status, a->out, body,
+		     evhttp_find_header(server_request_headers(a->req), "Upgrade") != NULL);
 	a->req = NULL;
 	if (body)
 		evbuffer_free(body);
@@ -271,6 +273,8 @@ auth_is_navigation(struct auth_request *a)
 		return false;
 	if (evhttp_find_header(h, "X-Requested-With") != NULL)
 		return false;
+	if (evhttp_find_header(h, "Upgrade") != NULL)
+		return false; /* a WebSocket cannot follow a redirect to the IdP */
 	if (mode != NULL && strcasecmp(mode, "navigate") != 0)
 		return false;
 	if (accept != NULL && strstr(accept, "application/json") != NULL &&
@@ -1013,6 +1017,9 @@ auth_on_head(struct auth_request *a)
 		}
 	}
 	auth_add_identity(a, s);
+	a->session_end = s->issued + (int64_t)sc->session_lifetime;
+	if (s->expires != 0 && s->expires < a->session_end)
+		a->session_end = s->expires;
 	ours.name = sc->cookie_name;
 	ours.len = strlen(sc->cookie_name);
 	cookie_strip(h, auth_is_our_cookie, &ours);

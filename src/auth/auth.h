@@ -50,6 +50,8 @@ struct auth_request {
 	struct evkeyvalq *out;  /* response headers being built: a refreshed
 				 * session cookie goes here */
 	int status;             /* out: the status replied */
+	int64_t session_end;    /* out: AUTH_CONTINUE with a session: when it ends
+				 * (epoch seconds); else 0 */
 	uint64_t bytes_out;     /* out: body bytes replied */
 
 	/* The ACS with saml.replay_store "redis" (AUTH_PENDING): the caller

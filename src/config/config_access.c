@@ -262,8 +262,7 @@ static void
 config_parse_listener_access(struct config_loader *ld, const char *path, const json_t *v,
 			     struct config_listener *l)
 {
-	static const char *const tcp_only[] = { "upstream", "idle_timeout", "max_connections",
-						"max_connections_per_client", NULL };
+	static const char *const tcp_only[] = { "upstream", "idle_timeout", NULL };
 	char kp[CONFIG_JPATH_MAX];
 	const json_t *f;
 	int type = LISTENER_HTTP;
@@ -289,6 +288,14 @@ config_parse_listener_access(struct config_loader *ld, const char *path, const j
 		config_error(ld, kp,
 			     "a PROXY header is believed only from trusted proxies; list the "
 			     "addresses of the proxies that send it in \"trusted_proxies\"");
+	if (l->type != LISTENER_TCP)
+		l->max_connections_per_client = 1000; /* browsers behind one NAT address */
+	if ((f = json_object_get(v, "max_connections")) != NULL)
+		config_uint(ld, config_jkey(kp, path, "max_connections"), f, UNIT_COUNT, 1, 10000000,
+			    &l->max_connections);
+	if ((f = json_object_get(v, "max_connections_per_client")) != NULL)
+		config_uint(ld, config_jkey(kp, path, "max_connections_per_client"), f, UNIT_COUNT, 0,
+			    10000000, &l->max_connections_per_client);
 	if (l->type != LISTENER_TCP) {
 		for (size_t i = 0; tcp_only[i] != NULL; i++)
 			if (json_object_get(v, tcp_only[i]) != NULL)
@@ -303,12 +310,6 @@ config_parse_listener_access(struct config_loader *ld, const char *path, const j
 		config_parse_relay_upstream(ld, config_jkey(kp, path, "upstream"), f, l);
 	config_seconds(ld, config_jkey(kp, path, "idle_timeout"), json_object_get(v, "idle_timeout"),
 		       &l->idle_timeout);
-	if ((f = json_object_get(v, "max_connections")) != NULL)
-		config_uint(ld, config_jkey(kp, path, "max_connections"), f, UNIT_COUNT, 1, 10000000,
-			    &l->max_connections);
-	if ((f = json_object_get(v, "max_connections_per_client")) != NULL)
-		config_uint(ld, config_jkey(kp, path, "max_connections_per_client"), f, UNIT_COUNT, 0,
-			    10000000, &l->max_connections_per_client);
 }
 
 void

@@ -139,4 +139,9 @@ void config_parse_redis(struct config_loader *ld, const json_t *root);
 void config_finish_tls(struct config_loader *ld, const json_t *root);
 void config_parse_listeners_http2(struct config_loader *ld, const json_t *root);
 
+/* config_websocket.c: the "websocket*" keys of route <r> at <path> (<v>),
+ * whose action count is <nactions> (the keys need one "upstream"). */
+void config_parse_route_websocket(struct config_loader *ld, const char *path, const json_t *v,
+				  struct config_route *r, size_t nactions);
+
 #endif

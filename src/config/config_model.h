@@ -72,8 +72,10 @@ struct config_listener {
 	size_t nrelay_servers;
 	double idle_timeout;                /* "idle_timeout", seconds; default 600 */
 	double relay_connect_timeout;       /* timeouts.connect, or the named upstream's */
+	/* Both types (HTTP: WebSocket tunnels count too) */
 	uint64_t max_connections;           /* "max_connections"; default 10000 */
-	uint64_t max_connections_per_client; /* "max_connections_per_client"; default 100, 0 = no limit */
+	uint64_t max_connections_per_client; /* "max_connections_per_client"; default 100 (TCP),
+					      * 1000 (HTTP), 0 = no limit */
 
 	/* Sites bound to this listener ("sites[i].listeners"): when has_sites,
 	 * it serves only those, and default_site (or NULL: 404) for other hosts. */
@@ -190,6 +192,11 @@ struct config_route {
 	char **allow_bearer;    /* "allow_bearer": token prefixes ("phx_") that pass without a
 				 * session (the upstream checks the token) */
 	size_t nallow_bearer;
+
+	/* WebSocket (routes with "upstream"; see docs/config.md) */
+	bool websocket_off;             /* "websocket": false: no upgrade on this route */
+	double websocket_idle_timeout;  /* "websocket_idle_timeout", seconds; default 600 */
+	bool websocket_keep_at_session_end; /* "websocket_session_end": "keep" (default "close") */
 };
 
 /* "sites[i].hsts": {"max_age", "include_subdomains", "preload"}. */

@@ -19,6 +19,7 @@ static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",
 	"max_body_bytes",  "drop_cookies",  "access",	    "auth",	      "allow_bearer",
+	"websocket",	   "websocket_idle_timeout",	    "websocket_session_end",
 	NULL
 };
 static const char *const config_match_keys[] = { "path", "path_exact", "path_prefix", "methods",
@@ -508,6 +509,7 @@ config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
 	}
 	config_bool(ld, config_jkey(kp, path, "drop_cookies"), json_object_get(v, "drop_cookies"),
 		    &r->drop_cookies);
+	config_parse_route_websocket(ld, path, v, r, nactions);
 	{
 		static const char *const auths[] = { "none", "saml", NULL };
 		int a = AUTH_NONE;

@@ -30,6 +30,7 @@ struct event_base;
 struct evdns_base;
 struct upstream_pool;
 struct claims;
+struct websocket_set;
 
 /* A worker's view of one configuration generation. */
 struct worker_gen {
@@ -66,6 +67,7 @@ struct txn_env {
 	size_t nports;
 	int in_flight;                /* transactions begun and not yet ended */
 	void (*ended_cb)(void *arg);  /* after each txn_env_end (may be NULL) */
+	struct websocket_set *websockets; /* its WebSocket tunnels (proxy/websocket.h) */
 	void *ended_arg;
 };
 

@@ -21,7 +21,9 @@
 #include "http/h1.h"
 #include "http/h2.h"
 #include "proxy/proxy.h"
+#include "proxy/listenlimit.h"
 #include "proxy/tcprelay.h"
+#include "proxy/websocket.h"
 #include "tls/tls.h"
 
 /* One listener as seen by one worker. */
@@ -114,6 +116,7 @@ worker_use(struct worker *w, struct runtime *rt)
 		worker_gen_unref(w->env.gen); /* freed when its last transaction ends */
 	w->env.gen = g;
 	apply_limits(w, rt->cfg);
+	websocket_reload(&w->env); /* open tunnels: checked against the new rules */
 	return 0;
 }
 
@@ -133,7 +136,8 @@ open_connections(const struct worker *w)
 static void
 maybe_exit(struct worker *w)
 {
-	if (w->draining && w->env.in_flight == 0 && open_connections(w) == 0)
+	if (w->draining && w->env.in_flight == 0 && open_connections(w) == 0 &&
+	    websocket_count(&w->env) == 0)
 		event_base_loopexit(w->base, NULL);
 }
 
@@ -150,6 +154,7 @@ drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 	log_warn("worker %u: drain timeout reached with %d request%s still running; closing them",
 		 w->id, w->env.in_flight, w->env.in_flight == 1 ? "" : "s");
+	websocket_close_all(&w->env, "the drain timeout was reached");
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -278,6 +283,7 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
 			goto fail;
 		}
+		server_set_admission(wl->server, &listenlimit_admission, &wl->txn);
 		if (i < cfg->nlisteners && cfg->listeners[i].tls) {
 			if (tls == NULL) {
 				snprintf(err, errlen, "listener %s: no certificate store for TLS",
@@ -356,6 +362,7 @@ worker_join_free(struct worker *w)
 		tcprelay_free(w->listeners[i].relay);
 		server_free(w->listeners[i].server);
 	}
+	websocket_close_all(&w->env, "the worker stops");
 	if (w->env.gen)
 		worker_gen_unref(w->env.gen);
 	if (w->pending)

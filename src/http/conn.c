@@ -149,6 +149,8 @@ conn_free(struct server_conn *c)
 		metrics_add(METRIC_CLIENT_CONNECTIONS, -1);
 	if (c->codec)
 		c->codec->free(c);
+	if (c->slot)
+		srv->admission->release(c->slot, srv->admission_arg);
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
@@ -444,6 +446,32 @@ server_conn_close(struct server_conn *c)
 	conn_close(c);
 }
 
+/* The connection limits of the server (server_set_admission), once the
+ * client's address is known.  False: refused. */
+static bool
+conn_admit(struct server_conn *c)
+{
+	c->slot = c->srv->admission->admit((const struct sockaddr *)&c->peer,
+					   c->srv->admission_arg);
+	return c->slot != NULL;
+}
+
+void
+server_set_admission(struct server *srv, const struct server_admission *a, void *arg)
+{
+	srv->admission = a;
+	srv->admission_arg = arg;
+}
+
+void *
+server_conn_take_slot(struct server_conn *c)
+{
+	void *slot = c->slot;
+
+	c->slot = NULL;
+	return slot;
+}
+
 /* Read and drop the PROXY protocol header (peeked first, so that a TLS
  * ClientHello behind it stays in the socket for OpenSSL); the client
  * address it carries replaces the socket peer.  Returns false while it is
@@ -483,6 +511,10 @@ conn_proxy_header(struct server_conn *c)
 	if (info.has_address)
 		c->peer = info.src;
 	c->pp_pending = false;
+	if (c->srv->admission && !conn_admit(c)) {
+		conn_close(c);
+		return false;
+	}
 	if (c->srv->raw) {
 		c->running = true;
 		conn_raw_ready(c);
@@ -608,6 +640,8 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	if (!c->out || !c->rev || !c->wev || !c->timer)
 		goto fail;
+	if (srv->admission && !srv->proxy_protocol && !conn_admit(c))
+		goto fail;
 	evtimer_add(c->timer, &srv->limits.client);
 	if (srv->raw) {
 		/* May set the PROXY setting and the deadline (conn.h). */
@@ -653,6 +687,8 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	}
 	return 0;
 fail:
+	if (c->slot)
+		srv->admission->release(c->slot, srv->admission_arg);
 	SSL_free(c->ssl);
 	if (c->out)
 		evbuffer_free(c->out);

@@ -86,6 +86,28 @@ void server_set_alpn(struct server *srv, const char *const *protos);
  * tests over socketpair().  Returns 0, or -1 (fd closed). */
 int server_adopt(struct server *srv, int fd, const struct sockaddr *peer, socklen_t peerlen);
 
+/* ---- connection limits -------------------------------------------------- */
+
+/* Who admits the connections of an HTTP listener (its connection limits). */
+struct server_admission {
+	/* The client's address is known (<peer>: the PROXY header's, else the
+	 * socket's), before any TLS: return the connection's slot (not NULL)
+	 * to admit it, or NULL to close it at once. */
+	void *(*admit)(const struct sockaddr *peer, void *arg);
+	/* A connection holding <slot> closed. */
+	void (*release)(void *slot, void *arg);
+};
+
+/* Admit connections of <srv> through <a> (must outlive it) with <arg>.  Call
+ * before the first connection.  Not for raw listeners. */
+void server_set_admission(struct server *srv, const struct server_admission *a, void *arg);
+
+/* Take the slot of <c> over (NULL when it has none): the connection no
+ * longer gives it back when it closes; whoever took it does (a tunnel the
+ * connection became, when the tunnel ends). */
+struct server_conn;
+void *server_conn_take_slot(struct server_conn *c);
+
 /* ---- listeners that carry no HTTP (TCP relays) ------------------------- */
 
 struct evbuffer;

@@ -120,6 +120,10 @@ write_head_end(struct server_request *req)
 {
 	struct server_conn *c = req->conn;
 
+	if (req->upgraded) { /* a tunnel's 101: what follows is not HTTP */
+		evbuffer_add(c->out, "Connection: Upgrade\r\n\r\n", 23);
+		return;
+	}
 	if (!req->keepalive || c->srv->draining)
 		c->closing = true;
 	if (c->closing)
@@ -139,6 +143,7 @@ h1_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 
 	if (close || (req->body_expected && !req->complete))
 		c->closing = true; /* the rest of the body will not be read */
+	req->upgraded = req->tunnel && status == 101 && !c->closing;
 	write_head(req, status, headers, false);
 	if (!(status < 200 || status == 204 || status == 304))
 		evbuffer_add_printf(c->out, "Content-Length: %zu\r\n", len);
@@ -538,6 +543,24 @@ h1_parse(struct server_conn *c)
 
 /* ---- the connection ------------------------------------------------------ */
 
+/* A tunnel's 101 is written: the request is finished (the handler logged
+ * it), then the connection goes to whoever takes the tunnel (request.h),
+ * or closes. */
+static void
+h1_hand_over(struct server_conn *c)
+{
+	server_tunnel_fn fn = c->req->tunnel_fn;
+	void *arg = c->req->tunnel_arg;
+
+	c->req->tunnel_fn = NULL;
+	request_free(c->req);
+	c->req = NULL;
+	if (fn)
+		fn(c, arg); /* detaches or closes: c is dead after */
+	if (!c->dead)
+		conn_close(c);
+}
+
 /* Move the connection forward: finish a request whose reply is written,
  * dispatch a complete request, parse what is buffered.  Loops instead of
  * recursing when handlers reply synchronously; replies never call it (they
@@ -558,6 +581,10 @@ h1_run(struct server_conn *c)
 		if (c->req && c->req->handler_done && (c->req->complete || c->closing) &&
 		    !c->write_waiting &&
 		    evbuffer_get_length(c->out) == 0) {
+			if (c->req->upgraded) {
+				h1_hand_over(c);
+				break;
+			}
 			request_free(c->req);
 			c->req = NULL;
 			if (c->closing || c->h1.stop) {

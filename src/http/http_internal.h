@@ -36,6 +36,7 @@ struct server_conn;
 struct server_handler;
 struct server_limits;
 struct server_raw_handler;
+struct server_admission;
 struct server_request;
 
 /* A codec's side of a reply (request.c calls these after checking that the
@@ -101,6 +102,8 @@ struct server {
 	bool counted;          /* in METRIC_CLIENT_CONNECTIONS */
 	bool http10_status;    /* "HTTP/1.0" status lines to HTTP/1.0 clients */
 	const struct ipacl *trusted; /* peers whose PROXY header is believed */
+	const struct server_admission *admission; /* connection limits, or NULL */
+	void *admission_arg;
 	const struct server_raw_handler *raw; /* a raw listener's handler, or NULL */
 	void *raw_arg;
 	LIST_HEAD(, server_conn) conns;
@@ -121,6 +124,10 @@ struct server_request {
 	void *data;
 	void *stream;         /* the codec's per-request state (HTTP/2: its stream) */
 	bool tunnel;          /* marked by the handler (request.h) */
+	bool upgraded;        /* a tunnel answered 101: the connection is handed over */
+	void (*tunnel_fn)(struct server_conn *c, void *arg); /* who takes it
+					 * (server_request_on_tunnel), or NULL */
+	void *tunnel_arg;
 	bool head_method;
 	bool handler_seen;    /* on_head was called: the handler owns it until done */
 	bool head_done;       /* headers complete; the body (if any) is being read */
@@ -167,6 +174,7 @@ struct server_conn {
 	bool rerun;
 	bool dead;            /* free when the running code unwinds */
 	void *raw_data;       /* a raw listener's data while its handler holds it */
+	void *slot;           /* what the admission gave it (server_set_admission) */
 };
 
 /* ---- conn.c: the transport, for codecs ---------------------------------- */

@@ -115,6 +115,12 @@ request_free(struct server_request *req)
 	if (req == NULL)
 		return;
 	c = req->conn;
+	if (req->tunnel_fn) { /* not handed over: tell whoever waited */
+		server_tunnel_fn fn = req->tunnel_fn;
+
+		req->tunnel_fn = NULL;
+		fn(NULL, req->tunnel_arg);
+	}
 	evhttp_clear_headers(&req->headers);
 	/* A request without a body never had bytes in its buffer (so nothing
 	 * references them): the next request may have it. */
@@ -201,6 +207,14 @@ void
 server_request_set_tunnel(struct server_request *req, bool tunnel)
 {
 	req->tunnel = tunnel;
+}
+
+void
+server_request_on_tunnel(struct server_request *req, server_tunnel_fn fn, void *arg)
+{
+	req->tunnel = true;
+	req->tunnel_fn = fn;
+	req->tunnel_arg = arg;
 }
 
 bool

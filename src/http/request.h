@@ -85,10 +85,27 @@ void *server_request_data(const struct server_request *req);
 /* Largest body the handler accepts (default 0: no body).  Over it: 413. */
 void server_request_set_max_body(struct server_request *req, uint64_t max);
 /* Mark the request as a tunnel (a 101 Upgrade, later an extended CONNECT):
- * once answered, the bytes that follow belong to the tunnel, not to HTTP.
- * Nothing acts on the mark yet. */
+ * once answered with 101, the bytes that follow belong to the tunnel, not
+ * to HTTP (HTTP/1: "Connection: Upgrade" goes out, nothing more is parsed,
+ * and without server_request_on_tunnel the connection closes after the
+ * 101).  Answered with any other status it stays an HTTP request. */
 void server_request_set_tunnel(struct server_request *req, bool tunnel);
 bool server_request_is_tunnel(const struct server_request *req);
+
+struct server_conn;
+/* Who takes the connection of a tunnel request over (see conn.h). */
+typedef void (*server_tunnel_fn)(struct server_conn *c, void *arg);
+
+/*
+ * Mark <req> as a tunnel and name who takes it over: once the 101 answer is
+ * written, the request is finished and freed, then <fn>(c, <arg>) runs from
+ * the event loop with the connection, which <fn> must take
+ * (server_conn_detach: bytes the client sent after the request are its
+ * early bytes) or close (server_conn_close).  When the request ends without
+ * that (another status, the connection closed first), <fn>(NULL, <arg>) runs
+ * once instead, at the latest as the connection is freed.
+ */
+void server_request_on_tunnel(struct server_request *req, server_tunnel_fn fn, void *arg);
 
 /* ---- the response --------------------------------------------------- */
 

@@ -411,8 +411,12 @@ tunnel_new(struct event_base *base, const struct tunnel_end ends[2],
 	event_base_gettimeofday_cached(base, &t->last);
 	/* A server-side TLS end finishes its handshake from SSL_read or
 	 * SSL_write, whichever comes first. */
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
 		event_add(t->half[i].rev, NULL);
+		/* Records a detached TLS connection had read ahead wake no epoll. */
+		if (t->half[i].ssl && SSL_has_pending(t->half[i].ssl))
+			event_active(t->half[i].rev, EV_READ, 1);
+	}
 	return t;
 fail:
 	tunnel_free(t);

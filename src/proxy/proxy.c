@@ -25,7 +25,9 @@
 #include "http/pathnorm.h"
 #include "proxy/router.h"
 #include "http/request.h"
+#include "http/tunnel.h"
 #include "proxy/upstream.h"
+#include "proxy/websocket.h"
 #include "core/generation.h"
 
 #define PATH_MAX_BYTES 8192
@@ -72,6 +74,9 @@ struct txn {
 	bool auth_body;    /* the SAML ACS POST: its body goes to auth_on_body */
 	bool auth_waiting; /* auth_on_body answered AUTH_PENDING: auth.done finishes */
 	struct auth_request auth; /* what the SAML gate sees (kept while it waits) */
+	enum websocket_ask ws_ask; /* what the client's Upgrade asks for */
+	bool ws;                   /* a WebSocket upgrade goes upstream */
+	struct websocket_upgrade ws_up;
 	char client[INET6_ADDRSTRLEN];
 	char request_id[129];
 	char host[256];
@@ -520,6 +525,11 @@ build_head(struct txn *t)
 	if (jops)
 		add_ops_lines(&o, jops);
 	add_ops_lines(&o, rops);
+	if (t->ws) {
+		char lines[192];
+
+		headout_put(&o, lines, websocket_upgrade_lines(&t->ws_up, lines, sizeof(lines)));
+	}
 
 	if (xff) {
 		char peer[INET6_ADDRSTRLEN];
@@ -615,6 +625,52 @@ fail:
 
 /* ---- response side ------------------------------------------------------ */
 
+/* The upstream answered 101 (only a WebSocket upgrade lets it through):
+ * believed only with the Accept of our key, else 502.  False: refused. */
+static bool
+ws_switch_ok(struct txn *t, struct evkeyvalq *headers)
+{
+	const char *why = NULL;
+
+	if (websocket_upgrade_accepted(&t->ws_up, headers, &why))
+		return true;
+	websocket_refused(WEBSOCKET_REFUSED_ACCEPT);
+	log_warn("request %s: upstream %s (%s): refused its 101: %s", t->request_id,
+		 t->route->upstream->name, upstream_server(t->pool, t->server)->address, why);
+	refuse(t, 502, "the upstream did not accept the WebSocket upgrade", false);
+	return false;
+}
+
+/* The upstream switched: its socket goes to a WebSocket tunnel, the client
+ * gets the 101, the request is logged, and the client's connection joins
+ * the tunnel once the 101 is written (websocket_take_client). */
+static void
+on_upstream_upgraded(void *arg, struct tunnel_end *end, struct evbuffer *rest)
+{
+	struct txn *t = arg;
+	struct websocket_info info = {
+		.listener = t->listener->index, .client = t->client, .host = t->host,
+		.path = t->path, .route = t->route->name,
+		.upstream = upstream_server(t->pool, t->server)->address,
+		.request_id = t->request_id, .idle_timeout = t->route->websocket_idle_timeout,
+		.session_end = t->auth.session_end, .gated = t->route->auth == AUTH_SAML,
+		.close_at_session_end = !t->route->websocket_keep_at_session_end,
+	};
+	struct websocket *w;
+
+	t->x = NULL;
+	w = websocket_new(t->env, &info, end, rest);
+	if (w == NULL) {
+		refuse(t, 502, "out of memory", true);
+		return;
+	}
+	server_request_on_tunnel(t->req, websocket_take_client, w);
+	t->replied = true;
+	server_reply(t->req, 101, &t->out, NULL, false);
+	t->req = NULL;
+	txn_finish(t);
+}
+
 static int
 on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 {
@@ -624,6 +680,10 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 
 	t->upstream_ms = (log_now() - t->upstream_start) * 1000.0;
 	t->status = status;
+	if (status == 101 && !ws_switch_ok(t, headers))
+		return -1;
+	if (status != 101 && t->ws)
+		websocket_refused(WEBSOCKET_REFUSED_UPSTREAM); /* a normal response: stays HTTP */
 	TAILQ_FOREACH(kv, headers, next)
 		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn_list);
@@ -640,6 +700,11 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 	if (t->jump_route)
 		apply_header_ops(t, &t->jump_route->response_headers);
 	add_common_response_headers(t, &t->out);
+	if (status == 101) {
+		/* The 101 goes out once the upstream's socket is ours. */
+		hdrarena_add(&t->arena, &t->out, "Upgrade", "websocket");
+		return 0;
+	}
 	t->replied = true;
 	t->streaming = true;
 	server_reply_start(t->req, status, &t->out);
@@ -722,6 +787,7 @@ static const struct upstream_response_ops response_ops = {
 	.body = on_upstream_body,
 	.done = on_upstream_done,
 	.fail = on_upstream_fail,
+	.upgraded = on_upstream_upgraded,
 };
 
 static void
@@ -747,6 +813,8 @@ start_attempt(struct txn *t)
 	evbuffer_free(request);
 	if (t->x == NULL)
 		refuse(t, 500, "out of memory", false);
+	else if (t->ws)
+		upstream_exchange_allow_upgrade(t->x);
 }
 
 /* ---- transaction ------------------------------------------------------ */
@@ -1097,6 +1165,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	enum pathnorm_result pr;
 	const struct sockaddr *peer = server_request_peer(req);
 	int64_t length;
+	bool ws_asked;
 
 	if (t == NULL) {
 		server_reply(req, 503, NULL, NULL, true);
@@ -1123,6 +1192,8 @@ proxy_on_head(struct server_request *req, void *arg)
 
 	if (check_headers(t) < 0)
 		return SERVER_REPLIED;
+	t->ws_ask = websocket_classify(server_request_headers(req), t->method,
+				       server_request_proto(req));
 	if (t->method_bit == 0) {
 		refuse(t, 405, "this method is not accepted", true);
 		return SERVER_REPLIED;
@@ -1145,15 +1216,20 @@ proxy_on_head(struct server_request *req, void *arg)
 		return SERVER_REPLIED;
 	if (access_check_request(t->cfg, t->listener->index, t->jump_route, t->route, t->client,
 				 &t->access) != 0) {
+		if (t->ws_ask == WEBSOCKET_ASKED)
+			websocket_refused(WEBSOCKET_REFUSED_ACCESS);
 		refuse(t, t->access.status,
 		       t->access.status == 429 ? "too many requests from your address; retry later"
 					       : "access is not allowed from your address",
-		       false);
+		       t->ws_ask == WEBSOCKET_ASKED); /* a refused upgrade closes */
 		return SERVER_REPLIED;
 	}
+	ws_asked = t->ws_ask == WEBSOCKET_ASKED;
 	switch (run_auth(t, false)) {
 	case AUTH_REPLIED:
 	case AUTH_PENDING: /* only after a body */
+		if (ws_asked) /* (t is gone) */
+			websocket_refused(WEBSOCKET_REFUSED_AUTH);
 		return SERVER_REPLIED;
 	case AUTH_READ_BODY:
 		t->auth_body = true;
@@ -1166,6 +1242,10 @@ proxy_on_head(struct server_request *req, void *arg)
 		respond_fixed(t);
 		return SERVER_REPLIED;
 	}
+	if (t->ws_ask == WEBSOCKET_ASKED && t->route->websocket_off)
+		websocket_refused(WEBSOCKET_REFUSED_ROUTE_OFF); /* goes on as a plain GET */
+	else if (t->ws_ask == WEBSOCKET_ASKED)
+		t->ws = websocket_upgrade_init(&t->ws_up, server_request_headers(req)) == 0;
 	length = server_request_content_length(req);
 	if (length > 0 && (uint64_t)length > t->route->max_body_bytes) {
 		t->bytes_in = (uint64_t)length;

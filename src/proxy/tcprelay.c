@@ -18,6 +18,7 @@
 
 #include "access/access.h"
 #include "access/access_check.h"
+#include "access/connlimit.h"
 #include "access/ipacl.h"
 #include "access/netaddr.h"
 #include "base/log.h"
@@ -26,18 +27,8 @@
 #include "tls/tls_handshake.h"
 #include "core/generation.h"
 
-#define TCPRELAY_CLIENT_BUCKETS 1024
-
-struct tcprelay_client {
-	struct tcprelay_client *next;
-	uint64_t k0, k1;
-	uint64_t count;
-};
-
 struct tcprelay_shared {
-	_Atomic uint64_t open;
-	pthread_mutex_t lock;
-	struct tcprelay_client *buckets[TCPRELAY_CLIENT_BUCKETS];
+	struct connlimit *limits; /* open connections, in all and per client */
 	struct access_counter *accepted, *open_gauge, *bytes_in, *bytes_out;
 	struct access_counter *refused_max, *refused_per_client, *refused_proxy, *refused_untrusted;
 };
@@ -55,7 +46,7 @@ struct relay_conn {
 	char addr_text[INET6_ADDRSTRLEN];
 	size_t server;
 	unsigned tries;
-	bool client_slot;  /* counted in the per-client table */
+	struct connlimit_client *client_slot; /* its slot in the per-client table */
 	bool relaying;
 };
 
@@ -81,7 +72,11 @@ tcprelay_shared_new(const struct config_listener *l)
 
 	if (sh == NULL)
 		return NULL;
-	pthread_mutex_init(&sh->lock, NULL);
+	sh->limits = connlimit_new();
+	if (sh->limits == NULL) {
+		free(sh);
+		return NULL;
+	}
 	snprintf(labels, sizeof(labels), "listener=\"%s\"", l->name);
 	sh->accepted = access_counter_get("portcullis_tcp_relay_connections_total", labels);
 	sh->open_gauge = access_counter_get("portcullis_tcp_relay_connections_open", labels);
@@ -109,86 +104,8 @@ tcprelay_shared_free(struct tcprelay_shared *sh)
 {
 	if (sh == NULL)
 		return;
-	for (size_t i = 0; i < TCPRELAY_CLIENT_BUCKETS; i++) {
-		while (sh->buckets[i] != NULL) {
-			struct tcprelay_client *n = sh->buckets[i]->next;
-
-			free(sh->buckets[i]);
-			sh->buckets[i] = n;
-		}
-	}
-	pthread_mutex_destroy(&sh->lock);
+	connlimit_free(sh->limits);
 	free(sh);
-}
-
-static void
-tcprelay_client_key(const struct netaddr *a, uint64_t *k0, uint64_t *k1)
-{
-	*k0 = a->family == AF_INET ? a->v4 : a->v6[0]; /* IPv6: per /64 */
-	*k1 = (uint64_t)a->family;
-}
-
-static size_t
-tcprelay_bucket(uint64_t k0, uint64_t k1)
-{
-	uint64_t h = (k0 ^ (k1 << 56)) * 0x9e3779b97f4a7c15ull;
-
-	return (size_t)(h >> 54) & (TCPRELAY_CLIENT_BUCKETS - 1);
-}
-
-/* Take a per-client slot; false when the client is at <limit> (0 = none). */
-static bool
-tcprelay_client_take(struct tcprelay_shared *sh, const struct netaddr *a, uint64_t limit)
-{
-	uint64_t k0, k1;
-	struct tcprelay_client *c;
-	bool ok = true;
-	size_t b;
-
-	tcprelay_client_key(a, &k0, &k1);
-	b = tcprelay_bucket(k0, k1);
-	pthread_mutex_lock(&sh->lock);
-	for (c = sh->buckets[b]; c != NULL; c = c->next)
-		if (c->k0 == k0 && c->k1 == k1)
-			break;
-	if (c == NULL) {
-		c = calloc(1, sizeof(*c));
-		if (c == NULL) {
-			ok = false;
-			goto out;
-		}
-		c->k0 = k0;
-		c->k1 = k1;
-		c->next = sh->buckets[b];
-		sh->buckets[b] = c;
-	}
-	if (limit > 0 && c->count >= limit)
-		ok = false;
-	else
-		c->count++;
-out:
-	pthread_mutex_unlock(&sh->lock);
-	return ok;
-}
-
-static void
-tcprelay_client_release(struct tcprelay_shared *sh, const struct netaddr *a)
-{
-	struct tcprelay_client **pp, *c;
-	uint64_t k0, k1;
-
-	tcprelay_client_key(a, &k0, &k1);
-	pthread_mutex_lock(&sh->lock);
-	for (pp = &sh->buckets[tcprelay_bucket(k0, k1)]; (c = *pp) != NULL; pp = &c->next) {
-		if (c->k0 == k0 && c->k1 == k1) {
-			if (--c->count == 0) {
-				*pp = c->next;
-				free(c);
-			}
-			break;
-		}
-	}
-	pthread_mutex_unlock(&sh->lock);
 }
 
 /* ---- one connection ---------------------------------------------------------------- */
@@ -210,9 +127,8 @@ relay_close(struct relay_conn *c)
 		bufferevent_free(c->up);
 	if (c->idle)
 		event_free(c->idle);
-	if (c->client_slot)
-		tcprelay_client_release(r->sh, &c->addr);
-	atomic_fetch_sub(&r->sh->open, 1);
+	connlimit_client_release(c->client_slot);
+	connlimit_total_release(r->sh->limits);
 	if (c->relaying) {
 		if (r->sh->open_gauge)
 			atomic_fetch_sub_explicit(&r->sh->open_gauge->value, 1, memory_order_relaxed);
@@ -402,7 +318,8 @@ relay_admit(struct relay_conn *c)
 		relay_close(c);
 		return;
 	}
-	if (!tcprelay_client_take(r->sh, &c->addr, c->l->max_connections_per_client)) {
+	c->client_slot = connlimit_client_take(r->sh->limits, &c->addr, c->l->max_connections_per_client);
+	if (c->client_slot == NULL) {
 		access_counter_add(r->sh->refused_per_client, 1);
 		log_info("access refused for %s: %llu connections already open (%s.max_connections_per_client)",
 			 c->addr_text, (unsigned long long)c->l->max_connections_per_client,
@@ -410,7 +327,6 @@ relay_admit(struct relay_conn *c)
 		relay_close(c);
 		return;
 	}
-	c->client_slot = true;
 	c->idle = evtimer_new(r->env->base, relay_idle_cb, c);
 	if (c->idle == NULL) {
 		relay_close(c);
@@ -441,10 +357,10 @@ relay_accept_cb(struct server_conn *sc, const struct sockaddr *sa, void *arg)
 			 r->index);
 		return NULL;
 	}
-	open = atomic_fetch_add(&r->sh->open, 1) + 1;
+	open = connlimit_total_take(r->sh->limits);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		atomic_fetch_sub(&r->sh->open, 1);
+		connlimit_total_release(r->sh->limits);
 		return NULL;
 	}
 	c->relay = r;

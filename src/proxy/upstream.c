@@ -29,6 +29,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/timeutil.h"
+#include "http/tunnel.h"
 
 /* ---- shared health ---------------------------------------------------- */
 
@@ -245,6 +246,8 @@ struct upstream_exchange {
 	bool cancelled;
 	bool failed;
 	bool paused;
+	bool upgrade_ok;    /* a 101 is welcome (upstream_exchange_allow_upgrade) */
+	bool upgraded;      /* a 101 was answered: the connection leaves */
 	enum upstream_failure failure;
 	struct evkeyvalq headers;       /* entries in <arena> */
 	struct headerbuf hb;
@@ -513,7 +516,9 @@ on_headers_complete(http_parser *p)
 	if (headerbuf_finish(&x->hb, &x->headers) < 0)
 		return -1;
 	if (p->status_code >= 100 && p->status_code < 200) {
-		if (p->status_code == 101) { /* we never ask for an upgrade */
+		if (p->status_code == 101 && x->upgrade_ok)
+			goto final;
+		if (p->status_code == 101) { /* we did not ask for an upgrade */
 			x->failed = true;
 			x->failure = UPSTREAM_BAD_RESPONSE;
 			return -1;
@@ -524,6 +529,7 @@ on_headers_complete(http_parser *p)
 		headerbuf_reset(&x->hb, x->hb.max_bytes);
 		return 0;
 	}
+final:
 	server_succeeded(x->conn);
 	x->responded = true;
 	/* response_timeout covers the wait for the head only: a body may pause
@@ -536,6 +542,10 @@ on_headers_complete(http_parser *p)
 	if (rc < 0 || x->cancelled) {
 		x->cancelled = true;
 		return -1;
+	}
+	if (p->status_code == 101) {
+		x->upgraded = true;
+		return 2; /* no body: http-parser stops right after the head */
 	}
 	/* No body after HEAD, 204 or 304, whatever the headers say (RFC 9112
 	 * 6.3); a Content-Length on a 304 describes the representation. */
@@ -699,6 +709,35 @@ exchange_settle(struct upstream_exchange *x)
 	return false;
 }
 
+/* A 101 was parsed from <buf> (<used> of <n> bytes): the connection's
+ * socket and the bytes past the head go to the caller. */
+static void
+exchange_upgrade(struct upstream_exchange *x, const char *buf, size_t used, size_t n)
+{
+	const struct upstream_response_ops *ops = x->ops;
+	void *arg = x->arg;
+	struct upstream_conn *c = x->conn;
+	struct evbuffer *rest = evbuffer_new();
+	struct tunnel_end end = {-1, NULL};
+
+	if (rest == NULL || evbuffer_add(rest, buf + used, n - used) < 0) {
+		if (rest)
+			evbuffer_free(rest);
+		exchange_fail(x, UPSTREAM_RESET);
+		return;
+	}
+	event_del(c->rev);
+	event_del(c->wev);
+	evtimer_del(c->timer);
+	c->reading = false;
+	end.fd = c->fd;
+	c->fd = -1; /* not closed by conn_close */
+	release_conn(x, false);
+	exchange_free(x);
+	ops->upgraded(arg, &end, rest);
+	evbuffer_free(rest);
+}
+
 /* The response ended with the connection (or the connection broke). */
 static void
 conn_eof(struct upstream_conn *c, bool error)
@@ -783,6 +822,10 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		used = parse_bytes(x, buf, (size_t)n);
 		/* Bytes after the end of the response: the connection is out of
 		 * step; clearing the paused state makes exchange_done close it. */
+		if (x->upgraded && !x->cancelled && !x->failed) {
+			exchange_upgrade(x, buf, used, (size_t)n);
+			return;
+		}
 		if (x->complete && used < (size_t)n)
 			x->parser.http_errno = HPE_OK;
 		if (exchange_settle(x))
@@ -1132,6 +1175,12 @@ upstream_exchange_start(struct upstream_pool *pool, int index, struct evbuffer *
 		conn_begin(c);
 	}
 	return x;
+}
+
+void
+upstream_exchange_allow_upgrade(struct upstream_exchange *x)
+{
+	x->upgrade_ok = x->ops->upgraded != NULL;
 }
 
 void

@@ -33,6 +33,7 @@ struct evkeyvalq;
 struct upstream_pool;
 struct upstream_exchange;
 struct upstream_health;
+struct tunnel_end;
 
 enum upstream_failure {
 	UPSTREAM_CONNECT_FAILED,   /* refused, unreachable: never sent */
@@ -60,6 +61,12 @@ struct upstream_response_ops {
 	 * <reused>: it ran on a kept-alive connection; <responded>: head() was
 	 * called before the failure. */
 	void (*fail)(void *arg, enum upstream_failure why, bool sent, bool reused, bool responded);
+	/* Only for an exchange with upstream_exchange_allow_upgrade: the
+	 * server answered 101 (head() saw it and returned 0).  The connection
+	 * leaves the pool: its socket (and TLS object, when it has one) goes to
+	 * <end>, the bytes that followed the head are in <rest> (the callee
+	 * moves them out).  The exchange is gone, as after done. */
+	void (*upgraded)(void *arg, struct tunnel_end *end, struct evbuffer *rest);
 };
 
 /* Shared (all workers) health of the servers of every upstream of <cfg>.
@@ -103,6 +110,12 @@ struct upstream_exchange *upstream_exchange_start(struct upstream_pool *pool, in
 						  struct evbuffer *request, bool head_request,
 						  bool fresh, const struct upstream_response_ops *ops,
 						  void *arg);
+
+/* Accept a 101 (Switching Protocols) answer on <x>, which asked for an
+ * upgrade: head() sees it, then upgraded() takes the connection.  Without
+ * this call a 101 fails the exchange as UPSTREAM_BAD_RESPONSE.  Call right
+ * after upstream_exchange_start. */
+void upstream_exchange_allow_upgrade(struct upstream_exchange *x);
 
 /* Stop (true) or resume (false) reading the response: back-pressure while
  * the client is slower than the upstream. */
