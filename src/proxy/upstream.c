@@ -732,6 +732,11 @@ exchange_upgrade(struct upstream_exchange *x, const char *buf, size_t used, size
 	c->reading = false;
 	end.fd = c->fd;
 	c->fd = -1; /* not closed by conn_close */
+	if (c->ssl != NULL) { /* a TLS upstream: the tunnel speaks TLS on it */
+		tls_client_session_slot(c->ssl, NULL); /* the slot stays with the pool */
+		end.ssl = c->ssl;
+		c->ssl = NULL;
+	}
 	release_conn(x, false);
 	exchange_free(x);
 	ops->upgraded(arg, &end, rest);
