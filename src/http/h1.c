@@ -2,6 +2,7 @@
 #include "http/h1.h"
 #include "http/http_internal.h"
 #include "http/httpdate.h"
+#include "http/conn.h"
 #include "http/request.h"
 
 #include <limits.h>
@@ -551,14 +552,26 @@ h1_hand_over(struct server_conn *c)
 {
 	server_tunnel_fn fn = c->req->tunnel_fn;
 	void *arg = c->req->tunnel_arg;
+	struct server_tunnel_client client = {{-1, NULL}, NULL, NULL};
 
 	c->req->tunnel_fn = NULL;
 	request_free(c->req);
 	c->req = NULL;
-	if (fn)
-		fn(c, arg); /* detaches or closes: c is dead after */
-	if (!c->dead)
+	if (fn == NULL) {
 		conn_close(c);
+		return;
+	}
+	client.early = evbuffer_new();
+	client.slot = c->slot; /* the tunnel counts against the limits until it ends */
+	if (client.early != NULL && server_conn_detach(c, &client.end, client.early) == 0) {
+		c->slot = NULL;
+		fn(&client, arg); /* c is dead (detached) */
+		return;
+	}
+	if (client.early)
+		evbuffer_free(client.early);
+	fn(NULL, arg);
+	conn_close(c);
 }
 
 /* Move the connection forward: finish a request whose reply is written,

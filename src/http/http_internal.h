@@ -38,6 +38,7 @@ struct server_limits;
 struct server_raw_handler;
 struct server_admission;
 struct server_request;
+struct server_tunnel_client;
 
 /* A codec's side of a reply (request.c calls these after checking that the
  * handler may still reply).  Each hands the bytes to the connection's
@@ -125,7 +126,7 @@ struct server_request {
 	void *stream;         /* the codec's per-request state (HTTP/2: its stream) */
 	bool tunnel;          /* marked by the handler (request.h) */
 	bool upgraded;        /* a tunnel answered 101: the connection is handed over */
-	void (*tunnel_fn)(struct server_conn *c, void *arg); /* who takes it
+	void (*tunnel_fn)(struct server_tunnel_client *client, void *arg); /* who takes it
 					 * (server_request_on_tunnel), or NULL */
 	void *tunnel_arg;
 	bool head_method;

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 
 #include "http/http_types.h"
+#include "http/tunnel.h"
 
 struct evbuffer;
 struct evkeyvalq;
@@ -92,18 +93,26 @@ void server_request_set_max_body(struct server_request *req, uint64_t max);
 void server_request_set_tunnel(struct server_request *req, bool tunnel);
 bool server_request_is_tunnel(const struct server_request *req);
 
-struct server_conn;
-/* Who takes the connection of a tunnel request over (see conn.h). */
-typedef void (*server_tunnel_fn)(struct server_conn *c, void *arg);
+/* The client's side of a tunnel, handed to whoever takes it. */
+struct server_tunnel_client {
+	struct tunnel_end end;  /* HTTP/1: the connection's socket (and SSL); HTTP/2:
+				 * one end of a socket pair the codec carries in the
+				 * stream's DATA frames */
+	struct evbuffer *early; /* bytes the client sent after the request (moved in) */
+	void *slot;             /* the connection's limit slot (conn.h admission), or
+				 * NULL (HTTP/2: the connection keeps its own) */
+};
+/* Who takes the client's side of a tunnel request over. */
+typedef void (*server_tunnel_fn)(struct server_tunnel_client *client, void *arg);
 
 /*
  * Mark <req> as a tunnel and name who takes it over: once the 101 answer is
- * written, the request is finished and freed, then <fn>(c, <arg>) runs from
- * the event loop with the connection, which <fn> must take
- * (server_conn_detach: bytes the client sent after the request are its
- * early bytes) or close (server_conn_close).  When the request ends without
- * that (another status, the connection closed first), <fn>(NULL, <arg>) runs
- * once instead, at the latest as the connection is freed.
+ * out (HTTP/2, RFC 8441: a 200 that keeps the stream open), the request is
+ * finished and freed, then <fn>(client, <arg>) runs from the event loop;
+ * <fn> owns everything in <client> from then on (closes the end, frees
+ * <early>, gives the slot back).  When the request ends without that
+ * (another status, the client gone first), <fn>(NULL, <arg>) runs once
+ * instead, at the latest as the connection is freed.
  */
 void server_request_on_tunnel(struct server_request *req, server_tunnel_fn fn, void *arg);
 

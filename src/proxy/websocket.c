@@ -244,6 +244,7 @@ struct websocket {
 	struct tunnel *tunnel;        /* once both sides are in */
 	struct event *session_timer;  /* the SAML session's end, or NULL */
 	int upstream_fd;              /* held until the client's side comes */
+	SSL *upstream_ssl;            /* on upstream_fd for a TLS upstream, or NULL */
 	struct evbuffer *upstream_early;
 	void *slot;                   /* the client connection's limit slot (listenlimit.h) */
 	double start;
@@ -294,6 +295,8 @@ ws_end(struct websocket *w, enum ws_end why)
 		 log_now() - w->start);
 	if (w->session_timer)
 		event_free(w->session_timer);
+	if (w->upstream_ssl)
+		SSL_free(w->upstream_ssl);
 	if (w->upstream_fd >= 0)
 		close(w->upstream_fd);
 	if (w->upstream_early)
@@ -375,7 +378,7 @@ websocket_new(struct txn_env *env, const struct websocket_info *info, struct tun
 	w->set = set;
 	w->env = env;
 	w->upstream_fd = upstream->fd;
-	SSL_free(upstream->ssl); /* upstream TLS does not reach tunnels yet */
+	w->upstream_ssl = upstream->ssl; /* a TLS upstream: the tunnel speaks TLS to it */
 	upstream->ssl = NULL;
 	w->start = log_now();
 	w->listener = info->listener;
@@ -415,31 +418,24 @@ fail:
 }
 
 void
-websocket_take_client(struct server_conn *c, void *arg)
+websocket_take_client(struct server_tunnel_client *client, void *arg)
 {
 	struct websocket *w = arg;
 	struct tunnel_params params = {0, w->idle_timeout};
 	struct tunnel_end ends[2];
-	struct evbuffer *early = evbuffer_new();
+	struct evbuffer *early;
 
-	if (c == NULL || early == NULL) {
-		if (c)
-			server_conn_close(c);
-		if (early)
-			evbuffer_free(early);
+	if (client == NULL) {
 		ws_close(w, WS_END_CLIENT_GONE);
 		return;
 	}
-	w->slot = server_conn_take_slot(c); /* counted until the tunnel ends */
-	if (server_conn_detach(c, &ends[TUNNEL_A], early) < 0) {
-		server_conn_close(c);
-		evbuffer_free(early);
-		ws_close(w, WS_END_CLIENT_GONE);
-		return;
-	}
+	w->slot = client->slot; /* counted until the tunnel ends */
+	ends[TUNNEL_A] = client->end;
+	early = client->early;
 	ends[TUNNEL_B].fd = w->upstream_fd;
-	ends[TUNNEL_B].ssl = NULL;
+	ends[TUNNEL_B].ssl = w->upstream_ssl;
 	w->upstream_fd = -1;
+	w->upstream_ssl = NULL;
 	w->tunnel = tunnel_new(w->env->base, ends, &params, &ws_tunnel_callbacks, w);
 	if (w->tunnel == NULL) {
 		evbuffer_free(early);
@@ -467,7 +463,7 @@ fail:
 static const char *
 ws_refused_by(const struct config *cfg, const struct websocket *w)
 {
-	const struct config_site *site = router_find_site(cfg, w->host[0] ? w->host : NULL);
+	const struct config_site *site = router_find_site_on(cfg, w->listener, w->host[0] ? w->host : NULL);
 	const struct config_route *r, *jump = NULL;
 	struct access_outcome out;
 

@@ -20,7 +20,8 @@
  *
  * Then the tunnel: websocket_new takes the upstream's socket after its 101
  * (and the bytes after it), waits for the client's side (an HTTP/1
- * connection detached once its 101 is written: websocket_take_client is the
+ * connection detached once its 101 is written, or an HTTP/2 stream's socket
+ * pair once its 200 is submitted: websocket_take_client is the
  * request's server_tunnel_fn), and runs a tunnel (http/tunnel.h) between
  * the two, with the route's idle timeout; a tunnel behind a SAML session
  * closes when the session ends (unless the route keeps it).  It keeps only
@@ -129,9 +130,12 @@ struct websocket *websocket_new(struct txn_env *env, const struct websocket_info
 				struct tunnel_end *upstream, struct evbuffer *early);
 
 /* The server_tunnel_fn (request.h) of the 101's request, with the
- * websocket as <arg>: detach <c> and start the tunnel; NULL: the client
- * went away first (the websocket closes). */
-void websocket_take_client(struct server_conn *c, void *arg);
+ * websocket as <arg>: start the tunnel between <client> (an HTTP/1
+ * connection's socket, or the socket pair an HTTP/2 stream is carried on)
+ * and the upstream; NULL: the client went away first (the websocket
+ * closes). */
+struct server_tunnel_client;
+void websocket_take_client(struct server_tunnel_client *client, void *arg);
 
 /* A new configuration is current in <env>: check every open tunnel of it
  * again and close those its rules refuse. */

@@ -58,24 +58,20 @@ note(struct up *u, const char *what)
 }
 
 static void
-take(struct server_conn *c, void *arg)
+take(struct server_tunnel_client *client, void *arg)
 {
 	struct up *u = arg;
-	struct tunnel_end end = {-1, NULL};
-	struct evbuffer *early = evbuffer_new();
 
-	if (c == NULL) {
+	if (client == NULL) {
 		u->nulls++;
 		note(u, "taker(NULL)");
-		evbuffer_free(early);
 		return;
 	}
 	note(u, "taker");
-	assert_int_equal(server_conn_detach(c, &end, early), 0);
-	assert_null(end.ssl);
-	u->taken_fd = end.fd;
-	evbuffer_remove(early, u->early, sizeof(u->early) - 1);
-	evbuffer_free(early);
+	assert_null(client->end.ssl);
+	u->taken_fd = client->end.fd;
+	evbuffer_remove(client->early, u->early, sizeof(u->early) - 1);
+	evbuffer_free(client->early);
 }
 
 static void
