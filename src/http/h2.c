@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "base/metrics.h"
 #include "base/timeutil.h"
@@ -31,7 +33,8 @@
 #define H2_CALM_FACTOR 4                /* a head this many times the limit ends the connection */
 #define H2_MAX_CANCELLED 100            /* streams cancelled after the handler saw them */
 #define H2_MAX_PROVOKED 100             /* resets the client's frames forced on us */
-#define H2_GOAWAY_DELAY_MS 1000         /* shutdown notice to the final GOAWAY: about a round trip */
+#define H2_GOAWAY_DELAY_MS 1000
+#define H2_PIPE_READ 16384              /* bytes read from a tunnel's socket pair at once */         /* shutdown notice to the final GOAWAY: about a round trip */
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -51,6 +54,14 @@ struct h2_stream {
 	int64_t last_in, last_out; /* monotonic ms of the last progress each way */
 	bool scheme_http;         /* :scheme was "http" */
 	bool head_ready;          /* the head arrived; head_complete runs from the loop */
+	bool ext_connect;         /* an extended CONNECT for a WebSocket (RFC 8441) */
+	bool tunnel_ready;        /* its 200 is submitted: the taker gets the pair's end */
+	bool client_ended;        /* the client ended its side (END_STREAM) */
+	int pipe;                 /* a tunnel: our end of the socket pair, or -1 */
+	int pipe_peer;            /* its other end until the taker has it, or -1 */
+	struct event *pipe_rev, *pipe_wev;
+	struct evbuffer *pipe_in; /* the client's DATA not yet written into the pair */
+	char *protocol;           /* :protocol */
 	bool head_end_stream;     /* ... with END_STREAM (no body) */
 	bool provider;            /* a DATA provider is attached */
 	bool deferred;            /* the provider waits for bytes */
@@ -72,11 +83,14 @@ struct h2_session {
 	bool goaway_sent;
 	bool calm;               /* ended with ENHANCE_YOUR_CALM */
 	bool heads;              /* a head waits for head_complete */
+	bool handover;           /* a tunnel's 200 is out: hand its pair's end over */
 	bool dispatch;           /* a complete request waits for on_request */
 	bool drained;            /* a stream's backlog fell: on_drained owed */
 };
 
 static void h2_run(struct server_conn *c);
+static void pipe_close(struct h2_stream *st);
+static void pipe_flush(struct h2_stream *st);
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -197,6 +211,7 @@ stream_new(struct h2_session *s, int32_t id)
 	}
 	st->s = s;
 	st->id = id;
+	st->pipe = st->pipe_peer = -1;
 	st->req->proto = SERVER_PROTO_HTTP2;
 	st->req->stream = st;
 	st->req->keepalive = true;
@@ -222,11 +237,129 @@ stream_free(struct h2_stream *st)
 	}
 	TAILQ_REMOVE(&s->streams, st, link);
 	s->nstreams--;
+	pipe_close(st);
+	if (st->pipe_in)
+		evbuffer_free(st->pipe_in);
+	free(st->protocol);
 	evbuffer_free(st->out);
 	free(st->authority);
 	free(st->host);
 	free(st->cookie);
 	free(st);
+}
+
+/* ---- tunnels (RFC 8441): a stream carried through a socket pair -------- */
+
+static void
+pipe_close(struct h2_stream *st)
+{
+	if (st->pipe_rev)
+		event_free(st->pipe_rev);
+	if (st->pipe_wev)
+		event_free(st->pipe_wev);
+	st->pipe_rev = st->pipe_wev = NULL;
+	if (st->pipe >= 0)
+		close(st->pipe);
+	if (st->pipe_peer >= 0)
+		close(st->pipe_peer);
+	st->pipe = st->pipe_peer = -1;
+}
+
+/* Write the client's DATA into the pair; the stream's window opens by what
+ * was written.  Once the client ended and all is written, shut the write
+ * side (the tunnel sees the end). */
+static void
+pipe_flush(struct h2_stream *st)
+{
+	nghttp2_session *ng = st->s->ng;
+
+	if (st->pipe < 0 || st->pipe_peer >= 0)
+		return; /* not handed over yet: kept (the stream's window bounds it) */
+	while (evbuffer_get_length(st->pipe_in) > 0) {
+		int n = evbuffer_write(st->pipe_in, st->pipe);
+
+		if (n > 0) {
+			nghttp2_session_consume(ng, st->id, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+			if (errno != EINTR) {
+				event_add(st->pipe_wev, NULL);
+				return;
+			}
+			continue;
+		}
+		/* The tunnel is gone: drop what is left, end the stream. */
+		nghttp2_session_consume(ng, st->id, evbuffer_get_length(st->pipe_in));
+		evbuffer_drain(st->pipe_in, evbuffer_get_length(st->pipe_in));
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+		return;
+	}
+	if (st->client_ended)
+		shutdown(st->pipe, SHUT_WR);
+}
+
+static void
+pipe_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2_stream *st = arg;
+	struct server_conn *c = st->s->c;
+
+	(void)fd;
+	(void)what;
+	pipe_flush(st);
+	h2_run(c); /* window updates */
+}
+
+/* The tunnel sent bytes (or ended): into the stream's response, as far as
+ * its backlog allows (send_data_cb reads on when it falls). */
+static void
+pipe_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2_stream *st = arg;
+	struct server_conn *c = st->s->c;
+
+	(void)what;
+	while (evbuffer_get_length(st->out) < H2_STREAM_BACKLOG) {
+		int n = evbuffer_read(st->out, fd, H2_PIPE_READ);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		st->out_eof = true; /* the tunnel ended: END_STREAM after the rest */
+		break;
+	}
+	if (st->out_eof || evbuffer_get_length(st->out) >= H2_STREAM_BACKLOG)
+		event_del(st->pipe_rev);
+	if (st->deferred) {
+		st->deferred = false;
+		nghttp2_session_resume_data(st->s->ng, st->id);
+	}
+	h2_run(c);
+}
+
+/* Give the pair's other end to the taker named by the handler. */
+static void
+hand_over(struct h2_stream *st)
+{
+	struct server_request *req = st->req;
+	server_tunnel_fn fn = req->tunnel_fn;
+	void *arg = req->tunnel_arg;
+	struct server_tunnel_client client = {{st->pipe_peer, NULL}, evbuffer_new(), NULL};
+
+	req->tunnel_fn = NULL;
+	if (client.early == NULL) {
+		fn(NULL, arg);
+		nghttp2_submit_rst_stream(st->s->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	st->pipe_peer = -1;
+	event_add(st->pipe_rev, NULL);
+	pipe_flush(st);
+	fn(&client, arg); /* the client's early bytes are in pipe_in, written by us */
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -313,8 +446,9 @@ submit_head(struct h2_stream *st, int status, struct evkeyvalq *headers, bool ke
 		TAILQ_FOREACH(kv, headers, next) {
 			size_t kl = strlen(kv->key);
 
-			if (skip_response_field(kv->key, keep_length))
-				continue;
+			if (skip_response_field(kv->key, keep_length) ||
+			    (st->ext_connect && strcasecmp(kv->key, "sec-websocket-accept") == 0))
+				continue; /* RFC 8441: no Accept on HTTP/2 */
 			if (strcasecmp(kv->key, "date") == 0)
 				date = true;
 			lower(lc, kv->key, kl);
@@ -345,6 +479,35 @@ reply_failed(struct h2_stream *st)
 	conn_write_soon(st->s->c);
 }
 
+/* A WebSocket's upstream switched (the handler answers 101): the stream
+ * gets 200 and stays open, its DATA carried through a socket pair whose
+ * other end goes to the tunnel's taker (run_handlers). */
+static void
+tunnel_reply(struct h2_stream *st, struct evkeyvalq *headers)
+{
+	struct server_request *req = st->req;
+	struct event_base *base = st->s->c->srv->base;
+	int sv[2];
+
+	req->handler_done = true;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		reply_failed(st);
+		return;
+	}
+	st->pipe = sv[0];
+	st->pipe_peer = sv[1];
+	st->pipe_rev = event_new(base, sv[0], EV_READ | EV_PERSIST, pipe_read_cb, st);
+	st->pipe_wev = event_new(base, sv[0], EV_WRITE, pipe_write_cb, st);
+	if (st->pipe_rev == NULL || st->pipe_wev == NULL ||
+	    submit_head(st, 200, headers, false, NULL, true) < 0) {
+		reply_failed(st);
+		return;
+	}
+	st->tunnel_ready = true;
+	st->s->handover = true;
+	conn_write_soon(req->conn);
+}
+
 static void
 h2_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 	 struct evbuffer *body, bool close)
@@ -355,6 +518,10 @@ h2_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 	char length[24];
 
 	(void)close; /* a stream's refusal never costs the other streams */
+	if (st->ext_connect && status == 101 && req->tunnel_fn != NULL) {
+		tunnel_reply(st, headers);
+		return;
+	}
 	req->no_body = req->head_method || bodiless;
 	snprintf(length, sizeof(length), "%zu", len);
 	if (body) {
@@ -545,8 +712,12 @@ on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, 
 				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 		} else if (namelen == 7 && memcmp(name, ":scheme", 7) == 0) {
 			st->scheme_http = valuelen == 4 && memcmp(value, "http", 4) == 0;
+		} else if (namelen == 9 && memcmp(name, ":protocol", 9) == 0) {
+			st->protocol = dup_n(value, valuelen); /* nghttp2 checked it goes with CONNECT */
+			if (st->protocol == NULL)
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 		} else {
-			st->refuse = 400; /* :protocol: no extended CONNECT here */
+			st->refuse = 400;
 			st->refuse_why = "this pseudo-header is not served";
 		}
 		return 0;
@@ -596,6 +767,32 @@ header_first(struct evkeyvalq *h, const char *name, const char *value)
 	return 0;
 }
 
+/* An extended CONNECT (RFC 8441): for a WebSocket, the handler sees what an
+ * HTTP/1.1 client would send (GET with the upgrade headers; no key, the
+ * proxy makes one up for the upstream), and the stream's DATA belongs to the
+ * tunnel, not to a body.  False after refusing any other protocol. */
+static bool
+extended_connect(struct h2_stream *st)
+{
+	struct server_request *req = st->req;
+
+	if (strcasecmp(st->protocol, "websocket") != 0) {
+		refuse(st, 501, "only the websocket protocol is served over extended CONNECT");
+		return false;
+	}
+	st->pipe_in = evbuffer_new();
+	if (st->pipe_in == NULL || evhttp_add_header(&req->headers, "Connection", "Upgrade") < 0 ||
+	    evhttp_add_header(&req->headers, "Upgrade", "websocket") < 0) {
+		refuse(st, 500, "out of memory");
+		return false;
+	}
+	req->method = known_method((const uint8_t *)"GET", 3);
+	req->complete = true;
+	req->body_expected = false;
+	st->ext_connect = true;
+	return true;
+}
+
 /* The head is complete: check what HTTP/2 adds, then the handler's verdict,
  * as h1 does after http-parser's on_headers_complete. */
 static void
@@ -640,10 +837,12 @@ head_complete(struct h2_session *s, struct h2_stream *st, bool end_stream)
 		refuse(st, 500, "out of memory");
 		return;
 	}
+	if (st->protocol != NULL && !extended_connect(st))
+		return;
 	cl = evhttp_find_header(&req->headers, "content-length");
 	if (cl != NULL)
 		req->content_length = strtoll(cl, NULL, 10); /* checked by nghttp2 */
-	else if (end_stream)
+	else if (end_stream || st->ext_connect)
 		req->content_length = 0;
 
 	req->handler_seen = true;
@@ -707,6 +906,11 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 		s->heads = true;
 		return 0;
 	}
+	if (end && st->ext_connect) {
+		st->client_ended = true; /* the pair's write side shuts once flushed */
+		pipe_flush(st);
+		return 0;
+	}
 	/* DATA, or trailers (dropped): the end of the request. */
 	if (end && !st->req->complete) {
 		st->req->complete = true;
@@ -725,6 +929,14 @@ on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *dat
 	struct server_request *req;
 
 	(void)flags;
+	if (st != NULL && st->ext_connect && st->pipe_in != NULL && !st->client_ended) {
+		/* A tunnel's bytes: the window opens as they go into the pair. */
+		st->last_in = monotonic_ms();
+		if (evbuffer_add(st->pipe_in, data, len) < 0)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		pipe_flush(st);
+		return 0;
+	}
 	/* The window opens as the bytes are taken: into a body the handler
 	 * accepted (and counted in its budget), or dropped. */
 	nghttp2_session_consume(ng, id, len);
@@ -796,7 +1008,7 @@ on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 	st = stream_of(s, frame->hd.stream_id);
 	/* Answered before the request ended: tell the client to stop sending
 	 * (RFC 9113, 8.1). */
-	if (st && !st->req->complete)
+	if (st && (!st->req->complete || (st->ext_connect && !st->client_ended)))
 		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
 	return 0;
 }
@@ -832,6 +1044,10 @@ send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, 
 	    evbuffer_remove_buffer(st->out, s->c->out, length) != (int)length)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	st->last_out = monotonic_ms();
+	if (st->pipe_rev != NULL && st->pipe_peer < 0 && !st->out_eof &&
+	    evbuffer_get_length(st->out) <= H2_STREAM_BACKLOG / 2 &&
+	    !event_pending(st->pipe_rev, EV_READ, NULL))
+		event_add(st->pipe_rev, NULL);
 	if (st->req->over_limit && evbuffer_get_length(st->out) <= H2_STREAM_BACKLOG / 2) {
 		st->req->over_limit = false;
 		st->want_drained = true;
@@ -885,6 +1101,7 @@ h2_start(struct server_conn *c)
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
 		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->srv->limits.max_header_bytes},
+		{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}, /* WebSocket (RFC 8441) */
 	};
 
 	if (s == NULL || nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
@@ -931,10 +1148,11 @@ run_handlers(struct h2_session *s)
 	struct server_conn *c = s->c;
 	struct h2_stream *st;
 
-	while (s->heads || s->dispatch || s->drained) {
+	while (s->heads || s->dispatch || s->drained || s->handover) {
 		bool heads = s->heads, dispatch = s->dispatch, drained = s->drained;
+		bool handover = s->handover;
 
-		s->heads = s->dispatch = s->drained = false;
+		s->heads = s->dispatch = s->drained = s->handover = false;
 		TAILQ_FOREACH(st, &s->streams, link) {
 			struct server_request *req = st->req;
 
@@ -953,6 +1171,10 @@ run_handlers(struct h2_session *s)
 			    req->handler_seen) {
 				req->dispatched = true;
 				c->srv->handler->on_request(req, c->srv->arg);
+			}
+			if (handover && st->tunnel_ready) {
+				st->tunnel_ready = false;
+				hand_over(st);
 			}
 			if (drained && st->want_drained && !req->handler_done) {
 				st->want_drained = false;
@@ -995,7 +1217,7 @@ h2_run(struct server_conn *c)
 			c->dead = true; /* GOAWAY sent and written, streams done */
 			break;
 		}
-		if (s->heads || s->dispatch || s->drained)
+		if (s->heads || s->dispatch || s->drained || s->handover)
 			c->rerun = true;
 	} while (c->rerun);
 	c->running = false;

@@ -520,6 +520,12 @@ build_head(struct txn *t)
 			continue;
 		if ((jops && ops_name_listed(jops, name)) || ops_name_listed(rops, name))
 			continue;
+		/* A made-up key comes with its own version (HTTP/2 clients send
+		 * a version, RFC 8441, but no key). */
+		if (t->ws && t->ws_up.made_up && (name[0] | 0x20) == 's' &&
+		    (strcasecmp(name, "sec-websocket-version") == 0 ||
+		     strcasecmp(name, "sec-websocket-key") == 0))
+			continue;
 		add_header_line(&o, name, kv->value);
 	}
 	if (jops)

@@ -93,10 +93,15 @@ websocket_classify(struct evkeyvalq *headers, const char *method, enum server_pr
 
 	if (evhttp_find_header(headers, "Upgrade") == NULL)
 		return WEBSOCKET_NONE;
-	if (proto != SERVER_PROTO_HTTP11 || strcmp(method, "GET") != 0 ||
+	if (proto == SERVER_PROTO_HTTP10 || strcmp(method, "GET") != 0 ||
 	    !headers_list_token(headers, "Connection", "upgrade") ||
 	    !headers_list_token(headers, "Upgrade", "websocket"))
 		return WEBSOCKET_OTHER;
+	/* HTTP/2 cannot carry Upgrade or Connection: these are the h2 codec's
+	 * rendering of an extended CONNECT (RFC 8441), which has no key and no
+	 * version; the upstream gets a made-up key. */
+	if (proto == SERVER_PROTO_HTTP2)
+		return WEBSOCKET_ASKED;
 	version = evhttp_find_header(headers, "Sec-WebSocket-Version");
 	if (!key_ok(evhttp_find_header(headers, "Sec-WebSocket-Key")) || version == NULL ||
 	    strcmp(version, "13") != 0)
