@@ -64,8 +64,15 @@ test_classify(void **state)
 						  "Sec-WebSocket-Key: " KEY,
 						  "Sec-WebSocket-Version: 8", NULL};
 	static const char *const plain[] = {"Accept: */*", NULL};
+	/* How the h2 codec renders an extended CONNECT (RFC 8441): no key. */
+	static const char *const h2_connect[] = {"Connection: Upgrade", "Upgrade: websocket",
+						 "sec-websocket-version: 13", NULL};
 
 	(void)state;
+	assert_int_equal(classify("GET", SERVER_PROTO_HTTP2, h2_connect), WEBSOCKET_ASKED);
+	assert_int_equal(classify("POST", SERVER_PROTO_HTTP2, h2_connect), WEBSOCKET_OTHER);
+	assert_int_equal(classify("GET", SERVER_PROTO_HTTP2, h2c), WEBSOCKET_OTHER);
+	assert_int_equal(classify("GET", SERVER_PROTO_HTTP11, h2_connect), WEBSOCKET_OTHER);
 	assert_int_equal(classify("GET", SERVER_PROTO_HTTP11, ok), WEBSOCKET_ASKED);
 	assert_int_equal(classify("POST", SERVER_PROTO_HTTP11, ok), WEBSOCKET_OTHER);
 	assert_int_equal(classify("GET", SERVER_PROTO_HTTP10, ok), WEBSOCKET_OTHER);
