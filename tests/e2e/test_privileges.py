@@ -174,7 +174,7 @@ def test_drop_after_binding_low_port_tls_reload(account, workdir, plab):
     ca = os.path.join(workdir, "certs", "local-ca", "ca.crt")
     rc, out, cerr = curl_tls(ca, empty, proxy.ports["https"], "/over-tls")
     assert rc == 0, cerr
-    assert out.startswith("HTTP/1.1 200"), out
+    assert out.startswith("HTTP/2 200"), out
     assert up.wait_for_count(2)[-1].path == "/over-tls"
 
     # The state folder is the user's now; nothing else changed hands.
@@ -205,7 +205,7 @@ def test_drop_after_binding_low_port_tls_reload(account, workdir, plab):
     r = request(port, "GET", "/hello", host=HOST)
     assert r.status == 203 and r.body == b"reloaded", r
     rc, out, cerr = curl_tls(ca, empty, proxy.ports["https"], "/hello")
-    assert rc == 0 and out.startswith("HTTP/1.1 203"), (cerr, out)
+    assert rc == 0 and out.startswith("HTTP/2 203"), (cerr, out)
 
     # A changed "user" takes effect at the next restart only.
     cfg["user"] = "nobody"
@@ -228,7 +228,7 @@ def test_drop_after_binding_low_port_tls_reload(account, workdir, plab):
     with open(ca) as f:
         assert f.read() == ca_pem
     rc, out, cerr = curl_tls(ca, empty, again.ports["https"], "/second-run")
-    assert rc == 0 and out.startswith("HTTP/1.1 200"), (cerr, out)
+    assert rc == 0 and out.startswith("HTTP/2 200"), (cerr, out)
 
 
 def test_refuses_root_without_user(workdir, plab):

@@ -173,7 +173,7 @@ def test_local_ca_https_with_curl(env):
                             "%s:%d:127.0.0.1" % (host, env.https),
                             "https://%s:%d/hello?x=1" % (host, env.https))
         assert rc == 0, err
-        assert out.startswith("HTTP/1.1 200"), out
+        assert out.startswith("HTTP/2 200"), out
     rc, out, err = curl("--cacert", env.ca, "--capath", env.empty,
                         "https://127.0.0.1:%d/ip" % env.https)
     assert rc == 0, err
@@ -222,20 +222,23 @@ def test_sni_and_alpn(env):
     # The local CA's leaf (its first name is localhost; it covers app.test).
     assert subject_cn(out) == "localhost", out
     assert re.search(r"^issuer=.*Portcullis local CA", out, re.M), out
-    assert "ALPN protocol: http/1.1" in out, out
+    assert "ALPN protocol: h2" in out, out  # ours first: HTTP/2 when offered
+    rc, out = s_client(env.https, "-servername", APP, "-alpn", "http/1.1")
+    assert rc == 0 and "ALPN protocol: http/1.1" in out, out
     # No SNI, or a name nobody has: default_name's certificate.
     rc, out = s_client(env.https, "-noservername")
     assert rc == 0 and subject_cn(out) == "localhost", out
     rc, out = s_client(env.https, "-servername", "nobody.test")
     assert rc == 0 and subject_cn(out) == "localhost", out
-    # h2 alone: no ALPN agreed, HTTP/1.1 still served.
-    rc, out = s_client(env.https, "-servername", APP, "-alpn", "h2")
+    # A protocol we do not speak alone: no ALPN agreed, the client decides.
+    rc, out = s_client(env.https, "-servername", APP, "-alpn", "spdy/3")
     assert rc == 0 and "No ALPN negotiated" in out, out
     rc, out, err = curl("-i", "--cacert", env.ca, "--capath", env.empty, "--resolve",
                         "%s:%d:127.0.0.1" % (APP, env.https), "-v",
                         "https://%s:%d/alpn" % (APP, env.https))
     assert rc == 0, err
-    assert "ALPN: server accepted http/1.1" in err or "ALPN, server accepted to use http/1.1" in err, err
+    assert "ALPN: server accepted h2" in err or "ALPN, server accepted to use h2" in err, err
+    assert out.startswith("HTTP/2 200"), out
 
 
 def plain_http_count(env):
@@ -350,7 +353,7 @@ def test_sighup_with_changed_tls_block_warns(env):
     mark = len(env.proxy.stderr())
     env.proxy.write_config(cfg)
     env.proxy.signal(signal.SIGHUP)
-    env.proxy.wait_stderr(r'warn the "tls" block or a listener\'s "tls" changed: it takes '
+    env.proxy.wait_stderr(r'warn the "tls" block or a listener\'s "tls", "http2", "h2c" or "alpn" changed: it takes '
                           r"effect at the next restart", start=mark)
     env.proxy.wait_stderr(r"configuration reloaded", start=mark)
     # Still the certificate chosen at start for clients without SNI.
@@ -518,7 +521,7 @@ def test_example_local_mode(lab, tmp_path):
     rc, out, err = curl("-i", "--cacert", ca, "--capath", empty, "--resolve",
                         "%s:%d:127.0.0.1" % (POSTHOG_DOMAIN, https), "-d", "{}",
                         "https://%s:%d/e/?v=1" % (POSTHOG_DOMAIN, https))
-    assert rc == 0 and out.startswith("HTTP/1.1 200"), (out, err)
+    assert rc == 0 and out.startswith("HTTP/2 200"), (out, err)
     ups["capture"].wait_for_count(1)
     assert ups["capture"].snapshot()[-1].header("X-Forwarded-Proto") == "https"
     with RawClient(p.ports["http"]) as c:
