@@ -49,7 +49,9 @@ def env(module_lab, tmp_path_factory):
           "routes": [route("capture", "web", path=["/e"], max_body_bytes=ROUTE_LIMIT),
                      route("closed", "web", path=["/closed"],
                            access={"deny": ["127.0.0.0/8"]}),
-                     route("web", "web")]}],
+                     route("web", "web")]},
+         {"name": "strict", "hosts": ["strict.test"],
+          "routes": [{"name": "fixed", "respond": {"status": 200, "body": "strict site\n"}}]}],
         listeners=[{"name": "http", "address": "127.0.0.1:0"},
                    {"name": "https", "address": "127.0.0.1:0", "tls": True}],
         tls={"certs_dir": os.path.join(d, "certs"), "local_ca": {"names": [APP]},
@@ -195,3 +197,121 @@ def test_keepalive_request_with_body_still_served_after_early_answers(env):
     (req,) = env.web.with_request_id(rid)
     assert req.body == b"hello"
 
+
+# ------------------------------------------------------------ request targets
+
+def raw_get(port, target, host=APP, method="GET", version="1.1", tls=False, rid=None):
+    lines = ["%s %s HTTP/%s" % (method, target, version)]
+    if host is not None:
+        lines.append("Host: " + host)
+    if rid:
+        lines.append("X-Request-ID: " + rid)
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if not tls:
+        return send_raw(port, data)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with tls_context().wrap_socket(raw, server_hostname=APP) as s:
+            s.sendall(data)
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"\r\n\r\n" in buf:
+                    head, _, body = buf.partition(b"\r\n\r\n")
+                    m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                    if m and len(body) >= int(m.group(1)):
+                        break
+            return int(buf.split(b" ", 2)[1]), buf
+
+
+@pytest.mark.parametrize("target,host,path", [
+    ("http://main.test/abs/x?q=1", APP, "/abs/x?q=1"),
+    ("HTTP://MAIN.test:80/abs/case", APP, "/abs/case"),     # scheme and host case, default port
+    ("http://main.test:80/abs/port", APP + ":80", "/abs/port"),
+    ("http://main.test", APP, "/"),                          # empty path is "/"
+    ("http://main.test?only=query", APP, "/?only=query"),
+    ("http://main.test/a/../abs/dots", APP, "/abs/dots"),   # normalized like any path
+])
+def test_absolute_form_accepted_and_forwarded_in_origin_form(env, target, host, path):
+    rid = new_id()
+    resp = raw_get(env.port, target, host=host, rid=rid)
+    assert resp is not None and resp.status == 200, (target, resp)
+    (req,) = env.web.with_request_id(rid)
+    assert req.target == path
+    assert req.header("Host") == host
+
+
+def test_absolute_form_routed_by_its_authority(env):
+    """HTTP/1.0 needs no Host: the target's host picks the site."""
+    resp = raw_get(env.port, "http://strict.test/anything", host=None, version="1.0")
+    assert resp is not None and resp.status == 200 and resp.body == b"strict site\n", resp
+    resp = raw_get(env.port, "http://strict.test/anything", host="strict.test")
+    assert resp is not None and resp.status == 200 and resp.body == b"strict site\n", resp
+
+
+@pytest.mark.parametrize("target,host,why", [
+    ("http://other.test/x", APP, b"differs from the host"),
+    ("http://main.test:8080/x", APP, b"differs from the host"),
+    ("http://main.test/x", APP + ":8080", b"differs from the host"),
+    ("http://user:pw@main.test/x", APP, b"user information"),
+    ("http://@main.test/x", APP, b"user information"),
+    ("https://main.test/x", APP, b"https request target on a plain"),
+    ("ftp://main.test/x", APP, b"only http and https"),
+    ("http:///x", APP, b"has no host"),
+    ("http://main test/x", APP, None),                     # the parser's 400
+    ("http://a..b/x", APP, b"not a valid host"),
+    ("http://main.test:0/x", APP, b"not a valid host"),
+    ("http://main.test/x", None, b"must carry a Host"),   # HTTP/1.1 still needs Host
+    ("http://main.test/%2e%2e/x", APP, b"encoded"),
+    ("http://main.test#frag", APP, None),                  # the parser's 400
+])
+def test_absolute_form_refused(env, target, host, why):
+    rid = new_id()
+    resp = raw_get(env.port, target, host=host, rid=rid)
+    assert resp is not None and resp.status == 400, (target, resp)
+    if why:
+        assert why in resp.body, (target, resp.body)
+    assert env.web.with_request_id(rid) == []
+
+
+def test_absolute_form_on_tls_listener(env):
+    status, data = raw_get(env.tls_port, "https://main.test/abs/tls", tls=True, rid=new_id())
+    assert status == 200, data
+    status, data = raw_get(env.tls_port, "http://main.test/abs/tls", tls=True)
+    assert status == 400 and b"http request target on an HTTPS connection" in data, data
+
+
+def test_options_asterisk_answered_locally(env):
+    resp = raw_get(env.port, "*", method="OPTIONS")
+    assert resp is not None and resp.status == 200, resp
+    assert resp.header("Allow") == "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    assert resp.header("Content-Length") == "0" and resp.body == b""
+    assert resp.header("X-Request-ID")
+    assert env.web.snapshot() == []
+    entry = env.proxy.wait_access_log(lambda e: e.get("path") == "*")
+    assert entry["status"] == 200 and entry["upstream"] is None
+
+
+@pytest.mark.parametrize("method,host,status", [
+    ("GET", APP, 400),        # "*" is for OPTIONS only
+    ("OPTIONS", None, 400),   # HTTP/1.1 without Host
+])
+def test_asterisk_refused(env, method, host, status):
+    resp = raw_get(env.port, "*", method=method, host=host)
+    assert resp is not None and resp.status == status, resp
+    assert env.web.snapshot() == []
+
+
+def test_options_with_a_path_still_forwarded(env):
+    rid = new_id()
+    resp = raw_get(env.port, "/opt", method="OPTIONS", rid=rid)
+    assert resp is not None and resp.status == 200
+    (req,) = env.web.with_request_id(rid)
+    assert req.method == "OPTIONS" and req.target == "/opt"
+
+
+def test_admin_listener_accepts_absolute_form(env):
+    resp = raw_get(env.proxy.admin_port, "http://127.0.0.1/_health", host="127.0.0.1")
+    assert resp is not None and resp.status == 200 and resp.body == b"ok\n", resp
