@@ -315,3 +315,63 @@ def test_options_with_a_path_still_forwarded(env):
 def test_admin_listener_accepts_absolute_form(env):
     resp = raw_get(env.proxy.admin_port, "http://127.0.0.1/_health", host="127.0.0.1")
     assert resp is not None and resp.status == 200 and resp.body == b"ok\n", resp
+
+
+# ------------------------------------------------------------ chunk lines
+
+def chunked_post(rid, chunks, target="/chunk"):
+    return (b"POST " + target.encode() + b" HTTP/1.1\r\nHost: main.test\r\nX-Request-ID: " +
+            rid.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+
+
+SMUGGLED = (b"GET /smuggled HTTP/1.1\r\nHost: main.test\r\nX-Request-ID: smuggled-chunk\r\n\r\n")
+
+
+@pytest.mark.parametrize("chunks,why", [
+    # ";" without a name: a parser that skips to CR and one that reads a
+    # name up to the next ";" or CRLF could disagree on where the line ends.
+    (b"5;\r\nhello\r\n0\r\n\r\n" + SMUGGLED, b"without a name"),
+    (b"5 \r\nhello\r\n0\r\n\r\n" + SMUGGLED, b"without an extension"),
+    (b"5;a=b \r\nhello\r\n0\r\n\r\n" + SMUGGLED, b"whitespace at the end"),
+    (b"5;a=\r\nhello\r\n0\r\n\r\n" + SMUGGLED, b"without a value"),
+    (b"5;a\nhello\r\n0\r\n\r\n" + SMUGGLED, b"invalid byte"),
+], ids=["semicolon-alone", "space-alone", "trailing-space", "empty-value", "bare-lf"])
+def test_lenient_chunk_lines_refused(env, chunks, why):
+    rid = new_id()
+    with RawClient(env.port) as c:
+        c.send_tolerant(chunked_post(rid, chunks))
+        resp = c.read_response()
+        assert resp.status == 400, resp
+        assert why in resp.body, resp.body
+        assert (resp.header("Connection") or "").lower() == "close"
+        assert c.closed_by_peer(timeout=3)
+    assert env.web.with_request_id(rid) == []
+    assert env.web.with_request_id("smuggled-chunk") == []
+
+
+def test_chunk_extension_whitespace_before_semicolon_accepted(env):
+    rid = new_id()
+    resp = send_raw(env.port, chunked_post(rid, b"5 ;a=b\r\nhello\r\n6\t; q=\"x\"\r\n world\r\n0\r\n\r\n"))
+    assert resp is not None and resp.status == 200, resp
+    (req,) = env.web.with_request_id(rid)
+    assert req.body == b"hello world"
+
+
+def test_huge_chunk_extension_cut_early(env):
+    """A 1 MiB extension (the CVE-2024-22019 class): 400 after a few KiB,
+    not read to its end before answering."""
+    rid = new_id()
+    with RawClient(env.port, timeout=10) as c:
+        c.send(chunked_post(rid, b"5;" + b"e" * 8192))
+        resp = c.read_response()  # answered before the rest is even sent
+        assert resp.status == 400 and b"chunk extensions too long" in resp.body, resp
+        c.send_tolerant(b"e" * (1 << 20) + b"\r\nhello\r\n0\r\n\r\n")
+    assert env.web.with_request_id(rid) == []
+
+
+def test_many_small_chunk_extensions_add_up(env):
+    rid = new_id()
+    chunks = b"".join(b"1;abcdefghijklmnop=qrstuvwxyz\r\nx\r\n" for _ in range(400)) + b"0\r\n\r\n"
+    resp = send_raw(env.port, chunked_post(rid, chunks))
+    assert resp is not None and resp.status == 400 and b"too long" in resp.body, resp
+    assert env.web.with_request_id(rid) == []
