@@ -208,7 +208,10 @@ metrics_render(const char *extra)
 		    "portcullis_lingering_closes_total{end=\"limit\"} %lld\n"
 		    "# HELP portcullis_lingering_discarded_bytes_total Bytes read and dropped while lingering before a close.\n"
 		    "# TYPE portcullis_lingering_discarded_bytes_total counter\n"
-		    "portcullis_lingering_discarded_bytes_total %lld\n",
+		    "portcullis_lingering_discarded_bytes_total %lld\n"
+		    "# HELP portcullis_accept_pauses_total Times a listener stopped accepting for a moment because the process was out of file descriptors.\n"
+		    "# TYPE portcullis_accept_pauses_total counter\n"
+		    "portcullis_accept_pauses_total %lld\n",
 		    (long long)metrics_get(METRIC_IN_FLIGHT), (long long)metrics_get(METRIC_BODY_MEMORY),
 		    (long long)metrics_get(METRIC_CLIENT_CONNECTIONS),
 		    (long long)metrics_get(METRIC_TLS_HANDSHAKE_FAILURES),
@@ -218,7 +221,8 @@ metrics_render(const char *extra)
 		    (long long)metrics_get(METRIC_LINGER_CLIENT),
 		    (long long)metrics_get(METRIC_LINGER_TIMEOUT),
 		    (long long)metrics_get(METRIC_LINGER_LIMIT),
-		    (long long)metrics_get(METRIC_LINGER_BYTES));
+		    (long long)metrics_get(METRIC_LINGER_BYTES),
+		    (long long)metrics_get(METRIC_ACCEPT_PAUSES));
 	if (extra)
 		sbuf_printf(&sb, "%s", extra);
 	if (sb.failed) {

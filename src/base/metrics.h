@@ -37,6 +37,7 @@ enum metrics_gauge {
 	METRIC_LINGER_TIMEOUT,       /* the lingering time ran out */
 	METRIC_LINGER_LIMIT,         /* the client sent more than the byte limit */
 	METRIC_LINGER_BYTES,
+	METRIC_ACCEPT_PAUSES,        /* accepting paused: out of file descriptors */
 	METRIC_GAUGE_COUNT,
 };
 

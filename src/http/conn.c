@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
@@ -29,6 +30,8 @@
 #define LINGER_IDLE_SECONDS 5            /* ... between two reads (nginx's lingering_timeout) */
 #define LINGER_MAX_BYTES (64u << 20)     /* ... bytes dropped at most */
 #define DRAIN_LINGER_MS 1000             /* ... at most this long once the server drains */
+#define ACCEPT_RETRY_MS 250              /* out of descriptors: accept again after this */
+#define ACCEPT_LOG_MS 10000              /* ... and say so at most once per this, per process */
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static bool conn_write_from_event(struct server_conn *c);
@@ -862,6 +865,52 @@ fail:
 }
 
 static void
+accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	if (srv->accept_ev)
+		event_add(srv->accept_ev, NULL);
+}
+
+/*
+ * Out of descriptors (or kernel memory): the pending connection stays in
+ * the listen queue and the socket stays readable, so epoll would wake us
+ * at once, forever, burning a core per worker.  Stop watching it for
+ * ACCEPT_RETRY_MS (the connections wait in the queue and are taken once
+ * descriptors free up), and say why once per ACCEPT_LOG_MS for the whole
+ * process (every worker and listener pauses on its own).
+ */
+static void
+accept_pause(struct server *srv, int err)
+{
+	static _Atomic int64_t last_log = INT64_MIN / 2;
+	static _Atomic int64_t pauses_logged;
+	struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+	int64_t now = monotonic_ms(), prev = atomic_load(&last_log);
+
+	metrics_add(METRIC_ACCEPT_PAUSES, 1);
+	if (now - prev >= ACCEPT_LOG_MS && atomic_compare_exchange_strong(&last_log, &prev, now)) {
+		int64_t total = metrics_get(METRIC_ACCEPT_PAUSES);
+		int64_t n = total - atomic_exchange(&pauses_logged, total);
+
+		log_warn("accepting connections paused: %s (%s); %lld pause%s of %d ms since the last "
+			 "such line; waiting connections are taken once descriptors free up",
+			 strerror(err),
+			 err == EMFILE ? "the process's open-file limit: raise LimitNOFILE or ulimit -n"
+			 : err == ENFILE ? "the system's open-file limit: fs.file-max"
+					 : "out of kernel memory",
+			 (long long)n, n == 1 ? "" : "s", ACCEPT_RETRY_MS);
+	}
+	if (srv->accept_retry == NULL)
+		srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv);
+	if (srv->accept_retry == NULL)
+		return; /* keep trying at the loop's pace rather than never */
+	event_del(srv->accept_ev);
+	evtimer_add(srv->accept_retry, &tv);
+}
+
+static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -871,9 +920,24 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		socklen_t sslen = sizeof(ss);
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
-			return; /* EAGAIN (another worker took it), or EMFILE: try later */
-		conn_new(srv, fd, &ss);
+		if (fd >= 0) {
+			conn_new(srv, fd, &ss);
+			continue;
+		}
+		switch (errno) {
+		case EINTR:
+		case ECONNABORTED: /* that one gave up; take the next */
+		case EPROTO:
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			accept_pause(srv, errno);
+			return;
+		default:
+			return; /* EAGAIN: nothing waits (or another worker took it) */
+		}
 	}
 }
 
@@ -955,6 +1019,10 @@ server_drain(struct server *srv)
 	struct server_conn *c, *next;
 
 	srv->draining = true;
+	if (srv->accept_retry) {
+		event_free(srv->accept_retry);
+		srv->accept_retry = NULL;
+	}
 	if (srv->accept_ev) {
 		event_free(srv->accept_ev);
 		srv->accept_ev = NULL;
@@ -1015,6 +1083,8 @@ server_free(struct server *srv)
 		else
 			conn_close(c); /* frees it */
 	}
+	if (srv->accept_retry)
+		event_free(srv->accept_retry);
 	if (srv->accept_ev) {
 		event_free(srv->accept_ev);
 		close(srv->fd);

@@ -110,7 +110,6 @@ struct server {
 	uint64_t linger_bytes;
 	/* Accepting paused (out of descriptors): re-enabled by this timer. */
 	struct event *accept_retry;
-	bool accept_paused;
 };
 
 struct server_request {
