@@ -434,3 +434,62 @@ def test_out_of_descriptors_backs_off_and_recovers(lab):
     with socket.create_connection(("127.0.0.1", proxy.ports["relay"]), timeout=5) as s:
         s.sendall(build_request("GET", "/relayed", "main.test"))
         assert s.recv(12).startswith(b"HTTP/1.1 200")
+
+
+# ------------------------------------------------------------ a client that stops reading
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_client_that_stops_reading_is_dropped(lab, tmp_path, tls):
+    """A client asks for 64 MiB and reads nothing: the proxy holds about its
+    1 MiB backlog (the upstream is paused, not buffered), and once nothing
+    could be written for the client timeout (2 s here) it drops the client
+    and the upstream connection."""
+    size = 64 << 20
+    web = lab.upstream("web")
+    web.reset(BigBody(size))
+    listener = {"name": "http", "address": "127.0.0.1:0"}
+    extra = {}
+    if tls:
+        listener["tls"] = True
+        extra["tls"] = {"certs_dir": str(tmp_path / "certs"), "local_ca": {"names": [APP]},
+                        "default_name": APP}
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    proxy = lab.proxy(config({"web": web},
+                             [{"name": "m", "default": True, "routes": [route("web", "web")]}],
+                             listeners=[listener], workers=1, timeouts={"client": 2}, **extra),
+                      env={"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=4"})
+    base = rss_kib(proxy.pid)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    raw.connect(("127.0.0.1", proxy.port))
+    sock = tls_context().wrap_socket(raw, server_hostname=APP) if tls else raw
+    try:
+        sock.sendall(build_request("GET", "/stall", APP))
+        start = time.monotonic()
+        peak = base
+        entry = None
+        while time.monotonic() - start < 15 and entry is None:
+            peak = max(peak, rss_kib(proxy.pid))
+            entry = next((e for e in proxy.access_log() if e.get("path") == "/stall"), None)
+            time.sleep(0.1)
+        assert entry is not None, "the stalled client was not dropped within 15 s"
+        took = time.monotonic() - start
+        assert took < 2 + 5, took
+        assert entry["bytes_out"] < size
+        grow = (peak - base) / 1024.0
+        assert grow < 20, "RSS grew by %.1f MiB for one client that reads nothing" % grow
+        wait_until(lambda: metric(proxy, "portcullis_client_connections_open") == 0,
+                   what="client connection closed")
+        wait_until(lambda: metric(proxy, "portcullis_upstream_connections_open",
+                                  '{upstream="web",server="%s"}' % web.address) == 0,
+                   what="upstream connection closed")
+    finally:
+        sock.close()
