@@ -27,7 +27,7 @@ import uuid
 import pytest
 
 from configs import config, route
-from harness import BigBody, RawClient, build_request, send_raw, wait_until
+from harness import BigBody, RawClient, build_request, rss_kib, send_raw, wait_until
 
 ROUTE_LIMIT = 2 << 20  # the "/e" route's body limit: 2 MiB
 CLIENT_TIMEOUT = 2
@@ -437,14 +437,6 @@ def test_out_of_descriptors_backs_off_and_recovers(lab):
 
 
 # ------------------------------------------------------------ a client that stops reading
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_client_that_stops_reading_is_dropped(lab, tmp_path, tls):
