@@ -200,13 +200,29 @@ metrics_render(const char *extra)
 		    "portcullis_upstream_failures_total %lld\n"
 		    "# HELP portcullis_upstream_retries_total Requests retried on another connection or server.\n"
 		    "# TYPE portcullis_upstream_retries_total counter\n"
-		    "portcullis_upstream_retries_total %lld\n",
+		    "portcullis_upstream_retries_total %lld\n"
+		    "# HELP portcullis_lingering_closes_total Connections closed after an early answer, having read and dropped what the client still sent, by how that ended.\n"
+		    "# TYPE portcullis_lingering_closes_total counter\n"
+		    "portcullis_lingering_closes_total{end=\"client\"} %lld\n"
+		    "portcullis_lingering_closes_total{end=\"timeout\"} %lld\n"
+		    "portcullis_lingering_closes_total{end=\"limit\"} %lld\n"
+		    "# HELP portcullis_lingering_discarded_bytes_total Bytes read and dropped while lingering before a close.\n"
+		    "# TYPE portcullis_lingering_discarded_bytes_total counter\n"
+		    "portcullis_lingering_discarded_bytes_total %lld\n"
+		    "# HELP portcullis_accept_pauses_total Times a listener stopped accepting for a moment because the process was out of file descriptors.\n"
+		    "# TYPE portcullis_accept_pauses_total counter\n"
+		    "portcullis_accept_pauses_total %lld\n",
 		    (long long)metrics_get(METRIC_IN_FLIGHT), (long long)metrics_get(METRIC_BODY_MEMORY),
 		    (long long)metrics_get(METRIC_CLIENT_CONNECTIONS),
 		    (long long)metrics_get(METRIC_TLS_HANDSHAKE_FAILURES),
 		    (long long)metrics_get(METRIC_RELOADS_OK), (long long)metrics_get(METRIC_RELOADS_ERROR),
 		    (long long)metrics_get(METRIC_UPSTREAM_FAILURES),
-		    (long long)metrics_get(METRIC_UPSTREAM_RETRIES));
+		    (long long)metrics_get(METRIC_UPSTREAM_RETRIES),
+		    (long long)metrics_get(METRIC_LINGER_CLIENT),
+		    (long long)metrics_get(METRIC_LINGER_TIMEOUT),
+		    (long long)metrics_get(METRIC_LINGER_LIMIT),
+		    (long long)metrics_get(METRIC_LINGER_BYTES),
+		    (long long)metrics_get(METRIC_ACCEPT_PAUSES));
 	sbuf_printf(&sb,
 		    "# HELP portcullis_requests_by_protocol_total Requests finished, by the protocol they came in.\n"
 		    "# TYPE portcullis_requests_by_protocol_total counter\n"

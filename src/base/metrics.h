@@ -34,6 +34,14 @@ enum metrics_gauge {
 	METRIC_REQUESTS_HTTP11,
 	METRIC_REQUESTS_HTTP2,
 	METRIC_H2_ABUSE_CLOSES,      /* HTTP/2 connections ended with ENHANCE_YOUR_CALM */
+	/* Lingering closes (conn.c): connections closed after an early answer,
+	 * having read and dropped what the client still sent, by how they
+	 * ended, and the bytes dropped. */
+	METRIC_LINGER_CLIENT,        /* the client closed (it read the answer) */
+	METRIC_LINGER_TIMEOUT,       /* the lingering time ran out */
+	METRIC_LINGER_LIMIT,         /* the client sent more than the byte limit */
+	METRIC_LINGER_BYTES,
+	METRIC_ACCEPT_PAUSES,        /* accepting paused: out of file descriptors */
 	METRIC_GAUGE_COUNT,
 };
 

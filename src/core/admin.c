@@ -17,6 +17,7 @@
 #include "core/runtime.h"
 #include "http/conn.h"
 #include "http/h1.h"
+#include "http/target.h"
 #include "tls/tls.h"
 #include "proxy/upstream.h"
 
@@ -78,7 +79,13 @@ admin_on_request(struct server_request *req, void *arg)
 	struct admin *a = arg;
 	const char *method = server_request_method(req);
 	const char *uri = server_request_target(req);
-	size_t plen = strcspn(uri, "?");
+	struct target_parts tp;
+	size_t plen;
+
+	/* "GET http://host:9901/metrics" (RFC 9112 3.2.2): its path. */
+	if (target_split(uri, &tp) == TARGET_OK && tp.form == TARGET_ABSOLUTE)
+		uri = tp.rest[0] == '/' ? tp.rest : "/";
+	plen = strcspn(uri, "?");
 
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		not_implemented(req);

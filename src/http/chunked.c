@@ -4,11 +4,20 @@
 #include <string.h>
 
 #define TRAILER_MAX 16384 /* trailer section bytes accepted (they are dropped) */
+/* Chunk-extension bytes (from ";" to the line's CR) accepted in one body, all
+ * chunks together: nobody sends them, and reading them without a bound is the
+ * Node.js CVE-2024-22019 class (HAProxy and Go/Caddy stop at a few KiB). */
+#define CHUNK_EXT_MAX 4096
 
 enum {
 	C_SIZE,        /* hex digits of the chunk size */
-	C_SIZE_BWS,    /* spaces after the size, before ";" or CR */
-	C_EXT,         /* chunk extension up to CR */
+	C_SIZE_END,    /* after the digits: BWS, then ";" or CR */
+	C_EXT_NAME0,   /* after ";": BWS, then the extension's name (a token) */
+	C_EXT_NAME,
+	C_EXT_VAL0,    /* after "=": BWS, then a token or a quoted-string */
+	C_EXT_VAL,     /* a token value */
+	C_EXT_QUOTED,  /* inside a quoted-string value */
+	C_EXT_AFTER,   /* after whitespace or a quoted value: ";", "=" (after a name), CR */
 	C_SIZE_LF,     /* LF after the size line's CR */
 	C_DATA,
 	C_DATA_CR,
@@ -27,7 +36,8 @@ chunked_init(struct chunked *d)
 	d->remaining = 0;
 	d->digits = 0;
 	d->trailer_bytes = 0;
-	d->quoted = d->escaped = false;
+	d->ext_bytes = 0;
+	d->escaped = d->ws = d->after_value = false;
 }
 
 static int
@@ -42,10 +52,10 @@ hexval(char c)
 	return -1;
 }
 
-/* Bytes allowed in a chunk extension outside quotes: token characters, "=",
- * ";" and whitespace (RFC 9112 7.1.1). */
+/* tchar (RFC 9110 5.6.2): the bytes of a chunk extension's name or token
+ * value. */
 static bool
-ext_char_ok(unsigned char c)
+token_char(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return true;
@@ -54,7 +64,7 @@ ext_char_ok(unsigned char c)
 	switch (c) {
 	case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
 	case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-	case '~': case '=': case ';': case ' ': case '\t':
+	case '~':
 		return true;
 	default:
 		return false;
@@ -67,6 +77,87 @@ fail(size_t *used, size_t at, const char **why, const char *reason)
 	*used = at;
 	*why = reason;
 	return CHUNKED_ERROR;
+}
+
+/* One byte of a chunk extension, from its ";" to the line's CR (which it
+ * consumes, moving on to the LF).  Returns 0, or -1 with *why set. */
+static int
+chunk_ext_byte(struct chunked *d, unsigned char c, const char **why)
+{
+	bool blank = c == ' ' || c == '\t';
+
+	switch (d->state) {
+	case C_EXT_NAME0:
+		if (blank)
+			return 0;
+		if (!token_char(c)) {
+			*why = "chunk extension without a name";
+			return -1;
+		}
+		d->state = C_EXT_NAME;
+		return 0;
+	case C_EXT_NAME:
+	case C_EXT_VAL:
+		if (token_char(c))
+			return 0;
+		d->after_value = d->state == C_EXT_VAL;
+		if (blank) {
+			d->ws = true;
+			d->state = C_EXT_AFTER;
+			return 0;
+		}
+		d->state = C_EXT_AFTER;
+		d->ws = false;
+		return chunk_ext_byte(d, c, why);
+	case C_EXT_VAL0:
+		if (blank)
+			return 0;
+		if (c == '"') {
+			d->state = C_EXT_QUOTED;
+			return 0;
+		}
+		if (!token_char(c)) {
+			*why = "chunk extension without a value after \"=\"";
+			return -1;
+		}
+		d->state = C_EXT_VAL;
+		return 0;
+	case C_EXT_QUOTED:
+		if (d->escaped) {
+			d->escaped = false;
+		} else if (c == '\\') {
+			d->escaped = true;
+		} else if (c == '"') {
+			d->state = C_EXT_AFTER;
+			d->after_value = true;
+			d->ws = false;
+			return 0;
+		}
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			*why = "control byte in a chunk extension";
+			return -1;
+		}
+		return 0;
+	case C_EXT_AFTER:
+	default:
+		if (blank) {
+			d->ws = true;
+		} else if (c == ';') {
+			d->state = C_EXT_NAME0;
+			d->ws = false;
+		} else if (c == '=' && !d->after_value) {
+			d->state = C_EXT_VAL0;
+		} else if (c == '\r' && !d->ws) {
+			d->state = C_SIZE_LF;
+		} else if (c == '\r') {
+			*why = "whitespace at the end of a chunk line";
+			return -1;
+		} else {
+			*why = "invalid byte in a chunk extension";
+			return -1;
+		}
+		return 0;
+	}
 }
 
 enum chunked_result
@@ -92,38 +183,40 @@ chunked_decode(struct chunked *d, const char *in, size_t len, size_t *used,
 			}
 			if (d->digits == 0)
 				return fail(used, i, why, "chunk size is not a hex number");
-			d->state = C_SIZE_BWS;
+			d->state = C_SIZE_END;
 			break;
 		}
-		case C_SIZE_BWS:
+		case C_SIZE_END:
+			/* chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS
+			 * name [ BWS "=" BWS value ] ) (RFC 9112 7.1.1): whitespace
+			 * only before an extension, never before the CR. */
 			if (c == ' ' || c == '\t') {
+				d->ws = true;
 				i++;
 			} else if (c == ';') {
-				d->state = C_EXT;
+				d->ext_bytes++;
+				d->state = C_EXT_NAME0;
 				i++;
-			} else if (c == '\r') {
+			} else if (c == '\r' && !d->ws) {
 				d->state = C_SIZE_LF;
 				i++;
+			} else if (c == '\r') {
+				return fail(used, i, why, "whitespace after the chunk size without an extension");
 			} else {
 				return fail(used, i, why, "unexpected byte after the chunk size");
 			}
 			break;
-		case C_EXT:
-			if (d->quoted) {
-				if (d->escaped)
-					d->escaped = false;
-				else if (c == '\\')
-					d->escaped = true;
-				else if (c == '"')
-					d->quoted = false;
-				else if ((c < 0x20 && c != '\t') || c == 0x7f)
-					return fail(used, i, why, "control byte in a chunk extension");
-			} else if (c == '"') {
-				d->quoted = true;
-			} else if (c == '\r') {
-				d->state = C_SIZE_LF;
-			} else if (!ext_char_ok(c)) {
-				return fail(used, i, why, "invalid byte in a chunk extension");
+		case C_EXT_NAME0:
+		case C_EXT_NAME:
+		case C_EXT_VAL0:
+		case C_EXT_VAL:
+		case C_EXT_QUOTED:
+		case C_EXT_AFTER:
+			if (++d->ext_bytes > CHUNK_EXT_MAX)
+				return fail(used, i, why, "chunk extensions too long");
+			if (chunk_ext_byte(d, c, why) < 0) {
+				*used = i;
+				return CHUNKED_ERROR;
 			}
 			i++;
 			break;
@@ -132,6 +225,7 @@ chunked_decode(struct chunked *d, const char *in, size_t len, size_t *used,
 				return fail(used, i, why, "CR without LF after a chunk size");
 			i++;
 			d->digits = 0;
+			d->ws = d->after_value = false;
 			d->state = d->remaining ? C_DATA : C_TRAILER_START;
 			break;
 		case C_DATA: {

@@ -7,7 +7,9 @@
  * "5\r\nhelloXX0\r\n\r\n" (any two bytes after chunk data), a bare CR after
  * a chunk size, and folded header lines.  A proxy must not accept a message
  * that another parser in front of or behind it could read another way, so
- * chunked request bodies are decoded here, CRLF exactly.
+ * chunked request bodies are decoded here, CRLF exactly, chunk lines by
+ * RFC 9112 7.1.1's grammar (BWS before ";" and around "=", never before the
+ * CR; every extension has a name), chunk extensions at most 4 KiB per body.
  */
 #ifndef PORTCULLIS_CHUNKED_H
 #define PORTCULLIS_CHUNKED_H
@@ -27,7 +29,10 @@ struct chunked {
 	uint64_t remaining;   /* data bytes left in the current chunk */
 	unsigned digits;      /* hex digits of the current size */
 	size_t trailer_bytes; /* trailer section so far (bounded) */
-	bool quoted, escaped; /* inside a quoted-string of a chunk extension */
+	size_t ext_bytes;     /* chunk-extension bytes so far, all chunks (bounded) */
+	bool escaped;         /* after a backslash in a quoted extension value */
+	bool ws;              /* whitespace seen where only ";" (or "=") may follow */
+	bool after_value;     /* the extension so far ends with a value (no "=" next) */
 };
 
 /* Start decoding a new body. */

@@ -5,17 +5,20 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "access/ipacl.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/timeutil.h"
 #include "http/request.h"
 #include "http/proxyproto.h"
 #include "http/tlsio.h"
@@ -23,9 +26,16 @@
 
 #define READ_CHUNK 16384
 #define IDLE_RELEASE_SECONDS 2           /* idle keep-alive time before buffers are freed */
+#define LINGER_TIME_SECONDS 30           /* lingering close: in all (nginx's lingering_time) */
+#define LINGER_IDLE_SECONDS 5            /* ... between two reads (nginx's lingering_timeout) */
+#define LINGER_MAX_BYTES (64u << 20)     /* ... bytes dropped at most */
+#define DRAIN_LINGER_MS 1000             /* ... at most this long once the server drains */
+#define ACCEPT_RETRY_MS 250              /* out of descriptors: accept again after this */
+#define ACCEPT_LOG_MS 10000              /* ... and say so at most once per this, per process */
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static bool conn_write_from_event(struct server_conn *c);
+static void linger_shut(struct server_conn *c);
 static const struct conn_codec raw_conn_codec;
 
 /* ---- writing ----------------------------------------------------------- */
@@ -48,6 +58,12 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!conn_write_from_event(c) || c->codec == NULL)
 		return;
+	if (c->lingering) {
+		/* The codec is done: once the output is out, shut and linger. */
+		if (!c->write_waiting && evbuffer_get_length(c->out) == 0)
+			linger_shut(c);
+		return;
+	}
 	if (!c->write_waiting) {
 		c->codec->drained(c);
 		if (c->dead) {
@@ -321,6 +337,159 @@ conn_read(struct server_conn *c, size_t room)
 	return n;
 }
 
+/* ---- lingering close ----------------------------------------------------- */
+
+void
+conn_discard_input(struct server_conn *c)
+{
+	c->discard_input = true;
+}
+
+/* Bytes from the client wait unread (in OpenSSL or the socket); a peek. */
+static bool
+conn_input_pending(struct server_conn *c)
+{
+	char b;
+	ssize_t n;
+
+	if (c->ssl && SSL_has_pending(c->ssl))
+		return true;
+	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		c->read_eof = true;
+	return n > 0;
+}
+
+/* Lingering ends: count how, then close. */
+static void
+linger_end(struct server_conn *c, enum metrics_gauge how)
+{
+	metrics_add(how, 1);
+	conn_close(c);
+}
+
+/* The timer for the next read: the idle time, or what is left in all. */
+static void
+linger_arm(struct server_conn *c)
+{
+	struct timeval tv = c->srv->linger_idle;
+	int64_t left = c->linger_end_ms - monotonic_ms();
+
+	if (evutil_timercmp(&c->srv->limits.client, &tv, <))
+		tv = c->srv->limits.client;
+	if (left <= 0) {
+		linger_end(c, METRIC_LINGER_TIMEOUT);
+		return;
+	}
+	if (left < (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000) {
+		tv.tv_sec = (time_t)(left / 1000);
+		tv.tv_usec = (suseconds_t)(left % 1000 * 1000);
+	}
+	evtimer_add(c->timer, &tv);
+}
+
+/* Read and drop until the client closes, the limits end it, or EAGAIN. */
+static void
+linger_read(struct server_conn *c)
+{
+	static _Thread_local char sink[65536];
+
+	for (;;) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+
+		if (n > 0) {
+			c->discarded += (uint64_t)n;
+			metrics_add(METRIC_LINGER_BYTES, n);
+			if (c->discarded > c->srv->linger_bytes) {
+				linger_end(c, METRIC_LINGER_LIMIT);
+				return;
+			}
+			if ((size_t)n < sizeof(sink))
+				break;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		linger_end(c, METRIC_LINGER_CLIENT); /* EOF (it read the answer) or reset */
+		return;
+	}
+	linger_arm(c);
+}
+
+/* The output is written: shut the write side (the client reads the answer
+ * and then EOF), free what only served the codec, and read to drop. */
+static void
+linger_shut(struct server_conn *c)
+{
+	if (c->read_eof) {
+		linger_end(c, METRIC_LINGER_CLIENT);
+		return;
+	}
+	c->linger_shut = true;
+	if (c->ssl) {
+		if (!c->handshaking)
+			SSL_shutdown(c->ssl); /* close_notify, best effort */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->discarded += c->inlen;
+	metrics_add(METRIC_LINGER_BYTES, (int64_t)c->inlen);
+	free(c->in);
+	c->in = NULL;
+	c->inlen = c->incap = 0;
+	event_del(c->wev);
+	c->write_waiting = false;
+	c->read_wants_write = c->write_wants_read = false;
+	if (c->read_paused) {
+		c->read_paused = false;
+		event_add(c->rev, NULL);
+	}
+	linger_arm(c);
+}
+
+void
+conn_linger(struct server_conn *c, bool client_may_send)
+{
+	struct timeval *t = &c->srv->linger_time;
+
+	if (c->dead || c->lingering)
+		return;
+	/* Bytes already read (c->in) cause no reset; unread ones in the socket
+	 * would. */
+	if (c->read_eof || c->srv->raw ||
+	    (!client_may_send && c->discarded == 0 && !conn_input_pending(c))) {
+		conn_close(c);
+		return;
+	}
+	c->lingering = true;
+	c->discard_input = true;
+	c->linger_end_ms = monotonic_ms() +
+			   (c->srv->draining ? DRAIN_LINGER_MS
+					     : (int64_t)t->tv_sec * 1000 + t->tv_usec / 1000);
+	evtimer_del(c->timer); /* a stalled write is the write timeout's business */
+	if (!c->write_waiting && evbuffer_get_length(c->out) == 0) {
+		linger_shut(c);
+		return;
+	}
+	if (c->read_paused) { /* keep reading (and dropping) while writing */
+		c->read_paused = false;
+		event_add(c->rev, NULL);
+	}
+	conn_write_soon(c);
+}
+
+void
+server_set_linger(struct server *srv, const struct timeval *total, const struct timeval *idle,
+		  uint64_t max_bytes)
+{
+	srv->linger_time = *total;
+	srv->linger_idle = *idle;
+	srv->linger_bytes = max_bytes;
+}
+
 /* ---- raw listeners: accept, PROXY header, then hold for the handler ---- */
 
 /* The transport refuses <c>: tell the handler, then close. */
@@ -532,17 +701,25 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	struct server_conn *c = arg;
 	bool got = false;
 
+	if (c->linger_shut) {
+		linger_read(c);
+		return;
+	}
 	if (c->pp_pending && !conn_proxy_header(c))
 		return;
 	if (c->handshaking && !conn_tls_handshake(c))
 		return;
 	if (c->write_wants_read && !conn_write_from_event(c))
 		return;
+	if (c->lingering && !c->write_waiting && evbuffer_get_length(c->out) == 0) {
+		linger_shut(c); /* the write that needed this read finished it */
+		return;
+	}
 	for (;;) {
 		ssize_t n;
 		size_t room;
 
-		if (!c->codec->read_more(c)) {
+		if (!c->discard_input && !c->codec->read_more(c)) {
 			/* Enough read ahead while the handler works. */
 			event_del(c->rev);
 			c->read_paused = true;
@@ -561,6 +738,19 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		room = c->incap - c->inlen;
 		n = conn_read(c, room);
+		if (n > 0 && c->discard_input) {
+			/* Nothing more is parsed: count and drop. */
+			c->discarded += (uint64_t)n;
+			metrics_add(METRIC_LINGER_BYTES, n);
+			if (c->discarded > c->srv->linger_bytes) {
+				metrics_add(METRIC_LINGER_LIMIT, 1);
+				conn_close(c);
+				return;
+			}
+			if ((size_t)n < room && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
+				break;
+			continue;
+		}
 		if (n > 0) {
 			c->inlen += (size_t)n;
 			got = true;
@@ -574,7 +764,8 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		if (n == -1)
 			break;
 		/* EOF or error: the client is gone. */
-		if (c->codec->eof(c)) {
+		c->read_eof = true;
+		if (c->lingering || c->codec->eof(c)) {
 			/* Finish writing the last reply (half-closed client). */
 			c->closing = true;
 			event_del(c->rev);
@@ -583,6 +774,8 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c);
 		return;
 	}
+	if (c->lingering)
+		return; /* the codec is done */
 	if (got)
 		c->codec->input(c);
 	else
@@ -596,6 +789,12 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_conn *c = arg;
 
+	if (c->lingering) {
+		if (c->linger_shut)
+			metrics_add(METRIC_LINGER_TIMEOUT, 1);
+		conn_close(c);
+		return;
+	}
 	if (c->req == NULL && c->idle_release) {
 		struct timeval first = {IDLE_RELEASE_SECONDS, 0}, rest;
 
@@ -704,6 +903,52 @@ fail:
 }
 
 static void
+accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	if (srv->accept_ev)
+		event_add(srv->accept_ev, NULL);
+}
+
+/*
+ * Out of descriptors (or kernel memory): the pending connection stays in
+ * the listen queue and the socket stays readable, so epoll would wake us
+ * at once, forever, burning a core per worker.  Stop watching it for
+ * ACCEPT_RETRY_MS (the connections wait in the queue and are taken once
+ * descriptors free up), and say why once per ACCEPT_LOG_MS for the whole
+ * process (every worker and listener pauses on its own).
+ */
+static void
+accept_pause(struct server *srv, int err)
+{
+	static _Atomic int64_t last_log = INT64_MIN / 2;
+	static _Atomic int64_t pauses_logged;
+	struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+	int64_t now = monotonic_ms(), prev = atomic_load(&last_log);
+
+	metrics_add(METRIC_ACCEPT_PAUSES, 1);
+	if (now - prev >= ACCEPT_LOG_MS && atomic_compare_exchange_strong(&last_log, &prev, now)) {
+		int64_t total = metrics_get(METRIC_ACCEPT_PAUSES);
+		int64_t n = total - atomic_exchange(&pauses_logged, total);
+
+		log_warn("accepting connections paused: %s (%s); %lld pause%s of %d ms since the last "
+			 "such line; waiting connections are taken once descriptors free up",
+			 strerror(err),
+			 err == EMFILE ? "the process's open-file limit: raise LimitNOFILE or ulimit -n"
+			 : err == ENFILE ? "the system's open-file limit: fs.file-max"
+					 : "out of kernel memory",
+			 (long long)n, n == 1 ? "" : "s", ACCEPT_RETRY_MS);
+	}
+	if (srv->accept_retry == NULL)
+		srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv);
+	if (srv->accept_retry == NULL)
+		return; /* keep trying at the loop's pace rather than never */
+	event_del(srv->accept_ev);
+	evtimer_add(srv->accept_retry, &tv);
+}
+
+static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -713,9 +958,24 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		socklen_t sslen = sizeof(ss);
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
-			return; /* EAGAIN (another worker took it), or EMFILE: try later */
-		conn_new(srv, fd, &ss);
+		if (fd >= 0) {
+			conn_new(srv, fd, &ss);
+			continue;
+		}
+		switch (errno) {
+		case EINTR:
+		case ECONNABORTED: /* that one gave up; take the next */
+		case EPROTO:
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			accept_pause(srv, errno);
+			return;
+		default:
+			return; /* EAGAIN: nothing waits (or another worker took it) */
+		}
 	}
 }
 
@@ -737,6 +997,9 @@ server_new(struct event_base *base, int fd, int port, const struct conn_codec *c
 	srv->arg = arg;
 	srv->limits.max_header_bytes = 65536;
 	srv->limits.client.tv_sec = 30;
+	srv->linger_time.tv_sec = LINGER_TIME_SECONDS;
+	srv->linger_idle.tv_sec = LINGER_IDLE_SECONDS;
+	srv->linger_bytes = LINGER_MAX_BYTES;
 	srv->counted = true;
 	LIST_INIT(&srv->conns);
 	if (fd < 0)
@@ -800,6 +1063,10 @@ server_drain(struct server *srv)
 	struct server_conn *c, *next;
 
 	srv->draining = true;
+	if (srv->accept_retry) {
+		event_free(srv->accept_retry);
+		srv->accept_retry = NULL;
+	}
 	if (srv->accept_ev) {
 		event_free(srv->accept_ev);
 		srv->accept_ev = NULL;
@@ -808,6 +1075,16 @@ server_drain(struct server *srv)
 	}
 	for (c = LIST_FIRST(&srv->conns); c; c = next) {
 		next = LIST_NEXT(c, link);
+		if (c->lingering) {
+			/* It ends by itself; within a second from now. */
+			int64_t soon = monotonic_ms() + DRAIN_LINGER_MS;
+
+			if (c->linger_end_ms > soon)
+				c->linger_end_ms = soon;
+			if (c->linger_shut)
+				linger_arm(c); /* may close it */
+			continue;
+		}
 		if (c->codec == NULL || c->codec->drain(c))
 			conn_close(c); /* idle keep-alive */
 	}
@@ -850,6 +1127,8 @@ server_free(struct server *srv)
 		else
 			conn_close(c); /* frees it */
 	}
+	if (srv->accept_retry)
+		event_free(srv->accept_retry);
 	if (srv->accept_ev) {
 		event_free(srv->accept_ev);
 		close(srv->fd);

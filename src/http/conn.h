@@ -27,6 +27,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "http/http_types.h"
@@ -53,6 +55,14 @@ struct server *server_new(struct event_base *base, int fd, int port,
 
 /* Change limits for requests that start from now on. */
 void server_set_limits(struct server *srv, const struct server_limits *limits);
+
+/* Lingering close (conn_linger in http_internal.h): after an early answer
+ * with the client still sending, read and drop its bytes for at most <total>
+ * (default 30 s), at most <idle> between two reads (default 5 s, never more
+ * than the client timeout) and at most <max_bytes> (default 64 MiB) before
+ * closing. */
+void server_set_linger(struct server *srv, const struct timeval *total, const struct timeval *idle,
+		       uint64_t max_bytes);
 
 /* Count this server's connections in the client-connection gauge (on by
  * default; the admin listener turns it off).  Call before the first

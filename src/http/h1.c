@@ -127,12 +127,14 @@ write_head_end(struct server_request *req)
 	}
 	if (!req->keepalive || c->srv->draining)
 		c->closing = true;
-	if (c->closing)
+	if (c->closing) {
+		conn_discard_input(c); /* nothing after this request is parsed */
 		evbuffer_add(c->out, "Connection: close\r\n\r\n", 21);
-	else if (req->proto == SERVER_PROTO_HTTP10)
+	} else if (req->proto == SERVER_PROTO_HTTP10) {
 		evbuffer_add(c->out, "Connection: keep-alive\r\n\r\n", 26);
-	else
+	} else {
 		evbuffer_add(c->out, "\r\n", 2);
+	}
 }
 
 static void
@@ -226,6 +228,7 @@ h1_reply_abort(struct server_request *req)
 	req->handler_done = true;
 	c->closing = true;
 	req->complete = true; /* nothing more will be read for it */
+	conn_discard_input(c);
 	conn_write_soon(c);
 }
 
@@ -598,10 +601,14 @@ h1_run(struct server_conn *c)
 				h1_hand_over(c);
 				break;
 			}
+			bool unread = c->req->body_expected && !c->req->complete;
+
 			request_free(c->req);
 			c->req = NULL;
 			if (c->closing || c->h1.stop) {
-				c->dead = true;
+				/* An early answer (the body unread, a refused or
+				 * malformed head): linger so the client reads it. */
+				conn_linger(c, unread || (c->h1.stop && !c->h1.timed_out));
 				break;
 			}
 			http_parser_pause(&c->h1.parser, 0);
@@ -650,6 +657,7 @@ h1_timeout(struct server_conn *c)
 	req->dispatched = true;
 	req->complete = true;
 	c->h1.stop = true;
+	c->h1.timed_out = true;
 	server_reply(req, 408, &h, body, true);
 	evhttp_clear_headers(&h);
 	if (body)
@@ -679,11 +687,12 @@ h1_read_more(const struct server_conn *c)
 	return !(c->req && c->req->complete && c->inlen >= PIPELINE_LIMIT);
 }
 
-/* A half-closed client still gets the last reply. */
+/* A half-closed client still gets the last reply (what else it sent is
+ * not parsed when the connection is closing). */
 static bool
 h1_eof(struct server_conn *c)
 {
-	return c->req && c->req->handler_done && !c->closing && c->inlen == 0 &&
+	return c->req && c->req->handler_done && (c->closing || c->inlen == 0) &&
 	       evbuffer_get_length(c->out) > 0;
 }
 

@@ -24,6 +24,7 @@ struct h1_conn {
 	struct chunked chunk;       /* a chunked request body, decoded by us */
 	bool own_chunked;           /* the body is being read by <chunk> */
 	bool stop;                  /* the parser was stopped on purpose (reply sent) */
+	bool timed_out;             /* a 408: the client went quiet (no lingering close) */
 };
 
 #endif

@@ -110,6 +110,12 @@ struct server {
 	LIST_HEAD(, server_conn) conns;
 	size_t nconns;
 	bool draining;
+	/* Lingering close (conn_linger): at most this long in all, this long
+	 * between two reads, this many bytes dropped. */
+	struct timeval linger_time, linger_idle;
+	uint64_t linger_bytes;
+	/* Accepting paused (out of descriptors): re-enabled by this timer. */
+	struct event *accept_retry;
 };
 
 struct server_request {
@@ -174,6 +180,12 @@ struct server_conn {
 	bool running;         /* inside the codec's run (or a handler callback) */
 	bool rerun;
 	bool dead;            /* free when the running code unwinds */
+	bool read_eof;        /* the client closed its side */
+	bool discard_input;   /* the codec parses no more: input is counted and dropped */
+	bool lingering;       /* closing with a lingering close (conn_linger) */
+	bool linger_shut;     /* ... the output is written and the write side shut */
+	uint64_t discarded;   /* input bytes dropped (conn_discard_input, lingering) */
+	int64_t linger_end_ms; /* monotonic deadline of the lingering close */
 	void *raw_data;       /* a raw listener's data while its handler holds it */
 	void *slot;           /* what the admission gave it (server_set_admission) */
 };
@@ -195,6 +207,26 @@ void conn_free(struct server_conn *c);
 void conn_idle(struct server_conn *c);
 /* Read again after read_more said stop. */
 void conn_resume_reading(struct server_conn *c);
+/* The codec will parse nothing more from this connection (it closes after
+ * its last answer): from now on what arrives is counted and dropped as it
+ * is read, against the lingering byte limit.  Bytes already in c->in stay
+ * (the codec may be inside a parse of them); it drops them itself. */
+void conn_discard_input(struct server_conn *c);
+/*
+ * The codec is done with the connection: close it once its output is
+ * written.  When <client_may_send> (a request body left unread, a refused or
+ * malformed head, input was dropped) or the client's bytes are waiting
+ * unread, a plain close() would answer them with a reset that can destroy
+ * the response before the client reads it (RFC 9112 9.6).  Then the close
+ * lingers, as nginx's lingering_close: the output is written, the write
+ * side shut (TLS: close_notify first), and what the client still sends is
+ * read and dropped until it closes, for at most the server's lingering time
+ * in all, its idle time between reads and its byte limit; counted in the
+ * metrics.  The codec is called no more (its state stays until the free).
+ * Safe while the codec runs (c->running).  Any codec: HTTP/1 after an early
+ * answer, HTTP/2 after its GOAWAY.
+ */
+void conn_linger(struct server_conn *c, bool client_may_send);
 
 /* ---- request.c: the request object, for codecs -------------------------- */
 

@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "http/pathnorm.h"
+#include "http/target.h"
 #include "proxy/router.h"
 #include "http/request.h"
 #include "http/tunnel.h"
@@ -31,6 +32,7 @@
 #include "core/generation.h"
 
 #define PATH_MAX_BYTES 8192
+#define ALLOWED_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 #define CLIENT_BACKLOG_LIMIT (1024 * 1024) /* bytes queued to a client before we stop reading upstream */
 
 struct txn {
@@ -52,6 +54,7 @@ struct txn {
 	unsigned method_bit;
 	const char *query;
 	const char *host_header;      /* as the client sent it */
+	const char *route_host;       /* what routing reads: Host, or an absolute target's host */
 	const char *upstream_host;    /* Host to send; NULL = the chosen server's */
 	const char *forwarded_for;    /* the client's X-Forwarded-For (trusted peers only) */
 	char *forwarded_for_joined;   /* several X-Forwarded-For headers, joined (owned) */
@@ -80,6 +83,7 @@ struct txn {
 	char client[INET6_ADDRSTRLEN];
 	char request_id[129];
 	char host[256];
+	char target_host[256];        /* an absolute-form target's authority */
 	char path[PATH_MAX_BYTES];
 	char fwd_path[PATH_MAX_BYTES];
 	struct hdrarena arena;        /* for <out>: see hdrarena.h for the rules */
@@ -244,7 +248,7 @@ reply_text(struct txn *t, int status, const char *detail, bool close)
 	t->replied = true;
 	hdrarena_clear_headers(&t->arena, &t->out);
 	if (status == 405)
-		hdrarena_add(&t->arena, &t->out, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+		hdrarena_add(&t->arena, &t->out, "Allow", ALLOWED_METHODS);
 	hdrarena_add(&t->arena, &t->out, "Content-Type", "text/plain; charset=utf-8");
 	hdrarena_add(&t->arena, &t->out, "Cache-Control", "no-store");
 	add_common_response_headers(t, &t->out);
@@ -935,6 +939,7 @@ check_headers(struct txn *t)
 		}
 	}
 	make_request_id(t, request_id);
+	t->route_host = t->host_header;
 	framing = headers_framing_result(&fs);
 	if (framing != FRAMING_OK) {
 		refuse(t, 400, headers_framing_reason(framing), true);
@@ -974,8 +979,8 @@ route_request(struct txn *t)
 {
 	const struct config_route *r;
 
-	if (t->host_header) {
-		if (router_normalize_host(t->host_header, t->host, sizeof(t->host)) < 0) {
+	if (t->route_host) {
+		if (router_normalize_host(t->route_host, t->host, sizeof(t->host)) < 0) {
 			refuse(t, 400, "the Host header is not a valid host", true);
 			return -1;
 		}
@@ -1120,9 +1125,9 @@ builtin_request(struct txn *t)
 		txn_finish(t);
 		return -1;
 	}
-	if (l == NULL || !l->redirect_https || acme_path || t->host_header == NULL)
+	if (l == NULL || !l->redirect_https || acme_path || t->route_host == NULL)
 		return 0;
-	if (router_normalize_host(t->host_header, t->host, sizeof(t->host)) < 0) {
+	if (router_normalize_host(t->route_host, t->host, sizeof(t->host)) < 0) {
 		refuse(t, 400, "the Host header is not a valid host", true);
 		return -1;
 	}
@@ -1161,6 +1166,120 @@ builtin_request(struct txn *t)
 	return -1;
 }
 
+/* "OPTIONS *": what the server allows, answered here (RFC 9110 9.3.7), never
+ * forwarded; the listener's address rules apply.  Finishes the transaction. */
+static void
+answer_options_asterisk(struct txn *t)
+{
+	char host[256];
+
+	if (t->method_bit != METHOD_OPTIONS) {
+		refuse(t, 400, "the request target \"*\" is only for OPTIONS", true);
+		return;
+	}
+	memcpy(t->path, "*", 2);
+	if (t->host_header == NULL && server_request_proto(t->req) == SERVER_PROTO_HTTP11) {
+		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
+		return;
+	}
+	if (t->host_header && router_normalize_host(t->host_header, host, sizeof(host)) < 0) {
+		refuse(t, 400, "the Host header is not a valid host", true);
+		return;
+	}
+	if (access_check_request(t->cfg, t->listener->index, NULL, NULL, t->client, &t->access) != 0) {
+		refuse(t, t->access.status, "access is not allowed from your address", false);
+		return;
+	}
+	t->status = 200;
+	t->replied = true;
+	hdrarena_add(&t->arena, &t->out, "Allow", ALLOWED_METHODS);
+	add_common_response_headers(t, &t->out);
+	server_reply(t->req, 200, &t->out, NULL, false);
+	t->req = NULL;
+	txn_finish(t);
+}
+
+/*
+ * The request-target (target.h).  Origin-form goes on as it is.  An
+ * absolute-form target ("GET http://host/path", RFC 9112 3.2.2) is routed
+ * by its host; refused with 400, a deliberate strictness where the RFC
+ * would let Host be ignored: a Host that names another host or port (two
+ * hosts in one request is what smuggling and cache poisoning look like),
+ * user information in it, and a scheme that is not the connection's (http
+ * on plain listeners, https on TLS ones).  "OPTIONS *" is answered here.
+ * Returns 0 with *origin set to the path (and query) to normalize, or -1
+ * after replying.
+ */
+static int
+accept_target(struct txn *t, const char **origin)
+{
+	struct target_parts tp;
+	enum target_error te = target_split(server_request_target(t->req), &tp);
+	int port;
+	char host[256];
+
+	*origin = tp.rest;
+	if (te != TARGET_OK) {
+		refuse(t, 400, target_reason(te), true);
+		return -1;
+	}
+	if (tp.form == TARGET_ASTERISK) {
+		answer_options_asterisk(t);
+		return -1;
+	}
+	if (tp.form != TARGET_ABSOLUTE)
+		return 0; /* origin-form, or refused by the normalizer */
+	if (tp.https != t->listener->tls) {
+		refuse(t, 400, tp.https ? "an https request target on a plain HTTP connection"
+					: "an http request target on an HTTPS connection",
+		       true);
+		return -1;
+	}
+	port = tp.https ? 443 : 80;
+	if (tp.authority_len >= sizeof(t->target_host)) {
+		refuse(t, 400, "the request target's host is not a valid host", true);
+		return -1;
+	}
+	memcpy(t->target_host, tp.authority, tp.authority_len);
+	t->target_host[tp.authority_len] = '\0';
+	if (router_normalize_host(t->target_host, t->host, sizeof(t->host)) < 0 ||
+	    (port = target_port(t->target_host, port)) < 0) {
+		refuse(t, 400, "the request target's host is not a valid host", true);
+		return -1;
+	}
+	if (t->host_header == NULL && server_request_proto(t->req) == SERVER_PROTO_HTTP11) {
+		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
+		return -1;
+	}
+	if (t->host_header) {
+		if (router_normalize_host(t->host_header, host, sizeof(host)) < 0) {
+			refuse(t, 400, "the Host header is not a valid host", true);
+			return -1;
+		}
+		if (strcmp(host, t->host) != 0 ||
+		    target_port(t->host_header, tp.https ? 443 : 80) != port) {
+			refuse(t, 400, "the Host header differs from the host in the request target",
+			       true);
+			return -1;
+		}
+	}
+	t->route_host = t->target_host;
+	if (tp.rest[0] != '/') {
+		/* "http://host" or "http://host?q": the path is "/" (RFC 9112
+		 * 3.2.1); t->fwd_path is free until routing. */
+		size_t n = strlen(tp.rest);
+
+		if (n + 2 > sizeof(t->fwd_path)) {
+			refuse(t, 414, pathnorm_reason(PATHNORM_TOO_LONG), false);
+			return -1;
+		}
+		t->fwd_path[0] = '/';
+		memcpy(t->fwd_path + 1, tp.rest, n + 1);
+		*origin = t->fwd_path;
+	}
+	return 0;
+}
+
 /* The request's head: check, route, set the body limit.  Everything that can
  * refuse a request is decided here, before its body is read. */
 static enum server_verdict
@@ -1170,6 +1289,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	struct txn *t = malloc(sizeof(*t));
 	enum pathnorm_result pr;
 	const struct sockaddr *peer = server_request_peer(req);
+	const char *origin;
 	int64_t length;
 	bool ws_asked;
 
@@ -1179,6 +1299,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	}
 	memset(t, 0, offsetof(struct txn, client));
 	t->client[0] = t->request_id[0] = t->host[0] = t->path[0] = t->fwd_path[0] = '\0';
+	t->target_host[0] = '\0';
 	TAILQ_INIT(&t->out);
 	hdrarena_init(&t->arena);
 	t->start = log_now();
@@ -1204,7 +1325,9 @@ proxy_on_head(struct server_request *req, void *arg)
 		refuse(t, 405, "this method is not accepted", true);
 		return SERVER_REPLIED;
 	}
-	pr = pathnorm_normalize(server_request_target(req), t->path, sizeof(t->path), &t->query);
+	if (accept_target(t, &origin) < 0)
+		return SERVER_REPLIED;
+	pr = pathnorm_normalize(origin, t->path, sizeof(t->path), &t->query);
 	if (pr != PATHNORM_OK) {
 		t->path[0] = '\0';
 		refuse(t, pr == PATHNORM_TOO_LONG ? 414 : 400, pathnorm_reason(pr), false);

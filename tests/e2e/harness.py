@@ -759,6 +759,15 @@ def exchange(client, data, head_request=False):
         sender.join(WAIT * 6)
 
 
+def rss_kib(pid):
+    """Resident memory (VmRSS, KiB) of process <pid>."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 def send_raw(port, data, timeout=WAIT):
     """Send raw bytes on a fresh connection and return (Response or None, rest):
     None when the proxy closed without a complete response."""

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from configs import config, route
-from harness import BigBody, RawClient, SSE, Slow, build_request, make_bytes, send_raw
+from harness import BigBody, RawClient, SSE, Slow, build_request, make_bytes, rss_kib, send_raw
 
 HEADER_LIMIT = 4096
 CLIENT_TIMEOUT = 1
@@ -132,14 +132,6 @@ def wait_closed_by_upstream_peer(conn, timeout):
             return True
         time.sleep(0.02)
     return False
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 # ------------------------------------------------------------ responders

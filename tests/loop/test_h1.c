@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/metrics.h"
 #include "http/conn.h"
 #include "http/h1.h"
 #include "http/request.h"
@@ -710,6 +711,111 @@ test_drain(void **state)
 	free(in.data);
 }
 
+/* Send <n> bytes of <c> to the server, running the loop while the socket
+ * is full; returns false when the server closed (EPIPE). */
+static bool
+send_fill(struct fake *f, char ch, size_t n)
+{
+	char buf[8192];
+
+	memset(buf, ch, sizeof(buf));
+	while (n > 0) {
+		size_t k = n < sizeof(buf) ? n : sizeof(buf);
+		ssize_t w = send(f->client, buf, k, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EAGAIN) {
+			run_until(f, NULL, NULL, 1);
+			continue;
+		}
+		if (w < 0)
+			return false;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* An early answer (403 from the head) while the client goes on sending its
+ * body, as Python's http.client does: the server writes the answer, shuts
+ * its write side and reads and drops the rest, so the client can send it
+ * all and then read the 403 and EOF; the connection closes when the client
+ * closes; counted as a lingering close that the client ended. */
+static void
+test_linger_after_early_answer(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	int64_t ended = metrics_get(METRIC_LINGER_CLIENT);
+	int64_t bytes = metrics_get(METRIC_LINGER_BYTES);
+
+	f->mode = MODE_REFUSE;
+	send_all(f, "POST /r HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n");
+	assert_true(send_fill(f, 'b', 3000000)); /* never a reset */
+	assert_true(run_until(f, got_eof, &in, 2000));
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 403 Forbidden\r\n"), in.data);
+	assert_non_null(strstr(in.data, "Connection: close\r\n"));
+	run_until(f, NULL, NULL, 20);
+	assert_int_equal(server_connections(f->srv), 1); /* lingering until we close */
+	assert_true(metrics_get(METRIC_LINGER_BYTES) - bytes > 2000000);
+	close(f->client);
+	f->client = -1;
+	assert_true(run_until(f, no_connections, NULL, 2000));
+	assert_int_equal(metrics_get(METRIC_LINGER_CLIENT), ended + 1);
+	assert_int_equal(f->nreq, 0);
+	free(in.data);
+}
+
+/* Lingering is bounded: by the bytes dropped (the client is cut off once it
+ * sends more than the limit), and by time (a quiet client is closed after
+ * the idle time). */
+static void
+test_linger_bounded(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	int64_t limit = metrics_get(METRIC_LINGER_LIMIT);
+	int64_t timeout = metrics_get(METRIC_LINGER_TIMEOUT);
+	struct timeval total = {10, 0}, idle = {0, 50000};
+	int sv[2];
+
+	server_set_linger(f->srv, &total, &idle, 100000);
+	f->mode = MODE_REFUSE;
+	send_all(f, "POST /r HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n");
+	send_fill(f, 'b', 3000000); /* fails once the server closes */
+	assert_true(run_until(f, no_connections, NULL, 2000));
+	assert_int_equal(metrics_get(METRIC_LINGER_LIMIT), limit + 1);
+
+	/* A new connection whose client answers nothing after its 403. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(server_adopt(f->srv, sv[0], NULL, 0), 0);
+	close(f->client);
+	f->client = sv[1];
+	assert_int_equal(fcntl(f->client, F_SETFL, O_NONBLOCK), 0);
+	send_all(f, "POST /q HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12345");
+	assert_true(run_until(f, got_eof, &in, 2000));
+	assert_non_null(strstr(in.data, "HTTP/1.1 403 Forbidden\r\n"));
+	assert_true(run_until(f, no_connections, NULL, 2000));
+	assert_int_equal(metrics_get(METRIC_LINGER_TIMEOUT), timeout + 1);
+	free(in.data);
+}
+
+/* A response to a request that was read in full, on a connection that
+ * closes (HTTP/1.0), closes at once: nothing to linger for. */
+static void
+test_no_linger_after_complete_request(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	int64_t ended = metrics_get(METRIC_LINGER_CLIENT) + metrics_get(METRIC_LINGER_TIMEOUT);
+
+	f->mode = MODE_ECHO;
+	send_all(f, "GET /old HTTP/1.0\r\n\r\n");
+	assert_true(run_until(f, got_eof, &in, 2000));
+	assert_true(run_until(f, no_connections, NULL, 2000)); /* without our close */
+	assert_int_equal(metrics_get(METRIC_LINGER_CLIENT) + metrics_get(METRIC_LINGER_TIMEOUT),
+			 ended);
+	free(in.data);
+}
+
 int
 main(void)
 {
@@ -726,6 +832,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_100_continue_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_linger_after_early_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_linger_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_linger_after_complete_request, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

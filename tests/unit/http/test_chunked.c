@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -27,6 +28,17 @@ emit(void *arg, const char *d, size_t n)
 	if (s->len + n > sizeof(s->data))
 		return -1;
 	memcpy(s->data + s->len, d, n);
+	s->len += n;
+	return 0;
+}
+
+/* An emitter that only counts (bodies larger than the sink). */
+static int
+emit_count(void *arg, const char *d, size_t n)
+{
+	struct sink *s = arg;
+
+	(void)d;
 	s->len += n;
 	return 0;
 }
@@ -116,6 +128,77 @@ test_malformed_bodies(void **state)
 	check_bad("0\r\n folded: x\r\n\r\n");  /* folded trailer */
 	check_bad("0\r\nX: a\nY: b\r\n\r\n");  /* bare LF in trailers */
 	check_bad("0\r\n\rX");                 /* CR without LF at the end */
+}
+
+/* RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ).
+ * Whitespace before an extension (BWS) is fine; an extension without a
+ * name, or whitespace with no extension after it, is not. */
+static void
+test_chunk_extension_grammar(void **state)
+{
+	(void)state;
+	check_ok("5 ;a=b\r\nhello\r\n0\r\n\r\n", "hello", 20);
+	check_ok("5\t;a\r\nhello\r\n0\r\n\r\n", "hello", 18);
+	check_ok("5; a = b ;c\r\nhello\r\n0\r\n\r\n", "hello", 25);
+	check_ok("5;a=\"x y\" ; b=\"\"\r\nhello\r\n0\r\n\r\n", "hello", 30);
+	check_ok("5;a;b;c=d\r\nhello\r\n0;z\r\n\r\n", "hello", 25);
+	check_bad("5;\r\nhello\r\n0\r\n\r\n");      /* ";" without a name */
+	check_bad("5; \r\nhello\r\n0\r\n\r\n");
+	check_bad("5;;a\r\nhello\r\n0\r\n\r\n");
+	check_bad("5;=b\r\nhello\r\n0\r\n\r\n");
+	check_bad("5 \r\nhello\r\n0\r\n\r\n");      /* whitespace, no extension */
+	check_bad("5\t\r\nhello\r\n0\r\n\r\n");
+	check_bad("0 \r\n\r\n");
+	check_bad("5;a \r\nhello\r\n0\r\n\r\n");    /* whitespace at the end */
+	check_bad("5;a=b \r\nhello\r\n0\r\n\r\n");
+	check_bad("5;a=\"b\" \r\nhello\r\n0\r\n\r\n");
+	check_bad("5;a=\r\nhello\r\n0\r\n\r\n");     /* "=" without a value */
+	check_bad("5;a=b=c\r\nhello\r\n0\r\n\r\n");
+	check_bad("5;a=\"b\"c\r\nhello\r\n0\r\n\r\n");
+	check_bad("5;a b\r\nhello\r\n0\r\n\r\n");    /* two names without ";" */
+	check_bad("5;a@b\r\nhello\r\n0\r\n\r\n");    /* not a token */
+	check_bad("5;a=\"b\r\nhello\r\n0\r\n\r\n"); /* unterminated quote: CR inside */
+}
+
+/* Chunk extensions are bounded (4 KiB per body, all chunks together): one
+ * long extension, or many short ones, end with an error instead of being
+ * read to the end. */
+static void
+test_chunk_extension_limit(void **state)
+{
+	static char in[20000];
+	struct chunked d;
+	struct sink s = {0};
+	size_t used, n;
+	const char *why = NULL;
+
+	(void)state;
+	/* 4 KiB in all is fine. */
+	n = (size_t)snprintf(in, sizeof(in), "1;");
+	memset(in + n, 'e', 4093);
+	n += 4093;
+	n += (size_t)snprintf(in + n, sizeof(in) - n, "\r\nx\r\n0\r\n\r\n");
+	chunked_init(&d);
+	assert_int_equal(chunked_decode(&d, in, n, &used, emit, &s, &why), CHUNKED_DONE);
+	/* One byte more is not. */
+	n = (size_t)snprintf(in, sizeof(in), "1;");
+	memset(in + n, 'e', 4095);
+	n += 4095;
+	n += (size_t)snprintf(in + n, sizeof(in) - n, "\r\nx\r\n0\r\n\r\n");
+	chunked_init(&d);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(chunked_decode(&d, in, n, &used, emit, &s, &why), CHUNKED_ERROR);
+	assert_string_equal(why, "chunk extensions too long");
+	assert_true(used <= 4100);
+	/* Many chunks with short extensions add up. */
+	n = 0;
+	for (int k = 0; k < 400; k++)
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "1;abcdefghij\r\nx\r\n");
+	chunked_init(&d);
+	memset(&s, 0, sizeof(s));
+	s.refuse_after = 0;
+	assert_int_equal(chunked_decode(&d, in, n, &used, emit_count, &s, &why), CHUNKED_ERROR);
+	assert_string_equal(why, "chunk extensions too long");
 }
 
 static void
@@ -264,6 +347,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_bodies),
 		cmocka_unit_test(test_malformed_bodies),
+		cmocka_unit_test(test_chunk_extension_grammar),
+		cmocka_unit_test(test_chunk_extension_limit),
 		cmocka_unit_test(test_emit_refusal_stops),
 		cmocka_unit_test(test_head_scan),
 		cmocka_unit_test(test_head_scan_random),
