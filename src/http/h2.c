@@ -1214,7 +1214,9 @@ h2_run(struct server_conn *c)
 			break;
 		if (!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng) &&
 		    evbuffer_get_length(c->out) == 0 && !c->write_waiting) {
-			c->dead = true; /* GOAWAY sent and written, streams done */
+			/* GOAWAY sent and written, streams done: the client may still
+			 * be sending, so linger rather than reset the GOAWAY away. */
+			conn_linger(c, true);
 			break;
 		}
 		if (s->heads || s->dispatch || s->drained || s->handover)
@@ -1225,6 +1227,8 @@ h2_run(struct server_conn *c)
 		conn_free(c); /* h2_free tells the handlers of open streams */
 		return;
 	}
+	if (c->lingering)
+		return;
 	if (s->nstreams == 0 && !c->idle_release && !s->goaway_sent)
 		conn_idle(c);
 	else if (s->nstreams > 0 && (c->idle_release || !evtimer_pending(c->timer, NULL))) {
