@@ -1,0 +1,271 @@
+"""HTTP/2 abuse against the real binary (docs/http2.md, "What is refused"):
+each attack ends in GOAWAY ENHANCE_YOUR_CALM or a closed connection, and the
+upstream sees far less work than the client asked for.
+
+  Rapid Reset (CVE-2023-44487)    HEADERS + RST_STREAM, over and over
+  MadeYouReset (CVE-2025-8671)    frames that make the server reset streams
+  HPACK bomb                      a small header block that decodes to 400 KB
+  too many header fields          thousands of one-byte fields
+  CONTINUATION flood              endless CONTINUATION frames
+  PING / SETTINGS floods          control frames whose ACKs are never read
+  too many concurrent streams     the 101st open stream is refused
+"""
+
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+from configs import config, route
+from harness import Slow, need
+
+need("hyperframe", "python")
+need("hpack", "python")
+
+from h2client import (CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,  # noqa: E402
+                      HEADERS, PING, REFUSED_STREAM, SETTINGS, H2Client, ConnectionClosed,
+                      error_name, raw_frame)
+
+HOST = "h2.test"
+MAX_HEADER = 65536
+CONCURRENT = 100        # SETTINGS_MAX_CONCURRENT_STREAMS
+RESET_CAP = 200         # streams dispatched-then-cancelled before ENHANCE_YOUR_CALM ("about")
+
+
+class Env:
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(module_lab):
+    e = Env()
+    e.web = module_lab.upstream("web")
+    e.dir = module_lab.workdir
+    cfg = config({"web": e.web},
+                 [{"name": "main", "hosts": [HOST], "default": True,
+                   "routes": [route("web", "web")]}],
+                 listeners=[{"name": "https", "address": "127.0.0.1:0", "tls": True}],
+                 tls={"certs_dir": os.path.join(e.dir, "certs"), "local_ca": {"names": [HOST]},
+                      "default_name": HOST},
+                 limits={"max_request_header_bytes": MAX_HEADER})
+    e.proxy = module_lab.proxy(cfg, name="h2abuse")
+    e.port = e.proxy.ports["https"]
+    return e
+
+
+@pytest.fixture(autouse=True)
+def fresh(env, alive):
+    env.web.reset()
+    yield
+    # Whatever the attack did, a fresh connection is served.
+    env.web.reset()
+    with connect(env) as c:
+        s = c.request("GET", "/still-serving", HOST)
+        assert s.status == 200, "after the attack: %r; frames %s" % (s, c.frame_log())
+
+
+def connect(env, **kw):
+    return H2Client(env.port, tls=True, server_name=HOST, **kw)
+
+
+def calmed(c, what):
+    """Assert that <c> got GOAWAY ENHANCE_YOUR_CALM (reading until it closes)."""
+    c.wait_closed(10)
+    assert c.goaway is not None and c.goaway[0] == ENHANCE_YOUR_CALM, (
+        "%s: expected GOAWAY ENHANCE_YOUR_CALM, got %s (closed: %s); frames %s" % (
+            what, c.goaway and error_name(c.goaway[0]), c.closed, c.frame_log()))
+
+
+def settle_count(up, wait=1.0):
+    """Requests the upstream received, once they stopped arriving."""
+    n = -1
+    while True:
+        time.sleep(wait)
+        m = len(up.snapshot())
+        if m == n:
+            return m
+        n = m
+
+
+def test_rapid_reset(env):
+    """Thousands of HEADERS + RST_STREAM: at most about RESET_CAP streams are
+    dispatched and cancelled before GOAWAY ENHANCE_YOUR_CALM."""
+    env.web.handler = Slow(0.5)
+    sent = 0
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        for batch in range(30):
+            out = b""
+            for _ in range(100):
+                sid = c.new_stream_id()
+                hs = c.request_headers("GET", "/rapid/%d" % sid, HOST)
+                out += raw_frame(HEADERS, END_STREAM | END_HEADERS, sid, c.encode(hs))
+                out += raw_frame(3, 0, sid, struct.pack(">I", 8))  # RST_STREAM CANCEL
+            if not c.send(out):
+                break
+            sent += 100
+            try:
+                c.pump(0.01)
+            except ConnectionClosed:
+                break
+            if c.goaway:
+                break
+        calmed(c, "Rapid Reset after %d HEADERS+RST_STREAM" % sent)
+    seen = settle_count(env.web)
+    assert seen <= RESET_CAP * 1.5, "the upstream got %d of %d cancelled requests" % (seen, sent)
+
+
+def _made_you_reset(env, provoke, what):
+    env.web.handler = Slow(5)
+    sent = 0
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        for batch in range(30):
+            out = b""
+            for _ in range(100):
+                sid = c.new_stream_id()
+                out += provoke(c, sid)
+            if not c.send(out):
+                break
+            sent += 100
+            try:
+                c.pump(0.01)
+            except ConnectionClosed:
+                break
+            if c.goaway:
+                break
+        resets = sum(1 for f in c.frames if f[0] == "RSTSTREAM")
+        calmed(c, "%s after %d provoked resets (%d RST_STREAM seen)" % (what, sent, resets))
+    seen = settle_count(env.web)
+    assert seen <= RESET_CAP * 1.5, "%s: the upstream got %d of %d requests" % (what, seen, sent)
+
+
+def test_made_you_reset_window_update_overflow(env):
+    def provoke(c, sid):
+        hs = c.request_headers("POST", "/myr/%d" % sid, HOST)
+        return (raw_frame(HEADERS, END_HEADERS, sid, c.encode(hs)) +
+                raw_frame(8, 0, sid, struct.pack(">I", 0x7fffffff)) +
+                raw_frame(8, 0, sid, struct.pack(">I", 0x7fffffff)))
+    _made_you_reset(env, provoke, "WINDOW_UPDATE overflow on streams")
+
+
+def test_made_you_reset_data_on_half_closed_stream(env):
+    def provoke(c, sid):
+        hs = c.request_headers("GET", "/myr-data/%d" % sid, HOST)
+        return (raw_frame(HEADERS, END_STREAM | END_HEADERS, sid, c.encode(hs)) +
+                raw_frame(DATA, 0, sid, b"x"))
+    _made_you_reset(env, provoke, "DATA on half-closed streams")
+
+
+def test_hpack_bomb(env):
+    """One 4 KiB field put in the dynamic table, then referenced 100 times
+    per request: 2.6 KB on the wire, 400 KB of headers."""
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        value = b"b" * 4000
+        # Literal with incremental indexing, new name: 0x40, name, value.
+        insert = b"\x40" + hpack_str(b"x-bomb") + hpack_str(value)
+        sid = c.new_stream_id()
+        pseudo = c.encode(c.request_headers("GET", "/bomb", HOST))
+        block = pseudo + insert + b"\xbe" * 100   # index 62: the newest dynamic entry
+        # (the pseudo-headers' own entries are older: the bomb's is index 62)
+        c.send(raw_frame(HEADERS, END_STREAM | END_HEADERS, sid, block))
+        c.wait_closed(10)
+        assert c.goaway is not None and c.goaway[0] == ENHANCE_YOUR_CALM, (
+            "HPACK bomb (%d bytes → %d KB): %s; frames %s" % (
+                len(block), 101 * 4000 // 1000, c.goaway and error_name(c.goaway[0]),
+                c.frame_log()))
+    time.sleep(0.3)
+    assert env.web.snapshot() == []
+
+
+def hpack_str(b):
+    """An HPACK string literal without Huffman coding."""
+    n = len(b)
+    if n < 127:
+        return bytes([n]) + b
+    out = bytearray([127])
+    n -= 127
+    while n >= 128:
+        out.append((n & 0x7f) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + b
+
+
+def test_too_many_header_fields(env):
+    """10 000 fields of one byte each (an indexed 'accept: */*' is one byte)."""
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        sid = c.new_stream_id()
+        pseudo = c.encode(c.request_headers("GET", "/fields", HOST))
+        block = pseudo + b"\x93" * 10000      # static index 19: accept: (empty)
+        c.send_headers(sid, None, block=block)
+        c.wait_closed(10)
+        assert c.goaway is not None and c.goaway[0] == ENHANCE_YOUR_CALM, (
+            "10000 fields: %s; frames %s" % (c.goaway and error_name(c.goaway[0]),
+                                             c.frame_log()))
+    time.sleep(0.3)
+    assert env.web.snapshot() == []
+
+
+def test_continuation_flood(env):
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        sid = c.new_stream_id()
+        c.send(raw_frame(HEADERS, END_STREAM, sid,
+                         c.encode(c.request_headers("GET", "/cont", HOST))))
+        piece = raw_frame(CONTINUATION, 0, sid, b"\x93" * 16)
+        sent = 0
+        for _ in range(100):
+            if not c.send(piece * 100):
+                break
+            sent += 100
+        assert c.wait_closed(10), "CONTINUATION flood (%d frames): still open; frames %s" % (
+            sent, c.frame_log())
+    time.sleep(0.3)
+    assert env.web.snapshot() == []
+
+
+@pytest.mark.parametrize("kind", ["PING", "SETTINGS"])
+def test_control_frame_flood_closed(env, kind):
+    """Control frames whose ACKs the client never reads: the connection is
+    closed (bounded ACK queue) rather than buffering without end."""
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        frame = (raw_frame(PING, 0, 0, b"flood123") if kind == "PING" else
+                 raw_frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 65535)))
+        c.sock.settimeout(2)
+        sent = 0
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                c.sock.sendall(frame * 1000)
+                sent += 1000
+        except (socket.timeout, OSError):
+            pass
+        # Now read: the proxy must have closed (GOAWAY first, or not).
+        c.auto_ack = False
+        c.sock.settimeout(10)
+        assert c.wait_closed(15), "%s flood of %d frames: the connection is still open; " \
+            "frames %s" % (kind, sent, c.frame_log())
+
+
+def test_concurrent_streams_over_limit_refused(env):
+    env.web.handler = Slow(3)
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked and c.server_settings, what="SETTINGS exchange")
+        assert c.server_settings.get(3) == CONCURRENT, c.server_settings  # MAX_CONCURRENT
+        sids = [c.start("GET", "/conc/%d" % i, HOST) for i in range(CONCURRENT + 1)]
+        extra = c.stream(sids[-1])
+        c.wait(lambda: extra.done or c.goaway, what="the stream over the limit refused")
+        assert extra.reset == REFUSED_STREAM, (
+            "stream %d (the %dth open): expected RST_STREAM REFUSED_STREAM, got %r, GOAWAY %s; "
+            "frames %s" % (extra.id, CONCURRENT + 1, extra, c.goaway and error_name(c.goaway[0]),
+                           c.frame_log()))
+        for sid in sids[:CONCURRENT]:
+            s = c.response(sid, timeout=30)
+            assert s.status == 200, s
+    assert len(env.web.snapshot()) == CONCURRENT
