@@ -29,7 +29,7 @@ class Http1:
     version = "HTTP/1.1"        # as the access log names it
 
     def request(self, port, method, target, host="localhost", headers=(), body=None,
-                timeout=WAIT, source=None):
+                timeout=WAIT, source=None, allow_reset=False):
         return http1_request(port, method, target, host=host, headers=headers, body=body,
                              timeout=timeout, source=source)
 
@@ -50,10 +50,15 @@ class Http2:
     version = "HTTP/2.0"
 
     def request(self, port, method, target, host="localhost", headers=(), body=None,
-                timeout=WAIT, source=None):
+                timeout=WAIT, source=None, allow_reset=False):
+        """<allow_reset>: a stream reset comes back (status None, .reset set)
+        instead of failing the test; see refused()."""
+        hs = h2_headers(headers)
+        if body is not None and not any(n == b"content-length" for n, _ in hs):
+            hs.append((b"content-length", b"%d" % len(body)))  # as browsers and curl send it
         with H2Client(port, timeout=timeout, source=source) as c:
-            s = c.request(method, target, host, h2_headers(headers), body)
-            if s.status is None:
+            s = c.request(method, target, host, hs, body)
+            if s.status is None and not (allow_reset and s.reset is not None):
                 raise AssertionError("HTTP/2 %s %s: no response (stream reset %s, GOAWAY %r); "
                                      "frames %s" % (method, target, s.reset, c.goaway,
                                                     c.frame_log()))
@@ -75,6 +80,12 @@ class Http2:
 
     def __repr__(self):
         return "http2"
+
+
+def refused(resp):
+    """True when a request was refused as malformed: 400, or over HTTP/2 a
+    stream reset with PROTOCOL_ERROR (libnghttp2 resets before we see it)."""
+    return resp.status == 400 or getattr(resp, "reset", None) == 1
 
 
 def make(protocol):

@@ -25,14 +25,12 @@ import uuid
 import pytest
 
 from configs import config, route
-from harness import (SSE, BigBody, Echo, Fixed, RawClient, Slow, build_request, make_bytes, need,
-                     request, wait_until)
+from harness import SSE, BigBody, Echo, Fixed, RawClient, build_request, make_bytes, need, request
 
 need("hyperframe", "python")
 need("hpack", "python")
 
-from h2client import (ENABLE_PUSH, END_HEADERS, END_STREAM, HEADERS, PROTOCOL_ERROR,  # noqa: E402
-                      H2Client, error_name, raw_frame)
+from h2client import ENABLE_PUSH, END_STREAM, PROTOCOL_ERROR, H2Client, raw_frame  # noqa: E402
 
 HOST = "h2.test"            # on the certificate and a site
 OTHER = "other.test"        # a site, not on the certificate

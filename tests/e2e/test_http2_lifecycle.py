@@ -4,10 +4,7 @@ SIGHUP that keeps HTTP/2 connections, a listener removed on SIGHUP draining
 its connections, and the idle timeout closing with GOAWAY."""
 
 import os
-import re
 import time
-
-import pytest
 
 from configs import config, route
 from harness import Slow, need
