@@ -235,6 +235,8 @@ access_log_write(const struct access_entry *e)
 	len = n > 0 ? (size_t)n : 0;
 	put_string(line, sizeof(line) - 256, &len, "client", e->client);
 	put_string(line, sizeof(line) - 256, &len, "method", e->method);
+	if (e->protocol)
+		put_string(line, sizeof(line) - 256, &len, "protocol", e->protocol);
 	put_string(line, sizeof(line) - 256, &len, "host", e->host);
 	put_string(line, sizeof(line) - 256, &len, "path", e->path);
 	if (e->query)

@@ -42,6 +42,7 @@ struct access_entry {
 	double start;            /* seconds since the epoch */
 	const char *client;
 	const char *method;
+	const char *protocol;    /* "HTTP/1.1", "HTTP/2.0", ... or NULL */
 	const char *host;
 	const char *path;
 	const char *query;

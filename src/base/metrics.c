@@ -207,6 +207,19 @@ metrics_render(const char *extra)
 		    (long long)metrics_get(METRIC_RELOADS_OK), (long long)metrics_get(METRIC_RELOADS_ERROR),
 		    (long long)metrics_get(METRIC_UPSTREAM_FAILURES),
 		    (long long)metrics_get(METRIC_UPSTREAM_RETRIES));
+	sbuf_printf(&sb,
+		    "# HELP portcullis_requests_by_protocol_total Requests finished, by the protocol they came in.\n"
+		    "# TYPE portcullis_requests_by_protocol_total counter\n"
+		    "portcullis_requests_by_protocol_total{protocol=\"HTTP/1.0\"} %lld\n"
+		    "portcullis_requests_by_protocol_total{protocol=\"HTTP/1.1\"} %lld\n"
+		    "portcullis_requests_by_protocol_total{protocol=\"HTTP/2.0\"} %lld\n"
+		    "# HELP portcullis_http2_abuse_closes_total HTTP/2 connections ended with GOAWAY ENHANCE_YOUR_CALM.\n"
+		    "# TYPE portcullis_http2_abuse_closes_total counter\n"
+		    "portcullis_http2_abuse_closes_total %lld\n",
+		    (long long)metrics_get(METRIC_REQUESTS_HTTP10),
+		    (long long)metrics_get(METRIC_REQUESTS_HTTP11),
+		    (long long)metrics_get(METRIC_REQUESTS_HTTP2),
+		    (long long)metrics_get(METRIC_H2_ABUSE_CLOSES));
 	if (extra)
 		sbuf_printf(&sb, "%s", extra);
 	if (sb.failed) {

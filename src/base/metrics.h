@@ -30,6 +30,10 @@ enum metrics_gauge {
 	METRIC_RELOADS_ERROR,
 	METRIC_UPSTREAM_FAILURES,    /* failed upstream attempts */
 	METRIC_UPSTREAM_RETRIES,     /* requests retried on another connection or server */
+	METRIC_REQUESTS_HTTP10,      /* requests finished, by the protocol they came in */
+	METRIC_REQUESTS_HTTP11,
+	METRIC_REQUESTS_HTTP2,
+	METRIC_H2_ABUSE_CLOSES,      /* HTTP/2 connections ended with ENHANCE_YOUR_CALM */
 	METRIC_GAUGE_COUNT,
 };
 

@@ -60,6 +60,7 @@ config_load_json(struct config_loader *ld, json_t *root)
 
 	config_check_keys(ld, "", root, config_top_keys);
 	config_parse_listeners(ld, root);
+	config_parse_listeners_http2(ld, root);
 	config_parse_workers(ld, root);
 	config_parse_user(ld, root);
 	config_parse_log(ld, root);

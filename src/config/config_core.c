@@ -20,7 +20,8 @@ static const char *const config_listener_keys[] = { "name", "address", "type", "
 						    "proxy_protocol", "upstream", "idle_timeout",
 						    "max_connections",
 						    "max_connections_per_client", "tls",
-						    "redirect_https", NULL };
+						    "redirect_https", "http2", "h2c", "alpn",
+						    NULL };
 static const char *const config_admin_keys[] = { "name", "address", NULL };
 static const char *const config_log_keys[] = { "level", "access_log", NULL };
 static const char *const config_log_levels[] = { "debug", "info", "warn", "error", NULL };

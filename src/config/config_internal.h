@@ -126,5 +126,6 @@ void config_saml_check(struct config_loader *ld, const char *session_env);
 void config_parse_redis(struct config_loader *ld, const json_t *root);
 /* config_tls.c */
 void config_finish_tls(struct config_loader *ld, const json_t *root);
+void config_parse_listeners_http2(struct config_loader *ld, const json_t *root);
 
 #endif

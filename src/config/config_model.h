@@ -60,6 +60,10 @@ struct config_listener {
 	bool proxy_protocol;         /* "proxy_protocol": a PROXY v1/v2 header starts every connection */
 	bool tls;                    /* "tls": HTTPS with the certificates of the "tls" block */
 	bool redirect_https;         /* "redirect_https": 308 to HTTPS but for ACME HTTP-01 */
+	bool http2;                  /* "http2": ALPN offers h2 on a TLS HTTP listener; default true */
+	bool h2c;                    /* "h2c": HTTP/2 with prior knowledge on a plain one; default false */
+	const char *const *alpn;     /* "alpn" of a TLS "tcp" listener: NULL-ended, interned
+				      * (tls_alpn_intern); NULL = none selected */
 	size_t index;                /* position in config.listeners */
 
 	/* LISTENER_TCP */

@@ -19,6 +19,7 @@
 #include "core/runtime.h"
 #include "http/conn.h"
 #include "http/h1.h"
+#include "http/h2.h"
 #include "proxy/proxy.h"
 #include "proxy/tcprelay.h"
 #include "tls/tls.h"
@@ -49,6 +50,20 @@ struct worker {
 	struct event *drain_timer;
 	struct event *drain_poll;
 };
+
+/* The protocols HTTP listener <i> speaks: HTTP/1.x, plus HTTP/2 by ALPN on
+ * TLS ("http2") or with prior knowledge on plain HTTP ("h2c"). */
+static const struct conn_codec *const *
+listener_codecs(const struct config *cfg, size_t i)
+{
+	const struct config_listener *l = i < cfg->nlisteners ? &cfg->listeners[i] : NULL;
+
+	if (l && l->tls && l->http2)
+		return h2_tls_codecs;
+	if (l && !l->tls && l->h2c)
+		return h2c_codecs;
+	return h1_codecs;
+}
 
 static void
 apply_limits(struct worker *w, const struct config *cfg)
@@ -257,7 +272,8 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 			w->nlisteners++;
 			continue;
 		}
-		wl->server = server_new(w->base, fds[i], ports[i], h1_codecs, &proxy_handler, &wl->txn);
+		wl->server = server_new(w->base, fds[i], ports[i], listener_codecs(cfg, i),
+					&proxy_handler, &wl->txn);
 		if (wl->server == NULL) {
 			snprintf(err, errlen, "cannot accept on listener %s", cfg->listeners[i].address);
 			goto fail;
@@ -269,6 +285,8 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 				goto fail;
 			}
 			server_set_tls(wl->server, tls_store_ctx(tls));
+			server_set_alpn(wl->server,
+					cfg->listeners[i].http2 ? h2_alpn_h2 : h2_alpn_h1);
 			wl->txn.tls = true; /* X-Forwarded-Proto: https, HSTS */
 		}
 		w->nlisteners++;

@@ -623,6 +623,8 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)
 			goto fail;
 		SSL_set_accept_state(c->ssl);
+		if (srv->alpn != NULL && tls_set_alpn(c->ssl, srv->alpn) < 0)
+			goto fail;
 		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		/* Buffers live while the connection is busy (conn_idle frees
@@ -720,6 +722,12 @@ server_set_limits(struct server *srv, const struct server_limits *limits)
 	for (size_t i = 0; srv->codecs != NULL && srv->codecs[i] != NULL; i++)
 		if (srv->codecs[i]->configure != NULL)
 			srv->codecs[i]->configure(limits);
+}
+
+void
+server_set_alpn(struct server *srv, const char *const *protos)
+{
+	srv->alpn = protos;
 }
 
 void

@@ -75,6 +75,12 @@ void server_set_proxy_protocol(struct server *srv, bool on, const struct ipacl *
  * HTTP sent to a TLS listener is answered with a plain-text 400. */
 void server_set_tls(struct server *srv, struct ssl_ctx_st *ctx);
 
+/* The ALPN protocols TLS connections may select from now on, in order of
+ * preference (NULL-ended, e.g. {"h2", "http/1.1", NULL}; must outlive the
+ * server; NULL: "http/1.1" only).  Each must name one of the server's
+ * codecs. */
+void server_set_alpn(struct server *srv, const char *const *protos);
+
 /* Serve a connected socket <fd> (taken over) as if it had been accepted,
  * with <peer> as the client's address (NULL: unknown).  For in-process
  * tests over socketpair().  Returns 0, or -1 (fd closed). */

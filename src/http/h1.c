@@ -1,6 +1,7 @@
 /* h1: the HTTP/1.x codec; see h1.h. */
 #include "http/h1.h"
 #include "http/http_internal.h"
+#include "http/httpdate.h"
 #include "http/request.h"
 
 #include <limits.h>
@@ -13,29 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define PIPELINE_LIMIT (256 * 1024)      /* bytes read ahead while a request is handled */
 
 static void h1_run(struct server_conn *c);
-
-/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n", cached per thread and second. */
-static const char *
-date_line(void)
-{
-	static _Thread_local time_t cached;
-	static _Thread_local char line[64];
-	time_t now = time(NULL);
-
-	if (now != cached) {
-		struct tm tm;
-
-		gmtime_r(&now, &tm);
-		strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-		cached = now;
-	}
-	return line;
-}
 
 /* ---- writing ----------------------------------------------------------- */
 
@@ -124,8 +106,12 @@ write_head(struct server_request *req, int status, struct evkeyvalq *headers, bo
 			add_header_line(c->out, k, kv->value);
 		}
 	}
-	if (!date)
-		evbuffer_add(c->out, date_line(), strlen(date_line()));
+	if (!date) {
+		size_t dlen;
+		const char *dline = http_date_line(&dlen);
+
+		evbuffer_add(c->out, dline, dlen);
+	}
 }
 
 /* Connection header and the blank line. */

@@ -30,6 +30,7 @@
 
 struct event;
 struct evbuffer;
+struct h2_session;
 struct ipacl;
 struct server_conn;
 struct server_handler;
@@ -95,6 +96,7 @@ struct server {
 	void *arg;
 	struct server_limits limits;
 	SSL_CTX *tls;          /* NULL: plain HTTP */
+	const char *const *alpn; /* protocols TLS connections may select (server_set_alpn) */
 	bool proxy_protocol;   /* every connection starts with a PROXY header */
 	bool counted;          /* in METRIC_CLIENT_CONNECTIONS */
 	bool http10_status;    /* "HTTP/1.0" status lines to HTTP/1.0 clients */
@@ -117,6 +119,7 @@ struct server_request {
 	enum server_proto proto;
 	const char *method;
 	void *data;
+	void *stream;         /* the codec's per-request state (HTTP/2: its stream) */
 	bool tunnel;          /* marked by the handler (request.h) */
 	bool head_method;
 	bool handler_seen;    /* on_head was called: the handler owns it until done */
@@ -155,6 +158,7 @@ struct server_conn {
 	struct evbuffer *out;
 	struct server_request *req; /* the request in progress (HTTP/1: at most one) */
 	struct h1_conn h1;          /* the HTTP/1 codec's state */
+	struct h2_session *h2;      /* the HTTP/2 codec's state (h2.c), or NULL */
 	bool closing;         /* close once the output is written */
 	bool write_waiting;   /* wev is pending */
 	bool write_soon;      /* a flush is scheduled for this loop turn */

@@ -37,6 +37,7 @@ struct txn {
 	struct worker_gen *gen;
 	const struct config *cfg;
 	struct server_request *req;   /* NULL once the server has dropped it */
+	enum server_proto proto;      /* the protocol it came in */
 	struct evkeyvalq out;         /* response headers being built (entries mostly in <arena>) */
 	const struct config_site *site;
 	const struct config_route *route;      /* the route that acts */
@@ -763,6 +764,9 @@ txn_finish(struct txn *t)
 	e.start = t->start;
 	e.client = t->client;
 	e.method = t->method;
+	e.protocol = t->proto == SERVER_PROTO_HTTP2    ? "HTTP/2.0"
+		     : t->proto == SERVER_PROTO_HTTP10 ? "HTTP/1.0"
+						       : "HTTP/1.1";
 	e.host = t->host[0] ? t->host : NULL;
 	e.path = t->path[0] ? t->path : NULL;
 	e.query = t->query;
@@ -782,6 +786,10 @@ txn_finish(struct txn *t)
 	if (t->body_reserved)
 		metrics_add(METRIC_BODY_MEMORY, -(int64_t)t->body_reserved);
 	metrics_add(METRIC_IN_FLIGHT, -1);
+	metrics_add(t->proto == SERVER_PROTO_HTTP2    ? METRIC_REQUESTS_HTTP2
+		    : t->proto == SERVER_PROTO_HTTP10 ? METRIC_REQUESTS_HTTP10
+						      : METRIC_REQUESTS_HTTP11,
+		    1);
 	if (t->head != t->head_inline)
 		free(t->head);
 	hdrarena_clear_headers(&t->arena, &t->out);
@@ -1103,6 +1111,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	t->gen = txn_env_begin(t->env);
 	t->cfg = t->gen->rt->cfg;
 	t->req = req;
+	t->proto = server_request_proto(req);
 	t->server = -1;
 	metrics_add(METRIC_IN_FLIGHT, 1);
 	server_request_set_data(req, t);

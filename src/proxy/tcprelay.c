@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "http/conn.h"
 #include "http/tunnel.h"
+#include "tls/tls_handshake.h"
 #include "core/generation.h"
 
 #define TCPRELAY_CLIENT_BUCKETS 1024
@@ -57,6 +58,9 @@ struct relay_conn {
 	bool client_slot;  /* counted in the per-client table */
 	bool relaying;
 };
+
+/* A relay with no "alpn" selects none. */
+static const char *const relay_no_alpn[] = {NULL};
 
 struct tcprelay {
 	struct txn_env *env;   /* the worker's: loop, resolver, generation */
@@ -279,7 +283,11 @@ relay_start_tunnel(struct relay_conn *c)
 	if (r->tls) {
 		SSL *ssl = SSL_new(r->tls);
 
-		if (ssl == NULL || SSL_set_fd(ssl, ends[TUNNEL_A].fd) != 1) {
+		/* Its own ALPN list (none by default): what the HTTP listeners
+		 * offer could promise the relay's upstream a protocol it does not
+		 * speak. */
+		if (ssl == NULL || SSL_set_fd(ssl, ends[TUNNEL_A].fd) != 1 ||
+		    tls_set_alpn(ssl, c->l->alpn ? c->l->alpn : relay_no_alpn) < 0) {
 			SSL_free(ssl);
 			close(ends[TUNNEL_A].fd);
 			close(ends[TUNNEL_B].fd);

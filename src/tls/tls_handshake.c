@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,11 +61,74 @@ struct tls_handshake {
 
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 static int ex_acme = -1; /* SSL ex_data: non-NULL when answering TLS-ALPN-01 */
+static int ex_alpn = -1; /* SSL ex_data: the protocols this connection may select */
 
 static void
 ex_init(void)
 {
 	ex_acme = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ex_alpn = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* What a connection selects when its owner said nothing: HTTP/1.1. */
+static const char *const alpn_default[] = {"http/1.1", NULL};
+
+/* Interned ALPN lists: configurations come and go, handshakes in progress
+ * keep pointing at their list, so lists live until exit (one per distinct
+ * list ever configured). */
+struct alpn_list {
+	struct alpn_list *next;
+	size_t n;
+	const char *protos[]; /* n names, then NULL; the strings follow */
+};
+static pthread_mutex_t alpn_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct alpn_list *alpn_lists;
+
+const char *const *
+tls_alpn_intern(const char *const *protos, size_t n)
+{
+	struct alpn_list *l;
+	size_t bytes = 0;
+	char *p;
+
+	pthread_mutex_lock(&alpn_lock);
+	for (l = alpn_lists; l; l = l->next) {
+		size_t i = 0;
+
+		if (l->n != n)
+			continue;
+		while (i < n && strcmp(l->protos[i], protos[i]) == 0)
+			i++;
+		if (i == n)
+			goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(protos[i]) + 1;
+	l = malloc(sizeof(*l) + (n + 1) * sizeof(l->protos[0]) + bytes);
+	if (l == NULL)
+		goto out;
+	l->n = n;
+	p = (char *)&l->protos[n + 1];
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(protos[i]) + 1;
+
+		memcpy(p, protos[i], len);
+		l->protos[i] = p;
+		p += len;
+	}
+	l->protos[n] = NULL;
+	l->next = alpn_lists;
+	alpn_lists = l;
+out:
+	pthread_mutex_unlock(&alpn_lock);
+	return l ? l->protos : NULL;
+}
+
+int
+tls_set_alpn(SSL *ssl, const char *const *protos)
+{
+	pthread_once(&ex_once, ex_init);
+	return SSL_set_ex_data(ssl, ex_alpn, (void *)(uintptr_t)protos) == 1 ? 0 : -1;
 }
 
 struct tls_index *
@@ -250,10 +314,15 @@ alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	if (SSL_get_ex_data(ssl, ex_acme) != NULL)
 		return alpn_find(in, inlen, "acme-tls/1", out, outlen) ? SSL_TLSEXT_ERR_OK
 									 : SSL_TLSEXT_ERR_ALERT_FATAL;
-	if (alpn_find(in, inlen, "http/1.1", out, outlen))
-		return SSL_TLSEXT_ERR_OK;
-	/* Only protocols we do not speak (h2 alone, ...): go on without ALPN;
-	 * the client decides whether HTTP/1.1 is acceptable. */
+	const char *const *protos = SSL_get_ex_data(ssl, ex_alpn);
+
+	/* Ours in our order of preference (h2 before http/1.1), not the
+	 * client's: RFC 7301 leaves the choice to the server. */
+	for (protos = protos ? protos : alpn_default; *protos; protos++)
+		if (alpn_find(in, inlen, *protos, out, outlen))
+			return SSL_TLSEXT_ERR_OK;
+	/* Only protocols we do not speak: go on without ALPN; the client
+	 * decides whether to carry on. */
 	return SSL_TLSEXT_ERR_NOACK;
 }
 

@@ -31,6 +31,19 @@ typedef int (*tls_challenge_fn)(const char *sni, X509 **cert, EVP_PKEY **key);
  * and count it in portcullis_tls_plain_http_total.  The caller closes it. */
 void tls_answer_plain_http(const SSL *ssl);
 
+/*
+ * The ALPN protocols connection <ssl> may select, in the server's order of
+ * preference (NULL-ended; <protos> must outlive the handshake).  The first
+ * the client also offers is selected; none: the handshake goes on without
+ * ALPN.  Unset: "http/1.1" only.  Returns 0 or -1.
+ */
+int tls_set_alpn(SSL *ssl, const char *const *protos);
+
+/* A NULL-ended copy of the <n> protocol names <protos> that lives until the
+ * process exits (the same pointer for the same list), for tls_set_alpn from
+ * a configuration that may be replaced.  NULL when out of memory. */
+const char *const *tls_alpn_intern(const char *const *protos, size_t n);
+
 
 struct tls_handshake;
 struct tls_index;
