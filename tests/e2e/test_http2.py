@@ -64,7 +64,7 @@ def env(module_lab):
             route("limited", "web", path=["/limited"], max_body_bytes=LIMITED_BODY),
             route("live", "live", path=["/live"]),
             route("web", "web"),
-        ]}, {"name": "other", "hosts": [OTHER], "routes": [route("web", "web")]}],
+        ]}, {"name": "other", "hosts": [OTHER], "routes": [route("other-web", "web")]}],
         listeners=[{"name": "https", "address": "127.0.0.1:0", "tls": True},
                    {"name": "h1tls", "address": "127.0.0.1:0", "tls": True, "http2": False},
                    {"name": "h2c", "address": "127.0.0.1:0", "h2c": True},

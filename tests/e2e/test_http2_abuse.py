@@ -25,7 +25,8 @@ need("hyperframe", "python")
 need("hpack", "python")
 
 from h2client import (CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,  # noqa: E402
-                      HEADERS, PING, REFUSED_STREAM, SETTINGS, H2Client, ConnectionClosed,
+                      HEADERS, PING, PROTOCOL_ERROR, REFUSED_STREAM, SETTINGS,
+                      STREAM_CLOSED, H2Client, ConnectionClosed,
                       error_name, raw_frame)
 
 HOST = "h2.test"
@@ -122,16 +123,18 @@ def _made_you_reset(env, provoke, what):
     sent = 0
     with connect(env) as c:
         c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
-        for batch in range(30):
+        # In batches of 40, reading the resets in between, so that the streams
+        # the server reset are closed and the concurrency limit is not what ends it.
+        for batch in range(75):
             out = b""
-            for _ in range(100):
+            for _ in range(40):
                 sid = c.new_stream_id()
                 out += provoke(c, sid)
             if not c.send(out):
                 break
-            sent += 100
+            sent += 40
             try:
-                c.pump(0.01)
+                c.pump(0.05)
             except ConnectionClosed:
                 break
             if c.goaway:
@@ -142,21 +145,56 @@ def _made_you_reset(env, provoke, what):
     assert seen <= RESET_CAP * 1.5, "%s: the upstream got %d of %d requests" % (what, seen, sent)
 
 
-def test_made_you_reset_window_update_overflow(env):
-    def provoke(c, sid):
-        hs = c.request_headers("POST", "/myr/%d" % sid, HOST)
-        return (raw_frame(HEADERS, END_HEADERS, sid, c.encode(hs)) +
-                raw_frame(8, 0, sid, struct.pack(">I", 0x7fffffff)) +
-                raw_frame(8, 0, sid, struct.pack(">I", 0x7fffffff)))
-    _made_you_reset(env, provoke, "WINDOW_UPDATE overflow on streams")
+def _wu(sid, inc):
+    return raw_frame(8, 0, sid, struct.pack(">I", inc))
 
 
-def test_made_you_reset_data_on_half_closed_stream(env):
-    def provoke(c, sid):
-        hs = c.request_headers("GET", "/myr-data/%d" % sid, HOST)
-        return (raw_frame(HEADERS, END_STREAM | END_HEADERS, sid, c.encode(hs)) +
-                raw_frame(DATA, 0, sid, b"x"))
-    _made_you_reset(env, provoke, "DATA on half-closed streams")
+# Frames after which the server must reset the stream (stream errors), while
+# the request may already be on its way upstream.
+PROVOKE = {
+    "WINDOW_UPDATE overflow": lambda c, sid: (
+        raw_frame(HEADERS, END_HEADERS, sid,
+                  c.encode(c.request_headers("POST", "/myr/%d" % sid, HOST))) +
+        _wu(sid, 0x7fffffff) + _wu(sid, 0x7fffffff)),
+    "DATA beyond content-length": lambda c, sid: (
+        raw_frame(HEADERS, END_HEADERS, sid,
+                  c.encode(c.request_headers("POST", "/myr/%d" % sid, HOST,
+                                             [("content-length", "1")]))) +
+        raw_frame(DATA, 0, sid, b"xx")),
+}
+
+
+@pytest.mark.parametrize("vector", sorted(PROVOKE))
+def test_made_you_reset(env, vector):
+    _made_you_reset(env, PROVOKE[vector], vector)
+
+
+# Frames libnghttp2 answers with a connection error: the first one ends the
+# connection, so they cannot be repeated into a reset flood.
+ONE_SHOT = {
+    "DATA on a half-closed stream": lambda c, sid: (
+        raw_frame(HEADERS, END_STREAM | END_HEADERS, sid,
+                  c.encode(c.request_headers("GET", "/myr-data/%d" % sid, HOST))) +
+        raw_frame(DATA, 0, sid, b"x")),
+    "zero WINDOW_UPDATE on a stream": lambda c, sid: (
+        raw_frame(HEADERS, END_HEADERS, sid,
+                  c.encode(c.request_headers("POST", "/myr/%d" % sid, HOST))) + _wu(sid, 0)),
+}
+
+
+@pytest.mark.parametrize("vector", sorted(ONE_SHOT))
+def test_connection_error_ends_provocation_at_once(env, vector):
+    env.web.handler = Slow(2)
+    with connect(env) as c:
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        c.send(b"".join(ONE_SHOT[vector](c, c.new_stream_id()) for _ in range(50)))
+        assert c.wait_closed(10), "%s: still open; frames %s" % (vector, c.frame_log())
+        assert c.goaway is not None and c.goaway[0] in (STREAM_CLOSED, PROTOCOL_ERROR,
+                                                        ENHANCE_YOUR_CALM), c.frame_log()
+        resets = sum(1 for f in c.frames if f[0] == "RSTSTREAM")
+        assert resets <= 1, "%s: %d streams reset before the connection closed" % (vector,
+                                                                                  resets)
+    assert settle_count(env.web) <= 2
 
 
 def test_hpack_bomb(env):
