@@ -87,10 +87,12 @@ def fresh(env, alive):
     yield
 
 
-def send(env, method, target, host=POSTHOG_DOMAIN, headers=(), body=None, client=Http1()):
+def send(env, method, target, host=POSTHOG_DOMAIN, headers=(), body=None, client=Http1(),
+         allow_reset=False):
     """One request with a fresh X-Request-ID and a forged X-Auth-Email."""
     rid = "saml-" + uuid.uuid4().hex
     resp = client.request(env.proxy.port, method, target, host=host, body=body,
+                          allow_reset=allow_reset,
                           headers=[("X-Request-ID", rid), ("X-Auth-Email", FORGED)] +
                           list(headers))
     return resp, rid
@@ -179,8 +181,10 @@ def test_ui_api_call_gets_401(env, path, how, client):
 def test_api_other_credentials_refused(env, auth, client):
     resp, rid = send(env, "GET", "/api/projects/1/insights/",
                      headers=[("Authorization", auth), ("Accept", "application/json")],
-                     client=client)
-    assert resp.status == 401, (auth, resp)
+                     client=client, allow_reset=True)
+    # Over HTTP/2 a value with trailing whitespace ("Bearer  ") is malformed
+    # (RFC 9113 8.2.1): libnghttp2 resets the stream.
+    assert resp.status == 401 or (client.protocol == "http2" and refused(resp)), (auth, resp)
     assert landed(env, rid) == []
 
 
