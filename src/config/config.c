@@ -60,7 +60,6 @@ config_load_json(struct config_loader *ld, json_t *root)
 
 	config_check_keys(ld, "", root, config_top_keys);
 	config_parse_listeners(ld, root);
-	config_parse_listeners_http2(ld, root);
 	config_parse_workers(ld, root);
 	config_parse_user(ld, root);
 	config_parse_log(ld, root);
@@ -69,6 +68,7 @@ config_load_json(struct config_loader *ld, json_t *root)
 	config_parse_trusted(ld, root);
 	config_parse_upstreams(ld, root);
 	config_parse_listeners_access(ld, root);
+	config_parse_listeners_http2(ld, root); /* after "type", before "tls" drops any */
 	config_parse_geoip(ld, root);
 	config_parse_sites(ld, root);
 	config_finish_tls(ld, root);

@@ -50,6 +50,8 @@ struct h2_stream {
 	const char *refuse_why;
 	int64_t last_in, last_out; /* monotonic ms of the last progress each way */
 	bool scheme_http;         /* :scheme was "http" */
+	bool head_ready;          /* the head arrived; head_complete runs from the loop */
+	bool head_end_stream;     /* ... with END_STREAM (no body) */
 	bool provider;            /* a DATA provider is attached */
 	bool deferred;            /* the provider waits for bytes */
 	bool out_eof;             /* the handler ended the response */
@@ -64,10 +66,12 @@ struct h2_session {
 	unsigned answered;       /* responses completed */
 	unsigned cancelled;      /* streams the client closed while the handler had them */
 	unsigned provoked;       /* RST_STREAMs the client's frames caused */
+	unsigned resets;         /* RST_STREAMs the client sent */
 	struct event *goaway_ev; /* shutdown notice sent: the final GOAWAY follows */
 	bool notice_sent;
 	bool goaway_sent;
 	bool calm;               /* ended with ENHANCE_YOUR_CALM */
+	bool heads;              /* a head waits for head_complete */
 	bool dispatch;           /* a complete request waits for on_request */
 	bool drained;            /* a stream's backlog fell: on_drained owed */
 };
@@ -604,7 +608,7 @@ head_complete(struct h2_session *s, struct h2_stream *st, bool end_stream)
 	enum server_verdict verdict;
 
 	req->head_done = true;
-	req->complete = end_stream;
+	req->complete = req->complete || end_stream;
 	req->body_expected = !end_stream;
 	st->last_in = monotonic_ms();
 	if (st->refuse) {
@@ -649,7 +653,8 @@ head_complete(struct h2_session *s, struct h2_stream *st, bool end_stream)
 		req->dispatched = true;
 		return;
 	}
-	if (req->content_length > 0 && (uint64_t)req->content_length > req->max_body) {
+	if ((req->content_length > 0 && (uint64_t)req->content_length > req->max_body) ||
+	    evbuffer_get_length(req->body) > req->max_body) {
 		req->handler_done = true;
 		c->srv->handler->on_abort(req, 413, c->srv->arg);
 		req->handler_done = false;
@@ -682,13 +687,24 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 	bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
 	(void)ng;
+	/* Resets of streams that never reached the handler cost little, but
+	 * a client that mostly resets is not a browser: calm it down before
+	 * libnghttp2's own limit (1000, answered with INTERNAL_ERROR). */
+	if (frame->hd.type == NGHTTP2_RST_STREAM && ++s->resets > 2 * H2_MAX_CANCELLED &&
+	    s->resets > s->answered)
+		calm_down(s, "too many stream resets");
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	st = stream_of(s, frame->hd.stream_id);
 	if (st == NULL)
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-		head_complete(s, st, end);
+		/* Answered from the loop once this read is processed: a stream
+		 * the same bytes reset, or a connection error they cause, is
+		 * known by then (and never reaches the handler). */
+		st->head_ready = true;
+		st->head_end_stream = end;
+		s->heads = true;
 		return 0;
 	}
 	/* DATA, or trailers (dropped): the end of the request. */
@@ -716,9 +732,11 @@ on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *dat
 		return 0;
 	req = st->req;
 	st->last_in = monotonic_ms();
-	if (req->dispatched || req->handler_done || !req->handler_seen)
+	if (req->dispatched || req->handler_done)
 		return 0; /* answered already: the rest is dropped */
-	if (evbuffer_get_length(req->body) + len > req->max_body) {
+	/* Before the handler saw the head (same read), the stream's window
+	 * bounds what is kept; head_complete checks it against the limit. */
+	if (req->handler_seen && evbuffer_get_length(req->body) + len > req->max_body) {
 		req->handler_done = true;
 		s->c->srv->handler->on_abort(req, 413, s->c->srv->arg);
 		req->handler_done = false;
@@ -913,12 +931,23 @@ run_handlers(struct h2_session *s)
 	struct server_conn *c = s->c;
 	struct h2_stream *st;
 
-	while (s->dispatch || s->drained) {
-		bool dispatch = s->dispatch, drained = s->drained;
+	while (s->heads || s->dispatch || s->drained) {
+		bool heads = s->heads, dispatch = s->dispatch, drained = s->drained;
 
-		s->dispatch = s->drained = false;
+		s->heads = s->dispatch = s->drained = false;
 		TAILQ_FOREACH(st, &s->streams, link) {
 			struct server_request *req = st->req;
+
+			if (heads && st->head_ready) {
+				st->head_ready = false;
+				if (s->calm)
+					nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, st->id,
+								  NGHTTP2_REFUSED_STREAM);
+				else
+					head_complete(s, st, st->head_end_stream);
+				if (c->dead)
+					return;
+			}
 
 			if (dispatch && req->complete && !req->dispatched && !req->handler_done &&
 			    req->handler_seen) {
@@ -966,7 +995,7 @@ h2_run(struct server_conn *c)
 			c->dead = true; /* GOAWAY sent and written, streams done */
 			break;
 		}
-		if (s->dispatch || s->drained)
+		if (s->heads || s->dispatch || s->drained)
 			c->rerun = true;
 	} while (c->rerun);
 	c->running = false;
@@ -1009,7 +1038,7 @@ h2_input(struct server_conn *c)
 static bool
 h2_read_more(const struct server_conn *c)
 {
-	return evbuffer_get_length(c->out) < CONN_BACKLOG_LIMIT;
+	return evbuffer_get_length(c->out) <= H2_SEND_LIMIT;
 }
 
 static bool

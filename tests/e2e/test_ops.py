@@ -310,7 +310,7 @@ def test_metrics(env, fresh):
 
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-FIELDS = {"time", "client", "method", "host", "path", "query", "status", "bytes_in", "bytes_out",
+FIELDS = {"time", "client", "method", "protocol", "host", "path", "query", "status", "bytes_in", "bytes_out",
           "route", "upstream", "upstream_ms", "total_ms", "request_id"}
 
 

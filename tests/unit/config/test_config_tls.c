@@ -245,6 +245,50 @@ test_errors(void **state)
 		     "tls.mode: ", "nothing is left to listen on");
 }
 
+/* "http2" and "h2c" on HTTP listeners, "alpn" on TLS relays (interned). */
+static void
+test_http2_keys(void **state)
+{
+	struct config *cfg, *again;
+
+	(void)state;
+	cfg = load_ok("{'listeners': [{'address': ':0', 'h2c': true}, {'address': ':0', 'tls': true},"
+		      "{'address': ':0', 'tls': true, 'http2': false},"
+		      "{'address': ':0', 'type': 'tcp', 'upstream': '127.0.0.1:9', 'tls': true,"
+		      " 'alpn': ['h2', 'http/1.1']}],"
+		      "'tls': {'local_ca': true}," UPS SITES "}");
+	assert_true(cfg->listeners[0].h2c);
+	assert_true(cfg->listeners[0].http2);
+	assert_true(cfg->listeners[1].http2);
+	assert_false(cfg->listeners[1].h2c);
+	assert_false(cfg->listeners[2].http2);
+	assert_null(cfg->listeners[1].alpn);
+	assert_non_null(cfg->listeners[3].alpn);
+	assert_string_equal(cfg->listeners[3].alpn[0], "h2");
+	assert_string_equal(cfg->listeners[3].alpn[1], "http/1.1");
+	assert_null(cfg->listeners[3].alpn[2]);
+	again = load_ok("{'listeners': [{'address': ':0', 'type': 'tcp', 'upstream': '127.0.0.1:9',"
+			" 'tls': true, 'alpn': ['h2', 'http/1.1']}], 'tls': {'local_ca': true}," UPS
+			SITES "}");
+	assert_ptr_equal(again->listeners[0].alpn, cfg->listeners[3].alpn);
+	config_unref(again);
+	config_unref(cfg);
+
+	expect_error("{'listeners': [{'address': ':0', 'tls': true, 'h2c': true}],"
+		     "'tls': {'local_ca': true}," UPS SITES "}",
+		     "listeners[0].h2c: ", "only for plain HTTP listeners");
+	expect_error("{'listeners': [{'address': ':0', 'type': 'tcp', 'upstream': '127.0.0.1:9',"
+		     " 'http2': true}]," UPS SITES "}",
+		     "listeners[0].http2: ", "only for HTTP listeners");
+	expect_error("{'listeners': [{'address': ':0', 'alpn': ['h2']}]," UPS SITES "}",
+		     "listeners[0].alpn: ", "only for \"tcp\" listeners with \"tls\": true");
+	expect_error("{'listeners': [{'address': ':0', 'type': 'tcp', 'upstream': '127.0.0.1:9',"
+		     " 'tls': true, 'alpn': ['']}], 'tls': {'local_ca': true}," UPS SITES "}",
+		     "listeners[0].alpn: ", "1 to 255 bytes");
+	expect_error("{'listeners': [{'address': ':0', 'http2': 'yes'}]," UPS SITES "}",
+		     "listeners[0].http2: ", "");
+}
+
 int
 main(void)
 {
@@ -254,6 +298,7 @@ main(void)
 		cmocka_unit_test(test_mode_selects_one_source),
 		cmocka_unit_test(test_mode_off_drops_tls_listeners),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_http2_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
