@@ -12,6 +12,7 @@ upstream sees far less work than the client asked for.
 """
 
 import os
+import re
 import socket
 import struct
 import time
@@ -19,7 +20,7 @@ import time
 import pytest
 
 from configs import config, route
-from harness import Slow, need
+from harness import Slow, need, request
 
 need("hyperframe", "python")
 need("hpack", "python")
@@ -79,6 +80,13 @@ def calmed(c, what):
             what, c.goaway and error_name(c.goaway[0]), c.closed, c.frame_log()))
 
 
+def abuse_closes(env):
+    """portcullis_http2_abuse_closes_total now (0 when absent)."""
+    text = request(env.proxy.admin_port, "GET", "/metrics", host="127.0.0.1").text()
+    m = re.search(r"^portcullis_http2_abuse_closes_total(?:\{\})? (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def settle_count(up, wait=1.0):
     """Requests the upstream received, once they stopped arriving."""
     n = -1
@@ -94,6 +102,7 @@ def test_rapid_reset(env):
     """Thousands of HEADERS + RST_STREAM: at most about RESET_CAP streams are
     dispatched and cancelled before GOAWAY ENHANCE_YOUR_CALM."""
     env.web.handler = Slow(0.5)
+    closes = abuse_closes(env)
     sent = 0
     with connect(env) as c:
         c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
@@ -114,12 +123,15 @@ def test_rapid_reset(env):
             if c.goaway:
                 break
         calmed(c, "Rapid Reset after %d HEADERS+RST_STREAM" % sent)
+    assert abuse_closes(env) == closes + 1, "portcullis_http2_abuse_closes_total did not count it"
     seen = settle_count(env.web)
+    print("rapid reset: %d HEADERS+RST_STREAM sent, %d reached the upstream" % (sent, seen))
     assert seen <= RESET_CAP * 1.5, "the upstream got %d of %d cancelled requests" % (seen, sent)
 
 
 def _made_you_reset(env, provoke, what):
     env.web.handler = Slow(5)
+    closes = abuse_closes(env)
     sent = 0
     with connect(env) as c:
         c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
@@ -141,7 +153,10 @@ def _made_you_reset(env, provoke, what):
                 break
         resets = sum(1 for f in c.frames if f[0] == "RSTSTREAM")
         calmed(c, "%s after %d provoked resets (%d RST_STREAM seen)" % (what, sent, resets))
+    assert abuse_closes(env) == closes + 1, "portcullis_http2_abuse_closes_total did not count it"
     seen = settle_count(env.web)
+    print("%s: %d provoked, %d RST_STREAM seen, %d reached the upstream" % (what, sent, resets,
+                                                                            seen))
     assert seen <= RESET_CAP * 1.5, "%s: the upstream got %d of %d requests" % (what, seen, sent)
 
 
