@@ -98,34 +98,47 @@ def settle_count(up, wait=1.0):
         n = m
 
 
-def test_rapid_reset(env):
-    """Thousands of HEADERS + RST_STREAM: at most about RESET_CAP streams are
-    dispatched and cancelled before GOAWAY ENHANCE_YOUR_CALM."""
+@pytest.mark.parametrize("pace", ["back-to-back", "dispatched-first"])
+def test_rapid_reset(env, pace):
+    """Thousands of HEADERS + RST_STREAM: GOAWAY ENHANCE_YOUR_CALM, and at most
+    about RESET_CAP streams dispatched and cancelled.  back-to-back: each
+    RST_STREAM right behind its HEADERS (the CVE's pattern); dispatched-first:
+    50 HEADERS, a pause that lets the proxy send them upstream, then their 50
+    RST_STREAMs."""
     env.web.handler = Slow(0.5)
     closes = abuse_closes(env)
     sent = 0
     with connect(env) as c:
         c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
-        for batch in range(30):
-            out = b""
-            for _ in range(100):
+        for batch in range(60):
+            heads, rsts = b"", b""
+            for _ in range(50):
                 sid = c.new_stream_id()
                 hs = c.request_headers("GET", "/rapid/%d" % sid, HOST)
-                out += raw_frame(HEADERS, END_STREAM | END_HEADERS, sid, c.encode(hs))
-                out += raw_frame(3, 0, sid, struct.pack(">I", 8))  # RST_STREAM CANCEL
-            if not c.send(out):
+                head = raw_frame(HEADERS, END_STREAM | END_HEADERS, sid, c.encode(hs))
+                rst = raw_frame(3, 0, sid, struct.pack(">I", 8))  # RST_STREAM CANCEL
+                if pace == "back-to-back":
+                    heads += head + rst
+                else:
+                    heads, rsts = heads + head, rsts + rst
+            if not c.send(heads):
                 break
-            sent += 100
             try:
+                if rsts:
+                    c.pump(0.05)
+                    if not c.send(rsts):
+                        break
+                sent += 50
                 c.pump(0.01)
             except ConnectionClosed:
                 break
             if c.goaway:
                 break
-        calmed(c, "Rapid Reset after %d HEADERS+RST_STREAM" % sent)
+        calmed(c, "Rapid Reset (%s) after %d HEADERS+RST_STREAM" % (pace, sent))
     assert abuse_closes(env) == closes + 1, "portcullis_http2_abuse_closes_total did not count it"
     seen = settle_count(env.web)
-    print("rapid reset: %d HEADERS+RST_STREAM sent, %d reached the upstream" % (sent, seen))
+    print("rapid reset (%s): %d HEADERS+RST_STREAM sent, %d reached the upstream" % (
+        pace, sent, seen))
     assert seen <= RESET_CAP * 1.5, "the upstream got %d of %d cancelled requests" % (seen, sent)
 
 
