@@ -25,7 +25,8 @@ import uuid
 import pytest
 
 from configs import config, route
-from harness import SSE, BigBody, Echo, Fixed, RawClient, build_request, make_bytes, need, request
+from harness import (SSE, BigBody, Echo, Fixed, RawClient, build_request, make_bytes, need, request,
+                     wait_until)
 
 need("hyperframe", "python")
 need("hpack", "python")
@@ -692,3 +693,72 @@ def test_h2load_all_succeed(env):
     assert m, out[-3000:]
     assert m.group(4) == "2000" and m.group(5) == "0" and m.group(6) == "0", out[-3000:]
     assert re.search(r"status codes: 2000 2xx", out), out[-3000:]
+
+
+# ------------------------------------------------------------------ cancellations
+
+def in_flight(env):
+    text = request(env.proxy.admin_port, "GET", "/metrics", host="127.0.0.1").text()
+    m = re.search(r"^portcullis_requests_in_flight(?:\{\})? (\S+)$", text, re.M)
+    assert m, "portcullis_requests_in_flight missing from /metrics"
+    return float(m.group(1))
+
+
+def test_client_cancels_download_mid_stream(env):
+    """RST_STREAM CANCEL in the middle of a 64 MiB response: the stream ends,
+    the proxy lets go of the upstream, the connection's next stream works."""
+    env.web.handler = BigBody(64 << 20)
+    with connect(env) as c:
+        s = c.stream(c.start("GET", "/cancel-me", HOST))
+        c.wait(lambda: len(s.data) >= 1 << 20, timeout=20, what="the first MiB")
+        c.rst(s.id)
+        env.web.handler = Echo()
+        after = c.request("GET", "/after-cancel", HOST)
+        assert after.status == 200, "%r; frames %s" % (after, c.frame_log())
+    wait_until(lambda: in_flight(env) == 0, what="requests_in_flight back to 0")
+
+
+def test_client_cancels_upload_midway(env):
+    """A request body cut by RST_STREAM never arrives upstream as a request."""
+    with connect(env) as c:
+        sid = c.new_stream_id()
+        c.send_headers(sid, c.request_headers("POST", "/upload-cut", HOST,
+                                              [("content-length", str(1 << 20))]),
+                       end_stream=False)
+        c.send_data(sid, b"u" * (200 << 10), end_stream=False)
+        c.rst(sid)
+        assert c.request("GET", "/after-upload-cut", HOST).status == 200
+    reqs = env.web.wait_for_count(1)
+    time.sleep(0.3)
+    assert [r.target for r in env.web.snapshot()] == ["/after-upload-cut"], reqs
+
+
+def test_client_goaway_then_close_mid_stream(env):
+    """A client that says GOAWAY and hangs up with streams open: the proxy
+    cleans up and keeps serving."""
+    env.live.handler = SSE([b"data: 1\n\n", "until_closed"])
+    c = connect(env)
+    s = c.stream(c.start("GET", "/live/goaway", HOST))
+    c.wait(lambda: b"data: 1" in s.data, what="the first event")
+    c.goaway_frame()
+    c.close()
+    wait_until(lambda: in_flight(env) == 0, what="requests_in_flight back to 0")
+    with connect(env) as c2:
+        assert c2.request("GET", "/after-goaway", HOST).status == 200
+
+
+def test_expect_100_continue(env):
+    with connect(env) as c:
+        sid = c.new_stream_id()
+        c.send_headers(sid, c.request_headers("POST", "/expect", HOST,
+                                              [("expect", "100-continue"),
+                                               ("content-length", "5")]), end_stream=False)
+        s = c.stream(sid)
+        c.wait(lambda: s.informational or s.status is not None, timeout=5,
+               what="100 Continue (or a final answer) before the body")
+        c.send_data(sid, b"hello")
+        c.response(sid)
+        assert s.status == 200, "%r; frames %s" % (s, c.frame_log())
+    req = env.web.wait_for_count(1)[0]
+    assert req.body == b"hello"
+    assert "expect" not in req.header_names() or req.header("Expect") == "100-continue"
