@@ -155,8 +155,9 @@ reload(struct app *app)
 		log_warn("\"user\", \"group\" or \"allow_root\" changed: it takes effect at the "
 			 "next restart");
 	if (!tls_config_equal(cfg, app->current->cfg))
-		log_warn("the \"tls\" block or a listener's \"tls\" changed: it takes effect at the "
-			 "next restart (certificate files reload by themselves)");
+		log_warn("the \"tls\" block or a listener's \"tls\", \"http2\", \"h2c\" or \"alpn\" "
+			 "changed: it takes effect at the next restart (certificate files reload by "
+			 "themselves)");
 	if (access_log_open(cfg->access_log, logerr, sizeof(logerr)) < 0) {
 		log_error("configuration reload failed; keeping the old one");
 		log_error("%s", logerr);
@@ -411,7 +412,10 @@ tls_config_equal(const struct config *x, const struct config *y)
 	const struct config_tls *a = x->tls, *b = y->tls;
 
 	for (size_t i = 0; i < x->nlisteners && i < y->nlisteners; i++)
-		if (x->listeners[i].tls != y->listeners[i].tls)
+		if (x->listeners[i].tls != y->listeners[i].tls ||
+		    x->listeners[i].http2 != y->listeners[i].http2 ||
+		    x->listeners[i].h2c != y->listeners[i].h2c ||
+		    x->listeners[i].alpn != y->listeners[i].alpn) /* interned: same list, same pointer */
 			return false;
 	if (a == NULL || b == NULL)
 		return a == b;
