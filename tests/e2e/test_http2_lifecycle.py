@@ -1,10 +1,12 @@
 """HTTP/2 connections across the proxy's life: graceful drain on SIGTERM
 (GOAWAY shutdown notice, then the last stream id; open streams finish), a
-SIGHUP that keeps HTTP/2 connections, a listener removed on SIGHUP draining
-its connections, and the idle timeout closing with GOAWAY."""
+SIGHUP that keeps HTTP/2 connections (also when "http2" changed: fixed at
+start, like "tls"), and the idle timeout closing with GOAWAY."""
 
 import os
 import time
+
+import pytest
 
 from configs import config, route
 from harness import Slow, need
@@ -33,14 +35,22 @@ def connect(port):
     return H2Client(port, tls=True, server_name=HOST, timeout=20)
 
 
-def test_sigterm_drain_goaway_and_open_streams_finish(lab, tmp_path):
+@pytest.mark.parametrize("attempt", range(4))
+def test_sigterm_drain_goaway_and_open_streams_finish(lab, tmp_path, attempt):
+    """10 streams waiting for a slow upstream when SIGTERM comes: GOAWAY with
+    the last possible id, then with the last stream id, and every stream
+    answered.  The client returns flow-control credit for what it reads, as
+    every real client does, so the proxy has unread bytes when it closes:
+    unless it lingers, the kernel answers with RST and the client loses the
+    last response (run 4 times: the loss is a race)."""
     up = lab.upstream("web")
-    up.handler = Slow(2.0)
+    up.handler = Slow(1.0)
     p = lab.proxy(h2_config(lab, up, tmp_path), name="drain")
     c = connect(p.ports["https"])
     with c:
-        sids = [c.start("GET", "/slow/%d" % i, HOST) for i in range(3)]
-        up.wait_for_count(3)
+        c.wait(lambda: c.settings_acked, what="SETTINGS ACK")
+        sids = [c.start("GET", "/slow/%d" % i, HOST) for i in range(10)]
+        up.wait_for_count(10)
         p.signal(15)
         c.wait(lambda: len(c.goaways) >= 2 or (c.goaway and c.goaway[1] != MAX_STREAM_ID),
                what="GOAWAY with the last stream id")
@@ -53,11 +63,12 @@ def test_sigterm_drain_goaway_and_open_streams_finish(lab, tmp_path):
         assert final[0] == NO_ERROR and final[1] == max(sids), (
             "final GOAWAY %s last=%d, expected NO_ERROR last=%d; frames %s" % (
                 error_name(final[0]), final[1], max(sids), c.frame_log()))
-        for sid in sids:
-            s = c.response(sid, timeout=20)
-            assert s.status == 200 and s.ended, "stream %d during the drain: %r; frames %s" % (
-                sid, s, c.frame_log())
         assert c.wait_closed(20), "the connection stays open after its streams finished"
+        lost = [sid for sid in sids if c.stream(sid).status != 200 or not c.stream(sid).ended]
+        assert not lost, (
+            "streams %s unanswered after the drain (the access log has %d answers with status "
+            "200); frames %s" % (lost, sum(1 for e in p.access_log() if e["status"] == 200),
+                                 c.frame_log(40)))
     rc = p.wait_exit(30)
     problems = lab.stop_proxy(p)
     assert rc == 0 and problems == [], problems
@@ -84,9 +95,10 @@ def test_sighup_unchanged_keeps_h2_connection(lab, tmp_path):
     assert reqs[1].header("X-Reloaded") == "1", "the new config does not serve the old connection"
 
 
-def test_sighup_http2_setting_changed_drains_connection(lab, tmp_path):
-    """Turning "http2" off on a listener: its HTTP/2 connections get GOAWAY and
-    new ones negotiate http/1.1."""
+def test_sighup_http2_setting_changed_waits_for_restart(lab, tmp_path):
+    """"http2" is fixed at start, like "tls" (docs/operations.md): a SIGHUP that
+    turns it off warns that it needs a restart, and keeps serving HTTP/2 on
+    the open connection and to new ones."""
     up = lab.upstream("web")
     cfg = h2_config(lab, up, tmp_path)
     p = lab.proxy(cfg, name="reload-h2")
@@ -97,12 +109,13 @@ def test_sighup_http2_setting_changed_drains_connection(lab, tmp_path):
         mark = len(p.stderr())
         p.write_config(cfg)
         p.signal(1)
+        p.wait_stderr(r"warn .*\"http2\".* changed: it takes effect at the next restart",
+                      start=mark)
         p.wait_stderr(r"info configuration reloaded from", start=mark)
+        s = c.request("GET", "/after", HOST)
+        assert s.status == 200 and c.goaway is None, c.frame_log()
         with H2Client(port, tls=True, server_name=HOST, alpn=("h2", "http/1.1")) as fresh:
-            assert fresh.alpn == "http/1.1", "after \"http2\": false and SIGHUP a new " \
-                "connection still negotiates %r" % fresh.alpn
-        c.wait(lambda: c.goaway, timeout=15, what="GOAWAY after the listener's HTTP/2 changed")
-        assert c.goaway[0] == NO_ERROR, c.frame_log()
+            assert fresh.alpn == "h2", fresh.alpn
 
 
 def test_idle_connection_closed_with_goaway(lab, tmp_path):
