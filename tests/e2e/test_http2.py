@@ -762,3 +762,91 @@ def test_expect_100_continue(env):
     req = env.web.wait_for_count(1)[0]
     assert req.body == b"hello"
     assert "expect" not in req.header_names() or req.header("Expect") == "100-continue"
+
+
+# ------------------------------------------------------------------ upload back-pressure
+
+class StuckUpstream:
+    """Accepts connections and never reads (small receive buffer): an upload
+    to it can only go as far as the proxy buffers it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "no-length"])
+def test_uploads_bounded_by_the_body_budget(lab, tmp_path, declared):
+    """Bodies are held by the proxy (as over HTTP/1.1) within
+    limits.body_memory_budget (12 MiB here, max_body_bytes 8 MiB), whatever
+    the upstream does: an 8 MiB upload to an upstream that reads nothing is
+    held; a second one on the same connection is refused (503, or the stream
+    reset) after at most about the budget's rest; memory stays bounded and
+    the connection's other streams still work."""
+    stuck = StuckUpstream()
+    web = lab.upstream("web")
+    try:
+        cfg = config({"stuck": stuck.address, "web": web},
+                     [{"name": "main", "hosts": [HOST], "default": True, "routes": [
+                         route("stuck", "stuck", path=["/stuck"]), route("web", "web")]}],
+                     listeners=[{"name": "https", "address": "127.0.0.1:0", "tls": True}],
+                     tls={"certs_dir": os.path.join(str(tmp_path), "certs"),
+                          "local_ca": {"names": [HOST]}, "default_name": HOST},
+                     limits={"max_body_bytes": "8MiB", "body_memory_budget": "12MiB"},
+                     timeouts={"client": 30, "upstream_response": 30})
+        p = lab.proxy(cfg, name="stuck")
+
+        def rss():
+            with open("/proc/%d/status" % p.pid) as f:
+                return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) * 1024
+        before = rss()
+        size = (8 << 20) - 64
+        with H2Client(p.ports["https"], tls=True, server_name=HOST, timeout=5) as c:
+            def upload(name):
+                sid = c.new_stream_id()
+                extra = [("content-length", str(size))] if declared else []
+                c.send_headers(sid, c.request_headers("POST", "/stuck/" + name, HOST, extra),
+                               end_stream=False)
+                try:
+                    c.send_data(sid, make_bytes(size), end_stream=True, timeout=5)
+                except AssertionError as exc:
+                    if "no flow-control credit" not in str(exc):
+                        raise
+                s = c.stream(sid)
+                return s, c.peer_initial_window - s.send_window + sum(
+                    int(f[3][1:]) for f in c.frames if f[0] == "WINDOWUPDATE" and f[2] == sid)
+            first, _ = upload("first")
+            assert not first.done, "the first upload (within the budget): %r" % first
+            second, taken = upload("second")
+            c.wait(lambda: second.done or second.status is not None, timeout=10,
+                   what="a refusal of the second upload")
+            assert second.status == 503 or second.reset is not None, (
+                "a second 8 MiB upload with 4 MiB of budget left: %r after %d KiB taken; "
+                "frames %s" % (second, taken >> 10, c.frame_log()))
+            assert taken <= (5 << 20), (
+                "the proxy gave credit for %d KiB of the second upload (4 MiB of budget left): "
+                "%r; frames %s" % (taken >> 10, second, c.frame_log(60)))
+            grown = rss() - before
+            assert grown < 32 << 20, "RSS grew by %d MiB" % (grown >> 20)
+            s3 = c.request("GET", "/beside-stuck", HOST, timeout=10)
+            assert s3.status == 200, "%r; frames %s" % (s3, c.frame_log())
+    finally:
+        stuck.close()
