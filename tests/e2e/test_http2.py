@@ -850,3 +850,18 @@ def test_uploads_bounded_by_the_body_budget(lab, tmp_path, declared):
             assert s3.status == 200, "%r; frames %s" % (s3, c.frame_log())
     finally:
         stuck.close()
+
+
+def test_rst_of_sse_stream_closes_the_upstream(env):
+    """RST_STREAM on an SSE stream (the connection stays): the proxy hangs up
+    on the upstream's stream, and the connection keeps serving."""
+    sse = SSE([b"data: 1\n\n", "until_closed"])
+    env.live.handler = sse
+    with connect(env) as c:
+        s = c.stream(c.start("GET", "/live/rst", HOST))
+        c.wait(lambda: b"data: 1" in s.data, what="the first event")
+        c.rst(s.id)
+        assert sse.peer_closed.wait(15), "the client reset the stream but the proxy kept the " \
+            "upstream stream open"
+        assert c.request("GET", "/after-rst", HOST).status == 200
+    wait_until(lambda: in_flight(env) == 0, what="requests_in_flight back to 0")
