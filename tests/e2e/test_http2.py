@@ -64,6 +64,7 @@ def env(module_lab):
         [{"name": "main", "hosts": [HOST, "localhost", "127.0.0.1"], "default": True, "routes": [
             route("limited", "web", path=["/limited"], max_body_bytes=LIMITED_BODY),
             route("live", "live", path=["/live"]),
+            route("nocookie", "web", path=["/nocookie"], drop_cookies=True),
             route("web", "web"),
         ]}, {"name": "other", "hosts": [OTHER], "routes": [route("other-web", "web")]}],
         listeners=[{"name": "https", "address": "127.0.0.1:0", "tls": True},
@@ -311,6 +312,14 @@ def test_cookie_crumbs_joined(env):
         assert s.status == 200, s
     req = env.web.wait_for_count(1)[0]
     assert req.header_all("Cookie") == ["a=1; b=2; c=3; d=4"], req.headers
+
+
+def test_cookie_crumbs_all_dropped_on_drop_cookies_route(env):
+    with connect(env) as c:
+        s = c.request("GET", "/nocookie/x", HOST, [("cookie", "a=1"), ("cookie", "b=2")])
+        assert s.status == 200, s
+    req = env.web.wait_for_count(1)[0]
+    assert not req.has_header("Cookie"), req.headers
 
 
 def test_request_trailers_dropped(env):
@@ -865,3 +874,32 @@ def test_rst_of_sse_stream_closes_the_upstream(env):
             "upstream stream open"
         assert c.request("GET", "/after-rst", HOST).status == 200
     wait_until(lambda: in_flight(env) == 0, what="requests_in_flight back to 0")
+
+
+@pytest.mark.parametrize("authority", [HOST, HOST.upper(), "%s:{port}" % HOST, "localhost",
+                                       "127.0.0.1:{port}", "127.0.0.1"])
+def test_authorities_on_the_certificate_accepted(env, authority):
+    authority = authority.format(port=env.https)
+    with connect(env) as c:
+        s = c.request("GET", "/authority-ok", authority)
+        assert s.status == 200, "%s: %r; frames %s" % (authority, s, c.frame_log())
+    assert env.web.wait_for_count(1)[0].header_all("Host") == [authority]
+
+
+def test_host_header_without_authority(env):
+    with connect(env) as c:
+        sid = c.new_stream_id()
+        c.send_headers(sid, [(":method", "GET"), (":scheme", "https"), (":path", "/host-only"),
+                             ("host", HOST)])
+        s = c.response(sid)
+        assert s.status == 200, "%r; frames %s" % (s, c.frame_log())
+    assert env.web.wait_for_count(1)[0].header_all("Host") == [HOST]
+
+
+def test_neither_authority_nor_host_refused(env):
+    with connect(env) as c:
+        sid = c.new_stream_id()
+        c.send_headers(sid, [(":method", "GET"), (":scheme", "https"), (":path", "/no-host")])
+        s = c.response(sid)
+        assert s.status == 400 or s.reset == PROTOCOL_ERROR, "%r; frames %s" % (s, c.frame_log())
+    nothing_upstream(env, "no :authority and no host")
