@@ -111,6 +111,25 @@ def posthog_env(upstreams, access_log="stdout", idp_metadata=None, session_key_f
     return env
 
 
+def posthog_example(workdir, h2c=True):
+    """Path of examples/posthog/portcullis.json as the tests run it: a copy in
+    <workdir> whose plain listener also takes HTTP/2 with prior knowledge
+    ("h2c": true), so that the `client` fixture's HTTP/2 requests reach the
+    same proxy as its HTTP/1.1 ones.  <h2c> False: the example itself."""
+    if not h2c:
+        return EXAMPLE_POSTHOG
+    import json
+    with open(EXAMPLE_POSTHOG) as f:
+        cfg = json.load(f)
+    for lst in cfg["listeners"]:
+        if lst.get("name") == "http":
+            lst["h2c"] = True
+    path = os.path.join(str(workdir), "posthog-h2c.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    return path
+
+
 def upstream_entry(spec):
     """An upstream object for the config: an Upstream, an address string, a
     list of those, or (one of those, {extra keys})."""

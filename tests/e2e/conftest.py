@@ -48,3 +48,16 @@ def alive(module_lab):
     still be running (a crash is blamed on the test that caused it)."""
     yield
     module_lab.assert_alive()
+
+
+@pytest.fixture(params=["http1", "http2"])
+def client(request):
+    """The same request over HTTP/1.1 or HTTP/2 (clients.py): a test that takes
+    `client` runs once per protocol against the same proxy.  HTTP/2 goes to the
+    plain listener with prior knowledge, so that listener needs "h2c": true."""
+    if request.param == "http2":
+        from harness import need
+        need("hyperframe", "python")
+        need("hpack", "python")
+    import clients
+    return clients.make(request.param)

@@ -53,16 +53,18 @@ def cookie_header(cookies):
 class Browser:
     """Cookies and requests against one proxy, by hand."""
 
-    def __init__(self, port, host=None):
+    def __init__(self, port, host=None, client=None):
         self.port = port
         self.host = host or "localhost:%d" % port
         self.cookies = {}
+        self.client = client      # clients.Http1/Http2, or None: harness.request
 
     def get(self, target, headers=(), method="GET", body=None):
         hs = list(headers)
         if self.cookies:
             hs.append(("Cookie", cookie_header(self.cookies)))
-        r = request(self.port, method, target, host=self.host, headers=hs, body=body)
+        send = self.client.request if self.client is not None else request
+        r = send(self.port, method, target, host=self.host, headers=hs, body=body)
         for name, (value, attrs) in set_cookies(r).items():
             if "Max-Age=0" in attrs or value == "":
                 self.cookies.pop(name, None)

@@ -3,13 +3,17 @@ routes (127.0.0.x source addresses), no path encoding reaching a restricted
 route from a refused address, X-Forwarded-For from trusted and untrusted
 peers, rate limits (429 + Retry-After, then recovery), GeoIP country rules
 and headers against an mmdb built here (and re-opened when it changes), and
-the refusal metrics."""
+the refusal metrics.
+
+The address rules, the path tricks and the rate limit run over HTTP/1.1 and
+HTTP/2 (the `client` fixture; h2c on the same listener)."""
 
 import os
 import subprocess
 import time
 
 
+from clients import Http1, refused
 from configs import config
 from harness import WAIT, need, request, wait_until
 
@@ -23,94 +27,99 @@ def site(routes, access=None):
     return s
 
 
-def get(port, path, source=None, headers=()):
-    return request(port, "GET", path, host=HOST, headers=headers, source=source)
+def get(port, path, source=None, headers=(), client=Http1()):
+    return client.request(port, "GET", path, host=HOST, headers=headers, source=source,
+                          allow_reset=True)
 
 
-def test_site_and_route_rules(lab):
+def test_site_and_route_rules(lab, client):
     web = lab.upstream("web")
     cfg = config({"web": web}, [site([
         {"name": "private", "match": {"path": ["/private"]}, "upstream": "web",
          "access": {"allow": ["127.0.0.1/32"]}},
         {"name": "open", "upstream": "web"},
     ], access={"deny": ["127.0.0.9/32"]})])
-    p = lab.proxy(cfg)
-    assert get(p.port, "/private/x").status == 200
-    r = get(p.port, "/private/x", source="127.0.0.2")
+    p = lab.proxy(client.listener(cfg))
+    assert get(p.port, "/private/x", client=client).status == 200
+    r = get(p.port, "/private/x", source="127.0.0.2", client=client)
     assert r.status == 403
     assert b"127.0.0" not in r.body and b"sites[" not in r.body  # names nothing secret
-    assert get(p.port, "/elsewhere", source="127.0.0.2").status == 200
-    assert get(p.port, "/elsewhere", source="127.0.0.9").status == 403  # the site's deny
+    assert get(p.port, "/elsewhere", source="127.0.0.2", client=client).status == 200
+    # the site's deny
+    assert get(p.port, "/elsewhere", source="127.0.0.9", client=client).status == 403
     err = p.stderr()
     assert ("access refused for 127.0.0.2: address "
             "(sites[0].routes[0].access.allow: no entry matched)") in err
     assert "access refused for 127.0.0.9: address (sites[0].access.deny[0] 127.0.0.9/32)" in err
 
 
-def test_no_path_encoding_reaches_a_restricted_route(lab):
+def test_no_path_encoding_reaches_a_restricted_route(lab, client):
     web = lab.upstream("web")
     cfg = config({"web": web}, [site([
         {"name": "admin", "match": {"path": ["/admin"]}, "upstream": "web",
          "access": {"allow": ["127.0.0.1/32"]}},
         {"name": "open", "upstream": "web"},
     ])])
-    p = lab.proxy(cfg)
+    p = lab.proxy(client.listener(cfg))
     tricks = ["/admin", "/ADMIN", "/Admin/", "/%61dmin", "/%41DMIN/x", "//admin", "/./admin",
               "/x/../admin", "/x/%2e%2e/admin", "/admin;x", "/admin%2f", "/%2fadmin",
               "/x/..%2fadmin", "/admin/.", "/admin?x=1", "/admin#frag", "/.%2e/admin",
               "/admin%00", "/%2e/admin", "/admin\\x"]
     for path in tricks:
-        r = get(p.port, path, source="127.0.0.2")
-        assert r.status in (400, 403, 404), (path, r.status)
+        r = get(p.port, path, source="127.0.0.2", client=client)
+        assert r.status in (400, 403, 404) or refused(r), (path, r)
     time.sleep(0.1)
     for rec in web.snapshot():
         assert not rec.path.lower().lstrip("/").startswith("admin"), rec.path
-    assert get(p.port, "/x/../admin", source="127.0.0.1").status == 200
+    assert get(p.port, "/x/../admin", source="127.0.0.1", client=client).status == 200
 
 
-def test_listener_rules(lab):
+def test_listener_rules(lab, client):
     web = lab.upstream("web")
     cfg = config({"web": web}, [site([{"upstream": "web"}])])
     cfg["listeners"][0]["allow"] = ["127.0.0.0/30"]
     cfg["listeners"][0]["deny"] = ["127.0.0.2/32"]
-    p = lab.proxy(cfg)
-    assert get(p.port, "/").status == 200
-    assert get(p.port, "/", source="127.0.0.3").status == 200
-    assert get(p.port, "/", source="127.0.0.2").status == 403
-    assert get(p.port, "/", source="127.0.0.5").status == 403
+    p = lab.proxy(client.listener(cfg))
+    assert get(p.port, "/", client=client).status == 200
+    assert get(p.port, "/", source="127.0.0.3", client=client).status == 200
+    assert get(p.port, "/", source="127.0.0.2", client=client).status == 403
+    assert get(p.port, "/", source="127.0.0.5", client=client).status == 403
 
 
-def test_forwarded_for_from_trusted_and_untrusted_peers(lab):
+def test_forwarded_for_from_trusted_and_untrusted_peers(lab, client):
     web = lab.upstream("web")
     cfg = config({"web": web}, [site([{"upstream": "web"}], access={"allow": ["10.1.1.0/24"]})],
                  trusted_proxies=["127.0.0.3/32"])
-    p = lab.proxy(cfg)
+    p = lab.proxy(client.listener(cfg))
     # trusted peer: the rightmost untrusted X-Forwarded-For address is the client
-    r = get(p.port, "/", source="127.0.0.3", headers=[("X-Forwarded-For", "198.51.100.1, 10.1.1.5")])
+    r = get(p.port, "/", source="127.0.0.3", headers=[("X-Forwarded-For", "198.51.100.1, 10.1.1.5")],
+            client=client)
     assert r.status == 200
     assert web.snapshot()[-1].header("X-Real-IP") == "10.1.1.5"
-    r = get(p.port, "/", source="127.0.0.3", headers=[("X-Forwarded-For", "10.1.1.5, 198.51.100.1")])
+    r = get(p.port, "/", source="127.0.0.3", headers=[("X-Forwarded-For", "10.1.1.5, 198.51.100.1")],
+            client=client)
     assert r.status == 403
     # untrusted peer: its X-Forwarded-For is ignored, the socket peer is the client
-    r = get(p.port, "/", source="127.0.0.4", headers=[("X-Forwarded-For", "10.1.1.5")])
+    r = get(p.port, "/", source="127.0.0.4", headers=[("X-Forwarded-For", "10.1.1.5")],
+            client=client)
     assert r.status == 403
     assert "access refused for 127.0.0.4" in p.stderr()
 
 
-def test_rate_limit_hit_and_recovered(lab):
+def test_rate_limit_hit_and_recovered(lab, client):
     web = lab.upstream("web")
     cfg = config({"web": web}, [site([
         {"name": "api", "upstream": "web", "access": {"rate": {"per_second": 1, "burst": 2}}}])])
-    p = lab.proxy(cfg)
-    assert get(p.port, "/a").status == 200
-    assert get(p.port, "/a").status == 200
-    r = get(p.port, "/a")
+    p = lab.proxy(client.listener(cfg))
+    assert get(p.port, "/a", client=client).status == 200
+    assert get(p.port, "/a", client=client).status == 200
+    r = get(p.port, "/a", client=client)
     assert r.status == 429
     retry = int(r.header("Retry-After"))
     assert 1 <= retry <= 2
-    assert get(p.port, "/a", source="127.0.0.2").status == 200  # per client
+    assert get(p.port, "/a", source="127.0.0.2", client=client).status == 200  # per client
     time.sleep(retry + 0.1)
-    assert get(p.port, "/a").status == 200
+    assert get(p.port, "/a", client=client).status == 200
     m = request(p.admin_port, "GET", "/metrics").body.decode()
     assert 'portcullis_rate_limited_requests_total{rule="sites[0].routes[0].access.rate"}' in m
 

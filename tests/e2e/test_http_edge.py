@@ -1,6 +1,10 @@
 """HTTP edge cases: path tricks, header spoofing, request smuggling, size
 limits, upstream failures, hop-by-hop headers, keep-alive, hosts, the respond
-and redirect actions, methods, header rewriting."""
+and redirect actions, methods, header rewriting.
+
+Cases that hold for any protocol take the `client` fixture and run over
+HTTP/1.1 and HTTP/2 (h2c on the same listener); the rest are about HTTP/1.1
+framing itself."""
 
 import re
 import socket
@@ -8,9 +12,10 @@ import uuid
 
 import pytest
 
+from clients import Http1, refused
 from configs import config, route
 from harness import (CloseWithoutAnswer, Echo, Fixed, HugeHeader, RawClient, Slow, build_request,
-                     closed_port, request, send_raw)
+                     closed_port, send_raw)
 
 MAIN = "main.test"
 OTHER = "other.test"
@@ -70,6 +75,7 @@ def env(module_lab):
         ],
         trusted_proxies=["127.0.0.2/32"],
     )
+    cfg["listeners"][0]["h2c"] = True      # the `client` fixture's HTTP/2
     e.proxy = module_lab.proxy(cfg, name="edge")
     return e
 
@@ -94,10 +100,11 @@ def seen_marker(env, marker):
             if marker in r.target or marker.encode() in r.body]
 
 
-def get(env, target, host=MAIN, method="GET", headers=(), body=None, source=None):
+def get(env, target, host=MAIN, method="GET", headers=(), body=None, source=None,
+        client=Http1()):
     rid = new_id()
-    resp = request(env.proxy.port, method, target, host=host, body=body, source=source,
-                   headers=[("X-Request-ID", rid)] + list(headers))
+    resp = client.request(env.proxy.port, method, target, host=host, body=body, source=source,
+                          headers=[("X-Request-ID", rid)] + list(headers))
     return resp, rid
 
 
@@ -142,6 +149,18 @@ def test_ambiguous_path_rejected(env, target):
     assert seen(env, rid) == [], "GET %r reached an upstream" % target
 
 
+@pytest.mark.parametrize("target", BAD_PATHS)
+def test_ambiguous_path_refused_over_http2(env, target):
+    """The same paths as :path over HTTP/2: refused (400, or the stream reset
+    by libnghttp2), never forwarded."""
+    from clients import Http2
+    rid = new_id()
+    resp = Http2().request(env.proxy.port, "GET", target, host=MAIN,
+                           headers=[("X-Request-ID", rid)], allow_reset=True)
+    assert refused(resp), "HTTP/2 :path %r: expected 400 or RST_STREAM, got %r" % (target, resp)
+    assert seen(env, rid) == [], ":path %r reached an upstream" % target
+
+
 NORMALIZED = [
     # (client target, upstream, target the upstream must receive)
     ("/e/./x", "cap", "/e/x"),
@@ -158,8 +177,8 @@ NORMALIZED = [
 
 
 @pytest.mark.parametrize("target,up_name,want", NORMALIZED)
-def test_path_normalized_before_routing(env, target, up_name, want):
-    resp, rid = get(env, target)
+def test_path_normalized_before_routing(env, target, up_name, want, client):
+    resp, rid = get(env, target, client=client)
     assert resp.status == 200, "GET %s: %r" % (target, resp)
     req = only(env, rid, "GET %s" % target)
     assert (req.upstream.name, req.target) == (up_name, want), \
@@ -167,9 +186,9 @@ def test_path_normalized_before_routing(env, target, up_name, want):
                                                req.target)
 
 
-def test_dot_dot_out_of_capture_never_reaches_capture(env):
+def test_dot_dot_out_of_capture_never_reaches_capture(env, client):
     for target in ("/capture/../api/x", "/capture/./../api/x", "/e/..//api/x"):
-        resp, rid = get(env, target)
+        resp, rid = get(env, target, client=client)
         assert resp.status == 200
         assert env.cap.snapshot() == [], "%s reached capture" % target
         assert only(env, rid, target).target == "/api/x"
@@ -182,8 +201,8 @@ SPOOF = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "7.7.7.7"),
          ("X-Forwarded-Proto", "https"), ("X-Forwarded-Port", "1")]
 
 
-def test_client_forwarding_headers_replaced(env):
-    resp, rid = get(env, "/api/x", headers=SPOOF)
+def test_client_forwarding_headers_replaced(env, client):
+    resp, rid = get(env, "/api/x", headers=SPOOF, client=client)
     assert resp.status == 200
     req = only(env, rid, "spoofed request")
     assert req.header_all("X-Forwarded-For") == ["127.0.0.1"]
@@ -193,12 +212,12 @@ def test_client_forwarding_headers_replaced(env):
     assert req.header_all("X-Forwarded-Port") == [str(env.proxy.port)]
 
 
-def test_underscore_header_names_dropped(env):
+def test_underscore_header_names_dropped(env, client):
     # CGI/WSGI/Rack/PHP read X_Forwarded_For as X-Forwarded-For: a client must
     # not get its own copy past us under that spelling (nginx drops them too).
     resp, rid = get(env, "/api/x", headers=[("X_Forwarded_For", "6.6.6.6"),
                                             ("X_Real_IP", "6.6.6.6"), ("x_auth_email", "a@b"),
-                                            ("X-Plain-Dash", "kept")])
+                                            ("X-Plain-Dash", "kept")], client=client)
     assert resp.status == 200
     req = only(env, rid, "underscore request")
     assert not any("_" in name for name in req.header_names()), req.header_names()
@@ -206,36 +225,36 @@ def test_underscore_header_names_dropped(env):
     assert req.header("X-Plain-Dash") == "kept"
 
 
-def test_trusted_proxy_forwarded_for_kept_and_appended(env):
+def test_trusted_proxy_forwarded_for_kept_and_appended(env, client):
     resp, rid = get(env, "/api/x", source="127.0.0.2",
-                    headers=[("X-Forwarded-For", "203.0.113.7")])
+                    headers=[("X-Forwarded-For", "203.0.113.7")], client=client)
     assert resp.status == 200
     req = only(env, rid, "request from trusted 127.0.0.2")
     assert req.header_all("X-Forwarded-For") == ["203.0.113.7, 127.0.0.2"]
     assert req.header_all("X-Real-IP") == ["203.0.113.7"]
 
 
-def test_trusted_proxy_several_forwarded_for_headers_joined(env):
+def test_trusted_proxy_several_forwarded_for_headers_joined(env, client):
     resp, rid = get(env, "/api/x", source="127.0.0.2",
                     headers=[("X-Forwarded-For", "203.0.113.7, 198.51.100.1"),
-                             ("X-Forwarded-For", "198.51.100.2")])
+                             ("X-Forwarded-For", "198.51.100.2")], client=client)
     assert resp.status == 200
     req = only(env, rid, "request from trusted 127.0.0.2")
     assert req.header_all("X-Forwarded-For") == ["203.0.113.7, 198.51.100.1, 198.51.100.2, "
                                                  "127.0.0.2"]
 
 
-def test_trusted_proxy_without_forwarded_for(env):
-    resp, rid = get(env, "/api/x", source="127.0.0.2")
+def test_trusted_proxy_without_forwarded_for(env, client):
+    resp, rid = get(env, "/api/x", source="127.0.0.2", client=client)
     assert resp.status == 200
     req = only(env, rid, "request from trusted 127.0.0.2")
     assert req.header_all("X-Forwarded-For") == ["127.0.0.2"]
     assert req.header_all("X-Real-IP") == ["127.0.0.2"]
 
 
-def test_untrusted_peer_on_other_loopback_address_replaced(env):
+def test_untrusted_peer_on_other_loopback_address_replaced(env, client):
     resp, rid = get(env, "/api/x", source="127.0.0.3",
-                    headers=[("X-Forwarded-For", "203.0.113.7")])
+                    headers=[("X-Forwarded-For", "203.0.113.7")], client=client)
     assert resp.status == 200
     req = only(env, rid, "request from untrusted 127.0.0.3")
     assert req.header_all("X-Forwarded-For") == ["127.0.0.3"]
@@ -296,32 +315,32 @@ def test_chunked_request_forwarded_with_content_length(env, chunks):
 
 # ------------------------------------------------------------ size limits
 
-def test_request_headers_over_limit_431(env):
+def test_request_headers_over_limit_431(env, client):
     pads = [("X-Pad-%d" % i, "p" * 10240) for i in range(7)]
-    resp, rid = get(env, "/api/x", headers=pads)
+    resp, rid = get(env, "/api/x", headers=pads, client=client)
     assert resp.status == 431, "70 KiB of request headers: expected 431, got %r" % resp
     assert seen(env, rid) == []
 
 
-def test_60k_of_cookies_pass(env):
+def test_60k_of_cookies_pass(env, client):
     cookie = "; ".join("ph_cookie_%04d=%s" % (i, "v" * 40) for i in range(1200))[:61440]
     assert len(cookie) == 61440
-    resp, rid = get(env, "/api/x", headers=[("Cookie", cookie)])
+    resp, rid = get(env, "/api/x", headers=[("Cookie", cookie)], client=client)
     assert resp.status == 200, "60 KiB Cookie: %r" % resp
     req = only(env, rid, "60 KiB Cookie")
     assert req.header_all("Cookie") == [cookie]
 
 
-def test_upstream_response_header_over_limit_502(env):
+def test_upstream_response_header_over_limit_502(env, client):
     env.web.handler = HugeHeader(70 * 1024)
-    resp, rid = get(env, "/api/huge")
+    resp, rid = get(env, "/api/huge", client=client)
     assert resp.status == 502, "70 KiB response header: expected 502, got %r" % resp
     assert len(seen(env, rid)) == 1
 
 
-def test_large_upstream_response_header_within_limit_passes(env):
+def test_large_upstream_response_header_within_limit_passes(env, client):
     env.web.handler = HugeHeader(48 * 1024)
-    resp, _ = get(env, "/api/huge")
+    resp, _ = get(env, "/api/huge", client=client)
     assert resp.status == 200
     assert resp.header("X-Huge") == "h" * (48 * 1024)
     assert resp.body == b"ok"
@@ -329,9 +348,9 @@ def test_large_upstream_response_header_within_limit_passes(env):
 
 # -------------------------------------------------------- upstream failure
 
-def test_upstream_refused_502(env):
+def test_upstream_refused_502(env, client):
     for method, body in (("GET", None), ("POST", b"{}")):
-        resp, rid = get(env, "/refused/x", method=method, body=body)
+        resp, rid = get(env, "/refused/x", method=method, body=body, client=client)
         assert resp.status == 502, "%s to a closed port: expected 502, got %r" % (method, resp)
         assert resp.body.startswith(b"502 Bad Gateway"), resp
         assert (resp.header("Content-Type") or "").startswith("text/plain")
@@ -339,22 +358,22 @@ def test_upstream_refused_502(env):
 
 
 @pytest.mark.parametrize("method,body", [("GET", None), ("POST", b'{"a":1}')])
-def test_upstream_closes_without_answer_502(env, method, body):
+def test_upstream_closes_without_answer_502(env, method, body, client):
     env.web.handler = CloseWithoutAnswer()
-    resp, rid = get(env, "/api/close", method=method, body=body)
+    resp, rid = get(env, "/api/close", method=method, body=body, client=client)
     assert resp.status == 502, "%s, upstream closed without answering: got %r" % (method, resp)
     assert resp.body.startswith(b"502 Bad Gateway"), resp
     assert len(seen(env, rid)) >= 1
 
 
-def test_upstream_timeout_504(env):
+def test_upstream_timeout_504(env, client):
     env.web.handler = Slow(2.5)
-    resp, rid = get(env, "/slow/x")
+    resp, rid = get(env, "/slow/x", client=client)
     assert resp.status == 504, "upstream slower than response_timeout 1 s: got %r" % resp
     assert resp.body.startswith(b"504 Gateway Timeout"), resp
     assert (resp.header("Content-Type") or "").startswith("text/plain")
     env.web.handler = Echo()
-    resp, rid = get(env, "/slow/y")
+    resp, rid = get(env, "/slow/y", client=client)
     assert resp.status == 200
     assert only(env, rid, "after a 504").target == "/slow/y"
 
@@ -429,8 +448,8 @@ def test_fifty_requests_on_one_connection(env):
 # ------------------------------------------------------------------ hosts
 
 @pytest.mark.parametrize("host", ["unknown.test", "127.0.0.1", "main.test.example"])
-def test_unknown_host_goes_to_default_site(env, host):
-    resp, rid = get(env, "/api/x", host=host)
+def test_unknown_host_goes_to_default_site(env, host, client):
+    resp, rid = get(env, "/api/x", host=host, client=client)
     assert resp.status == 200
     req = only(env, rid, "Host %s" % host)
     assert req.upstream.name == "web"
@@ -438,8 +457,8 @@ def test_unknown_host_goes_to_default_site(env, host):
 
 
 @pytest.mark.parametrize("host", ["other.test", "OTHER.test", "other.test.", "other.test:8080"])
-def test_named_host_chooses_site(env, host):
-    resp, rid = get(env, "/api/x", host=host)
+def test_named_host_chooses_site(env, host, client):
+    resp, rid = get(env, "/api/x", host=host, client=client)
     assert resp.status == 200
     assert resp.body == b"other site\n"
     assert seen(env, rid) == []
@@ -447,28 +466,28 @@ def test_named_host_chooses_site(env, host):
 
 # ---------------------------------------------------- respond and redirect
 
-def test_respond_action(env):
-    resp, rid = get(env, "/hello")
+def test_respond_action(env, client):
+    resp, rid = get(env, "/hello", client=client)
     assert resp.status == 200
     assert resp.body == b"hi\n"
     assert resp.header("Content-Type") == "text/plain; charset=utf-8"
     assert resp.header_all("X-Request-ID") == [rid]
     assert seen(env, rid) == []
-    resp, rid = get(env, "/teapot")
+    resp, rid = get(env, "/teapot", client=client)
     assert resp.status == 418
     assert resp.body == b"short and stout\n"
     assert resp.header("Content-Type") == "text/plain; charset=utf-8"
 
 
-def test_redirect_action_keep_path(env):
-    resp, rid = get(env, "/old/x/y?q=1&r=%2F")
+def test_redirect_action_keep_path(env, client):
+    resp, rid = get(env, "/old/x/y?q=1&r=%2F", client=client)
     assert resp.status == 301
     assert resp.header_all("Location") == ["https://new.test/base/old/x/y?q=1&r=%2F"]
     assert seen(env, rid) == []
 
 
-def test_redirect_action(env):
-    resp, _ = get(env, "/moved?ignored=1")
+def test_redirect_action(env, client):
+    resp, _ = get(env, "/moved?ignored=1", client=client)
     assert resp.status == 302
     assert resp.header_all("Location") == ["/hello"]
 
@@ -499,8 +518,8 @@ def test_trace_connect_405(env, raw):
                for r in up.snapshot())
 
 
-def test_put_forwarded(env):
-    resp, rid = get(env, "/api/thing/1", method="PUT", body=b'{"name":"x"}')
+def test_put_forwarded(env, client):
+    resp, rid = get(env, "/api/thing/1", method="PUT", body=b'{"name":"x"}', client=client)
     assert resp.status == 200
     req = only(env, rid, "PUT")
     assert req.method == "PUT" and req.body == b'{"name":"x"}'
@@ -509,13 +528,14 @@ def test_put_forwarded(env):
 
 # ------------------------------------------------------- header rewriting
 
-def test_request_and_response_header_rules(env):
+def test_request_and_response_header_rules(env, client):
     env.web.handler = Echo(headers=[("X-Resp-Set", "upstream"), ("X-Resp-Set", "upstream2"),
                                     ("X-Resp-Add", "upstream"), ("X-Resp-Remove", "upstream"),
                                     ("X-Resp-Other", "upstream")])
     resp, rid = get(env, "/hdrs/x", headers=[("X-Set", "client"), ("X-Set", "client2"),
                                              ("X-Add", "client"), ("X-Remove", "client"),
-                                             ("x-remove", "client2"), ("X-Other", "client")])
+                                             ("x-remove", "client2"), ("X-Other", "client")],
+                    client=client)
     assert resp.status == 200
     req = only(env, rid, "/hdrs")
     assert req.header_all("X-Set") == ["proxy-set"]

@@ -5,7 +5,10 @@ The example protects the UI, its /api and livestream with SAML: requests to
 those routes carry a session cookie sealed with the proxy's session key (the
 login itself is tested in test_posthog_saml.py), and the upstream must see
 the signed-in user's X-Auth-Email; everywhere else a client's X-Auth-Email
-is removed."""
+is removed.
+
+The key cases run over HTTP/1.1 and HTTP/2 (the `client` fixture, h2c on the
+same listener), with the same expectations."""
 
 import gzip
 import json
@@ -15,8 +18,9 @@ import uuid
 
 import pytest
 
-from configs import (APP_DOMAIN, EXAMPLE_POSTHOG, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV,
-                     posthog_env, posthog_session_cookie, write_session_key)
+from clients import Http1
+from configs import (APP_DOMAIN, POSTHOG_DOMAIN, POSTHOG_UPSTREAM_ENV, posthog_env,
+                     posthog_example, posthog_session_cookie, write_session_key)
 from harness import make_bytes, request
 
 UPSTREAM_NAMES = list(POSTHOG_UPSTREAM_ENV)
@@ -35,7 +39,8 @@ def env(module_lab):
     e.ups = {name: module_lab.upstream(name) for name in UPSTREAM_NAMES}
     key_file = os.path.join(module_lab.workdir, "posthog-session.key")
     e.key = write_session_key(key_file)
-    e.proxy = module_lab.proxy(EXAMPLE_POSTHOG, env=posthog_env(e.ups, session_key_file=key_file),
+    e.proxy = module_lab.proxy(posthog_example(module_lab.workdir),
+                               env=posthog_env(e.ups, session_key_file=key_file),
                                name="posthog")
     e.cookie = posthog_session_cookie(e.key, email=SIGNED_IN)
     return e
@@ -52,11 +57,12 @@ def new_id():
     return "e2e-" + uuid.uuid4().hex
 
 
-def send(env, method, target, host=POSTHOG_DOMAIN, headers=(), body=None, rid=None):
+def send(env, method, target, host=POSTHOG_DOMAIN, headers=(), body=None, rid=None,
+         client=Http1()):
     """Send one request with a fresh X-Request-ID; returns (response, rid)."""
     rid = rid or new_id()
-    resp = request(env.proxy.port, method, target, host=host,
-                   headers=[("X-Request-ID", rid)] + list(headers), body=body)
+    resp = client.request(env.proxy.port, method, target, host=host,
+                          headers=[("X-Request-ID", rid)] + list(headers), body=body)
     return resp, rid
 
 
@@ -143,9 +149,10 @@ def check_forwarded(env, resp, rid, method, body, up_name, want_target, what, *,
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("path,up_name,want_target", ROUTES)
-def test_posthog_route(env, path, up_name, want_target, method):
+def test_posthog_route(env, path, up_name, want_target, method, client):
     body = body_for(method, path)
-    resp, rid = send(env, method, path, body=body, headers=identity_headers(env, path))
+    resp, rid = send(env, method, path, body=body, headers=identity_headers(env, path),
+                     client=client)
     req = check_forwarded(env, resp, rid, method, body, up_name, want_target,
                           "%s %s on %s" % (method, path, POSTHOG_DOMAIN),
                           host=POSTHOG_DOMAIN, client_host=POSTHOG_DOMAIN)
@@ -168,24 +175,25 @@ def check_identity(req, path):
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("path", sorted(PROTECTED))
-def test_protected_route_without_session(env, path, method):
+def test_protected_route_without_session(env, path, method, client):
     """The same requests without the session never reach an upstream."""
     resp, rid = send(env, method, path, body=body_for(method, path),
-                     headers=[("X-Auth-Email", SIGNED_IN)])
+                     headers=[("X-Auth-Email", SIGNED_IN)], client=client)
     assert resp.status in (302, 401), "%s %s without a session: %r" % (method, path, resp)
     assert landed(env, rid) == []
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("path,up_name,want_target", ROUTES)
-def test_ingest_twin(env, path, up_name, want_target, method):
+def test_ingest_twin(env, path, up_name, want_target, method, client):
     """/ingest<path> on the app domain: same upstream, same path, Host is the
     PostHog domain, the app's cookies are not forwarded."""
     body = body_for(method, path)
     target = "/ingest" + path
     resp, rid = send(env, method, target, host=APP_DOMAIN, body=body,
                      headers=identity_headers(env, path, ["session=app-secret",
-                                                          "ph_phc_x_posthog=abc"]))
+                                                          "ph_phc_x_posthog=abc"]),
+                     client=client)
     req = check_forwarded(env, resp, rid, method, body, up_name, want_target,
                           "%s %s on %s" % (method, target, APP_DOMAIN),
                           host=POSTHOG_DOMAIN, client_host=APP_DOMAIN)
@@ -196,9 +204,10 @@ def test_ingest_twin(env, path, up_name, want_target, method):
 
 @pytest.mark.parametrize("path", ["/", "/dashboard?x=1", "/e/", "/ingestion", "/api/projects/",
                                   "/static/x.js"])
-def test_app_domain_other_paths_go_to_app(env, path):
+def test_app_domain_other_paths_go_to_app(env, path, client):
     cookie = "session=app-secret; ph_phc_x_posthog=abc"
-    resp, rid = send(env, "GET", path, host=APP_DOMAIN, headers=[("Cookie", cookie)])
+    resp, rid = send(env, "GET", path, host=APP_DOMAIN, headers=[("Cookie", cookie)],
+                     client=client)
     assert resp.status == 200
     name, req = landed_once(env, rid, "GET %s on %s" % (path, APP_DOMAIN))
     assert name == "app"
@@ -207,14 +216,14 @@ def test_app_domain_other_paths_go_to_app(env, path):
     assert req.header_all("Cookie") == [cookie]
 
 
-def test_gzip_body_forwarded_byte_for_byte(env):
+def test_gzip_body_forwarded_byte_for_byte(env, client):
     events = [{"event": "$pageview", "properties": {"distinct_id": "u%d" % i, "$current_url":
                                                     "https://app.test/p/%d" % i}}
               for i in range(50)]
     body = gzip.compress(json.dumps(events).encode(), mtime=0)
     target = "/e/?compression=gzip-js&ver=1.155.0&_=1700000000000"
     resp, rid = send(env, "POST", target, body=body,
-                     headers=[("Content-Type", "text/plain")])
+                     headers=[("Content-Type", "text/plain")], client=client)
     assert resp.status == 200
     name, req = landed_once(env, rid, "gzip POST")
     assert name == "capture"
@@ -230,10 +239,10 @@ def test_gzip_body_forwarded_byte_for_byte(env):
      "/s/?compression=gzip-js&ver=1"),
     (POSTHOG_DOMAIN, "/batch/", "capture", "/batch/"),
 ])
-def test_binary_body_every_byte_value(env, host, target, up_name, want_target):
+def test_binary_body_every_byte_value(env, host, target, up_name, want_target, client):
     body = bytes(range(256)) * 257 + b"\r\n\r\n0\r\n\r\n" + bytes(reversed(range(256)))
     resp, rid = send(env, "POST", target, host=host, body=body,
-                     headers=[("Content-Type", "application/octet-stream")])
+                     headers=[("Content-Type", "application/octet-stream")], client=client)
     assert resp.status == 200
     name, req = landed_once(env, rid, "binary POST %s" % target)
     assert (name, req.target) == (up_name, want_target)
@@ -265,10 +274,10 @@ def test_request_id_replaced_when_not_sane(env, bad):
     assert resp.header_all("X-Request-ID") == [rid]
 
 
-def test_request_id_longest_sane_kept(env):
+def test_request_id_longest_sane_kept(env, client):
     rid = "A.b-c_" + "9" * 122
     assert len(rid) == 128
-    resp, _ = send(env, "GET", "/decide/", rid=rid)
+    resp, _ = send(env, "GET", "/decide/", rid=rid, client=client)
     assert resp.status == 200
     assert landed_once(env, rid, "128-char id")[0] == "web"
     assert resp.header_all("X-Request-ID") == [rid]
@@ -282,29 +291,30 @@ def assert_413_unseen(env, resp, rid, what):
     assert resp.header_all("X-Request-ID") == [rid]
 
 
-def test_3mib_event_rejected(env):
-    resp, rid = send(env, "POST", "/e/", body=make_bytes(3 * MIB))
+def test_3mib_event_rejected(env, client):
+    resp, rid = send(env, "POST", "/e/", body=make_bytes(3 * MIB), client=client)
     assert_413_unseen(env, resp, rid, "3 MiB POST /e/")
 
 
-def test_3mib_event_rejected_via_ingest(env):
-    resp, rid = send(env, "POST", "/ingest/e/", host=APP_DOMAIN, body=make_bytes(3 * MIB))
+def test_3mib_event_rejected_via_ingest(env, client):
+    resp, rid = send(env, "POST", "/ingest/e/", host=APP_DOMAIN, body=make_bytes(3 * MIB),
+                     client=client)
     assert_413_unseen(env, resp, rid, "3 MiB POST /ingest/e/ on app.test")
 
 
-def test_event_limit_boundary(env):
+def test_event_limit_boundary(env, client):
     body = make_bytes(2 * MIB, seed=b"boundary")
-    resp, rid = send(env, "POST", "/i/v0/e/", body=body)
+    resp, rid = send(env, "POST", "/i/v0/e/", body=body, client=client)
     assert resp.status == 200, "exactly 2 MiB (the limit) must pass: %r" % resp
     name, req = landed_once(env, rid, "2 MiB POST /i/v0/e/")
     assert name == "capture" and req.body == body
-    resp, rid = send(env, "POST", "/i/v0/e/", body=body + b"x")
+    resp, rid = send(env, "POST", "/i/v0/e/", body=body + b"x", client=client)
     assert_413_unseen(env, resp, rid, "2 MiB + 1 POST /i/v0/e/")
 
 
-def test_3mib_batch_passes(env):
+def test_3mib_batch_passes(env, client):
     body = make_bytes(3 * MIB, seed=b"batch")
-    resp, rid = send(env, "POST", "/batch/", body=body)
+    resp, rid = send(env, "POST", "/batch/", body=body, client=client)
     assert resp.status == 200, resp
     name, req = landed_once(env, rid, "3 MiB POST /batch/")
     assert name == "capture"
@@ -312,12 +322,13 @@ def test_3mib_batch_passes(env):
     assert resp.json()["body_len"] == len(body)
 
 
-def test_21mib_batch_rejected(env):
-    resp, rid = send(env, "POST", "/batch/", body=make_bytes(21 * MIB, seed=b"big"))
+def test_21mib_batch_rejected(env, client):
+    resp, rid = send(env, "POST", "/batch/", body=make_bytes(21 * MIB, seed=b"big"),
+                     client=client)
     assert_413_unseen(env, resp, rid, "21 MiB POST /batch/")
 
 
-def test_proxy_serves_after_limits(env):
-    resp, rid = send(env, "POST", "/e/", body=b"{}")
+def test_proxy_serves_after_limits(env, client):
+    resp, rid = send(env, "POST", "/e/", body=b"{}", client=client)
     assert resp.status == 200
     assert landed_once(env, rid, "POST /e/ after the limit tests")[0] == "capture"

@@ -7,7 +7,10 @@ The browser opens a protected page, is sent to the IdP with our signed
 AuthnRequest, fills in the form, follows the IdP's auto-submitted POST to the
 ACS (a cross-site POST: the request-tracking cookie must be SameSite=None),
 and must end on the page it asked for, served by the upstream with the
-identity headers from the session.  The local CA is trusted through a
+identity headers from the session.  The proxy's TLS listener offers HTTP/2
+(the default): the pages the proxy serves must have come over h2 (the
+navigation's nextHopProtocol, and "HTTP/2.0" in the access log), the IdP's
+over http/1.1.  The local CA is trusted through a
 temporary NSS database (HOME/.pki/nssdb), never the system store, and no
 certificate error is ignored: a page that loads proves the chain verified.
 
@@ -265,6 +268,17 @@ def test_browser_login_logout(browser, idp, sp, alive):
     assert got.header("X-Forwarded-Proto") == "https"
     assert "portcullis" not in (got.header("Cookie") or ""), got.headers
 
+    # 3b. Over HTTP/2: the page the proxy served, as Chromium negotiated it,
+    # and the access log (the 302, the ACS POST and the page).
+    assert signed_in["protocol"] == "h2", "the signed-in page came over %r: %s" % (
+        signed_in["protocol"], dump)
+    assert landing["protocol"] == "http/1.1", dump      # the IdP speaks HTTP/1.1
+    log = [e for e in sp["proxy"].access_log() if e.get("path") in (
+        TARGET.split("?")[0], ACS_PATH)]
+    assert {(e["method"], e["path"]) for e in log} >= {("GET", TARGET.split("?")[0]),
+                                                      ("POST", ACS_PATH)}, log
+    assert {e.get("protocol") for e in log} == {"HTTP/2.0"}, log
+
     # 4. The cookie jar: the session cookie with its flags, no tracking cookie.
     jar = {c["name"]: c for c in out["cookies"]}
     assert set(jar) == {SESSION_COOKIE}, dump
@@ -277,6 +291,7 @@ def test_browser_login_logout(browser, idp, sp, alive):
     # 5. Logout clears the session; the page sends the browser to the IdP again.
     logout = step(out, "logout")
     assert logout["status"] == 200 and "signed out" in logout["text"], dump
+    assert logout["protocol"] == "h2", dump
     assert SESSION_COOKIE not in {c["name"] for c in out["cookies_after_logout"]}, dump
     revisit = step(out, "revisit")
     assert revisit["url"].startswith(idp["base"] + "/sso/redirect?SAMLRequest="), dump

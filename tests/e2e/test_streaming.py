@@ -1,5 +1,8 @@
 """Streaming responses: Server-Sent Events through /livestream, idle streams
-past the client timeout, large bodies, clients that hang up mid-stream."""
+past the client timeout, large bodies, clients that hang up mid-stream.
+
+Every case runs over HTTP/1.1 and HTTP/2 (the `client` fixture; h2c on the
+same listener): over HTTP/2 a stream, not the connection, carries the events."""
 
 import re
 import threading
@@ -7,7 +10,7 @@ import threading
 import pytest
 
 from configs import config, route
-from harness import SSE, BigBody, RawClient, build_request, make_bytes, request, wait_until
+from harness import SSE, BigBody, make_bytes, request, wait_until
 
 HOST = "posthog.test"
 
@@ -30,6 +33,7 @@ def env(module_lab):
         ]}],
         timeouts={"client": 1},
     )
+    cfg["listeners"][0]["h2c"] = True      # the `client` fixture's HTTP/2
     e.proxy = module_lab.proxy(cfg, name="streaming")
     return e
 
@@ -41,66 +45,23 @@ def fresh(env, alive):
     yield
 
 
-class StreamReader:
-    """Reads a streamed response body piece by piece, whatever its framing."""
-
-    def __init__(self, client, resp):
-        self.client = client
-        self.resp = resp
-        self.data = b""
-        self.ended = False
-        te = (resp.header("Transfer-Encoding") or "").lower()
-        self.chunked = te == "chunked"
-        assert self.chunked or resp.header("Content-Length") is None, \
-            "a stream must not have a Content-Length: %r" % resp.headers
-
-    def more(self):
-        if self.chunked:
-            piece = self.client.read_chunk(self.resp)
-            if piece is None:
-                self.ended = True
-                return False
-            self.data += piece
-            return True
-        if self.client.buf:
-            self.data += self.client.buf
-            self.client.buf = b""
-            return True
-        piece = self.client.sock.recv(65536)
-        if not piece:
-            self.ended = True
-            return False
-        self.data += piece
-        return True
-
-    def until(self, needle):
-        while needle not in self.data:
-            if not self.more():
-                raise AssertionError("stream ended before %r; got %r" % (needle, self.data))
-
-    def to_end(self):
-        while self.more():
-            pass
+def open_stream(env, client, target="/livestream/events"):
+    """A streamed response (clients.Http1Stream / Http2Stream): until(),
+    to_end(), data, close()."""
+    st = client.stream(env.proxy.port, "GET", target, host=HOST,
+                       headers=[("Accept", "text/event-stream"),
+                                ("Authorization", "Bearer jwt.jwt.jwt")])
+    assert st.status == 200, (st.status, st.data)
+    assert (st.header("Content-Type") or "").startswith("text/event-stream")
+    assert st.header("Content-Length") is None, "a stream must not have a Content-Length"
+    return st
 
 
-def open_stream(env, target="/livestream/events"):
-    c = RawClient(env.proxy.port, timeout=15)
-    c.send(build_request("GET", target, host=HOST,
-                         headers=[("Accept", "text/event-stream"),
-                                  ("Authorization", "Bearer jwt.jwt.jwt")]))
-    resp = c.read_head()
-    assert resp.status == 200, resp
-    assert (resp.header("Content-Type") or "").startswith("text/event-stream")
-    return c, resp
-
-
-def test_sse_event_arrives_while_upstream_holds_stream(env):
+def test_sse_event_arrives_while_upstream_holds_stream(env, client):
     release = threading.Event()
     sse = SSE([b"event: x\ndata: 1\n\n", release, b"event: x\ndata: 2\n\n"])
     env.live.handler = sse
-    c, resp = open_stream(env)
-    with c:
-        reader = StreamReader(c, resp)
+    with open_stream(env, client) as reader:
         reader.until(b"data: 1\n\n")
         # The upstream is still waiting for us: it has sent event 1 only.
         assert sse.sent == [b"event: x\ndata: 1\n\n"]
@@ -114,12 +75,10 @@ def test_sse_event_arrives_while_upstream_holds_stream(env):
     assert req.header_all("Authorization") == ["Bearer jwt.jwt.jwt"]
 
 
-def test_idle_stream_longer_than_client_timeout_not_cut(env):
+def test_idle_stream_longer_than_client_timeout_not_cut(env, client):
     sse = SSE([b"data: first\n\n", 3.0, b"data: second\n\n"])
     env.live.handler = sse
-    c, resp = open_stream(env)
-    with c:
-        reader = StreamReader(c, resp)
+    with open_stream(env, client) as reader:
         reader.until(b"data: first\n\n")
         reader.to_end()
         assert reader.data == b"data: first\n\ndata: second\n\n", \
@@ -128,9 +87,9 @@ def test_idle_stream_longer_than_client_timeout_not_cut(env):
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_one_mib_response_intact(env, chunked):
+def test_one_mib_response_intact(env, chunked, client):
     env.web.handler = BigBody(1 << 20, chunked=chunked, seed=b"mib")
-    resp = request(env.proxy.port, "GET", "/big", host=HOST)
+    resp = client.request(env.proxy.port, "GET", "/big", host=HOST)
     assert resp.status == 200
     assert len(resp.body) == 1 << 20
     assert resp.body == make_bytes(1 << 20, seed=b"mib")
@@ -145,34 +104,30 @@ def in_flight(env):
     return float(m.group(1))
 
 
-def test_client_disconnect_mid_stream_closes_upstream(env):
+def test_client_disconnect_mid_stream_closes_upstream(env, client):
     sse = SSE([b"data: 1\n\n", "until_closed"])
     env.live.handler = sse
-    c, resp = open_stream(env)
-    reader = StreamReader(c, resp)
+    reader = open_stream(env, client)
     reader.until(b"data: 1\n\n")
-    c.close()
+    reader.close()
     assert sse.peer_closed.wait(15), \
         "the client hung up but the proxy kept the upstream stream open"
     wait_until(lambda: in_flight(env) == 0, what="requests_in_flight back to 0")
     # The proxy keeps serving.
     for i in range(3):
-        resp = request(env.proxy.port, "GET", "/api/after-%d" % i, host=HOST)
+        resp = client.request(env.proxy.port, "GET", "/api/after-%d" % i, host=HOST)
         assert resp.status == 200 and resp.json()["target"] == "/api/after-%d" % i
     env.live.handler = SSE([b"data: again\n\n"])
-    c3, resp3 = open_stream(env)
-    with c3:
-        reader = StreamReader(c3, resp3)
+    with open_stream(env, client) as reader:
         reader.to_end()
         assert reader.data == b"data: again\n\n"
 
 
-def test_many_streams_in_parallel(env):
+def test_many_streams_in_parallel(env, client):
     release = threading.Event()
     env.live.handler = SSE([b"data: 1\n\n", release, b"data: 2\n\n"])
-    streams = [open_stream(env) for _ in range(20)]
+    readers = [open_stream(env, client) for _ in range(20)]
     try:
-        readers = [StreamReader(c, r) for (c, r) in streams]
         for r in readers:
             r.until(b"data: 1\n\n")
         release.set()
@@ -180,5 +135,5 @@ def test_many_streams_in_parallel(env):
             r.to_end()
             assert r.data == b"data: 1\n\ndata: 2\n\n"
     finally:
-        for c, _ in streams:
-            c.close()
+        for r in readers:
+            r.close()

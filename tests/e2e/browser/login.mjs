@@ -20,7 +20,8 @@
 //
 // Prints one JSON object on stdout; for "runs", {"chromium", "runs": [...]}
 // with one object per login: what the browser saw at each step (URL,
-// status, page text, ms since start), every document response with its
+// status, page text, ms since start, the protocol the page came over:
+// nextHopProtocol of the navigation, "h2" or "http/1.1"), every document response with its
 // Set-Cookie lines, and the cookie jar (names and flags; values only as
 // lengths), "ok" and "error".  Exits 0 when every login ran to its end
 // (whatever it saw), 1 on a usage error or when Chromium did not start.
@@ -102,11 +103,15 @@ async function login(browser, run) {
   async function snapshot(name, response) {
     const s = { step: name, ms: Date.now() - started, url: page.url(), path: null,
                 status: response ? response.status() : null, title: null, text: null,
-                idp_form: false, idp_error: null };
+                idp_form: false, idp_error: null, protocol: null };
     try {
       s.path = pathAndQuery(s.url);
       s.title = await page.title();
       s.text = await page.evaluate(() => (document.body ? document.body.innerText : ''));
+      s.protocol = await page.evaluate(() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        return nav ? nav.nextHopProtocol : null;
+      });
       s.idp_form = (await page.locator('form#login input#password').count()) > 0;
       if ((await page.locator('#error').count()) > 0) {
         s.idp_error = await page.locator('#error').innerText();
