@@ -310,6 +310,28 @@ refuse_in_parser(struct server_conn *c, int status, const char *text)
 	return -1;
 }
 
+/* Keep <n> body bytes: 413 past the limit, the handler's say (on_body),
+ * then into the body.  Returns 0, or -1 with the parser stopped. */
+static int
+body_take(struct server_conn *c, const char *data, size_t n)
+{
+	struct server_request *req = c->req;
+	const struct server_handler *h = c->srv->handler;
+
+	if (evbuffer_get_length(req->body) + n > req->max_body) {
+		h->on_abort(req, 413, c->srv->arg);
+		return refuse_in_parser(c, 413, "the request body exceeds this route's limit");
+	}
+	if (h->on_body != NULL && h->on_body(req, n, c->srv->arg) < 0) {
+		/* The handler refused (and replied): read no more of it. */
+		req->dispatched = true;
+		req->complete = true;
+		c->h1.stop = true;
+		return -1;
+	}
+	return evbuffer_add(req->body, data, n);
+}
+
 static int
 on_headers_complete(http_parser *p)
 {
@@ -385,14 +407,7 @@ on_headers_complete(http_parser *p)
 static int
 on_body(http_parser *p, const char *at, size_t n)
 {
-	struct server_conn *c = p->data;
-	struct server_request *req = c->req;
-
-	if (evbuffer_get_length(req->body) + n > req->max_body) {
-		c->srv->handler->on_abort(req, 413, c->srv->arg);
-		return refuse_in_parser(c, 413, "the request body exceeds this route's limit");
-	}
-	return evbuffer_add(req->body, at, n);
+	return body_take(p->data, at, n);
 }
 
 static int
@@ -468,14 +483,7 @@ h1_consume(struct server_conn *c, size_t used)
 static int
 chunk_emit(void *arg, const char *data, size_t n)
 {
-	struct server_conn *c = arg;
-	struct server_request *req = c->req;
-
-	if (evbuffer_get_length(req->body) + n > req->max_body) {
-		c->srv->handler->on_abort(req, 413, c->srv->arg);
-		return refuse_in_parser(c, 413, "the request body exceeds this route's limit");
-	}
-	return evbuffer_add(req->body, data, n);
+	return body_take(arg, data, n);
 }
 
 /* Decode buffered bytes of a chunked request body. */

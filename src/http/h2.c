@@ -33,6 +33,8 @@
 #define H2_CALM_FACTOR 4                /* a head this many times the limit ends the connection */
 #define H2_MAX_CANCELLED 100            /* streams cancelled after the handler saw them */
 #define H2_MAX_PROVOKED 100             /* resets the client's frames forced on us */
+#define H2_MAX_CONTROL 1000             /* control frames a connection may send ... */
+#define H2_CONTROL_PER_STREAM 8         /* ... plus this many per stream it opened */
 #define H2_GOAWAY_DELAY_MS 1000
 #define H2_PIPE_READ 16384              /* bytes read from a tunnel's socket pair at once */         /* shutdown notice to the final GOAWAY: about a round trip */
 
@@ -78,6 +80,8 @@ struct h2_session {
 	unsigned cancelled;      /* streams the client closed while the handler had them */
 	unsigned provoked;       /* RST_STREAMs the client's frames caused */
 	unsigned resets;         /* RST_STREAMs the client sent */
+	unsigned control;        /* frames that ask work of us and carry no request */
+	unsigned opened;         /* streams the client opened */
 	struct event *goaway_ev; /* shutdown notice sent: the final GOAWAY follows */
 	bool notice_sent;
 	bool goaway_sent;
@@ -636,6 +640,7 @@ on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
+	s->opened++;
 	st = stream_new(s, frame->hd.stream_id);
 	if (st == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
@@ -860,6 +865,11 @@ head_complete(struct h2_session *s, struct h2_stream *st, bool end_stream)
 		refuse(st, 413, "the request body exceeds this route's limit");
 		return;
 	}
+	if (evbuffer_get_length(req->body) > 0 && c->srv->handler->on_body != NULL &&
+	    c->srv->handler->on_body(req, evbuffer_get_length(req->body), c->srv->arg) < 0) {
+		req->dispatched = true; /* what came with the head: refused (and answered) */
+		return;
+	}
 	expect = evhttp_find_header(&req->headers, "expect");
 	if (expect) {
 		const nghttp2_nv cont[] = {nv(":status", 7, "100", 3)};
@@ -878,6 +888,25 @@ head_complete(struct h2_session *s, struct h2_stream *st, bool end_stream)
 		s->dispatch = true;
 }
 
+/* A frame that asks work of us without carrying a request or its body. */
+static bool
+is_control_flood_frame(const nghttp2_frame *frame)
+{
+	switch (frame->hd.type) {
+	case NGHTTP2_PING:
+	case NGHTTP2_SETTINGS:
+		return !(frame->hd.flags & NGHTTP2_FLAG_ACK);
+	case NGHTTP2_PRIORITY:
+		return true;
+	case NGHTTP2_WINDOW_UPDATE:
+		return frame->window_update.window_size_increment < 1024;
+	case NGHTTP2_DATA:
+		return frame->hd.length == 0 && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+	default:
+		return false;
+	}
+}
+
 static int
 on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
@@ -892,6 +921,12 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 	if (frame->hd.type == NGHTTP2_RST_STREAM && ++s->resets > 2 * H2_MAX_CANCELLED &&
 	    s->resets > s->answered)
 		calm_down(s, "too many stream resets");
+	/* PING, SETTINGS, PRIORITY, tiny WINDOW_UPDATEs and empty DATA cost
+	 * us work and carry nothing (the 2019 flood CVEs): a browser sends a
+	 * few per request; past that, calm down. */
+	if (is_control_flood_frame(frame) &&
+	    ++s->control > H2_MAX_CONTROL + H2_CONTROL_PER_STREAM * s->opened)
+		calm_down(s, "too many control frames");
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	st = stream_of(s, frame->hd.stream_id);
@@ -953,6 +988,11 @@ on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *dat
 		s->c->srv->handler->on_abort(req, 413, s->c->srv->arg);
 		req->handler_done = false;
 		refuse(st, 413, "the request body exceeds this route's limit");
+		return 0;
+	}
+	if (req->handler_seen && s->c->srv->handler->on_body != NULL &&
+	    s->c->srv->handler->on_body(req, len, s->c->srv->arg) < 0) {
+		req->dispatched = true; /* refused (and answered) by the handler */
 		return 0;
 	}
 	if (evbuffer_add(req->body, data, len) < 0)

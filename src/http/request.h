@@ -61,6 +61,13 @@ struct server_handler {
 	/* The output queued for the client fell back under the limit after
 	 * server_reply_body said it was over (resume reading upstream). */
 	void (*on_drained)(struct server_request *req, void *arg);
+	/* <n> more body bytes arrived and are about to be kept (within the
+	 * body limit; may be NULL).  Return 0 to keep them, or -1 after
+	 * replying (a refusal: the rest of the body is not read).  Lets the
+	 * handler count a body of unknown length (chunked, HTTP/2 without
+	 * content-length) against a memory budget as it comes, and HTTP/2 open
+	 * a stream's window only for bytes it accepted. */
+	int (*on_body)(struct server_request *req, size_t n, void *arg);
 };
 
 

@@ -1421,6 +1421,29 @@ proxy_on_request(struct server_request *req, void *arg)
 	start_attempt(t);
 }
 
+/* Body bytes are coming: hold the budget for them before they are kept (a
+ * body of unknown length; one with Content-Length was reserved whole in
+ * on_head).  Over the budget: 503, the rest is not read. */
+static int
+proxy_on_body(struct server_request *req, size_t n, void *arg)
+{
+	struct txn *t = server_request_data(req);
+	uint64_t have = evbuffer_get_length(server_request_body(req)) + n;
+	uint64_t more;
+
+	(void)arg;
+	if (t->auth_body || have <= t->body_reserved)
+		return 0;
+	more = have - t->body_reserved;
+	if (metrics_body_reserve(more, t->cfg->body_memory_budget) < 0) {
+		t->bytes_in = have;
+		refuse(t, 503, "too many request bodies are in flight; retry shortly", true);
+		return -1;
+	}
+	t->body_reserved += more;
+	return 0;
+}
+
 /* The server dropped the request: the client left, or the server refused
  * the body itself (<status>). */
 static void
@@ -1460,4 +1483,5 @@ const struct server_handler proxy_handler = {
 	.on_request = proxy_on_request,
 	.on_abort = proxy_on_abort,
 	.on_drained = proxy_on_drained,
+	.on_body = proxy_on_body,
 };

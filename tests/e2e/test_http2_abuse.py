@@ -229,8 +229,6 @@ def test_malformed_headers_flood(env):
     assert settle_count(env.web, 0.3) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="CVE-2019-9518 (empty DATA frames) is not counted yet: "
-                   "the connection stays open; remove this mark once it is")
 def test_empty_data_frame_flood(env):
     """CVE-2019-9518: zero-length DATA frames without END_STREAM cost the
     server work and no flow control; the connection is calmed or closed."""
@@ -383,11 +381,18 @@ def test_concurrent_streams_over_limit_refused(env):
         sids = [c.start("GET", "/conc/%d" % i, HOST) for i in range(CONCURRENT + 1)]
         extra = c.stream(sids[-1])
         c.wait(lambda: extra.done or c.goaway, what="the stream over the limit refused")
-        assert extra.reset == REFUSED_STREAM, (
-            "stream %d (the %dth open): expected RST_STREAM REFUSED_STREAM, got %r, GOAWAY %s; "
-            "frames %s" % (extra.id, CONCURRENT + 1, extra, c.goaway and error_name(c.goaway[0]),
-                           c.frame_log()))
-        for sid in sids[:CONCURRENT]:
-            s = c.response(sid, timeout=30)
-            assert s.status == 200, s
-    assert len(env.web.snapshot()) == CONCURRENT
+        # RFC 9113 5.1.2 allows either: libnghttp2 refuses the stream while
+        # our SETTINGS are unacknowledged, and ends the connection
+        # (PROTOCOL_ERROR) once a client that has acknowledged them goes past.
+        assert extra.reset == REFUSED_STREAM or (c.goaway and c.goaway[0] == PROTOCOL_ERROR), (
+            "stream %d (the %dth open): expected RST_STREAM REFUSED_STREAM or GOAWAY "
+            "PROTOCOL_ERROR, got %r, GOAWAY %s; frames %s" % (
+                extra.id, CONCURRENT + 1, extra, c.goaway and error_name(c.goaway[0]),
+                c.frame_log()))
+        if extra.reset == REFUSED_STREAM:
+            for sid in sids[:CONCURRENT]:
+                s = c.response(sid, timeout=30)
+                assert s.status == 200, s
+    time.sleep(4)  # the Slow(3) upstream answers what reached it
+    # never more upstream work than the limit allows
+    assert len(env.web.snapshot()) <= CONCURRENT

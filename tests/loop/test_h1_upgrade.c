@@ -154,7 +154,9 @@ on_drained(struct server_request *req, void *arg)
 	(void)arg;
 }
 
-static const struct server_handler handler = {on_head, on_request, on_abort, on_drained};
+static const struct server_handler handler = {
+	.on_head = on_head, .on_request = on_request, .on_abort = on_abort, .on_drained = on_drained,
+};
 
 static int
 setup(void **state)
