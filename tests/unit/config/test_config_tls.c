@@ -287,6 +287,8 @@ test_http2_keys(void **state)
 		     "listeners[0].alpn: ", "1 to 255 bytes");
 	expect_error("{'listeners': [{'address': ':0', 'http2': 'yes'}]," UPS SITES "}",
 		     "listeners[0].http2: ", "");
+}
+
 /* A host in two sites bound to different listeners: one name, one order. */
 static void
 test_bound_sites_share_certificates(void **state)
