@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 
 #include "auth/claims.h"
+#include "auth/policy.h"
 #include "base/log.h"
 #include "http/cookie.h"
 #include "http/urlenc.h"
@@ -190,9 +191,10 @@ auth_expire_tracking_pile(struct auth_request *a)
 		auth_set_cookie(a, names[i], "", 0, "None");
 }
 
-/* Start a login that comes back to <target>: tracking cookie + redirect. */
+/* Start a login that comes back to <target>: tracking cookie + redirect.
+ * <force>: the IdP is asked for fresh credentials (ForceAuthn). */
 static void
-auth_start_login(struct auth_request *a, const char *target)
+auth_start_login(struct auth_request *a, const char *target, bool force)
 {
 	struct config_saml *sc = a->cfg->saml;
 	unsigned char rnd[AUTH_RELAY_HEX / 2];
@@ -210,7 +212,7 @@ auth_start_login(struct auth_request *a, const char *target)
 	}
 	for (size_t i = 0; i < sizeof rnd; i++)
 		snprintf(relay + 2 * i, 3, "%02x", rnd[i]);
-	if (saml_login_request(sc->sp, relay, &url, &request_id, err, sizeof err) < 0) {
+	if (saml_login_request(sc->sp, relay, force, &url, &request_id, err, sizeof err) < 0) {
 		log_error("saml: cannot start a login [ref %s]: %s", a->request_id, err);
 		session_free(track);
 		b = evbuffer_new();
@@ -297,9 +299,11 @@ auth_need_login(struct auth_request *a)
 			return;
 		}
 		/* a long query would make a long tracking cookie: keep the path */
-		auth_start_login(a, strlen(target) <= AUTH_RETURN_MAX	? target
-				    : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
-									 : "/");
+		auth_start_login(a,
+				 strlen(target) <= AUTH_RETURN_MAX    ? target
+				 : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
+								      : "/",
+				 false);
 		free(target);
 		return;
 	}
@@ -316,48 +320,20 @@ auth_need_login(struct auth_request *a)
 
 /* ---- the session ---------------------------------------------------------------- */
 
-static bool
-auth_has_value(const struct session *s, const char *attr, const char *value)
-{
-	if (strcmp(attr, "@nameid") == 0)
-		return s->name_id && strcmp(s->name_id, value) == 0;
-	for (size_t i = 0; i < s->nattrs; i++) {
-		const char *v = s->attrs[i].value;
-		size_t n = strlen(value);
-
-		if (strcmp(s->attrs[i].name, attr) != 0)
-			continue;
-		if (strcmp(v, value) == 0)
-			return true;
-		/* a single value holding a comma-separated list: whole items only
-		 * ("super admin" does not contain "admin") */
-		for (const char *p = v; *p != '\0';) {
-			const char *e = strchr(p, ',');
-			size_t len;
-
-			if (e == NULL)
-				e = p + strlen(p);
-			while (p < e && (*p == ' ' || *p == '\t'))
-				p++;
-			len = (size_t)(e - p);
-			while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-				len--;
-			if (len == n && memcmp(p, value, n) == 0)
-				return true;
-			p = *e == ',' ? e + 1 : e;
-		}
-	}
-	return false;
-}
-
+/* A signed-in user the route's rules refuse: a page naming the attribute and
+ * the rule's JSON path (never its values), with "sign in as someone else"
+ * (a login that asks the IdP for fresh credentials). */
 static void
-auth_forbidden(struct auth_request *a, const struct session *s, const struct config_saml_rule *r)
+auth_forbidden(struct auth_request *a, const struct session *s, const struct policy *failed)
 {
 	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *url = evbuffer_new();
+	char names[256];
 
-	log_info("saml: access refused to %s for %s %s [ref %s]: attribute %s does not contain \"%s\"",
-		 s->name_id, a->method, a->path, a->request_id, r->attribute, r->value);
-	if (b != NULL) {
+	policy_attributes(failed, names, sizeof names);
+	log_info("saml: access refused to %s for %s %s [ref %s]: %s: %s does not satisfy the rule",
+		 s->name_id, a->method, a->path, a->request_id, failed->path, names);
+	if (b != NULL && url != NULL) {
 		evbuffer_add_printf(b, "<p>You are signed in as <strong>");
 		auth_html_escape(b, s->name_id);
 		evbuffer_add_printf(b, "</strong>");
@@ -371,15 +347,21 @@ auth_forbidden(struct auth_request *a, const struct session *s, const struct con
 				break;
 			}
 		}
-		evbuffer_add_printf(b, ", but this site requires <code>");
-		auth_html_escape(b, r->attribute);
-		evbuffer_add_printf(b, "</code> to contain <code>");
-		auth_html_escape(b, r->value);
+		evbuffer_add_printf(b, ", but your <code>");
+		auth_html_escape(b, names);
+		evbuffer_add_printf(b, "</code> does not satisfy the rule <code>");
+		auth_html_escape(b, failed->path);
 		evbuffer_add_printf(b, "</code>. Ask your administrator for access.</p>\n<p><a href=\"");
+		auth_login_url(a, url);
+		evbuffer_add(url, "&force=1", 9);
+		auth_html_escape(b, (const char *)evbuffer_pullup(url, -1));
+		evbuffer_add_printf(b, "\">Sign in as someone else</a> · <a href=\"");
 		auth_html_escape(b, a->cfg->saml->prefix);
 		evbuffer_add_printf(b, "/logout\">Sign out</a> · Reference: <code>%s</code></p>\n",
 				    a->request_id);
 	}
+	if (url != NULL)
+		evbuffer_free(url);
 	auth_page(a, 403, "Access denied", b);
 }
 
@@ -476,6 +458,7 @@ static void
 auth_login_endpoint(struct auth_request *a)
 {
 	char *target = auth_query_value(a->query, "return");
+	char *force;
 
 	if (target == NULL && a->query != NULL && strstr(a->query, "return=") != NULL) {
 		log_warn("saml: login refused [ref %s]: return: malformed percent-encoding",
@@ -495,7 +478,10 @@ auth_login_endpoint(struct auth_request *a)
 		auth_page(a, 400, "Bad sign-in link", b);
 		return;
 	}
-	auth_start_login(a, target != NULL && strlen(target) <= AUTH_RETURN_MAX ? target : "/");
+	force = auth_query_value(a->query, "force");
+	auth_start_login(a, target != NULL && strlen(target) <= AUTH_RETURN_MAX ? target : "/",
+			 force != NULL && strcmp(force, "1") == 0);
+	free(force);
 	free(target);
 }
 
@@ -1006,9 +992,15 @@ auth_on_head(struct auth_request *a)
 		auth_need_login(a);
 		return AUTH_REPLIED;
 	}
-	for (size_t i = 0; i < sc->nrules; i++) {
-		if (!auth_has_value(s, sc->rules[i].attribute, sc->rules[i].value)) {
-			auth_forbidden(a, s, &sc->rules[i]);
+	{
+		/* the route's rules, else its site's, else saml.require */
+		const struct policy *rules = a->route->require ? a->route->require
+					     : a->site && a->site->require ? a->site->require
+									   : sc->require;
+		const struct policy *failed = policy_check(rules, s);
+
+		if (failed != NULL) {
+			auth_forbidden(a, s, failed);
 			return AUTH_REPLIED;
 		}
 	}

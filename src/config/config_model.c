@@ -15,6 +15,7 @@
 #include "access/geoip.h"
 #include "access/ipacl.h"
 #include "access/ratelimit.h"
+#include "auth/policy.h"
 #include "auth/saml.h"
 #include "auth/session.h"
 
@@ -85,6 +86,7 @@ config_route_clear(struct config_route *r)
 	free(r->redirect_to);
 	access_block_clear(&r->access);
 	config_free_strings(r->allow_bearer, r->nallow_bearer);
+	policy_free(r->require);
 }
 
 static void
@@ -112,11 +114,7 @@ config_saml_free(struct config_saml *sc)
 		free(sc->headers[i].attribute);
 	}
 	free(sc->headers);
-	for (size_t i = 0; i < sc->nrules; i++) {
-		free(sc->rules[i].attribute);
-		free(sc->rules[i].value);
-	}
-	free(sc->rules);
+	policy_free(sc->require);
 	free(sc);
 }
 
@@ -219,6 +217,7 @@ config_free(struct config *cfg)
 		config_free_strings(s->hosts, s->nhosts);
 		config_free_strings(s->listeners, s->nlisteners);
 		free(s->listener_index);
+		policy_free(s->require);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);

@@ -152,6 +152,8 @@ enum config_auth {
 	AUTH_SAML, /* "saml": a session from the SAML SP, else a login */
 };
 
+struct policy;
+
 struct config_route {
 	char *name;     /* "name", default "<site name>#<index>" */
 	/* Matchers.  A route with no path matcher matches every path.  Path
@@ -190,6 +192,7 @@ struct config_route {
 	char **allow_bearer;    /* "allow_bearer": token prefixes ("phx_") that pass without a
 				 * session (the upstream checks the token) */
 	size_t nallow_bearer;
+	struct policy *require; /* "require": who may pass ("auth": "saml"); NULL: the site's */
 };
 
 /* "sites[i].hsts": {"max_age", "include_subdomains", "preload"}. */
@@ -267,6 +270,7 @@ struct config_site {
 	char **listeners;
 	size_t nlisteners;
 	size_t *listener_index; /* [nlisteners], positions in config.listeners */
+	struct policy *require;     /* "require" for its SAML routes; NULL: saml.require */
 };
 
 struct saml;
@@ -278,11 +282,7 @@ struct config_saml_header {
 	char *attribute;
 };
 
-/* "saml": { "require": [ { "attribute": "Roles", "contains": "posthog-admin" } ] } */
-struct config_saml_rule {
-	char *attribute;
-	char *value;
-};
+struct policy;
 
 /* "saml.replay_store": where used assertion IDs and request IDs are kept. */
 enum config_replay_store {
@@ -331,8 +331,7 @@ struct config_saml {
 	enum config_replay_store replay_store; /* "replay_store": "memory" (default) | "redis" */
 	struct config_saml_header *headers; /* "headers" */
 	size_t nheaders;
-	struct config_saml_rule *rules;     /* "require": every rule must hold */
-	size_t nrules;
+	struct policy *require;      /* "require": the rules of routes and sites without one */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */
