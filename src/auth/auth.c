@@ -14,7 +14,9 @@
 
 #include <openssl/rand.h>
 
+#include "auth/assertion.h"
 #include "auth/claims.h"
+#include "auth/jwt.h"
 #include "auth/policy.h"
 #include "base/log.h"
 #include "http/cookie.h"
@@ -365,6 +367,42 @@ auth_forbidden(struct auth_request *a, const struct session *s, const struct pol
 	auth_page(a, 403, "Access denied", b);
 }
 
+/* The signed identity assertion, on routes (or sites) that ask for it:
+ * audience the route's (or site's) "audience", else the upstream's name;
+ * issuer the site's name; never valid past the session's own end. */
+static void
+auth_add_assertion(struct auth_request *a, const struct session *s, const char *cookie,
+		   int64_t now)
+{
+	const struct config_saml *sc = a->cfg->saml;
+	const struct config_route *r = a->route;
+	int on = r->assertion ? r->assertion : a->site ? a->site->assertion : 0;
+	struct assertion_params p;
+	const char *token;
+
+	if (on <= 0 || sc->assertion.keys == NULL)
+		return;
+	p.keys = sc->assertion.keys;
+	p.issuer = a->site && a->site->name ? a->site->name : "portcullis";
+	p.audience = r->assertion_audience		    ? r->assertion_audience
+		     : r->assertion == 0 && a->site && a->site->assertion_audience
+			 ? a->site->assertion_audience
+		     : r->upstream && r->upstream->name ? r->upstream->name
+							: p.issuer;
+	p.email_attr = sc->assertion.email_attr;
+	p.groups_attr = sc->assertion.groups_attr;
+	p.lifetime = (int64_t)sc->assertion.lifetime;
+	p.session_end = s->issued + (int64_t)sc->session_lifetime;
+	if (s->expires != 0 && s->expires < p.session_end)
+		p.session_end = s->expires;
+	token = assertion_token(&p, cookie, s, now);
+	if (token != NULL)
+		evhttp_add_header(server_request_headers(a->req), sc->assertion.header, token);
+	else
+		log_warn("saml: identity assertion not signed for %s [ref %s]", s->name_id,
+			 a->request_id);
+}
+
 /* Put the identity headers into the request. */
 static void
 auth_add_identity(struct auth_request *a, const struct session *s)
@@ -445,6 +483,22 @@ auth_metadata(struct auth_request *a)
 	evbuffer_add(b, md, strlen(md));
 	free(md);
 	auth_reply(a, 200, "application/samlmetadata+xml", b);
+}
+
+/* The public keys of the identity assertion (JWKS). */
+static void
+auth_jwks(struct auth_request *a)
+{
+	const char *jwks = jwt_keys_jwks(a->cfg->saml->assertion.keys);
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	evbuffer_add(b, jwks, strlen(jwks));
+	evhttp_add_header(a->out, "Cache-Control", "max-age=300");
+	auth_reply(a, 200, "application/jwk-set+json", b);
 }
 
 /* The value of query parameter <name>, decoded, or NULL. */
@@ -934,6 +988,8 @@ auth_on_head(struct auth_request *a)
 	for (size_t i = 0; i < sc->nheaders; i++)
 		while (evhttp_find_header(h, sc->headers[i].name) != NULL)
 			evhttp_remove_header(h, sc->headers[i].name);
+	while (evhttp_find_header(h, sc->assertion.header) != NULL)
+		evhttp_remove_header(h, sc->assertion.header);
 
 	if (a->site != NULL && a->site->saml_endpoints) {
 		if (auth_path_is(a->path, sc->acs_path)) {
@@ -944,6 +1000,11 @@ auth_on_head(struct auth_request *a)
 				return AUTH_REPLIED;
 			}
 			return AUTH_READ_BODY;
+		}
+		if (sc->assertion.keys != NULL && strcmp(a->path, sc->assertion.jwks_path) == 0 &&
+		    (a->method_bit & (METHOD_GET | METHOD_HEAD))) {
+			auth_jwks(a);
+			return AUTH_REPLIED;
 		}
 		if (strncmp(a->path, sc->prefix, strlen(sc->prefix)) == 0) {
 			if (auth_path_is_sub(a->path, sc->prefix, "/metadata")) {
@@ -1005,6 +1066,7 @@ auth_on_head(struct auth_request *a)
 		}
 	}
 	auth_add_identity(a, s);
+	auth_add_assertion(a, s, v, now);
 	ours.name = sc->cookie_name;
 	ours.len = strlen(sc->cookie_name);
 	cookie_strip(h, auth_is_our_cookie, &ours);

@@ -15,6 +15,7 @@
 #include "access/geoip.h"
 #include "access/ipacl.h"
 #include "access/ratelimit.h"
+#include "auth/jwt.h"
 #include "auth/policy.h"
 #include "auth/saml.h"
 #include "auth/session.h"
@@ -87,6 +88,7 @@ config_route_clear(struct config_route *r)
 	access_block_clear(&r->access);
 	config_free_strings(r->allow_bearer, r->nallow_bearer);
 	policy_free(r->require);
+	free(r->assertion_audience);
 }
 
 static void
@@ -115,6 +117,13 @@ config_saml_free(struct config_saml *sc)
 	}
 	free(sc->headers);
 	policy_free(sc->require);
+	free(sc->assertion.header);
+	free(sc->assertion.key_file);
+	free(sc->assertion.key_env);
+	free(sc->assertion.email_attr);
+	free(sc->assertion.groups_attr);
+	free(sc->assertion.jwks_path);
+	jwt_keys_free(sc->assertion.keys);
 	free(sc);
 }
 
@@ -218,6 +227,7 @@ config_free(struct config *cfg)
 		config_free_strings(s->listeners, s->nlisteners);
 		free(s->listener_index);
 		policy_free(s->require);
+		free(s->assertion_audience);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);

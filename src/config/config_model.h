@@ -193,6 +193,8 @@ struct config_route {
 				 * session (the upstream checks the token) */
 	size_t nallow_bearer;
 	struct policy *require; /* "require": who may pass ("auth": "saml"); NULL: the site's */
+	int assertion;          /* "identity_assertion": 1 on, -1 off, 0 unset (the site's) */
+	char *assertion_audience; /* its "audience"; NULL: the upstream's name */
 };
 
 /* "sites[i].hsts": {"max_age", "include_subdomains", "preload"}. */
@@ -271,6 +273,8 @@ struct config_site {
 	size_t nlisteners;
 	size_t *listener_index; /* [nlisteners], positions in config.listeners */
 	struct policy *require;     /* "require" for its SAML routes; NULL: saml.require */
+	int assertion;              /* "identity_assertion" of its SAML routes: 1 on, -1/0 off */
+	char *assertion_audience;   /* its "audience"; NULL: each route's upstream name */
 };
 
 struct saml;
@@ -306,6 +310,22 @@ struct config_redis {
 	double command_timeout; /* "command_timeout", seconds; default 1 */
 };
 
+struct jwt_keys;
+
+/* "saml.identity_assertion" (docs/saml.md#signed-identity-assertion): the
+ * signed JWT that routes and sites with "identity_assertion" hand upstream. */
+struct config_assertion {
+	char *header;          /* "header"; default "X-Portcullis-Assertion" (stripped everywhere) */
+	char *key_file;        /* "key_file"; default <certs_dir>/identity-jwt.key (created) */
+	char *key_env;         /* "key_env": variable holding PEM keys */
+	double lifetime;       /* "lifetime", seconds; default 60 */
+	char *email_attr;      /* "email_attribute"; default "Email" */
+	char *groups_attr;     /* "groups_attribute"; default "Roles" */
+	char *jwks_path;       /* "jwks_path"; default "/.well-known/jwks.json" */
+	bool used;             /* a route or site turns it on */
+	struct jwt_keys *keys; /* loaded at load when used */
+};
+
 /* "saml": the SAML service provider (docs/saml.md). */
 struct config_saml {
 	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
@@ -332,6 +352,7 @@ struct config_saml {
 	struct config_saml_header *headers; /* "headers" */
 	size_t nheaders;
 	struct policy *require;      /* "require": the rules of routes and sites without one */
+	struct config_assertion assertion; /* "identity_assertion" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */

@@ -33,7 +33,7 @@ static const char *const config_saml_keys[] = {
 	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
 	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
 	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
-	"require",	    "replay_store",	  NULL
+	"require",	    "replay_store",	  "identity_assertion", NULL
 };
 static const char *const config_replay_stores[] = { "memory", "redis", NULL };
 
@@ -231,7 +231,7 @@ config_saml_open(struct config_loader *ld)
 		size_t nrule_attrs = 0;
 		const char **rule_attrs = config_require_attributes(ld->cfg, &nrule_attrs);
 
-		attrs = rule_attrs ? calloc(sc->nheaders + nrule_attrs + 1, sizeof *attrs) : NULL;
+		attrs = rule_attrs ? calloc(sc->nheaders + nrule_attrs + 3, sizeof *attrs) : NULL;
 		if (attrs == NULL) {
 			free(rule_attrs);
 			ld->oom = true;
@@ -242,6 +242,10 @@ config_saml_open(struct config_loader *ld)
 				attrs[nattrs++] = sc->headers[i].attribute;
 		for (size_t i = 0; i < nrule_attrs; i++)
 			attrs[nattrs++] = rule_attrs[i];
+		if (sc->assertion.used && sc->assertion.email_attr != NULL)
+			attrs[nattrs++] = sc->assertion.email_attr;
+		if (sc->assertion.used && sc->assertion.groups_attr != NULL)
+			attrs[nattrs++] = sc->assertion.groups_attr;
 		free(rule_attrs);
 	}
 	if (asprintf(&slo, "%s%s/logout", sc->base_url, sc->prefix) < 0) {
@@ -426,6 +430,7 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 		config_parse_saml_headers(ld, sc, f);
 	if ((f = json_object_get(v, "require")) != NULL)
 		sc->require = config_parse_require(ld, "saml.require", f);
+	config_parse_saml_assertion(ld, sc, json_object_get(v, "identity_assertion"));
 }
 
 /* ------------------------------------------------------------------ */

@@ -32,6 +32,13 @@ static char errbuf[16384];
 static char dir[] = "/tmp/portcullis-test-require-XXXXXX";
 static char metadata[512];
 
+static const char *
+no_env(const char *name)
+{
+	(void)name;
+	return NULL;
+}
+
 /* The config with <site> extras for the one site, <route> extras for its
  * protected route, <saml> extras: JSON fragments starting with "," or empty. */
 static struct config *
@@ -54,7 +61,7 @@ load(const char *site, const char *route, const char *saml)
 		if (*p == '\'')
 			*p = '"';
 	errbuf[0] = '\0';
-	cfg = config_load_string(json, "test.json", errbuf, sizeof errbuf, NULL);
+	cfg = config_load_string(json, "test.json", errbuf, sizeof errbuf, no_env);
 	free(json);
 	return cfg;
 }
@@ -200,7 +207,7 @@ test_placement(void **state)
 				     "\"https://ph.test\", \"certs_dir\": \"%s\"}}",
 				     metadata, dir) > 0);
 		errbuf[0] = '\0';
-		cfg = config_load_string(json, "test.json", errbuf, sizeof errbuf, NULL);
+		cfg = config_load_string(json, "test.json", errbuf, sizeof errbuf, no_env);
 		free(json);
 		assert_null(cfg);
 		assert_non_null(strstr(errbuf, "sites[0].routes[0].require: needs \"auth\": \"saml\""));
@@ -260,6 +267,46 @@ write_metadata(void)
 	EVP_PKEY_free(key);
 }
 
+static void
+test_identity_assertion(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	/* unused: no keys loaded, defaults in place */
+	cfg = load_ok("", "", "");
+	assert_false(cfg->saml->assertion.used);
+	assert_null(cfg->saml->assertion.keys);
+	assert_string_equal(cfg->saml->assertion.header, "X-Portcullis-Assertion");
+	config_unref(cfg);
+	cfg = load_ok(", 'identity_assertion': {'audience': 'ph'}", ", 'identity_assertion': false",
+		      ", 'identity_assertion': {'lifetime': 30, 'header': 'X-Identity'}");
+	assert_true(cfg->saml->assertion.used); /* the site's second route */
+	assert_non_null(cfg->saml->assertion.keys);
+	assert_int_equal(cfg->sites[0].assertion, 1);
+	assert_string_equal(cfg->sites[0].assertion_audience, "ph");
+	assert_int_equal(cfg->sites[0].routes[0].assertion, -1);
+	assert_string_equal(cfg->saml->assertion.jwks_path, "/.well-known/jwks.json");
+	assert_true(cfg->saml->assertion.lifetime == 30);
+	config_unref(cfg);
+	expect_error("", ", 'identity_assertion': true",
+		     ", 'identity_assertion': {'lifetime': 86400}",
+		     "saml.identity_assertion.lifetime: ", "keep it short");
+	expect_error("", ", 'identity_assertion': true",
+		     ", 'headers': {'X-Auth-Email': 'Email'}, 'identity_assertion': {'header': "
+		     "'x-auth-email'}",
+		     "saml.identity_assertion.header: ", "also in saml.headers");
+	expect_error("", "", ", 'identity_assertion': {'header': 'Host'}",
+		     "saml.identity_assertion.header: ", "");
+	expect_error("", ", 'identity_assertion': 'yes'", "",
+		     "sites[0].routes[0].identity_assertion: ", "true, false");
+	expect_error("", ", 'identity_assertion': {'audience': ''}", "",
+		     "sites[0].routes[0].identity_assertion.audience: ", "must not be empty");
+	expect_error("", ", 'identity_assertion': true",
+		     ", 'identity_assertion': {'key_env': 'NOPE_KEYS'}",
+		     "saml.identity_assertion.key_env: ", "not set");
+}
+
 static int
 setup(void **state)
 {
@@ -275,7 +322,8 @@ static int
 teardown(void **state)
 {
 	static const char *const files[] = { "idp-metadata.xml", "session.key", "saml-sp.key",
-					     "saml-sp.crt", "saml-idp-metadata.xml" };
+					     "saml-sp.crt", "saml-idp-metadata.xml",
+					     "identity-jwt.key" };
 	char path[600];
 
 	(void)state;
@@ -295,6 +343,7 @@ main(void)
 		cmocka_unit_test(test_never_matching_is_explained),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_placement),
+		cmocka_unit_test(test_identity_assertion),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
