@@ -104,14 +104,18 @@ out:
 	return text;
 }
 
-/* FNV-1a over the key block. */
+/* FNV-1a over the end of the session text (a sealed cookie ends in its
+ * random-looking GCM tag) and the audience: the slot; the whole key is
+ * compared anyway. */
 static size_t
-assertion_hash(const char *key, size_t len)
+assertion_hash(const char *text, size_t tl, const char *aud, size_t al)
 {
 	uint64_t h = UINT64_C(0xcbf29ce484222325);
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)key[i]) * UINT64_C(0x100000001b3);
+	for (size_t i = tl > 16 ? tl - 16 : 0; i < tl; i++)
+		h = (h ^ (unsigned char)text[i]) * UINT64_C(0x100000001b3);
+	for (size_t i = 0; i < al; i++)
+		h = (h ^ (unsigned char)aud[i]) * UINT64_C(0x100000001b3);
 	return (size_t)(h >> 32) % ASSERTION_SLOTS;
 }
 
@@ -125,26 +129,31 @@ assertion_token(const struct assertion_params *p, const char *session_text,
 	struct assertion_cache *c = assertion_cache_get();
 	struct assertion_slot *slot;
 	int64_t exp = now + p->lifetime;
+	char stack[2048]; /* the usual cookie fits: no allocation on a cache hit */
 	char *key, *payload, *token;
 
 	if (p->session_end > 0 && p->session_end < exp)
 		exp = p->session_end;
 	if (exp <= now || c == NULL)
 		return NULL;
-	if ((key = malloc(keylen + 1)) == NULL)
+	key = keylen < sizeof stack ? stack : malloc(keylen + 1);
+	if (key == NULL)
 		return NULL;
 	memcpy(key, session_text, tl + 1);
 	memcpy(key + tl + 1, p->audience, al + 1);
 	memcpy(key + tl + 1 + al + 1, p->issuer, il + 1);
 	strcpy(key + tl + 1 + al + 1 + il + 1, kid);
-	slot = &c->slot[assertion_hash(key, keylen)];
+	slot = &c->slot[assertion_hash(session_text, tl, p->audience, al)];
 	/* reuse while more than half its lifetime is left */
 	if (slot->key != NULL && slot->keylen == keylen && memcmp(slot->key, key, keylen) == 0 &&
 	    slot->lifetime == p->lifetime && (slot->exp - now) * 2 > p->lifetime) {
-		free(key);
+		if (key != stack)
+			free(key);
 		return slot->token;
 	}
-	payload = assertion_claims(p, s, now, exp);
+	if (key == stack && (key = malloc(keylen + 1)) != NULL)
+		memcpy(key, stack, keylen + 1);
+	payload = key ? assertion_claims(p, s, now, exp) : NULL;
 	token = payload ? jwt_sign(p->keys, payload) : NULL;
 	free(payload);
 	if (token == NULL) {
