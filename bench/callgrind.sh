@@ -12,6 +12,8 @@
 #   https     GET /small over TLS 1.3 (ECDSA P-256), one kept-alive TLS connection
 #   saml      GET /small on a SAML route with a valid session cookie (the same one
 #             each time, as a browser sends it)
+#   samljwt   the same on a route that also sends the signed identity assertion
+#             (ES256 JWT; signed once, then reused from the worker's cache)
 #
 #   bench/callgrind.sh [NAME=]BINARY...     e.g. before=/tmp/old/portcullis after=build/portcullis
 #   BENCH_CALLGRIND_N   requests of each kind (default 2000)
@@ -50,9 +52,9 @@ if kind == "post2k":
     body = b'{"event":"bench","properties":{"pad":"' + b"x" * (2048 - 42) + b'"}}'
     req = (b"POST /e/ HTTP/1.1\r\nHost: open.test\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n" % len(body)) + body
-elif kind == "saml":
-    req = ("GET /small HTTP/1.1\r\nHost: auth.test\r\nCookie: __Host-portcullis-session=%s\r\n\r\n"
-           % cookie).encode()
+elif kind in ("saml", "samljwt"):
+    req = ("GET /small HTTP/1.1\r\nHost: %s\r\nCookie: __Host-portcullis-session=%s\r\n\r\n"
+           % ("auth.test" if kind == "saml" else "jwt.test", cookie)).encode()
 else:
     req = b"GET /small HTTP/1.1\r\nHost: open.test\r\n\r\n"
 s = socket.create_connection(("127.0.0.1", port))
@@ -78,7 +80,7 @@ for i in range(n):
 PY
 }
 
-KINDS=(get post2k https saml)
+KINDS=(get post2k https saml samljwt)
 declare -A IR=()
 NAMES=()
 for arg in "$@"; do

@@ -14,7 +14,10 @@
 
 #include <openssl/rand.h>
 
+#include "auth/assertion.h"
 #include "auth/claims.h"
+#include "auth/jwt.h"
+#include "auth/policy.h"
 #include "base/log.h"
 #include "http/cookie.h"
 #include "http/urlenc.h"
@@ -192,9 +195,10 @@ auth_expire_tracking_pile(struct auth_request *a)
 		auth_set_cookie(a, names[i], "", 0, "None");
 }
 
-/* Start a login that comes back to <target>: tracking cookie + redirect. */
+/* Start a login that comes back to <target>: tracking cookie + redirect.
+ * <force>: the IdP is asked for fresh credentials (ForceAuthn). */
 static void
-auth_start_login(struct auth_request *a, const char *target)
+auth_start_login(struct auth_request *a, const char *target, bool force)
 {
 	struct config_saml *sc = a->cfg->saml;
 	unsigned char rnd[AUTH_RELAY_HEX / 2];
@@ -212,7 +216,7 @@ auth_start_login(struct auth_request *a, const char *target)
 	}
 	for (size_t i = 0; i < sizeof rnd; i++)
 		snprintf(relay + 2 * i, 3, "%02x", rnd[i]);
-	if (saml_login_request(sc->sp, relay, &url, &request_id, err, sizeof err) < 0) {
+	if (saml_login_request(sc->sp, relay, force, &url, &request_id, err, sizeof err) < 0) {
 		log_error("saml: cannot start a login [ref %s]: %s", a->request_id, err);
 		session_free(track);
 		b = evbuffer_new();
@@ -301,9 +305,11 @@ auth_need_login(struct auth_request *a)
 			return;
 		}
 		/* a long query would make a long tracking cookie: keep the path */
-		auth_start_login(a, strlen(target) <= AUTH_RETURN_MAX	? target
-				    : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
-									 : "/");
+		auth_start_login(a,
+				 strlen(target) <= AUTH_RETURN_MAX    ? target
+				 : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
+								      : "/",
+				 false);
 		free(target);
 		return;
 	}
@@ -320,48 +326,20 @@ auth_need_login(struct auth_request *a)
 
 /* ---- the session ---------------------------------------------------------------- */
 
-static bool
-auth_has_value(const struct session *s, const char *attr, const char *value)
-{
-	if (strcmp(attr, "@nameid") == 0)
-		return s->name_id && strcmp(s->name_id, value) == 0;
-	for (size_t i = 0; i < s->nattrs; i++) {
-		const char *v = s->attrs[i].value;
-		size_t n = strlen(value);
-
-		if (strcmp(s->attrs[i].name, attr) != 0)
-			continue;
-		if (strcmp(v, value) == 0)
-			return true;
-		/* a single value holding a comma-separated list: whole items only
-		 * ("super admin" does not contain "admin") */
-		for (const char *p = v; *p != '\0';) {
-			const char *e = strchr(p, ',');
-			size_t len;
-
-			if (e == NULL)
-				e = p + strlen(p);
-			while (p < e && (*p == ' ' || *p == '\t'))
-				p++;
-			len = (size_t)(e - p);
-			while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-				len--;
-			if (len == n && memcmp(p, value, n) == 0)
-				return true;
-			p = *e == ',' ? e + 1 : e;
-		}
-	}
-	return false;
-}
-
+/* A signed-in user the route's rules refuse: a page naming the attribute and
+ * the rule's JSON path (never its values), with "sign in as someone else"
+ * (a login that asks the IdP for fresh credentials). */
 static void
-auth_forbidden(struct auth_request *a, const struct session *s, const struct config_saml_rule *r)
+auth_forbidden(struct auth_request *a, const struct session *s, const struct policy *failed)
 {
 	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *url = evbuffer_new();
+	char names[256];
 
-	log_info("saml: access refused to %s for %s %s [ref %s]: attribute %s does not contain \"%s\"",
-		 s->name_id, a->method, a->path, a->request_id, r->attribute, r->value);
-	if (b != NULL) {
+	policy_attributes(failed, names, sizeof names);
+	log_info("saml: access refused to %s for %s %s [ref %s]: %s: %s does not satisfy the rule",
+		 s->name_id, a->method, a->path, a->request_id, failed->path, names);
+	if (b != NULL && url != NULL) {
 		evbuffer_add_printf(b, "<p>You are signed in as <strong>");
 		auth_html_escape(b, s->name_id);
 		evbuffer_add_printf(b, "</strong>");
@@ -375,16 +353,58 @@ auth_forbidden(struct auth_request *a, const struct session *s, const struct con
 				break;
 			}
 		}
-		evbuffer_add_printf(b, ", but this site requires <code>");
-		auth_html_escape(b, r->attribute);
-		evbuffer_add_printf(b, "</code> to contain <code>");
-		auth_html_escape(b, r->value);
+		evbuffer_add_printf(b, ", but your <code>");
+		auth_html_escape(b, names);
+		evbuffer_add_printf(b, "</code> does not satisfy the rule <code>");
+		auth_html_escape(b, failed->path);
 		evbuffer_add_printf(b, "</code>. Ask your administrator for access.</p>\n<p><a href=\"");
+		auth_login_url(a, url);
+		evbuffer_add(url, "&force=1", 9);
+		auth_html_escape(b, (const char *)evbuffer_pullup(url, -1));
+		evbuffer_add_printf(b, "\">Sign in as someone else</a> · <a href=\"");
 		auth_html_escape(b, a->cfg->saml->prefix);
 		evbuffer_add_printf(b, "/logout\">Sign out</a> · Reference: <code>%s</code></p>\n",
 				    a->request_id);
 	}
+	if (url != NULL)
+		evbuffer_free(url);
 	auth_page(a, 403, "Access denied", b);
+}
+
+/* The signed identity assertion, on routes (or sites) that ask for it:
+ * audience the route's (or site's) "audience", else the upstream's name;
+ * issuer the site's name; never valid past the session's own end. */
+static void
+auth_add_assertion(struct auth_request *a, const struct session *s, const char *cookie,
+		   int64_t now)
+{
+	const struct config_saml *sc = a->cfg->saml;
+	const struct config_route *r = a->route;
+	int on = r->assertion ? r->assertion : a->site ? a->site->assertion : 0;
+	struct assertion_params p;
+	const char *token;
+
+	if (on <= 0 || sc->assertion.keys == NULL)
+		return;
+	p.keys = sc->assertion.keys;
+	p.issuer = a->site && a->site->name ? a->site->name : "portcullis";
+	p.audience = r->assertion_audience		    ? r->assertion_audience
+		     : r->assertion == 0 && a->site && a->site->assertion_audience
+			 ? a->site->assertion_audience
+		     : r->upstream && r->upstream->name ? r->upstream->name
+							: p.issuer;
+	p.email_attr = sc->assertion.email_attr;
+	p.groups_attr = sc->assertion.groups_attr;
+	p.lifetime = (int64_t)sc->assertion.lifetime;
+	p.session_end = s->issued + (int64_t)sc->session_lifetime;
+	if (s->expires != 0 && s->expires < p.session_end)
+		p.session_end = s->expires;
+	token = assertion_token(&p, cookie, s, now);
+	if (token != NULL)
+		evhttp_add_header(server_request_headers(a->req), sc->assertion.header, token);
+	else
+		log_warn("saml: identity assertion not signed for %s [ref %s]", s->name_id,
+			 a->request_id);
 }
 
 /* Put the identity headers into the request. */
@@ -469,6 +489,22 @@ auth_metadata(struct auth_request *a)
 	auth_reply(a, 200, "application/samlmetadata+xml", b);
 }
 
+/* The public keys of the identity assertion (JWKS). */
+static void
+auth_jwks(struct auth_request *a)
+{
+	const char *jwks = jwt_keys_jwks(a->cfg->saml->assertion.keys);
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		auth_reply(a, 500, NULL, NULL);
+		return;
+	}
+	evbuffer_add(b, jwks, strlen(jwks));
+	evhttp_add_header(a->out, "Cache-Control", "max-age=300");
+	auth_reply(a, 200, "application/jwk-set+json", b);
+}
+
 /* The value of query parameter <name>, decoded, or NULL. */
 static char *
 auth_query_value(const char *query, const char *name)
@@ -480,6 +516,7 @@ static void
 auth_login_endpoint(struct auth_request *a)
 {
 	char *target = auth_query_value(a->query, "return");
+	char *force;
 
 	if (target == NULL && a->query != NULL && strstr(a->query, "return=") != NULL) {
 		log_warn("saml: login refused [ref %s]: return: malformed percent-encoding",
@@ -499,7 +536,10 @@ auth_login_endpoint(struct auth_request *a)
 		auth_page(a, 400, "Bad sign-in link", b);
 		return;
 	}
-	auth_start_login(a, target != NULL && strlen(target) <= AUTH_RETURN_MAX ? target : "/");
+	force = auth_query_value(a->query, "force");
+	auth_start_login(a, target != NULL && strlen(target) <= AUTH_RETURN_MAX ? target : "/",
+			 force != NULL && strcmp(force, "1") == 0);
+	free(force);
 	free(target);
 }
 
@@ -952,6 +992,8 @@ auth_on_head(struct auth_request *a)
 	for (size_t i = 0; i < sc->nheaders; i++)
 		while (evhttp_find_header(h, sc->headers[i].name) != NULL)
 			evhttp_remove_header(h, sc->headers[i].name);
+	while (evhttp_find_header(h, sc->assertion.header) != NULL)
+		evhttp_remove_header(h, sc->assertion.header);
 
 	if (a->site != NULL && a->site->saml_endpoints) {
 		if (auth_path_is(a->path, sc->acs_path)) {
@@ -962,6 +1004,11 @@ auth_on_head(struct auth_request *a)
 				return AUTH_REPLIED;
 			}
 			return AUTH_READ_BODY;
+		}
+		if (sc->assertion.keys != NULL && strcmp(a->path, sc->assertion.jwks_path) == 0 &&
+		    (a->method_bit & (METHOD_GET | METHOD_HEAD))) {
+			auth_jwks(a);
+			return AUTH_REPLIED;
 		}
 		if (strncmp(a->path, sc->prefix, strlen(sc->prefix)) == 0) {
 			if (auth_path_is_sub(a->path, sc->prefix, "/metadata")) {
@@ -1010,9 +1057,15 @@ auth_on_head(struct auth_request *a)
 		auth_need_login(a);
 		return AUTH_REPLIED;
 	}
-	for (size_t i = 0; i < sc->nrules; i++) {
-		if (!auth_has_value(s, sc->rules[i].attribute, sc->rules[i].value)) {
-			auth_forbidden(a, s, &sc->rules[i]);
+	{
+		/* the route's rules, else its site's, else saml.require */
+		const struct policy *rules = a->route->require ? a->route->require
+					     : a->site && a->site->require ? a->site->require
+									   : sc->require;
+		const struct policy *failed = policy_check(rules, s);
+
+		if (failed != NULL) {
+			auth_forbidden(a, s, failed);
 			return AUTH_REPLIED;
 		}
 	}
@@ -1020,6 +1073,7 @@ auth_on_head(struct auth_request *a)
 	a->session_end = s->issued + (int64_t)sc->session_lifetime;
 	if (s->expires != 0 && s->expires < a->session_end)
 		a->session_end = s->expires;
+	auth_add_assertion(a, s, v, now);
 	ours.name = sc->cookie_name;
 	ours.len = strlen(sc->cookie_name);
 	cookie_strip(h, auth_is_our_cookie, &ours);

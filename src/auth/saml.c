@@ -615,8 +615,8 @@ saml_sp_metadata(struct saml *sp)
 }
 
 int
-saml_login_request(struct saml *sp, const char *relay_state, char **url, char **request_id,
-		   char *err, size_t errlen)
+saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, char **url,
+		   char **request_id, char *err, size_t errlen)
 {
 	LassoLogin *login = NULL;
 	LassoProfile *profile;
@@ -645,7 +645,7 @@ saml_login_request(struct saml *sp, const char *relay_state, char **url, char **
 	g_free(req->ProtocolBinding);
 	req->ProtocolBinding = g_strdup(SAML_BINDING_POST);
 	req->AssertionConsumerServiceIndex = -1;
-	req->ForceAuthn = FALSE;
+	req->ForceAuthn = force_authn ? TRUE : FALSE;
 	req->IsPassive = FALSE;
 	if (req->NameIDPolicy != NULL) {
 		g_free(req->NameIDPolicy->Format);
@@ -1172,7 +1172,10 @@ saml_verify_signature(struct saml *sp, xmlNodePtr parent, xmlNodePtr sig, const 
 	return -1;
 }
 
-/* Check an Issuer element (optional on a Response, required on an Assertion). */
+#define SAML_ISSUER_FORMAT_ENTITY "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
+
+/* Check an Issuer element (optional on an unsigned Response, required on a
+ * signed one and on an Assertion): the IdP's entity ID, Format entity or none. */
 static int
 saml_check_issuer(struct saml *sp, xmlNodePtr parent, bool required, const char *what, char *err,
 		  size_t errlen)
@@ -1189,6 +1192,15 @@ saml_check_issuer(struct saml *sp, xmlNodePtr parent, bool required, const char 
 		}
 		return 0;
 	}
+	/* SAML profiles 4.1.4.2: a Format, when present, is the entity format. */
+	v = saml_prop(is, "Format");
+	if (v != NULL && strcmp(v, SAML_ISSUER_FORMAT_ENTITY) != 0) {
+		saml_err(err, errlen, "%s Issuer Format: expected \"%s\" (or none), got \"%s\"",
+			 what, SAML_ISSUER_FORMAT_ENTITY, v);
+		free(v);
+		return -1;
+	}
+	free(v);
 	v = saml_text(is);
 	if (n != 1 || v == NULL || strcmp(v, sp->idp->entity_id) != 0) {
 		saml_err(err, errlen, "%s Issuer: expected \"%s\", got \"%s\"", what,
@@ -1484,7 +1496,10 @@ saml_resp_outer(struct saml *sp, struct saml_resp *r, const char *request_id, in
 	}
 	free(s);
 	s = NULL;
-	if (saml_check_issuer(sp, r->root, false, "Response", err, errlen) < 0 ||
+	/* SAML profiles 4.1.4.2: a signed Response carries an Issuer. */
+	if (saml_check_issuer(sp, r->root,
+			      saml_child(r->root, SAML_NS_DS, "Signature", NULL) != NULL,
+			      "Response", err, errlen) < 0 ||
 	    saml_check_instant(sp, r->root, "Response", now, NULL, err, errlen) < 0)
 		goto out;
 	n = saml_child(saml_child(r->root, SAML_NS_SAMLP, "Status", NULL), SAML_NS_SAMLP, "StatusCode",
@@ -1545,11 +1560,12 @@ saml_resp_bearer(struct saml *sp, struct saml_resp *r, const char *request_id, i
 			continue;
 		}
 		free(v);
+		/* Every login here is SP-initiated: the bearer data names the request. */
 		v = saml_prop(scd, "InResponseTo");
-		if (v != NULL && strcmp(v, request_id) != 0) {
+		if (v == NULL || strcmp(v, request_id) != 0) {
 			snprintf(why, sizeof why,
 				 "SubjectConfirmationData InResponseTo: expected \"%s\", got \"%s\"",
-				 request_id, v);
+				 request_id, v ? v : "(none)");
 			free(v);
 			continue;
 		}
@@ -1604,7 +1620,8 @@ saml_resp_audience(struct saml *sp, xmlNodePtr conditions, char *err, size_t err
 }
 
 /*
- * The Assertion element: Issuer (required), IssueInstant (into r->issued),
+ * The Assertion element: Version 2.0, an AuthnStatement, Issuer (required),
+ * IssueInstant (into r->issued),
  * a Subject with a bearer confirmation, and one Conditions element with a
  * current window and our Audience.
  */
@@ -1613,7 +1630,21 @@ saml_resp_assertion(struct saml *sp, struct saml_resp *r, const char *request_id
 		    char *err, size_t errlen)
 {
 	int count;
+	char *ver = saml_prop(r->assertion, "Version");
 
+	if (ver == NULL || strcmp(ver, "2.0") != 0) {
+		saml_err(err, errlen, "Assertion Version: expected \"2.0\", got \"%s\"",
+			 ver ? ver : "(none)");
+		free(ver);
+		return -1;
+	}
+	free(ver);
+	/* SAML profiles 4.1.4.2: the assertion of a Web SSO response carries
+	 * at least one AuthnStatement. */
+	if (saml_child(r->assertion, SAML_NS_SAML, "AuthnStatement", NULL) == NULL) {
+		saml_err(err, errlen, "AuthnStatement: missing (the Web SSO profile requires one)");
+		return -1;
+	}
 	if (saml_check_issuer(sp, r->assertion, true, "Assertion", err, errlen) < 0 ||
 	    saml_check_instant(sp, r->assertion, "Assertion", now, &r->issued, err, errlen) < 0)
 		return -1;

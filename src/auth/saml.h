@@ -78,12 +78,13 @@ void saml_free(struct saml *sp);
 char *saml_sp_metadata(struct saml *sp);
 
 /*
- * A signed HTTP-Redirect AuthnRequest URL carrying <relay_state>.  Sets
+ * A signed HTTP-Redirect AuthnRequest URL carrying <relay_state>; with
+ * <force_authn>, ForceAuthn="true" (the IdP asks for credentials again).  Sets
  * *url and *request_id (caller frees both) and returns 0, or -1 with a
  * reason in <err>.
  */
-int saml_login_request(struct saml *sp, const char *relay_state, char **url, char **request_id,
-		       char *err, size_t errlen);
+int saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, char **url,
+		       char **request_id, char *err, size_t errlen);
 
 /*
  * Check the base64 SAMLResponse <b64> posted to the ACS in answer to the

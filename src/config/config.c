@@ -75,7 +75,9 @@ config_load_json(struct config_loader *ld, json_t *root)
 	config_parse_saml(ld, root);
 	config_parse_redis(ld, root);
 	config_saml_sites(ld);
+	config_assertion_sites(ld);
 	config_saml_open(ld);
+	config_assertion_open(ld);
 	if (ld->rate_ids > 0 && !ld->oom && ld->nerrors == 0) {
 		cfg->ratelimit = ratelimit_new((size_t)cfg->rate_limit_clients);
 		if (cfg->ratelimit == NULL)

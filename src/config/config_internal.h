@@ -134,6 +134,19 @@ void config_saml_open(struct config_loader *ld);
 void config_parse_saml(struct config_loader *ld, const json_t *root);
 void config_saml_check(struct config_loader *ld, const char *session_env);
 /* config_redis.c */
+/* "require" at <path> (config_require.c): a rule tree, NULL only when out of
+ * memory; errors (and a tree that can never match) are reported. */
+struct policy *config_parse_require(struct config_loader *ld, const char *path, const json_t *v);
+/* The attribute names every "require" tests (not "@nameid"), distinct,
+ * borrowed from the trees; *n of them.  The array is the caller's to free. */
+const char **config_require_attributes(const struct config *cfg, size_t *n);
+/* config_assertion.c: "saml.identity_assertion" (<v> may be NULL: defaults),
+ * "identity_assertion" on a site or route, placement checks, key loading. */
+void config_parse_saml_assertion(struct config_loader *ld, struct config_saml *sc, const json_t *v);
+void config_parse_assertion_use(struct config_loader *ld, const char *path, const json_t *v,
+				int *on, char **audience);
+void config_assertion_sites(struct config_loader *ld);
+void config_assertion_open(struct config_loader *ld);
 void config_parse_redis(struct config_loader *ld, const json_t *root);
 /* config_tls.c */
 void config_finish_tls(struct config_loader *ld, const json_t *root);

@@ -15,6 +15,8 @@
 #include "access/geoip.h"
 #include "access/ipacl.h"
 #include "access/ratelimit.h"
+#include "auth/jwt.h"
+#include "auth/policy.h"
 #include "auth/saml.h"
 #include "auth/session.h"
 
@@ -85,6 +87,8 @@ config_route_clear(struct config_route *r)
 	free(r->redirect_to);
 	access_block_clear(&r->access);
 	config_free_strings(r->allow_bearer, r->nallow_bearer);
+	policy_free(r->require);
+	free(r->assertion_audience);
 }
 
 static void
@@ -112,11 +116,14 @@ config_saml_free(struct config_saml *sc)
 		free(sc->headers[i].attribute);
 	}
 	free(sc->headers);
-	for (size_t i = 0; i < sc->nrules; i++) {
-		free(sc->rules[i].attribute);
-		free(sc->rules[i].value);
-	}
-	free(sc->rules);
+	policy_free(sc->require);
+	free(sc->assertion.header);
+	free(sc->assertion.key_file);
+	free(sc->assertion.key_env);
+	free(sc->assertion.email_attr);
+	free(sc->assertion.groups_attr);
+	free(sc->assertion.jwks_path);
+	jwt_keys_free(sc->assertion.keys);
 	free(sc);
 }
 
@@ -219,6 +226,8 @@ config_free(struct config *cfg)
 		config_free_strings(s->hosts, s->nhosts);
 		config_free_strings(s->listeners, s->nlisteners);
 		free(s->listener_index);
+		policy_free(s->require);
+		free(s->assertion_audience);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);

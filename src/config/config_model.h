@@ -154,6 +154,8 @@ enum config_auth {
 	AUTH_SAML, /* "saml": a session from the SAML SP, else a login */
 };
 
+struct policy;
+
 struct config_route {
 	char *name;     /* "name", default "<site name>#<index>" */
 	/* Matchers.  A route with no path matcher matches every path.  Path
@@ -197,6 +199,9 @@ struct config_route {
 	bool websocket_off;             /* "websocket": false: no upgrade on this route */
 	double websocket_idle_timeout;  /* "websocket_idle_timeout", seconds; default 600 */
 	bool websocket_keep_at_session_end; /* "websocket_session_end": "keep" (default "close") */
+	struct policy *require; /* "require": who may pass ("auth": "saml"); NULL: the site's */
+	int assertion;          /* "identity_assertion": 1 on, -1 off, 0 unset (the site's) */
+	char *assertion_audience; /* its "audience"; NULL: the upstream's name */
 };
 
 /* "sites[i].hsts": {"max_age", "include_subdomains", "preload"}. */
@@ -274,6 +279,9 @@ struct config_site {
 	char **listeners;
 	size_t nlisteners;
 	size_t *listener_index; /* [nlisteners], positions in config.listeners */
+	struct policy *require;     /* "require" for its SAML routes; NULL: saml.require */
+	int assertion;              /* "identity_assertion" of its SAML routes: 1 on, -1/0 off */
+	char *assertion_audience;   /* its "audience"; NULL: each route's upstream name */
 };
 
 struct saml;
@@ -285,11 +293,7 @@ struct config_saml_header {
 	char *attribute;
 };
 
-/* "saml": { "require": [ { "attribute": "Roles", "contains": "posthog-admin" } ] } */
-struct config_saml_rule {
-	char *attribute;
-	char *value;
-};
+struct policy;
 
 /* "saml.replay_store": where used assertion IDs and request IDs are kept. */
 enum config_replay_store {
@@ -311,6 +315,22 @@ struct config_redis {
 	char *key_prefix;       /* "key_prefix", default "portcullis:" */
 	double connect_timeout; /* "connect_timeout", seconds; default 2 */
 	double command_timeout; /* "command_timeout", seconds; default 1 */
+};
+
+struct jwt_keys;
+
+/* "saml.identity_assertion" (docs/saml.md#signed-identity-assertion): the
+ * signed JWT that routes and sites with "identity_assertion" hand upstream. */
+struct config_assertion {
+	char *header;          /* "header"; default "X-Portcullis-Assertion" (stripped everywhere) */
+	char *key_file;        /* "key_file"; default <certs_dir>/identity-jwt.key (created) */
+	char *key_env;         /* "key_env": variable holding PEM keys */
+	double lifetime;       /* "lifetime", seconds; default 60 */
+	char *email_attr;      /* "email_attribute"; default "Email" */
+	char *groups_attr;     /* "groups_attribute"; default "Roles" */
+	char *jwks_path;       /* "jwks_path"; default "/.well-known/jwks.json" */
+	bool used;             /* a route or site turns it on */
+	struct jwt_keys *keys; /* loaded at load when used */
 };
 
 /* "saml": the SAML service provider (docs/saml.md). */
@@ -338,8 +358,8 @@ struct config_saml {
 	enum config_replay_store replay_store; /* "replay_store": "memory" (default) | "redis" */
 	struct config_saml_header *headers; /* "headers" */
 	size_t nheaders;
-	struct config_saml_rule *rules;     /* "require": every rule must hold */
-	size_t nrules;
+	struct policy *require;      /* "require": the rules of routes and sites without one */
+	struct config_assertion assertion; /* "identity_assertion" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */

@@ -33,10 +33,9 @@ static const char *const config_saml_keys[] = {
 	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
 	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
 	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
-	"require",	    "replay_store",	  NULL
+	"require",	    "replay_store",	  "identity_assertion", NULL
 };
 static const char *const config_replay_stores[] = { "memory", "redis", NULL };
-static const char *const config_saml_rule_keys[] = { "attribute", "contains", NULL };
 
 /* A duration that may be 0 ("off"). */
 static void
@@ -107,44 +106,6 @@ config_parse_saml_headers(struct config_loader *ld, struct config_saml *sc, cons
 	}
 }
 
-static void
-config_parse_saml_rules(struct config_loader *ld, struct config_saml *sc, const json_t *v)
-{
-	char ip[CONFIG_JPATH_MAX], kp[CONFIG_JPATH_MAX];
-	size_t n;
-
-	if (!json_is_array(v)) {
-		config_type_error(ld, "saml.require", "an array of {\"attribute\", \"contains\"}", v);
-		return;
-	}
-	n = json_array_size(v);
-	if (n == 0)
-		return;
-	sc->rules = calloc(n, sizeof *sc->rules);
-	if (sc->rules == NULL) {
-		ld->oom = true;
-		return;
-	}
-	sc->nrules = n;
-	for (size_t i = 0; i < n; i++) {
-		const json_t *r = json_array_get(v, i);
-
-		config_jidx(ip, "saml.require", i);
-		if (config_object(ld, ip, r, config_saml_rule_keys) == NULL)
-			continue;
-		if (json_object_get(r, "attribute") == NULL)
-			config_missing(ld, ip, "attribute", "the attribute to test, e.g. \"Roles\"");
-		else
-			sc->rules[i].attribute = config_string(ld, config_jkey(kp, ip, "attribute"),
-							       json_object_get(r, "attribute"));
-		if (json_object_get(r, "contains") == NULL)
-			config_missing(ld, ip, "contains", "the value it must hold, e.g. \"posthog-admin\"");
-		else
-			sc->rules[i].value = config_string(ld, config_jkey(kp, ip, "contains"),
-							   json_object_get(r, "contains"));
-	}
-}
-
 /* Mark the sites that serve the SP endpoints, check routes and "saml" agree. */
 void
 config_saml_sites(struct config_loader *ld)
@@ -175,6 +136,17 @@ config_saml_sites(struct config_loader *ld)
 			if (r->action == ACTION_SITE && r->site != NULL && r->site->saml_endpoints)
 				cfg->sites[i].saml_endpoints = true;
 		}
+	for (size_t i = 0; i < cfg->nsites; i++) {
+		bool saml_route = false;
+		char sp[CONFIG_JPATH_MAX];
+
+		for (size_t j = 0; j < cfg->sites[i].nroutes; j++)
+			saml_route |= cfg->sites[i].routes[j].auth == AUTH_SAML;
+		if (cfg->sites[i].require != NULL && !saml_route)
+			config_error(ld, config_jkey(kp, config_jidx(sp, "sites", i), "require"),
+				     "no route of this site has \"auth\": \"saml\" (the rules "
+				     "apply to those)");
+	}
 	if (cfg->saml != NULL && !any)
 		config_error(ld, "saml", "no route has \"auth\": \"saml\"; add it to the routes to "
 					 "protect (or remove this section)");
@@ -255,17 +227,27 @@ config_saml_open(struct config_loader *ld)
 		config_error(ld, "saml.session_key_file", "%s", why);
 		return;
 	}
-	attrs = calloc(sc->nheaders + sc->nrules + 1, sizeof *attrs);
-	if (attrs == NULL) {
-		ld->oom = true;
-		return;
+	{
+		size_t nrule_attrs = 0;
+		const char **rule_attrs = config_require_attributes(ld->cfg, &nrule_attrs);
+
+		attrs = rule_attrs ? calloc(sc->nheaders + nrule_attrs + 3, sizeof *attrs) : NULL;
+		if (attrs == NULL) {
+			free(rule_attrs);
+			ld->oom = true;
+			return;
+		}
+		for (size_t i = 0; i < sc->nheaders; i++)
+			if (strcmp(sc->headers[i].attribute, "@nameid") != 0)
+				attrs[nattrs++] = sc->headers[i].attribute;
+		for (size_t i = 0; i < nrule_attrs; i++)
+			attrs[nattrs++] = rule_attrs[i];
+		if (sc->assertion.used && sc->assertion.email_attr != NULL)
+			attrs[nattrs++] = sc->assertion.email_attr;
+		if (sc->assertion.used && sc->assertion.groups_attr != NULL)
+			attrs[nattrs++] = sc->assertion.groups_attr;
+		free(rule_attrs);
 	}
-	for (size_t i = 0; i < sc->nheaders; i++)
-		if (strcmp(sc->headers[i].attribute, "@nameid") != 0)
-			attrs[nattrs++] = sc->headers[i].attribute;
-	for (size_t i = 0; i < sc->nrules; i++)
-		if (strcmp(sc->rules[i].attribute, "@nameid") != 0)
-			attrs[nattrs++] = sc->rules[i].attribute;
 	if (asprintf(&slo, "%s%s/logout", sc->base_url, sc->prefix) < 0) {
 		ld->oom = true;
 		free(attrs);
@@ -447,7 +429,8 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	if ((f = json_object_get(v, "headers")) != NULL)
 		config_parse_saml_headers(ld, sc, f);
 	if ((f = json_object_get(v, "require")) != NULL)
-		config_parse_saml_rules(ld, sc, f);
+		sc->require = config_parse_require(ld, "saml.require", f);
+	config_parse_saml_assertion(ld, sc, json_object_get(v, "identity_assertion"));
 }
 
 /* ------------------------------------------------------------------ */

@@ -14,13 +14,14 @@
 #include "http/pathnorm.h"
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
-						"hsts", "listeners", NULL };
+						"hsts", "listeners", "require", "identity_assertion",
+						NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",
 	"max_body_bytes",  "drop_cookies",  "access",	    "auth",	      "allow_bearer",
 	"websocket",	   "websocket_idle_timeout",	    "websocket_session_end",
-	NULL
+	"require",	   "identity_assertion", NULL
 };
 static const char *const config_match_keys[] = { "path", "path_exact", "path_prefix", "methods",
 						 NULL };
@@ -539,6 +540,15 @@ config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
 			config_error(ld, kp, "needs \"auth\": \"saml\" (it lets bearer tokens "
 					     "pass where a session is required)");
 	}
+	if ((f = json_object_get(v, "require")) != NULL) {
+		r->require = config_parse_require(ld, config_jkey(kp, path, "require"), f);
+		if (r->auth != AUTH_SAML)
+			config_error(ld, kp, "needs \"auth\": \"saml\" (the rules test the SAML "
+					     "session's attributes)");
+	}
+	if ((f = json_object_get(v, "identity_assertion")) != NULL)
+		config_parse_assertion_use(ld, config_jkey(kp, path, "identity_assertion"), f,
+					   &r->assertion, &r->assertion_audience);
 }
 
 /* ------------------------------------------------------------------ */
@@ -606,6 +616,11 @@ config_parse_site(struct config_loader *ld, const char *path, const json_t *v,
 		config_parse_site_listeners(ld, config_jkey(kp, path, "listeners"), f, s);
 	if ((f = json_object_get(v, "access")) != NULL)
 		config_parse_access(ld, config_jkey(kp, path, "access"), f, &s->access);
+	if ((f = json_object_get(v, "require")) != NULL)
+		s->require = config_parse_require(ld, config_jkey(kp, path, "require"), f);
+	if ((f = json_object_get(v, "identity_assertion")) != NULL)
+		config_parse_assertion_use(ld, config_jkey(kp, path, "identity_assertion"), f,
+					   &s->assertion, &s->assertion_audience);
 
 	routes = json_object_get(v, "routes");
 	if (routes == NULL) {

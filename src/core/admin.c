@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "acme/acme.h"
+#include "auth/jwt.h"
 #include "base/metrics.h"
 #include "core/runtime.h"
 #include "http/conn.h"
@@ -127,6 +128,13 @@ admin_on_request(struct server_request *req, void *arg)
 			reply(req, 500, "text/plain; charset=utf-8", "out of memory\n");
 		free(text);
 		free(extra);
+	} else if (a->state->current != NULL && a->state->current->cfg->saml != NULL &&
+		   a->state->current->cfg->saml->assertion.keys != NULL &&
+		   plen == strlen(a->state->current->cfg->saml->assertion.jwks_path) &&
+		   strncmp(uri, a->state->current->cfg->saml->assertion.jwks_path, plen) == 0) {
+		/* the identity assertion's public keys, for upstreams that verify it */
+		reply(req, 200, "application/jwk-set+json",
+		      jwt_keys_jwks(a->state->current->cfg->saml->assertion.keys));
 	} else {
 		reply(req, 404, "text/plain; charset=utf-8",
 		      "not found: the admin listener serves /_health, /_ready and /metrics\n");

@@ -33,6 +33,7 @@ import pytest
 
 from harness import closed_port, depslist, request
 from saml_common import ACS_PATH, saml_config
+from test_websocket import EchoServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER_DIR = os.path.join(HERE, "browser")
@@ -106,7 +107,15 @@ def idp(module_lab):
 
 
 @pytest.fixture(scope="module")
-def sp(module_lab, idp):
+def ws_echo():
+    """python3-websockets' echo server (the upstream of /ws)."""
+    e = EchoServer()
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def sp(module_lab, idp, ws_echo):
     """Portcullis on https://localhost:PORT (local CA), SP of the IdP."""
     up = module_lab.upstream("web")
     port = closed_port()
@@ -115,12 +124,24 @@ def sp(module_lab, idp):
         "X-Auth-Email": "Email", "X-Auth-User": "@nameid", "X-Auth-Name": "DisplayName",
         "X-Auth-Roles": "Roles"}, idp_metadata_refresh=3600, certs_dir=certs,
         base_url="https://localhost:%d" % port)
-    cfg["listeners"] = [{"name": "https", "address": "127.0.0.1:%d" % port, "tls": True}]
+    # A WebSocket app behind the gate: /ws goes to python3-websockets' echo
+    # server; a second TLS listener speaks HTTP/1.1 only, so the page can
+    # open one tunnel over each protocol (the session cookie is not bound to
+    # a port).
+    echo = ws_echo
+    ws_port = closed_port()
+    cfg["upstreams"]["ws"] = {"servers": [echo.address]}
+    cfg["sites"][0]["routes"].insert(0, {"name": "ws", "match": {"path": ["/ws"]},
+                                         "upstream": "ws", "auth": "saml"})
+    cfg["listeners"] = [{"name": "https", "address": "127.0.0.1:%d" % port, "tls": True},
+                        {"name": "https-h1", "address": "127.0.0.1:%d" % ws_port, "tls": True,
+                         "http2": False}]
     cfg["tls"] = {"mode": "local", "certs_dir": certs}
     p = module_lab.proxy(cfg, name="sp")
     ca = os.path.join(certs, "local-ca", "ca.crt")
     assert os.path.exists(ca), p.stderr()[-3000:]
     s = {"port": port, "proxy": p, "up": up, "ca": ca, "base": "https://localhost:%d" % port,
+         "echo": echo, "ws_urls": ["wss://localhost:%d/ws" % port, "wss://localhost:%d/ws" % ws_port],
          "ssl": ssl.create_default_context(cafile=ca)}
     status, _, body = https_request(s, "GET", "/saml/metadata")
     assert status == 200 and b"SPSSODescriptor" in body, (status, body[:500])
@@ -187,7 +208,7 @@ def browser(node, nss_home, idp, sp):
     out = run_browser(node, nss_home, {"runs": [
         {"url": sp["base"] + TARGET_REFUSED, "username": USER, "password": PASSWORD + "x"},
         {"url": sp["base"] + TARGET, "username": USER, "password": PASSWORD,
-         "logout": sp["base"] + "/saml/logout"},
+         "logout": sp["base"] + "/saml/logout", "websockets": sp["ws_urls"]},
     ]})
     # The logout reached the proxy before login.mjs ended; let the proxy's
     # log catch up with it (a failed run is reported by the tests instead).
@@ -195,6 +216,7 @@ def browser(node, nss_home, idp, sp):
         sp["proxy"].wait_stderr(r"saml: %s signed out" % USER, start=err_at)
     return {"refused": out["runs"][0], "signed_in": out["runs"][1], "chromium": out["chromium"],
             "upstream": [r for r in sp["up"].snapshot() if r.path != "/favicon.ico"],
+            "access_log": sp["proxy"].access_log(),
             "stderr": sp["proxy"].stderr()[err_at:]}
 
 
@@ -397,3 +419,23 @@ def test_user_without_roles(idp, sp, alive):
     assert got.header_all("X-Auth-User") == [USER2]
     assert got.header_all("X-Auth-Name") == [USER2]
     assert got.header_all("X-Auth-Roles") == []
+
+
+def test_browser_websocket_over_both_protocols(browser, sp):
+    """A WebSocket app behind the SAML gate in Chromium: from the signed-in
+    page, one tunnel over HTTP/2 (RFC 8441 on the connection the page came
+    over) and one over HTTP/1.1 (the listener without h2), both echoing, both
+    with the session's identity and never the session cookie upstream."""
+    out = browser["signed_in"]
+    dump = json.dumps(out.get("websockets"), indent=1)[:4000]
+    results = out.get("websockets") or []
+    assert [r["url"] for r in results] == sp["ws_urls"], dump
+    for r in results:
+        assert r["ok"], dump
+        assert r["got"][0] == "hello from chromium", dump
+        seen = json.loads(r["got"][1])
+        assert seen["X-Auth-Email"] == EMAIL and seen["X-Auth-User"] == USER, seen
+        assert SESSION_COOKIE not in seen.get("Cookie", ""), seen
+    tunnels = [e for e in browser["access_log"] if e.get("path") == "/ws"]
+    assert sorted(e["protocol"] for e in tunnels) == ["HTTP/1.1", "HTTP/2.0"], tunnels
+    assert {e["status"] for e in tunnels} == {101}, tunnels

@@ -219,6 +219,37 @@ def test_rejections(env, alive):
     case("comment in NameID", "NameID: empty, or not plain text",
          lambda lg: response_for(env, lg, name_id="admin<!---->.evil"))
 
+    # SAML Web SSO profile rules (profiles 4.1.4.2)
+
+    def edited(edit, **kw):
+        return lambda lg: response_for(env, lg, edit=edit, **kw)
+
+    def assertion_version(x):
+        i = x.index("<saml:Assertion")
+        return x[:i] + x[i:].replace('Version="2.0"', 'Version="1.1"', 1)
+    case("assertion version", r"Assertion Version: expected \"2.0\", got \"1.1\"",
+         edited(assertion_version))
+    case("response version", r"Version: expected \"2.0\", got \"2.1\"",
+         edited(lambda x: x.replace('Version="2.0"', 'Version="2.1"', 1)))
+    case("no AuthnStatement", "AuthnStatement: missing",
+         edited(lambda x: re.sub(r"<saml:AuthnStatement .*?</saml:AuthnStatement>", "", x)))
+    case("no InResponseTo on the bearer data",
+         r"SubjectConfirmationData InResponseTo: expected \"[^\"]+\", got \"\(none\)\"",
+         edited(lambda x: re.sub(r'(<saml:SubjectConfirmationData) InResponseTo="[^"]*"', r"\1",
+                                 x)))
+    case("issuer format", r"Response Issuer Format: expected .*nameid-format:entity.*got "
+         r".*nameid-format:unspecified",
+         edited(lambda x: x.replace("<saml:Issuer>", '<saml:Issuer Format="urn:oasis:names:tc:'
+                                    'SAML:1.1:nameid-format:unspecified">', 1)))
+    case("assertion issuer format", r"Assertion Issuer Format: expected",
+         edited(lambda x: x[:x.index("<saml:Assertion")] +
+                x[x.index("<saml:Assertion"):].replace(
+                    "<saml:Issuer>", '<saml:Issuer Format="urn:oasis:names:tc:SAML:2.0:'
+                    'nameid-format:persistent">', 1)))
+    case("signed response without issuer", "Response Issuer: missing",
+         edited(lambda x: re.sub(r"(<samlp:Response[^>]*>)<saml:Issuer>[^<]*</saml:Issuer>",
+                                 r"\1", x)))
+
     for name, text, make, status in cases:
         b = Browser(port)
         login = b.start_login("/")
@@ -228,6 +259,27 @@ def test_rejections(env, alive):
         except AssertionError as exc:
             raise AssertionError("case %r: %s" % (name, exc))
         assert "__Host-portcullis-session" not in b.cookies, name
+
+
+@pytest.mark.parametrize("edit", [
+    lambda x: x.replace("<saml:Issuer>", '<saml:Issuer Format="urn:oasis:names:tc:SAML:2.0:'
+                        'nameid-format:entity">'),
+    None,
+], ids=["issuer-format-entity", "unsigned-response-without-issuer"])
+def test_profile_rules_accept(env, alive, edit):
+    """An entity-format Issuer is fine; an unsigned Response (signed Assertion)
+    may leave its own Issuer out."""
+    b = Browser(env["port"])
+    login = b.start_login("/")
+    if edit is None:
+        def edit(x):
+            return re.sub(r"(<samlp:Response[^>]*>)<saml:Issuer>[^<]*</saml:Issuer>", r"\1", x)
+        xml = response_for(env, login, edit=edit, sign_response=False, sign_assertion=True,
+                           sigalg=samltools.RSA_SHA256, digest=samltools.SHA256)
+    else:
+        xml = response_for(env, login, edit=edit)
+    r = b.post_acs(xml, login["relay"])
+    assert r.status == 303, r
 
 
 def test_replayed_assertion(env, alive):
@@ -379,8 +431,17 @@ def test_rule_refusal_page_names_user(env, alive):
     assert r.status == 303
     r = b.get("/")
     assert r.status == 403
-    assert b"bob" in r.body and b"posthog-admin" in r.body
-    env["proxy"].wait_stderr(r"access refused to bob .*Roles does not contain \"posthog-admin\"")
+    # the page names the user, the attribute and the rule's JSON path, never the
+    # rule's values; it offers a login that asks the IdP for fresh credentials
+    assert b"bob" in r.body and b"posthog-admin" not in r.body
+    assert b"<code>Roles</code>" in r.body and b"<code>saml.require[0]</code>" in r.body
+    assert b"force=1" in r.body and b"Sign in as someone else" in r.body
+    env["proxy"].wait_stderr(r"access refused to bob .*saml.require\[0\]: Roles does not satisfy")
+    href = re.search(rb'href="([^"]*force=1)"', r.body).group(1).decode().replace("&amp;", "&")
+    r = b.get(href[href.index("/saml/"):], headers=[("Accept", "text/html")])
+    assert r.status == 302
+    xml, _, _ = samltools.decode_redirect(r.header("Location"))
+    assert 'ForceAuthn="true"' in xml
 
 
 @pytest.mark.parametrize("roles,allowed", [

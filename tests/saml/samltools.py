@@ -159,9 +159,14 @@ def xmlsec_sign(xml, key, cert, workdir, assertion=False, response=True):
         return f.read()
 
 
-def signed_response(key, cert, workdir, **kw):
+def signed_response(key, cert, workdir, edit=None, **kw):
+    """A signed response; <edit>, when given, changes the unsigned XML text
+    (with its signature templates) before signing."""
     a = make_response(**kw)
-    return xmlsec_sign(render(a, cert), key, cert, workdir, assertion=a["sign_assertion"],
+    xml = render(a, cert)
+    if edit is not None:
+        xml = edit(xml)
+    return xmlsec_sign(xml, key, cert, workdir, assertion=a["sign_assertion"],
                        response=a["sign_response"]), a
 
 

@@ -2,7 +2,8 @@
 //
 //   node login.mjs '{"url": "https://localhost:8443/insights?x=1",
 //                    "username": "alice", "password": "secret",
-//                    "logout": "https://localhost:8443/saml/logout"}'
+//                    "logout": "https://localhost:8443/saml/logout",
+//                    "websockets": ["wss://localhost:8443/ws"]}'
 //   node login.mjs '{"runs": [{...one login as above...}, {...}]}'
 //
 // One login: opens <url> (a page behind Portcullis' SAML login), waits for
@@ -11,7 +12,9 @@
 // submits, and lets the browser follow the IdP's auto-submitted HTTP-POST
 // form to the ACS and Portcullis' redirect back.  It stops when the browser
 // is on <url> again ("signed-in") or when the IdP shows its error
-// ("refused").  With "logout", a signed-in run then opens that URL, and
+// ("refused").  With "websockets", a signed-in page opens each of those
+// WebSocket URLs and exchanges two messages ("websockets" in the output).
+// With "logout", a signed-in run then opens that URL, and
 // opens <url> once more to see where it lands.
 //
 // Several logins ("runs") share one Chromium (starting it is the slow part)
@@ -157,7 +160,36 @@ async function login(browser, run) {
     await snapshot(out.outcome);
     out.cookies = await cookieJar(context);
 
-    // 3. Sign out, then open the page again.
+    // 3. WebSockets from the signed-in page (the session cookie goes with
+    //    the upgrade): each URL of "websockets" gets "hello", then
+    //    "headers?" (the echo upstream answers with its handshake's headers).
+    if (Array.isArray(run.websockets) && out.outcome === 'signed-in') {
+      out.websockets = [];
+      for (const u of run.websockets) {
+        out.websockets.push(await page.evaluate((url) => new Promise((resolve) => {
+          const got = [];
+          const ws = new WebSocket(url);
+          const timer = setTimeout(() => resolve({ url, ok: false, got, error: 'timeout' }), 10000);
+          ws.onopen = () => ws.send('hello from chromium');
+          ws.onmessage = (e) => {
+            got.push(String(e.data));
+            if (got.length === 1) {
+              ws.send('headers?');
+            } else {
+              clearTimeout(timer);
+              ws.close();
+              resolve({ url, ok: true, got });
+            }
+          };
+          ws.onerror = () => {
+            clearTimeout(timer);
+            resolve({ url, ok: false, got, error: 'error' });
+          };
+        }), u));
+      }
+    }
+
+    // 4. Sign out, then open the page again.
     if (run.logout && out.outcome === 'signed-in') {
       const r = await page.goto(run.logout, { waitUntil: 'load' });
       await snapshot('logout', r);
