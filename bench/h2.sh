@@ -143,27 +143,8 @@ done
 
 RAW=$TMP/raw.tsv
 : >"$RAW"
-for shape in $SHAPES; do
-	c=${shape%x*} m=${shape#*x}
-	for ((r = 1; r <= ROUNDS; r++)); do
-		n=${#ACTIVE[@]}
-		for ((i = 0; i < n; i++)); do
-			p=${ACTIVE[$(((i + r - 1) % n))]}
-			((WARMUP > 0)) && h2load_run "${PORT[$p]}" "$c" "$m" "$WARMUP" "$TMP/warm-$p.txt"
-			t0=$(cpu_ticks "${PID[$p]}")
-			out=$TMP/h2load-$shape-$p-r$r.txt
-			h2load_run "${PORT[$p]}" "$c" "$m" "$DURATION" "$out"
-			t1=$(cpu_ticks "${PID[$p]}")
-			kill -0 "${PID[$p]}" 2>/dev/null || { STATUS[$p]="died during $shape round $r"; die "$p died"; }
-			read -r ok failed errored rps < <(parse_h2load "$out")
-			cpu=$(ticks_s "$t0" "$t1")
-			per_cpu=$(awk -v n="$ok" -v c="$cpu" 'BEGIN {if (c > 0) printf "%.0f", n / c; else print "NA"}')
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$p" "$r" "$ok" "$failed" "$errored" "$rps" "$per_cpu" >>"$RAW"
-			log "$shape r=$r $p: $ok done ($failed failed, $errored errored), $rps req/s, $cpu s CPU: $per_cpu req/CPU-s"
-		done
-	done
-done
-
+# Idle memory first, on fresh processes: after the load both allocators hold freed
+# memory that idle connections would reuse, which hides their cost.
 declare -A IDLE_RSS=()
 for p in "${ACTIVE[@]}"; do
 	sleep 2
@@ -183,6 +164,27 @@ for p in "${ACTIVE[@]}"; do
 	IDLE_RSS[$p]=$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}')
 	log "$p: RSS $before KiB -> $after KiB with $IDLE idle HTTP/2 connections: ${IDLE_RSS[$p]} KiB each"
 	wait "$holder" || true
+done
+
+for shape in $SHAPES; do
+	c=${shape%x*} m=${shape#*x}
+	for ((r = 1; r <= ROUNDS; r++)); do
+		n=${#ACTIVE[@]}
+		for ((i = 0; i < n; i++)); do
+			p=${ACTIVE[$(((i + r - 1) % n))]}
+			((WARMUP > 0)) && h2load_run "${PORT[$p]}" "$c" "$m" "$WARMUP" "$TMP/warm-$p.txt"
+			t0=$(cpu_ticks "${PID[$p]}")
+			out=$TMP/h2load-$shape-$p-r$r.txt
+			h2load_run "${PORT[$p]}" "$c" "$m" "$DURATION" "$out"
+			t1=$(cpu_ticks "${PID[$p]}")
+			kill -0 "${PID[$p]}" 2>/dev/null || { STATUS[$p]="died during $shape round $r"; die "$p died"; }
+			read -r ok failed errored rps < <(parse_h2load "$out")
+			cpu=$(ticks_s "$t0" "$t1")
+			per_cpu=$(awk -v n="$ok" -v c="$cpu" 'BEGIN {if (c > 0) printf "%.0f", n / c; else print "NA"}')
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$p" "$r" "$ok" "$failed" "$errored" "$rps" "$per_cpu" >>"$RAW"
+			log "$shape r=$r $p: $ok done ($failed failed, $errored errored), $rps req/s, $cpu s CPU: $per_cpu req/CPU-s"
+		done
+	done
 done
 
 {

@@ -22,6 +22,7 @@
 #include "access/geoip.h"
 #include "config/config.h"
 #include "core/listener.h"
+#include "core/memtrim.h"
 #include "http/outbound.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -33,6 +34,8 @@
 #include "core/worker.h"
 
 #define ERRLEN 16384
+#define MEMTRIM_SECONDS 5                   /* how often idle memory is given back */
+#define MEMTRIM_MIN_FREE (8 * 1024 * 1024)  /* ... once this much is free */
 
 struct app {
 	const char *config_path;
@@ -58,6 +61,7 @@ struct app {
 	int admin_fd, admin_port;   /* -1 / 0 without an admin listener */
 	struct event *sig_hup, *sig_term, *sig_int;
 	struct event *stop_poll, *geoip_poll;
+	struct memtrim *memtrim;    /* freed memory back to the kernel when idle */
 };
 
 static bool tls_config_equal(const struct config *x, const struct config *y);
@@ -783,6 +787,7 @@ teardown(struct app *app, int status)
 {
 	const struct config *cfg = app->cfg;
 
+	memtrim_free(app->memtrim);
 	if (app->workers) {
 		for (unsigned i = 0; i < app->nworkers; i++)
 			worker_join_free(app->workers[i]);
@@ -853,6 +858,7 @@ main(int argc, char **argv)
 	if (prepare_start(&app) < 0 || bind_all(&app) < 0 || become_user(&app) < 0 ||
 	    build_runtime(&app) < 0 || start_workers(&app) < 0)
 		goto out;
+	app.memtrim = memtrim_start(app.base, MEMTRIM_SECONDS, MEMTRIM_MIN_FREE);
 	event_base_dispatch(app.base);
 	status = 0;
 out:
