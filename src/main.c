@@ -21,6 +21,7 @@
 #include "acme/acme.h"
 #include "core/admin.h"
 #include "core/handoff.h"
+#include "core/keyguard.h"
 #include "access/geoip.h"
 #include "config/config.h"
 #include "core/listener.h"
@@ -713,7 +714,8 @@ bind_all(struct app *app)
 static int
 become_user(struct app *app)
 {
-	if (privdrop_apply(app->cfg, app->config_path, env_lookup, app->err, ERRLEN) < 0) {
+	if (privdrop_apply(app->cfg, app->config_path, env_lookup, app->err, ERRLEN) < 0 ||
+	    keyguard_apply(app->err, ERRLEN) < 0) { /* setuid resets "dumpable" */
 		log_error("%s", app->err);
 		return -1;
 	}
@@ -961,6 +963,11 @@ main(int argc, char **argv)
 	app.err = calloc(1, ERRLEN);
 	if (app.err == NULL)
 		return 1;
+	/* Before any key is read: no core dumps, keys in locked memory. */
+	if (!app.test_only && keyguard_apply(app.err, ERRLEN) < 0) {
+		fprintf(stderr, "portcullis: %s\n", app.err);
+		goto out;
+	}
 	if (read_config(&app) < 0)
 		goto out;
 	app.exe = realpath("/proc/self/exe", NULL);

@@ -199,6 +199,10 @@ def test_unit_starts_reloads_and_stops(machine):
     status = dict(line.split(":", 1) for line in m.ok("cat", "/proc/%s/status" % pid).splitlines())
     assert int(status["CapEff"], 16) == 1 << 10, status["CapEff"]
     assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2"
+    # Keys kept close (core/keyguard.c): no core file, not dumpable (/proc/PID is root's).
+    limits = m.ok("grep", "Max core file size", "/proc/%s/limits" % pid).split()
+    assert limits[4:6] == ["0", "0"], limits
+    assert m.ok("stat", "-c", "%u", "/proc/%s/status" % pid).strip() == "0"
 
     # Reload: the file is checked, then SIGHUP; the same process serves on, now
     # with an access log in its LogsDirectory.
