@@ -145,7 +145,7 @@ class Standins:
     def __init__(self):
         self.ports = {n: free_port() for n in self.NAMES}
         args = ["%s=%d" % (n, p) for n, p in self.ports.items()]
-        self.proc = subprocess.Popen([need("python3"), os.path.join(SRC, "scripts", "standin.py"),
+        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "scripts", "standin.py"),
                                       "--host", "127.0.0.1"] + args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for p in self.ports.values():
