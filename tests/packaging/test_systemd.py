@@ -267,3 +267,49 @@ def test_sandbox_allows_writes_only_where_the_unit_says(machine):
     finally:
         m.ok("systemctl", "stop", "portcullis", timeout=60)
     assert m.show("Result") == "success"
+
+
+LOAD = r"""
+ok=0 bad=0
+for i in $(seq "$1"); do
+	if ! exec 3<>/dev/tcp/127.0.0.1/8080; then bad=$((bad + 1)); echo "connect $i"; continue; fi
+	printf 'GET /load/%d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$i" >&3
+	if IFS= read -r -t 20 line <&3 && [[ $line == "HTTP/1.1 "* ]]; then ok=$((ok + 1))
+	else bad=$((bad + 1)); echo "answer $i: ${line:-none}"; fi
+	exec 3<&-
+done
+echo "ok=$ok bad=$bad"
+"""
+
+
+def test_restart_with_socket_unit_refuses_nothing(machine):
+    """conf/portcullis-http.socket (on port 8080 here): systemd holds the socket
+    across `systemctl restart`, so requests sent meanwhile wait instead of failing."""
+    m = machine
+    with open(os.path.join(SRC, "conf", "portcullis-http.socket")) as f:
+        unit = f.read().replace("ListenStream=80\n", "ListenStream=127.0.0.1:8080\n")
+    assert "ListenStream=127.0.0.1:8080" in unit and "FileDescriptorName=http" in unit
+    with open(os.path.join(m.tree, "etc/systemd/system/portcullis-http.socket"), "w") as f:
+        f.write(unit)
+    m.ok("systemctl", "daemon-reload")
+    m.ok("systemctl", "start", "portcullis-http.socket")
+    try:
+        m.ok("systemctl", "start", "portcullis")
+        wait("health", lambda: healthy(m))
+        journal = m.ok("journalctl", "-q", "-o", "cat", "-u", "portcullis")
+        assert "listening on 127.0.0.1:8080 (http, handed over)" in journal, journal
+        load = subprocess.Popen(
+            [need("nsenter"), "-t", str(m.pid), "-m", "-u", "-i", "-n", "-p", "--",
+             "/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "bash", "-c", LOAD, "load", "1500"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        pids = [m.show("MainPID")]
+        for _ in range(2):
+            time.sleep(1)
+            m.ok("systemctl", "restart", "portcullis", timeout=60)
+            pids.append(m.show("MainPID"))
+        assert load.poll() is None, "the load ended before the restarts did"
+        out, _ = load.communicate(timeout=120)
+        assert len(set(pids)) == 3, pids
+        assert out.strip().endswith("ok=1500 bad=0"), out[-3000:]
+    finally:
+        m.run("systemctl", "stop", "portcullis", "portcullis-http.socket", timeout=60)
