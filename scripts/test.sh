@@ -18,7 +18,8 @@ usage() {
 usage: scripts/test.sh [--no-asan] [CTEST_ARGS...]
 
   --no-asan    run only the normal build's tests, not the ASan+UBSan build's
-  CTEST_ARGS   passed to both ctest runs, e.g. -R unit/ or -L e2e
+  CTEST_ARGS   passed to both ctest runs, e.g. -R unit/ or -L e2e; -LE heavy leaves out
+               the image and systemd tests (minutes on a first run; CI runs them)
 Environment: PORTCULLIS_TEST_JOBS (ctest -j, default 2), PORTCULLIS_SKIP_DEPS=1.
 EOF
 }

@@ -14,11 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "access/access.h"
 #include "acme/acme.h"
 #include "core/admin.h"
+#include "core/handoff.h"
+#include "core/keyguard.h"
 #include "access/geoip.h"
 #include "config/config.h"
 #include "core/listener.h"
@@ -62,9 +65,15 @@ struct app {
 	struct event *sig_hup, *sig_term, *sig_int;
 	struct event *stop_poll, *geoip_poll;
 	struct memtrim *memtrim;    /* freed memory back to the kernel when idle */
+	/* SIGUSR2: the listening sockets kept for a new process (core/handoff) */
+	char *exe;                  /* this binary's path at start */
+	char **argv;
+	int admin_keep;             /* the admin socket, or -1 */
+	struct event *sig_usr2, *sig_chld;
 };
 
 static bool tls_config_equal(const struct config *x, const struct config *y);
+static void take_over(struct app *app);
 
 static const char *
 env_lookup(const char *name)
@@ -83,6 +92,8 @@ usage(FILE *out)
 		"\n"
 		"Signals: SIGHUP reloads the configuration (kept when the new one has errors);\n"
 		"SIGTERM or SIGINT stop accepting, let requests finish (timeouts.drain), exit 0.\n"
+		"SIGUSR2 starts the binary again with the listening sockets; once the new\n"
+		"process serves, this one drains and exits (a restart that refuses nothing).\n"
 		"\n"
 		"-t creates, writes and fetches nothing (SAML keys, IdP metadata URLs).\n"
 		"\n"
@@ -185,6 +196,71 @@ reload(struct app *app)
 	log_info("configuration reloaded from %s", app->config_path);
 }
 
+/* Close the listening sockets kept for a handoff (stopping: refuse, not queue). */
+static void
+close_kept(struct app *app)
+{
+	for (size_t l = 0; app->fds && app->cfg && l < app->cfg->nlisteners; l++) {
+		if (app->fds[l] >= 0)
+			close(app->fds[l]);
+		app->fds[l] = -1;
+	}
+	if (app->admin_keep >= 0)
+		close(app->admin_keep);
+	app->admin_keep = -1;
+}
+
+/* SIGUSR2: start the binary again with every listening socket (core/handoff);
+ * the new process sends this one SIGTERM once it serves. */
+static void
+handoff_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	const struct config *cfg = app->cfg;
+	size_t n = 0;
+	int *fds = calloc(cfg->nlisteners + 1, sizeof(*fds));
+	const char **names = calloc(cfg->nlisteners + 1, sizeof(*names));
+	char err[256];
+	pid_t pid;
+
+	if (app->stopping || fds == NULL || names == NULL || app->exe == NULL) {
+		log_warn("handoff: not now (stopping, or no binary path)");
+		goto out;
+	}
+	for (size_t l = 0; l < cfg->nlisteners; l++) {
+		if (app->fds[l] < 0)
+			continue;
+		fds[n] = app->fds[l];
+		names[n++] = cfg->listeners[l].name;
+	}
+	if (app->admin_keep >= 0) {
+		fds[n] = app->admin_keep;
+		names[n++] = HANDOFF_ADMIN_NAME;
+	}
+	pid = handoff_spawn(app->exe, app->argv, fds, names, n, err, sizeof(err));
+	if (pid < 0)
+		log_error("handoff: cannot start %s: %s", app->exe, err);
+	else
+		log_info("handoff: started %s (pid %ld) with %zu listening socket%s", app->exe,
+			 (long)pid, n, n == 1 ? "" : "s");
+out:
+	free(fds);
+	free(names);
+}
+
+/* SIGCHLD: a process started on SIGUSR2 that exited (it failed to start). */
+static void
+child_cb(evutil_socket_t sig, short what, void *arg)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		log_warn("handoff: process %ld exited (%s %d); still serving here", (long)pid,
+			 WIFEXITED(status) ? "status" : "signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -202,6 +278,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	app->stopping = true;
 	app->admin_state.draining = true;
+	close_kept(app);
 	log_info("stopping: no new connections; letting requests finish (up to %.0f s)",
 		 app->current->cfg->drain_timeout);
 	for (unsigned i = 0; i < app->nworkers; i++)
@@ -582,6 +659,21 @@ prepare_start(struct app *app)
 	return 0;
 }
 
+/* The socket handed over under <name> (core/handoff), else a new one. */
+static int
+take_or_bind(const struct config_listener *l, const char *name, int *port, char *err)
+{
+	int fd = handoff_take(name);
+
+	if (fd >= 0) {
+		if (listener_adopt(l, fd, port, err, ERRLEN) == 0)
+			return fd;
+		log_warn("handoff: %s; binding anew", err);
+		close(fd);
+	}
+	return listener_bind(l, port, err, ERRLEN);
+}
+
 /* Bind every listener (app->fds, app->ports) and the admin listener.
  * Returns 0 or -1 (logged). */
 static int
@@ -595,20 +687,23 @@ bind_all(struct app *app)
 		return -1;
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		app->fds[i] = -1;
+	handoff_collect();
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		app->fds[i] = listener_bind(&cfg->listeners[i], &app->ports[i], app->err, ERRLEN);
+		app->fds[i] = take_or_bind(&cfg->listeners[i], cfg->listeners[i].name, &app->ports[i],
+					   app->err);
 		if (app->fds[i] < 0) {
 			log_error("listeners[%zu]: %s", i, app->err);
 			return -1;
 		}
 	}
 	if (cfg->admin) {
-		app->admin_fd = listener_bind(cfg->admin, &app->admin_port, app->err, ERRLEN);
+		app->admin_fd = take_or_bind(cfg->admin, HANDOFF_ADMIN_NAME, &app->admin_port, app->err);
 		if (app->admin_fd < 0) {
 			log_error("admin: %s", app->err);
 			return -1;
 		}
 	}
+	handoff_close_rest();
 	return 0;
 }
 
@@ -623,7 +718,8 @@ bind_all(struct app *app)
 static int
 become_user(struct app *app)
 {
-	if (privdrop_apply(app->cfg, app->config_path, env_lookup, app->err, ERRLEN) < 0) {
+	if (privdrop_apply(app->cfg, app->config_path, env_lookup, app->err, ERRLEN) < 0 ||
+	    keyguard_apply(app->err, ERRLEN) < 0) { /* setuid resets "dumpable" */
 		log_error("%s", app->err);
 		return -1;
 	}
@@ -686,6 +782,7 @@ build_runtime(struct app *app)
 	if (app->base == NULL)
 		return -1;
 	if (app->admin_fd >= 0) {
+		app->admin_keep = fcntl(app->admin_fd, F_DUPFD_CLOEXEC, 0);
 		app->admin = admin_new(app->base, app->admin_fd, &app->admin_state);
 		app->admin_fd = -1; /* taken over (closed on failure) */
 		if (app->admin == NULL) {
@@ -745,11 +842,7 @@ start_workers(struct app *app)
 			return -1;
 		}
 	}
-	for (size_t l = 0; l < cfg->nlisteners; l++) {
-		close(app->fds[l]);
-		app->fds[l] = -1;
-	}
-
+	/* app->fds stay open for SIGUSR2's handoff; a stop signal closes them. */
 	app->sig_hup = evsignal_new(app->base, SIGHUP, signal_cb, app);
 	app->sig_term = evsignal_new(app->base, SIGTERM, signal_cb, app);
 	app->sig_int = evsignal_new(app->base, SIGINT, signal_cb, app);
@@ -758,6 +851,12 @@ start_workers(struct app *app)
 	evsignal_add(app->sig_hup, NULL);
 	evsignal_add(app->sig_term, NULL);
 	evsignal_add(app->sig_int, NULL);
+	app->sig_usr2 = evsignal_new(app->base, SIGUSR2, handoff_cb, app);
+	app->sig_chld = evsignal_new(app->base, SIGCHLD, child_cb, app);
+	if (!app->sig_usr2 || !app->sig_chld)
+		return -1;
+	evsignal_add(app->sig_usr2, NULL);
+	evsignal_add(app->sig_chld, NULL);
 
 	for (unsigned i = 0; i < app->nworkers; i++) {
 		if (worker_start(app->workers[i]) < 0) {
@@ -766,6 +865,7 @@ start_workers(struct app *app)
 		}
 	}
 	log_info("ready: %u worker%s", app->nworkers, app->nworkers == 1 ? "" : "s");
+	take_over(app);
 	app->stop_poll = event_new(app->base, -1, EV_PERSIST, stop_poll_cb, app);
 	if (app->stop_poll == NULL)
 		return -1;
@@ -775,6 +875,19 @@ start_workers(struct app *app)
 		return -1;
 	event_add(app->geoip_poll, &(struct timeval){2, 0});
 	return 0;
+}
+
+/* Started by a SIGUSR2 handoff: now that this process serves, the one that
+ * started it drains and exits. */
+static void
+take_over(struct app *app)
+{
+	pid_t from = handoff_from();
+
+	if (from > 0) {
+		log_info("handoff: serving; telling process %ld to drain", (long)from);
+		kill(from, SIGTERM);
+	}
 }
 
 /*
@@ -812,6 +925,10 @@ teardown(struct app *app, int status)
 		event_free(app->sig_term);
 	if (app->sig_int)
 		event_free(app->sig_int);
+	if (app->sig_usr2)
+		event_free(app->sig_usr2);
+	if (app->sig_chld)
+		event_free(app->sig_chld);
 	if (app->stop_poll)
 		event_free(app->stop_poll);
 	if (app->geoip_poll)
@@ -823,6 +940,9 @@ teardown(struct app *app, int status)
 			close(app->fds[i]);
 	if (app->admin_fd >= 0)
 		close(app->admin_fd);
+	if (app->admin_keep >= 0)
+		close(app->admin_keep);
+	free(app->exe);
 	free(app->fds);
 	free(app->ports);
 	runtime_unref(app->current);
@@ -838,7 +958,7 @@ teardown(struct app *app, int status)
 int
 main(int argc, char **argv)
 {
-	struct app app = {.admin_fd = -1};
+	struct app app = {.admin_fd = -1, .admin_keep = -1, .argv = argv};
 	int status;
 
 	status = parse_args(&app, argc, argv);
@@ -848,8 +968,14 @@ main(int argc, char **argv)
 	app.err = calloc(1, ERRLEN);
 	if (app.err == NULL)
 		return 1;
+	/* Before any key is read: no core dumps, keys in locked memory. */
+	if (!app.test_only && keyguard_apply(app.err, ERRLEN) < 0) {
+		fprintf(stderr, "portcullis: %s\n", app.err);
+		goto out;
+	}
 	if (read_config(&app) < 0)
 		goto out;
+	app.exe = realpath("/proc/self/exe", NULL);
 	if (app.test_only) {
 		printf("%s: configuration OK\n", app.config_path);
 		status = 0;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -41,13 +42,39 @@ bind_one(const struct addrinfo *ai, bool dual_stack, char *err, size_t errlen, c
 	return fd;
 }
 
+/* Log the address <fd> is bound to and store its port in *port.  0 or -1. */
+static int
+report(const struct config_listener *l, int fd, int *port, const char *how, char *err,
+       size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
+		snprintf(err, errlen, "%s: getsockname: %s", l->address, strerror(errno));
+		return -1;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
+		*port = ntohs(a6->sin6_port);
+		log_info("listening on [%s]:%d (%s%s)", host, *port, l->name, how);
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
+		*port = ntohs(a4->sin_port);
+		log_info("listening on %s:%d (%s%s)", host, *port, l->name, how);
+	}
+	return 0;
+}
+
 int
 listener_bind(const struct config_listener *l, int *port, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-	char host[INET6_ADDRSTRLEN];
 	bool any = l->host == NULL || l->host[0] == '\0';
 	int fd = -1, rc;
 
@@ -77,23 +104,29 @@ listener_bind(const struct config_listener *l, int *port, char *err, size_t errl
 		freeaddrinfo(res);
 	if (fd < 0)
 		return -1;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
-		snprintf(err, errlen, "%s: getsockname: %s", l->address, strerror(errno));
+	if (report(l, fd, port, "", err, errlen) < 0) {
 		close(fd);
 		return -1;
 	}
-	if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
-		*port = ntohs(a6->sin6_port);
-		log_info("listening on [%s]:%d (%s)", host, *port, l->name);
-	} else {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
-		*port = ntohs(a4->sin_port);
-		log_info("listening on %s:%d (%s)", host, *port, l->name);
-	}
 	return fd;
+}
+
+int
+listener_adopt(const struct config_listener *l, int fd, int *port, char *err, size_t errlen)
+{
+	int listening = 0;
+	socklen_t len = sizeof(listening);
+	long want = strtol(l->port, NULL, 10);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
+		snprintf(err, errlen, "%s: the socket handed over is not listening", l->address);
+		return -1;
+	}
+	if (report(l, fd, port, ", handed over", err, errlen) < 0)
+		return -1;
+	if (want != 0 && want != *port) {
+		snprintf(err, errlen, "%s: the socket handed over has port %d", l->address, *port);
+		return -1;
+	}
+	return 0;
 }

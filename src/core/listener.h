@@ -18,4 +18,12 @@
  */
 int listener_bind(const struct config_listener *l, int *port, char *err, size_t errlen);
 
+/*
+ * Use <fd>, a listening socket handed over by another process (core/handoff),
+ * for <l>: logs its address like listener_bind and stores its port in *port.
+ * Returns 0, or -1 with a reason in <err> when it is not listening or its
+ * port is not the configured one (the caller then binds anew).
+ */
+int listener_adopt(const struct config_listener *l, int fd, int *port, char *err, size_t errlen);
+
 #endif

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1057,6 +1058,23 @@ server_set_tls(struct server *srv, SSL_CTX *ctx)
 	srv->tls = ctx;
 }
 
+/*
+ * An idle connection that still gets its request served while draining (the
+ * answer then closes it): one that never carried a request (its client has
+ * no reason to retry elsewhere; a process that took over the listening
+ * socket may have accepted it a moment ago), or one whose next request is
+ * already in the socket.  Closing those would lose a request.
+ */
+static bool
+request_on_its_way(struct server_conn *c)
+{
+	int pending = 0;
+
+	if (!c->served)
+		return true;
+	return ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
 void
 server_drain(struct server *srv)
 {
@@ -1085,7 +1103,7 @@ server_drain(struct server *srv)
 				linger_arm(c); /* may close it */
 			continue;
 		}
-		if (c->codec == NULL || c->codec->drain(c))
+		if ((c->codec == NULL || c->codec->drain(c)) && !request_on_its_way(c))
 			conn_close(c); /* idle keep-alive */
 	}
 }

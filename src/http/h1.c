@@ -622,6 +622,7 @@ h1_run(struct server_conn *c)
 			http_parser_pause(&c->h1.parser, 0);
 			headscan_init(&c->h1.scan);
 			c->h1.scanned = 0;
+			c->served = true;
 			conn_idle(c);
 			conn_resume_reading(c);
 			c->rerun = true;

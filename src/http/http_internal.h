@@ -163,6 +163,7 @@ struct server_conn {
 	bool read_wants_write;  /* SSL_read needs the socket writable */
 	bool write_wants_read;  /* SSL_write needs the socket readable */
 	bool idle_release;      /* idle: the timer frees buffers first, closes later */
+	bool served;            /* answered a request (HTTP/1): an idle close is retried */
 	struct event *rev, *wev, *timer;
 	char *in;
 	size_t inlen, incap;

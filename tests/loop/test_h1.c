@@ -684,7 +684,9 @@ test_head_timeout(void **state)
 }
 
 /* Drain: a connection with a response in progress finishes it, then
- * closes; an idle one closes at once. */
+ * closes; an idle one that never carried a request stays for its first
+ * (a process that took the listening socket over may just have accepted
+ * it), and goes when its client does. */
 static void
 test_drain(void **state)
 {
@@ -700,8 +702,8 @@ test_drain(void **state)
 	send_all(f, "GET /busy HTTP/1.1\r\nHost: t\r\n\r\n");
 	assert_true(run_until(f, logged, "request /busy", 2000));
 	server_drain(f->srv);
-	assert_int_equal(server_connections(f->srv), 1); /* the idle one is gone */
-	assert_int_equal(read(sv[1], &c, 1), 0);
+	assert_int_equal(server_connections(f->srv), 2); /* the fresh one is kept */
+	assert_int_equal(recv(sv[1], &c, 1, MSG_DONTWAIT), -1);
 	close(sv[1]);
 	assert_true(run_until(f, got_eof, &in, 2000));
 	assert_true(log_index(f, "log /busy") >= 0);

@@ -864,14 +864,17 @@ def test_dockerfile_stages_and_runtime_settings():
     assert users, "no USER in the runtime stage"
     assert users[-1].split(":")[0] not in ("root", "0"), users[-1]
     assert users[-1].split(":")[0] == "10001"
-    for w in ("HEALTHCHECK", "STOPSIGNAL", "EXPOSE", "VOLUME", "CMD"):
+    for w in ("HEALTHCHECK", "STOPSIGNAL", "EXPOSE", "VOLUME", "ENTRYPOINT", "CMD"):
         assert w in kinds, "no %s in the runtime stage" % w
     assert dict(final)["STOPSIGNAL"] == "SIGTERM"
     assert set(dict(final)["EXPOSE"].split()) == {"80", "443"}
     volumes = json.loads(dict(final)["VOLUME"])
     assert "/etc/portcullis" in volumes and "/var/lib/portcullis" in volumes
+    # ENTRYPOINT the binary, CMD its default arguments: `docker run IMAGE --version`.
+    entry = json.loads(dict(final)["ENTRYPOINT"])
+    assert len(entry) == 1 and entry[0].endswith("/portcullis")
     cmd = json.loads(dict(final)["CMD"])
-    assert cmd[0].endswith("/portcullis") and cmd[1:] == ["-c", "/etc/portcullis/portcullis.json"]
+    assert cmd == ["-c", "/etc/portcullis/portcullis.json"]
     hc = dict(final)["HEALTHCHECK"]
     m = re.search(r'CMD \["([^"]+)"', hc)
     assert m, hc
