@@ -62,11 +62,11 @@ for name in "${harnesses[@]}"; do
 		-artifact_prefix="$artifacts/" "${dict[@]}" "$scratch" "$corpus" >"$log" 2>&1
 	rc=$?
 	set -e
-	grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -n 1 || true
-	grep -E '^stat::' "$log" || true
+	grep -aE '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -n 1 || true
+	grep -a '^stat::' "$log" || true
 	if ((rc != 0)); then
 		echo "fuzz: $name failed (exit $rc): see $log and $artifacts/" >&2
-		grep -E 'ERROR|contract broken|SUMMARY' "$log" | head -n 5 >&2 || true
+		grep -aE 'ERROR|contract broken|SUMMARY' "$log" | head -n 5 >&2 || true
 		status=1
 	fi
 	# keep only what adds coverage
