@@ -16,11 +16,12 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 usage() {
 	cat <<'EOF'
-usage: scripts/install-deps.sh [--system-only | --demo]
+usage: scripts/install-deps.sh [--system-only | --demo | --fuzz]
 
   --system-only   install Debian packages only, not the npm packages of the e2e tests
   --demo          only what building Portcullis and running scripts/demo.sh need
                   (the list's "build" and "demo" lines: no test peers, no Node.js)
+  --fuzz          only what scripts/fuzz.sh needs (the "build" and "fuzz" lines: clang)
   -h, --help      show this help
 
 Set PORTCULLIS_SKIP_DEPS=1 to skip this step entirely.
@@ -29,12 +30,17 @@ EOF
 
 system_only=false
 demo_only=false
+fuzz_only=false
 for arg in "$@"; do
 	case "$arg" in
 	--system-only) system_only=true ;;
 	--demo)
 		system_only=true
 		demo_only=true
+		;;
+	--fuzz)
+		system_only=true
+		fuzz_only=true
 		;;
 	-h | --help)
 		usage
@@ -59,6 +65,9 @@ fi
 wanted_sets=(build demo test bench)
 if [[ $demo_only == true ]]; then
 	wanted_sets=(build demo)
+fi
+if [[ $fuzz_only == true ]]; then
+	wanted_sets=(build fuzz)
 fi
 LIST=scripts/deps.list
 PACKAGES=()          # Debian packages to have (first alternative of each source)
@@ -209,7 +218,7 @@ for pkg in "${PACKAGES[@]}"; do
 		exit 1
 	fi
 done
-if [[ $demo_only == true ]]; then
+if [[ $demo_only == true || $fuzz_only == true ]]; then
 	exit 0
 fi
 

@@ -49,10 +49,26 @@ dir_url(json_t *dir, const char *key, char **slot)
 	return v != NULL && strncmp(v, "https://", 8) == 0;
 }
 
+int
+acme_directory_read(struct acme_manager *m, json_t *dir, bool *eab_required)
+{
+	*eab_required = false;
+	if (!dir_url(dir, "newNonce", &m->url_new_nonce) ||
+	    !dir_url(dir, "newAccount", &m->url_new_account) ||
+	    !dir_url(dir, "newOrder", &m->url_new_order))
+		return -1;
+	if (!dir_url(dir, "renewalInfo", &m->url_renewal_info))
+		acme_replace_str(&m->url_renewal_info, NULL);
+	*eab_required = json_is_true(json_object_get(json_object_get(dir, "meta"),
+						     "externalAccountRequired"));
+	return 0;
+}
+
 static void
 on_directory(struct acme_job *job, const struct acme_http_response *resp)
 {
 	struct acme_manager *m = job->m;
+	bool eab_required;
 	json_t *dir;
 
 	if (resp->status != 200) {
@@ -65,19 +81,14 @@ on_directory(struct acme_job *job, const struct acme_http_response *resp)
 				m->directory_url);
 		return;
 	}
-	if (!dir_url(dir, "newNonce", &m->url_new_nonce) ||
-	    !dir_url(dir, "newAccount", &m->url_new_account) ||
-	    !dir_url(dir, "newOrder", &m->url_new_order)) {
+	if (acme_directory_read(m, dir, &eab_required) != 0) {
 		json_decref(dir);
 		acme_job_failed(job, 0,
 				"directory %s lacks https newNonce, newAccount or newOrder URLs",
 				m->directory_url);
 		return;
 	}
-	if (!dir_url(dir, "renewalInfo", &m->url_renewal_info))
-		acme_replace_str(&m->url_renewal_info, NULL);
-	if (json_is_true(json_object_get(json_object_get(dir, "meta"), "externalAccountRequired")) &&
-	    m->eab_kid == NULL) {
+	if (eab_required && m->eab_kid == NULL) {
 		json_decref(dir);
 		acme_job_failed(job, 0,
 				"the CA at %s requires External Account Binding: set the EAB "
@@ -106,13 +117,25 @@ acme_order_start(struct acme_job *job)
 		      on_directory);
 }
 
+int
+acme_ari_window(json_t *root, time_t *start, time_t *end)
+{
+	json_t *win = json_object_get(root, "suggestedWindow");
+
+	if (!json_is_object(win) ||
+	    acme_sched_parse_rfc3339(member_str(win, "start", ""), start) != 0 ||
+	    acme_sched_parse_rfc3339(member_str(win, "end", ""), end) != 0 || *end <= *start)
+		return -1;
+	return 0;
+}
+
 /* ARI (RFC 9773): GET renewalInfo/<certID> and pick a time in its window. */
 static void
 on_ari(struct acme_job *job, const struct acme_http_response *resp)
 {
 	struct acme_cert *c = job->c;
 	time_t now = time(NULL), start, end, recheck;
-	json_t *root, *win;
+	json_t *root;
 	char a[32], b[32];
 
 	if (resp->status != 200) {
@@ -120,11 +143,7 @@ on_ari(struct acme_job *job, const struct acme_http_response *resp)
 		return;
 	}
 	root = acme_body_object(resp);
-	win = root ? json_object_get(root, "suggestedWindow") : NULL;
-	if (!json_is_object(win) ||
-	    acme_sched_parse_rfc3339(member_str(win, "start", ""), &start) != 0 ||
-	    acme_sched_parse_rfc3339(member_str(win, "end", ""), &end) != 0 ||
-	    end <= start) {
+	if (root == NULL || acme_ari_window(root, &start, &end) != 0) {
 		json_decref(root);
 		acme_job_failed(job, 0, "renewalInfo: no valid suggestedWindow");
 		return;
@@ -231,9 +250,8 @@ step_account(struct acme_job *job)
 	free(text);
 }
 
-/* Adopt an order object's authorizations, finalize URL and certificate URL. */
-static int
-order_read(struct acme_job *job, json_t *order, const char **status)
+int
+acme_order_read(struct acme_job *job, json_t *order, const char **status)
 {
 	json_t *authz = json_object_get(order, "authorizations");
 	size_t i;
@@ -306,7 +324,7 @@ on_new_order(struct acme_job *job, const struct acme_http_response *resp)
 		return;
 	}
 	order = acme_body_object(resp);
-	if (resp->location == NULL || order == NULL || order_read(job, order, &status) != 0 ||
+	if (resp->location == NULL || order == NULL || acme_order_read(job, order, &status) != 0 ||
 	    job->finalize_url == NULL) {
 		json_decref(order);
 		acme_job_failed(job, 0, "newOrder: answer is not an order with a Location, "
@@ -375,22 +393,19 @@ on_challenge_started(struct acme_job *job, const struct acme_http_response *resp
 	acme_job_after(job, 1, poll_authz);
 }
 
-/* Publish the answer to one challenge of <authz> and tell the CA to check it. */
-static void
-authz_start_challenge(struct acme_job *job, json_t *authz)
+enum acme_authz_pick
+acme_authz_choose(json_t *authz, unsigned challenges, struct acme_authz_choice *out)
 {
-	struct acme_manager *m = job->m;
-	const char *name = json_string_value(json_object_get(json_object_get(authz, "identifier"),
-							     "value"));
 	json_t *challs = json_object_get(authz, "challenges"), *ch, *pick = NULL;
-	const char *want[2] = { NULL, NULL }, *type, *token, *url;
-	char keyauth[512];
-	char **slot;
-	size_t i, k, *count;
+	const char *want[2] = { NULL, NULL }, *type;
+	size_t i, k;
 
-	if (m->challenges & ACME_CHALLENGE_HTTP01)
+	out->name = json_string_value(json_object_get(json_object_get(authz, "identifier"),
+						      "value"));
+	out->type = out->token = out->url = NULL;
+	if (challenges & ACME_CHALLENGE_HTTP01)
 		want[0] = "http-01";
-	if (m->challenges & ACME_CHALLENGE_TLSALPN01)
+	if (challenges & ACME_CHALLENGE_TLSALPN01)
 		want[want[0] ? 1 : 0] = "tls-alpn-01";
 	for (k = 0; k < 2 && pick == NULL && want[k] != NULL; k++) {
 		json_array_foreach(challs, i, ch) {
@@ -401,16 +416,36 @@ authz_start_challenge(struct acme_job *job, json_t *authz)
 			}
 		}
 	}
-	if (name == NULL || pick == NULL) {
+	if (out->name == NULL || pick == NULL)
+		return ACME_AUTHZ_NONE;
+	out->type = json_string_value(json_object_get(pick, "type"));
+	out->token = json_string_value(json_object_get(pick, "token"));
+	out->url = json_string_value(json_object_get(pick, "url"));
+	if (out->token == NULL || out->url == NULL || strlen(out->token) > 200 ||
+	    strchr(out->token, '/') != NULL)
+		return ACME_AUTHZ_UNUSABLE;
+	return ACME_AUTHZ_OK;
+}
+
+/* Publish the answer to one challenge of <authz> and tell the CA to check it. */
+static void
+authz_start_challenge(struct acme_job *job, json_t *authz)
+{
+	struct acme_manager *m = job->m;
+	struct acme_authz_choice pick;
+	enum acme_authz_pick r = acme_authz_choose(authz, m->challenges, &pick);
+	const char *name = pick.name, *type = pick.type, *token = pick.token, *url = pick.url;
+	char keyauth[512];
+	char **slot;
+	size_t *count;
+
+	if (r == ACME_AUTHZ_NONE) {
 		acme_job_failed(job, 0,
 				"authorization %s for %s offers none of the enabled challenge "
 				"types", job->authz[job->authz_i], name ? name : "(no identifier)");
 		return;
 	}
-	type = json_string_value(json_object_get(pick, "type"));
-	token = json_string_value(json_object_get(pick, "token"));
-	url = json_string_value(json_object_get(pick, "url"));
-	if (token == NULL || url == NULL || strlen(token) > 200 || strchr(token, '/') != NULL) {
+	if (r == ACME_AUTHZ_UNUSABLE) {
 		acme_job_failed(job, 0, "%s challenge for %s has no usable token or URL", type,
 				name);
 		return;
@@ -443,9 +478,8 @@ authz_start_challenge(struct acme_job *job, json_t *authz)
 	acme_job_post(job, url, "{}", false, NULL, on_challenge_started);
 }
 
-/* The error of the failed challenge in <authz>, for the log. */
-static void
-authz_error(json_t *authz, char *out, size_t outlen)
+void
+acme_authz_error(json_t *authz, char *out, size_t outlen)
 {
 	json_t *ch;
 	size_t i;
@@ -497,7 +531,7 @@ on_authz(struct acme_job *job, const struct acme_http_response *resp, bool polli
 		json_decref(authz);
 		acme_job_after(job, poll_pause(resp), poll_authz);
 	} else {
-		authz_error(authz, detail, sizeof(detail));
+		acme_authz_error(authz, detail, sizeof(detail));
 		acme_job_failed(job, 0, "authorization for %s is %s: %s", name ? name : "?", status,
 				detail);
 		json_decref(authz);
@@ -543,7 +577,7 @@ on_order_state(struct acme_job *job, const struct acme_http_response *resp)
 		return;
 	}
 	order = acme_body_object(resp);
-	if (order == NULL || order_read(job, order, &status) != 0) {
+	if (order == NULL || acme_order_read(job, order, &status) != 0) {
 		json_decref(order);
 		acme_job_failed(job, 0, "order %s: answer is not an order object", job->order_url);
 		return;

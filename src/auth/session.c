@@ -839,7 +839,9 @@ session_is_valid(const struct session *s, int64_t now, int64_t idle_timeout, int
 		return false;
 	if (s->issued > now + skew || s->last_seen > now + skew)
 		return false;
-	if (idle_timeout > 0 && now - s->last_seen >= idle_timeout)
+	/* last_seen comes from the cookie: subtract from <now>, the sane side, so a
+	 * value near INT64_MIN cannot overflow */
+	if (idle_timeout > 0 && s->last_seen <= now - idle_timeout)
 		return false;
 	return true;
 }

@@ -69,7 +69,8 @@ proxyproto_v1(const unsigned char *buf, size_t len, struct proxyproto_info *info
 	char *p, *save = NULL;
 	int family;
 
-	while (end + 1 < len && end + 1 < PROXYPROTO_V1_MAX && !(buf[end] == '\r' && buf[end + 1] == '\n'))
+	/* the CRLF must end within PROXYPROTO_V1_MAX bytes: LF at most at index MAX - 1 */
+	while (end + 1 < len && end + 2 < PROXYPROTO_V1_MAX && !(buf[end] == '\r' && buf[end + 1] == '\n'))
 		end++;
 	if (end + 1 >= len || !(buf[end] == '\r' && buf[end + 1] == '\n')) {
 		if (len < PROXYPROTO_V1_MAX)

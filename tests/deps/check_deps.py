@@ -28,7 +28,8 @@ SHARED = os.path.realpath(os.path.join(depslist.SOURCE_DIR, "..", "shared")) + o
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audit", "shim.sh")
 INTERPRETER = {"python": "python3", "perl": "perl", "npm": "node"}
 # a record made while running scripts/demo.sh also needs what the demo builds with
-ACCEPTS = {"demo": ("demo", "build"), "test": ("test", "build", "demo"), "bench": ("bench", "build")}
+ACCEPTS = {"demo": ("demo", "build"), "test": ("test", "build", "demo"), "bench": ("bench", "build"),
+           "fuzz": ("fuzz", "build")}
 
 
 class Dpkg:

@@ -8,7 +8,7 @@ from collections import namedtuple
 SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LIST_PATH = os.path.join(SOURCE_DIR, "scripts", "deps.list")
 KINDS = ("build", "program", "python", "perl", "npm", "package")
-SETS = ("build", "demo", "test", "bench")
+SETS = ("build", "demo", "test", "bench", "fuzz")
 
 # kind, name, source as written, for-sets (tuple); debs: ((package, min_version|None), ...)
 # for deb: sources, npm_dir / shared_path for the others.

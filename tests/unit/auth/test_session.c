@@ -341,6 +341,12 @@ test_validity(void **state)
 	assert_true(session_is_valid(s, 4700, 0, 60));       /* no idle timeout */
 	assert_false(session_is_valid(s, 900, 3600, 60));    /* issued in the future */
 	assert_false(session_is_valid(NULL, 1300, 0, 0));
+	/* a decoded last_seen of INT64_MIN: idle for ever, and no signed overflow in
+	 * the idle check (UBSan; found by fuzz/fuzz_session.c, corpus file
+	 * bug-last-seen-int64-min) */
+	s->last_seen = INT64_MIN;
+	assert_false(session_is_valid(s, 1300, 3600, 60));
+	assert_true(session_is_valid(s, 1300, 0, 60));
 	session_free(s);
 }
 

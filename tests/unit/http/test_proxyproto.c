@@ -77,6 +77,36 @@ test_v1_malformed(void **state)
 	assert_int_equal(parse_str(longline, &info, NULL), PROXYPROTO_INVALID);
 }
 
+/*
+ * The longest v1 header is 107 bytes, CRLF included.  One of 108 bytes was
+ * taken when all of it had arrived but refused when only its first 107 had
+ * (found by fuzz/fuzz_proxyproto.c; corpus file bug-v1-108-bytes): the answer
+ * depended on how the reads split.  Now 108 is refused however it arrives.
+ */
+static void
+test_v1_length_limit(void **state)
+{
+	char line[128];
+	struct proxyproto_info info;
+	size_t n;
+
+	(void)state;
+	/* "PROXY UNKNOWN " + padding + "\r\n", exactly <total> bytes */
+	for (size_t total = 106; total <= 108; total++) {
+		memset(line, 'V', sizeof(line));
+		memcpy(line, "PROXY UNKNOWN ", 14);
+		line[total - 2] = '\r';
+		line[total - 1] = '\n';
+		for (n = 1; n < total; n++)
+			assert_int_equal(proxyproto_parse((unsigned char *)line, n, &info, NULL),
+					 n < 107 ? PROXYPROTO_NEED_MORE : PROXYPROTO_INVALID);
+		assert_int_equal(proxyproto_parse((unsigned char *)line, total, &info, NULL),
+				 total <= 107 ? PROXYPROTO_OK : PROXYPROTO_INVALID);
+		if (total <= 107)
+			assert_int_equal(info.header_len, total);
+	}
+}
+
 static const unsigned char sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 				      0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
@@ -145,6 +175,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_v1),
 		cmocka_unit_test(test_v1_malformed),
+		cmocka_unit_test(test_v1_length_limit),
 		cmocka_unit_test(test_v2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
