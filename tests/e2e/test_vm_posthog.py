@@ -167,7 +167,11 @@ def test_temporal_ui_saml_in_chromium(lab, tmp_path, netns, node):  # noqa: F811
     [then] = signed["then"]
     assert then["url"] == temporal_url and then["status"] == 200, dump
     doc = echo_of(then["text"])
-    assert doc["upstream"] == "temporal-ui" and doc["target"] == "/namespaces/default/workflows?q=1", doc
+    assert doc["upstream"] == "temporal-ui", doc
+    assert doc["target"] == "/namespaces/default/workflows?q=1", doc
+    page_headers = {k.lower(): v for k, v in doc["headers"]}
+    assert page_headers.get("x-auth-email") == EMAIL, doc
+    assert then["protocol"] == "h2", dump
     seen = temporal.snapshot()
     assert [r.target for r in seen if r.path != "/favicon.ico"] == [
         "/namespaces/default/workflows?q=1"], seen
@@ -181,5 +185,4 @@ def test_temporal_ui_saml_in_chromium(lab, tmp_path, netns, node):  # noqa: F811
     assert len([r for r in temporal.snapshot() if r.path != "/favicon.ico"]) == 1
     log = [e for e in p.access_log() if e.get("path") == "/namespaces/default/workflows"]
     assert sorted(e["status"] for e in log) == [200, 302], log
-    assert {e.get("client", e.get("remote", "10.1.1.2")).split(":")[0] for e in log} <= {
-        "10.1.1.2"}, log
+    assert {(e["client"], e["protocol"]) for e in log} == {("10.1.1.2", "HTTP/2.0")}, log
