@@ -112,6 +112,9 @@ def test_ingest_through_https_upstream(lab, tmp_path, tls_upstream):  # noqa: F8
     assert web.snapshot() == []
 
 
+TEMPORAL_TARGET = "/namespaces/default/workflows?q=1"
+
+
 def test_temporal_ui_saml_in_chromium(lab, tmp_path, netns, node):  # noqa: F811
     """The README's flow in Chromium from inside the private network ("vs"):
     the example listens on its real ports (:443, :8081) at the host side of
@@ -119,7 +122,9 @@ def test_temporal_ui_saml_in_chromium(lab, tmp_path, netns, node):  # noqa: F811
     (--host-resolver-rules; the pysaml2 IdP listens there too).  Signed in
     on the PostHog UI, the same context opens :8081 over HTTPS and gets
     Temporal UI with the session's identity; a fresh context opening :8081
-    is sent to the IdP and nothing reaches Temporal UI."""
+    is sent to the IdP and nothing reaches Temporal UI; signing in from there
+    ends on the PostHog name at :443 (the ACS is on base_url), and :8081 then
+    opens with that session."""
     host_ip = "10.1.1.1"
     with pysaml2_idp(str(tmp_path / "idp"), host=host_ip) as idp:
         # Metadata over plain http is fetched by the proxy from loopback only.
@@ -150,16 +155,19 @@ def test_temporal_ui_saml_in_chromium(lab, tmp_path, netns, node):  # noqa: F811
 
         home = home_trusting(str(tmp_path / "browser-home"), ca)
         posthog = "https://%s/insights/1?x=1" % POSTHOG_DOMAIN
-        temporal_url = "https://%s:8081/namespaces/default/workflows?q=1" % POSTHOG_DOMAIN
+        temporal_url = "https://%s:8081%s" % (POSTHOG_DOMAIN, TEMPORAL_TARGET)
         out = run_browser(node, home, {
             "args": ["--host-resolver-rules=MAP %s %s" % (POSTHOG_DOMAIN, host_ip)],
             "runs": [{"url": posthog, "username": USER, "password": PASSWORD,
                       "then": [temporal_url]},
-                     {"url": temporal_url, "signin": False}]},
+                     {"url": temporal_url, "signin": False},
+                     {"url": temporal_url, "username": USER, "password": PASSWORD,
+                      "ends": "https://%s%s" % (POSTHOG_DOMAIN, TEMPORAL_TARGET),
+                      "then": [temporal_url]}]},
             prefix=["ip", "netns", "exec", netns.names["vs"]])
 
-    signed, fresh = out["runs"]
-    dump = json.dumps(out, indent=1)[:8000]
+    signed, fresh, from_ui = out["runs"]
+    dump = json.dumps(out, indent=1)[:8000] + "\nproxy stderr:\n" + p.stderr()[-3000:]
     assert signed["ok"] and signed["outcome"] == "signed-in", dump
     assert step(signed, "landing")["url"].startswith(idp["base"] + "/sso/redirect?"), dump
     assert echo_of(step(signed, "signed-in")["text"])["upstream"] == "web", dump
@@ -168,21 +176,36 @@ def test_temporal_ui_saml_in_chromium(lab, tmp_path, netns, node):  # noqa: F811
     assert then["url"] == temporal_url and then["status"] == 200, dump
     doc = echo_of(then["text"])
     assert doc["upstream"] == "temporal-ui", doc
-    assert doc["target"] == "/namespaces/default/workflows?q=1", doc
+    assert doc["target"] == TEMPORAL_TARGET, doc
     page_headers = {k.lower(): v for k, v in doc["headers"]}
     assert page_headers.get("x-auth-email") == EMAIL, doc
     assert then["protocol"] == "h2", dump
-    seen = temporal.snapshot()
-    assert [r.target for r in seen if r.path != "/favicon.ico"] == [
-        "/namespaces/default/workflows?q=1"], seen
-    assert seen[0].header_all("X-Auth-Email") == [EMAIL], seen[0].headers
-    assert "portcullis" not in (seen[0].header("Cookie") or ""), seen[0].headers
     # No session: sent to the IdP, not served.
     assert fresh["ok"] and fresh["outcome"] == "at-idp", dump
     first = fresh["documents"][0]
     assert (first["url"], first["status"]) == (temporal_url, 302), dump
     assert step(fresh, "landing")["url"].startswith(idp["base"] + "/sso/redirect?"), dump
-    assert len([r for r in temporal.snapshot() if r.path != "/favicon.ico"]) == 1
-    log = [e for e in p.access_log() if e.get("path") == "/namespaces/default/workflows"]
-    assert sorted(e["status"] for e in log) == [200, 302], log
-    assert {(e["client"], e["protocol"]) for e in log} == {("10.1.1.2", "HTTP/2.0")}, log
+    # Signing in from :8081: the IdP, then back to the same path on :443 (the
+    # PostHog UI), and :8081 opens with that session.
+    dump = json.dumps(from_ui, indent=1)[:8000] + "\nproxy stderr:\n" + p.stderr()[-3000:]
+    assert from_ui["ok"] and from_ui["outcome"] == "signed-in", dump
+    assert (from_ui["documents"][0]["url"], from_ui["documents"][0]["status"]) == (
+        temporal_url, 302), dump
+    back = step(from_ui, "signed-in")
+    assert back["url"] == "https://%s%s" % (POSTHOG_DOMAIN, TEMPORAL_TARGET), dump
+    assert echo_of(back["text"])["upstream"] == "web", dump
+    [then] = from_ui["then"]
+    assert then["status"] == 200 and echo_of(then["text"])["upstream"] == "temporal-ui", dump
+    # Temporal UI got the two signed-in pages only (the runs go one after the
+    # other), each with the identity and without the session cookie.
+    seen = [r for r in temporal.snapshot() if r.path != "/favicon.ico"]
+    assert [r.target for r in seen] == [TEMPORAL_TARGET] * 2, seen
+    for r in seen:
+        assert r.header_all("X-Auth-Email") == [EMAIL], r.headers
+        assert "portcullis" not in (r.header("Cookie") or ""), r.headers
+    log = [(e["route"], e["status"]) for e in p.access_log()
+           if e.get("path") == "/namespaces/default/workflows"]
+    ui, ph = "temporal-ui", "web"
+    assert log == [(ui, 200), (ui, 302), (ui, 302), (ph, 200), (ui, 200)], log
+    assert {(e["client"], e["protocol"]) for e in p.access_log()
+            if e.get("path") == "/namespaces/default/workflows"} == {("10.1.1.2", "HTTP/2.0")}

@@ -13,7 +13,8 @@
 // submits, and lets the browser follow the IdP's auto-submitted HTTP-POST
 // form to the ACS and Portcullis' redirect back.  It stops when the browser
 // is on <url> again ("signed-in") or when the IdP shows its error
-// ("refused").  With "websockets", a signed-in page opens each of those
+// ("refused"); with "ends", when it is on that URL instead (a sign-in whose
+// redirect back lands elsewhere).  With "websockets", a signed-in page opens each of those
 // WebSocket URLs and exchanges two messages ("websockets" in the output).
 // With "then", a signed-in run then opens each of those URLs in the same
 // page (same context, so with the session's cookies), one after the other:
@@ -57,7 +58,8 @@ const started = Date.now();
 function usage(msg) {
   process.stderr.write(`login.mjs: ${msg}\nusage: node login.mjs '{"url": URL, "username": ` +
     `USER, "password": PASSWORD, ["logout": URL], ["timeout": ms], ["ignoreHTTPSErrors": ` +
-    `bool], ["websockets": [URL, ...]], ["then": [URL, ...]], ["signin": false]}'\n` +
+    `bool], ["ends": URL], ["websockets": [URL, ...]], ["then": [URL, ...]], ` +
+    `["signin": false]}'\n` +
     `       node login.mjs '{"runs": [LOGIN, ...], ["chromium": PATH], ["args": [ARG, ...]]}'\n`);
   process.exit(1);
 }
@@ -107,6 +109,7 @@ function firstOf(conditions, timeout) {
 async function login(browser, run) {
   const timeout = run.timeout ?? 15000;
   const target = new URL(run.url).href;
+  const ends = run.ends ? new URL(run.ends).href : target;
   const out = { ok: false, error: null, outcome: null, steps: [], documents: [], cookies: [] };
   const pending = [];
   let context;
@@ -169,7 +172,7 @@ async function login(browser, run) {
     await page.fill('#password', run.password);
     await page.click('#submit', { noWaitAfter: true });
     out.outcome = await firstOf({
-      'signed-in': page.waitForURL(target, { waitUntil: 'load' }),
+      'signed-in': page.waitForURL(ends, { waitUntil: 'load' }),
       refused: page.locator('#error').waitFor({ state: 'attached' }),
     }, timeout);
     await page.waitForLoadState('load');
