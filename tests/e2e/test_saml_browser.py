@@ -19,6 +19,7 @@ and PORTCULLIS_REQUIRE_ALL is unset.  tests/e2e/browser/node_modules is
 installed with `npm ci` when missing (needs the npm registry once)."""
 
 import base64
+import contextlib
 import html
 import http.client
 import json
@@ -76,17 +77,19 @@ def node():
     return shutil.which("node")
 
 
-@pytest.fixture(scope="module")
-def idp(module_lab):
-    """The pysaml2 IdP with a login form for USER; stopped by PID at the end."""
-    work = os.path.join(module_lab.workdir, "idp")
+@contextlib.contextmanager
+def pysaml2_idp(work, host="127.0.0.1"):
+    """The pysaml2 IdP on <host> (a free port) with a login form for USER
+    and USER2, its files in <work>; stopped by PID at the end.  The SP's
+    metadata goes to the "sp_md" file before the first sign-in."""
     os.makedirs(work)
     sp_md = os.path.join(work, "sp-metadata.xml")
     log_path = os.path.join(work, "idp.log")
     spec = "%s:%s:%s:%s:%s" % (USER, PASSWORD, EMAIL, ",".join(ROLES), DISPLAY)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["/usr/bin/python3", IDP_SCRIPT, "--form", spec,
-                                 "--form", "%s:%s" % (USER2, PASSWORD2), work, sp_md],
+                                 "--form", "%s:%s" % (USER2, PASSWORD2),
+                                 "--listen", "%s:0" % host, work, sp_md],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
     try:
         line = proc.stdout.readline().decode()
@@ -95,7 +98,7 @@ def idp(module_lab):
             with open(log_path) as f:
                 raise AssertionError("the pysaml2 IdP did not start: %r\n%s" % (line, f.read()))
         port = int(m.group(1))
-        yield {"port": port, "base": "http://127.0.0.1:%d" % port, "sp_md": sp_md}
+        yield {"port": port, "base": "http://%s:%d" % (host, port), "sp_md": sp_md}
     finally:
         proc.terminate()
         try:
@@ -104,6 +107,13 @@ def idp(module_lab):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def idp(module_lab):
+    """The pysaml2 IdP with a login form for USER."""
+    with pysaml2_idp(os.path.join(module_lab.workdir, "idp")) as i:
+        yield i
 
 
 @pytest.fixture(scope="module")
@@ -176,21 +186,28 @@ def nss_home(module_lab, sp, node):
     """A HOME whose NSS database (~/.pki/nssdb, where Chromium on Linux reads
     locally added roots) trusts our local CA for TLS servers: a fresh
     database, the system trust store is not touched."""
-    home = os.path.join(module_lab.workdir, "browser-home")
+    return home_trusting(os.path.join(module_lab.workdir, "browser-home"), sp["ca"])
+
+
+def home_trusting(home, ca):
+    """Makes <home> with a fresh NSS database trusting the CA in file <ca>."""
     db = os.path.join(home, ".pki", "nssdb")
     os.makedirs(db)
     for args in (["-N", "--empty-password"],
-                 ["-A", "-t", "C,,", "-n", "portcullis-test-ca", "-i", sp["ca"]]):
+                 ["-A", "-t", "C,,", "-n", "portcullis-test-ca", "-i", ca]):
         res = subprocess.run(["certutil", "-d", "sql:" + db] + args, capture_output=True,
                              text=True, timeout=30)
         assert res.returncode == 0, "certutil %s: %s%s" % (args[0], res.stdout, res.stderr)
     return home
 
 
-def run_browser(node, home, opts):
+def run_browser(node, home, opts, prefix=()):
+    """login.mjs with <opts>, HOME=<home>; <prefix> runs it inside another
+    command (e.g. ip netns exec NAME)."""
     env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
                XDG_CACHE_HOME=os.path.join(home, ".cache"), CHROMIUM=chromium_path())
-    res = subprocess.run([node, os.path.join(BROWSER_DIR, "login.mjs"), json.dumps(opts)],
+    res = subprocess.run(list(prefix) + [node, os.path.join(BROWSER_DIR, "login.mjs"),
+                                         json.dumps(opts)],
                          cwd=BROWSER_DIR, env=env, capture_output=True, text=True, timeout=150)
     assert res.returncode == 0, "login.mjs failed (exit %d):\nstdout: %s\nstderr: %s" % (
         res.returncode, res.stdout, res.stderr[-4000:])

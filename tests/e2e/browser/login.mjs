@@ -3,8 +3,9 @@
 //   node login.mjs '{"url": "https://localhost:8443/insights?x=1",
 //                    "username": "alice", "password": "secret",
 //                    "logout": "https://localhost:8443/saml/logout",
-//                    "websockets": ["wss://localhost:8443/ws"]}'
-//   node login.mjs '{"runs": [{...one login as above...}, {...}]}'
+//                    "websockets": ["wss://localhost:8443/ws"],
+//                    "then": ["https://localhost:8081/"]}'
+//   node login.mjs '{"runs": [{...one login as above...}, {...}], "args": [...]}'
 //
 // One login: opens <url> (a page behind Portcullis' SAML login), waits for
 // the IdP's login form (tests/saml/pysaml2_idp.py --form: form#login with
@@ -12,8 +13,15 @@
 // submits, and lets the browser follow the IdP's auto-submitted HTTP-POST
 // form to the ACS and Portcullis' redirect back.  It stops when the browser
 // is on <url> again ("signed-in") or when the IdP shows its error
-// ("refused").  With "websockets", a signed-in page opens each of those
+// ("refused"); with "ends", when it is on that URL instead (a sign-in whose
+// redirect back lands elsewhere).  With "websockets", a signed-in page opens each of those
 // WebSocket URLs and exchanges two messages ("websockets" in the output).
+// With "then", a signed-in run then opens each of those URLs in the same
+// page (same context, so with the session's cookies), one after the other:
+// "then" in the output, one step each (URL, status, page text, protocol).
+// With "signin": false, a run stops at the IdP's form (outcome "at-idp";
+// "username" and "password" are not needed): where a page without a
+// session sends the browser.
 // With "logout", a signed-in run then opens that URL, and
 // opens <url> once more to see where it lands.
 //
@@ -32,7 +40,9 @@
 // Certificate trust comes from the environment: the caller points HOME at a
 // folder whose .pki/nssdb trusts the test CA (or sets "ignoreHTTPSErrors").
 // Chromium: "chromium" in the options, else $CHROMIUM, else
-// /usr/bin/chromium; Playwright gives it a fresh profile.
+// /usr/bin/chromium; Playwright gives it a fresh profile.  "args": more
+// Chromium switches (e.g. --host-resolver-rules to reach a host name at a
+// test address).
 
 import { chromium } from 'playwright-core';
 
@@ -48,7 +58,9 @@ const started = Date.now();
 function usage(msg) {
   process.stderr.write(`login.mjs: ${msg}\nusage: node login.mjs '{"url": URL, "username": ` +
     `USER, "password": PASSWORD, ["logout": URL], ["timeout": ms], ["ignoreHTTPSErrors": ` +
-    `bool]}'\n       node login.mjs '{"runs": [LOGIN, ...], ["chromium": PATH]}'\n`);
+    `bool], ["ends": URL], ["websockets": [URL, ...]], ["then": [URL, ...]], ` +
+    `["signin": false]}'\n` +
+    `       node login.mjs '{"runs": [LOGIN, ...], ["chromium": PATH], ["args": [ARG, ...]]}'\n`);
   process.exit(1);
 }
 
@@ -62,7 +74,7 @@ if (opts === null || typeof opts !== 'object') usage('the argument must be a JSO
 const runs = Array.isArray(opts.runs) ? opts.runs : [opts];
 if (runs.length === 0) usage('"runs" is empty');
 runs.forEach((r, i) => {
-  for (const key of ['url', 'username', 'password']) {
+  for (const key of r.signin === false ? ['url'] : ['url', 'username', 'password']) {
     if (typeof r[key] !== 'string') usage(`run ${i}: "${key}" (a string) is required`);
   }
   try {
@@ -97,6 +109,7 @@ function firstOf(conditions, timeout) {
 async function login(browser, run) {
   const timeout = run.timeout ?? 15000;
   const target = new URL(run.url).href;
+  const ends = run.ends ? new URL(run.ends).href : target;
   const out = { ok: false, error: null, outcome: null, steps: [], documents: [], cookies: [] };
   const pending = [];
   let context;
@@ -146,6 +159,12 @@ async function login(browser, run) {
     const first = await page.goto(target, { waitUntil: 'load' });
     const landing = await snapshot('landing', first);
     if (!landing.idp_form) throw new Error(`no IdP login form at ${landing.url}`);
+    if (run.signin === false) {
+      out.outcome = 'at-idp';
+      out.cookies = await cookieJar(context);
+      out.ok = true;
+      return out;
+    }
 
     // 2. Sign in: the IdP answers with its auto-submitted form (then the ACS
     //    redirects to <url>) or shows its form again with an error.
@@ -153,7 +172,7 @@ async function login(browser, run) {
     await page.fill('#password', run.password);
     await page.click('#submit', { noWaitAfter: true });
     out.outcome = await firstOf({
-      'signed-in': page.waitForURL(target, { waitUntil: 'load' }),
+      'signed-in': page.waitForURL(ends, { waitUntil: 'load' }),
       refused: page.locator('#error').waitFor({ state: 'attached' }),
     }, timeout);
     await page.waitForLoadState('load');
@@ -189,7 +208,16 @@ async function login(browser, run) {
       }
     }
 
-    // 4. Sign out, then open the page again.
+    // 4. More pages in the same context (the session's cookies go along).
+    if (Array.isArray(run.then) && out.outcome === 'signed-in') {
+      out.then = [];
+      for (const u of run.then) {
+        const r = await page.goto(u, { waitUntil: 'load' });
+        out.then.push(await snapshot('then', r));
+      }
+    }
+
+    // 5. Sign out, then open the page again.
     if (run.logout && out.outcome === 'signed-in') {
       const r = await page.goto(run.logout, { waitUntil: 'load' });
       await snapshot('logout', r);
@@ -212,7 +240,8 @@ let browser;
 try {
   browser = await chromium.launch({
     executablePath: opts.chromium || process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true, args: CHROMIUM_ARGS, timeout: 30000,
+    headless: true, args: CHROMIUM_ARGS.concat(Array.isArray(opts.args) ? opts.args : []),
+    timeout: 30000,
   });
 } catch (e) {
   process.stderr.write(`login.mjs: Chromium did not start: ${e.message}\n`);
