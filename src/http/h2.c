@@ -565,6 +565,8 @@ h2_reply_body(struct server_request *req, struct evbuffer *data)
 		evbuffer_drain(data, len);
 		return false;
 	}
+	if (evbuffer_get_length(st->out) == 0)
+		st->last_out = monotonic_ms(); /* a quiet spell (SSE) is not a stall */
 	evbuffer_add_buffer(st->out, data);
 	if (st->deferred) {
 		st->deferred = false;
