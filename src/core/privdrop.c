@@ -677,8 +677,8 @@ fail:
 static int
 privdrop_verify(uid_t uid, gid_t gid, char *err, size_t errlen)
 {
-	uid_t ru, eu, su;
-	gid_t rg, eg, sg;
+	uid_t ru = (uid_t)-1, eu = (uid_t)-1, su = (uid_t)-1; /* shown as such if unread */
+	gid_t rg = (gid_t)-1, eg = (gid_t)-1, sg = (gid_t)-1;
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct data[2];
 
