@@ -125,8 +125,9 @@ config_parse_redis(struct config_loader *ld, const json_t *root)
 		if (wanted)
 			config_error(ld, ld->cfg->saml->revocation.enabled ? "saml.revocation"
 									   : "saml.replay_store",
-				     "needs a top-level \"redis\" section with the server's "
-				     "address (docs/config.md#redis)");
+				     "%sneeds a top-level \"redis\" section with the server's "
+				     "address (docs/config.md#redis)",
+				     ld->cfg->saml->revocation.enabled ? "" : "\"redis\" ");
 		return;
 	}
 	if (config_object(ld, "redis", v, config_redis_keys) == NULL)
