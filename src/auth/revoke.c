@@ -163,16 +163,48 @@ revoke_check_parts(const char *name_id, const char *sid, int64_t issued, int64_t
 	return REVOKE_REVOKED;
 }
 
+/* The session ids this thread computed lately (a SHA-256 through EVP costs
+ * more than the rest of the check): direct-mapped by the session's times,
+ * matched on every input of the id. */
+#define REVOKE_MEMO 64
+#define REVOKE_MEMO_NAME 128
+
+struct revoke_memo {
+	int64_t issued, expires;
+	char name[REVOKE_MEMO_NAME];
+	char sid[SESSION_ID_LEN + 1];
+};
+
+static __thread struct revoke_memo rv_memo[REVOKE_MEMO];
+
+static const char *
+revoke_session_id(const struct session *s, char *out)
+{
+	struct revoke_memo *m =
+		&rv_memo[((uint64_t)s->issued * 31u + (uint64_t)s->expires) % REVOKE_MEMO];
+	size_t n = strlen(s->name_id);
+
+	if (m->sid[0] != '\0' && m->issued == s->issued && m->expires == s->expires &&
+	    strcmp(m->name, s->name_id) == 0)
+		return m->sid;
+	session_id(s, out);
+	if (n < REVOKE_MEMO_NAME) {
+		m->issued = s->issued;
+		m->expires = s->expires;
+		memcpy(m->name, s->name_id, n + 1);
+		memcpy(m->sid, out, SESSION_ID_LEN + 1);
+	}
+	return out;
+}
+
 enum revoke_verdict
 revoke_check(const struct session *s, const char *sid, int64_t now)
 {
 	const struct revoke_list *l = revoke_local_list();
 	char id[SESSION_ID_LEN + 1];
 
-	if (sid == NULL && revoke_list_has_sessions(l)) {
-		session_id(s, id);
-		sid = id;
-	}
+	if (sid == NULL && revoke_list_has_sessions(l))
+		sid = revoke_session_id(s, id);
 	return revoke_check_parts(s->name_id, sid, s->issued, now);
 }
 
