@@ -23,6 +23,7 @@
 #                     again (as a browser does: the thread's cache of opened cookies
 #                     answers); SAML route with a different cookie on every request (each
 #                     one decrypted). Noise-free, unlike req/s. Default 0 (off); ~1 min for 2000
+#   BENCH_REVOCATION  1 = with saml.revocation (a redis-server holding 2000 other entries)
 #   BENCH_OUT         report path             (default bench/results/auth-<ts>.md)
 #   BENCH_KEEP_TMP    1 = keep the temp dir
 #   PORTCULLIS_BIN    default <repo>/build/portcullis
@@ -60,6 +61,7 @@ mkdir -p "$d"
 python3 "$BENCH_DIR/saml_cookie.py" setup "$d" || die "could not write the SAML inputs"
 PORT=$(free_port)
 render auth-portcullis.json "$d/portcullis.json" PORT="$PORT" UP_PORT="$UP_PORT" WORKERS="$WORKERS" DIR="$d"
+revocation_setup "$d/portcullis.json"
 private_portcullis "$d"
 # the SP key is created (RSA 3072) on first start; the check creates it too
 (cd "$d" && ./portcullis -t -c portcullis.json) >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; die "config refused"; }
@@ -69,15 +71,23 @@ log "portcullis on 127.0.0.1:$PORT (pid $LAUNCHED)"
 
 URL_open=http://127.0.0.1:$PORT/small
 URL_saml=http://127.0.0.1:$PORT/small
+URL_samljwt=$URL_saml
 PID_open=$LAUNCHED
 PID_saml=$LAUNCHED
+PID_samljwt=$LAUNCHED
 WRKARGS_open=(-H 'Host: open.test')
 WRKARGS_saml=()
+WRKARGS_samljwt=()
 COOKIE_NAME=__Host-portcullis-session
 HOOK_saml() {
 	local v
 	v=$(python3 "$BENCH_DIR/saml_cookie.py" cookie "$d") || die "could not seal a cookie"
 	WRKARGS_saml=(-H 'Host: auth.test' -H "Cookie: $COOKIE_NAME=$v")
+}
+# the same session on a site that also sends the signed identity assertion
+HOOK_samljwt() {
+	HOOK_saml
+	WRKARGS_samljwt=(-H 'Host: jwt.test' "${WRKARGS_saml[@]:2}")
 }
 
 # ------------------------------------------------------------------ checks
@@ -97,7 +107,7 @@ log "checks passed: the cookie opens the SAML route (X-Auth-Email sent, no re-is
 RAW=$TMP/raw.tsv
 printf 'cell\tconfig\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cores\tother_cores\n' >"$RAW"
 for c in $CONNS; do
-	wrk_pairs "GET /small, $c connections" "$c" "$DURATION" "$WARMUP" "$ROUNDS" "$RAW" open saml
+	wrk_pairs "GET /small, $c connections" "$c" "$DURATION" "$WARMUP" "$ROUNDS" "$RAW" open saml samljwt
 done
 
 # ------------------------------------------------------------------ instructions
@@ -142,6 +152,7 @@ if ((CALLGRIND > 0)); then
 	mkdir -p "$cgd"
 	CG_PORT=$(free_port)
 	render auth-portcullis.json "$cgd/portcullis.json" PORT="$CG_PORT" UP_PORT="$UP_PORT" WORKERS=1 DIR="$d"
+	revocation_setup "$cgd/portcullis.json"
 	launch "$cgd" portcullis valgrind --tool=callgrind --callgrind-out-file="$cgd/cg.out" \
 		"$d/portcullis" -c "$cgd/portcullis.json"
 	CG_PID=$LAUNCHED
@@ -179,7 +190,9 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "Portcullis: $PORTCULLIS_DESC; wrk -t$THREADS, ${DURATION}s runs after ${WARMUP}s warm-up, $ROUNDS rounds, $WORKERS workers."
 	echo
-	python3 "$BENCH_DIR/pairs_report.py" "$RAW" open open="open route, no cookie" saml="SAML route + session cookie"
+	[[ -z $REVOCATION_DESC ]] || { echo "$REVOCATION_DESC."; echo; }
+	python3 "$BENCH_DIR/pairs_report.py" "$RAW" open open="open route, no cookie" saml="SAML route + session cookie" \
+		samljwt="SAML route + session cookie + signed identity assertion"
 	if [[ -n $CG_TABLE ]]; then
 		echo
 		echo "Instructions per request (valgrind --tool=callgrind, 1 worker, $CALLGRIND sequential keep-alive requests each, user space only):"

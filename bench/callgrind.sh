@@ -17,6 +17,7 @@
 #
 #   bench/callgrind.sh [NAME=]BINARY...     e.g. before=/tmp/old/portcullis after=build/portcullis
 #   BENCH_CALLGRIND_N   requests of each kind (default 2000)
+#   BENCH_REVOCATION    1 = with saml.revocation (a redis-server holding 2000 other entries)
 #   BENCH_OUT           report path (default bench/results/callgrind-<ts>.md)
 #   BENCH_KEEP_TMP      1 = keep the temp dir
 set -euo pipefail
@@ -94,6 +95,7 @@ for arg in "$@"; do
 	port=$(free_port) tls_port=$(free_port)
 	render callgrind-portcullis.json "$d/portcullis.json" PORT="$port" TLS_PORT="$tls_port" \
 		UP_PORT="$UP_PORT" DIR="$d" CERT="$d/cert.pem" KEY="$d/key.pem"
+	revocation_setup "$d/portcullis.json"
 	(cd "$d" && ./portcullis -t -c portcullis.json) >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; die "$name: config refused"; }
 	launch "$d" portcullis valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
 		"$d/portcullis" -c "$d/portcullis.json"
@@ -122,7 +124,7 @@ mkdir -p "$(dirname "$OUT")"
 {
 	echo "### Instructions per request ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 	echo
-	echo "valgrind --tool=callgrind, 1 worker, $N sequential keep-alive requests of each kind after 200 of warm-up, user space only."
+	echo "valgrind --tool=callgrind, 1 worker, $N sequential keep-alive requests of each kind after 200 of warm-up, user space only.${REVOCATION_DESC:+ $REVOCATION_DESC.}"
 	echo
 	printf '| request |'
 	for n in "${NAMES[@]}"; do printf ' %s |' "$n"; done

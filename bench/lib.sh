@@ -156,6 +156,41 @@ start_upstream_nginx() {
 	wait_http "http://127.0.0.1:$UP_PORT/small" "$UP_PID" "$d/upstream.log" || die "upstream nginx did not start"
 }
 
+# revocation_setup CONFIG: with BENCH_REVOCATION=1, add "saml.revocation" and "redis" to the
+# rendered CONFIG, on a redis-server (no persistence, started once in $TMP/redis) whose list
+# holds 1000 users and 1000 sessions that are not the benchmark's: every SAML request then
+# checks its session against a non-empty list. Sets REVOCATION_DESC ("" when off).
+revocation_setup() {
+	REVOCATION_DESC=""
+	[[ ${BENCH_REVOCATION:-0} == 1 ]] || return 0
+	need_tools redis-server redis-cli
+	if [[ -z ${REDIS_PORT:-} ]]; then
+		local d=$TMP/redis i
+		mkdir -p "$d"
+		REDIS_PORT=$(free_port)
+		launch "$d" redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$d"
+		for i in $(seq 50); do
+			[[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] && break
+			sleep 0.1
+		done
+		[[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] || die "redis-server did not start"
+		python3 -c 'import sys, time
+t = int(time.time())
+for i in range(1000):
+    print("HSET portcullis:revoked user:user%d@example.com %d" % (i, t))
+    print("HSET portcullis:revoked session:bench%012d %d" % (i, t))
+print("INCR portcullis:revoked:epoch")' | redis-cli -p "$REDIS_PORT" >/dev/null || die "cannot fill the revocation list"
+	fi
+	python3 - "$1" "$REDIS_PORT" <<'PY' || die "cannot add revocation to $1"
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["saml"]["revocation"] = {"poll_interval": 1}
+cfg["redis"] = {"address": "127.0.0.1:%s" % sys.argv[2]}
+json.dump(cfg, open(sys.argv[1], "w"), indent=1)
+PY
+	REVOCATION_DESC="saml.revocation on (redis-server, 1000 users and 1000 sessions on the list, polled every 1 s)"
+}
+
 # ---------------------------------------------------------------- CPU accounting
 # tree_pids PID: PID and all its descendants
 tree_pids() {

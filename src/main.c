@@ -19,6 +19,7 @@
 
 #include "access/access.h"
 #include "acme/acme.h"
+#include "auth/revoke.h"
 #include "core/admin.h"
 #include "core/handoff.h"
 #include "core/keyguard.h"
@@ -57,6 +58,7 @@ struct app {
 
 	/* start-up and teardown (main) */
 	bool test_only;             /* -t */
+	const char *revoke;         /* --revoke TARGET */
 	bool switching;             /* root with a "user": become it after binding */
 	char *err;                  /* ERRLEN bytes */
 	struct config *cfg;         /* as loaded for the start */
@@ -87,6 +89,9 @@ usage(FILE *out)
 	fprintf(out,
 		"usage: portcullis -c FILE       run with the configuration in FILE\n"
 		"       portcullis -t -c FILE    check FILE and exit (0: valid, 1: errors listed)\n"
+		"       portcullis --revoke user=NAMEID|session=ID -c FILE\n"
+		"                                sign a user or a session out everywhere (through\n"
+		"                                FILE's Redis; saml.revocation) and exit\n"
 		"       portcullis --version     print the version\n"
 		"       portcullis --help        print this help\n"
 		"\n"
@@ -192,6 +197,8 @@ reload(struct app *app)
 	runtime_unref(app->current);
 	app->current = rt;
 	app->admin_state.current = rt;
+	if (revoke_configure(rt->cfg) < 0)
+		log_error("revocation: cannot start the poller thread");
 	metrics_add(METRIC_RELOADS_OK, 1);
 	log_info("configuration reloaded from %s", app->config_path);
 }
@@ -545,6 +552,7 @@ parse_args(struct app *app, int argc, char **argv)
 		{"test", no_argument, NULL, 't'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
+		{"revoke", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -556,6 +564,10 @@ parse_args(struct app *app, int argc, char **argv)
 			break;
 		case 't':
 			app->test_only = true;
+			break;
+		case 'R':
+			app->revoke = optarg;
+			app->test_only = true; /* read the file only: nothing created */
 			break;
 		case 'V':
 			printf("portcullis %s\n", PORTCULLIS_VERSION);
@@ -778,6 +790,10 @@ build_runtime(struct app *app)
 	if (app->current == NULL)
 		return -1;
 	app->admin_state.current = app->current;
+	if (revoke_configure(app->cfg) < 0) {
+		log_error("revocation: cannot start the poller thread");
+		return -1;
+	}
 	app->base = event_base_new();
 	if (app->base == NULL)
 		return -1;
@@ -945,6 +961,7 @@ teardown(struct app *app, int status)
 	free(app->exe);
 	free(app->fds);
 	free(app->ports);
+	revoke_shutdown();
 	runtime_unref(app->current);
 	config_unref(app->cfg);
 	access_log_close();
@@ -975,6 +992,15 @@ main(int argc, char **argv)
 	}
 	if (read_config(&app) < 0)
 		goto out;
+	if (app.revoke != NULL) {
+		if (revoke_target(app.cfg, app.revoke, app.err, ERRLEN) < 0) {
+			fprintf(stderr, "portcullis: --revoke %s: %s\n", app.revoke, app.err);
+			goto out;
+		}
+		printf("revoked: %s\n", app.revoke);
+		status = 0;
+		goto out;
+	}
 	app.exe = realpath("/proc/self/exe", NULL);
 	if (app.test_only) {
 		printf("%s: configuration OK\n", app.config_path);

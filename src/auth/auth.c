@@ -18,6 +18,8 @@
 #include "auth/claims.h"
 #include "auth/jwt.h"
 #include "auth/policy.h"
+#include "auth/revoke.h"
+#include "auth/session_id.h"
 #include "base/log.h"
 #include "http/cookie.h"
 #include "http/urlenc.h"
@@ -641,7 +643,12 @@ auth_logout_endpoint(struct auth_request *a)
 	}
 	auth_set_cookie(a, sc->cookie_name, "", 0, "Lax");
 	if (s != NULL) {
-		log_info("saml: %s signed out [ref %s]", s->name_id, a->request_id);
+		char sid[SESSION_ID_LEN + 1];
+
+		session_id(s, sid);
+		log_info("saml: %s signed out [ref %s] (session %s)", s->name_id, a->request_id, sid);
+		if (sc->revocation.enabled)
+			revoke_logout(sid); /* a copy of the cookie is refused from now on */
 		/* Only when this is not the IdP coming back from its own logout. */
 		if (a->query == NULL || (strstr(a->query, "SAMLResponse=") == NULL &&
 					 strstr(a->query, "SAMLRequest=") == NULL))
@@ -705,7 +712,13 @@ auth_finish_login(struct auth_request *a, struct session *s, const char *target,
 	}
 	auth_set_cookie(a, sc->cookie_name, sealed, (long)(s->expires - now), "Lax");
 	free(sealed);
-	log_info("saml: %s signed in [ref %s] from %s", s->name_id, a->request_id, a->client);
+	{
+		char sid[SESSION_ID_LEN + 1];
+
+		session_id(s, sid);
+		log_info("saml: %s signed in [ref %s] from %s (session %s)", s->name_id,
+			 a->request_id, a->client, sid);
+	}
 	atomic_fetch_add_explicit(&auth_logins_ok, 1, memory_order_relaxed);
 	evhttp_add_header(a->out, "Location", target);
 	auth_reply(a, 303, NULL, NULL);
@@ -974,6 +987,42 @@ auth_bearer_allowed(struct auth_request *a)
 	return false;
 }
 
+/* saml.revocation: refuse a session on the list (as if it had none: the
+ * login page or 401), or every session while the list is too old with
+ * on_redis_down "closed" (503).  Otherwise note who it is for a tunnel. */
+static bool
+auth_revoked(struct auth_request *a, const struct session *s, int64_t now)
+{
+	char sid[SESSION_ID_LEN + 1];
+	size_t n;
+
+	switch (revoke_check(s, NULL, now)) {
+	case REVOKE_PASS:
+		break;
+	case REVOKE_REVOKED:
+		session_id(s, sid);
+		log_info("saml: session %s of %s refused [ref %s] from %s: revoked", sid, s->name_id,
+			 a->request_id, a->client);
+		auth_need_login(a);
+		return true;
+	case REVOKE_UNAVAILABLE:
+		log_warn("saml: session of %s refused [ref %s] from %s: the revocation list cannot "
+			 "be read (on_redis_down \"closed\")",
+			 s->name_id, a->request_id, a->client);
+		evhttp_add_header(a->out, "Retry-After", "5");
+		auth_page(a, 503, "Sign-in check temporarily unavailable", NULL);
+		return true;
+	}
+	n = strlen(s->name_id);
+	if (n < sizeof(a->session_user))
+		memcpy(a->session_user, s->name_id, n + 1);
+	else
+		a->session_user[0] = '\0';
+	a->session_issued = s->issued;
+	a->session_expires = s->expires;
+	return false;
+}
+
 enum auth_action
 auth_on_head(struct auth_request *a)
 {
@@ -1057,6 +1106,8 @@ auth_on_head(struct auth_request *a)
 		auth_need_login(a);
 		return AUTH_REPLIED;
 	}
+	if (sc->revocation.enabled && auth_revoked(a, s, now))
+		return AUTH_REPLIED;
 	{
 		/* the route's rules, else its site's, else saml.require */
 		const struct policy *rules = a->route->require ? a->route->require

@@ -53,6 +53,13 @@ struct auth_request {
 	int64_t session_end;    /* out: AUTH_CONTINUE with a session: when it ends
 				 * (epoch seconds); else 0 */
 	uint64_t bytes_out;     /* out: body bytes replied */
+	/* out: with saml.revocation and a session, who it is (an open
+	 * WebSocket tunnel checks them again when the list changes); the
+	 * NameID is "" when longer than the buffer (such a tunnel is not
+	 * checked). */
+	char session_user[512];
+	int64_t session_issued;
+	int64_t session_expires;
 
 	/* The ACS with saml.replay_store "redis" (AUTH_PENDING): the caller
 	 * keeps <a> (and what it points to) alive until done(a) runs, or

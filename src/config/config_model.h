@@ -317,6 +317,14 @@ struct config_redis {
 	double command_timeout; /* "command_timeout", seconds; default 1 */
 };
 
+/* "saml.revocation" (docs/saml.md#revocation): server-side sign-out through Redis. */
+struct config_revocation {
+	bool enabled;         /* the section is present */
+	double poll_interval; /* "poll_interval", seconds; default 1 */
+	double max_staleness; /* "max_staleness", seconds; default 10 */
+	bool fail_closed;     /* "on_redis_down": "open" (default) | "closed" */
+};
+
 struct jwt_keys;
 
 /* "saml.identity_assertion" (docs/saml.md#signed-identity-assertion): the
@@ -360,6 +368,7 @@ struct config_saml {
 	size_t nheaders;
 	struct policy *require;      /* "require": the rules of routes and sites without one */
 	struct config_assertion assertion; /* "identity_assertion" */
+	struct config_revocation revocation; /* "revocation" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */

@@ -118,20 +118,23 @@ config_parse_redis(struct config_loader *ld, const json_t *root)
 	const json_t *f;
 	struct config_redis *r;
 	uint64_t db = 0;
-	bool wanted = ld->cfg->saml != NULL && ld->cfg->saml->replay_store == REPLAY_STORE_REDIS;
+	bool wanted = ld->cfg->saml != NULL && (ld->cfg->saml->replay_store == REPLAY_STORE_REDIS ||
+						ld->cfg->saml->revocation.enabled);
 
 	if (v == NULL || json_is_null(v)) {
 		if (wanted)
-			config_error(ld, "saml.replay_store",
-				     "\"redis\" needs a top-level \"redis\" section with the server's "
-				     "address (docs/config.md#redis)");
+			config_error(ld, ld->cfg->saml->revocation.enabled ? "saml.revocation"
+									   : "saml.replay_store",
+				     "%sneeds a top-level \"redis\" section with the server's "
+				     "address (docs/config.md#redis)",
+				     ld->cfg->saml->revocation.enabled ? "" : "\"redis\" ");
 		return;
 	}
 	if (config_object(ld, "redis", v, config_redis_keys) == NULL)
 		return;
 	if (!wanted)
 		config_error(ld, "redis", "nothing uses this section; set saml.replay_store to "
-					  "\"redis\" (or remove it)");
+					  "\"redis\" or saml.revocation (or remove it)");
 	r = calloc(1, sizeof *r);
 	if (r == NULL) {
 		ld->oom = true;

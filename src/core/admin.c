@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -14,6 +15,9 @@
 
 #include "acme/acme.h"
 #include "auth/jwt.h"
+#include "auth/revoke.h"
+#include "http/urlenc.h"
+#include "base/log.h"
 #include "base/metrics.h"
 #include "core/runtime.h"
 #include "http/conn.h"
@@ -74,6 +78,37 @@ admin_on_head(struct server_request *req, void *arg)
 	return SERVER_READ_BODY;
 }
 
+/* POST /revoke?user=NAMEID or ?session=ID: put it on the revocation list
+ * (docs/operations.md#revocation).  Blocks this loop for at most Redis's
+ * connect and command timeouts. */
+static void
+admin_revoke(struct server_request *req, struct admin *a, const char *query)
+{
+	const struct runtime *rt = a->state->current;
+	char *user = urlenc_form_value(query, strlen(query), "user");
+	char *sid = urlenc_form_value(query, strlen(query), "session");
+	char target[1100], err[600], body[1800];
+
+	if ((user == NULL) == (sid == NULL)) {
+		reply(req, 400, "text/plain; charset=utf-8",
+		      "name one user (?user=NAMEID) or one session (?session=ID)\n");
+	} else if (snprintf(target, sizeof(target), "%s=%s", user ? "user" : "session",
+			    user ? user : sid) >= (int)sizeof(target)) {
+		reply(req, 400, "text/plain; charset=utf-8", "the value is too long\n");
+	} else if (rt == NULL || revoke_target(rt->cfg, target, err, sizeof(err)) < 0) {
+		snprintf(body, sizeof(body), "not revoked: %s\n", rt ? err : "no configuration");
+		log_warn("admin: %s %s", target, body);
+		reply(req, rt && rt->cfg->saml && rt->cfg->saml->revocation.enabled ? 503 : 404,
+		      "text/plain; charset=utf-8", body);
+	} else {
+		snprintf(body, sizeof(body), "revoked: %s\n", target);
+		log_info("admin: revoked %s", target);
+		reply(req, 200, "text/plain; charset=utf-8", body);
+	}
+	free(user);
+	free(sid);
+}
+
 static void
 admin_on_request(struct server_request *req, void *arg)
 {
@@ -88,7 +123,9 @@ admin_on_request(struct server_request *req, void *arg)
 		uri = tp.rest[0] == '/' ? tp.rest : "/";
 	plen = strcspn(uri, "?");
 
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+	if (strcmp(method, "POST") == 0 && plen == 7 && strncmp(uri, "/revoke", plen) == 0) {
+		admin_revoke(req, a, uri[plen] == '?' ? uri + plen + 1 : "");
+	} else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		not_implemented(req);
 	} else if (plen == 8 && strncmp(uri, "/_health", plen) == 0) {
 		reply(req, 200, "text/plain; charset=utf-8", "ok\n");
@@ -101,7 +138,7 @@ admin_on_request(struct server_request *req, void *arg)
 		const struct runtime *rt = a->state->current;
 		char *extra = rt ? upstream_health_render(rt->health, rt->cfg) : NULL;
 		char *text = metrics_render(extra);
-		char *more[4] = {access_metrics_render(), NULL, NULL, NULL};
+		char *more[5] = {access_metrics_render(), NULL, NULL, NULL, revoke_metrics_render()};
 
 		if (a->state->tls) {
 			more[1] = tls_store_metrics(a->state->tls);
@@ -109,7 +146,7 @@ admin_on_request(struct server_request *req, void *arg)
 		}
 		if (rt != NULL && rt->cfg->saml != NULL)
 			more[3] = auth_metrics_render();
-		for (size_t i = 0; i < 4; i++) {
+		for (size_t i = 0; i < 5; i++) {
 			if (text && more[i]) {
 				size_t tl = strlen(text), al = strlen(more[i]);
 				char *both = realloc(text, tl + al + 1);
@@ -137,7 +174,8 @@ admin_on_request(struct server_request *req, void *arg)
 		      jwt_keys_jwks(a->state->current->cfg->saml->assertion.keys));
 	} else {
 		reply(req, 404, "text/plain; charset=utf-8",
-		      "not found: the admin listener serves /_health, /_ready and /metrics\n");
+		      "not found: the admin listener serves /_health, /_ready, /metrics "
+		      "and POST /revoke\n");
 	}
 }
 

@@ -665,6 +665,8 @@ on_upstream_upgraded(void *arg, struct tunnel_end *end, struct evbuffer *rest)
 		.request_id = t->request_id, .idle_timeout = t->route->websocket_idle_timeout,
 		.session_end = t->auth.session_end, .gated = t->route->auth == AUTH_SAML,
 		.close_at_session_end = !t->route->websocket_keep_at_session_end,
+		.session_user = t->auth.session_user, .session_issued = t->auth.session_issued,
+		.session_expires = t->auth.session_expires,
 	};
 	struct websocket *w;
 

@@ -21,6 +21,8 @@
 
 #include "access/access.h"
 #include "access/access_check.h"
+#include "auth/revoke.h"
+#include "auth/session_id.h"
 #include "base/log.h"
 #include "config/config_model.h"
 #include "core/generation.h"
@@ -192,11 +194,13 @@ enum ws_end {
 	WS_END_RELOAD,
 	WS_END_DRAIN,
 	WS_END_CLIENT_GONE,
+	WS_END_REVOKED,
 	WS_END_N,
 };
 
 static const char *const ws_end_names[WS_END_N] = {
 	"closed", "idle", "error", "session_end", "reload_refused", "drain", "client_gone",
+	"revoked",
 };
 
 static const char *const ws_refusal_names[WEBSOCKET_REFUSED_N] = {
@@ -261,6 +265,9 @@ struct websocket {
 	char request_id[129];
 	char host[256];
 	char *path, *route, *upstream;
+	char *user;                   /* saml.revocation: the session's NameID, or NULL */
+	char sid[SESSION_ID_LEN + 1];
+	int64_t issued;
 };
 
 TAILQ_HEAD(websocket_list, websocket);
@@ -268,6 +275,8 @@ TAILQ_HEAD(websocket_list, websocket);
 struct websocket_set {
 	struct websocket_list all;
 	size_t n;
+	struct event *revoke_timer;   /* looks at the revocation list now and then */
+	uint64_t revoke_seen;         /* the list generation last looked at */
 };
 
 static struct websocket_set *
@@ -310,6 +319,7 @@ ws_end(struct websocket *w, enum ws_end why)
 	free(w->path);
 	free(w->route);
 	free(w->upstream);
+	free(w->user);
 	free(w);
 }
 
@@ -356,6 +366,56 @@ ws_session_cb(evutil_socket_t fd, short what, void *arg)
 	ws_close(w, WS_END_SESSION);
 }
 
+/* Every quarter second: when the revocation list changed (or cannot be
+ * read), close the tunnels of the sessions it refuses now. */
+static void
+ws_revoke_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct websocket_set *set = arg;
+	uint64_t gen = revoke_generation();
+	int64_t now = (int64_t)time(NULL);
+	struct websocket *w, *next;
+
+	(void)fd;
+	(void)what;
+	if (gen == set->revoke_seen && !revoke_stale_now(now))
+		return; /* nothing new, and the list is readable */
+	for (w = TAILQ_FIRST(&set->all); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (w->user == NULL)
+			continue;
+		if (revoke_check_parts(w->user, w->sid, w->issued, now) != REVOKE_PASS) {
+			log_info("websocket %s: %s %s%s: session %s of %s is revoked; closing",
+				 w->request_id, w->client, w->host, w->path, w->sid, w->user);
+			ws_close(w, WS_END_REVOKED);
+		}
+	}
+	set->revoke_seen = gen;
+}
+
+/* With saml.revocation, keep <w>'s session and start the set's timer. */
+static int
+ws_watch_session(struct websocket_set *set, struct websocket *w, const struct websocket_info *info)
+{
+	struct session s = { .issued = info->session_issued, .expires = info->session_expires };
+
+	if (!revoke_enabled() || info->session_user == NULL || info->session_user[0] == '\0')
+		return 0;
+	if ((w->user = strdup(info->session_user)) == NULL)
+		return -1;
+	s.name_id = w->user;
+	session_id(&s, w->sid);
+	w->issued = info->session_issued;
+	if (set->revoke_timer == NULL) {
+		set->revoke_seen = revoke_generation();
+		set->revoke_timer = event_new(w->env->base, -1, EV_PERSIST, ws_revoke_cb, set);
+		if (set->revoke_timer == NULL)
+			return -1;
+		event_add(set->revoke_timer, &(struct timeval){0, 250000});
+	}
+	return 0;
+}
+
 static char *
 dup_or_dash(const char *s)
 {
@@ -393,6 +453,8 @@ websocket_new(struct txn_env *env, const struct websocket_info *info, struct tun
 	snprintf(w->client, sizeof(w->client), "%s", info->client ? info->client : "-");
 	snprintf(w->request_id, sizeof(w->request_id), "%s", info->request_id ? info->request_id : "-");
 	snprintf(w->host, sizeof(w->host), "%s", info->host ? info->host : "");
+	if (ws_watch_session(set, w, info) < 0)
+		goto fail;
 	if (info->session_end > 0 && info->close_at_session_end) {
 		int64_t left = info->session_end - (int64_t)time(NULL);
 		struct timeval tv = {left > 0 ? (time_t)left : 0, 0};
@@ -414,6 +476,7 @@ fail:
 		free(w->path);
 		free(w->route);
 		free(w->upstream);
+		free(w->user);
 		free(w);
 	}
 	close(upstream->fd);
@@ -537,6 +600,8 @@ websocket_close_all(struct txn_env *env, const char *why)
 			 env->websockets->n == 1 ? "" : "s", why);
 	while (!TAILQ_EMPTY(&env->websockets->all))
 		ws_close(TAILQ_FIRST(&env->websockets->all), WS_END_DRAIN);
+	if (env->websockets->revoke_timer)
+		event_free(env->websockets->revoke_timer);
 	free(env->websockets);
 	env->websockets = NULL;
 }

@@ -118,6 +118,11 @@ struct websocket_info {
 	int64_t session_end;    /* the SAML session's end (epoch seconds), 0: none */
 	bool gated;             /* it passed the SAML gate (a session or an allowed bearer) */
 	bool close_at_session_end;
+	/* With saml.revocation: the session's NameID ("" or NULL: none), issue
+	 * time and end, so that the tunnel closes once the session is revoked. */
+	const char *session_user;
+	int64_t session_issued;
+	int64_t session_expires;
 };
 
 /*

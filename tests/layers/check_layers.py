@@ -44,7 +44,7 @@ LAYERS = [
     ("model", ["config/config_model"]),
     # decisions per request over the model: access rules for one client, the
     # SAML gate, the claims store (its redis settings come from the model).
-    ("policy", ["access/access_check", "auth/auth", "auth/claims"]),
+    ("policy", ["access/access_check", "auth/auth", "auth/claims", "auth/revoke.", "auth/revoke_store"]),
     # upstream pools, balancing and health: what a generation builds.
     ("upstream", ["proxy/upstream"]),
     # one configuration as it is served: the runtime every worker shares, a

@@ -205,6 +205,43 @@ test_store_and_section_must_agree(void **state)
 		     "memory, redis");
 }
 
+/* saml.revocation (config_revocation.c): defaults, the modes, the checks,
+ * and that it too needs (and uses) the redis section. */
+static void
+test_revocation(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("", "");
+	assert_false(cfg->saml->revocation.enabled);
+	config_unref(cfg);
+	cfg = load_ok(", 'revocation': {}", ", 'redis': {'address': 'redis:6379'}");
+	assert_true(cfg->saml->revocation.enabled);
+	assert_false(cfg->saml->revocation.fail_closed);
+	assert_true(cfg->saml->revocation.poll_interval == 1);
+	assert_true(cfg->saml->revocation.max_staleness == 10);
+	assert_non_null(cfg->redis);
+	config_unref(cfg);
+	cfg = load_ok(", 'revocation': {'on_redis_down': 'closed', 'poll_interval': '250ms', "
+		      "'max_staleness': 2}",
+		      ", 'redis': {'address': 'redis:6379'}");
+	assert_true(cfg->saml->revocation.fail_closed);
+	assert_true(cfg->saml->revocation.poll_interval == 0.25);
+	config_unref(cfg);
+	expect_error(", 'revocation': {}", "", "saml.revocation: needs a top-level \"redis\"",
+		     "docs/config.md#redis");
+	expect_error(", 'revocation': {'on_redis_down': 'maybe'}", ", 'redis': {'address': 'r:1'}",
+		     "saml.revocation.on_redis_down: ", "open, closed");
+	expect_error(", 'revocation': {'poll_interval': '10ms'}", ", 'redis': {'address': 'r:1'}",
+		     "saml.revocation.poll_interval: ", "0.05 to 60");
+	expect_error(", 'revocation': {'poll_interval': 5, 'max_staleness': 6}",
+		     ", 'redis': {'address': 'r:1'}", "saml.revocation.max_staleness: ",
+		     "two poll intervals");
+	expect_error(", 'revocation': {'every': 1}", ", 'redis': {'address': 'r:1'}",
+		     "saml.revocation", "every");
+}
+
 static void
 test_address_errors(void **state)
 {
@@ -369,6 +406,7 @@ main(void)
 		cmocka_unit_test(test_store_and_section_must_agree),
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_password_errors),
+		cmocka_unit_test(test_revocation),
 		cmocka_unit_test(test_range_errors),
 	};
 
