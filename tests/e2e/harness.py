@@ -38,6 +38,7 @@ BINARY = os.environ.get("PORTCULLIS_BIN") or os.path.join(SOURCE_DIR, "build", "
 
 sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "deps"))
 import depslist  # noqa: E402
+from ports import free_port  # noqa: E402
 
 
 def missing_peer(what):
@@ -92,12 +93,8 @@ def wait_until(predicate, timeout=WAIT, interval=0.02, what="condition"):
 
 
 def closed_port():
-    """A loopback port nobody listens on (bound, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nobody listens on, reserved for this process (ports.py)."""
+    return free_port()
 
 
 # --------------------------------------------------------------------------

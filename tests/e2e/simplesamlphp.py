@@ -32,12 +32,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+from ports import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_ROOT = os.path.normpath(os.path.join(HERE, "..", "saml", "simplesamlphp"))
@@ -78,11 +79,7 @@ def missing():
 
 
 def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port()
 
 
 # Loopback only: never through an http_proxy from the environment.

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from harness import WAIT, need, wait_until
+from harness import WAIT, closed_port, need, wait_until
 
 
 # ---- small peers (this file's own; the harness serves HTTP only) -----------------
@@ -310,10 +310,7 @@ def test_h2c_through_relay(lab, tmp_path):
     body = os.urandom(300000)
     (docroot / "blob").write_bytes(body)
     # a free port for nghttpd (it cannot report an OS-chosen one)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    h2port = probe.getsockname()[1]
-    probe.close()
+    h2port = closed_port()
     srv = subprocess.Popen([nghttpd, "--no-tls", "-d", str(docroot), "-a", "127.0.0.1",
                             str(h2port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -39,6 +39,7 @@ import uuid
 import pytest
 
 from harness import BINARY, SANITIZER_MARKERS, SOURCE_DIR, depslist, wait_until
+from ports import free_ports
 
 SCRIPT = os.path.join(SOURCE_DIR, "scripts", "demo.sh")
 STARTUP_LIMIT = 60  # the issue's "within a minute" (here the binary is already built)
@@ -86,20 +87,9 @@ def port_is_free(port):
 
 def pick_ports():
     """Free loopback ports: https, http, admin, idp, and seven consecutive stand-ins."""
-    singles = set()
-    while len(singles) < 4:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        singles.add(s.getsockname()[1])
-        s.close()
-    rng = int.from_bytes(os.urandom(2), "big")
-    for attempt in range(200):
-        base = 20000 + (rng + attempt * 97) % 30000
-        block = range(base, base + 7)
-        if not singles.intersection(block) and all(port_is_free(p) for p in block):
-            https, http_, admin, idp = sorted(singles)
-            return {"https": https, "http": http_, "admin": admin, "idp": idp, "standin": base}
-    raise AssertionError("no 7 consecutive free ports found")
+    https, http_, admin, idp = free_ports(4)
+    base = free_ports(7, consecutive=True)[0]
+    return {"https": https, "http": http_, "admin": admin, "idp": idp, "standin": base}
 
 
 def proc_start_time(pid):

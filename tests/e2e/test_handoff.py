@@ -16,7 +16,7 @@ import threading
 import time
 
 from configs import config, route
-from harness import BINARY, WAIT, Echo, Slow, need, request, wait_until
+from harness import BINARY, WAIT, Echo, Slow, closed_port, need, request, wait_until
 
 HOST = "main.test"
 
@@ -211,9 +211,7 @@ def test_socket_activation(lab, tmp_path):
     """systemd's protocol from systemd-socket-activate: the socket named "http"."""
     up = lab.upstream("web")
     up.reset(Echo())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()
     cfg = cfg_for(up)
     cfg["listeners"][0]["address"] = "127.0.0.1:%d" % port
     path = tmp_path / "activated.json"

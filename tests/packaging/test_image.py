@@ -30,6 +30,7 @@ import debbase  # noqa: E402
 SRC = debbase.SRC
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 from harness import need  # noqa: E402
+from ports import free_port  # noqa: E402
 
 sys.path.insert(0, os.path.join(SRC, "tests", "saml"))
 import samltools  # noqa: E402
@@ -52,12 +53,6 @@ def run(cmd, timeout=120, check=False, **kw):
 
 def docker(*args, **kw):
     return run([DOCKER] + list(args), **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what, check, timeout=60.0):

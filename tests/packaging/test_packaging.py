@@ -47,6 +47,7 @@ import samltools  # noqa: E402
 
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 from harness import need  # noqa: E402
+from ports import free_port  # noqa: E402
 
 # The services of PostHog's hobby compose file (docker-compose.hobby.yml) that
 # Portcullis forwards to, with the ports they listen on.
@@ -122,12 +123,6 @@ def compose_interpolate(value, env):
 
 def port_of(address):
     return int(address.rsplit(":", 1)[1])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_yaml_docs(path):
