@@ -33,7 +33,6 @@
 
 #define PATH_MAX_BYTES 8192
 #define ALLOWED_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-#define CLIENT_BACKLOG_LIMIT (1024 * 1024) /* bytes queued to a client before we stop reading upstream */
 
 struct txn {
 	struct txn_env *env;

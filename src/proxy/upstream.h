@@ -69,6 +69,10 @@ struct upstream_response_ops {
 	void (*upgraded)(void *arg, struct tunnel_end *end, struct evbuffer *rest);
 };
 
+/* Free the read blocks this thread keeps for reuse (a worker thread calls
+ * it as it ends; blocks freed later by another thread go to that one's). */
+void upstream_release_spare_blocks(void);
+
 /* Shared (all workers) health of the servers of every upstream of <cfg>.
  * NULL on allocation failure. */
 struct upstream_health *upstream_health_new(const struct config *cfg);
