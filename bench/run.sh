@@ -77,6 +77,34 @@ rss_kib() {
 	echo "$total"
 }
 
+# rss_peak_start PID FILE: sample the tree's RSS every 0.1 s into FILE's maximum until
+# rss_peak_stop; RSS_SAMPLER is the sampler's PID
+rss_peak_start() {
+	local pid=$1 file=$2
+	(
+		peak=0
+		while :; do
+			v=$(rss_kib "$pid")
+			((v > peak)) && peak=$v && echo "$peak" >"$file"
+			sleep 0.1
+		done
+	) &
+	RSS_SAMPLER=$!
+}
+
+rss_peak_stop() {
+	kill "$RSS_SAMPLER" 2>/dev/null || true
+	wait "$RSS_SAMPLER" 2>/dev/null || true
+}
+
+# rss_after PID FILE: in the background, FILE gets the tree's RSS 10 s from now (the
+# proxy is idle by then: the next runs load another proxy)
+rss_after() {
+	(sleep 10 && rss_kib "$1" >"$2") &
+	AFTER_PIDS+=($!)
+}
+AFTER_PIDS=()
+
 # ---------------------------------------------------------------------------- tools
 ensure_tools() {
 	local missing=() pkgs=() t
@@ -243,6 +271,8 @@ for s in $SCENARIO_NAMES; do [[ -n ${SCEN[$s]:-} ]] || die "unknown scenario '$s
 bench_init bench
 mkdir -p "$(dirname "$OUT")"
 RAW=$TMP/raw.tsv
+MEMLIST=$TMP/memlist.tsv
+: >"$MEMLIST"
 printf 'scenario\tconns\tproxy\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\twindow_s\tidle_load_before\n' >"$RAW"
 
 make_lua
@@ -286,8 +316,15 @@ for s in $SCENARIO_NAMES; do
 				if ((WARMUP > 0)); then scenario_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
 				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks); e0=$EPOCHREALTIME
 				wout=$TMP/wrk-$name-c$c-$p-r$r.txt
+				mem=$TMP/mem-$name-c$c-$p-r$r
+				[[ $p != direct ]] && rss_peak_start "$pid" "$mem.peak"
 				scenario_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"
 				e1=$EPOCHREALTIME; b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
+				if [[ $p != direct ]]; then
+					rss_peak_stop
+					rss_after "$pid" "$mem.after"
+					printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" "$mem" >>"$MEMLIST"
+				fi
 				if [[ $p != direct ]] && ! kill -0 "$pid" 2>/dev/null; then
 					STATUS[$p]="died during $name c=$c round $r"
 					log "$p: ${STATUS[$p]}; its log:"; tail -n 20 "$TMP/$p/$p.log" >&2 || true
@@ -309,6 +346,15 @@ for s in $SCENARIO_NAMES; do
 		done
 	done
 done
+
+# the last runs' 10-second samples
+for a in "${AFTER_PIDS[@]}"; do wait "$a" 2>/dev/null || true; done
+MEM=$TMP/mem.tsv
+printf 'scenario\tconns\tproxy\tround\tpeak_kib\tafter10_kib\n' >"$MEM"
+while IFS=$'\t' read -r name c p r f; do
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" "$(cat "$f.peak" 2>/dev/null)" \
+		"$(cat "$f.after" 2>/dev/null)" >>"$MEM"
+done <"$MEMLIST"
 
 for p in "${ACTIVE[@]}"; do
 	if kill -0 "${PROXY_PID[$p]}" 2>/dev/null; then
@@ -343,7 +389,8 @@ META=$TMP/meta.tsv
 	done
 } >"$META"
 
-python3 "$BENCH_DIR/report.py" "$RAW" "$META" "$DURATION" >"$OUT"
+python3 "$BENCH_DIR/report.py" "$RAW" "$META" "$DURATION" "$MEM" >"$OUT"
 cp "$RAW" "${OUT%.md}.raw.tsv"
+cp "$MEM" "${OUT%.md}.mem.tsv"
 cat "$OUT"
 log "report written to $OUT (raw runs: ${OUT%.md}.raw.tsv)"
