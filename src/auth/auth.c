@@ -1116,6 +1116,7 @@ auth_on_head(struct auth_request *a)
 		const struct policy *failed = policy_check(rules, s);
 
 		if (failed != NULL) {
+			a->rule = failed->path;
 			auth_forbidden(a, s, failed);
 			return AUTH_REPLIED;
 		}

@@ -30,6 +30,7 @@
 #include "proxy/upstream.h"
 #include "proxy/websocket.h"
 #include "http/traceparent.h"
+#include "base/refusals.h"
 #include "core/generation.h"
 
 #define PATH_MAX_BYTES 8192
@@ -1098,6 +1099,27 @@ route_request(struct txn *t)
 	return 0;
 }
 
+/* Remember a refusal by the SAML gate for the status page: a 401 (no
+ * session: the rule is the route's "auth") or a policy's 403. */
+static void
+note_auth_refusal(struct txn *t, const struct auth_request *a)
+{
+	char rule[160];
+	const struct config_route *r = t->route;
+
+	if (a->status != 401 && a->status != 403)
+		return;
+	rule[0] = '\0';
+	for (size_t i = 0; a->rule == NULL && i < t->cfg->nsites && rule[0] == '\0'; i++) {
+		const struct config_site *s = &t->cfg->sites[i];
+
+		if (r >= s->routes && r < s->routes + s->nroutes)
+			snprintf(rule, sizeof(rule), "sites[%zu].routes[%zu].auth", i,
+				 (size_t)(r - s->routes));
+	}
+	refusals_record(t->start, a->status, t->client, a->rule ? a->rule : rule, t->path);
+}
+
 /* The gate replied later (AUTH_PENDING): finish. */
 static void
 auth_done(struct auth_request *a)
@@ -1130,6 +1152,7 @@ run_auth(struct txn *t, bool body)
 	if (act == AUTH_PENDING) {
 		t->auth_waiting = true;
 	} else if (act == AUTH_REPLIED) {
+		note_auth_refusal(t, a);
 		t->status = a->status;
 		t->bytes_out = a->bytes_out;
 		t->replied = true;
@@ -1408,6 +1431,7 @@ proxy_on_head(struct server_request *req, void *arg)
 				 &t->access) != 0) {
 		if (t->ws_ask == WEBSOCKET_ASKED)
 			websocket_refused(WEBSOCKET_REFUSED_ACCESS);
+		refusals_record(t->start, t->access.status, t->client, t->access.rule, t->path);
 		refuse(t, t->access.status,
 		       t->access.status == 429 ? "too many requests from your address; retry later"
 					       : "access is not allowed from your address",
