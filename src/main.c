@@ -791,6 +791,8 @@ build_runtime(struct app *app)
 	if (app->current == NULL)
 		return -1;
 	app->admin_state.current = app->current;
+	app->admin_state.ports = app->ports;
+	app->admin_state.admin_port = app->admin_port;
 	if (revoke_configure(app->cfg) < 0) {
 		log_error("revocation: cannot start the poller thread");
 		return -1;

@@ -128,7 +128,10 @@ admin_status(struct server_request *req, struct admin *a)
 		reply(req, 404, "text/plain; charset=utf-8", why);
 		return;
 	}
-	page = status_page_render(rt, a->state->tls, a->state->acme, a->state->draining, log_now());
+	page = status_page_render(&(struct status_page_input){
+		.rt = rt, .tls = a->state->tls, .acme = a->state->acme,
+		.draining = a->state->draining, .ports = a->state->ports,
+		.admin_port = a->state->admin_port, .now = log_now()});
 	buf = page ? evbuffer_new() : NULL;
 	if (buf == NULL) {
 		free(page);

@@ -170,8 +170,19 @@ section_generation(struct evbuffer *b, const struct runtime *rt, bool draining, 
 			    draining ? "warn" : "ok", draining ? "draining" : "serving");
 }
 
+/* "<td>address</td>", with the bound port when the address asked for port 0. */
 static void
-section_listeners(struct evbuffer *b, const struct config *cfg)
+address_cell(struct evbuffer *b, const struct config_listener *l, int port)
+{
+	evbuffer_add(b, "<td>", 4);
+	esc(b, l->address);
+	if (port > 0 && l->port && strcmp(l->port, "0") == 0)
+		evbuffer_add_printf(b, " <span class=\"meta\">(bound to port %d)</span>", port);
+	evbuffer_add(b, "</td>", 5);
+}
+
+static void
+section_listeners(struct evbuffer *b, const struct config *cfg, const int *ports, int admin_port)
 {
 	evbuffer_add_printf(b, "<section id=\"listeners\"><h2>Listeners</h2><table><tr><th>name</th>"
 			       "<th>address</th><th>type</th><th>protocols</th></tr>");
@@ -180,7 +191,7 @@ section_listeners(struct evbuffer *b, const struct config *cfg)
 
 		evbuffer_add(b, "<tr>", 4);
 		cell(b, l->name);
-		cell(b, l->address);
+		address_cell(b, l, ports ? ports[i] : 0);
 		cell(b, l->type == LISTENER_TCP ? "tcp relay" : "http");
 		evbuffer_add_printf(b, "<td>%s%s%s%s</td></tr>",
 				    l->tls ? "TLS" : "plain",
@@ -191,7 +202,7 @@ section_listeners(struct evbuffer *b, const struct config *cfg)
 	if (cfg->admin) {
 		evbuffer_add(b, "<tr>", 4);
 		cell(b, cfg->admin->name);
-		cell(b, cfg->admin->address);
+		address_cell(b, cfg->admin, admin_port);
 		evbuffer_add_printf(b, "<td>admin</td><td>plain</td></tr>");
 	}
 	evbuffer_add_printf(b, "</table></section>");
@@ -449,9 +460,10 @@ section_refusals(struct evbuffer *b, double now)
 }
 
 char *
-status_page_render(const struct runtime *rt, struct tls_store *tls, struct acme_manager *acme,
-		   bool draining, double now)
+status_page_render(const struct status_page_input *in)
 {
+	const struct runtime *rt = in->rt;
+	double now = in->now;
 	struct evbuffer *b = evbuffer_new();
 	char *out = NULL;
 	size_t len;
@@ -466,13 +478,13 @@ status_page_render(const struct runtime *rt, struct tls_store *tls, struct acme_
 			    style, PORTCULLIS_VERSION);
 	put_time(b, now);
 	evbuffer_add_printf(b, " · read-only; reload the page to refresh</p>\n");
-	section_generation(b, rt, draining, now);
+	section_generation(b, rt, in->draining, now);
 	if (rt != NULL) {
-		section_listeners(b, rt->cfg);
+		section_listeners(b, rt->cfg, in->ports, in->admin_port);
 		section_sites(b, rt->cfg);
 		section_upstreams(b, rt);
 	}
-	section_certificates(b, tls, acme, now);
+	section_certificates(b, in->tls, in->acme, now);
 	if (rt != NULL)
 		section_saml(b, rt->cfg, now);
 	section_refusals(b, now);

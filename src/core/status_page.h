@@ -36,13 +36,19 @@ struct config;
  */
 bool status_page_served(const struct config *cfg, char *why, size_t len);
 
-/*
- * The page for generation <rt> (NULL: none yet), certificates from <tls>
- * and <acme> (either may be NULL), <draining> after SIGTERM, at Unix time
- * <now>.  A new NUL-terminated string the caller frees, or NULL when out of
- * memory.
- */
-char *status_page_render(const struct runtime *rt, struct tls_store *tls,
-			 struct acme_manager *acme, bool draining, double now);
+/* What the page is made from (all borrowed). */
+struct status_page_input {
+	const struct runtime *rt;   /* the generation served; NULL: none yet */
+	struct tls_store *tls;      /* certificates; or NULL */
+	struct acme_manager *acme;  /* ACME renewals; or NULL */
+	bool draining;              /* after SIGTERM */
+	const int *ports;           /* bound port of each listener of rt's config, or NULL */
+	int admin_port;             /* the admin listener's bound port, or 0 */
+	double now;                 /* Unix time */
+};
+
+/* The page for <in>: a new NUL-terminated string the caller frees, or NULL
+ * when out of memory. */
+char *status_page_render(const struct status_page_input *in);
 
 #endif
