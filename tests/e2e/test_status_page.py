@@ -264,3 +264,28 @@ def test_status_page_key_is_checked(tmp_path):
     res = run_binary(["-t", "-c", path])
     assert res.returncode == 1
     assert "admin.status_page" in res.stderr
+
+
+def test_saml_refusal_and_metadata(lab):
+    """A 401 of the SAML gate is a refusal whose rule is the route's "auth";
+    the SAML section shows the IdP metadata file, when it was loaded and that
+    a file is never fetched."""
+    import configs
+    from saml_common import saml_config
+    from ports import free_port
+    up = lab.upstream("web")
+    port = free_port()
+    metadata = configs.throwaway_idp_metadata()
+    p = lab.proxy(saml_config(up, port, metadata), name="saml")
+    path = "/api/r-" + uuid.uuid4().hex
+    resp = request(port, "GET", path, host="localhost:%d" % port,
+                   headers=[("Accept", "application/json")])
+    assert resp.status == 401, resp
+    status, _, html = get("http://127.0.0.1:%d/" % p.admin_port)
+    assert status == 200
+    saml = html.split('id="saml"')[1].split("</section>")[0]
+    assert metadata in saml and "never (a file)" in saml and "s ago" in saml
+    refusals = html.split('id="refusals"')[1]
+    assert "<td>401</td><td>127.0.0.1</td><td><code>sites[0].routes[1].auth</code></td>" \
+           "<td>%s</td>" % path in refusals
+    assert "<td>SAML</td>" in html.split('id="sites"')[1]
