@@ -15,6 +15,7 @@
 #include "base/refusals.h"
 #include "config/config_model.h"
 #include "core/runtime.h"
+#include "http/htmlesc.h"
 #include "proxy/upstream.h"
 #include "tls/tls.h"
 
@@ -28,28 +29,13 @@ static const char style[] =
 	".up,.ok{color:#11733b;font-weight:600}.down,.bad{color:#b32d2e;font-weight:600}"
 	".warn{color:#9a6700;font-weight:600}.none{color:#777}";
 
-/* Append <s> with &, <, >, " and ' escaped.  NULL: nothing. */
-static void
-esc(struct evbuffer *b, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '&': evbuffer_add(b, "&amp;", 5); break;
-		case '<': evbuffer_add(b, "&lt;", 4); break;
-		case '>': evbuffer_add(b, "&gt;", 4); break;
-		case '"': evbuffer_add(b, "&quot;", 6); break;
-		case '\'': evbuffer_add(b, "&#39;", 5); break;
-		default: evbuffer_add(b, s, 1); break;
-		}
-	}
-}
 
 /* "<td>s</td>", escaped. */
 static void
 cell(struct evbuffer *b, const char *s)
 {
 	evbuffer_add(b, "<td>", 4);
-	esc(b, s);
+	htmlesc_append(b, s);
 	evbuffer_add(b, "</td>", 5);
 }
 
@@ -104,7 +90,7 @@ put_list(struct evbuffer *b, const char *const *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			evbuffer_add(b, ", ", 2);
-		esc(b, v[i]);
+		htmlesc_append(b, v[i]);
 	}
 }
 
@@ -175,7 +161,7 @@ static void
 address_cell(struct evbuffer *b, const struct config_listener *l, int port)
 {
 	evbuffer_add(b, "<td>", 4);
-	esc(b, l->address);
+	htmlesc_append(b, l->address);
 	if (port > 0 && l->port && strcmp(l->port, "0") == 0)
 		evbuffer_add_printf(b, " <span class=\"meta\">(bound to port %d)</span>", port);
 	evbuffer_add(b, "</td>", 5);
@@ -242,7 +228,7 @@ section_sites(struct evbuffer *b, const struct config *cfg)
 		const struct config_site *s = &cfg->sites[i];
 
 		evbuffer_add_printf(b, "<h3>");
-		esc(b, s->name);
+		htmlesc_append(b, s->name);
 		evbuffer_add_printf(b, " <span class=\"meta\">");
 		if (s->nhosts)
 			put_list(b, (const char *const *)s->hosts, s->nhosts);
@@ -264,18 +250,18 @@ section_sites(struct evbuffer *b, const struct config *cfg)
 			switch (r->action) {
 			case ACTION_PROXY:
 				evbuffer_add_printf(b, "upstream ");
-				esc(b, r->upstream ? r->upstream->name : "");
+				htmlesc_append(b, r->upstream ? r->upstream->name : "");
 				break;
 			case ACTION_RESPOND:
 				evbuffer_add_printf(b, "respond %d", r->status);
 				break;
 			case ACTION_REDIRECT:
 				evbuffer_add_printf(b, "redirect %d to ", r->status);
-				esc(b, r->redirect_to);
+				htmlesc_append(b, r->redirect_to);
 				break;
 			case ACTION_SITE:
 				evbuffer_add_printf(b, "site ");
-				esc(b, r->site ? r->site->name : "");
+				htmlesc_append(b, r->site ? r->site->name : "");
 				break;
 			}
 			evbuffer_add_printf(b, "</td><td>%s</td></tr>",
@@ -376,7 +362,7 @@ acme_row(const struct acme_cert_status *c, void *arg)
 	evbuffer_add_printf(b, "</td><td class=\"%s\">%u", c->failures ? "bad" : "ok", c->failures);
 	if (c->last_error && c->last_error[0]) {
 		evbuffer_add(b, ": ", 2);
-		esc(b, c->last_error);
+		htmlesc_append(b, c->last_error);
 	}
 	evbuffer_add(b, "</td></tr>", 10);
 	rows->n++;
@@ -448,7 +434,7 @@ section_refusals(struct evbuffer *b, double now)
 		evbuffer_add_printf(b, "</td><td>%d</td>", r[i].status);
 		cell(b, r[i].client);
 		evbuffer_add(b, "<td><code>", 10);
-		esc(b, r[i].rule);
+		htmlesc_append(b, r[i].rule);
 		evbuffer_add(b, "</code></td>", 12);
 		cell(b, r[i].path);
 		evbuffer_add(b, "</tr>", 5);
