@@ -78,6 +78,26 @@ upstream_health_free(struct upstream_health *h)
 	free(h);
 }
 
+int
+upstream_health_server_state(const struct upstream_health *h, size_t upstream, size_t server,
+			     struct upstream_server_state *out)
+{
+	const struct server_health *sh;
+	int64_t left;
+
+	if (h == NULL || upstream >= h->nupstreams)
+		return -1;
+	/* the server count is the config's: the caller indexes within it */
+	sh = &h->servers[upstream][server];
+	left = atomic_load(&sh->down_until_ms) - monotonic_ms();
+	out->down = left > 0;
+	out->down_seconds = left > 0 ? (double)left / 1000.0 : 0;
+	out->fails = atomic_load(&sh->fails);
+	out->in_flight = atomic_load(&sh->active);
+	out->open = atomic_load(&sh->open);
+	return 0;
+}
+
 char *
 upstream_health_render(const struct upstream_health *h, const struct config *cfg)
 {

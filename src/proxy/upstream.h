@@ -84,6 +84,21 @@ void upstream_health_free(struct upstream_health *health);
  * string the caller frees (NULL on allocation failure). */
 char *upstream_health_render(const struct upstream_health *health, const struct config *cfg);
 
+/* What the status page shows of one server, all workers together. */
+struct upstream_server_state {
+	bool down;             /* skipped after max_fails failures, for fail_timeout */
+	double down_seconds;   /* how long it stays skipped (when down) */
+	unsigned fails;        /* consecutive failures */
+	int in_flight;         /* exchanges running */
+	int open;              /* connections open */
+};
+
+/* The state of server <server> of upstream <upstream>: indexes into the
+ * config <health> was made from (<server> below that upstream's server
+ * count).  Returns 0, or -1 when <upstream> is out of range. */
+int upstream_health_server_state(const struct upstream_health *health, size_t upstream,
+				 size_t server, struct upstream_server_state *out);
+
 /* A pool for <up> on <base>; <dns> resolves names; responses whose headers
  * exceed <max_header_bytes> fail with UPSTREAM_HEADERS_TOO_LARGE.  NULL on
  * allocation failure. */
