@@ -48,6 +48,7 @@
 #include <lasso/xml/saml-2.0/samlp2_request_abstract.h>
 
 #include "tls/localca.h"
+#include "auth/saml_decrypt.h"
 #include "auth/saml_fetch.h"
 #include "auth/saml_metadata.h"
 #include "auth/saml_xml.h"
@@ -79,6 +80,9 @@ struct saml {
 	char **attributes;
 	size_t nattributes;
 	struct saml_idp *idp;    /* current; swapped by the refresh thread under saml_lock */
+	xmlSecKeyPtr enc_key;    /* decrypts EncryptedAssertion; NULL: none configured */
+	char *enc_cert_b64;      /* its certificate, for the metadata */
+	bool require_encryption;
 
 	pthread_t thread;
 	bool thread_started;
@@ -458,7 +462,15 @@ saml_build_sp_metadata(struct saml *sp)
 			   "<ds:X509Certificate>");
 	g_string_append(g, sp->sp_cert_b64);
 	g_string_append(g, "</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\n    "
-			   "</md:KeyDescriptor>\n    <md:SingleLogoutService Binding=\"" SAML_BINDING_REDIRECT
+			   "</md:KeyDescriptor>\n");
+	if (sp->enc_cert_b64 != NULL) {
+		g_string_append(g, "    <md:KeyDescriptor use=\"encryption\">\n      <ds:KeyInfo>"
+				   "<ds:X509Data><ds:X509Certificate>");
+		g_string_append(g, sp->enc_cert_b64);
+		g_string_append(g, "</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\n    "
+				   "</md:KeyDescriptor>\n");
+	}
+	g_string_append(g, "    <md:SingleLogoutService Binding=\"" SAML_BINDING_REDIRECT
 			   "\" Location=\"");
 	saml_xml_escape(g, sp->slo_url);
 	g_string_append(g, "\"/>\n    <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:"
@@ -500,11 +512,58 @@ saml_free(struct saml *sp)
 	}
 	free(sp->sp_cert_pem);
 	g_free(sp->sp_cert_b64);
+	if (sp->enc_key != NULL)
+		xmlSecKeyDestroy(sp->enc_key);
+	g_free(sp->enc_cert_b64);
 	g_free(sp->sp_metadata);
 	for (size_t i = 0; i < sp->nattributes; i++)
 		free(sp->attributes[i]);
 	free(sp->attributes);
 	free(sp);
+}
+
+/*
+ * The encryption key pair of <o> into sp->enc_key and sp->enc_cert_b64: from
+ * PEM text holding both, else from the two files (made when both are
+ * absent).  0 (also when none is configured), or -1 with the reason.
+ */
+static int
+saml_load_enc_key(struct saml *sp, const struct saml_options *o, char *err, size_t errlen)
+{
+	char *key_pem = NULL, *cert_pem = NULL;
+	const char *what = o->enc_pem != NULL ? "the encryption key variable" : o->enc_key;
+	struct stat st;
+	int rc = -1;
+
+	sp->require_encryption = o->require_encryption;
+	if (o->enc_pem == NULL && (o->enc_key == NULL || o->enc_cert == NULL)) {
+		if (!o->require_encryption)
+			return 0;
+		saml_err(err, errlen, "encrypted assertions are required but no encryption key is set");
+		return -1;
+	}
+	if (o->enc_pem == NULL && stat(o->enc_key, &st) != 0 && errno == ENOENT &&
+	    stat(o->enc_cert, &st) != 0 && errno == ENOENT &&
+	    saml_make_sp_keys(o->enc_key, o->enc_cert, sp->sp_entity_id, err, errlen) < 0)
+		return -1;
+	if (o->enc_pem == NULL && ((key_pem = saml_read_file(o->enc_key, err, errlen)) == NULL ||
+				   (cert_pem = saml_read_file(o->enc_cert, err, errlen)) == NULL))
+		goto out;
+	if ((sp->enc_key = saml_decrypt_key_load(o->enc_pem ? o->enc_pem : key_pem, what, err,
+						 errlen)) == NULL)
+		goto out;
+	if ((sp->enc_cert_b64 = saml_pem_body(o->enc_pem ? o->enc_pem : cert_pem)) == NULL) {
+		saml_err(err, errlen, "%s: no PEM certificate", o->enc_pem ? what : o->enc_cert);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (key_pem != NULL) {
+		OPENSSL_cleanse(key_pem, strlen(key_pem));
+		free(key_pem);
+	}
+	free(cert_pem);
+	return rc;
 }
 
 struct saml *
@@ -587,6 +646,8 @@ saml_new(const struct saml_options *o, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (saml_load_enc_key(sp, o, err, errlen) < 0)
+		goto fail;
 	sp->sp_metadata = saml_build_sp_metadata(sp);
 	if ((sp->idp = saml_load_idp(sp, err, errlen)) == NULL)
 		goto fail;
@@ -1311,6 +1372,7 @@ saml_wanted_attr(struct saml *sp, const char *name, const char *friendly, const 
 struct saml_resp {
 	xmlDocPtr doc;
 	xmlNodePtr root, assertion, subject, conditions;
+	bool response_verified; /* the Response signature, checked before decryption */
 	char *rid, *aid;        /* the Response and Assertion IDs */
 	int64_t issued;         /* the Assertion's IssueInstant */
 	int64_t until;          /* the earliest NotOnOrAfter, or 0 */
@@ -1351,15 +1413,75 @@ saml_resp_decode(const char *b64, gsize *xlen, char *err, size_t errlen)
 }
 
 /*
- * Parse the document and check its shape: a samlp:Response root with
- * exactly one, unencrypted saml:Assertion as a direct child, and distinct
- * IDs on both, registered so that a Reference can resolve to nothing else.
+ * An EncryptedAssertion instead of an Assertion: exactly one, a direct child
+ * of the Response, no plain Assertion anywhere.  A Response signature covers
+ * the encrypted form, so it is verified first (on the Response ID, registered
+ * here) and no signature may sit elsewhere; then the assertion is decrypted
+ * into r->assertion, in the EncryptedAssertion's place, and must not hold
+ * another one.
  */
 static int
-saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, size_t errlen)
+saml_resp_decrypt(struct saml *sp, struct saml_resp *r, int nplain, int nenc, char *err,
+		  size_t errlen)
+{
+	xmlNodePtr enc, rsig;
+	int count;
+
+	if (sp->enc_key == NULL) {
+		saml_err(err, errlen, "EncryptedAssertion: this SP has no encryption key (set "
+				      "saml.encryption, and give the IdP the new SP metadata)");
+		return -1;
+	}
+	if (nplain != 0 || nenc != 1) {
+		saml_err(err, errlen, "Assertion: expected exactly one, got %d plain and %d encrypted",
+			 nplain, nenc);
+		return -1;
+	}
+	if ((enc = saml_child(r->root, SAML_NS_SAML, "EncryptedAssertion", NULL)) == NULL) {
+		saml_err(err, errlen, "EncryptedAssertion: not a direct child of the Response");
+		return -1;
+	}
+	rsig = saml_child(r->root, SAML_NS_DS, "Signature", &count);
+	if (count > 1 || saml_count_all(r->doc, "//ds:Signature") != (rsig ? 1 : 0)) {
+		saml_err(err, errlen, "Signature: only one, on the Response itself, may stand "
+				      "beside an EncryptedAssertion");
+		return -1;
+	}
+	if (rsig != NULL) {
+		r->rid = saml_prop(r->root, "ID");
+		if (r->rid == NULL || r->rid[0] == '\0' ||
+		    xmlAddID(NULL, r->doc, (const xmlChar *)r->rid,
+			     xmlHasProp(r->root, (const xmlChar *)"ID")) == NULL) {
+			saml_err(err, errlen, "ID: the signed Response has no usable ID");
+			return -1;
+		}
+		if (saml_verify_signature(sp, r->root, rsig, r->rid, "Response", err, errlen) < 0)
+			return -1;
+		r->response_verified = true;
+	}
+	if (saml_decrypt_assertion(r->doc, enc, sp->enc_key, &r->assertion, err, errlen) < 0)
+		return -1;
+	if (saml_count_all(r->doc, "//saml:Assertion") != 1 ||
+	    saml_count_all(r->doc, "//saml:EncryptedAssertion") != 0) {
+		saml_err(err, errlen, "EncryptedAssertion: the decrypted Assertion holds another one");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Parse the document and check its shape: a samlp:Response root with
+ * exactly one saml:Assertion as a direct child (or one EncryptedAssertion,
+ * decrypted in its place; plain text refused when encryption is required),
+ * and distinct IDs on both, registered so that a Reference can resolve to
+ * nothing else.
+ */
+static int
+saml_resp_shape(struct saml *sp, struct saml_resp *r, const guchar *xml, gsize xlen, char *err,
+		size_t errlen)
 {
 	xmlAttrPtr ida;
-	int count;
+	int count, nenc;
 
 	r->doc = saml_xml_parse((const char *)xml, xlen, "SAMLResponse", err, errlen);
 	if (r->doc == NULL) {
@@ -1375,12 +1497,16 @@ saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, s
 	}
 	/* Exactly one assertion, a direct child of the Response. */
 	count = saml_count_all(r->doc, "//saml:Assertion");
-	if (count != 1) {
+	nenc = saml_count_all(r->doc, "//saml:EncryptedAssertion");
+	if (nenc != 0 && saml_resp_decrypt(sp, r, count, nenc, err, errlen) < 0)
+		return -1;
+	if (nenc == 0 && count != 1) {
 		saml_err(err, errlen, "Assertion: expected exactly one, got %d", count);
 		return -1;
 	}
-	if (saml_count_all(r->doc, "//saml:EncryptedAssertion") != 0) {
-		saml_err(err, errlen, "Assertion: encrypted assertions are not supported");
+	if (nenc == 0 && sp->require_encryption) {
+		saml_err(err, errlen, "Assertion: not encrypted, and saml.encryption.require is on "
+				      "(the IdP must encrypt assertions to this SP)");
 		return -1;
 	}
 	r->assertion = saml_child(r->root, SAML_NS_SAML, "Assertion", NULL);
@@ -1390,7 +1516,8 @@ saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, s
 	}
 	/* IDs: registered only on these two elements, and distinct, so a
 	 * Reference can resolve to nothing else. */
-	r->rid = saml_prop(r->root, "ID");
+	if (r->rid == NULL)
+		r->rid = saml_prop(r->root, "ID");
 	r->aid = saml_prop(r->assertion, "ID");
 	if (r->rid == NULL || r->aid == NULL || r->rid[0] == '\0' || r->aid[0] == '\0' ||
 	    strcmp(r->rid, r->aid) == 0) {
@@ -1400,7 +1527,7 @@ saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, s
 		return -1;
 	}
 	ida = xmlHasProp(r->root, (const xmlChar *)"ID");
-	if (xmlAddID(NULL, r->doc, (const xmlChar *)r->rid, ida) == NULL) {
+	if (!r->response_verified && xmlAddID(NULL, r->doc, (const xmlChar *)r->rid, ida) == NULL) {
 		saml_err(err, errlen, "ID: cannot register the Response ID");
 		return -1;
 	}
@@ -1446,7 +1573,7 @@ saml_resp_signatures(struct saml *sp, struct saml_resp *r, char *err, size_t err
 	/* The Response signature covers the assertion (its child); an
 	 * Assertion signature covers itself.  Every signature present must
 	 * verify. */
-	if (rsig != NULL &&
+	if (rsig != NULL && !r->response_verified &&
 	    saml_verify_signature(sp, r->root, rsig, r->rid, "Response", err, errlen) < 0)
 		return -1;
 	if (asig != NULL &&
@@ -1813,7 +1940,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 	if ((xml = saml_resp_decode(b64, &xlen, err, errlen)) == NULL)
 		goto out;
 	pthread_mutex_lock(&saml_lock);
-	if (saml_resp_shape(&r, xml, xlen, err, errlen) == 0 &&
+	if (saml_resp_shape(sp, &r, xml, xlen, err, errlen) == 0 &&
 	    saml_resp_signatures(sp, &r, err, errlen) == 0 &&
 	    saml_resp_outer(sp, &r, request_id, now, err, errlen) == 0 &&
 	    saml_resp_assertion(sp, &r, request_id, now, err, errlen) == 0)

@@ -63,6 +63,14 @@ struct saml_options {
 	size_t replay_cache_size;
 	const char *const *attributes;  /* names kept in the session (Name or FriendlyName) */
 	size_t nattributes;
+	/* Encrypted assertions (docs/saml.md#encrypted-assertions): the SP's
+	 * RSA encryption key and certificate, from PEM text holding both
+	 * (enc_pem), else from the files enc_key / enc_cert (created when
+	 * absent); none of them: no encryption key, EncryptedAssertion refused. */
+	const char *enc_pem;
+	const char *enc_key;
+	const char *enc_cert;
+	bool require_encryption;        /* refuse plain-text assertions */
 };
 
 /*

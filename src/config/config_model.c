@@ -124,6 +124,9 @@ config_saml_free(struct config_saml *sc)
 	free(sc->assertion.groups_attr);
 	free(sc->assertion.jwks_path);
 	jwt_keys_free(sc->assertion.keys);
+	free(sc->encryption.key_file);
+	free(sc->encryption.cert_file);
+	free(sc->encryption.key_env);
 	free(sc);
 }
 

@@ -341,6 +341,15 @@ struct config_assertion {
 	struct jwt_keys *keys; /* loaded at load when used */
 };
 
+/* "saml.encryption" (docs/saml.md#encrypted-assertions). */
+struct config_saml_encryption {
+	bool used;       /* the object is present */
+	char *key_file;  /* "key_file"; default <certs_dir>/saml-sp-encryption.key (created) */
+	char *cert_file; /* "cert_file"; default <certs_dir>/saml-sp-encryption.crt (created) */
+	char *key_env;   /* "key_env": a variable holding the PEM key and its certificate */
+	bool require;    /* "require": refuse plain-text assertions */
+};
+
 /* "saml": the SAML service provider (docs/saml.md). */
 struct config_saml {
 	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
@@ -369,6 +378,7 @@ struct config_saml {
 	struct policy *require;      /* "require": the rules of routes and sites without one */
 	struct config_assertion assertion; /* "identity_assertion" */
 	struct config_revocation revocation; /* "revocation" */
+	struct config_saml_encryption encryption; /* "encryption" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */
