@@ -39,6 +39,7 @@
 
 #include <lasso/lasso.h>
 #include <lasso/xml/saml-2.0/samlp2_authn_request.h>
+#include <lasso/xml/saml-2.0/samlp2_requested_authn_context.h>
 #include <lasso/xml/saml-2.0/samlp2_name_id_policy.h>
 #include <lasso/xml/saml-2.0/saml2_assertion.h>
 #include <lasso/xml/saml-2.0/saml2_name_id.h>
@@ -55,6 +56,7 @@
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "auth/session.h"
+#include "auth/stepup.h"
 
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
 #define CM_BEARER "urn:oasis:names:tc:SAML:2.0:cm:bearer"
@@ -679,6 +681,35 @@ int
 saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, char **url,
 		   char **request_id, char *err, size_t errlen)
 {
+	struct saml_login_options o = { .force_authn = force_authn };
+
+	return saml_login_request_with(sp, relay_state, &o, url, request_id, err, errlen);
+}
+
+/* The RequestedAuthnContext of <o> into <req>. */
+static void
+saml_requested_context(LassoSamlp2AuthnRequest *req, const struct saml_login_options *o)
+{
+	LassoSamlp2RequestedAuthnContext *rac;
+
+	if (o->nclass_refs == 0)
+		return;
+	rac = LASSO_SAMLP2_REQUESTED_AUTHN_CONTEXT(lasso_samlp2_requested_authn_context_new());
+	for (size_t i = 0; i < o->nclass_refs; i++)
+		rac->AuthnContextClassRef = g_list_append(rac->AuthnContextClassRef,
+							  g_strdup(o->class_refs[i]));
+	rac->Comparison = g_strdup(o->minimum ? "minimum" : "exact");
+	if (req->RequestedAuthnContext != NULL)
+		g_object_unref(req->RequestedAuthnContext);
+	req->RequestedAuthnContext = rac;
+}
+
+int
+saml_login_request_with(struct saml *sp, const char *relay_state,
+			const struct saml_login_options *o, char **url, char **request_id,
+			char *err, size_t errlen)
+{
+	static const struct saml_login_options defaults;
 	LassoLogin *login = NULL;
 	LassoProfile *profile;
 	LassoSamlp2AuthnRequest *req;
@@ -706,7 +737,10 @@ saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, c
 	g_free(req->ProtocolBinding);
 	req->ProtocolBinding = g_strdup(SAML_BINDING_POST);
 	req->AssertionConsumerServiceIndex = -1;
-	req->ForceAuthn = force_authn ? TRUE : FALSE;
+	if (o == NULL)
+		o = &defaults;
+	req->ForceAuthn = o->force_authn ? TRUE : FALSE;
+	saml_requested_context(req, o);
 	req->IsPassive = FALSE;
 	if (req->NameIDPolicy != NULL) {
 		g_free(req->NameIDPolicy->Format);
@@ -1376,6 +1410,8 @@ struct saml_resp {
 	char *rid, *aid;        /* the Response and Assertion IDs */
 	int64_t issued;         /* the Assertion's IssueInstant */
 	int64_t until;          /* the earliest NotOnOrAfter, or 0 */
+	char *authn_class;      /* the first AuthnStatement's AuthnContextClassRef, or NULL */
+	int64_t authn_instant;  /* its AuthnInstant, or -1 when it has none */
 };
 
 /* The decoded SAMLResponse form value <b64> (caller g_frees), or NULL with
@@ -1747,6 +1783,39 @@ saml_resp_audience(struct saml *sp, xmlNodePtr conditions, char *err, size_t err
 }
 
 /*
+ * The first AuthnStatement's AuthnInstant (not later than now + clock skew;
+ * r->authn_instant, -1 when absent) and AuthnContextClassRef (r->authn_class),
+ * kept in the session for step-up rules.
+ */
+static int
+saml_resp_authn(struct saml *sp, struct saml_resp *r, int64_t now, char *err, size_t errlen)
+{
+	xmlNodePtr st = saml_child(r->assertion, SAML_NS_SAML, "AuthnStatement", NULL);
+	char *v = saml_prop(st, "AuthnInstant");
+
+	r->authn_instant = -1;
+	if (v != NULL && saml_parse_time(v, &r->authn_instant) < 0) {
+		saml_err(err, errlen, "AuthnStatement AuthnInstant: not a valid time: \"%s\"", v);
+		free(v);
+		return -1;
+	}
+	if (v != NULL && r->authn_instant > now + (int64_t)sp->clock_skew) {
+		saml_err(err, errlen, "AuthnStatement AuthnInstant: %s is in the future (skew %.0fs)",
+			 v, sp->clock_skew);
+		free(v);
+		return -1;
+	}
+	free(v);
+	r->authn_class = saml_text(saml_child(saml_child(st, SAML_NS_SAML, "AuthnContext", NULL),
+					      SAML_NS_SAML, "AuthnContextClassRef", NULL));
+	if (r->authn_class != NULL && strpbrk(r->authn_class, "\r\n") != NULL) {
+		free(r->authn_class);
+		r->authn_class = NULL;
+	}
+	return 0;
+}
+
+/*
  * The Assertion element: Version 2.0, an AuthnStatement, Issuer (required),
  * IssueInstant (into r->issued),
  * a Subject with a bearer confirmation, and one Conditions element with a
@@ -1772,6 +1841,8 @@ saml_resp_assertion(struct saml *sp, struct saml_resp *r, const char *request_id
 		saml_err(err, errlen, "AuthnStatement: missing (the Web SSO profile requires one)");
 		return -1;
 	}
+	if (saml_resp_authn(sp, r, now, err, errlen) < 0)
+		return -1;
 	if (saml_check_issuer(sp, r->assertion, true, "Assertion", err, errlen) < 0 ||
 	    saml_check_instant(sp, r->assertion, "Assertion", now, &r->issued, err, errlen) < 0)
 		return -1;
@@ -1820,6 +1891,10 @@ saml_resp_session(struct saml_resp *r, int64_t now, char *err, size_t errlen)
 		goto fail;
 	}
 	sess->issued = now;
+	if (r->authn_instant >= 0 && stepup_record(sess, r->authn_class, r->authn_instant) < 0) {
+		saml_err(err, errlen, "out of memory");
+		goto fail;
+	}
 	/* SessionNotOnOrAfter bounds the session. */
 	for (xmlNodePtr as = r->assertion->children; as != NULL; as = as->next) {
 		char *v;
@@ -1955,6 +2030,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 out:
 	free(r.rid);
 	free(r.aid);
+	free(r.authn_class);
 	g_free(xml);
 	return sess;
 }

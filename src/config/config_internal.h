@@ -137,6 +137,10 @@ void config_saml_check(struct config_loader *ld, const char *session_env);
  * start); errors name <key_path> / <cert_path>. */
 void config_saml_check_key_pair(struct config_loader *ld, const char *key, const char *cert,
 				const char *key_path, const char *cert_path);
+/* "step_up" at <path> (config_step_up.c): a rule, NULL when out of memory or
+ * not an object; errors are reported. */
+struct stepup_rule *config_parse_step_up(struct config_loader *ld, const char *path,
+					 const json_t *v);
 /* config_saml_encryption.c: "saml.encryption" (<v> may be NULL: off); the
  * PEM text of its key_env (NULL when unset: reported, or not configured);
  * its checks for config_check_file. */

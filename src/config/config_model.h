@@ -155,6 +155,7 @@ enum config_auth {
 };
 
 struct policy;
+struct stepup_rule;
 
 struct config_route {
 	char *name;     /* "name", default "<site name>#<index>" */
@@ -200,6 +201,7 @@ struct config_route {
 	double websocket_idle_timeout;  /* "websocket_idle_timeout", seconds; default 600 */
 	bool websocket_keep_at_session_end; /* "websocket_session_end": "keep" (default "close") */
 	struct policy *require; /* "require": who may pass ("auth": "saml"); NULL: the site's */
+	struct stepup_rule *step_up; /* "step_up" ("auth": "saml"); NULL: the site's */
 	int assertion;          /* "identity_assertion": 1 on, -1 off, 0 unset (the site's) */
 	char *assertion_audience; /* its "audience"; NULL: the upstream's name */
 };
@@ -280,6 +282,7 @@ struct config_site {
 	size_t nlisteners;
 	size_t *listener_index; /* [nlisteners], positions in config.listeners */
 	struct policy *require;     /* "require" for its SAML routes; NULL: saml.require */
+	struct stepup_rule *step_up; /* "step_up" for its SAML routes; NULL: none */
 	int assertion;              /* "identity_assertion" of its SAML routes: 1 on, -1/0 off */
 	char *assertion_audience;   /* its "audience"; NULL: each route's upstream name */
 };

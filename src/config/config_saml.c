@@ -146,6 +146,10 @@ config_saml_sites(struct config_loader *ld)
 			config_error(ld, config_jkey(kp, config_jidx(sp, "sites", i), "require"),
 				     "no route of this site has \"auth\": \"saml\" (the rules "
 				     "apply to those)");
+		if (cfg->sites[i].step_up != NULL && !saml_route)
+			config_error(ld, config_jkey(kp, config_jidx(sp, "sites", i), "step_up"),
+				     "no route of this site has \"auth\": \"saml\" (step-up "
+				     "applies to those)");
 	}
 	if (cfg->saml != NULL && !any)
 		config_error(ld, "saml", "no route has \"auth\": \"saml\"; add it to the routes to "
