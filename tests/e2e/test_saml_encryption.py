@@ -46,6 +46,21 @@ def sp_metadata(port):
     return r.body
 
 
+def made_keys(workdir, name, encryption=None):
+    """saml options with SP keys made beforehand (RSA 2048 by openssl: a
+    loaded machine makes the proxy's own RSA 3072 keys slowly), with an
+    encryption key pair unless <encryption> says otherwise."""
+    d = os.path.join(workdir, "keys-" + name)
+    os.makedirs(d, exist_ok=True)
+    key, cert = samltools.make_key(d, "sp")
+    opts = {"sp_key": key, "sp_cert": cert}
+    if encryption is None:
+        ekey, ecert = samltools.make_key(d, "sp-enc")
+        encryption = {"key_file": ekey, "cert_file": ecert}
+    opts["encryption"] = encryption
+    return opts
+
+
 def failed(proxy, r, pattern):
     """The proxy logged the refusal of response <r> with <pattern>."""
     proxy.wait_stderr(r"saml: login failed \[ref %s\].*%s" % (
@@ -58,10 +73,12 @@ def failed(proxy, r, pattern):
 def sp(module_lab, idp):  # noqa: F811
     up = module_lab.upstream("web")
     port = closed_port()
-    p = module_lab.proxy(saml_config(up, port, idp.metadata_url, encryption={}))
+    keys = made_keys(module_lab.workdir, "ssp")
+    p = module_lab.proxy(saml_config(up, port, idp.metadata_url, **keys))
     md = sp_metadata(port)
     idp.set_sp_metadata(md, {"assertion.encryption": True})
-    return {"port": port, "proxy": p, "up": up, "metadata": md}
+    return {"port": port, "proxy": p, "up": up, "metadata": md,
+            "enc_cert": keys["encryption"]["cert_file"], "sp_cert": keys["sp_cert"]}
 
 
 @pytest.fixture
@@ -80,10 +97,23 @@ def test_metadata_publishes_the_encryption_key(sp, alive):
     assert md.count('<md:KeyDescriptor use="encryption">') == 1, md
     assert md.count('<md:KeyDescriptor use="signing">') == 1, md
     enc = samlenc.metadata_encryption_cert(md)
-    with open(os.path.join(sp["proxy"].workdir, "certs", "saml-sp-encryption.crt"), "rb") as f:
+    with open(sp["enc_cert"], "rb") as f:
         assert b"".join(enc.split()) == b"".join(f.read().split())
-    with open(os.path.join(sp["proxy"].workdir, "certs", "saml-sp.crt"), "rb") as f:
+    with open(sp["sp_cert"], "rb") as f:
         assert b"".join(enc.split()) != b"".join(f.read().split()), "a key of its own"
+
+
+def test_encryption_key_pair_created_when_absent(module_lab, idp, alive):  # noqa: F811
+    # the default files under certs_dir, made at start like the SP key
+    up = module_lab.upstream("web-created")
+    port = closed_port()
+    keys = made_keys(module_lab.workdir, "created", encryption={})
+    p = module_lab.proxy(saml_config(up, port, idp.metadata_url, **keys))
+    enc = samlenc.metadata_encryption_cert(sp_metadata(port))
+    key = os.path.join(p.workdir, "certs", "saml-sp-encryption.key")
+    assert os.stat(key).st_mode & 0o077 == 0
+    with open(os.path.join(p.workdir, "certs", "saml-sp-encryption.crt"), "rb") as f:
+        assert b"".join(enc.split()) == b"".join(f.read().split())
 
 
 def test_encrypted_signed_assertion_login(sp, idp, alive):  # noqa: F811
@@ -147,7 +177,9 @@ def test_encrypted_to_another_key_refused(sp, idp, idp_options, module_lab, aliv
 def test_plain_assertion_refused_when_required(module_lab, idp, idp_options, alive):  # noqa: F811
     up = module_lab.upstream("web-required")
     port = closed_port()
-    p = module_lab.proxy(saml_config(up, port, idp.metadata_url, encryption={"require": True}))
+    keys = made_keys(module_lab.workdir, "required")
+    keys["encryption"]["require"] = True
+    p = module_lab.proxy(saml_config(up, port, idp.metadata_url, **keys))
     # SimpleSAMLphp knows this SP but does not encrypt for it
     idp_options({"assertion.encryption": False}, sp_metadata(port))
     b, _, _, post = idp_answer({"port": port}, idp, "/persons")
@@ -176,7 +208,7 @@ def env(module_lab):
         f.write(samltools.idp_metadata(IDP, SSO, cert))
     up = module_lab.upstream("web-handmade")
     port = closed_port()
-    p = module_lab.proxy(saml_config(up, port, md, encryption={}))
+    p = module_lab.proxy(saml_config(up, port, md, **made_keys(module_lab.workdir, "handmade")))
     enc_cert = samlenc.metadata_encryption_cert(sp_metadata(port))
     _, other = samltools.make_key(work, "other")
     with open(other, "rb") as f:
@@ -354,8 +386,8 @@ def test_key_from_variable(module_lab, env, alive):
         pem = k.read() + c.read()
     up = module_lab.upstream("web-env")
     port = closed_port()
-    module_lab.proxy(saml_config(up, port, os.path.join(env["work"], "idp-metadata.xml"),
-                                 encryption={"key_env": "PORTCULLIS_TEST_SAML_ENC"}),
+    keys = made_keys(module_lab.workdir, "env", encryption={"key_env": "PORTCULLIS_TEST_SAML_ENC"})
+    module_lab.proxy(saml_config(up, port, os.path.join(env["work"], "idp-metadata.xml"), **keys),
                      env={"PORTCULLIS_TEST_SAML_ENC": pem})
     with open(cert, "rb") as f:
         want = b"".join(f.read().split())

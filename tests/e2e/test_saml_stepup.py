@@ -40,10 +40,12 @@ def sp(module_lab, idp):  # noqa: F811
          "step_up": {"max_age": MAX_AGE}},
         {"name": "web", "upstream": "web", "auth": "saml"},
     ]}]
+    key, cert = samltools.make_key(module_lab.workdir, "sp")  # faster than the proxy's own
     cfg = configs.config({"web": up}, sites,
                          listeners=[{"name": "http", "address": "127.0.0.1:%d" % port}],
                          saml={"idp_metadata": idp.metadata_url, "base_url": base,
                                "acs_path": ACS_PATH, "clock_skew": 5,
+                               "sp_key": key, "sp_cert": cert,
                                "headers": {"X-Auth-User": "@nameid"}})
     p = module_lab.proxy(cfg)
     r = Browser(port).get("/saml/metadata")
