@@ -214,6 +214,7 @@ auth_start_login_for(struct auth_request *a, const char *target, bool force,
 	struct session *track = session_new();
 	struct evbuffer *b;
 	int64_t now = (int64_t)time(NULL);
+	struct saml_login_options lo = { .force_authn = force };
 
 	if (track == NULL || RAND_bytes(rnd, sizeof rnd) != 1) {
 		session_free(track);
@@ -222,8 +223,6 @@ auth_start_login_for(struct auth_request *a, const char *target, bool force,
 	}
 	for (size_t i = 0; i < sizeof rnd; i++)
 		snprintf(relay + 2 * i, 3, "%02x", rnd[i]);
-	struct saml_login_options lo = { .force_authn = force };
-
 	if (step != NULL) {
 		lo.class_refs = (const char *const *)step->classes;
 		lo.nclass_refs = step->nclasses;
@@ -712,9 +711,14 @@ auth_step_up_met(struct auth_request *a, const struct session *track, const stru
 	struct evbuffer *b;
 	char why[512];
 	bool met;
+	int marked = stepup_marked(track, &rule);
 
-	if (!stepup_marked(track, &rule))
+	if (marked == 0)
 		return true;
+	if (marked < 0) {
+		auth_reply(a, 500, NULL, NULL);
+		return false;
+	}
 	met = stepup_satisfied(&rule, s, now, (int64_t)a->cfg->saml->clock_skew, why, sizeof why);
 	if (!met) {
 		log_warn("saml: step-up not met by the IdP for %s [ref %s] from %s: %s: %s",

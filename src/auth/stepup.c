@@ -96,7 +96,7 @@ stepup_mark(struct session *track, const struct stepup_rule *r)
 	return 0;
 }
 
-bool
+int
 stepup_marked(const struct session *track, struct stepup_rule *out)
 {
 	size_t n = 0;
@@ -104,17 +104,19 @@ stepup_marked(const struct session *track, struct stepup_rule *out)
 	memset(out, 0, sizeof *out);
 	out->path = (char *)(uintptr_t)session_attr(track, STEPUP_MARK_PATH);
 	out->max_age = stepup_number(session_attr(track, STEPUP_MARK_MAX_AGE));
-	if (out->path == NULL || out->max_age < 0)
-		return false;
+	if (out->path == NULL)
+		return 0;
+	if (out->max_age < 0)
+		return -1; /* sealed by us: cannot happen; fail closed */
 	out->minimum = session_attr(track, STEPUP_MARK_MINIMUM) != NULL;
 	for (size_t i = 0; i < track->nattrs; i++)
 		n += strcmp(track->attrs[i].name, STEPUP_MARK_CLASS) == 0;
 	if (n > 0 && (out->classes = calloc(n, sizeof *out->classes)) == NULL)
-		return false;
+		return -1;
 	for (size_t i = 0; i < track->nattrs; i++)
 		if (strcmp(track->attrs[i].name, STEPUP_MARK_CLASS) == 0)
 			out->classes[out->nclasses++] = track->attrs[i].value;
-	return true;
+	return 1;
 }
 
 void

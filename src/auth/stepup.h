@@ -48,10 +48,11 @@ int stepup_mark(struct session *track, const struct stepup_rule *r);
 
 /*
  * The rule a tracking cookie <track> carries (stepup_mark) into <out>, whose
- * strings are borrowed from <track> (free out->classes only).  Returns true
- * when it carries one; false when none (or out of memory).
+ * strings are borrowed from <track> (free out->classes only).  Returns 1
+ * when it carries one, 0 when none, -1 when out of memory or malformed
+ * (never "none").
  */
-bool stepup_marked(const struct session *track, struct stepup_rule *out);
+int stepup_marked(const struct session *track, struct stepup_rule *out);
 
 /* Free <r> and its strings.  Accepts NULL. */
 void stepup_free(struct stepup_rule *r);
