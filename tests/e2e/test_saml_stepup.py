@@ -12,12 +12,14 @@ the login was recorded still pass routes without step-up.
 Skipped only when php or SimpleSAMLphp is missing and PORTCULLIS_REQUIRE_ALL
 is unset."""
 
+import json
 import re
 import time
 
 import pytest
 
 import configs
+from harness import run_binary
 from saml_common import ACS_PATH, Browser, closed_port, now, samltools, seal
 from test_saml_simplesamlphp import (IdPBrowser, Forms, idp, post_to_acs,  # noqa: F401
                                      saml_post_form, submit_login)
@@ -197,3 +199,31 @@ def test_authn_instant_in_the_future_refused(sp, idp, idp_options, alive):  # no
     sp["proxy"].wait_stderr(r"saml: login failed \[ref %s\].*AuthnStatement AuthnInstant: .* is "
                             r"in the future" % re.escape(r.header("X-Request-ID")))
     assert SESSION not in b.cookies
+
+
+@pytest.mark.parametrize("route,message", [
+    ({"auth": "saml", "step_up": {}},
+     r"sites\[0\]\.routes\[0\]\.step_up: needs \"authn_context\" and/or \"max_age\""),
+    ({"auth": "saml", "step_up": {"comparison": "minimum"}},
+     r"sites\[0\]\.routes\[0\]\.step_up\.comparison: needs \"authn_context\""),
+    ({"auth": "saml", "step_up": {"authn_context": [AC_MFA], "comparison": "better"}},
+     r"sites\[0\]\.routes\[0\]\.step_up\.comparison"),
+    ({"auth": "saml", "step_up": {"authn_context": ""}},
+     r"sites\[0\]\.routes\[0\]\.step_up\.authn_context: .*not an AuthnContextClassRef"),
+    ({"auth": "saml", "step_up": {"max_age": "soon"}},
+     r"sites\[0\]\.routes\[0\]\.step_up\.max_age"),
+    ({"step_up": {"max_age": 60}}, r"sites\[0\]\.routes\[0\]\.step_up: needs \"auth\": \"saml\""),
+], ids=["empty", "comparison-alone", "comparison-value", "empty-class", "max-age-type",
+        "not-saml"])
+def test_config_check_names_the_json_path(idp, tmp_path, route, message):  # noqa: F811
+    r = {"name": "web", "upstream": "web"}
+    r.update(route)
+    cfg = configs.config({"web": "127.0.0.1:9"}, [{"name": "app", "routes": [r]}],
+                         listeners=[{"name": "http", "address": "127.0.0.1:%d" % closed_port()}],
+                         saml={"idp_metadata": idp.metadata_file, "base_url": "http://localhost",
+                               "certs_dir": str(tmp_path / "certs")})
+    path = tmp_path / "check.json"
+    path.write_text(json.dumps(cfg))
+    res = run_binary(["-t", "-c", str(path)])
+    assert res.returncode != 0, res
+    assert re.search(message, res.stderr + res.stdout), res.stderr + res.stdout
