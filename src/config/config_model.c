@@ -19,6 +19,7 @@
 #include "auth/policy.h"
 #include "auth/saml.h"
 #include "auth/session.h"
+#include "tls/tls_clientauth.h"
 
 /* Free <n> strings and the array.  Accepts NULL. */
 void
@@ -49,6 +50,7 @@ config_listener_clear(struct config_listener *l)
 		free(l->relay_servers[i].host);
 	}
 	free(l->relay_servers);
+	tls_client_auth_map_unref(l->client_auth);
 }
 
 static void

@@ -15,6 +15,7 @@
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
 						"hsts", "listeners", "require", "identity_assertion",
+						"client_certificates",
 						NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",

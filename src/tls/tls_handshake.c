@@ -18,6 +18,7 @@
 #include "base/sslerr.h"
 #include "base/timeutil.h"
 #include "tls/tls_cert.h"
+#include "tls/tls_clientauth.h"
 
 /* Mozilla "intermediate" (server side), TLS 1.2 part; TLS 1.3 suites apart. */
 #define TLS_CIPHERS_12                                                                   \
@@ -270,7 +271,9 @@ client_hello_cb(SSL *ssl, int *alert, void *arg)
 		}
 		used++;
 	}
-	if (used > 0)
+	if (used > 0 && tls_client_auth_handshake(ssl, has_name ? name : NULL) < 0)
+		*alert = SSL_AD_INTERNAL_ERROR;
+	else if (used > 0)
 		rc = SSL_CLIENT_HELLO_SUCCESS;
 out:
 	tls_index_unref(ix);
