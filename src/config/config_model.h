@@ -266,6 +266,7 @@ struct config_tls {
 	char *default_name;                   /* "default_name" or NULL */
 	unsigned ticket_rotate;               /* "ticket_rotate" seconds, 0 = 43200 */
 	double watch_interval;                /* "watch_interval" seconds, default 5 */
+	bool ocsp_stapling;                   /* "ocsp_stapling", default true (docs/tls.md) */
 };
 
 struct config_site {

@@ -136,9 +136,14 @@ int tls_store_rotate_ticket_keys(struct tls_store *s);
  * Prometheus text, in a new string the caller frees (NULL when out of
  * memory): portcullis_certificate_expiry_seconds{name,key,source} (notAfter
  * as a Unix time) for every certificate served, and
- * portcullis_tls_plain_http_total.  Pass it as metrics_render()'s <extra>.
+ * portcullis_tls_plain_http_total and the OCSP stapling counters (tls_ocsp.h).
+ * Pass it as metrics_render()'s <extra>.
  */
 char *tls_store_metrics(struct tls_store *s);
+
+/* A reference to the certificates served now (tls_cert.h; the caller
+ * unrefs it with tls_index_unref), or NULL when there are none yet. */
+struct tls_index *tls_store_index_ref(struct tls_store *s);
 
 /* Path of the local CA's certificate (for users who want to trust it), or
  * NULL when the store has no local CA. */
