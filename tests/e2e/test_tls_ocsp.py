@@ -118,7 +118,7 @@ def env(module_lab):
     e.certs = {}
     for name in NAMES:
         url = {"forged.test": "http://127.0.0.1:%d" % forged_port,
-               "down.test": "http://127.0.0.1:%d/ocsp" % down_port}.get(name)
+               "down.test": "http://127.0.0.1:%d/" % down_port}.get(name)
         e.certs[name] = e.ca.issue(name, name, sans=[name], server=True, ocsp=url)
     e.ca.revoke(e.certs["revoked.test"][2])
     e.responders = [Responder(e.dir, e.ca, e.ca, up_port, "responder"),
@@ -132,6 +132,7 @@ def env(module_lab):
     )
     e.proxy = module_lab.proxy(e.cfg, name="ocsp")
     e.lab = module_lab
+    e.down_port = down_port
     yield e
     for r in e.responders:
         r.stop()
@@ -171,7 +172,7 @@ def test_response_signed_by_someone_else_is_not_stapled(env):
 
 
 def test_responder_down_handshake_works_without_staple(env):
-    env.proxy.wait_stderr(r"ocsp: no response for down\.test from http://127\.0\.0\.1:\d+/ocsp: "
+    env.proxy.wait_stderr(r"ocsp: no response for down\.test from http://127\.0\.0\.1:\d+/: "
                           r".*next try in 10 s")
     out = s_client(env.proxy.port, "down.test")
     assert "OCSP response: no response sent" in out, out
@@ -188,10 +189,17 @@ def test_metrics_count_the_outcomes(env):
     assert re.search(r"portcullis_ocsp_stapled_total [1-9]", body)
 
 
+def test_retried_with_backoff_until_the_responder_answers(env):
+    env.proxy.wait_stderr(r"no response for down\.test .*next try in 10 s")
+    env.responders.append(Responder(env.dir, env.ca, env.ca, env.down_port, "responder-late"))
+    env.proxy.wait_stderr(r"ocsp: stapling the response for down\.test", timeout=25)
+    assert stapled(s_client(env.proxy.port, "down.test"))
+
+
 def test_saved_response_survives_a_restart_with_the_responder_down(env):
     env.proxy.wait_stderr(r"stapling the response for good\.test")
     saved = os.listdir(os.path.join(env.dir, "certs", "ocsp"))
-    assert len([f for f in saved if f.endswith(".der")]) == 1, saved
+    assert len([f for f in saved if f.endswith(".der")]) == 2, saved  # good, down
     for r in env.responders:
         r.stop()
     assert env.lab.stop_proxy(env.proxy) == []
