@@ -6,7 +6,8 @@
  * changes it (tls_store_poll, tls_store_install).  Thread-safe throughout.
  * Three files: tls.c (the store: sources, polling, installs, metrics),
  * tls_cert.c (certificates and the name index) and tls_handshake.c (the
- * SSL_CTX and its handshake callbacks).
+ * SSL_CTX and its handshake callbacks); beside them tls_clientauth.c
+ * (client-certificate policies) and tls_ocsp.c (OCSP staples).
  *
  * Handshakes: the ClientHello callback reads SNI and ALPN from the hello,
  * looks the name up (exact name, then the "*.parent" wildcard, then the
