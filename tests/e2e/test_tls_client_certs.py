@@ -271,3 +271,26 @@ def test_config_errors_name_the_json_path(env, tmp_path):
                                  "redirect_https": True})
     r = check(env, tmp_path, redirecting)
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------ reload
+
+def test_sighup_applies_new_policies_to_new_connections(env):
+    import signal
+
+    original = json.load(open(env.proxy.config_path))
+    relaxed = json.loads(json.dumps(original))
+    relaxed["sites"][0]["client_certificates"]["required"] = False
+    try:
+        mark = len(env.proxy.stderr())
+        env.proxy.write_config(relaxed)
+        env.proxy.signal(signal.SIGHUP)
+        env.proxy.wait_stderr(r"configuration reloaded", start=mark)
+        assert status_of(curl(env, "strict.test")) == 200
+        assert identity_seen(env) == {name: [] for name in IDENTITY}
+    finally:
+        mark = len(env.proxy.stderr())
+        env.proxy.write_config(original)
+        env.proxy.signal(signal.SIGHUP)
+        env.proxy.wait_stderr(r"configuration reloaded", start=mark)
+    assert curl(env, "strict.test").returncode != 0
