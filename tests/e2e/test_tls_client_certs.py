@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -225,6 +226,32 @@ def test_h1_host_of_another_policy_is_misdirected(env):
 def test_curl_http2_reuses_only_within_a_policy(env):
     assert status_of(curl(env, "strict.test", env.alice[:2], http2=True)) == 200
     assert status_of(curl(env, "open.test", http2=True)) == 200
+
+
+# ------------------------------------------------------------------ resumption
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_session_from_another_policy_does_not_resume(env, tmp_path, version):
+    """A session made under open.test (no certificate asked) resumes there, but
+    offered for strict.test it is not taken: a full handshake, which demands a
+    certificate."""
+    sess = str(tmp_path / "sess.pem")
+
+    def s_client(name, *extra, data=""):
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % env.port,
+                            "-servername", name, version] + list(extra),
+                           input=data, capture_output=True, text=True, timeout=20)
+        return r.returncode, r.stdout + r.stderr
+
+    rc, out = s_client("open.test", "-sess_out", sess, "-ign_eof",
+                       data="GET / HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n")
+    assert rc == 0 and "HTTP/1.1 200" in out, out
+    rc, out = s_client("open.test", "-sess_in", sess)
+    assert re.search(r"^Reused, TLSv1\.[23]", out, re.M), out
+    rc, out = s_client("strict.test", "-sess_in", sess, "-ign_eof",
+                       data="GET / HTTP/1.1\r\nHost: strict.test\r\nConnection: close\r\n\r\n")
+    assert not re.search(r"^Reused", out, re.M), out
+    assert "HTTP/1.1 200" not in out, out
 
 
 # ------------------------------------------------------------------ config
