@@ -32,6 +32,7 @@
 #include "http/traceparent.h"
 #include "base/refusals.h"
 #include "core/generation.h"
+#include "tls/tls_clientauth.h"
 
 #define PATH_MAX_BYTES 8192
 #define ALLOWED_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -445,6 +446,21 @@ add_header_line(struct headout *o, const char *name, const char *value)
 	headout_put(o, "\r\n", 2);
 }
 
+/* The verified client certificate of <ssl>, if any (docs/tls.md#client-certificates):
+ * a client's own copies of these names never get this far (headers.c). */
+static void
+add_client_cert_lines(struct headout *o, SSL *ssl)
+{
+	const struct tls_client_identity *id = ssl ? tls_client_identity(ssl) : NULL;
+
+	if (id == NULL)
+		return;
+	add_header_line(o, "X-Client-Cert-Subject", id->subject);
+	add_header_line(o, "X-Client-Cert-SHA256", id->sha256);
+	if (id->san[0] != '\0')
+		add_header_line(o, "X-Client-Cert-SAN", id->san);
+}
+
 static void
 add_ops_lines(struct headout *o, const struct config_header_ops *ops)
 {
@@ -568,6 +584,7 @@ build_head(struct txn *t)
 	add_header_line(&o, "X-Forwarded-Port", xfport ? xfport : t->listener->port);
 	add_header_line(&o, "X-Request-ID", t->request_id);
 	add_header_line(&o, "traceparent", t->traceparent);
+	add_client_cert_lines(&o, server_request_tls(t->req));
 	if (t->cfg->geoip_country_header && t->access.country[0])
 		add_header_line(&o, t->cfg->geoip_country_header, t->access.country);
 	if (t->cfg->geoip_asn_header && t->access.asn) {
@@ -1047,6 +1064,13 @@ route_request(struct txn *t)
 		}
 	} else if (server_request_proto(t->req) == SERVER_PROTO_HTTP11) {
 		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
+		return -1;
+	}
+	if (tls_client_auth_misdirected(server_request_tls(t->req), t->host)) {
+		/* HTTP/2 coalescing, or a Host unlike the SNI: this connection
+		 * was verified under another client-certificate policy. */
+		refuse(t, 421, "this connection was not verified for that host's client certificates",
+		       false);
 		return -1;
 	}
 	t->site = router_find_site_on(t->cfg, t->listener->index, t->host[0] ? t->host : NULL);
