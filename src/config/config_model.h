@@ -369,6 +369,8 @@ struct config_saml {
 	struct policy *require;      /* "require": the rules of routes and sites without one */
 	struct config_assertion assertion; /* "identity_assertion" */
 	struct config_revocation revocation; /* "revocation" */
+	char **hosts;                /* "hosts": other origins signed in through base_url */
+	size_t nhosts;
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */
