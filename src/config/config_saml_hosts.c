@@ -44,8 +44,15 @@ config_saml_host_entry(struct config_loader *ld, const char *path, char *o)
 			     o);
 		return;
 	}
-	if (!config_host_value_ok(config_origin_authority(o), why, sizeof why))
+	if (!config_host_value_ok(config_origin_authority(o), why, sizeof why)) {
 		config_error(ld, path, "%s", why);
+		return;
+	}
+	/* the default port is left out, as browsers leave it out of Host */
+	n = strlen(o);
+	if ((strncmp(o, "https://", 8) == 0 && n > 4 && strcmp(o + n - 4, ":443") == 0) ||
+	    (strncmp(o, "http://", 7) == 0 && n > 3 && strcmp(o + n - 3, ":80") == 0))
+		*strrchr(o, ':') = '\0';
 }
 
 /* Parse "saml.hosts" <v> (may be NULL) into sc->hosts. */

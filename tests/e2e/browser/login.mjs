@@ -19,6 +19,8 @@
 // With "then", a signed-in run then opens each of those URLs in the same
 // page (same context, so with the session's cookies), one after the other:
 // "then" in the output, one step each (URL, status, page text, protocol).
+// After "then", "cookies_after_then" is the jar (with each value when the
+// run has "cookie_values": true, for a test that replays them).
 // With "signin": false, a run stops at the IdP's form (outcome "at-idp";
 // "username" and "password" are not needed): where a page without a
 // session sends the browser.
@@ -89,10 +91,12 @@ function pathAndQuery(u) {
   return x.pathname + x.search;
 }
 
-async function cookieJar(context) {
+// With <values>, each cookie's value too (a test that replays a cookie).
+async function cookieJar(context, values) {
   return (await context.cookies()).map((c) => ({
     name: c.name, domain: c.domain, path: c.path, httpOnly: c.httpOnly, secure: c.secure,
     sameSite: c.sameSite, expires: c.expires, value_length: c.value.length,
+    ...(values ? { value: c.value } : {}),
   }));
 }
 
@@ -215,6 +219,7 @@ async function login(browser, run) {
         const r = await page.goto(u, { waitUntil: 'load' });
         out.then.push(await snapshot('then', r));
       }
+      out.cookies_after_then = await cookieJar(context, !!run.cookie_values);
     }
 
     // 5. Sign out, then open the page again.
