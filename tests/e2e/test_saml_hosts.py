@@ -12,8 +12,11 @@ through --host-resolver-rules.
     use), a token for one host is refused on another, and the auth host
     refuses to hand off to a host outside saml.hosts (another site of the
     same proxy, a foreign host, userinfo, "//", backslashes);
-  - a sign-out on one host revokes the session: the cookies captured on all
-    three hosts before it are refused afterwards;
+  - a second browser starts on a hand-off host (the login runs at the auth
+    host and ends on the page it asked for) and signs out on another host:
+    that host's cookie is cleared, and the session is revoked, so the
+    cookies captured on all three hosts before are refused afterwards (also
+    after a sign-out by plain HTTP on the third host, for the first browser);
   - two replicas sharing Redis: a token used at one is refused at the other;
   - `-t` names a bad saml.hosts entry by its JSON path.
 """
@@ -194,8 +197,13 @@ def browser(env, node):  # noqa: F811
         "url": origin(env, AUTH) + "/insights?x=1", "username": USER, "password": IDP_PASSWORD,
         "then": [origin(env, TEMPORAL) + "/namespaces/default?tab=wf",
                  origin(env, MINIO) + "/browser/bucket-1", origin(env, AUTH) + "/again"],
-        "cookie_values": True}]})
-    return {"run": out["runs"][0], "stderr": env["a"].stderr()[err_at:],
+        "cookie_values": True}, {
+        # a fresh browser starting on a hand-off host, signing out on another
+        "url": origin(env, MINIO) + "/first?from=minio", "username": USER,
+        "password": IDP_PASSWORD, "then": [origin(env, TEMPORAL) + "/t", origin(env, AUTH) + "/p"],
+        "cookie_values": True, "logout": origin(env, TEMPORAL) + "/saml/logout"}]})
+    return {"run": out["runs"][0], "second": out["runs"][1],
+            "stderr": env["a"].stderr()[err_at:],
             "upstream": [r for r in env["up"].snapshot() if r.path != "/favicon.ico"]}
 
 
@@ -239,7 +247,8 @@ def test_one_sign_in_reaches_three_hosts(env, browser, alive):
         c = jar(run, host, SESSION)
         assert c["secure"] and c["httpOnly"] and c["path"] == "/", c
     assert len({jar(run, h, SESSION)["value"] for h in (AUTH, TEMPORAL, MINIO)}) == 3
-    assert len(re.findall(r"saml: %s signed in \[ref" % USER, browser["stderr"])) == 1
+    # one IdP login per browser run (this one and the second)
+    assert len(re.findall(r"saml: %s signed in \[ref" % USER, browser["stderr"])) == 2
     for host in (TEMPORAL, MINIO):
         assert re.search(r"saml: %s signed in on %s by hand-off \[ref [^\]]+\] from 127\.0\.0\.1 "
                          r"\(session [\w-]{16}\)" % (USER, re.escape(origin(env, host))),
@@ -362,6 +371,35 @@ def test_logout_on_one_host_ends_the_session_on_all(env, browser, alive):
     q = urllib.parse.urlencode({"return": origin(env, TEMPORAL) + "/", "state": "0" * 32})
     status, hs, _ = https(env, AUTH, "GET", "/saml/login?" + q, cookies={SESSION: captured[AUTH]})
     assert status == 302 and header(hs, "location").startswith(env["idp"]["base"]), status
+
+
+def test_browser_starting_on_a_hand_off_host_and_signing_out_on_another(env, browser, alive):
+    """Signed in from minio.test (the login runs at the auth host, the
+    browser ends on the minio page), then temporal and the auth host without
+    the IdP; a sign-out on temporal in the browser clears its cookie there,
+    and the cookies captured on all three hosts before are refused after."""
+    run = browser["second"]
+    dump = json.dumps(run, indent=1)[:8000]
+    assert run["ok"] and run["outcome"] == "signed-in", dump
+    assert step(run, "signed-in")["url"] == origin(env, MINIO) + "/first?from=minio", dump
+    acs = [d for d in run["documents"] if d["url"] == origin(env, AUTH) + ACS_PATH]
+    assert len(acs) == 1 and acs[0]["status"] == 303, dump
+    until_logout = [d["url"] for d in run["documents"]]
+    until_logout = run["documents"][:until_logout.index(origin(env, TEMPORAL) + "/saml/logout")]
+    idp_docs = [d for d in until_logout if d["url"].startswith(env["idp"]["base"])]
+    assert [d["method"] for d in idp_docs] == ["GET", "POST"], dump
+    assert [s["status"] for s in run["then"]] == [200, 200], dump
+    captured = {h: jar(run, h, SESSION)["value"] for h in (AUTH, TEMPORAL, MINIO)}
+    logout = step(run, "logout")
+    assert logout["status"] == 200 and "signed out" in logout["text"], dump
+    after = {(c["domain"], c["name"]) for c in run["cookies_after_logout"]}
+    assert (TEMPORAL, SESSION) not in after and (MINIO, SESSION) in after, dump
+
+    def refused_everywhere():
+        return all(https(env, h, "GET", "/after", cookies={SESSION: v}, port=port,
+                         headers=[("Accept", "application/json")])[0] == 401
+                   for h, v in captured.items() for port in (env["port"], env["port_b"]))
+    wait_until(refused_everywhere, 3, what="the captured cookies refused on every host")
 
 
 # ---- the config check ---------------------------------------------------------------------
