@@ -21,6 +21,8 @@
 // "then" in the output, one step each (URL, status, page text, protocol).
 // After "then", "cookies_after_then" is the jar (with each value when the
 // run has "cookie_values": true, for a test that replays them).
+// With "again" (a regular expression), a signed-in run then opens once more
+// each document URL it saw that matches ("again" in the output).
 // With "signin": false, a run stops at the IdP's form (outcome "at-idp";
 // "username" and "password" are not needed): where a page without a
 // session sends the browser.
@@ -220,6 +222,17 @@ async function login(browser, run) {
         out.then.push(await snapshot('then', r));
       }
       out.cookies_after_then = await cookieJar(context, !!run.cookie_values);
+    }
+
+    // 4b. Open again each document URL so far that matches "again" (a
+    //     regular expression): what a replayed link gets in this browser.
+    if (run.again && out.outcome === 'signed-in') {
+      const rx = new RegExp(run.again);
+      out.again = [];
+      for (const u of out.documents.map((d) => d.url).filter((u) => rx.test(u))) {
+        const r = await page.goto(u, { waitUntil: 'load' });
+        out.again.push(await snapshot('again', r));
+      }
     }
 
     // 5. Sign out, then open the page again.
