@@ -261,8 +261,11 @@ static void
 auth_login_url(struct auth_request *a, struct evbuffer *b)
 {
 	struct config_saml *sc = a->cfg->saml;
+	/* saml.hosts: on a hand-off host its own login, which goes on to the auth host */
+	const char *here =
+		auth_hosts_origin(sc, evhttp_find_header(server_request_headers(a->req), "Host"));
 
-	evbuffer_add_printf(b, "%s%s/login?return=", sc->base_url, sc->prefix);
+	evbuffer_add_printf(b, "%s%s/login?return=", here ? here : sc->base_url, sc->prefix);
 	urlenc_encode(b, a->path);
 	if (a->query) {
 		evbuffer_add(b, "%3F", 3);
@@ -314,9 +317,10 @@ auth_hosts_url_ok(const struct config_saml *sc, const char *url)
 }
 
 /* A hand-off host sends the browser to the auth host's login for <path>,
- * bound to this browser's nonce (the cookie it has, else a new one). */
+ * bound to this browser's nonce (the cookie it has, else a new one); with
+ * <force>, the IdP is to ask for credentials again. */
 static void
-auth_hosts_to_login(struct auth_request *a, const char *origin, const char *path)
+auth_hosts_to_login(struct auth_request *a, const char *origin, const char *path, bool force)
 {
 	char buf[AUTH_RELAY_HEX + 2], nonce[AUTH_RELAY_HEX + 1], *url;
 	const char *v = cookie_find(server_request_headers(a->req), AUTH_HOSTS_NONCE_COOKIE, buf,
@@ -334,7 +338,7 @@ auth_hosts_to_login(struct auth_request *a, const char *origin, const char *path
 		for (size_t i = 0; i < sizeof rnd; i++)
 			snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
 	}
-	url = auth_hosts_login_url(a->cfg->saml, origin, path, nonce);
+	url = auth_hosts_login_url(a->cfg->saml, origin, path, nonce, force);
 	if (url == NULL) {
 		auth_reply(a, 500, NULL, NULL);
 		return;
@@ -389,9 +393,11 @@ auth_hosts_login(struct auth_request *a, const char *target)
 	const struct config_saml *sc = a->cfg->saml;
 	const char *origin = auth_hosts_here(a);
 	const struct session *s;
-	char *state, *kept, *url;
+	char *state, *kept, *url, *force_value = auth_query_value(a->query, "force");
+	bool force = force_value != NULL && strcmp(force_value, "1") == 0;
 	int64_t now;
 
+	free(force_value);
 	if (origin != NULL) {
 		if (target != NULL && !auth_return_path_ok(target))
 			auth_hosts_bad_link(a, target, "is not a path on this site");
@@ -399,7 +405,8 @@ auth_hosts_login(struct auth_request *a, const char *target)
 			auth_hosts_to_login(a, origin,
 					    target != NULL && strlen(target) <= AUTH_HOSTS_RETURN_MAX
 						? target
-						: "/");
+						: "/",
+					    force);
 		return true;
 	}
 	if (target == NULL || target[0] == '/')
@@ -416,9 +423,9 @@ auth_hosts_login(struct auth_request *a, const char *target)
 		return true;
 	}
 	now = (int64_t)time(NULL);
-	s = auth_hosts_session(a, now);
-	if (s == NULL) {
-		auth_start_login(a, kept, false);
+	s = force ? NULL : auth_hosts_session(a, now);
+	if (s == NULL) { /* ("sign in as someone else": force) */
+		auth_start_login(a, kept, force);
 		free(kept);
 		return true;
 	}
@@ -638,7 +645,7 @@ auth_hosts_need_login(struct auth_request *a, const char *origin)
 		return;
 	}
 	if (auth_is_navigation(a)) {
-		auth_hosts_to_login(a, origin, path);
+		auth_hosts_to_login(a, origin, path, false);
 		free(path);
 		return;
 	}

@@ -56,7 +56,7 @@ auth_hosts_url_origin(const struct config_saml *sc, const char *url)
 
 char *
 auth_hosts_login_url(const struct config_saml *sc, const char *origin, const char *path,
-		     const char *nonce)
+		     const char *nonce, bool force)
 {
 	struct evbuffer *b = evbuffer_new();
 	char *ret = NULL, *out = NULL;
@@ -67,7 +67,7 @@ auth_hosts_login_url(const struct config_saml *sc, const char *origin, const cha
 	}
 	evbuffer_add_printf(b, "%s%s/login?return=", sc->base_url, sc->prefix);
 	urlenc_encode(b, ret);
-	evbuffer_add_printf(b, "&state=%s", nonce);
+	evbuffer_add_printf(b, "&state=%s%s", nonce, force ? "&force=1" : "");
 	out = strndup((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
 out:
 	free(ret);

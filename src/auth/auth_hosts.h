@@ -45,11 +45,11 @@ const char *auth_hosts_url_origin(const struct config_saml *sc, const char *url)
 
 /*
  * The auth host's login URL for <path> on <origin> bound to <nonce>:
- * "<base_url><prefix>/login?return=<origin><path, encoded>&state=<nonce>"
- * (caller frees), or NULL.
+ * "<base_url><prefix>/login?return=<origin><path, encoded>&state=<nonce>",
+ * and "&force=1" with <force> (caller frees), or NULL.
  */
 char *auth_hosts_login_url(const struct config_saml *sc, const char *origin, const char *path,
-			   const char *nonce);
+			   const char *nonce, bool force);
 
 /* What the auth host keeps for after a login: "<nonce> <url>" (caller
  * frees), or NULL when <nonce> is not a nonce. */

@@ -34,7 +34,7 @@ import pytest
 
 from harness import BINARY, closed_port, need, wait_until
 import configs
-from saml_common import ACS_PATH
+from saml_common import ACS_PATH, samltools
 from test_saml_browser import (PASSWORD as IDP_PASSWORD, USER, home_trusting, node,  # noqa: F401
                                pysaml2_idp, run_browser, step, echo_of)
 from test_saml_redis import DB, PASSWORD, PREFIX, RedisServer
@@ -58,6 +58,10 @@ def make_config(up, port, listen_port, certs, idp_md, redis):
     sites = [{"name": h.split(".")[0], "hosts": [h],
               "routes": [{"name": h.split(".")[0], "upstream": "web", "auth": "saml"}]}
              for h in (AUTH, TEMPORAL, MINIO, OTHER)]
+    # temporal's /admin refuses everyone ("sign in as someone else")
+    sites[1]["routes"].insert(0, {"name": "temporal-admin", "match": {"path": ["/admin"]},
+                                  "upstream": "web", "auth": "saml",
+                                  "require": {"attribute": "Roles", "contains": "nobody"}})
     return configs.config(
         {"web": up}, sites,
         listeners=[{"name": "https", "address": "127.0.0.1:%d" % listen_port, "tls": True}],
@@ -330,6 +334,34 @@ def test_api_client_on_a_hand_off_host_gets_401(env, alive):
     assert status == 401
     doc = json.loads(body)
     assert doc["login_url"] == origin(env, MINIO) + "/saml/login?return=/api/x", doc
+
+
+def test_sign_in_as_someone_else_on_a_hand_off_host(env, alive):
+    """The refusal page of a hand-off host links to its own login with
+    force=1, which goes on to the auth host's, which asks the IdP for fresh
+    credentials (ForceAuthn) although the browser is signed in there."""
+    session = sign_in_by_hand(env)
+    url, nonce = handoff_by_hand(env, session, TEMPORAL)
+    status, hs, _ = use_handoff(env, TEMPORAL, url, nonce)
+    assert status == 303
+    here = set_cookies(hs)[SESSION][0]
+    status, _, body = https(env, TEMPORAL, "GET", "/admin", cookies={SESSION: here},
+                            headers=[("Accept", "text/html")])
+    assert status == 403, status
+    link = re.search(r'href="([^"]+)">Sign in as someone else', body.decode()).group(1)
+    link = link.replace("&amp;", "&")
+    assert link == origin(env, TEMPORAL) + "/saml/login?return=/admin&force=1", link
+    status, hs, _ = https(env, TEMPORAL, "GET", link[len(origin(env, TEMPORAL)):],
+                          cookies={SESSION: here, NONCE: nonce})
+    assert status == 302
+    login = header(hs, "location")
+    assert login.startswith(origin(env, AUTH) + "/saml/login?") and login.endswith(
+        "&state=%s&force=1" % nonce), login
+    status, hs, _ = https(env, AUTH, "GET", login[len(origin(env, AUTH)):],
+                          cookies={SESSION: session})
+    assert status == 302 and header(hs, "location").startswith(env["idp"]["base"]), status
+    xml, _, _ = samltools.decode_redirect(header(hs, "location"))
+    assert 'ForceAuthn="true"' in xml, xml
 
 
 def test_replicas_share_single_use(env, alive):

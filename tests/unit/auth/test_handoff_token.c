@@ -226,9 +226,13 @@ test_hosts_decisions(void **state)
 	assert_null(auth_hosts_url_origin(&sc, "//minio.test/"));
 	assert_null(auth_hosts_url_origin(&sc, "/minio.test/"));
 	/* the login URL at the auth host */
-	u = auth_hosts_login_url(&sc, hosts[0], "/ui?x=1&y=2", NONCE);
+	u = auth_hosts_login_url(&sc, hosts[0], "/ui?x=1&y=2", NONCE, false);
 	assert_string_equal(u, "https://posthog.test:8443/saml/login?return=https%3A//temporal."
 			       "test%3A8443/ui%3Fx%3D1%26y%3D2&state=00112233445566778899aabbccddeeff");
+	free(u);
+	u = auth_hosts_login_url(&sc, hosts[1], "/", NONCE, true);
+	assert_string_equal(u, "https://posthog.test:8443/saml/login?return=https%3A//minio.test/"
+			       "&state=00112233445566778899aabbccddeeff&force=1");
 	free(u);
 	/* what the auth host keeps for after a login */
 	assert_null(auth_hosts_keep("nonce", "https://minio.test/"));
