@@ -18,6 +18,7 @@ through --host-resolver-rules.
     cookies captured on all three hosts before are refused afterwards (also
     after a sign-out by plain HTTP on the third host, for the first browser);
   - two replicas sharing Redis: a token used at one is refused at the other;
+    without Redis, the process's own replay cache refuses a second use;
   - `-t` names a bad saml.hosts entry by its JSON path.
 """
 
@@ -46,15 +47,16 @@ NONCE = "__Host-portcullis-saml-handoff"
 AUTH, TEMPORAL, MINIO, OTHER = "posthog.test", "temporal.test", "minio.test", "other.test"
 
 
-def make_config(up, port, listen_port, certs, idp_md, redis):
+def make_config(up, port, listen_port, certs, idp_md, redis=None):
     def origin(h):
         return "https://%s:%d" % (h, port)
     saml = {"idp_metadata": idp_md, "idp_metadata_refresh": 3600, "base_url": origin(AUTH),
             "acs_path": ACS_PATH, "certs_dir": certs,
             "headers": {"X-Auth-User": "@nameid", "X-Auth-Email": "Email"},
-            "hosts": [origin(TEMPORAL), origin(MINIO)],
-            "replay_store": "redis",
-            "revocation": {"poll_interval": 0.2, "max_staleness": 5}}
+            "hosts": [origin(TEMPORAL), origin(MINIO)]}
+    if redis is not None:
+        saml.update({"replay_store": "redis",
+                     "revocation": {"poll_interval": 0.2, "max_staleness": 5}})
     sites = [{"name": h.split(".")[0], "hosts": [h],
               "routes": [{"name": h.split(".")[0], "upstream": "web", "auth": "saml"}]}
              for h in (AUTH, TEMPORAL, MINIO, OTHER)]
@@ -62,12 +64,12 @@ def make_config(up, port, listen_port, certs, idp_md, redis):
     sites[1]["routes"].insert(0, {"name": "temporal-admin", "match": {"path": ["/admin"]},
                                   "upstream": "web", "auth": "saml",
                                   "require": {"attribute": "Roles", "contains": "nobody"}})
+    top = {"redis": {"address": "127.0.0.1:%d" % redis.port, "password": PASSWORD, "db": DB,
+                     "key_prefix": PREFIX}} if redis is not None else {}
     return configs.config(
         {"web": up}, sites,
         listeners=[{"name": "https", "address": "127.0.0.1:%d" % listen_port, "tls": True}],
-        tls={"mode": "local", "certs_dir": certs}, saml=saml,
-        redis={"address": "127.0.0.1:%d" % redis.port, "password": PASSWORD, "db": DB,
-               "key_prefix": PREFIX})
+        tls={"mode": "local", "certs_dir": certs}, saml=saml, **top)
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +138,11 @@ def set_cookies(headers):
     return out
 
 
-def sign_in_by_hand(env, target="/start"):
-    """A login at the auth host without a browser (the IdP's form posted by
-    hand); returns the session cookie value."""
-    status, hs, _ = https(env, AUTH, "GET", target, headers=[("Accept", "text/html")])
+def sign_in_by_hand(env, target="/start", port=None):
+    """A login at the auth host (at 127.0.0.1:<port>) without a browser (the
+    IdP's form posted by hand); returns the session cookie value."""
+    port = port or env["port"]
+    status, hs, _ = https(env, AUTH, "GET", target, headers=[("Accept", "text/html")], port=port)
     assert status == 302, status
     loc = urllib.parse.urlsplit(header(hs, "location"))
     track = {n: v for n, (v, _) in set_cookies(hs).items()}
@@ -155,7 +158,7 @@ def sign_in_by_hand(env, target="/start"):
     body = urllib.parse.urlencode({k: html.unescape(v) for k, v in fields.items()
                                    if k in ("SAMLResponse", "RelayState")})
     conn = http.client.HTTPSConnection(AUTH, env["port"], context=env["ctx"], timeout=10)
-    conn.sock = env["ctx"].wrap_socket(socket.create_connection(("127.0.0.1", env["port"]), 10),
+    conn.sock = env["ctx"].wrap_socket(socket.create_connection(("127.0.0.1", port), 10),
                                        server_hostname=AUTH)
     conn.request("POST", ACS_PATH, body=body, headers={
         "Host": "%s:%d" % (AUTH, env["port"]), "Content-Type": "application/x-www-form-urlencoded",
@@ -168,16 +171,16 @@ def sign_in_by_hand(env, target="/start"):
     return cookies[SESSION][0]
 
 
-def handoff_by_hand(env, session, host, path="/wf/1"):
+def handoff_by_hand(env, session, host, path="/wf/1", port=None):
     """On <host> without a session: to the auth host (with the nonce cookie),
     which (signed in) answers with the hand-off URL.  Returns (url, nonce)."""
-    status, hs, _ = https(env, host, "GET", path, headers=[("Accept", "text/html")])
+    status, hs, _ = https(env, host, "GET", path, headers=[("Accept", "text/html")], port=port)
     assert status == 302, status
     login = header(hs, "location")
     nonce = set_cookies(hs)[NONCE][0]
     assert login.startswith(origin(env, AUTH) + "/saml/login?return="), login
     status, hs, _ = https(env, AUTH, "GET", login[len(origin(env, AUTH)):],
-                          cookies={SESSION: session})
+                          cookies={SESSION: session}, port=port)
     assert status == 303, status
     url = header(hs, "location")
     assert url.startswith(origin(env, host) + "/saml/handoff?token="), url
@@ -382,6 +385,24 @@ def test_replicas_share_single_use(env, alive):
     assert use_handoff(env, MINIO, url, nonce)[0] == 403
     keys = env["redis"].cli("KEYS", PREFIX + "handoff:*").split()
     assert len(keys) >= 2, keys
+
+
+def test_in_process_store_single_use(env, module_lab, alive):
+    """Without Redis (one replica): the token's id is kept in this process's
+    replay cache; a second use is refused there."""
+    port_c = closed_port()
+    c = module_lab.proxy(make_config(env["up"], env["port"], port_c,
+                                     os.path.join(env["work"], "certs"),
+                                     env["idp"]["base"] + "/metadata"), name="memory")
+    session = sign_in_by_hand(env, port=port_c)
+    url, nonce = handoff_by_hand(env, session, MINIO, port=port_c)
+    status, hs, _ = use_handoff(env, MINIO, url, nonce, port=port_c)
+    assert status == 303 and SESSION in set_cookies(hs), status
+    at = len(c.stderr())
+    status, hs, _ = use_handoff(env, MINIO, url, nonce, port=port_c)
+    assert status == 403 and SESSION not in set_cookies(hs), status
+    c.wait_stderr(r"(?m)token \w{32}: used before \(a replay\)$", start=at)
+    assert not module_lab.stop_proxy(c)
 
 
 def test_logout_on_one_host_ends_the_session_on_all(env, browser, alive):
