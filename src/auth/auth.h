@@ -70,6 +70,7 @@ struct auth_request {
 	void (*done)(struct auth_request *a);
 	void *done_arg;         /* the caller's, for done */
 	void *pending;          /* auth's own, while AUTH_PENDING */
+	void *hosts_pending;    /* a hand-off's, while AUTH_PENDING (auth_hosts.h) */
 };
 
 /* Decide about a request whose head is known.  See enum auth_action. */
