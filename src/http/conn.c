@@ -850,6 +850,9 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	if (!c->out || !c->rev || !c->wev || !c->timer)
 		goto fail;
+	/* Writes first (a worker's loop has two priorities; one queue
+	 * elsewhere, where this changes nothing). */
+	event_priority_set(c->wev, 0);
 	if (srv->admission && !srv->proxy_protocol && !conn_admit(c))
 		goto fail;
 	evtimer_add(c->timer, &srv->limits.client);
