@@ -33,6 +33,7 @@ struct explain {
 	json_t *steps;            /* array of step objects, in order */
 	json_t *dropped;          /* the client's headers not forwarded, with why */
 	struct evkeyvalq headers; /* the request headers (the client's, then the gate's) */
+	size_t nclient;           /* how many of them the client sent (the gate's follow) */
 	char method[16];
 	const char *client;
 	size_t listener;
@@ -462,13 +463,14 @@ explain_auth(struct explain *e)
 	unsigned method_bit = routing_method_bit(e->method);
 	enum auth_endpoint ep = auth_endpoint_of(cfg, e->routed.site, e->path, method_bit);
 	const struct policy *rules, *failed;
+	struct evkeyval *kv;
 	struct session *s;
 	json_t *step;
 	char names[256];
 
 	if (cfg->saml) {
 		/* only the gate says who the user is */
-		struct evkeyval *kv, *next;
+		struct evkeyval *next;
 
 		for (kv = TAILQ_FIRST(&e->headers); kv != NULL; kv = next) {
 			next = TAILQ_NEXT(kv, next);
@@ -540,6 +542,9 @@ explain_auth(struct explain *e)
 	step = explain_step(e, "auth", "allowed", "signed in as %s: %s", s->name_id,
 			    rules ? "the route's rules hold" : "any signed-in user may pass");
 	json_object_set_new(step, "rule", rules ? json_string(rules->path) : json_null());
+	e->nclient = 0;
+	TAILQ_FOREACH(kv, &e->headers, next)
+		e->nclient++;
 	auth_identity_headers(cfg->saml, s, &e->headers);
 	session_free(s);
 	return 0;
@@ -648,6 +653,7 @@ explain_headers(struct explain *e)
 	struct websocket_upgrade up;
 	json_t *sent = json_array(), *step;
 	struct evkeyval *kv;
+	size_t position = 0;
 	bool ws = false;
 
 	e->ws_ask = websocket_classify(&e->headers, e->method, SERVER_PROTO_HTTP11);
@@ -679,7 +685,8 @@ explain_headers(struct explain *e)
 		const char *why = fwdheaders_dropped(&rules, kv->key);
 
 		if (why == NULL) {
-			explain_sent(sent, kv->key, kv->value, "client");
+			explain_sent(sent, kv->key, kv->value,
+				     e->nclient && position >= e->nclient ? "saml identity" : "client");
 		} else {
 			json_t *d = json_object();
 
@@ -687,6 +694,7 @@ explain_headers(struct explain *e)
 			json_object_set_new(d, "why", json_string(why));
 			json_array_append_new(dropped, d);
 		}
+		position++;
 	}
 	for (const struct config_header_ops *ops = j ? &j->request_headers : &r->request_headers;
 	     ops != NULL; ops = ops == &r->request_headers ? NULL : &r->request_headers) {
