@@ -290,8 +290,8 @@ explain_path(struct explain *e)
 		return 1;
 	case ROUTING_BUILTIN_REDIRECT_HTTPS:
 		explain_step(e, "builtin", "redirect_https",
-			     "listener %s has \"redirect_https\": 308 to https://%s%s", e->l->name,
-			     e->authority, e->path);
+			     "listener %s has \"redirect_https\": 308 to the same host and path over "
+			     "https (the first TLS listener's port)", e->l->name);
 		explain_stop(e, 308, "redirected to HTTPS");
 		return 1;
 	}

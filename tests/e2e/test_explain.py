@@ -331,3 +331,28 @@ def test_explain_matches_the_live_proxy(lab):
         else:
             assert got == [], where
             assert resp.status == doc["outcome"]["status"], (where, resp, doc["outcome"])
+
+
+def test_explain_builtin_answers(lab, tmp_path):
+    """redirect_https and ACME HTTP-01 come before routing; the 308 is the
+    running binary's too."""
+    ups = {name: lab.upstream(name) for name in
+           ("web", "capture", "replay", "flags", "livestream", "plugins", "app")}
+    env = posthog_env(ups)
+    env.update({"TLS_MODE": "local", "PORTCULLIS_HTTPS": "127.0.0.1:0",
+                "CERTS_DIR": str(tmp_path / "certs")})
+    config = os.path.join(EXAMPLES_DIR, "posthog", "portcullis.json")
+    url = "http://%s/project/1" % POSTHOG_DOMAIN
+    status, doc, err = explain(config, env, "GET " + url, "--listener", "http")
+    assert status == EXPLAIN_ANSWERED, err
+    assert step(doc, "builtin")["verdict"] == "redirect_https"
+    assert doc["outcome"]["status"] == 308
+    p = lab.proxy(config, env=env)
+    resp = request(p.ports["http"], "GET", "/project/1", host=POSTHOG_DOMAIN)
+    assert resp.status == 308
+    assert [r for u in ups.values() for r in u.snapshot()] == []
+    acme = dict(env, TLS_MODE="acme", ACME_DIRECTORY="https://127.0.0.1:1/dir")
+    status, doc, err = explain(config, acme, "GET http://%s/.well-known/acme-challenge/t"
+                               % POSTHOG_DOMAIN, "--listener", "http")
+    assert status == EXPLAIN_ANSWERED, err
+    assert step(doc, "builtin")["verdict"] == "acme"
