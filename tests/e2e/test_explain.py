@@ -356,3 +356,36 @@ def test_explain_builtin_answers(lab, tmp_path):
                                % POSTHOG_DOMAIN, "--listener", "http")
     assert status == EXPLAIN_ANSWERED, err
     assert step(doc, "builtin")["verdict"] == "acme"
+
+
+def test_explain_geoip_and_rate_limit(lab, tmp_path):
+    """With a GeoIP database the country is evaluated (and its header set by
+    the proxy, the client's copy dropped); the rate block that applies is
+    named; the refusal is the running binary's."""
+    from configs import config
+    from test_access_http import write_mmdb
+    db = tmp_path / "country.mmdb"
+    write_mmdb(db, [("127.0.0.5/32", "DE", 64500), ("127.0.0.6/32", "FR", 64501)])
+    web = lab.upstream("web")
+    cfg = config({"web": web}, [{"name": "main", "default": True, "routes": [
+        {"name": "eu", "upstream": "web",
+         "access": {"countries_allow": ["DE"], "rate": {"per_second": 5, "burst": 10}}}]}],
+        geoip={"database": str(db), "country_header": "X-Client-Country"})
+    path = tmp_path / "geo.json"
+    path.write_text(json.dumps(cfg))
+    base = ["--listener", "http", "--header", "X-Client-Country: US"]
+    status, doc, err = explain(str(path), {}, "GET http://any.test/x", *base, "--from", "127.0.0.5")
+    assert status == EXPLAIN_FORWARDED, err
+    assert step(doc, "access")["country"] == "DE"
+    assert step(doc, "rate_limit")["limits"][0]["rule"] == "sites[0].routes[0].access.rate"
+    assert step(doc, "rate_limit")["limits"][0]["burst"] == 10
+    sent = [(h["name"], h["value"], h["from"]) for h in step(doc, "headers")["sent"]]
+    assert ("X-Client-Country", "DE", "proxy") in sent
+    assert "X-Client-Country" in [h["name"] for h in step(doc, "headers")["dropped"]]
+    status, doc, err = explain(str(path), {}, "GET http://any.test/x", *base, "--from", "127.0.0.6")
+    assert status == EXPLAIN_REFUSED and doc["outcome"]["status"] == 403
+    assert step(doc, "access")["rule"] == "sites[0].routes[0].access"
+    p = lab.proxy(cfg)
+    assert request(p.port, "GET", "/x", source="127.0.0.6").status == 403
+    assert request(p.port, "GET", "/x", source="127.0.0.5").status == 200
+    assert web.snapshot()[-1].header_all("X-Client-Country") == ["DE"]
