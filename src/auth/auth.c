@@ -378,6 +378,20 @@ auth_forbidden(struct auth_request *a, const struct session *s, const struct pol
 	auth_page(a, 403, "Access denied", b);
 }
 
+const char *
+auth_assertion_audience(const struct config_site *site, const struct config_route *r)
+{
+	int on = r->assertion ? r->assertion : site ? site->assertion : 0;
+	const char *issuer = site && site->name ? site->name : "portcullis";
+
+	if (on <= 0)
+		return NULL;
+	return r->assertion_audience				 ? r->assertion_audience
+	       : r->assertion == 0 && site && site->assertion_audience ? site->assertion_audience
+	       : r->upstream && r->upstream->name		 ? r->upstream->name
+								 : issuer;
+}
+
 /* The signed identity assertion, on routes (or sites) that ask for it:
  * audience the route's (or site's) "audience", else the upstream's name;
  * issuer the site's name; never valid past the session's own end. */
@@ -386,20 +400,15 @@ auth_add_assertion(struct auth_request *a, const struct session *s, const char *
 		   int64_t now)
 {
 	const struct config_saml *sc = a->cfg->saml;
-	const struct config_route *r = a->route;
-	int on = r->assertion ? r->assertion : a->site ? a->site->assertion : 0;
+	const char *audience = auth_assertion_audience(a->site, a->route);
 	struct assertion_params p;
 	const char *token;
 
-	if (on <= 0 || sc->assertion.keys == NULL)
+	if (audience == NULL || sc->assertion.keys == NULL)
 		return;
 	p.keys = sc->assertion.keys;
 	p.issuer = a->site && a->site->name ? a->site->name : "portcullis";
-	p.audience = r->assertion_audience		    ? r->assertion_audience
-		     : r->assertion == 0 && a->site && a->site->assertion_audience
-			 ? a->site->assertion_audience
-		     : r->upstream && r->upstream->name ? r->upstream->name
-							: p.issuer;
+	p.audience = audience;
 	p.email_attr = sc->assertion.email_attr;
 	p.groups_attr = sc->assertion.groups_attr;
 	p.lifetime = (int64_t)sc->assertion.lifetime;

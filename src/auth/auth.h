@@ -138,6 +138,13 @@ const struct policy *auth_route_rules(const struct config *cfg, const struct con
 void auth_identity_headers(const struct config_saml *sc, const struct session *s,
 			   struct evkeyvalq *h);
 
+/* The audience of the signed identity assertion a signed-in request on
+ * <route> of <site> carries ("identity_assertion"), or NULL when it carries
+ * none: the route's or site's "audience", else the upstream's name, else the
+ * site's name. */
+const char *auth_assertion_audience(const struct config_site *site,
+				    const struct config_route *route);
+
 /* The SAML login counters in Prometheus text (caller frees), or NULL. */
 char *auth_metrics_render(void);
 

@@ -463,6 +463,7 @@ explain_auth(struct explain *e)
 	unsigned method_bit = routing_method_bit(e->method);
 	enum auth_endpoint ep = auth_endpoint_of(cfg, e->routed.site, e->path, method_bit);
 	const struct policy *rules, *failed;
+	const char *audience;
 	struct evkeyval *kv;
 	struct session *s;
 	json_t *step;
@@ -546,6 +547,13 @@ explain_auth(struct explain *e)
 	TAILQ_FOREACH(kv, &e->headers, next)
 		e->nclient++;
 	auth_identity_headers(cfg->saml, s, &e->headers);
+	audience = auth_assertion_audience(e->routed.site, route);
+	if (audience != NULL) {
+		char value[300];
+
+		snprintf(value, sizeof(value), "(a JWT signed per request, audience %s)", audience);
+		evhttp_add_header(&e->headers, cfg->saml->assertion.header, value);
+	}
 	session_free(s);
 	return 0;
 }

@@ -389,3 +389,74 @@ def test_explain_geoip_and_rate_limit(lab, tmp_path):
     assert request(p.port, "GET", "/x", source="127.0.0.6").status == 403
     assert request(p.port, "GET", "/x", source="127.0.0.5").status == 200
     assert web.snapshot()[-1].header_all("X-Client-Country") == ["DE"]
+
+
+def policy_config(tmp_path, upstream):
+    """docs/saml.md's per-route rules example, with a session key file."""
+    key_file = str(tmp_path / "session.key")
+    cfg = {
+        "listeners": [{"name": "http", "address": "127.0.0.1:0"}],
+        "admin": {"address": "127.0.0.1:0"},
+        "upstreams": {"web": {"servers": [upstream]}, "capture": {"servers": [upstream]}},
+        "saml": {"idp_metadata": throwaway_idp_metadata(), "base_url": "https://" + POSTHOG_DOMAIN,
+                 "acs_path": "/complete/saml/", "certs_dir": str(tmp_path / "certs"),
+                 "session_key_file": key_file, "headers": {"X-Auth-Email": "Email"},
+                 "identity_assertion": {"lifetime": 60}},
+        "sites": [{
+            "name": "posthog", "hosts": [POSTHOG_DOMAIN],
+            "require": {"attribute": "Email", "domain": "example.com"},
+            "identity_assertion": {"audience": "posthog-web"},
+            "routes": [
+                {"name": "capture", "drop_cookies": True, "match": {"path": ["/e", "/batch"]},
+                 "upstream": "capture"},
+                {"name": "admin", "match": {"path": ["/admin", "/instance"]}, "upstream": "web",
+                 "auth": "saml",
+                 "require": {"any_of": [{"attribute": "Roles", "contains": "posthog-admin"},
+                                        {"nameid": "breakglass"}]}},
+                {"name": "api", "match": {"path": ["/api"]}, "upstream": "web", "auth": "saml",
+                 "allow_bearer": ["phx_", "phs_"], "identity_assertion": False},
+                {"name": "web", "upstream": "web", "auth": "saml"}]}]}
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(cfg))
+    return str(path), cfg, key_file
+
+
+def test_explain_saml_rules_match_the_live_403(lab, tmp_path):
+    from configs import posthog_session_cookie, write_session_key
+    web = lab.upstream("web")
+    path, cfg, key_file = policy_config(tmp_path, web.address)
+    key = write_session_key(key_file)
+    url = "http://%s" % POSTHOG_DOMAIN
+    base = ["--listener", "http"]
+    status, doc, err = explain(path, {}, "GET %s/admin/x" % url, *base,
+                               "--identity", "Email=alice@example.com")
+    assert status == EXPLAIN_REFUSED, err
+    auth = step(doc, "auth")
+    assert auth["verdict"] == "denied" and auth["status"] == 403
+    assert auth["rule"].startswith("sites[0].routes[1].require")
+    assert "Roles" in auth["attribute"]
+    status, doc, _ = explain(path, {}, "GET %s/admin/x" % url, *base, "--identity",
+                             "Email=alice@example.com", "--identity", "Roles=posthog-admin")
+    assert status == EXPLAIN_FORWARDED
+    sent = {h["name"]: h for h in step(doc, "headers")["sent"]}
+    assert "posthog-web" in sent["X-Portcullis-Assertion"]["value"]
+    assert sent["X-Portcullis-Assertion"]["from"] == "saml identity"
+    status, doc, _ = explain(path, {}, "GET %s/api/x" % url, *base, "--identity",
+                             "Email=alice@example.com")
+    assert status == EXPLAIN_FORWARDED
+    assert "X-Portcullis-Assertion" not in [h["name"] for h in step(doc, "headers")["sent"]]
+    status, doc, _ = explain(path, {}, "GET %s/home" % url, *base, "--identity",
+                             "Email=bob@other.org")
+    denied = step(doc, "auth")
+    assert status == EXPLAIN_REFUSED and denied["rule"].startswith("sites[0].require")
+
+    # the running binary: the same verdicts, its 403 page names the same rule
+    p = lab.proxy(path)
+    bob = posthog_session_cookie(key, email="bob@other.org", name_id="bob")
+    r = request(p.port, "GET", "/home", host=POSTHOG_DOMAIN, headers=[("Cookie", bob)])
+    assert r.status == 403 and denied["rule"] in r.body.decode()
+    alice = posthog_session_cookie(key, email="alice@example.com", name_id="alice")
+    r = request(p.port, "GET", "/home", host=POSTHOG_DOMAIN, headers=[("Cookie", alice)])
+    assert r.status == 200
+    assert web.snapshot()[-1].header("X-Portcullis-Assertion")
+    assert web.snapshot()[-1].header("X-Auth-Email") == "alice@example.com"
