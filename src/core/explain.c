@@ -1,6 +1,7 @@
 /* explain: what one request would meet, step by step; see explain.h. */
 #include "core/explain.h"
 
+#include <arpa/inet.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
@@ -12,6 +13,7 @@
 
 #include "access/access.h"
 #include "access/access_check.h"
+#include "access/ipacl.h"
 #include "access/netaddr.h"
 #include "auth/auth.h"
 #include "auth/policy.h"
@@ -35,7 +37,11 @@ struct explain {
 	struct evkeyvalq headers; /* the request headers (the client's, then the gate's) */
 	size_t nclient;           /* how many of them the client sent (the gate's follow) */
 	char method[16];
-	const char *client;
+	const char *peer;          /* --from: the address the connection comes from */
+	char client[INET6_ADDRSTRLEN]; /* the client: the peer, or from X-Forwarded-For */
+	bool trusted;              /* the peer is in trusted_proxies */
+	char xff[2048];            /* a trusted peer's X-Forwarded-For headers, joined */
+	const char *xfp, *xfh, *xfport; /* a trusted peer's X-Forwarded-Proto, -Host, -Port */
 	size_t listener;
 	const struct config_listener *l;
 	char origin[EXPLAIN_PATH_BYTES]; /* the request-target sent (origin-form) */
@@ -198,6 +204,40 @@ explain_parse_headers(struct explain *e, char *err, size_t errlen)
 }
 
 /* ---- the steps ---------------------------------------------------------- */
+
+/* The client: --from, or behind a trusted proxy the address its
+ * X-Forwarded-For names (as the live request reads it). */
+static void
+explain_client(struct explain *e)
+{
+	const struct config *cfg = e->cfg;
+	struct evkeyval *kv;
+	size_t used = 0;
+	json_t *step;
+
+	snprintf(e->client, sizeof(e->client), "%s", e->peer);
+	e->trusted = ipacl_size(cfg->trusted) > 0 && ipacl_contains_str(cfg->trusted, e->peer);
+	if (e->trusted) {
+		TAILQ_FOREACH(kv, &e->headers, next) {
+			if (strcasecmp(kv->key, "x-forwarded-for") == 0 && used < sizeof(e->xff))
+				used += (size_t)snprintf(e->xff + used, sizeof(e->xff) - used, "%s%s",
+							 used ? ", " : "", kv->value);
+			else if (strcasecmp(kv->key, "x-forwarded-proto") == 0 && e->xfp == NULL)
+				e->xfp = kv->value;
+			else if (strcasecmp(kv->key, "x-forwarded-host") == 0 && e->xfh == NULL)
+				e->xfh = kv->value;
+			else if (strcasecmp(kv->key, "x-forwarded-port") == 0 && e->xfport == NULL)
+				e->xfport = kv->value;
+		}
+		if (e->xff[0])
+			fwdheaders_client(cfg->trusted, e->xff, e->client, sizeof(e->client));
+	}
+	step = explain_step(e, "client", e->trusted ? "trusted_peer" : "direct", "%s%s%s%s",
+			    e->client, e->trusted ? " (the peer " : "", e->trusted ? e->peer : "",
+			    e->trusted ? " is in trusted_proxies: X-Forwarded-* are believed)" : "");
+	json_object_set_new(step, "address", json_string(e->client));
+	json_object_set_new(step, "peer", json_string(e->peer));
+}
 
 /* The listener: named, or the first HTTP one of the URL's scheme and port. */
 static int
@@ -718,7 +758,8 @@ explain_headers(struct explain *e)
 				   "websocket");
 	}
 	own = (struct fwdheaders_own){
-		.client = e->client, .tls = e->l->tls,
+		.client = e->client, .forwarded_for = e->xff[0] ? e->xff : NULL, .peer = e->peer,
+		.proto = e->xfp, .fwd_host = e->xfh, .fwd_port = e->xfport, .tls = e->l->tls,
 		.host_header = evhttp_find_header(&e->headers, "Host"),
 		.listener_port = e->l->port, .request_id = "(a new request id)",
 		.country = e->access.country, .asn = e->access.asn,
@@ -785,18 +826,19 @@ explain_run(const struct config *cfg, const struct explain_request *req, FILE *o
 	}
 	e->cfg = cfg;
 	e->req = req;
-	e->client = req->from ? req->from : EXPLAIN_DEFAULT_CLIENT;
+	e->peer = req->from ? req->from : EXPLAIN_DEFAULT_CLIENT;
 	e->steps = json_array();
 	TAILQ_INIT(&e->headers);
 	e->dropped = json_array();
-	if (netaddr_parse(e->client, &a) < 0) {
-		snprintf(err, errlen, "--from %s: not an IPv4 or IPv6 address", e->client);
+	if (netaddr_parse(e->peer, &a) < 0) {
+		snprintf(err, errlen, "--from %s: not an IPv4 or IPv6 address", e->peer);
 		goto out;
 	}
 	if (explain_parse_request(e, err, errlen) < 0 || explain_parse_headers(e, err, errlen) < 0)
 		goto out;
 	e->verdict = "forwarded";
 	e->exit_status = EXPLAIN_FORWARDED;
+	explain_client(e);
 	switch (explain_listener(e, err, errlen)) {
 	case -1:
 		goto out;
@@ -814,7 +856,7 @@ explain_run(const struct config *cfg, const struct explain_request *req, FILE *o
 	request = json_object();
 	json_object_set_new(request, "method", json_string(e->method));
 	json_object_set_new(request, "url", json_string(strchr(req->request, ' ') + 1));
-	json_object_set_new(request, "from", json_string(e->client));
+	json_object_set_new(request, "from", json_string(e->peer));
 	json_object_set_new(doc, "request", request);
 	json_object_set(doc, "steps", e->steps);
 	outcome = json_object();

@@ -1,9 +1,13 @@
 /* fwdheaders: the client's headers upstream and the proxy's own; see fwdheaders.h. */
 #include "proxy/fwdheaders.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "access/ipacl.h"
 
 static bool
 fwdheaders_ops_listed(const struct config_header_ops *ops, const char *name)
@@ -74,5 +78,49 @@ fwdheaders_own_each(const struct config *cfg, const struct fwdheaders_own *own,
 
 		snprintf(asn, sizeof(asn), "%llu", (unsigned long long)own->asn);
 		add(arg, cfg->geoip_asn_header, asn, NULL);
+	}
+}
+
+/* True when <s> (len bytes) is an IP address; copies it to out. */
+static bool
+fwdheaders_ip_token(const char *s, size_t len, char *out, size_t outlen)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (len == 0 || len >= outlen)
+		return false;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return inet_pton(AF_INET, out, buf) == 1 || inet_pton(AF_INET6, out, buf) == 1;
+}
+
+void
+fwdheaders_client(const struct ipacl *trusted, const char *xff, char *client, size_t len)
+{
+	const char *end = xff + strlen(xff);
+	char candidate[INET6_ADDRSTRLEN];
+
+	while (end > xff) {
+		const char *start = end;
+		const char *a, *b;
+		size_t n;
+
+		while (start > xff && start[-1] != ',')
+			start--;
+		a = start;
+		b = end;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (!fwdheaders_ip_token(a, (size_t)(b - a), candidate, sizeof(candidate)))
+			return;
+		n = strlen(candidate);
+		if (n >= len)
+			return;
+		memcpy(client, candidate, n + 1);
+		if (!ipacl_contains_str(trusted, candidate))
+			return;
+		end = start > xff ? start - 1 : xff;
 	}
 }

@@ -9,6 +9,7 @@
 #define PORTCULLIS_FWDHEADERS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config_model.h"
@@ -31,6 +32,18 @@ struct fwdheaders_rules {
  * ...).
  */
 const char *fwdheaders_dropped(const struct fwdheaders_rules *r, const char *name);
+
+struct ipacl;
+
+/*
+ * The client behind a trusted proxy: walk X-Forwarded-For <xff> (the
+ * trusted peer's, several headers joined by ", ") from the right, skipping
+ * addresses in <trusted>; the first untrusted one is the client, written to
+ * <client> (<len> bytes, INET6_ADDRSTRLEN suffice), which holds the peer's
+ * address on entry.  A malformed entry stops the walk (the last address
+ * written stays).
+ */
+void fwdheaders_client(const struct ipacl *trusted, const char *xff, char *client, size_t len);
 
 /* What the proxy's own upstream headers are made of. */
 struct fwdheaders_own {

@@ -148,51 +148,6 @@ format_addr(const struct sockaddr *sa, char *out, size_t outlen)
 	}
 }
 
-/* True when <s> (len bytes) is an IP address; copies it to out. */
-static bool
-parse_ip_token(const char *s, size_t len, char *out, size_t outlen)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	if (len == 0 || len >= outlen)
-		return false;
-	memcpy(out, s, len);
-	out[len] = '\0';
-	return inet_pton(AF_INET, out, buf) == 1 || inet_pton(AF_INET6, out, buf) == 1;
-}
-
-/*
- * The client behind a trusted proxy: walk X-Forwarded-For from the right,
- * skipping trusted addresses; the first untrusted one is the client.  A
- * malformed entry stops the walk (the peer is kept).
- */
-static void
-client_from_forwarded_for(struct txn *t, const char *xff)
-{
-	const char *end = xff + strlen(xff);
-	char candidate[INET6_ADDRSTRLEN];
-
-	while (end > xff) {
-		const char *start = end;
-		const char *a, *b;
-
-		while (start > xff && start[-1] != ',')
-			start--;
-		a = start;
-		b = end;
-		while (a < b && (*a == ' ' || *a == '\t'))
-			a++;
-		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-			b--;
-		if (!parse_ip_token(a, (size_t)(b - a), candidate, sizeof(candidate)))
-			return;
-		memcpy(t->client, candidate, sizeof(candidate));
-		if (!ipacl_contains_str(t->cfg->trusted, candidate))
-			return;
-		end = start > xff ? start - 1 : xff;
-	}
-}
-
 /* ---- replies ------------------------------------------------------------ */
 
 static void
@@ -924,7 +879,7 @@ check_headers(struct txn *t)
 	}
 	if (t->client_trusted && xff) {
 		t->forwarded_for = xff;
-		client_from_forwarded_for(t, xff);
+		fwdheaders_client(t->cfg->trusted, xff, t->client, sizeof(t->client));
 	}
 	return 0;
 }

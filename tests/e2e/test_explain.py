@@ -460,3 +460,37 @@ def test_explain_saml_rules_match_the_live_403(lab, tmp_path):
     assert r.status == 200
     assert web.snapshot()[-1].header("X-Portcullis-Assertion")
     assert web.snapshot()[-1].header("X-Auth-Email") == "alice@example.com"
+
+
+def test_explain_trusted_proxy_client(lab, tmp_path):
+    """--from a trusted proxy: the client is read from X-Forwarded-For as the
+    running binary reads it; the access rules apply to that client and the
+    X-Forwarded-For sent upstream is the same."""
+    from configs import config
+    web = lab.upstream("web")
+    cfg = config({"web": web}, [{"name": "main", "default": True,
+                                 "access": {"allow": ["203.0.113.0/24"]},
+                                 "routes": [{"name": "all", "upstream": "web"}]}],
+                 trusted_proxies=["127.0.0.0/8"])
+    path = tmp_path / "trusted.json"
+    path.write_text(json.dumps(cfg))
+    p = lab.proxy(cfg)
+    for xff, want in (("203.0.113.9", EXPLAIN_FORWARDED), ("198.51.100.1", EXPLAIN_REFUSED),
+                      ("203.0.113.9, 127.0.0.3", EXPLAIN_FORWARDED)):
+        status, doc, err = explain(str(path), {}, "GET http://any.test/x", "--listener", "http",
+                                   "--from", "127.0.0.1", "--header", "X-Forwarded-For: " + xff)
+        assert status == want, (xff, err, doc)
+        assert step(doc, "client")["verdict"] == "trusted_peer"
+        assert step(doc, "client")["address"] == xff.split(",")[0]
+        web.reset()
+        r = request(p.port, "GET", "/x", host="any.test", headers=[("X-Forwarded-For", xff)])
+        if want == EXPLAIN_FORWARDED:
+            assert r.status == 200
+            sent = {h["name"]: h["value"] for h in step(doc, "headers")["sent"]}
+            assert web.snapshot()[0].header("X-Forwarded-For") == sent["X-Forwarded-For"]
+            assert sent["X-Forwarded-For"] == xff + ", 127.0.0.1"
+        else:
+            assert r.status == 403 and web.snapshot() == []
+    status, doc, _ = explain(str(path), {}, "GET http://any.test/x", "--listener", "http",
+                             "--from", "198.51.100.1", "--header", "X-Forwarded-For: 203.0.113.9")
+    assert status == EXPLAIN_REFUSED and step(doc, "client")["verdict"] == "direct"
