@@ -104,6 +104,14 @@ auth_is_our_cookie(const char *pair, size_t len, void *arg)
 	       (len > tlen && memcmp(pair, AUTH_TRACK_PREFIX, tlen) == 0);
 }
 
+void
+auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h)
+{
+	struct auth_cookie_name ours = {.name = sc->cookie_name, .len = strlen(sc->cookie_name)};
+
+	cookie_strip(h, auth_is_our_cookie, &ours);
+}
+
 /* Reply with <body> (moved) and the headers already in a->out. */
 static void
 auth_reply(struct auth_request *a, int status, const char *content_type, struct evbuffer *body)
@@ -1095,7 +1103,6 @@ auth_on_head(struct auth_request *a)
 	char buf[SESSION_MAX_SEALED + 1];
 	const char *v;
 	const struct session *s;
-	struct auth_cookie_name ours;
 	int64_t now;
 
 	if (sc == NULL)
@@ -1179,9 +1186,7 @@ auth_on_head(struct auth_request *a)
 	if (s->expires != 0 && s->expires < a->session_end)
 		a->session_end = s->expires;
 	auth_add_assertion(a, s, v, now);
-	ours.name = sc->cookie_name;
-	ours.len = strlen(sc->cookie_name);
-	cookie_strip(h, auth_is_our_cookie, &ours);
+	auth_strip_our_cookies(sc, h);
 	/* Idle timeout without server state: re-issue the cookie now and then. */
 	if (sc->session_idle_timeout > 0) {
 		int64_t every = (int64_t)sc->session_idle_timeout / 4;

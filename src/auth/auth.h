@@ -138,6 +138,10 @@ const struct policy *auth_route_rules(const struct config *cfg, const struct con
 void auth_identity_headers(const struct config_saml *sc, const struct session *s,
 			   struct evkeyvalq *h);
 
+/* Remove our own cookies (the session cookie, the login-tracking ones) from
+ * the Cookie headers of <h>: what a signed-in request's upstream never sees. */
+void auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h);
+
 /* The audience of the signed identity assertion a signed-in request on
  * <route> of <site> carries ("identity_assertion"), or NULL when it carries
  * none: the route's or site's "audience", else the upstream's name, else the

@@ -583,6 +583,7 @@ explain_auth(struct explain *e)
 	step = explain_step(e, "auth", "allowed", "signed in as %s: %s", s->name_id,
 			    rules ? "the route's rules hold" : "any signed-in user may pass");
 	json_object_set_new(step, "rule", rules ? json_string(rules->path) : json_null());
+	auth_strip_our_cookies(cfg->saml, &e->headers);
 	e->nclient = 0;
 	TAILQ_FOREACH(kv, &e->headers, next)
 		e->nclient++;

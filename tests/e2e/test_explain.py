@@ -456,10 +456,17 @@ def test_explain_saml_rules_match_the_live_403(lab, tmp_path):
     r = request(p.port, "GET", "/home", host=POSTHOG_DOMAIN, headers=[("Cookie", bob)])
     assert r.status == 403 and denied["rule"] in r.body.decode()
     alice = posthog_session_cookie(key, email="alice@example.com", name_id="alice")
-    r = request(p.port, "GET", "/home", host=POSTHOG_DOMAIN, headers=[("Cookie", alice)])
+    r = request(p.port, "GET", "/home", host=POSTHOG_DOMAIN,
+                headers=[("Cookie", alice + "; theme=dark")])
     assert r.status == 200
     assert web.snapshot()[-1].header("X-Portcullis-Assertion")
     assert web.snapshot()[-1].header("X-Auth-Email") == "alice@example.com"
+    # our session cookie never reaches the upstream; the others do
+    status, doc, _ = explain(path, {}, "GET %s/home" % url, *base, "--identity",
+                             "Email=alice@example.com", "--header",
+                             "Cookie: " + alice + "; theme=dark")
+    sent = {h["name"]: h["value"] for h in step(doc, "headers")["sent"]}
+    assert sent["Cookie"] == "theme=dark" == web.snapshot()[-1].header("Cookie")
 
 
 def test_explain_trusted_proxy_client(lab, tmp_path):
