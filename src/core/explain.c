@@ -62,6 +62,24 @@ struct explain {
 	char reason[512];
 };
 
+/* <s> as a JSON string; bytes of invalid UTF-8 (a raw byte in a URL or
+ * header the user gave) become "?". */
+static json_t *
+explain_text(const char *s)
+{
+	json_t *j = json_string(s);
+	char *copy;
+
+	if (j != NULL || s == NULL || (copy = strdup(s)) == NULL)
+		return j;
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 static json_t *
 explain_step(struct explain *e, const char *name, const char *verdict, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -79,7 +97,7 @@ explain_step(struct explain *e, const char *name, const char *verdict, const cha
 	va_end(ap);
 	json_object_set_new(step, "step", json_string(name));
 	json_object_set_new(step, "verdict", json_string(verdict));
-	json_object_set_new(step, "detail", json_string(detail));
+	json_object_set_new(step, "detail", explain_text(detail));
 	json_array_append_new(e->steps, step);
 	return step;
 }
@@ -309,16 +327,16 @@ explain_path(struct explain *e)
 
 		step = explain_step(e, "path", "refused", "%s: %s (%d)", e->origin, pathnorm_reason(pr),
 				    status);
-		json_object_set_new(step, "target", json_string(e->origin));
+		json_object_set_new(step, "target", explain_text(e->origin));
 		json_object_set_new(step, "status", json_integer(status));
 		explain_stop(e, status, pathnorm_reason(pr));
 		return 1;
 	}
 	step = explain_step(e, "path", "normalized", "%s%s%s", e->path, e->query ? "?" : "",
 			    e->query ? e->query : "");
-	json_object_set_new(step, "target", json_string(e->origin));
+	json_object_set_new(step, "target", explain_text(e->origin));
 	json_object_set_new(step, "path", json_string(e->path));
-	json_object_set_new(step, "query", explain_str_or_null(e->query));
+	json_object_set_new(step, "query", e->query ? explain_text(e->query) : json_null());
 	switch (routing_builtin(e->cfg, e->listener, e->path, true)) {
 	case ROUTING_BUILTIN_NONE:
 		return 0;
@@ -518,7 +536,7 @@ explain_auth(struct explain *e)
 			if (auth_strips_header(cfg->saml, kv->key)) {
 				json_t *d = json_object();
 
-				json_object_set_new(d, "name", json_string(kv->key));
+				json_object_set_new(d, "name", explain_text(kv->key));
 				json_object_set_new(d, "why", json_string("the SAML gate removes it: only "
 									  "the proxy says who the user is"));
 				json_array_append_new(e->dropped, d);
@@ -653,8 +671,8 @@ explain_sent(json_t *list, const char *name, const char *value, const char *from
 {
 	json_t *h = json_object();
 
-	json_object_set_new(h, "name", json_string(name));
-	json_object_set_new(h, "value", json_string(value));
+	json_object_set_new(h, "name", explain_text(name));
+	json_object_set_new(h, "value", explain_text(value));
 	json_object_set_new(h, "from", json_string(from));
 	json_array_append_new(list, h);
 }
@@ -739,7 +757,7 @@ explain_headers(struct explain *e)
 		} else {
 			json_t *d = json_object();
 
-			json_object_set_new(d, "name", json_string(kv->key));
+			json_object_set_new(d, "name", explain_text(kv->key));
 			json_object_set_new(d, "why", json_string(why));
 			json_array_append_new(dropped, d);
 		}
@@ -778,6 +796,15 @@ explain_headers(struct explain *e)
 
 /* ---- output -------------------------------------------------------------- */
 
+/* The text of a JSON string, "" for anything else. */
+static const char *
+explain_value(const json_t *j)
+{
+	const char *s = json_string_value(j);
+
+	return s ? s : "";
+}
+
 static void
 explain_print_text(json_t *doc, FILE *out)
 {
@@ -789,26 +816,26 @@ explain_print_text(json_t *doc, FILE *out)
 		size_t k;
 		json_t *h;
 
-		fprintf(out, "%-11s %s\n", json_string_value(json_object_get(step, "step")),
-			json_string_value(json_object_get(step, "detail")));
+		fprintf(out, "%-11s %s\n", explain_value(json_object_get(step, "step")),
+			explain_value(json_object_get(step, "detail")));
 		if ((list = json_object_get(step, "sent")) != NULL)
 			json_array_foreach(list, k, h)
 				fprintf(out, "%11s   + %s: %s  [%s]\n", "",
-					json_string_value(json_object_get(h, "name")),
-					json_string_value(json_object_get(h, "value")),
-					json_string_value(json_object_get(h, "from")));
+					explain_value(json_object_get(h, "name")),
+					explain_value(json_object_get(h, "value")),
+					explain_value(json_object_get(h, "from")));
 		if ((list = json_object_get(step, "dropped")) != NULL)
 			json_array_foreach(list, k, h)
 				fprintf(out, "%11s   - %s  (%s)\n", "",
-					json_string_value(json_object_get(h, "name")),
-					json_string_value(json_object_get(h, "why")));
+					explain_value(json_object_get(h, "name")),
+					explain_value(json_object_get(h, "why")));
 	}
 	step = json_object_get(doc, "outcome");
-	fprintf(out, "%-11s %s", "outcome", json_string_value(json_object_get(step, "verdict")));
+	fprintf(out, "%-11s %s", "outcome", explain_value(json_object_get(step, "verdict")));
 	if (json_integer_value(json_object_get(step, "status")) != 0)
 		fprintf(out, " %lld", (long long)json_integer_value(json_object_get(step, "status")));
-	if (json_string_value(json_object_get(step, "reason")))
-		fprintf(out, ": %s", json_string_value(json_object_get(step, "reason")));
+	if (json_is_string(json_object_get(step, "reason")))
+		fprintf(out, ": %s", explain_value(json_object_get(step, "reason")));
 	fprintf(out, " (exit %lld)\n", (long long)json_integer_value(json_object_get(doc, "exit")));
 }
 
@@ -856,7 +883,7 @@ explain_run(const struct config *cfg, const struct explain_request *req, FILE *o
 	doc = json_object();
 	request = json_object();
 	json_object_set_new(request, "method", json_string(e->method));
-	json_object_set_new(request, "url", json_string(strchr(req->request, ' ') + 1));
+	json_object_set_new(request, "url", explain_text(strchr(req->request, ' ') + 1));
 	json_object_set_new(request, "from", json_string(e->peer));
 	json_object_set_new(doc, "request", request);
 	json_object_set(doc, "steps", e->steps);

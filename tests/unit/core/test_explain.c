@@ -248,6 +248,13 @@ test_explain_run(void **state)
 	assert_string_equal(step_verdict(doc, "path"), "refused");
 	json_decref(doc);
 
+	/* a raw byte that is not UTF-8: refused, and the JSON stays valid */
+	doc = explain_json(cfg, "GET http://front.test:8080/caf\xc3", NULL, &status);
+	assert_non_null(doc);
+	assert_int_equal(status, EXPLAIN_REFUSED);
+	assert_string_equal(step_verdict(doc, "path"), "refused");
+	json_decref(doc);
+
 	doc = explain_json(cfg, "GET http://front.test:9999/", NULL, &status);
 	assert_int_equal(status, EXPLAIN_REFUSED);
 	assert_string_equal(step_verdict(doc, "listener"), "none");
