@@ -301,9 +301,10 @@ explain_listener(struct explain *e, char *err, size_t errlen)
 	json_object_set_new(step, "address", json_string(e->l->address));
 	json_object_set_new(step, "tls", json_boolean(e->l->tls));
 	if (e->req->listener && e->l->tls != e->https) {
-		explain_step(e, "target", "refused", "the URL's scheme is not the listener's");
-		explain_stop(e, 400, e->https ? "an https request target on a plain HTTP connection"
-					      : "an http request target on an HTTPS connection");
+		explain_step(e, "scheme", "mismatch", "the URL is %s, listener %s is %s: the "
+			     "connection fails before any request", e->https ? "https" : "http",
+			     e->l->name, e->l->tls ? "HTTPS" : "plain HTTP");
+		explain_stop(e, 0, "the URL's scheme is not the listener's");
 		return 1;
 	}
 	return 0;

@@ -216,6 +216,8 @@ def test_explain_access_rules_and_listener_choice(tmp_path):
     assert status == EXPLAIN_FORWARDED and step(doc, "listener")["name"] == "gateway"
     status, doc, _ = explain(config, env, "GET https://10.1.1.1/x")
     assert status == EXPLAIN_REFUSED and step(doc, "listener")["verdict"] == "none"
+    status, doc, _ = explain(config, env, "GET https://10.1.1.1/x", "--listener", "gateway")
+    assert status == EXPLAIN_REFUSED and step(doc, "scheme")["verdict"] == "mismatch"
 
 
 def test_explain_refusals_say_why(tmp_path):
