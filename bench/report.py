@@ -75,8 +75,40 @@ def write_ab(w, cells, meta, duration):
     w("")
 
 
+def write_memory(w, mem_path, proxies):
+    """Peak RSS during each run and RSS 10 s after it, medians over rounds."""
+    cells = OrderedDict()  # (scenario, conns) -> proxy -> [(peak, after)]
+    with open(mem_path) as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            key = (row["scenario"], int(row["conns"]))
+            cells.setdefault(key, OrderedDict()).setdefault(row["proxy"], []).append(
+                (num(row["peak_kib"]), num(row["after10_kib"])))
+    if not cells:
+        return
+    shown = [p for p in proxies if any(p in c for c in cells.values())]
+    mib = lambda v: "n/a" if v is None else f"{v / 1024:.1f}"
+    w("### Memory per scenario: peak during the run / 10 s after it (MiB, medians over rounds)")
+    w("")
+    w("| scenario | conns | " + " | ".join(LABEL.get(p, p) for p in shown) + " |")
+    w("|---|---:|" + "---:|" * len(shown))
+    for (scen, conns), by_proxy in cells.items():
+        row = []
+        for p in shown:
+            vals = by_proxy.get(p, [])
+            peaks = [a for a, _ in vals if a is not None]
+            afters = [b for _, b in vals if b is not None]
+            row.append(f"{mib(median(peaks) if peaks else None)} / "
+                       f"{mib(median(afters) if afters else None)}")
+        w(f"| {scen} | {conns} | " + " | ".join(row) + " |")
+    w("")
+    w("Peak: the highest RSS sampled every 0.1 s while wrk ran; after: 10 s after wrk ended "
+      "(the proxy idle meanwhile: the next runs load another proxy).")
+    w("")
+
+
 def main():
     raw_path, meta_path, duration = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    mem_path = sys.argv[4] if len(sys.argv) > 4 else None
     meta, status, rss, scen_desc = {}, OrderedDict(), OrderedDict(), OrderedDict()
     with open(meta_path) as f:
         for line in f:
@@ -173,6 +205,8 @@ def main():
     w("RSS sums VmRSS over the proxy's process and its children (nginx: master + workers, "
       "so shared pages count more than once). \"upstream alone\" is the upstream nginx.")
     w("")
+    if mem_path:
+        write_memory(w, mem_path, proxies)
     if "portcullis" in status:
         if summary:
             w("**Portcullis / nginx:** " + "; ".join(summary) + ".")

@@ -64,8 +64,6 @@ need_int THREADS DURATION WARMUP ROUNDS WORKERS PORTCULLIS_WAIT QUIET_WAIT
 for c in $CONNS; do [[ $c =~ ^[0-9]+$ ]] && ((c >= THREADS)) || die "BENCH_CONNS entry '$c' must be an integer >= BENCH_THREADS"; done
 
 # ---------------------------------------------------------------------------- processes
-declare -A PROXY_PID=()      # proxy -> main PID
-declare -A BASE_URL=()       # "proxy:scheme" -> base URL
 
 # rss_kib PID: summed VmRSS of the process tree (KiB)
 rss_kib() {
@@ -76,6 +74,34 @@ rss_kib() {
 	done
 	echo "$total"
 }
+
+# rss_peak_start PID FILE: sample the tree's RSS every 0.1 s into FILE's maximum until
+# rss_peak_stop; RSS_SAMPLER is the sampler's PID
+rss_peak_start() {
+	local pid=$1 file=$2
+	(
+		peak=0
+		while :; do
+			v=$(rss_kib "$pid")
+			((v > peak)) && peak=$v && echo "$peak" >"$file"
+			sleep 0.1
+		done
+	) &
+	RSS_SAMPLER=$!
+}
+
+rss_peak_stop() {
+	kill "$RSS_SAMPLER" 2>/dev/null || true
+	wait "$RSS_SAMPLER" 2>/dev/null || true
+}
+
+# rss_after PID FILE: in the background, FILE gets the tree's RSS 10 s from now (the
+# proxy is idle by then: the next runs load another proxy)
+rss_after() {
+	(sleep 10 && rss_kib "$1" >"$2") &
+	AFTER_PIDS+=($!)
+}
+AFTER_PIDS=()
 
 # ---------------------------------------------------------------------------- tools
 ensure_tools() {
@@ -100,105 +126,8 @@ ensure_tools() {
 	for t in "${missing[@]}"; do command -v "$t" >/dev/null 2>&1 || die "$t still missing after install"; done
 }
 
-# ---------------------------------------------------------------------------- upstream
-UP_PORT=""
-UP_PID=""
-start_upstream() {
-	local d=$TMP/upstream
-	mkdir -p "$d/www" "$d/tmp"
-	head -c "$MIB" /dev/urandom >"$d/www/1m"
-	UP_PORT=$(free_port)
-	render upstream-nginx.conf "$d/nginx.conf" DIR="$d" PORT="$UP_PORT" SMALL_BODY="$SMALL_BODY"
-	launch "$d" upstream nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
-	UP_PID=$LAUNCHED
-	wait_http "http://127.0.0.1:$UP_PORT/small" "$UP_PID" "$d/upstream.log" || die "upstream nginx did not start"
-}
-
-# register_proxy NAME PID SCHEME URL: make a started proxy known to the runner
-register_proxy() {
-	PROXY_PID[$1]=$2
-	BASE_URL[$1:$3]=$4
-}
-
-# ---------------------------------------------------------------------------- proxies
-# Each start_<name> renders its config from bench/conf/ into $TMP/<name>, launches the
-# proxy, waits until it answers and registers it. Common ground: $WORKERS workers or
-# threads, keep-alive to the upstream, access logs off, X-Forwarded-For added, a loopback
-# port chosen by the OS. Return non-zero if it cannot start (it is then left out).
-
-start_direct() {        # the upstream alone, as a ceiling
-	register_proxy direct "$UP_PID" http "http://127.0.0.1:$UP_PORT"
-}
-
-start_nginx() {
-	local d=$TMP/nginx port
-	mkdir -p "$d/tmp"
-	port=$(free_port)
-	render nginx.conf "$d/nginx.conf" DIR="$d" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
-	launch "$d" nginx nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
-	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/nginx.log" || return 1
-	register_proxy nginx "$LAUNCHED" http "http://127.0.0.1:$port"
-}
-
-start_haproxy() {
-	local d=$TMP/haproxy port
-	mkdir -p "$d"
-	port=$(free_port)
-	render haproxy.cfg "$d/haproxy.cfg" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
-	haproxy -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
-	launch "$d" haproxy haproxy -db -f "$d/haproxy.cfg"
-	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/haproxy.log" || return 1
-	register_proxy haproxy "$LAUNCHED" http "http://127.0.0.1:$port"
-}
-
-start_caddy() {
-	local d=$TMP/caddy port
-	mkdir -p "$d/home"
-	port=$(free_port)
-	render Caddyfile "$d/Caddyfile" PORT="$port" UP_PORT="$UP_PORT"
-	launch "$d" caddy env GOMAXPROCS="$WORKERS" HOME="$d/home" XDG_DATA_HOME="$d/home/data" \
-		XDG_CONFIG_HOME="$d/home/config" caddy run --config "$d/Caddyfile" --adapter caddyfile
-	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/caddy.log" || return 1
-	register_proxy caddy "$LAUNCHED" http "http://127.0.0.1:$port"
-}
-
-# start_portcullis_as NAME BINARY: one Portcullis proxy, registered as NAME
-start_portcullis_as() {
-	local name=$1 bin=$2 d=$TMP/$1 port
-	mkdir -p "$d"
-	[[ -x $bin ]] || { log "Portcullis binary $bin not found or not executable"; return 1; }
-	port=$(free_port)
-	render portcullis.json "$d/portcullis.json" PORT="$port" UP_PORT="$UP_PORT" WORKERS="$WORKERS"
-	# "listening on" is logged at info level and this config logs warn and above, so
-	# readiness is judged by the first 200 answer, as for the other proxies
-	PORTCULLIS_BIN=$bin private_portcullis "$d"
-	launch "$d" "$name" "$d/portcullis" -c "$d/portcullis.json"
-	wait_http "http://127.0.0.1:$port/small" "$LAUNCHED" "$d/$name.log" || return 1
-	register_proxy "$name" "$LAUNCHED" http "http://127.0.0.1:$port"
-}
-
-start_portcullis() {
-	start_portcullis_as portcullis "$PORTCULLIS_BIN"
-	PORTCULLIS_MAIN_DESC=$PORTCULLIS_DESC
-}
-
-# another Portcullis binary (BASELINE_BIN) in the same rounds, for before/after comparisons
-start_baseline() {
-	[[ -n ${BASELINE_BIN:-} ]] || { log "baseline: set BASELINE_BIN to a Portcullis binary"; return 1; }
-	start_portcullis_as baseline "$BASELINE_BIN"
-	BASELINE_DESC=$PORTCULLIS_DESC
-}
-
-# check_proxy NAME: every scenario's request answers correctly through it
-check_proxy() {
-	local p=$1 base=${BASE_URL[$1:http]} out
-	out=$(curl -s -m 5 "$base/small") || return 1
-	[[ $out == "$SMALL_BODY" ]] || { log "$p: GET /small returned '${out:0:80}'"; return 1; }
-	out=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$TMP/post2k.json" "$base/e/") || return 1
-	[[ $out == 200 ]] || { log "$p: POST /e/ returned status $out"; return 1; }
-	out=$(curl -s -m 10 -o "$TMP/check-1m" -w '%{http_code} %{size_download}' "$base/1m") || return 1
-	[[ $out == "200 $MIB" ]] && cmp -s "$TMP/check-1m" "$TMP/upstream/www/1m" || { log "$p: GET /1m returned '$out' or wrong bytes"; return 1; }
-}
+# shellcheck source=bench/proxies.sh
+source "$BENCH_DIR/proxies.sh"
 
 # ---------------------------------------------------------------------------- load
 make_lua() {
@@ -243,6 +172,8 @@ for s in $SCENARIO_NAMES; do [[ -n ${SCEN[$s]:-} ]] || die "unknown scenario '$s
 bench_init bench
 mkdir -p "$(dirname "$OUT")"
 RAW=$TMP/raw.tsv
+MEMLIST=$TMP/memlist.tsv
+: >"$MEMLIST"
 printf 'scenario\tconns\tproxy\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsockerr\tproxy_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\twindow_s\tidle_load_before\n' >"$RAW"
 
 make_lua
@@ -286,8 +217,15 @@ for s in $SCENARIO_NAMES; do
 				if ((WARMUP > 0)); then scenario_wrk "$lua" "$base$path" "$c" "$WARMUP" >/dev/null 2>&1 || true; fi
 				t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$UP_PID"); child_ticks; w0=$CHILD_TICKS; b0=$(busy_ticks); e0=$EPOCHREALTIME
 				wout=$TMP/wrk-$name-c$c-$p-r$r.txt
+				mem=$TMP/mem-$name-c$c-$p-r$r
+				[[ $p != direct ]] && rss_peak_start "$pid" "$mem.peak"
 				scenario_wrk "$lua" "$base$path" "$c" "$DURATION" >"$wout" 2>&1 || log "$p: wrk exited non-zero (see $wout)"
 				e1=$EPOCHREALTIME; b1=$(busy_ticks); child_ticks; w1=$CHILD_TICKS; t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$UP_PID")
+				if [[ $p != direct ]]; then
+					rss_peak_stop
+					rss_after "$pid" "$mem.after"
+					printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" "$mem" >>"$MEMLIST"
+				fi
 				if [[ $p != direct ]] && ! kill -0 "$pid" 2>/dev/null; then
 					STATUS[$p]="died during $name c=$c round $r"
 					log "$p: ${STATUS[$p]}; its log:"; tail -n 20 "$TMP/$p/$p.log" >&2 || true
@@ -309,6 +247,15 @@ for s in $SCENARIO_NAMES; do
 		done
 	done
 done
+
+# the last runs' 10-second samples
+for a in "${AFTER_PIDS[@]}"; do wait "$a" 2>/dev/null || true; done
+MEM=$TMP/mem.tsv
+printf 'scenario\tconns\tproxy\tround\tpeak_kib\tafter10_kib\n' >"$MEM"
+while IFS=$'\t' read -r name c p r f; do
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$p" "$r" "$(cat "$f.peak" 2>/dev/null)" \
+		"$(cat "$f.after" 2>/dev/null)" >>"$MEM"
+done <"$MEMLIST"
 
 for p in "${ACTIVE[@]}"; do
 	if kill -0 "${PROXY_PID[$p]}" 2>/dev/null; then
@@ -343,7 +290,8 @@ META=$TMP/meta.tsv
 	done
 } >"$META"
 
-python3 "$BENCH_DIR/report.py" "$RAW" "$META" "$DURATION" >"$OUT"
+python3 "$BENCH_DIR/report.py" "$RAW" "$META" "$DURATION" "$MEM" >"$OUT"
 cp "$RAW" "${OUT%.md}.raw.tsv"
+cp "$MEM" "${OUT%.md}.mem.tsv"
 cat "$OUT"
 log "report written to $OUT (raw runs: ${OUT%.md}.raw.tsv)"

@@ -22,6 +22,7 @@
 #include "auth/revoke.h"
 #include "core/admin.h"
 #include "core/explain.h"
+#include "core/status_page.h"
 #include "core/handoff.h"
 #include "core/keyguard.h"
 #include "access/geoip.h"
@@ -847,6 +848,8 @@ build_runtime(struct app *app)
 	if (app->current == NULL)
 		return -1;
 	app->admin_state.current = app->current;
+	app->admin_state.ports = app->ports;
+	app->admin_state.admin_port = app->admin_port;
 	if (revoke_configure(app->cfg) < 0) {
 		log_error("revocation: cannot start the poller thread");
 		return -1;
@@ -1073,6 +1076,12 @@ main(int argc, char **argv)
 	}
 	app.exe = realpath("/proc/self/exe", NULL);
 	if (app.test_only) {
+		char why[400];
+
+		if (app.cfg->admin != NULL) {
+			status_page_served(app.cfg, why, sizeof(why));
+			fprintf(stderr, "%s: %s\n", app.config_path, why);
+		}
 		printf("%s: configuration OK\n", app.config_path);
 		status = 0;
 		goto out;

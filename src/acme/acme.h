@@ -124,6 +124,24 @@ int acme_manager_renew_now(struct acme_manager *m, const char *name);
  */
 char *acme_metrics_render(struct acme_manager *m);
 
+/* One ACME certificate as the status page shows it (strings borrowed for
+ * the duration of the callback). */
+struct acme_cert_status {
+	const char *const *names;
+	size_t n_names;
+	time_t not_after;        /* of the certificate served; 0: none yet */
+	time_t renew_at;         /* when renewal starts (0: none yet) */
+	time_t next_attempt;     /* next planned order or retry */
+	unsigned failures;       /* failed attempts since the last success */
+	const char *last_error;  /* "" after a success or before any attempt */
+	bool ordering;           /* an order (or a renewal-info check) for it is under way */
+};
+
+/* Call <fn> for every certificate of <m> (accepts NULL: no calls).  From the
+ * thread of the manager's event_base. */
+void acme_manager_each_cert(struct acme_manager *m,
+			    void (*fn)(const struct acme_cert_status *info, void *arg), void *arg);
+
 /* Cancel everything in flight, release locks, free.  Accepts NULL. */
 void acme_manager_free(struct acme_manager *m);
 

@@ -528,6 +528,25 @@ acme_metrics_render(struct acme_manager *m)
 }
 
 void
+acme_manager_each_cert(struct acme_manager *m,
+		       void (*fn)(const struct acme_cert_status *info, void *arg), void *arg)
+{
+	for (size_t i = 0; m != NULL && i < m->n_certs; i++) {
+		const struct acme_cert *c = &m->certs[i];
+		struct acme_cert_status info = {
+			.names = (const char *const *)c->names, .n_names = c->n_names,
+			.not_after = c->have ? c->not_after : 0,
+			.renew_at = c->have ? c->renew_at : 0,
+			.next_attempt = c->due, .failures = c->st.failures,
+			.last_error = c->st.last_error,
+			.ordering = m->job != NULL && m->job->c == c,
+		};
+
+		fn(&info, arg);
+	}
+}
+
+void
 acme_manager_free(struct acme_manager *m)
 {
 	size_t i;

@@ -22,6 +22,7 @@
 #include "auth/session_id.h"
 #include "base/log.h"
 #include "http/cookie.h"
+#include "http/htmlesc.h"
 #include "http/urlenc.h"
 #include "auth/saml.h"
 #include "auth/session.h"
@@ -44,16 +45,7 @@ static atomic_ullong auth_logins_started, auth_logins_ok, auth_logins_failed,
 static void
 auth_html_escape(struct evbuffer *b, const char *s)
 {
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '&': evbuffer_add(b, "&amp;", 5); break;
-		case '<': evbuffer_add(b, "&lt;", 4); break;
-		case '>': evbuffer_add(b, "&gt;", 4); break;
-		case '"': evbuffer_add(b, "&quot;", 6); break;
-		case '\'': evbuffer_add(b, "&#39;", 5); break;
-		default: evbuffer_add(b, s, 1); break;
-		}
-	}
+	htmlesc_append(b, s);
 }
 
 bool
@@ -1177,6 +1169,7 @@ auth_on_head(struct auth_request *a)
 		const struct policy *failed = policy_check(rules, s);
 
 		if (failed != NULL) {
+			a->rule = failed->path;
 			auth_forbidden(a, s, failed);
 			return AUTH_REPLIED;
 		}

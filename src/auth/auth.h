@@ -55,6 +55,8 @@ struct auth_request {
 	int64_t session_end;    /* out: AUTH_CONTINUE with a session: when it ends
 				 * (epoch seconds); else 0 */
 	uint64_t bytes_out;     /* out: body bytes replied */
+	const char *rule;       /* out: the policy that refused (its JSON path) with a
+				 * 403 for a signed-in user; else NULL */
 	/* out: with saml.revocation and a session, who it is (an open
 	 * WebSocket tunnel checks them again when the list changes); the
 	 * NameID is "" when longer than the buffer (such a tunnel is not

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,6 +80,8 @@ struct saml {
 	char **attributes;
 	size_t nattributes;
 	struct saml_idp *idp;    /* current; swapped by the refresh thread under saml_lock */
+	_Atomic int64_t idp_loaded_at; /* Unix seconds, for the status page */
+	_Atomic int64_t idp_next_fetch; /* 0: no refresh thread */
 
 	pthread_t thread;
 	bool thread_started;
@@ -395,6 +398,7 @@ saml_refresh_main(void *arg)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)sp->refresh;
+		atomic_store(&sp->idp_next_fetch, (int64_t)ts.tv_sec);
 		rc = 0;
 		while (!sp->stop && rc != ETIMEDOUT)
 			rc = pthread_cond_timedwait(&sp->stop_cond, &sp->stop_lock, &ts);
@@ -420,6 +424,7 @@ saml_refresh_main(void *arg)
 					struct saml_idp *old = sp->idp;
 
 					sp->idp = idp;
+					atomic_store(&sp->idp_loaded_at, (int64_t)time(NULL));
 					saml_metadata_idp_free(old);
 				}
 				pthread_mutex_unlock(&saml_lock);
@@ -440,6 +445,13 @@ saml_refresh_main(void *arg)
 	}
 	pthread_mutex_unlock(&sp->stop_lock);
 	return NULL;
+}
+
+void
+saml_metadata_times(const struct saml *sp, int64_t *loaded_at, int64_t *next_fetch)
+{
+	*loaded_at = atomic_load(&sp->idp_loaded_at);
+	*next_fetch = atomic_load(&sp->idp_next_fetch);
 }
 
 /* ---- SP ---------------------------------------------------------------------- */
@@ -590,6 +602,9 @@ saml_new(const struct saml_options *o, char *err, size_t errlen)
 	sp->sp_metadata = saml_build_sp_metadata(sp);
 	if ((sp->idp = saml_load_idp(sp, err, errlen)) == NULL)
 		goto fail;
+	atomic_store(&sp->idp_loaded_at, (int64_t)time(NULL));
+	if (saml_is_url(sp->idp_metadata))
+		atomic_store(&sp->idp_next_fetch, (int64_t)time(NULL) + (int64_t)sp->refresh);
 	if (saml_is_url(sp->idp_metadata)) {
 		if (pthread_create(&sp->thread, NULL, saml_refresh_main, sp) != 0) {
 			saml_err(err, errlen, "cannot start the IdP metadata refresh thread");

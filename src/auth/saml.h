@@ -74,6 +74,10 @@ struct saml *saml_new(const struct saml_options *o, char *err, size_t errlen);
 /* Stop the refresh thread and free.  Accepts NULL. */
 void saml_free(struct saml *sp);
 
+/* When the IdP metadata in use was loaded (Unix seconds) and when the next
+ * fetch is due (0: never, the metadata is a file).  Any thread. */
+void saml_metadata_times(const struct saml *sp, int64_t *loaded_at, int64_t *next_fetch);
+
 /* The SP metadata document (caller frees), or NULL. */
 char *saml_sp_metadata(struct saml *sp);
 

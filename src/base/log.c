@@ -252,6 +252,8 @@ access_log_write(const struct access_entry *e)
 	put_ms(line, sizeof(line) - 64, &len, "upstream_ms", e->upstream_ms);
 	put_ms(line, sizeof(line) - 64, &len, "total_ms", e->total_ms);
 	put_string(line, sizeof(line) - 4, &len, "request_id", e->request_id);
+	if (e->trace_id)
+		put_string(line, sizeof(line) - 4, &len, "trace_id", e->trace_id);
 	if (len > sizeof(line) - 3)
 		len = sizeof(line) - 3;
 	line[len++] = '}';

@@ -54,6 +54,7 @@ struct access_entry {
 	double upstream_ms;
 	double total_ms;
 	const char *request_id;
+	const char *trace_id;    /* W3C trace-id (32 hex), or NULL */
 };
 
 /*

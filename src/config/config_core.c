@@ -22,7 +22,7 @@ static const char *const config_listener_keys[] = { "name", "address", "type", "
 						    "max_connections_per_client", "tls",
 						    "redirect_https", "http2", "h2c", "alpn",
 						    NULL };
-static const char *const config_admin_keys[] = { "name", "address", NULL };
+static const char *const config_admin_keys[] = { "name", "address", "status_page", NULL };
 static const char *const config_log_keys[] = { "level", "access_log", NULL };
 static const char *const config_log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const config_limits_keys[] = { "max_request_header_bytes",
@@ -107,6 +107,13 @@ config_parse_listeners(struct config_loader *ld, const json_t *root)
 			return;
 		}
 		config_parse_listener(ld, "admin", admin, cfg->admin, "admin", config_admin_keys);
+		if (json_is_object(admin) && json_object_get(admin, "status_page") != NULL) {
+			bool on;
+
+			if (config_bool(ld, "admin.status_page", json_object_get(admin, "status_page"),
+					&on))
+				cfg->admin_status_page = on ? 1 : -1;
+		}
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		for (size_t j = 0; j < i; j++) {

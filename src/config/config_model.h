@@ -381,6 +381,8 @@ struct config {
 	struct config_listener *listeners;
 	size_t nlisteners;
 	struct config_listener *admin; /* NULL when "admin" is absent or null */
+	int admin_status_page;         /* "admin.status_page": 1 true, -1 false, 0 unset
+					* (served on a loopback address only) */
 	unsigned workers;              /* 0 in the file = one per CPU; resolved here */
 
 	/* Privileges (docs/config.md#privileges): started as root, Portcullis

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "core/runtime.h"
+#include "core/status_page.h"
 #include "http/conn.h"
 #include "http/h1.h"
 #include "http/target.h"
@@ -109,6 +110,48 @@ admin_revoke(struct server_request *req, struct admin *a, const char *query)
 	free(sid);
 }
 
+/* GET / : the status page (status_page.h), when the config lets it be
+ * served here; else 404 saying why. */
+static void
+admin_status(struct server_request *req, struct admin *a)
+{
+	const struct runtime *rt = a->state->current;
+	char why[400];
+	char *page;
+	struct evbuffer *buf;
+	struct evkeyvalq h;
+
+	if (rt == NULL || !status_page_served(rt->cfg, why, sizeof(why) - 1)) {
+		if (rt == NULL)
+			snprintf(why, sizeof(why) - 1, "status page: no configuration yet");
+		strcat(why, "\n");
+		reply(req, 404, "text/plain; charset=utf-8", why);
+		return;
+	}
+	page = status_page_render(&(struct status_page_input){
+		.rt = rt, .tls = a->state->tls, .acme = a->state->acme,
+		.draining = a->state->draining, .ports = a->state->ports,
+		.admin_port = a->state->admin_port, .now = log_now()});
+	buf = page ? evbuffer_new() : NULL;
+	if (buf == NULL) {
+		free(page);
+		reply(req, 500, "text/plain; charset=utf-8", "out of memory\n");
+		return;
+	}
+	TAILQ_INIT(&h);
+	evhttp_add_header(&h, "Content-Type", "text/html; charset=utf-8");
+	evhttp_add_header(&h, "Cache-Control", "no-store");
+	evhttp_add_header(&h, "Content-Security-Policy", STATUS_PAGE_CSP);
+	evhttp_add_header(&h, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(&h, "X-Frame-Options", "DENY");
+	evhttp_add_header(&h, "Referrer-Policy", "no-referrer");
+	evbuffer_add(buf, page, strlen(page));
+	server_reply(req, 200, &h, buf, false);
+	evhttp_clear_headers(&h);
+	evbuffer_free(buf);
+	free(page);
+}
+
 static void
 admin_on_request(struct server_request *req, void *arg)
 {
@@ -127,6 +170,8 @@ admin_on_request(struct server_request *req, void *arg)
 		admin_revoke(req, a, uri[plen] == '?' ? uri + plen + 1 : "");
 	} else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		not_implemented(req);
+	} else if (plen == 1 && uri[0] == '/') {
+		admin_status(req, a);
 	} else if (plen == 8 && strncmp(uri, "/_health", plen) == 0) {
 		reply(req, 200, "text/plain; charset=utf-8", "ok\n");
 	} else if (plen == 7 && strncmp(uri, "/_ready", plen) == 0) {
@@ -174,8 +219,8 @@ admin_on_request(struct server_request *req, void *arg)
 		      jwt_keys_jwks(a->state->current->cfg->saml->assertion.keys));
 	} else {
 		reply(req, 404, "text/plain; charset=utf-8",
-		      "not found: the admin listener serves /_health, /_ready, /metrics "
-		      "and POST /revoke\n");
+		      "not found: the admin listener serves / (status), /_health, /_ready, "
+		      "/metrics and POST /revoke\n");
 	}
 }
 

@@ -22,6 +22,8 @@ struct admin_state {
 	bool draining;
 	struct tls_store *tls;     /* certificate expiry, plain HTTP on TLS ports; or NULL */
 	struct acme_manager *acme; /* ACME renewals and challenges; or NULL */
+	const int *ports;          /* bound port of each listener (the status page); or NULL */
+	int admin_port;            /* the admin listener's own bound port */
 };
 
 /* Serve on the bound socket <fd> (taken over).  NULL on failure. */

@@ -21,6 +21,7 @@
 #include "http/headers.h"
 #include "http/pathnorm.h"
 #include "http/target.h"
+#include "http/traceparent.h"
 #include "proxy/fwdheaders.h"
 #include "proxy/routing.h"
 #include "proxy/websocket.h"
@@ -722,6 +723,10 @@ explain_headers(struct explain *e)
 	json_t *sent = json_array(), *step;
 	struct evkeyval *kv;
 	size_t position = 0;
+	const char *traceparent = NULL;
+	unsigned ntraceparent = 0;
+	struct traceparent tp;
+	bool trace_continued;
 	bool ws = false;
 
 	e->ws_ask = websocket_classify(&e->headers, e->method, SERVER_PROTO_HTTP11);
@@ -740,14 +745,19 @@ explain_headers(struct explain *e)
 			     "not asked; the route %s WebSocket upgrades",
 			     r->websocket_off ? "refuses" : "allows");
 
-	TAILQ_FOREACH(kv, &e->headers, next)
+	TAILQ_FOREACH(kv, &e->headers, next) {
 		if (strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn);
+		if (strcasecmp(kv->key, "traceparent") == 0 && ntraceparent++ == 0)
+			traceparent = kv->value;
+	}
+	/* as proxy.c's trace_begin: exactly one valid traceparent is continued */
+	trace_continued = ntraceparent == 1 && traceparent_parse(traceparent, strlen(traceparent), &tp);
 	rules = (struct fwdheaders_rules){
 		.cfg = e->cfg, .conn = &conn, .jump_ops = j ? &j->request_headers : NULL,
 		.route_ops = &r->request_headers,
 		.drop_cookies = r->drop_cookies || (j && j->drop_cookies),
-		.ws_made_up_key = ws && up.made_up,
+		.ws_made_up_key = ws && up.made_up, .trace_continued = trace_continued,
 	};
 	TAILQ_FOREACH(kv, &e->headers, next) {
 		const char *why = fwdheaders_dropped(&rules, kv->key);
@@ -782,6 +792,8 @@ explain_headers(struct explain *e)
 		.proto = e->xfp, .fwd_host = e->xfh, .fwd_port = e->xfport, .tls = e->l->tls,
 		.host_header = evhttp_find_header(&e->headers, "Host"),
 		.listener_port = e->l->port, .request_id = "(a new request id)",
+		.traceparent = trace_continued ? "(the proxy's span in the client's trace)"
+					       : "(the proxy's span in a new trace)",
 		.country = e->access.country, .asn = e->access.asn,
 	};
 	fwdheaders_own_each(e->cfg, &own, explain_own_header, sent);

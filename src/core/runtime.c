@@ -2,6 +2,7 @@
 #include "core/runtime.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include "base/metrics.h"
 #include "proxy/upstream.h"
@@ -15,6 +16,7 @@ runtime_new(struct config *cfg, unsigned generation)
 		goto fail;
 	atomic_init(&rt->refs, 1);
 	rt->generation = generation;
+	rt->loaded_at = time(NULL);
 	rt->cfg = cfg;
 	rt->health = upstream_health_new(cfg);
 	rt->route_metrics = calloc(cfg->nroutes_total ? cfg->nroutes_total : 1,

@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "config/config_model.h"
 
@@ -18,6 +19,7 @@ struct metrics_route;
 struct runtime {
 	atomic_int refs;
 	unsigned generation;
+	time_t loaded_at;                /* when it was built (the status page) */
 	struct config *cfg;              /* one reference held */
 	struct upstream_health *health;
 	struct metrics_route **route_metrics; /* [route->index] */

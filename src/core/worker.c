@@ -23,6 +23,7 @@
 #include "proxy/proxy.h"
 #include "proxy/listenlimit.h"
 #include "proxy/tcprelay.h"
+#include "proxy/upstream.h"
 #include "proxy/websocket.h"
 #include "tls/tls.h"
 
@@ -313,6 +314,7 @@ worker_main(void *arg)
 	struct worker *w = arg;
 
 	event_base_dispatch(w->base);
+	upstream_release_spare_blocks();
 	atomic_store(&w->exited, true);
 	return NULL;
 }

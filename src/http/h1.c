@@ -478,6 +478,13 @@ h1_consume(struct server_conn *c, size_t used)
 	memmove(c->in, c->in + used, c->inlen - used);
 	c->inlen -= used;
 	c->h1.scanned = c->h1.scanned > used ? c->h1.scanned - used : 0;
+	if (c->inlen == 0) {
+		/* All parsed (the fields live in the request's arena): a
+		 * connection streaming its response holds no input buffer. */
+		free(c->in);
+		c->in = NULL;
+		c->incap = 0;
+	}
 }
 
 static int

@@ -26,7 +26,10 @@
 #include "http/h1_state.h"
 #include "http/http_types.h"
 
-#define CONN_BACKLOG_LIMIT (1024 * 1024) /* client output bytes before back-pressure */
+/* Client output bytes before back-pressure: past it the producer (an
+ * upstream read block, 32 KiB) waits; the kernel's socket buffer is the
+ * real queue, so memory per slow client stays small. */
+#define CONN_BACKLOG_LIMIT (16 * 1024)
 
 struct event;
 struct evbuffer;

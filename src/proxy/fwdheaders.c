@@ -42,6 +42,10 @@ fwdheaders_dropped(const struct fwdheaders_rules *r, const char *name)
 		return "only the proxy says where the client is (geoip header)";
 	if (r->conn && r->conn->n && headers_connection_has(r->conn, name))
 		return "listed in the client's Connection header (hop-by-hop)";
+	if ((name[0] | 0x20) == 't' && strcasecmp(name, "traceparent") == 0)
+		return "the proxy sends its own span's traceparent";
+	if (!r->trace_continued && (name[0] | 0x20) == 't' && strcasecmp(name, "tracestate") == 0)
+		return "a tracestate goes on only with a valid traceparent";
 	if (r->drop_cookies && strcasecmp(name, "cookie") == 0)
 		return "the route has \"drop_cookies\"";
 	if ((r->jump_ops && fwdheaders_ops_listed(r->jump_ops, name)) ||
@@ -71,6 +75,7 @@ fwdheaders_own_each(const struct config *cfg, const struct fwdheaders_own *own,
 		add(arg, "X-Forwarded-Host", own->fwd_host ? own->fwd_host : own->host_header, NULL);
 	add(arg, "X-Forwarded-Port", own->fwd_port ? own->fwd_port : own->listener_port, NULL);
 	add(arg, "X-Request-ID", own->request_id, NULL);
+	add(arg, "traceparent", own->traceparent, NULL);
 	if (cfg->geoip_country_header && own->country[0])
 		add(arg, cfg->geoip_country_header, own->country, NULL);
 	if (cfg->geoip_asn_header && own->asn) {

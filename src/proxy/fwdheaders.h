@@ -23,6 +23,7 @@ struct fwdheaders_rules {
 	const struct config_header_ops *route_ops;  /* the acting route's request_headers */
 	bool drop_cookies;  /* the route (or the "site" route) has "drop_cookies" */
 	bool ws_made_up_key; /* a WebSocket upgrade goes upstream with a key made up here */
+	bool trace_continued; /* the client's traceparent was valid: its tracestate goes on */
 };
 
 /*
@@ -57,6 +58,7 @@ struct fwdheaders_own {
 	const char *host_header;    /* the client's Host, or NULL */
 	const char *listener_port;  /* the listener's port */
 	const char *request_id;
+	const char *traceparent;    /* the proxy's own span (W3C trace context) */
 	const char *country;        /* GeoIP country code, "" when unknown */
 	uint64_t asn;               /* GeoIP ASN, 0 when unknown */
 };

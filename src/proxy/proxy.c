@@ -31,11 +31,12 @@
 #include "http/tunnel.h"
 #include "proxy/upstream.h"
 #include "proxy/websocket.h"
+#include "http/traceparent.h"
+#include "base/refusals.h"
 #include "core/generation.h"
 
 #define PATH_MAX_BYTES 8192
 #define ALLOWED_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-#define CLIENT_BACKLOG_LIMIT (1024 * 1024) /* bytes queued to a client before we stop reading upstream */
 
 struct txn {
 	struct txn_env *env;
@@ -78,12 +79,15 @@ struct txn {
 	bool client_trusted;
 	bool auth_body;    /* the SAML ACS POST: its body goes to auth_on_body */
 	bool auth_waiting; /* auth_on_body answered AUTH_PENDING: auth.done finishes */
+	bool trace_continued; /* the client sent one valid traceparent: its tracestate goes on */
 	struct auth_request auth; /* what the SAML gate sees (kept while it waits) */
 	enum websocket_ask ws_ask; /* what the client's Upgrade asks for */
 	bool ws;                   /* a WebSocket upgrade goes upstream */
 	struct websocket_upgrade ws_up;
 	char client[INET6_ADDRSTRLEN];
 	char request_id[129];
+	char trace_id[33];                       /* logged beside the request id */
+	char traceparent[TRACEPARENT_LEN + 1];   /* what the upstream gets */
 	char host[256];
 	char target_host[256];        /* an absolute-form target's authority */
 	char path[PATH_MAX_BYTES];
@@ -441,6 +445,7 @@ build_head(struct txn *t)
 	rules = (struct fwdheaders_rules){
 		.cfg = t->cfg, .conn = &conn_list, .jump_ops = jops, .route_ops = rops,
 		.drop_cookies = drop_cookies, .ws_made_up_key = t->ws && t->ws_up.made_up,
+		.trace_continued = t->trace_continued,
 	};
 	TAILQ_FOREACH(kv, in, next) {
 		const char *name = kv->key;
@@ -473,7 +478,8 @@ build_head(struct txn *t)
 		.client = t->client, .forwarded_for = xff, .peer = peer, .proto = xfp,
 		.fwd_host = xfh, .fwd_port = xfport, .tls = t->listener->tls,
 		.host_header = t->host_header, .listener_port = t->listener->port,
-		.request_id = t->request_id, .country = t->access.country, .asn = t->access.asn,
+		.request_id = t->request_id, .traceparent = t->traceparent,
+		.country = t->access.country, .asn = t->access.asn,
 	};
 	fwdheaders_own_each(t->cfg, &own, add_own_line, &o);
 	if (o.failed) {
@@ -771,6 +777,7 @@ txn_finish(struct txn *t)
 	e.upstream_ms = (e.upstream && t->upstream_ms > 0) ? t->upstream_ms : -1;
 	e.total_ms = (now - t->start) * 1000.0;
 	e.request_id = t->request_id;
+	e.trace_id = t->trace_id[0] ? t->trace_id : NULL;
 	access_log_write(&e);
 	metrics_count_request(t->route ? t->gen->rt->route_metrics[t->route->index] : NULL,
 			      t->status, now - t->start);
@@ -791,11 +798,59 @@ txn_finish(struct txn *t)
 	free(t);
 }
 
+/* The next number of the worker's xorshift128+ generator. */
+static uint64_t
+next_random(uint64_t s[2])
+{
+	uint64_t x = s[0], y = s[1];
+
+	s[0] = y;
+	x ^= x << 23;
+	s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+	return s[1] + y;
+}
+
+/* A random number that is not zero (trace and span ids must not be). */
+static uint64_t
+next_random_nonzero(uint64_t s[2])
+{
+	uint64_t r;
+
+	do
+		r = next_random(s);
+	while (r == 0);
+	return r;
+}
+
+/* Trace context (W3C): continue the client's trace when it sent exactly one
+ * valid traceparent (<given>, <count> headers), else start a new one
+ * (sampled); either way the upstream's parent is a new span id of ours. */
+static void
+trace_begin(struct txn *t, const char *given, unsigned count)
+{
+	struct traceparent tp;
+	uint64_t r;
+
+	t->trace_continued = count == 1 && traceparent_parse(given, strlen(given), &tp);
+	if (t->trace_continued) {
+		tp.flags &= TRACEPARENT_FLAG_SAMPLED;
+	} else {
+		r = next_random_nonzero(t->env->rng);
+		memcpy(tp.trace_id, &r, sizeof(r));
+		r = next_random(t->env->rng);
+		memcpy(tp.trace_id + sizeof(r), &r, sizeof(r));
+		tp.flags = TRACEPARENT_FLAG_SAMPLED;
+	}
+	r = next_random_nonzero(t->env->rng);
+	memcpy(tp.parent_id, &r, sizeof(r));
+	traceparent_format(&tp, t->traceparent);
+	traceparent_trace_id_hex(&tp, t->trace_id);
+}
+
 static void
 make_request_id(struct txn *t, const char *given)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint64_t *s = t->env->rng;
 
 	if (given) {
 		size_t n = strlen(given);
@@ -807,13 +862,8 @@ make_request_id(struct txn *t, const char *given)
 		}
 	}
 	for (int half = 0; half < 2; half++) {
-		/* xorshift128+ */
-		uint64_t x = s[0], y = s[1], r;
+		uint64_t r = next_random(t->env->rng);
 
-		s[0] = y;
-		x ^= x << 23;
-		s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
-		r = s[1] + y;
 		for (int i = 0; i < 16; i++)
 			t->request_id[half * 16 + i] = hex[(r >> (i * 4)) & 15];
 	}
@@ -830,7 +880,8 @@ check_headers(struct txn *t)
 	struct evkeyval *kv;
 	const char *request_id = NULL;
 	const char *xff = NULL;
-	unsigned nxff = 0;
+	const char *traceparent = NULL;
+	unsigned nxff = 0, ntraceparent = 0;
 	enum headers_framing framing;
 
 	TAILQ_FOREACH(kv, in, next) {
@@ -846,11 +897,16 @@ check_headers(struct txn *t)
 			else if (strcasecmp(kv->key, "x-forwarded-for") == 0 && nxff++ == 0)
 				xff = kv->value;
 			break;
+		case 't':
+			if (strcasecmp(kv->key, "traceparent") == 0 && ntraceparent++ == 0)
+				traceparent = kv->value;
+			break;
 		default:
 			break;
 		}
 	}
 	make_request_id(t, request_id);
+	trace_begin(t, traceparent, ntraceparent);
 	t->route_host = t->host_header;
 	framing = headers_framing_result(&fs);
 	if (framing != FRAMING_OK) {
@@ -908,6 +964,27 @@ route_request(struct txn *t)
 	return 0;
 }
 
+/* Remember a refusal by the SAML gate for the status page: a 401 (no
+ * session: the rule is the route's "auth") or a policy's 403. */
+static void
+note_auth_refusal(struct txn *t, const struct auth_request *a)
+{
+	char rule[160];
+	const struct config_route *r = t->route;
+
+	if (a->status != 401 && a->status != 403)
+		return;
+	rule[0] = '\0';
+	for (size_t i = 0; a->rule == NULL && i < t->cfg->nsites && rule[0] == '\0'; i++) {
+		const struct config_site *s = &t->cfg->sites[i];
+
+		if (r >= s->routes && r < s->routes + s->nroutes)
+			snprintf(rule, sizeof(rule), "sites[%zu].routes[%zu].auth", i,
+				 (size_t)(r - s->routes));
+	}
+	refusals_record(t->start, a->status, t->client, a->rule ? a->rule : rule, t->path);
+}
+
 /* The gate replied later (AUTH_PENDING): finish. */
 static void
 auth_done(struct auth_request *a)
@@ -940,6 +1017,7 @@ run_auth(struct txn *t, bool body)
 	if (act == AUTH_PENDING) {
 		t->auth_waiting = true;
 	} else if (act == AUTH_REPLIED) {
+		note_auth_refusal(t, a);
 		t->status = a->status;
 		t->bytes_out = a->bytes_out;
 		t->replied = true;
@@ -1168,7 +1246,7 @@ proxy_on_head(struct server_request *req, void *arg)
 		return SERVER_REPLIED;
 	}
 	memset(t, 0, offsetof(struct txn, client));
-	t->client[0] = t->request_id[0] = t->host[0] = t->path[0] = t->fwd_path[0] = '\0';
+	t->client[0] = t->request_id[0] = t->trace_id[0] = t->host[0] = t->path[0] = t->fwd_path[0] = '\0';
 	t->target_host[0] = '\0';
 	TAILQ_INIT(&t->out);
 	hdrarena_init(&t->arena);
@@ -1217,6 +1295,7 @@ proxy_on_head(struct server_request *req, void *arg)
 				 &t->access) != 0) {
 		if (t->ws_ask == WEBSOCKET_ASKED)
 			websocket_refused(WEBSOCKET_REFUSED_ACCESS);
+		refusals_record(t->start, t->access.status, t->client, t->access.rule, t->path);
 		refuse(t, t->access.status,
 		       t->access.status == 429 ? "too many requests from your address; retry later"
 					       : "access is not allowed from your address",

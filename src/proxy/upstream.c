@@ -78,6 +78,26 @@ upstream_health_free(struct upstream_health *h)
 	free(h);
 }
 
+int
+upstream_health_server_state(const struct upstream_health *h, size_t upstream, size_t server,
+			     struct upstream_server_state *out)
+{
+	const struct server_health *sh;
+	int64_t left;
+
+	if (h == NULL || upstream >= h->nupstreams)
+		return -1;
+	/* the server count is the config's: the caller indexes within it */
+	sh = &h->servers[upstream][server];
+	left = atomic_load(&sh->down_until_ms) - monotonic_ms();
+	out->down = left > 0;
+	out->down_seconds = left > 0 ? (double)left / 1000.0 : 0;
+	out->fails = atomic_load(&sh->fails);
+	out->in_flight = atomic_load(&sh->active);
+	out->open = atomic_load(&sh->open);
+	return 0;
+}
+
 char *
 upstream_health_render(const struct upstream_health *h, const struct config *cfg)
 {
@@ -191,20 +211,70 @@ LIST_HEAD(conn_list, upstream_conn);
  * What one read() fills.  Body pieces of a response are handed on by
  * reference into the block (no copy): the block lives until the client's
  * output has sent the last of them, and the next read takes a new block.
+ * With the client's backlog limit (CONN_BACKLOG_LIMIT, 16 KiB) a streaming
+ * response holds about one block: 256 connections fetching 1 MiB each
+ * peak at what nginx's proxy buffers take, not at a MiB each.
  */
-#define READ_BLOCK 65536
+#define READ_BLOCK 32768
 #define COPY_BELOW 4096 /* smaller body pieces are copied: cheaper than a reference */
 
+/* Blocks come and go at every read under load: each worker thread keeps a
+ * few freed ones for the next reads (no allocator round trip, pages already
+ * in), and no more, so that what a burst used goes back to the allocator
+ * (and, once idle, to the kernel: core/memtrim.c). */
+#define SPARE_BLOCKS_MAX 8
+
 struct read_block {
-	unsigned refs;
+	union {
+		unsigned refs;
+		struct read_block *next; /* in the spare list */
+	};
 	char data[READ_BLOCK];
 };
+
+static _Thread_local struct read_block *spare_blocks;
+static _Thread_local unsigned nspare_blocks;
+
+/* A block with one reference, or NULL when out of memory. */
+static struct read_block *
+block_new(void)
+{
+	struct read_block *b = spare_blocks;
+
+	if (b != NULL) {
+		spare_blocks = b->next;
+		nspare_blocks--;
+	} else if ((b = malloc(sizeof(*b))) == NULL) {
+		return NULL;
+	}
+	b->refs = 1;
+	return b;
+}
 
 static void
 block_unref(struct read_block *b)
 {
-	if (b && --b->refs == 0)
+	if (b == NULL || --b->refs > 0)
+		return;
+	if (nspare_blocks >= SPARE_BLOCKS_MAX) {
 		free(b);
+		return;
+	}
+	b->next = spare_blocks;
+	spare_blocks = b;
+	nspare_blocks++;
+}
+
+void
+upstream_release_spare_blocks(void)
+{
+	while (spare_blocks != NULL) {
+		struct read_block *b = spare_blocks;
+
+		spare_blocks = b->next;
+		free(b);
+	}
+	nspare_blocks = 0;
 }
 
 static void
@@ -615,6 +685,9 @@ release_conn(struct upstream_exchange *x, bool keep)
 	if (evbuffer_get_length(c->body) > 0) /* (undelivered: a cancelled exchange) */
 		evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	atomic_fetch_sub(&c->health->active, 1);
+	/* An idle connection holds no block: the next read takes one. */
+	block_unref(c->block);
+	c->block = NULL;
 	if (keep && pool && !pool->freed && c->state == CONN_BUSY &&
 	    pool->servers[c->server].nidle < pool->up->max_idle &&
 	    evbuffer_get_length(c->out) == 0) {
@@ -786,7 +859,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		} else if (c->block == NULL || c->block->refs > 1) {
 			/* The last block is still referenced by a body: a new one. */
 			block_unref(c->block);
-			c->block = malloc(sizeof(*c->block));
+			c->block = block_new();
 			if (c->block == NULL) {
 				if (x)
 					exchange_fail(x, UPSTREAM_RESET);
@@ -794,7 +867,6 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 					conn_close(c);
 				return;
 			}
-			c->block->refs = 1;
 			c->block_used = 0;
 			buf = c->block->data;
 		} else {
@@ -838,6 +910,18 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		/* TLS hands over one record a read: go on until it wants more. */
 		if ((c->ssl == NULL && (size_t)n < READ_BLOCK) || x->paused)
 			return;
+		/* A body streaming to the client: one block a turn of the loop,
+		 * so that the client's write comes before the next read (the
+		 * event is level-triggered: it fires again at once) and a
+		 * connection holds a block, not the whole response.  TLS fills
+		 * its block record by record first; decrypted bytes OpenSSL
+		 * holds are invisible to epoll, so the event is made active. */
+		if (x->responded && !x->complete &&
+		    (c->ssl == NULL || READ_BLOCK - c->block_used < TLSIO_RECORD_MAX)) {
+			if (c->ssl != NULL && SSL_has_pending(c->ssl))
+				event_active(c->rev, EV_READ, 1);
+			return;
+		}
 	}
 }
 

@@ -69,6 +69,10 @@ struct upstream_response_ops {
 	void (*upgraded)(void *arg, struct tunnel_end *end, struct evbuffer *rest);
 };
 
+/* Free the read blocks this thread keeps for reuse (a worker thread calls
+ * it as it ends; blocks freed later by another thread go to that one's). */
+void upstream_release_spare_blocks(void);
+
 /* Shared (all workers) health of the servers of every upstream of <cfg>.
  * NULL on allocation failure. */
 struct upstream_health *upstream_health_new(const struct config *cfg);
@@ -79,6 +83,21 @@ void upstream_health_free(struct upstream_health *health);
 /* Append Prometheus lines for server health and open connections to a new
  * string the caller frees (NULL on allocation failure). */
 char *upstream_health_render(const struct upstream_health *health, const struct config *cfg);
+
+/* What the status page shows of one server, all workers together. */
+struct upstream_server_state {
+	bool down;             /* skipped after max_fails failures, for fail_timeout */
+	double down_seconds;   /* how long it stays skipped (when down) */
+	unsigned fails;        /* consecutive failures */
+	int in_flight;         /* exchanges running */
+	int open;              /* connections open */
+};
+
+/* The state of server <server> of upstream <upstream>: indexes into the
+ * config <health> was made from (<server> below that upstream's server
+ * count).  Returns 0, or -1 when <upstream> is out of range. */
+int upstream_health_server_state(const struct upstream_health *health, size_t upstream,
+				 size_t server, struct upstream_server_state *out);
 
 /* A pool for <up> on <base>; <dns> resolves names; responses whose headers
  * exceed <max_header_bytes> fail with UPSTREAM_HEADERS_TOO_LARGE.  NULL on

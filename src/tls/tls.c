@@ -497,6 +497,25 @@ prom_escape(char *out, size_t len, const char *v)
 	return o;
 }
 
+void
+tls_store_each_cert(struct tls_store *s, void (*fn)(const struct tls_cert_info *info, void *arg),
+		    void *arg)
+{
+	struct tls_index *ix = tls_handshake_index_ref(s->hs, NULL);
+
+	for (size_t i = 0; ix && i < ix->nall; i++) {
+		const struct tls_cert *c = ix->all[i];
+		struct tls_cert_info info = {
+			.names = (const char *const *)c->names, .nnames = c->nnames,
+			.key = tls_cert_kind_name(c), .source = tls_cert_source_name(c),
+			.not_before = c->not_before, .not_after = c->not_after,
+		};
+
+		fn(&info, arg);
+	}
+	tls_index_unref(ix);
+}
+
 char *
 tls_store_metrics(struct tls_store *s)
 {

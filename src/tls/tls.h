@@ -140,6 +140,20 @@ int tls_store_rotate_ticket_keys(struct tls_store *s);
  */
 char *tls_store_metrics(struct tls_store *s);
 
+/* One served certificate, as the status page lists it (strings borrowed for
+ * the duration of the callback). */
+struct tls_cert_info {
+	const char *const *names; /* subjectAltNames, lower case */
+	size_t nnames;
+	const char *key;          /* "rsa", "ecdsa", ... */
+	const char *source;       /* "file", "acme", "local_ca", ... */
+	time_t not_before, not_after;
+};
+
+/* Call <fn> once for every certificate served now, in name order. */
+void tls_store_each_cert(struct tls_store *s,
+			 void (*fn)(const struct tls_cert_info *info, void *arg), void *arg);
+
 /* Path of the local CA's certificate (for users who want to trust it), or
  * NULL when the store has no local CA. */
 const char *tls_store_local_ca_path(const struct tls_store *s);

@@ -293,7 +293,9 @@ def test_explain_matches_the_live_proxy(lab):
     port = p.ports["http"]
     by_server = {u.address: u for u in ups.values()}
     extra = ["X-Custom: 1", "X_Custom: 2", "Cookie: a=b", "X-Forwarded-For: 198.51.100.7",
-             "X-Auth-Email: mallory@example.com", "Connection: X-Hop", "X-Hop: 1"]
+             "X-Auth-Email: mallory@example.com", "Connection: X-Hop", "X-Hop: 1",
+             "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+             "tracestate: vendor=1"]
     samples = [
         ("GET", APP_DOMAIN, "/ingest/e/?ip=1"),       # the site hop, strip_prefix
         ("POST", POSTHOG_DOMAIN, "/batch/"),
@@ -327,9 +329,11 @@ def test_explain_matches_the_live_proxy(lab):
                 assert h["name"].lower() in names, (where, h)
             for h in step(doc, "headers")["dropped"]:
                 if h["name"].lower() not in ("host", "x-forwarded-for", "x-auth-email",
-                                             "connection"):
+                                             "connection", "traceparent"):
                     assert h["name"].lower() not in names, (where, h)
             assert got[0].header("X-Auth-Email") is None, where
+            assert got[0].header("tracestate") == "vendor=1", where  # the trace continued
+            assert "0af7651916cd43dd8448eb211c80319c" in got[0].header("traceparent"), where
         else:
             assert got == [], where
             assert resp.status == doc["outcome"]["status"], (where, resp, doc["outcome"])

@@ -311,7 +311,7 @@ def test_metrics(env, fresh):
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 FIELDS = {"time", "client", "method", "protocol", "host", "path", "query", "status", "bytes_in", "bytes_out",
-          "route", "upstream", "upstream_ms", "total_ms", "request_id"}
+          "route", "upstream", "upstream_ms", "total_ms", "request_id", "trace_id"}
 
 
 def log_entry(env, rid):

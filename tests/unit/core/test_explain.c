@@ -152,6 +152,10 @@ test_fwdheaders(void **state)
 	r.drop_cookies = jump->drop_cookies;
 	assert_non_null(fwdheaders_dropped(&r, "cookie"));
 	assert_null(fwdheaders_dropped(&r, "Sec-WebSocket-Key"));
+	assert_non_null(fwdheaders_dropped(&r, "traceparent")); /* ours replaces it */
+	assert_non_null(fwdheaders_dropped(&r, "tracestate"));
+	r.trace_continued = true;
+	assert_null(fwdheaders_dropped(&r, "tracestate"));
 	r.ws_made_up_key = true;
 	assert_non_null(fwdheaders_dropped(&r, "Sec-WebSocket-Key"));
 	config_unref(cfg);
