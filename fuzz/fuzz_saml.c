@@ -5,7 +5,9 @@
  * (one assertion, the Reference to its parent's ID, algorithms), the
  * signature check with a key from the IdP metadata only, and the checks
  * after it (Destination, InResponseTo, Issuer, Status, Audience,
- * Recipient, time windows, attributes into the session).
+ * Recipient, time windows, attributes into the session); an
+ * EncryptedAssertion is decrypted (saml_decrypt.c) with the SP key, which
+ * doubles as the encryption key here.
  *
  * The SP is fixed: fuzz/data/saml/ holds the IdP key and certificate (made
  * once with openssl; the corpus' responses are signed with it by
@@ -131,6 +133,10 @@ setup(void)
 		.slo_url = "https://sp.test/saml/logout",
 		.sp_key = PORTCULLIS_FUZZ_DATA "/saml/sp.key",
 		.sp_cert = PORTCULLIS_FUZZ_DATA "/saml/sp.crt",
+		/* the SP key doubles as the encryption key: EncryptedAssertion
+		 * seeds are encrypted to sp.crt */
+		.enc_key = PORTCULLIS_FUZZ_DATA "/saml/sp.key",
+		.enc_cert = PORTCULLIS_FUZZ_DATA "/saml/sp.crt",
 		.clock_skew = 60,
 		.max_age = 300,
 		.allow_sha1 = true,

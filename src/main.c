@@ -29,6 +29,7 @@
 #include "config/config.h"
 #include "core/listener.h"
 #include "core/memtrim.h"
+#include "http/conn.h"
 #include "http/outbound.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -48,6 +49,7 @@ struct app {
 	struct event_base *base;
 	struct runtime *current;
 	struct tcprelay_shared **relays; /* [listener], NULL for HTTP listeners */
+	struct server_share **shares;    /* [listener], NULL for TCP listeners */
 	struct worker **workers;
 	unsigned nworkers;
 	struct admin *admin;
@@ -876,9 +878,16 @@ build_runtime(struct app *app)
 	app->relays = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*app->relays));
 	if (app->relays == NULL)
 		return -1;
+	app->shares = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*app->shares));
+	if (app->shares == NULL)
+		return -1;
 	for (size_t l = 0; l < cfg->nlisteners; l++) {
-		if (cfg->listeners[l].type != LISTENER_TCP)
+		if (cfg->listeners[l].type != LISTENER_TCP) {
+			app->shares[l] = server_share_new();
+			if (app->shares[l] == NULL)
+				return -1;
 			continue;
+		}
 		app->relays[l] = tcprelay_shared_new(&cfg->listeners[l]);
 		if (app->relays[l] == NULL)
 			return -1;
@@ -911,7 +920,7 @@ start_workers(struct app *app)
 		for (size_t l = 0; l < cfg->nlisteners; l++)
 			dups[l] = fcntl(app->fds[l], F_DUPFD_CLOEXEC, 0);
 		app->workers[i] = worker_new(i, app->current, dups, app->ports, cfg->nlisteners,
-					     app->relays, app->tls, app->err, ERRLEN);
+					     app->relays, app->shares, app->tls, app->err, ERRLEN);
 		free(dups);
 		if (app->workers[i] == NULL) {
 			log_error("worker %u: %s", i, app->err);
@@ -992,6 +1001,9 @@ teardown(struct app *app, int status)
 	for (size_t l = 0; app->relays && cfg && l < cfg->nlisteners; l++)
 		tcprelay_shared_free(app->relays[l]);
 	free(app->relays);
+	for (size_t l = 0; app->shares && cfg && l < cfg->nlisteners; l++)
+		server_share_free(app->shares[l]);
+	free(app->shares);
 	if (status == 0 && app->stopping)
 		log_info("shutdown complete");
 	admin_free(app->admin);

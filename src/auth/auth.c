@@ -26,6 +26,7 @@
 #include "http/urlenc.h"
 #include "auth/saml.h"
 #include "auth/session.h"
+#include "auth/stepup.h"
 
 #define AUTH_PURPOSE_SESSION "session"
 #define AUTH_TRACK_PREFIX "__Host-portcullis-saml-"
@@ -198,9 +199,12 @@ auth_expire_tracking_pile(struct auth_request *a)
 }
 
 /* Start a login that comes back to <target>: tracking cookie + redirect.
- * <force>: the IdP is asked for fresh credentials (ForceAuthn). */
+ * <force>: the IdP is asked for fresh credentials (ForceAuthn).  <step>: the
+ * step-up rule the login must meet (RequestedAuthnContext; carried in the
+ * tracking cookie for the ACS to check), or NULL. */
 static void
-auth_start_login(struct auth_request *a, const char *target, bool force)
+auth_start_login_for(struct auth_request *a, const char *target, bool force,
+		     const struct stepup_rule *step)
 {
 	struct config_saml *sc = a->cfg->saml;
 	unsigned char rnd[AUTH_RELAY_HEX / 2];
@@ -210,6 +214,7 @@ auth_start_login(struct auth_request *a, const char *target, bool force)
 	struct session *track = session_new();
 	struct evbuffer *b;
 	int64_t now = (int64_t)time(NULL);
+	struct saml_login_options lo = { .force_authn = force };
 
 	if (track == NULL || RAND_bytes(rnd, sizeof rnd) != 1) {
 		session_free(track);
@@ -218,7 +223,12 @@ auth_start_login(struct auth_request *a, const char *target, bool force)
 	}
 	for (size_t i = 0; i < sizeof rnd; i++)
 		snprintf(relay + 2 * i, 3, "%02x", rnd[i]);
-	if (saml_login_request(sc->sp, relay, force, &url, &request_id, err, sizeof err) < 0) {
+	if (step != NULL) {
+		lo.class_refs = (const char *const *)step->classes;
+		lo.nclass_refs = step->nclasses;
+		lo.minimum = step->minimum;
+	}
+	if (saml_login_request_with(sc->sp, relay, &lo, &url, &request_id, err, sizeof err) < 0) {
 		log_error("saml: cannot start a login [ref %s]: %s", a->request_id, err);
 		session_free(track);
 		b = evbuffer_new();
@@ -233,7 +243,8 @@ auth_start_login(struct auth_request *a, const char *target, bool force)
 	track->name_id = request_id;
 	request_id = NULL;
 	snprintf(purpose, sizeof purpose, "saml-request/%s", relay);
-	if (session_add_attr(track, "return", target) == 0)
+	if (session_add_attr(track, "return", target) == 0 &&
+	    (step == NULL || stepup_mark(track, step) == 0))
 		sealed = session_seal_session(sc->keys, purpose, track);
 	session_free(track);
 	if (sealed == NULL) {
@@ -252,6 +263,12 @@ auth_start_login(struct auth_request *a, const char *target, bool force)
 		evbuffer_add_printf(b, "Redirecting to the identity provider\n");
 	free(url);
 	auth_reply(a, 302, "text/plain; charset=utf-8", b);
+}
+
+static void
+auth_start_login(struct auth_request *a, const char *target, bool force)
+{
+	auth_start_login_for(a, target, force, NULL);
 }
 
 /* The login URL for the current request (for 401 answers). */
@@ -294,8 +311,10 @@ auth_is_navigation(struct auth_request *a)
 	return auth_is_navigation_request(a->method_bit, server_request_headers(a->req));
 }
 
+/* No session good enough: a browser navigation goes to the IdP (a login for
+ * <step>, with ForceAuthn when <force>), anything else gets 401. */
 static void
-auth_need_login(struct auth_request *a)
+auth_need_login_for(struct auth_request *a, const struct stepup_rule *step, bool force)
 {
 	struct evbuffer *b;
 	char *target = NULL;
@@ -312,11 +331,11 @@ auth_need_login(struct auth_request *a)
 			return;
 		}
 		/* a long query would make a long tracking cookie: keep the path */
-		auth_start_login(a,
+		auth_start_login_for(a,
 				 strlen(target) <= AUTH_RETURN_MAX    ? target
 				 : strlen(a->path) <= AUTH_RETURN_MAX ? a->path
 								      : "/",
-				 false);
+				 force, step);
 		free(target);
 		return;
 	}
@@ -329,6 +348,12 @@ auth_need_login(struct auth_request *a)
 	auth_login_url(a, b);
 	evbuffer_add_printf(b, "\"}\n");
 	auth_reply(a, 401, "application/json", b);
+}
+
+static void
+auth_need_login(struct auth_request *a)
+{
+	auth_need_login_for(a, NULL, false);
 }
 
 /* ---- the session ---------------------------------------------------------------- */
@@ -376,6 +401,12 @@ auth_forbidden(struct auth_request *a, const struct session *s, const struct pol
 	if (url != NULL)
 		evbuffer_free(url);
 	auth_page(a, 403, "Access denied", b);
+}
+
+const struct stepup_rule *
+auth_route_step_up(const struct config_site *site, const struct config_route *route)
+{
+	return route->step_up ? route->step_up : site ? site->step_up : NULL;
 }
 
 const char *
@@ -690,6 +721,49 @@ auth_login_failed(struct auth_request *a, int status, const char *why)
 	auth_page(a, status, "Sign-in failed", b);
 }
 
+/*
+ * A login started for a step-up rule (carried by <track>) whose answer <s>
+ * still does not meet it: a 403 page that says so, once (no new round to the
+ * IdP, so never a loop).  True when there is no rule or it is met.
+ */
+static bool
+auth_step_up_met(struct auth_request *a, const struct session *track, const struct session *s,
+		 int64_t now)
+{
+	struct stepup_rule rule;
+	struct evbuffer *b;
+	char why[512];
+	bool met;
+	int marked = stepup_marked(track, &rule);
+
+	if (marked == 0)
+		return true;
+	if (marked < 0) {
+		auth_reply(a, 500, NULL, NULL);
+		return false;
+	}
+	met = stepup_satisfied(&rule, s, now, (int64_t)a->cfg->saml->clock_skew, why, sizeof why);
+	if (!met) {
+		log_warn("saml: step-up not met by the IdP for %s [ref %s] from %s: %s: %s",
+			 s->name_id, a->request_id, a->client, rule.path, why);
+		atomic_fetch_add_explicit(&auth_logins_failed, 1, memory_order_relaxed);
+		if ((b = evbuffer_new()) != NULL) {
+			evbuffer_add_printf(b, "<p>This page needs a stronger or more recent sign-in "
+					       "(<code>");
+			auth_html_escape(b, rule.path);
+			evbuffer_add_printf(b, "</code>), and the identity provider did not confirm "
+					       "one: ");
+			auth_html_escape(b, why);
+			evbuffer_add_printf(b, ".</p>\n<p>Ask your administrator which sign-in method "
+					       "this page needs. Reference: <code>%s</code></p>\n",
+					    a->request_id);
+		}
+		auth_page(a, 403, "Stronger sign-in required", b);
+	}
+	free(rule.classes);
+	return met;
+}
+
 /* Answer when the shared replay store cannot be asked (fail closed). */
 static void
 auth_store_unavailable(struct auth_request *a, const char *why)
@@ -947,6 +1021,8 @@ auth_on_body(struct auth_request *a)
 		auth_login_failed(a, 403, err);
 		goto out;
 	}
+	if (!auth_step_up_met(a, track, s, now))
+		goto out;
 	target = strdup(session_attr(track, "return") ? session_attr(track, "return") : "/");
 	if (target == NULL || !auth_return_path_ok(target)) {
 		free(target);
@@ -1095,6 +1171,7 @@ auth_on_head(struct auth_request *a)
 	char buf[SESSION_MAX_SEALED + 1];
 	const char *v;
 	const struct session *s;
+	const struct stepup_rule *step;
 	int64_t now;
 
 	if (sc == NULL)
@@ -1139,9 +1216,10 @@ auth_on_head(struct auth_request *a)
 		return AUTH_CONTINUE;
 	}
 
+	step = auth_route_step_up(a->site, a->route);
 	v = cookie_find(h, sc->cookie_name, buf, sizeof buf);
 	if (v == NULL) {
-		auth_need_login(a);
+		auth_need_login_for(a, step, step != NULL && step->max_age > 0);
 		return AUTH_REPLIED;
 	}
 	now = (int64_t)time(NULL);
@@ -1158,7 +1236,7 @@ auth_on_head(struct auth_request *a)
 				  : now >= s->issued + (int64_t)sc->session_lifetime
 				      ? "older than session_lifetime"
 				      : "idle too long");
-		auth_need_login(a);
+		auth_need_login_for(a, step, step != NULL && step->max_age > 0);
 		return AUTH_REPLIED;
 	}
 	if (sc->revocation.enabled && auth_revoked(a, s, now))
@@ -1171,6 +1249,16 @@ auth_on_head(struct auth_request *a)
 		if (failed != NULL) {
 			a->rule = failed->path;
 			auth_forbidden(a, s, failed);
+			return AUTH_REPLIED;
+		}
+	}
+	if (step != NULL) {
+		char why[512];
+
+		if (!stepup_satisfied(step, s, now, (int64_t)sc->clock_skew, why, sizeof why)) {
+			log_info("saml: step-up for %s on %s %s [ref %s]: %s: %s", s->name_id,
+				 a->method, a->path, a->request_id, step->path, why);
+			auth_need_login_for(a, step, true);
 			return AUTH_REPLIED;
 		}
 	}

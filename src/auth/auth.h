@@ -25,6 +25,7 @@ struct evkeyvalq;
 struct claims;
 struct policy;
 struct session;
+struct stepup_rule;
 
 /* Largest ACS POST body accepted. */
 #define AUTH_MAX_BODY (1024 * 1024)
@@ -143,6 +144,11 @@ void auth_identity_headers(const struct config_saml *sc, const struct session *s
 /* Remove our own cookies (the session cookie, the login-tracking ones) from
  * the Cookie headers of <h>: what a signed-in request's upstream never sees. */
 void auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h);
+
+/* The step-up rule of a SAML route: the route's "step_up", else its site's,
+ * else NULL (any valid session). */
+const struct stepup_rule *auth_route_step_up(const struct config_site *site,
+					     const struct config_route *route);
 
 /* The audience of the signed identity assertion a signed-in request on
  * <route> of <site> carries ("identity_assertion"), or NULL when it carries

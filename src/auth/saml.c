@@ -40,6 +40,7 @@
 
 #include <lasso/lasso.h>
 #include <lasso/xml/saml-2.0/samlp2_authn_request.h>
+#include <lasso/xml/saml-2.0/samlp2_requested_authn_context.h>
 #include <lasso/xml/saml-2.0/samlp2_name_id_policy.h>
 #include <lasso/xml/saml-2.0/saml2_assertion.h>
 #include <lasso/xml/saml-2.0/saml2_name_id.h>
@@ -49,12 +50,14 @@
 #include <lasso/xml/saml-2.0/samlp2_request_abstract.h>
 
 #include "tls/localca.h"
+#include "auth/saml_decrypt.h"
 #include "auth/saml_fetch.h"
 #include "auth/saml_metadata.h"
 #include "auth/saml_xml.h"
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "auth/session.h"
+#include "auth/stepup.h"
 
 #define STATUS_SUCCESS "urn:oasis:names:tc:SAML:2.0:status:Success"
 #define CM_BEARER "urn:oasis:names:tc:SAML:2.0:cm:bearer"
@@ -82,6 +85,9 @@ struct saml {
 	struct saml_idp *idp;    /* current; swapped by the refresh thread under saml_lock */
 	_Atomic int64_t idp_loaded_at; /* Unix seconds, for the status page */
 	_Atomic int64_t idp_next_fetch; /* 0: no refresh thread */
+	xmlSecKeyPtr enc_key;    /* decrypts EncryptedAssertion; NULL: none configured */
+	char *enc_cert_b64;      /* its certificate, for the metadata */
+	bool require_encryption;
 
 	pthread_t thread;
 	bool thread_started;
@@ -470,7 +476,15 @@ saml_build_sp_metadata(struct saml *sp)
 			   "<ds:X509Certificate>");
 	g_string_append(g, sp->sp_cert_b64);
 	g_string_append(g, "</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\n    "
-			   "</md:KeyDescriptor>\n    <md:SingleLogoutService Binding=\"" SAML_BINDING_REDIRECT
+			   "</md:KeyDescriptor>\n");
+	if (sp->enc_cert_b64 != NULL) {
+		g_string_append(g, "    <md:KeyDescriptor use=\"encryption\">\n      <ds:KeyInfo>"
+				   "<ds:X509Data><ds:X509Certificate>");
+		g_string_append(g, sp->enc_cert_b64);
+		g_string_append(g, "</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\n    "
+				   "</md:KeyDescriptor>\n");
+	}
+	g_string_append(g, "    <md:SingleLogoutService Binding=\"" SAML_BINDING_REDIRECT
 			   "\" Location=\"");
 	saml_xml_escape(g, sp->slo_url);
 	g_string_append(g, "\"/>\n    <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:"
@@ -512,11 +526,58 @@ saml_free(struct saml *sp)
 	}
 	free(sp->sp_cert_pem);
 	g_free(sp->sp_cert_b64);
+	if (sp->enc_key != NULL)
+		xmlSecKeyDestroy(sp->enc_key);
+	g_free(sp->enc_cert_b64);
 	g_free(sp->sp_metadata);
 	for (size_t i = 0; i < sp->nattributes; i++)
 		free(sp->attributes[i]);
 	free(sp->attributes);
 	free(sp);
+}
+
+/*
+ * The encryption key pair of <o> into sp->enc_key and sp->enc_cert_b64: from
+ * PEM text holding both, else from the two files (made when both are
+ * absent).  0 (also when none is configured), or -1 with the reason.
+ */
+static int
+saml_load_enc_key(struct saml *sp, const struct saml_options *o, char *err, size_t errlen)
+{
+	char *key_pem = NULL, *cert_pem = NULL;
+	const char *what = o->enc_pem != NULL ? "the encryption key variable" : o->enc_key;
+	struct stat st;
+	int rc = -1;
+
+	sp->require_encryption = o->require_encryption;
+	if (o->enc_pem == NULL && (o->enc_key == NULL || o->enc_cert == NULL)) {
+		if (!o->require_encryption)
+			return 0;
+		saml_err(err, errlen, "encrypted assertions are required but no encryption key is set");
+		return -1;
+	}
+	if (o->enc_pem == NULL && stat(o->enc_key, &st) != 0 && errno == ENOENT &&
+	    stat(o->enc_cert, &st) != 0 && errno == ENOENT &&
+	    saml_make_sp_keys(o->enc_key, o->enc_cert, sp->sp_entity_id, err, errlen) < 0)
+		return -1;
+	if (o->enc_pem == NULL && ((key_pem = saml_read_file(o->enc_key, err, errlen)) == NULL ||
+				   (cert_pem = saml_read_file(o->enc_cert, err, errlen)) == NULL))
+		goto out;
+	if ((sp->enc_key = saml_decrypt_key_load(o->enc_pem ? o->enc_pem : key_pem, what, err,
+						 errlen)) == NULL)
+		goto out;
+	if ((sp->enc_cert_b64 = saml_pem_body(o->enc_pem ? o->enc_pem : cert_pem)) == NULL) {
+		saml_err(err, errlen, "%s: no PEM certificate", o->enc_pem ? what : o->enc_cert);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (key_pem != NULL) {
+		OPENSSL_cleanse(key_pem, strlen(key_pem));
+		free(key_pem);
+	}
+	free(cert_pem);
+	return rc;
 }
 
 struct saml *
@@ -599,6 +660,8 @@ saml_new(const struct saml_options *o, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (saml_load_enc_key(sp, o, err, errlen) < 0)
+		goto fail;
 	sp->sp_metadata = saml_build_sp_metadata(sp);
 	if ((sp->idp = saml_load_idp(sp, err, errlen)) == NULL)
 		goto fail;
@@ -633,6 +696,35 @@ int
 saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, char **url,
 		   char **request_id, char *err, size_t errlen)
 {
+	struct saml_login_options o = { .force_authn = force_authn };
+
+	return saml_login_request_with(sp, relay_state, &o, url, request_id, err, errlen);
+}
+
+/* The RequestedAuthnContext of <o> into <req>. */
+static void
+saml_requested_context(LassoSamlp2AuthnRequest *req, const struct saml_login_options *o)
+{
+	LassoSamlp2RequestedAuthnContext *rac;
+
+	if (o->nclass_refs == 0)
+		return;
+	rac = LASSO_SAMLP2_REQUESTED_AUTHN_CONTEXT(lasso_samlp2_requested_authn_context_new());
+	for (size_t i = 0; i < o->nclass_refs; i++)
+		rac->AuthnContextClassRef = g_list_append(rac->AuthnContextClassRef,
+							  g_strdup(o->class_refs[i]));
+	rac->Comparison = g_strdup(o->minimum ? "minimum" : "exact");
+	if (req->RequestedAuthnContext != NULL)
+		g_object_unref(req->RequestedAuthnContext);
+	req->RequestedAuthnContext = rac;
+}
+
+int
+saml_login_request_with(struct saml *sp, const char *relay_state,
+			const struct saml_login_options *o, char **url, char **request_id,
+			char *err, size_t errlen)
+{
+	static const struct saml_login_options defaults;
 	LassoLogin *login = NULL;
 	LassoProfile *profile;
 	LassoSamlp2AuthnRequest *req;
@@ -660,7 +752,10 @@ saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, c
 	g_free(req->ProtocolBinding);
 	req->ProtocolBinding = g_strdup(SAML_BINDING_POST);
 	req->AssertionConsumerServiceIndex = -1;
-	req->ForceAuthn = force_authn ? TRUE : FALSE;
+	if (o == NULL)
+		o = &defaults;
+	req->ForceAuthn = o->force_authn ? TRUE : FALSE;
+	saml_requested_context(req, o);
 	req->IsPassive = FALSE;
 	if (req->NameIDPolicy != NULL) {
 		g_free(req->NameIDPolicy->Format);
@@ -1326,9 +1421,12 @@ saml_wanted_attr(struct saml *sp, const char *name, const char *friendly, const 
 struct saml_resp {
 	xmlDocPtr doc;
 	xmlNodePtr root, assertion, subject, conditions;
+	bool response_verified; /* the Response signature, checked before decryption */
 	char *rid, *aid;        /* the Response and Assertion IDs */
 	int64_t issued;         /* the Assertion's IssueInstant */
 	int64_t until;          /* the earliest NotOnOrAfter, or 0 */
+	char *authn_class;      /* the first AuthnStatement's AuthnContextClassRef, or NULL */
+	int64_t authn_instant;  /* its AuthnInstant, or -1 when it has none */
 };
 
 /* The decoded SAMLResponse form value <b64> (caller g_frees), or NULL with
@@ -1366,15 +1464,75 @@ saml_resp_decode(const char *b64, gsize *xlen, char *err, size_t errlen)
 }
 
 /*
- * Parse the document and check its shape: a samlp:Response root with
- * exactly one, unencrypted saml:Assertion as a direct child, and distinct
- * IDs on both, registered so that a Reference can resolve to nothing else.
+ * An EncryptedAssertion instead of an Assertion: exactly one, a direct child
+ * of the Response, no plain Assertion anywhere.  A Response signature covers
+ * the encrypted form, so it is verified first (on the Response ID, registered
+ * here) and no signature may sit elsewhere; then the assertion is decrypted
+ * into r->assertion, in the EncryptedAssertion's place, and must not hold
+ * another one.
  */
 static int
-saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, size_t errlen)
+saml_resp_decrypt(struct saml *sp, struct saml_resp *r, int nplain, int nenc, char *err,
+		  size_t errlen)
+{
+	xmlNodePtr enc, rsig;
+	int count;
+
+	if (sp->enc_key == NULL) {
+		saml_err(err, errlen, "EncryptedAssertion: this SP has no encryption key (set "
+				      "saml.encryption, and give the IdP the new SP metadata)");
+		return -1;
+	}
+	if (nplain != 0 || nenc != 1) {
+		saml_err(err, errlen, "Assertion: expected exactly one, got %d plain and %d encrypted",
+			 nplain, nenc);
+		return -1;
+	}
+	if ((enc = saml_child(r->root, SAML_NS_SAML, "EncryptedAssertion", NULL)) == NULL) {
+		saml_err(err, errlen, "EncryptedAssertion: not a direct child of the Response");
+		return -1;
+	}
+	rsig = saml_child(r->root, SAML_NS_DS, "Signature", &count);
+	if (count > 1 || saml_count_all(r->doc, "//ds:Signature") != (rsig ? 1 : 0)) {
+		saml_err(err, errlen, "Signature: only one, on the Response itself, may stand "
+				      "beside an EncryptedAssertion");
+		return -1;
+	}
+	if (rsig != NULL) {
+		r->rid = saml_prop(r->root, "ID");
+		if (r->rid == NULL || r->rid[0] == '\0' ||
+		    xmlAddID(NULL, r->doc, (const xmlChar *)r->rid,
+			     xmlHasProp(r->root, (const xmlChar *)"ID")) == NULL) {
+			saml_err(err, errlen, "ID: the signed Response has no usable ID");
+			return -1;
+		}
+		if (saml_verify_signature(sp, r->root, rsig, r->rid, "Response", err, errlen) < 0)
+			return -1;
+		r->response_verified = true;
+	}
+	if (saml_decrypt_assertion(r->doc, enc, sp->enc_key, &r->assertion, err, errlen) < 0)
+		return -1;
+	if (saml_count_all(r->doc, "//saml:Assertion") != 1 ||
+	    saml_count_all(r->doc, "//saml:EncryptedAssertion") != 0) {
+		saml_err(err, errlen, "EncryptedAssertion: the decrypted Assertion holds another one");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Parse the document and check its shape: a samlp:Response root with
+ * exactly one saml:Assertion as a direct child (or one EncryptedAssertion,
+ * decrypted in its place; plain text refused when encryption is required),
+ * and distinct IDs on both, registered so that a Reference can resolve to
+ * nothing else.
+ */
+static int
+saml_resp_shape(struct saml *sp, struct saml_resp *r, const guchar *xml, gsize xlen, char *err,
+		size_t errlen)
 {
 	xmlAttrPtr ida;
-	int count;
+	int count, nenc;
 
 	r->doc = saml_xml_parse((const char *)xml, xlen, "SAMLResponse", err, errlen);
 	if (r->doc == NULL) {
@@ -1390,12 +1548,16 @@ saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, s
 	}
 	/* Exactly one assertion, a direct child of the Response. */
 	count = saml_count_all(r->doc, "//saml:Assertion");
-	if (count != 1) {
+	nenc = saml_count_all(r->doc, "//saml:EncryptedAssertion");
+	if (nenc != 0 && saml_resp_decrypt(sp, r, count, nenc, err, errlen) < 0)
+		return -1;
+	if (nenc == 0 && count != 1) {
 		saml_err(err, errlen, "Assertion: expected exactly one, got %d", count);
 		return -1;
 	}
-	if (saml_count_all(r->doc, "//saml:EncryptedAssertion") != 0) {
-		saml_err(err, errlen, "Assertion: encrypted assertions are not supported");
+	if (nenc == 0 && sp->require_encryption) {
+		saml_err(err, errlen, "Assertion: not encrypted, and saml.encryption.require is on "
+				      "(the IdP must encrypt assertions to this SP)");
 		return -1;
 	}
 	r->assertion = saml_child(r->root, SAML_NS_SAML, "Assertion", NULL);
@@ -1405,7 +1567,8 @@ saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, s
 	}
 	/* IDs: registered only on these two elements, and distinct, so a
 	 * Reference can resolve to nothing else. */
-	r->rid = saml_prop(r->root, "ID");
+	if (r->rid == NULL)
+		r->rid = saml_prop(r->root, "ID");
 	r->aid = saml_prop(r->assertion, "ID");
 	if (r->rid == NULL || r->aid == NULL || r->rid[0] == '\0' || r->aid[0] == '\0' ||
 	    strcmp(r->rid, r->aid) == 0) {
@@ -1415,7 +1578,7 @@ saml_resp_shape(struct saml_resp *r, const guchar *xml, gsize xlen, char *err, s
 		return -1;
 	}
 	ida = xmlHasProp(r->root, (const xmlChar *)"ID");
-	if (xmlAddID(NULL, r->doc, (const xmlChar *)r->rid, ida) == NULL) {
+	if (!r->response_verified && xmlAddID(NULL, r->doc, (const xmlChar *)r->rid, ida) == NULL) {
 		saml_err(err, errlen, "ID: cannot register the Response ID");
 		return -1;
 	}
@@ -1461,7 +1624,7 @@ saml_resp_signatures(struct saml *sp, struct saml_resp *r, char *err, size_t err
 	/* The Response signature covers the assertion (its child); an
 	 * Assertion signature covers itself.  Every signature present must
 	 * verify. */
-	if (rsig != NULL &&
+	if (rsig != NULL && !r->response_verified &&
 	    saml_verify_signature(sp, r->root, rsig, r->rid, "Response", err, errlen) < 0)
 		return -1;
 	if (asig != NULL &&
@@ -1635,6 +1798,39 @@ saml_resp_audience(struct saml *sp, xmlNodePtr conditions, char *err, size_t err
 }
 
 /*
+ * The first AuthnStatement's AuthnInstant (not later than now + clock skew;
+ * r->authn_instant, -1 when absent) and AuthnContextClassRef (r->authn_class),
+ * kept in the session for step-up rules.
+ */
+static int
+saml_resp_authn(struct saml *sp, struct saml_resp *r, int64_t now, char *err, size_t errlen)
+{
+	xmlNodePtr st = saml_child(r->assertion, SAML_NS_SAML, "AuthnStatement", NULL);
+	char *v = saml_prop(st, "AuthnInstant");
+
+	r->authn_instant = -1;
+	if (v != NULL && saml_parse_time(v, &r->authn_instant) < 0) {
+		saml_err(err, errlen, "AuthnStatement AuthnInstant: not a valid time: \"%s\"", v);
+		free(v);
+		return -1;
+	}
+	if (v != NULL && r->authn_instant > now + (int64_t)sp->clock_skew) {
+		saml_err(err, errlen, "AuthnStatement AuthnInstant: %s is in the future (skew %.0fs)",
+			 v, sp->clock_skew);
+		free(v);
+		return -1;
+	}
+	free(v);
+	r->authn_class = saml_text(saml_child(saml_child(st, SAML_NS_SAML, "AuthnContext", NULL),
+					      SAML_NS_SAML, "AuthnContextClassRef", NULL));
+	if (r->authn_class != NULL && strpbrk(r->authn_class, "\r\n") != NULL) {
+		free(r->authn_class);
+		r->authn_class = NULL;
+	}
+	return 0;
+}
+
+/*
  * The Assertion element: Version 2.0, an AuthnStatement, Issuer (required),
  * IssueInstant (into r->issued),
  * a Subject with a bearer confirmation, and one Conditions element with a
@@ -1660,6 +1856,8 @@ saml_resp_assertion(struct saml *sp, struct saml_resp *r, const char *request_id
 		saml_err(err, errlen, "AuthnStatement: missing (the Web SSO profile requires one)");
 		return -1;
 	}
+	if (saml_resp_authn(sp, r, now, err, errlen) < 0)
+		return -1;
 	if (saml_check_issuer(sp, r->assertion, true, "Assertion", err, errlen) < 0 ||
 	    saml_check_instant(sp, r->assertion, "Assertion", now, &r->issued, err, errlen) < 0)
 		return -1;
@@ -1708,6 +1906,10 @@ saml_resp_session(struct saml_resp *r, int64_t now, char *err, size_t errlen)
 		goto fail;
 	}
 	sess->issued = now;
+	if (r->authn_instant >= 0 && stepup_record(sess, r->authn_class, r->authn_instant) < 0) {
+		saml_err(err, errlen, "out of memory");
+		goto fail;
+	}
 	/* SessionNotOnOrAfter bounds the session. */
 	for (xmlNodePtr as = r->assertion->children; as != NULL; as = as->next) {
 		char *v;
@@ -1828,7 +2030,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 	if ((xml = saml_resp_decode(b64, &xlen, err, errlen)) == NULL)
 		goto out;
 	pthread_mutex_lock(&saml_lock);
-	if (saml_resp_shape(&r, xml, xlen, err, errlen) == 0 &&
+	if (saml_resp_shape(sp, &r, xml, xlen, err, errlen) == 0 &&
 	    saml_resp_signatures(sp, &r, err, errlen) == 0 &&
 	    saml_resp_outer(sp, &r, request_id, now, err, errlen) == 0 &&
 	    saml_resp_assertion(sp, &r, request_id, now, err, errlen) == 0)
@@ -1843,6 +2045,7 @@ saml_check_response(struct saml *sp, const char *b64, const char *request_id, in
 out:
 	free(r.rid);
 	free(r.aid);
+	free(r.authn_class);
 	g_free(xml);
 	return sess;
 }

@@ -63,6 +63,14 @@ struct saml_options {
 	size_t replay_cache_size;
 	const char *const *attributes;  /* names kept in the session (Name or FriendlyName) */
 	size_t nattributes;
+	/* Encrypted assertions (docs/saml.md#encrypted-assertions): the SP's
+	 * RSA encryption key and certificate, from PEM text holding both
+	 * (enc_pem), else from the files enc_key / enc_cert (created when
+	 * absent); none of them: no encryption key, EncryptedAssertion refused. */
+	const char *enc_pem;
+	const char *enc_key;
+	const char *enc_cert;
+	bool require_encryption;        /* refuse plain-text assertions */
 };
 
 /*
@@ -90,11 +98,28 @@ char *saml_sp_metadata(struct saml *sp);
 int saml_login_request(struct saml *sp, const char *relay_state, bool force_authn, char **url,
 		       char **request_id, char *err, size_t errlen);
 
+/* What a login asks of the IdP (step-up): ForceAuthn, and a
+ * RequestedAuthnContext of <nclass_refs> AuthnContextClassRef values with
+ * Comparison "minimum" or "exact" (none when nclass_refs is 0). */
+struct saml_login_options {
+	bool force_authn;
+	const char *const *class_refs;
+	size_t nclass_refs;
+	bool minimum;
+};
+
+/* saml_login_request with <o> (NULL: the defaults). */
+int saml_login_request_with(struct saml *sp, const char *relay_state,
+			    const struct saml_login_options *o, char **url, char **request_id,
+			    char *err, size_t errlen);
+
 /*
  * Check the base64 SAMLResponse <b64> posted to the ACS in answer to the
  * request <request_id>, at time <now>.  Returns a new session holding the
  * NameID and the kept attributes (issued = now; expires = the assertion's
- * SessionNotOnOrAfter, or 0 when it has none), or NULL with the precise
+ * SessionNotOnOrAfter, or 0 when it has none), and the AuthnContextClassRef
+ * and AuthnInstant of the first AuthnStatement (stepup.h; an AuthnInstant
+ * later than now + clock skew is refused), or NULL with the precise
  * failed check in <err> ("Audience: expected X, got Y"; for Casdoor's
  * defaults it names the Casdoor option to change).
  */

@@ -133,6 +133,20 @@ void config_saml_sites(struct config_loader *ld);
 void config_saml_open(struct config_loader *ld);
 void config_parse_saml(struct config_loader *ld, const json_t *root);
 void config_saml_check(struct config_loader *ld, const char *session_env);
+/* An RSA key file and its certificate file (both may be absent: created at
+ * start); errors name <key_path> / <cert_path>. */
+void config_saml_check_key_pair(struct config_loader *ld, const char *key, const char *cert,
+				const char *key_path, const char *cert_path);
+/* "step_up" at <path> (config_step_up.c): a rule, NULL when out of memory or
+ * not an object; errors are reported. */
+struct stepup_rule *config_parse_step_up(struct config_loader *ld, const char *path,
+					 const json_t *v);
+/* config_saml_encryption.c: "saml.encryption" (<v> may be NULL: off); the
+ * PEM text of its key_env (NULL when unset: reported, or not configured);
+ * its checks for config_check_file. */
+void config_parse_saml_encryption(struct config_loader *ld, struct config_saml *sc, const json_t *v);
+const char *config_saml_encryption_pem(struct config_loader *ld, const struct config_saml *sc);
+void config_saml_encryption_check(struct config_loader *ld, const struct config_saml *sc);
 /* config_redis.c */
 /* "require" at <path> (config_require.c): a rule tree, NULL only when out of
  * memory; errors (and a tree that can never match) are reported. */

@@ -18,6 +18,7 @@
 #include "auth/jwt.h"
 #include "auth/policy.h"
 #include "auth/saml.h"
+#include "auth/stepup.h"
 #include "auth/session.h"
 
 /* Free <n> strings and the array.  Accepts NULL. */
@@ -88,6 +89,7 @@ config_route_clear(struct config_route *r)
 	access_block_clear(&r->access);
 	config_free_strings(r->allow_bearer, r->nallow_bearer);
 	policy_free(r->require);
+	stepup_free(r->step_up);
 	free(r->assertion_audience);
 }
 
@@ -124,6 +126,9 @@ config_saml_free(struct config_saml *sc)
 	free(sc->assertion.groups_attr);
 	free(sc->assertion.jwks_path);
 	jwt_keys_free(sc->assertion.keys);
+	free(sc->encryption.key_file);
+	free(sc->encryption.cert_file);
+	free(sc->encryption.key_env);
 	free(sc);
 }
 
@@ -227,6 +232,7 @@ config_free(struct config *cfg)
 		config_free_strings(s->listeners, s->nlisteners);
 		free(s->listener_index);
 		policy_free(s->require);
+		stepup_free(s->step_up);
 		free(s->assertion_audience);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);

@@ -155,6 +155,7 @@ enum config_auth {
 };
 
 struct policy;
+struct stepup_rule;
 
 struct config_route {
 	char *name;     /* "name", default "<site name>#<index>" */
@@ -200,6 +201,7 @@ struct config_route {
 	double websocket_idle_timeout;  /* "websocket_idle_timeout", seconds; default 600 */
 	bool websocket_keep_at_session_end; /* "websocket_session_end": "keep" (default "close") */
 	struct policy *require; /* "require": who may pass ("auth": "saml"); NULL: the site's */
+	struct stepup_rule *step_up; /* "step_up" ("auth": "saml"); NULL: the site's */
 	int assertion;          /* "identity_assertion": 1 on, -1 off, 0 unset (the site's) */
 	char *assertion_audience; /* its "audience"; NULL: the upstream's name */
 };
@@ -280,6 +282,7 @@ struct config_site {
 	size_t nlisteners;
 	size_t *listener_index; /* [nlisteners], positions in config.listeners */
 	struct policy *require;     /* "require" for its SAML routes; NULL: saml.require */
+	struct stepup_rule *step_up; /* "step_up" for its SAML routes; NULL: none */
 	int assertion;              /* "identity_assertion" of its SAML routes: 1 on, -1/0 off */
 	char *assertion_audience;   /* its "audience"; NULL: each route's upstream name */
 };
@@ -341,6 +344,15 @@ struct config_assertion {
 	struct jwt_keys *keys; /* loaded at load when used */
 };
 
+/* "saml.encryption" (docs/saml.md#encrypted-assertions). */
+struct config_saml_encryption {
+	bool used;       /* the object is present */
+	char *key_file;  /* "key_file"; default <certs_dir>/saml-sp-encryption.key (created) */
+	char *cert_file; /* "cert_file"; default <certs_dir>/saml-sp-encryption.crt (created) */
+	char *key_env;   /* "key_env": a variable holding the PEM key and its certificate */
+	bool require;    /* "require": refuse plain-text assertions */
+};
+
 /* "saml": the SAML service provider (docs/saml.md). */
 struct config_saml {
 	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
@@ -369,6 +381,7 @@ struct config_saml {
 	struct policy *require;      /* "require": the rules of routes and sites without one */
 	struct config_assertion assertion; /* "identity_assertion" */
 	struct config_revocation revocation; /* "revocation" */
+	struct config_saml_encryption encryption; /* "encryption" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */

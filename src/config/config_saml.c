@@ -33,7 +33,7 @@ static const char *const config_saml_keys[] = {
 	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
 	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
 	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
-	"require",	    "replay_store",	  "identity_assertion", "revocation", NULL
+	"require",	    "replay_store",	  "identity_assertion", "revocation", "encryption", NULL
 };
 static const char *const config_replay_stores[] = { "memory", "redis", NULL };
 
@@ -146,6 +146,10 @@ config_saml_sites(struct config_loader *ld)
 			config_error(ld, config_jkey(kp, config_jidx(sp, "sites", i), "require"),
 				     "no route of this site has \"auth\": \"saml\" (the rules "
 				     "apply to those)");
+		if (cfg->sites[i].step_up != NULL && !saml_route)
+			config_error(ld, config_jkey(kp, config_jidx(sp, "sites", i), "step_up"),
+				     "no route of this site has \"auth\": \"saml\" (step-up "
+				     "applies to those)");
 	}
 	if (cfg->saml != NULL && !any)
 		config_error(ld, "saml", "no route has \"auth\": \"saml\"; add it to the routes to "
@@ -202,6 +206,9 @@ config_saml_open(struct config_loader *ld)
 		config_saml_check(ld, env);
 		return;
 	}
+	config_saml_encryption_check(ld, sc);
+	if (ld->nerrors > 0)
+		return;
 	if (sc->certs_dir != NULL && sc->certs_dir[0] != '\0' &&
 	    localca_mkdirs(sc->certs_dir, why, sizeof why) < 0) {
 		config_error(ld, "saml.certs_dir", "%s", why);
@@ -269,6 +276,10 @@ config_saml_open(struct config_loader *ld)
 			.replay_cache_size = (size_t)sc->replay_cache_size,
 			.attributes = attrs,
 			.nattributes = nattrs,
+			.enc_pem = config_saml_encryption_pem(ld, sc),
+			.enc_key = sc->encryption.key_file,
+			.enc_cert = sc->encryption.cert_file,
+			.require_encryption = sc->encryption.require,
 		};
 
 		if ((sc->sp = saml_new(&o, why, sizeof why)) == NULL)
@@ -431,6 +442,7 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	if ((f = json_object_get(v, "require")) != NULL)
 		sc->require = config_parse_require(ld, "saml.require", f);
 	config_parse_saml_assertion(ld, sc, json_object_get(v, "identity_assertion"));
+	config_parse_saml_encryption(ld, sc, json_object_get(v, "encryption"));
 	config_parse_saml_revocation(ld, sc, json_object_get(v, "revocation"));
 }
 
@@ -543,6 +555,13 @@ config_saml_check_session_keys(struct config_loader *ld, const struct config_sam
 static void
 config_saml_check_sp_keys(struct config_loader *ld, const struct config_saml *sc)
 {
+	config_saml_check_key_pair(ld, sc->sp_key, sc->sp_cert, "saml.sp_key", "saml.sp_cert");
+}
+
+void
+config_saml_check_key_pair(struct config_loader *ld, const char *key, const char *cert,
+			   const char *key_path, const char *cert_path)
+{
 	char why[1024];
 	char *kpem = NULL, *cpem = NULL;
 	size_t klen = 0, clen = 0;
@@ -551,28 +570,28 @@ config_saml_check_sp_keys(struct config_loader *ld, const struct config_saml *sc
 	EVP_PKEY *k = NULL;
 	X509 *c = NULL;
 
-	if (sc->sp_key == NULL || sc->sp_cert == NULL)
+	if (key == NULL || cert == NULL)
 		return;
-	kpem = config_check_read(sc->sp_key, &klen, &kmissing, why, sizeof why);
+	kpem = config_check_read(key, &klen, &kmissing, why, sizeof why);
 	if (kpem == NULL && !kmissing) {
-		config_error(ld, "saml.sp_key", "%s", why);
+		config_error(ld, key_path, "%s", why);
 		goto out;
 	}
-	cpem = config_check_read(sc->sp_cert, &clen, &cmissing, why, sizeof why);
+	cpem = config_check_read(cert, &clen, &cmissing, why, sizeof why);
 	if (cpem == NULL && !cmissing) {
-		config_error(ld, "saml.sp_cert", "%s", why);
+		config_error(ld, cert_path, "%s", why);
 		goto out;
 	}
 	if (kmissing) {
 		if (!cmissing)
-			config_error(ld, "saml.sp_key",
+			config_error(ld, key_path,
 				     "%s: the SAML SP key is missing but its certificate %s exists; "
 				     "remove the certificate to make a new pair",
-				     sc->sp_key, sc->sp_cert);
+				     key, cert);
 		goto out; /* both missing: created at start */
 	}
 	if (cmissing) {
-		config_error(ld, "saml.sp_cert", "%s: cannot read: %s", sc->sp_cert, strerror(ENOENT));
+		config_error(ld, cert_path, "%s: cannot read: %s", cert, strerror(ENOENT));
 		goto out;
 	}
 	kb = BIO_new_mem_buf(kpem, (int)klen);
@@ -581,10 +600,10 @@ config_saml_check_sp_keys(struct config_loader *ld, const struct config_saml *sc
 	c = cb != NULL ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
 	if (k == NULL || c == NULL || X509_check_private_key(c, k) != 1 ||
 	    EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA)
-		config_error(ld, "saml",
+		config_error(ld, key_path,
 			     "%s and %s: not an RSA private key and its certificate (SAML "
 			     "signatures here are RSA-SHA256)",
-			     sc->sp_key, sc->sp_cert);
+			     key, cert);
 	ERR_clear_error();
 out:
 	EVP_PKEY_free(k);
@@ -658,5 +677,6 @@ config_saml_check(struct config_loader *ld, const char *session_env)
 		return;
 	config_saml_check_session_keys(ld, sc, session_env);
 	config_saml_check_sp_keys(ld, sc);
+	config_saml_encryption_check(ld, sc);
 	config_saml_check_metadata(ld, sc);
 }

@@ -15,13 +15,13 @@
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
 						"hsts", "listeners", "require", "identity_assertion",
-						NULL };
+						"step_up", NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",
 	"max_body_bytes",  "drop_cookies",  "access",	    "auth",	      "allow_bearer",
 	"websocket",	   "websocket_idle_timeout",	    "websocket_session_end",
-	"require",	   "identity_assertion", NULL
+	"require",	   "identity_assertion", "step_up", NULL
 };
 static const char *const config_match_keys[] = { "path", "path_exact", "path_prefix", "methods",
 						 NULL };
@@ -549,6 +549,12 @@ config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
 	if ((f = json_object_get(v, "identity_assertion")) != NULL)
 		config_parse_assertion_use(ld, config_jkey(kp, path, "identity_assertion"), f,
 					   &r->assertion, &r->assertion_audience);
+	if ((f = json_object_get(v, "step_up")) != NULL) {
+		r->step_up = config_parse_step_up(ld, config_jkey(kp, path, "step_up"), f);
+		if (r->auth != AUTH_SAML)
+			config_error(ld, kp, "needs \"auth\": \"saml\" (it asks more of the SAML "
+					     "login)");
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -618,6 +624,8 @@ config_parse_site(struct config_loader *ld, const char *path, const json_t *v,
 		config_parse_access(ld, config_jkey(kp, path, "access"), f, &s->access);
 	if ((f = json_object_get(v, "require")) != NULL)
 		s->require = config_parse_require(ld, config_jkey(kp, path, "require"), f);
+	if ((f = json_object_get(v, "step_up")) != NULL)
+		s->step_up = config_parse_step_up(ld, config_jkey(kp, path, "step_up"), f);
 	if ((f = json_object_get(v, "identity_assertion")) != NULL)
 		config_parse_assertion_use(ld, config_jkey(kp, path, "identity_assertion"), f,
 					   &s->assertion, &s->assertion_audience);

@@ -18,6 +18,7 @@
 #include "auth/auth.h"
 #include "auth/policy.h"
 #include "auth/session.h"
+#include "auth/stepup.h"
 #include "http/headers.h"
 #include "http/pathnorm.h"
 #include "http/target.h"
@@ -523,6 +524,7 @@ explain_auth(struct explain *e)
 	unsigned method_bit = routing_method_bit(e->method);
 	enum auth_endpoint ep = auth_endpoint_of(cfg, e->routed.site, e->path, method_bit);
 	const struct policy *rules, *failed;
+	const struct stepup_rule *step_up;
 	const char *audience;
 	struct evkeyval *kv;
 	struct session *s;
@@ -603,6 +605,14 @@ explain_auth(struct explain *e)
 	step = explain_step(e, "auth", "allowed", "signed in as %s: %s", s->name_id,
 			    rules ? "the route's rules hold" : "any signed-in user may pass");
 	json_object_set_new(step, "rule", rules ? json_string(rules->path) : json_null());
+	step_up = auth_route_step_up(e->routed.site, route);
+	if (step_up != NULL) {
+		step = explain_step(e, "step_up", "required",
+				    "%s: a session that does not meet it is sent to the identity "
+				    "provider again (302); --identity stands for one that does",
+				    step_up->path);
+		json_object_set_new(step, "rule", json_string(step_up->path));
+	}
 	auth_strip_our_cookies(cfg->saml, &e->headers);
 	e->nclient = 0;
 	TAILQ_FOREACH(kv, &e->headers, next)

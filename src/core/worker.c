@@ -208,7 +208,8 @@ transaction_ended_cb(void *arg)
 
 struct worker *
 worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, size_t nfds,
-	   struct tcprelay_shared *const *relays, struct tls_store *tls, char *err, size_t errlen)
+	   struct tcprelay_shared *const *relays, struct server_share *const *shares,
+	   struct tls_store *tls, char *err, size_t errlen)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	const struct config *cfg = rt->cfg;
@@ -285,6 +286,8 @@ worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports, si
 			goto fail;
 		}
 		server_set_admission(wl->server, &listenlimit_admission, &wl->txn);
+		if (shares != NULL && shares[i] != NULL)
+			server_set_share(wl->server, shares[i]);
 		if (i < cfg->nlisteners && cfg->listeners[i].tls) {
 			if (tls == NULL) {
 				snprintf(err, errlen, "listener %s: no certificate store for TLS",

@@ -19,19 +19,23 @@
 struct worker;
 struct runtime;
 struct tcprelay_shared;
+struct server_share;
 struct tls_store;
 
 /*
  * Create worker <id> for the sockets <fds> (one per configured listener, in
  * config order, with their bound ports in <ports>) serving <rt> (the worker
  * takes its own reference).  <relays> (may be NULL) holds, per listener, the
- * process-wide state of a TCP relay listener (NULL for HTTP listeners).
+ * process-wide state of a TCP relay listener (NULL for HTTP listeners);
+ * <shares>[i] the HTTP listener's connection count shared by the workers
+ * (server_set_share; NULL: none).
  * Listeners with "tls" speak HTTPS with the certificates of <tls> (the
  * process's one store; may be NULL when no listener has "tls").
  * Does not start the thread.  NULL on failure with a reason in <err>.
  */
 struct worker *worker_new(unsigned id, struct runtime *rt, const int *fds, const int *ports,
-			  size_t nfds, struct tcprelay_shared *const *relays, struct tls_store *tls,
+			  size_t nfds, struct tcprelay_shared *const *relays,
+			  struct server_share *const *shares, struct tls_store *tls,
 			  char *err, size_t errlen);
 
 /* Run the worker's loop in a new thread.  Returns 0 or -1. */

@@ -32,6 +32,7 @@
 #define LINGER_MAX_BYTES (64u << 20)     /* ... bytes dropped at most */
 #define DRAIN_LINGER_MS 1000             /* ... at most this long once the server drains */
 #define ACCEPT_RETRY_MS 250              /* out of descriptors: accept again after this */
+#define ACCEPT_YIELD_US 1000             /* over its share: let the other workers accept first */
 #define ACCEPT_LOG_MS 10000              /* ... and say so at most once per this, per process */
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
@@ -153,6 +154,12 @@ conn_write_from_event(struct server_conn *c)
 	return !c->dead;
 }
 
+/* The connections of one listener over its workers (server_set_share). */
+struct server_share {
+	atomic_long conns;   /* open connections of every server of the listener */
+	atomic_int servers;  /* servers (workers) taking part */
+};
+
 /* ---- connection lifecycle --------------------------------------------- */
 
 void
@@ -162,6 +169,8 @@ conn_free(struct server_conn *c)
 
 	LIST_REMOVE(c, link);
 	srv->nconns--;
+	if (srv->share)
+		atomic_fetch_sub(&srv->share->conns, 1);
 	if (srv->counted)
 		metrics_add(METRIC_CLIENT_CONNECTIONS, -1);
 	if (c->codec)
@@ -872,6 +881,8 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	}
 	LIST_INSERT_HEAD(&srv->conns, c, link);
 	srv->nconns++;
+	if (srv->share)
+		atomic_fetch_add(&srv->share->conns, 1);
 	if (srv->counted)
 		metrics_add(METRIC_CLIENT_CONNECTIONS, 1);
 	event_add(c->rev, NULL);
@@ -949,11 +960,83 @@ accept_pause(struct server *srv, int err)
 	evtimer_add(srv->accept_retry, &tv);
 }
 
+/* ---- sharing the connections of a listener among workers ---------------- */
+
+struct server_share *
+server_share_new(void)
+{
+	struct server_share *share = calloc(1, sizeof(*share));
+
+	if (share != NULL) {
+		atomic_init(&share->conns, 0);
+		atomic_init(&share->servers, 0);
+	}
+	return share;
+}
+
+void
+server_share_free(struct server_share *share)
+{
+	free(share);
+}
+
+void
+server_set_share(struct server *srv, struct server_share *share)
+{
+	srv->share = share;
+	atomic_fetch_add(&share->servers, 1);
+	atomic_fetch_add(&share->conns, (long)srv->nconns);
+}
+
+/* More than one connection over the average of the listener's servers. */
+static bool
+over_fair_share(const struct server *srv)
+{
+	long servers, total;
+
+	if (srv->share == NULL)
+		return false;
+	servers = atomic_load(&srv->share->servers);
+	total = atomic_load(&srv->share->conns);
+	return servers > 1 && (long)srv->nconns * servers > total + servers;
+}
+
+/* A worker over its share of the listener's connections steps back for
+ * ACCEPT_YIELD_US: the others (woken by the same connection) take it; if
+ * none does meanwhile, this one takes it after the pause.  False when the
+ * pause cannot be set up (then it accepts). */
+static bool
+accept_yield(struct server *srv)
+{
+	struct timeval tv = {0, ACCEPT_YIELD_US};
+
+	if (srv->accept_retry == NULL)
+		srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv);
+	if (srv->accept_retry == NULL)
+		return false;
+	event_del(srv->accept_ev);
+	evtimer_add(srv->accept_retry, &tv);
+	return true;
+}
+
+/*
+ * One connection per wake-up.  Every worker polls the same listening socket
+ * (level-triggered: all wake while connections wait); a worker that took a
+ * whole burst at once (wrk's 64 connections arrive in a millisecond) would
+ * serve all of them while the other idles, and its queue is the latency
+ * tail.  Taking one and going back to the loop lets each worker take its
+ * share, and a busy worker, slower to come back, takes fewer (nginx's
+ * multi_accept off does the same); a worker past its share of the open
+ * connections lets the others go first (accept_yield).  Aborted handshakes
+ * do not count.
+ */
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
 
+	if (over_fair_share(srv) && accept_yield(srv))
+		return;
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sslen = sizeof(ss);
@@ -961,7 +1044,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 		if (fd >= 0) {
 			conn_new(srv, fd, &ss);
-			continue;
+			return;
 		}
 		switch (errno) {
 		case EINTR:
@@ -1145,6 +1228,8 @@ server_free(struct server *srv)
 		else
 			conn_close(c); /* frees it */
 	}
+	if (srv->share)
+		atomic_fetch_sub(&srv->share->servers, 1);
 	if (srv->accept_retry)
 		event_free(srv->accept_retry);
 	if (srv->accept_ev) {

@@ -112,6 +112,18 @@ struct server_admission {
  * before the first connection.  Not for raw listeners. */
 void server_set_admission(struct server *srv, const struct server_admission *a, void *arg);
 
+/* The servers of one listener in several workers share a count of their
+ * open connections, so that a worker past its share lets the others accept
+ * first (bursts of new connections spread over the workers instead of
+ * queueing on one).  A share outlives every server that uses it. */
+struct server_share;
+struct server_share *server_share_new(void);
+void server_share_free(struct server_share *share);
+
+/* Make <srv> one of the servers of <share>.  Call before the first
+ * connection. */
+void server_set_share(struct server *srv, struct server_share *share);
+
 /* Take the slot of <c> over (NULL when it has none): the connection no
  * longer gives it back when it closes; whoever took it does (a tunnel the
  * connection became, when the tunnel ends). */

@@ -112,6 +112,7 @@ struct server {
 	void *raw_arg;
 	LIST_HEAD(, server_conn) conns;
 	size_t nconns;
+	struct server_share *share;  /* the listener's, shared with other workers; NULL: alone */
 	bool draining;
 	/* Lingering close (conn_linger): at most this long in all, this long
 	 * between two reads, this many bytes dropped. */

@@ -57,6 +57,31 @@ ATTRIBUTES = {"Email": ["alice@example.com"], "Name": ["alice"],
               "DisplayName": ["Alice Example"], "Roles": ["posthog-admin", "staff"]}
 
 
+# AuthnContextClassRef values for the step-up tests.
+AC_PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"
+AC_MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor"
+
+
+def login_options(answer=None, authn_instant_offset=None):
+    """saml20-sp-remote options (for set_sp_metadata) that shape the answer's
+    AuthnStatement through an authproc filter run on every answer:
+    AuthnContextClassRef <answer>, or (None) the first class the
+    AuthnRequest's RequestedAuthnContext asks for (else SimpleSAMLphp's own:
+    Password over plain http); with <authn_instant_offset>, an AuthnInstant
+    that many seconds from now (an IdP that ignores ForceAuthn, or a wrong
+    clock).  ForceAuthn itself SimpleSAMLphp honours: it shows its password
+    form again."""
+    if answer is None:
+        code = ("$rac = $state['saml:RequestedAuthnContext'] ?? null; "
+                "if (is_array($rac) && !empty($rac['AuthnContextClassRef'])) "
+                "{ $state['saml:AuthnContextClassRef'] = $rac['AuthnContextClassRef'][0]; }")
+    else:
+        code = "$state['saml:AuthnContextClassRef'] = %s;" % json.dumps(answer)
+    if authn_instant_offset is not None:
+        code += " $state['AuthnInstant'] = time() + (%d);" % authn_instant_offset
+    return {"authproc": {"90": {"class": "core:PHP", "code": code}}}
+
+
 def missing():
     """Why SimpleSAMLphp cannot run here (a sentence), or None when it can."""
     if not os.path.exists(PHP):

@@ -417,6 +417,8 @@ def policy_config(tmp_path, upstream):
                  "upstream": "capture"},
                 {"name": "admin", "match": {"path": ["/admin", "/instance"]}, "upstream": "web",
                  "auth": "saml",
+                 "step_up": {"authn_context": [
+                     "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor"], "max_age": "15m"},
                  "require": {"any_of": [{"attribute": "Roles", "contains": "posthog-admin"},
                                         {"nameid": "breakglass"}]}},
                 {"name": "api", "match": {"path": ["/api"]}, "upstream": "web", "auth": "saml",
@@ -444,6 +446,7 @@ def test_explain_saml_rules_match_the_live_403(lab, tmp_path):
     status, doc, _ = explain(path, {}, "GET %s/admin/x" % url, *base, "--identity",
                              "Email=alice@example.com", "--identity", "Roles=posthog-admin")
     assert status == EXPLAIN_FORWARDED
+    assert step(doc, "step_up")["rule"].startswith("sites[0].routes[1].step_up")
     sent = {h["name"]: h for h in step(doc, "headers")["sent"]}
     assert "posthog-web" in sent["X-Portcullis-Assertion"]["value"]
     assert sent["X-Portcullis-Assertion"]["from"] == "saml identity"
