@@ -30,6 +30,7 @@
 #include "core/listener.h"
 #include "core/memtrim.h"
 #include "http/conn.h"
+#include "core/ocsp_stapler.h"
 #include "http/outbound.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -59,6 +60,7 @@ struct app {
 	struct tls_store *tls;      /* one store for every TLS listener, or NULL */
 	struct event *tls_timer;    /* tls_store_poll: files changed on disk, rotations */
 	struct acme_manager *acme;  /* NULL without "tls.acme" */
+	struct ocsp_stapler *ocsp;  /* NULL with "tls.ocsp_stapling": false */
 
 	/* start-up and teardown (main) */
 	bool test_only;             /* -t */
@@ -821,6 +823,14 @@ build_tls(struct app *app)
 	app->tls_timer = event_new(app->base, -1, EV_PERSIST, tls_poll_cb, app->tls);
 	if (app->tls_timer == NULL || event_add(app->tls_timer, &tv) < 0)
 		return -1;
+	if (cfg->tls->ocsp_stapling) {
+		char dir[4096];
+
+		snprintf(dir, sizeof(dir), "%s/ocsp", cfg->tls->certs_dir);
+		app->ocsp = ocsp_stapler_new(app->base, app->tls, dir, app->err, ERRLEN);
+		if (app->ocsp == NULL) /* handshakes go on without staples */
+			log_warn("tls.ocsp_stapling: %s; no OCSP stapling", app->err);
+	}
 	if (cfg->tls->acme) {
 		app->acme = acme_from_config(app, cfg, app->err, ERRLEN);
 		if (app->acme == NULL) {
@@ -995,6 +1005,7 @@ teardown(struct app *app, int status)
 	app->admin_state.acme = NULL;
 	app->admin_state.tls = NULL;
 	acme_manager_free(app->acme);
+	ocsp_stapler_free(app->ocsp);
 	if (app->tls_timer)
 		event_free(app->tls_timer);
 	tls_store_free(app->tls);

@@ -66,6 +66,7 @@ struct acme_http {
 	unsigned timeout;
 	struct acme_http_req *reqs;
 	struct acme_http_sock *socks;
+	bool plain_http; /* acme_http_allow_plain: http:// URLs too */
 };
 
 /* ------------------------------------------------------ event loop glue */
@@ -336,9 +337,10 @@ collect_done(struct acme_http *h)
 	}
 }
 
-/* Check <url> is https:// with a host; "host:port" into <host>. */
+/* Check <url> is https:// (or, with <plain>, http://) with a host;
+ * "host:port" into <host>. */
 static int
-url_host(const char *url, char *host, size_t hostlen, char *err, size_t errlen)
+url_host(const char *url, bool plain, char *host, size_t hostlen, char *err, size_t errlen)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *name = NULL, *port = NULL;
@@ -353,7 +355,7 @@ url_host(const char *url, char *host, size_t hostlen, char *err, size_t errlen)
 		goto out;
 	}
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    strcasecmp(scheme, "https") != 0 ||
+	    (strcasecmp(scheme, "https") != 0 && !(plain && strcasecmp(scheme, "http") == 0)) ||
 	    curl_url_get(u, CURLUPART_HOST, &name, 0) != CURLUE_OK || name[0] == '\0' ||
 	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
 		snprintf(err, errlen, "URL \"%s\" is not an https:// URL with a host", url);
@@ -390,7 +392,7 @@ acme_http_request(struct acme_http *h, enum acme_http_method method, const char 
 {
 	struct outbound_options o = {
 		.ca_bundle = h->ca_bundle,
-		.protocols = "https",
+		.protocols = h->plain_http ? "http,https" : "https",
 		.user_agent = "portcullis-acme/" PORTCULLIS_VERSION,
 		.connect_timeout = h->timeout,
 		.stall_timeout = h->timeout,
@@ -407,7 +409,7 @@ acme_http_request(struct acme_http *h, enum acme_http_method method, const char 
 	r->cb = cb;
 	r->arg = arg;
 	o.errbuf = r->errbuf;
-	if (url_host(url, r->host, sizeof(r->host), err, errlen) != 0)
+	if (url_host(url, h->plain_http, r->host, sizeof(r->host), err, errlen) != 0)
 		goto fail;
 	if ((r->easy = curl_easy_init()) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -518,6 +520,12 @@ acme_http_new(struct event_base *base, const char *ca_bundle, unsigned timeout_s
 fail:
 	acme_http_free(h);
 	return NULL;
+}
+
+void
+acme_http_allow_plain(struct acme_http *h)
+{
+	h->plain_http = true;
 }
 
 void

@@ -52,6 +52,10 @@ int acme_http_request(struct acme_http *h, enum acme_http_method method, const c
 		      const char *content_type, const char *body, const char *accept,
 		      acme_http_cb cb, void *arg, char *err, size_t errlen);
 
+/* Accept http:// URLs too from now on (OCSP responders speak plain HTTP;
+ * libcurl then takes the proxy from http_proxy). */
+void acme_http_allow_plain(struct acme_http *h);
+
 /* Cancel every request in flight (their callbacks do not run) and free.
  * Accepts NULL. */
 void acme_http_free(struct acme_http *h);

@@ -71,6 +71,7 @@ config_load_json(struct config_loader *ld, json_t *root)
 	config_parse_listeners_http2(ld, root); /* after "type", before "tls" drops any */
 	config_parse_geoip(ld, root);
 	config_parse_sites(ld, root);
+	config_parse_client_auth(ld, root); /* before "tls" may drop listeners */
 	config_finish_tls(ld, root);
 	config_parse_saml(ld, root);
 	config_parse_redis(ld, root);

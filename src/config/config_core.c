@@ -21,6 +21,7 @@ static const char *const config_listener_keys[] = { "name", "address", "type", "
 						    "max_connections",
 						    "max_connections_per_client", "tls",
 						    "redirect_https", "http2", "h2c", "alpn",
+						    "client_certificates",
 						    NULL };
 static const char *const config_admin_keys[] = { "name", "address", "status_page", NULL };
 static const char *const config_log_keys[] = { "level", "access_log", NULL };

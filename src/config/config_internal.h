@@ -166,6 +166,8 @@ void config_assertion_open(struct config_loader *ld);
 void config_parse_redis(struct config_loader *ld, const json_t *root);
 /* config_tls.c */
 void config_finish_tls(struct config_loader *ld, const json_t *root);
+/* config_client_auth.c */
+void config_parse_client_auth(struct config_loader *ld, const json_t *root);
 void config_parse_listeners_http2(struct config_loader *ld, const json_t *root);
 
 /* config_websocket.c: the "websocket*" keys of route <r> at <path> (<v>),

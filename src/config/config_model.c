@@ -20,6 +20,7 @@
 #include "auth/saml.h"
 #include "auth/stepup.h"
 #include "auth/session.h"
+#include "tls/tls_clientauth.h"
 
 /* Free <n> strings and the array.  Accepts NULL. */
 void
@@ -50,6 +51,7 @@ config_listener_clear(struct config_listener *l)
 		free(l->relay_servers[i].host);
 	}
 	free(l->relay_servers);
+	tls_client_auth_map_unref(l->client_auth);
 }
 
 static void

@@ -21,6 +21,7 @@ struct ipacl;
 struct access_cidrs;
 struct geoip;
 struct ratelimit;
+struct tls_client_auth_map;
 
 #include "access/access.h"
 #include "base/log.h"
@@ -81,6 +82,10 @@ struct config_listener {
 	 * it serves only those, and default_site (or NULL: 404) for other hosts. */
 	bool has_sites;
 	struct config_site *default_site;
+
+	/* "client_certificates" of this TLS HTTP listener and of its sites
+	 * (config_client_auth.c); NULL when no name asks for one. */
+	struct tls_client_auth_map *client_auth;
 };
 
 enum config_balance {
@@ -263,6 +268,7 @@ struct config_tls {
 	char *default_name;                   /* "default_name" or NULL */
 	unsigned ticket_rotate;               /* "ticket_rotate" seconds, 0 = 43200 */
 	double watch_interval;                /* "watch_interval" seconds, default 5 */
+	bool ocsp_stapling;                   /* "ocsp_stapling", default true (docs/tls.md) */
 };
 
 struct config_site {

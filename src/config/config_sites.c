@@ -15,7 +15,7 @@
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
 						"hsts", "listeners", "require", "identity_assertion",
-						"step_up", NULL };
+						"step_up", "client_certificates", NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",

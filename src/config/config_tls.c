@@ -16,7 +16,7 @@
 
 static const char *const config_tls_keys[] = { "mode", "certs_dir", "certificates", "local_ca",
 					       "acme", "default_name", "ticket_rotate",
-					       "watch_interval", NULL };
+					       "watch_interval", "ocsp_stapling", NULL };
 static const char *const config_tls_modes[] = { "all", "acme", "files", "local", "off", NULL };
 static const char *const config_tls_file_keys[] = { "cert", "key", "names", NULL };
 static const char *const config_local_ca_keys[] = { "names", "leaf_days", NULL };
@@ -362,6 +362,8 @@ config_parse_tls(struct config_loader *ld, const json_t *root)
 	ld->cfg->tls = t;
 	t->mode = (enum config_tls_mode)mode;
 	t->watch_interval = 5;
+	t->ocsp_stapling = true;
+	config_bool(ld, "tls.ocsp_stapling", json_object_get(v, "ocsp_stapling"), &t->ocsp_stapling);
 	t->certs_dir = config_string_or(ld, "tls.certs_dir", json_object_get(v, "certs_dir"), "certs");
 	if (t->certs_dir != NULL && t->certs_dir[0] == '\0')
 		config_error(ld, "tls.certs_dir", "is empty; give a folder such as \"certs\"");

@@ -86,6 +86,11 @@ apply_limits(struct worker *w, const struct config *cfg)
 		if (wl->txn.index < cfg->nlisteners)
 			server_set_proxy_protocol(wl->server, cfg->listeners[wl->txn.index].proxy_protocol,
 						  cfg->trusted);
+		/* New connections take the new client-certificate policies;
+		 * open ones keep those they were verified under. */
+		server_set_client_auth(wl->server, wl->txn.index < cfg->nlisteners
+							   ? cfg->listeners[wl->txn.index].client_auth
+							   : NULL);
 	}
 }
 

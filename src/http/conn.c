@@ -2,6 +2,7 @@
 #include "http/conn.h"
 #include "http/http_internal.h"
 #include "tls/tls.h"
+#include "tls/tls_clientauth.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -868,6 +869,8 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 		SSL_set_accept_state(c->ssl);
 		if (srv->alpn != NULL && tls_set_alpn(c->ssl, srv->alpn) < 0)
 			goto fail;
+		if (srv->client_auth != NULL && tls_set_client_auth(c->ssl, srv->client_auth) < 0)
+			goto fail;
 		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		/* Buffers live while the connection is busy (conn_idle frees
@@ -1111,6 +1114,12 @@ void
 server_set_alpn(struct server *srv, const char *const *protos)
 {
 	srv->alpn = protos;
+}
+
+void
+server_set_client_auth(struct server *srv, struct tls_client_auth_map *map)
+{
+	srv->client_auth = map;
 }
 
 void

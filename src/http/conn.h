@@ -91,6 +91,12 @@ void server_set_tls(struct server *srv, struct ssl_ctx_st *ctx);
  * codecs. */
 void server_set_alpn(struct server *srv, const char *const *protos);
 
+/* The client-certificate policies (tls/tls_clientauth.h) of TLS connections
+ * accepted from now on (borrowed: must live until the next call; NULL:
+ * none).  Each connection keeps a reference to the map it started with. */
+struct tls_client_auth_map;
+void server_set_client_auth(struct server *srv, struct tls_client_auth_map *map);
+
 /* Serve a connected socket <fd> (taken over) as if it had been accepted,
  * with <peer> as the client's address (NULL: unknown).  For in-process
  * tests over socketpair().  Returns 0, or -1 (fd closed). */

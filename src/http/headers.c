@@ -59,6 +59,7 @@ headers_value_ok(const char *s)
 #define WHY_HOP "a hop-by-hop header the proxy manages"
 #define WHY_FRAMING "the proxy frames the request body and the response body itself"
 #define WHY_SETS "the proxy sets it"
+#define WHY_CLIENT_CERT "the proxy sets it from the verified client certificate (mTLS)"
 
 /* Sorted by name length (headers_owned_find stops at the first longer name;
  * tests/unit/http/test_headers.c checks the order). */
@@ -83,8 +84,11 @@ static const struct headers_owned owned[] = {
 	ROW("Proxy-Connection", HOP, WHY_HOP),
 	ROW("Transfer-Encoding", HOP | SETS | NO_REQ | NO_RESP | NO_ID, WHY_FRAMING),
 	ROW("X-Forwarded-Proto", SETS | NO_ID, WHY_SETS),
+	ROW("X-Client-Cert-SAN", SETS | NO_REQ | NO_ID, WHY_CLIENT_CERT),
 	ROW("Proxy-Authenticate", HOP, WHY_HOP),
 	ROW("Proxy-Authorization", HOP, WHY_HOP),
+	ROW("X-Client-Cert-SHA256", SETS | NO_REQ | NO_ID, WHY_CLIENT_CERT),
+	ROW("X-Client-Cert-Subject", SETS | NO_REQ | NO_ID, WHY_CLIENT_CERT),
 };
 #define OWNED_N (sizeof(owned) / sizeof(owned[0]))
 /* the row of every other X-Forwarded-* name */
@@ -93,7 +97,7 @@ static const struct headers_owned owned[] = {
 /* Rows by name length: owned[by_len[n]] .. owned[by_len[n + 1] - 1] have
  * length n.  Built once from the table, so a lookup (every header of every
  * message) compares only the names of its own length. */
-#define OWNED_MAX_LEN 19
+#define OWNED_MAX_LEN 21
 static unsigned char by_len[OWNED_MAX_LEN + 2];
 static pthread_once_t by_len_once = PTHREAD_ONCE_INIT;
 

@@ -102,6 +102,7 @@ struct server {
 	struct server_limits limits;
 	SSL_CTX *tls;          /* NULL: plain HTTP */
 	const char *const *alpn; /* protocols TLS connections may select (server_set_alpn) */
+	struct tls_client_auth_map *client_auth; /* server_set_client_auth; borrowed */
 	bool proxy_protocol;   /* every connection starts with a PROXY header */
 	bool counted;          /* in METRIC_CLIENT_CONNECTIONS */
 	bool http10_status;    /* "HTTP/1.0" status lines to HTTP/1.0 clients */

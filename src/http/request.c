@@ -179,6 +179,12 @@ server_request_port(const struct server_request *req)
 	return req->conn->srv->port;
 }
 
+struct ssl_st *
+server_request_tls(const struct server_request *req)
+{
+	return req->conn->ssl;
+}
+
 int64_t
 server_request_content_length(const struct server_request *req)
 {

@@ -85,6 +85,9 @@ struct evbuffer *server_request_body(struct server_request *req);
 /* The client's address (socket peer) and the listener's port. */
 const struct sockaddr *server_request_peer(const struct server_request *req);
 int server_request_port(const struct server_request *req);
+struct ssl_st;
+/* The TLS connection the request came on (borrowed), or NULL for plain HTTP. */
+struct ssl_st *server_request_tls(const struct server_request *req);
 /* Body bytes declared by Content-Length, or -1 (chunked or none). */
 int64_t server_request_content_length(const struct server_request *req);
 /* The handler's per-request pointer. */

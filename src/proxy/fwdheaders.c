@@ -76,6 +76,12 @@ fwdheaders_own_each(const struct config *cfg, const struct fwdheaders_own *own,
 	add(arg, "X-Forwarded-Port", own->fwd_port ? own->fwd_port : own->listener_port, NULL);
 	add(arg, "X-Request-ID", own->request_id, NULL);
 	add(arg, "traceparent", own->traceparent, NULL);
+	if (own->cert_subject != NULL) {
+		add(arg, "X-Client-Cert-Subject", own->cert_subject, NULL);
+		add(arg, "X-Client-Cert-SHA256", own->cert_sha256, NULL);
+		if (own->cert_san != NULL && own->cert_san[0] != '\0')
+			add(arg, "X-Client-Cert-SAN", own->cert_san, NULL);
+	}
 	if (cfg->geoip_country_header && own->country[0])
 		add(arg, cfg->geoip_country_header, own->country, NULL);
 	if (cfg->geoip_asn_header && own->asn) {

@@ -59,6 +59,9 @@ struct fwdheaders_own {
 	const char *listener_port;  /* the listener's port */
 	const char *request_id;
 	const char *traceparent;    /* the proxy's own span (W3C trace context) */
+	/* the verified client certificate (docs/tls.md#client-certificates), NULL: none */
+	const char *cert_subject, *cert_sha256;
+	const char *cert_san;       /* "" or NULL: no SAN header */
 	const char *country;        /* GeoIP country code, "" when unknown */
 	uint64_t asn;               /* GeoIP ASN, 0 when unknown */
 };

@@ -34,6 +34,7 @@
 #include "http/traceparent.h"
 #include "base/refusals.h"
 #include "core/generation.h"
+#include "tls/tls_clientauth.h"
 
 #define PATH_MAX_BYTES 8192
 #define ALLOWED_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -425,6 +426,8 @@ build_head(struct txn *t)
 	const char *xfp = NULL, *xfh = NULL, *xfport = NULL;
 	struct fwdheaders_rules rules;
 	struct fwdheaders_own own;
+	SSL *ssl = server_request_tls(t->req);
+	const struct tls_client_identity *cert = ssl ? tls_client_identity(ssl) : NULL;
 	char peer[INET6_ADDRSTRLEN];
 	struct headout o;
 
@@ -481,6 +484,11 @@ build_head(struct txn *t)
 		.request_id = t->request_id, .traceparent = t->traceparent,
 		.country = t->access.country, .asn = t->access.asn,
 	};
+	if (cert != NULL) {
+		own.cert_subject = cert->subject;
+		own.cert_sha256 = cert->sha256;
+		own.cert_san = cert->san;
+	}
 	fwdheaders_own_each(t->cfg, &own, add_own_line, &o);
 	if (o.failed) {
 		headout_release(&o);
@@ -947,10 +955,17 @@ route_request(struct txn *t)
 {
 	struct routing_result rr;
 
-	if (routing_decide(t->cfg, t->listener->index, t->route_host,
-			   server_request_proto(t->req) == SERVER_PROTO_HTTP11, t->host_header,
-			   t->path, t->method_bit, t->host, sizeof(t->host), t->fwd_path,
-			   sizeof(t->fwd_path), &rr) != 0) {
+	routing_decide(t->cfg, t->listener->index, t->route_host,
+		       server_request_proto(t->req) == SERVER_PROTO_HTTP11, t->host_header, t->path,
+		       t->method_bit, t->host, sizeof(t->host), t->fwd_path, sizeof(t->fwd_path), &rr);
+	if (rr.status != 400 && tls_client_auth_misdirected(server_request_tls(t->req), t->host)) {
+		/* HTTP/2 coalescing, or a Host unlike the SNI: this connection
+		 * was verified under another client-certificate policy. */
+		refuse(t, 421, "this connection was not verified for that host's client certificates",
+		       false);
+		return -1;
+	}
+	if (rr.status != 0) {
 		t->site = rr.site;
 		t->route = rr.route;
 		t->jump_route = rr.jump_route;

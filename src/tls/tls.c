@@ -16,6 +16,7 @@
 #include "tls/localca.h"
 #include "tls/tls_cert.h"
 #include "tls/tls_handshake.h"
+#include "tls/tls_ocsp.h"
 
 #define TLS_DEFAULT_ROTATE 43200u
 #define TLS_DEFAULT_LEAF_DAYS 7u
@@ -497,6 +498,12 @@ prom_escape(char *out, size_t len, const char *v)
 	return o;
 }
 
+struct tls_index *
+tls_store_index_ref(struct tls_store *s)
+{
+	return tls_handshake_index_ref(s->hs, NULL);
+}
+
 void
 tls_store_each_cert(struct tls_store *s, void (*fn)(const struct tls_cert_info *info, void *arg),
 		    void *arg)
@@ -548,6 +555,7 @@ tls_store_metrics(struct tls_store *s)
 		"# TYPE portcullis_tls_plain_http_total counter\n"
 		"portcullis_tls_plain_http_total %llu\n",
 		tls_handshake_plain_http(s->hs));
+	tls_ocsp_metrics(f);
 	tls_index_unref(ix);
 	if (fclose(f) != 0) {
 		free(buf);

@@ -6,7 +6,8 @@
  * changes it (tls_store_poll, tls_store_install).  Thread-safe throughout.
  * Three files: tls.c (the store: sources, polling, installs, metrics),
  * tls_cert.c (certificates and the name index) and tls_handshake.c (the
- * SSL_CTX and its handshake callbacks).
+ * SSL_CTX and its handshake callbacks); beside them tls_clientauth.c
+ * (client-certificate policies) and tls_ocsp.c (OCSP staples).
  *
  * Handshakes: the ClientHello callback reads SNI and ALPN from the hello,
  * looks the name up (exact name, then the "*.parent" wildcard, then the
@@ -136,9 +137,14 @@ int tls_store_rotate_ticket_keys(struct tls_store *s);
  * Prometheus text, in a new string the caller frees (NULL when out of
  * memory): portcullis_certificate_expiry_seconds{name,key,source} (notAfter
  * as a Unix time) for every certificate served, and
- * portcullis_tls_plain_http_total.  Pass it as metrics_render()'s <extra>.
+ * portcullis_tls_plain_http_total and the OCSP stapling counters (tls_ocsp.h).
+ * Pass it as metrics_render()'s <extra>.
  */
 char *tls_store_metrics(struct tls_store *s);
+
+/* A reference to the certificates served now (tls_cert.h; the caller
+ * unrefs it with tls_index_unref), or NULL when there are none yet. */
+struct tls_index *tls_store_index_ref(struct tls_store *s);
 
 /* One served certificate, as the status page lists it (strings borrowed for
  * the duration of the callback). */

@@ -18,6 +18,8 @@
 #include "base/sslerr.h"
 #include "base/timeutil.h"
 #include "tls/tls_cert.h"
+#include "tls/tls_clientauth.h"
+#include "tls/tls_ocsp.h"
 
 /* Mozilla "intermediate" (server side), TLS 1.2 part; TLS 1.3 suites apart. */
 #define TLS_CIPHERS_12                                                                   \
@@ -270,7 +272,9 @@ client_hello_cb(SSL *ssl, int *alert, void *arg)
 		}
 		used++;
 	}
-	if (used > 0)
+	if (used > 0 && tls_client_auth_handshake(ssl, has_name ? name : NULL) < 0)
+		*alert = SSL_AD_INTERNAL_ERROR;
+	else if (used > 0)
 		rc = SSL_CLIENT_HELLO_SUCCESS;
 out:
 	tls_index_unref(ix);
@@ -491,6 +495,7 @@ make_ctx(struct tls_handshake *s, char *err, size_t errlen)
 	SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, s);
 	SSL_CTX_set_info_callback(ctx, info_cb);
+	SSL_CTX_set_tlsext_status_cb(ctx, tls_ocsp_status_cb); /* staples only what is cached */
 	if (!SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb))
 		goto fail;
 	return ctx;

@@ -132,7 +132,8 @@ class H2Client:
     (dict id → value); preface=False sends nothing at all yet."""
 
     def __init__(self, port, tls=False, host="127.0.0.1", server_name=None, alpn=("h2",),
-                 timeout=WAIT, source=None, settings=None, preface=True, window=None):
+                 timeout=WAIT, source=None, settings=None, preface=True, window=None,
+                 client_cert=None):
         self.timeout = timeout
         sock = socket.create_connection((host, port), timeout=timeout,
                                         source_address=(source, 0) if source else None)
@@ -144,6 +145,8 @@ class H2Client:
             ctx.verify_mode = ssl.CERT_NONE
             if alpn:
                 ctx.set_alpn_protocols(list(alpn))
+            if client_cert:  # (cert, key) paths, for client-certificate authentication
+                ctx.load_cert_chain(*client_cert)
             sock = ctx.wrap_socket(sock, server_hostname=server_name)
             self.alpn = sock.selected_alpn_protocol()
             self.peer_cert = sock.getpeercert(binary_form=True)

@@ -14,6 +14,7 @@ and systemd (for systemd-analyze); openssl and bash.
 """
 
 import base64
+import copy
 import functools
 import glob
 import json
@@ -37,6 +38,7 @@ SRC = os.path.abspath(os.environ.get("PORTCULLIS_SOURCE_DIR")
                       or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN = os.path.abspath(os.environ.get("PORTCULLIS_BIN") or os.path.join(SRC, "build", "portcullis"))
 K8S = os.path.join(SRC, "examples", "k8s-sidecar")
+K8S_MODELS = os.path.join(SRC, "tests", "packaging", "k8s-models")  # npm: the schemas
 DOCKERFILE = os.path.join(SRC, "docker", "Dockerfile")
 COMPOSE = os.path.join(SRC, "docker", "docker-compose.posthog.yml")
 UNIT = os.path.join(SRC, "conf", "portcullis.service")
@@ -140,6 +142,10 @@ def k8s_docs():
         for d in load_yaml_docs(path):
             docs.append((os.path.basename(path), d))
     return docs
+
+
+def k8s_find_any(kind):
+    return [d for _, d in k8s_docs() if d["kind"] == kind]
 
 
 def k8s_find(kind, name=None):
@@ -351,7 +357,10 @@ def test_yaml_parses(path):
 # ---- Kubernetes manifests ----------------------------------------------------------
 
 API_VERSIONS = {"ConfigMap": "v1", "Service": "v1", "Secret": "v1", "Deployment": "apps/v1",
-                "Ingress": "networking.k8s.io/v1", "NetworkPolicy": "networking.k8s.io/v1",
+                "Gateway": "gateway.networking.k8s.io/v1",
+                "HTTPRoute": "gateway.networking.k8s.io/v1",
+                "BackendTLSPolicy": "gateway.networking.k8s.io/v1",
+                "NetworkPolicy": "networking.k8s.io/v1",
                 "Certificate": "cert-manager.io/v1", "Issuer": "cert-manager.io/v1"}
 
 
@@ -522,7 +531,51 @@ def test_k8s_sidecar_matches_its_config():
     assert grace > cfg["timeouts"]["drain"] + 5
 
 
-def test_k8s_service_ingress_certificate_networkpolicy():
+def validate_k8s(items):
+    """Run k8s-models/validate.mjs (kubernetes-models, @kubernetes-models/gateway-api,
+    @kubernetes-models/cert-manager) on [(where, object)]; returns (exit code, lines)."""
+    node = need("node")
+    if not os.path.isdir(os.path.join(K8S_MODELS, "node_modules", "kubernetes-models")):
+        need("npm")
+        r = run(["npm", "ci", "--no-audit", "--no-fund", "--no-update-notifier",
+                 "--loglevel=error"], cwd=K8S_MODELS, timeout=300)
+        assert r.returncode == 0, "npm ci in %s failed:\n%s" % (K8S_MODELS, r.stderr)
+    r = run([node, os.path.join(K8S_MODELS, "validate.mjs")],
+            input=json.dumps([{"where": w, "object": o} for w, o in items]))
+    assert r.stderr == "", r.stderr
+    return r.returncode, r.stdout.splitlines()
+
+
+def test_k8s_manifests_validate_against_their_schemas(generated_secret):
+    """Every object of examples/k8s-sidecar (and make-secret.sh's Secret) against the
+    OpenAPI schemas of Kubernetes, the Gateway API and cert-manager."""
+    items = [("%s %s/%s" % (os.path.relpath(path, SRC), d["kind"], d["metadata"]["name"]), d)
+             for path, d in k8s_docs()]
+    items.append(("make-secret.sh Secret", generated_secret[0]))
+    rc, lines = validate_k8s(items)
+    assert rc == 0 and len(lines) == len(items), "\n".join(lines)
+    assert all(line.startswith("ok ") for line in lines), "\n".join(lines)
+    kinds = {d["kind"] for _, d in items}
+    assert {"Gateway", "HTTPRoute", "BackendTLSPolicy", "Certificate", "Deployment"} <= kinds
+
+
+def test_k8s_schema_check_catches_mistakes():
+    """The validator is not a rubber stamp: a wrong type, a missing required field and
+    an unknown kind are refused."""
+    route = copy.deepcopy(k8s_find("HTTPRoute", "posthog")[0])
+    route["spec"]["rules"][0]["backendRefs"][0]["port"] = "https"  # must be a number
+    gw = copy.deepcopy(k8s_find("Gateway", "posthog")[0])
+    del gw["spec"]["gatewayClassName"]
+    btp = copy.deepcopy(k8s_find("BackendTLSPolicy")[0])
+    btp["spec"]["validation"]["hostname"] = 443
+    unknown = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "x"}}
+    rc, lines = validate_k8s([("route", route), ("gateway", gw), ("btp", btp),
+                              ("unknown", unknown)])
+    assert rc == 1
+    assert [line.split(" ", 1)[0] for line in lines] == ["invalid"] * 4, "\n".join(lines)
+
+
+def test_k8s_service_gateway_certificate_networkpolicy():
     dep, c = sidecar_container()
     labels = dep["spec"]["template"]["metadata"]["labels"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -532,19 +585,30 @@ def test_k8s_service_ingress_certificate_networkpolicy():
     svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
     assert svc_ports["https"]["targetPort"] in ports, "Service targets no sidecar port"
     assert "admin" not in svc_ports and 8000 not in [p.get("targetPort") for p in svc_ports.values()]
-    for ing in k8s_find("Ingress"):
-        for rule in ing["spec"]["rules"]:
-            for p in rule["http"]["paths"]:
-                be = p["backend"]["service"]
-                assert be["name"] == "posthog-web" and be["port"]["name"] in svc_ports
-        ann = ing["metadata"]["annotations"]
-        assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
-        ns, _, secret = ann["nginx.ingress.kubernetes.io/proxy-ssl-secret"].partition("/")
-        assert ns == "posthog" and secret == "posthog-web-tls"
+    assert not k8s_find_any("Ingress"), "ingress-nginx is retired: the example uses a Gateway"
+    gw = k8s_find("Gateway", "posthog")[0]
+    listeners = {l_["name"]: l_ for l_ in gw["spec"]["listeners"]}
+    public = listeners["https"]["tls"]["certificateRefs"][0]["name"]
+    assert public in {c_["spec"]["secretName"] for c_ in k8s_find("Certificate")}
+    to_sidecar = 0
+    for route in k8s_find("HTTPRoute"):
+        for parent in route["spec"]["parentRefs"]:
+            assert parent["name"] == "posthog" and parent["sectionName"] in listeners
+        for rule in route["spec"]["rules"]:
+            for be in rule.get("backendRefs", []):
+                # by port number: the Service port the BackendTLSPolicy names
+                assert be["name"] == "posthog-web" and be["port"] == svc_ports["https"]["port"]
+                assert route["spec"]["parentRefs"][0]["sectionName"] == "https"
+                to_sidecar += 1
+    assert to_sidecar == 1
+    btp = k8s_find("BackendTLSPolicy", "posthog-web")[0]["spec"]
+    assert btp["targetRefs"] == [{"group": "", "kind": "Service", "name": "posthog-web",
+                                  "sectionName": "https"}]
+    assert btp["validation"]["hostname"] == "posthog-web.posthog.svc"
     issuers = {i["metadata"]["name"] for i in k8s_find("Issuer")}
     for cert in k8s_find("Certificate"):
-        assert cert["spec"]["issuerRef"]["name"] in issuers, cert["spec"]["issuerRef"]
-        assert cert["spec"]["issuerRef"]["kind"] == "Issuer"
+        ref = cert["spec"]["issuerRef"]
+        assert ref["kind"] == "ClusterIssuer" or ref["name"] in issuers, ref
     ca_secrets = {i["spec"]["ca"]["secretName"] for i in k8s_find("Issuer") if "ca" in i["spec"]}
     cert_secrets = {c_["spec"]["secretName"] for c_ in k8s_find("Certificate")}
     assert ca_secrets <= cert_secrets
