@@ -15,6 +15,8 @@
 #include <openssl/rand.h>
 
 #include "auth/assertion.h"
+#include "auth/auth_gate.h"
+#include "auth/auth_hosts.h"
 #include "auth/claims.h"
 #include "auth/jwt.h"
 #include "auth/policy.h"
@@ -28,7 +30,6 @@
 #include "auth/session.h"
 #include "auth/stepup.h"
 
-#define AUTH_PURPOSE_SESSION "session"
 #define AUTH_TRACK_PREFIX "__Host-portcullis-saml-"
 #define AUTH_TRACK_SECONDS 600
 #define AUTH_RELAY_HEX 32
@@ -106,7 +107,7 @@ auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h)
 }
 
 /* Reply with <body> (moved) and the headers already in a->out. */
-static void
+void
 auth_reply(struct auth_request *a, int status, const char *content_type, struct evbuffer *body)
 {
 	if (content_type)
@@ -124,7 +125,7 @@ auth_reply(struct auth_request *a, int status, const char *content_type, struct 
 }
 
 /* A short HTML page: <title>, then <html_body> (already escaped). */
-static void
+void
 auth_page(struct auth_request *a, int status, const char *title, struct evbuffer *inner)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -150,7 +151,7 @@ auth_page(struct auth_request *a, int status, const char *title, struct evbuffer
 	auth_reply(a, status, "text/html; charset=utf-8", b);
 }
 
-static void
+void
 auth_set_cookie(struct auth_request *a, const char *name, const char *value, long max_age,
 		const char *samesite)
 {
@@ -265,7 +266,7 @@ auth_start_login_for(struct auth_request *a, const char *target, bool force,
 	auth_reply(a, 302, "text/plain; charset=utf-8", b);
 }
 
-static void
+void
 auth_start_login(struct auth_request *a, const char *target, bool force)
 {
 	auth_start_login_for(a, target, force, NULL);
@@ -276,8 +277,11 @@ static void
 auth_login_url(struct auth_request *a, struct evbuffer *b)
 {
 	struct config_saml *sc = a->cfg->saml;
+	/* saml.hosts: on a hand-off host its own login, which goes on to the auth host */
+	const char *here =
+		auth_hosts_origin(sc, evhttp_find_header(server_request_headers(a->req), "Host"));
 
-	evbuffer_add_printf(b, "%s%s/login?return=", sc->base_url, sc->prefix);
+	evbuffer_add_printf(b, "%s%s/login?return=", here ? here : sc->base_url, sc->prefix);
 	urlenc_encode(b, a->path);
 	if (a->query) {
 		evbuffer_add(b, "%3F", 3);
@@ -305,7 +309,7 @@ auth_is_navigation_request(unsigned method_bit, const struct evkeyvalq *h)
 	return true;
 }
 
-static bool
+bool
 auth_is_navigation(struct auth_request *a)
 {
 	return auth_is_navigation_request(a->method_bit, server_request_headers(a->req));
@@ -318,7 +322,12 @@ auth_need_login_for(struct auth_request *a, const struct stepup_rule *step, bool
 {
 	struct evbuffer *b;
 	char *target = NULL;
+	const char *origin = auth_hosts_here(a);
 
+	if (origin != NULL) { /* saml.hosts */
+		auth_hosts_need_login(a, origin);
+		return;
+	}
 	if (auth_is_navigation(a)) {
 		if (asprintf(&target, "%s%s%s", a->path, a->query ? "?" : "", a->query ? a->query : "") < 0)
 			target = NULL;
@@ -556,7 +565,7 @@ auth_jwks(struct auth_request *a)
 }
 
 /* The value of query parameter <name>, decoded, or NULL. */
-static char *
+char *
 auth_query_value(const char *query, const char *name)
 {
 	return query ? urlenc_form_value(query, strlen(query), name) : NULL;
@@ -572,6 +581,10 @@ auth_login_endpoint(struct auth_request *a)
 		log_warn("saml: login refused [ref %s]: return: malformed percent-encoding",
 			 a->request_id);
 		auth_page(a, 400, "Bad sign-in link", NULL);
+		return;
+	}
+	if (a->cfg->saml->nhosts > 0 && auth_hosts_login(a, target)) {
+		free(target);
 		return;
 	}
 	if (target != NULL && !auth_return_path_ok(target)) {
@@ -811,7 +824,13 @@ auth_finish_login(struct auth_request *a, struct session *s, const char *target,
 			 a->request_id, a->client, sid);
 	}
 	atomic_fetch_add_explicit(&auth_logins_ok, 1, memory_order_relaxed);
-	evhttp_add_header(a->out, "Location", target);
+	{
+		/* saml.hosts: a login for another host ends at its hand-off */
+		char *handoff = auth_hosts_handoff_url(sc, s, target, now);
+
+		evhttp_add_header(a->out, "Location", handoff ? handoff : target);
+		free(handoff);
+	}
 	auth_reply(a, 303, NULL, NULL);
 }
 
@@ -935,6 +954,7 @@ auth_cancel(struct auth_request *a)
 {
 	struct auth_acs_wait *w = a->pending;
 
+	auth_hosts_cancel(a);
 	if (w == NULL)
 		return;
 	a->pending = NULL;
@@ -962,6 +982,10 @@ auth_on_body(struct auth_request *a)
 	enum auth_action act = AUTH_REPLIED;
 	const char *ctype = evhttp_find_header(server_request_headers(a->req), "Content-Type");
 
+	if (auth_hosts_is_handoff(sc, a->path)) {
+		free(buf);
+		return (enum auth_action)auth_hosts_handoff(a);
+	}
 	if (buf == NULL) {
 		auth_reply(a, 500, NULL, NULL);
 		return AUTH_REPLIED;
@@ -1024,7 +1048,10 @@ auth_on_body(struct auth_request *a)
 	if (!auth_step_up_met(a, track, s, now))
 		goto out;
 	target = strdup(session_attr(track, "return") ? session_attr(track, "return") : "/");
-	if (target == NULL || !auth_return_path_ok(target)) {
+	if (target == NULL ||
+	    (!auth_return_path_ok(target) && /* saml.hosts: a login for another host */
+	     (auth_hosts_kept_url(target) == NULL ||
+	      auth_hosts_url_ok(sc, auth_hosts_kept_url(target)) == NULL))) {
 		free(target);
 		target = strdup("/");
 	}
@@ -1114,6 +1141,8 @@ auth_endpoint_of(const struct config *cfg, const struct config_site *site, const
 			return AUTH_ENDPOINT_LOGIN;
 		if (auth_path_is_sub(path, sc->prefix, "/logout"))
 			return AUTH_ENDPOINT_LOGOUT;
+		if (auth_hosts_is_handoff(sc, path) && method_bit == METHOD_GET)
+			return AUTH_ENDPOINT_HANDOFF;
 	}
 	return AUTH_ENDPOINT_NONE;
 }
@@ -1205,6 +1234,10 @@ auth_on_head(struct auth_request *a)
 	case AUTH_ENDPOINT_LOGOUT:
 		auth_logout_endpoint(a);
 		return AUTH_REPLIED;
+	case AUTH_ENDPOINT_HANDOFF:
+		/* saml.hosts: the hand-off, answered once its (empty) body is in
+		 * (it may wait for the shared replay store) */
+		return AUTH_READ_BODY;
 	}
 	if (a->route == NULL || a->route->auth != AUTH_SAML)
 		return AUTH_CONTINUE;

@@ -73,6 +73,7 @@ struct auth_request {
 	void (*done)(struct auth_request *a);
 	void *done_arg;         /* the caller's, for done */
 	void *pending;          /* auth's own, while AUTH_PENDING */
+	void *hosts_pending;    /* a hand-off's, while AUTH_PENDING (auth_hosts.h) */
 };
 
 /* Decide about a request whose head is known.  See enum auth_action. */
@@ -110,6 +111,7 @@ enum auth_endpoint {
 	AUTH_ENDPOINT_METADATA,     /* <prefix>/metadata */
 	AUTH_ENDPOINT_LOGIN,        /* <prefix>/login */
 	AUTH_ENDPOINT_LOGOUT,       /* <prefix>/logout */
+	AUTH_ENDPOINT_HANDOFF,      /* saml.hosts: the hand-off from the auth host (GET) */
 };
 
 /* The SP endpoint normalized <path> asks for on <site> (one that serves

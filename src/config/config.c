@@ -76,6 +76,7 @@ config_load_json(struct config_loader *ld, json_t *root)
 	config_parse_saml(ld, root);
 	config_parse_redis(ld, root);
 	config_saml_sites(ld);
+	config_saml_hosts_sites(ld);
 	config_assertion_sites(ld);
 	config_saml_open(ld);
 	config_assertion_open(ld);

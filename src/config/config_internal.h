@@ -159,6 +159,9 @@ const char **config_require_attributes(const struct config *cfg, size_t *n);
 void config_parse_saml_assertion(struct config_loader *ld, struct config_saml *sc, const json_t *v);
 /* "saml.revocation" (config_revocation.c); <v> may be NULL (off). */
 void config_parse_saml_revocation(struct config_loader *ld, struct config_saml *sc, const json_t *v);
+/* config_saml_hosts.c */
+void config_parse_saml_hosts(struct config_loader *ld, struct config_saml *sc, const json_t *v);
+void config_saml_hosts_sites(struct config_loader *ld);
 void config_parse_assertion_use(struct config_loader *ld, const char *path, const json_t *v,
 				int *on, char **audience);
 void config_assertion_sites(struct config_loader *ld);

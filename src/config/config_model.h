@@ -388,6 +388,8 @@ struct config_saml {
 	struct config_assertion assertion; /* "identity_assertion" */
 	struct config_revocation revocation; /* "revocation" */
 	struct config_saml_encryption encryption; /* "encryption" */
+	char **hosts;                /* "hosts": other origins signed in through base_url */
+	size_t nhosts;
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */

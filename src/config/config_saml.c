@@ -33,7 +33,7 @@ static const char *const config_saml_keys[] = {
 	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
 	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
 	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
-	"require",	    "replay_store",	  "identity_assertion", "revocation", "encryption", NULL
+	"require",	    "replay_store",	  "identity_assertion", "revocation", "encryption", "hosts", NULL
 };
 static const char *const config_replay_stores[] = { "memory", "redis", NULL };
 
@@ -444,6 +444,7 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	config_parse_saml_assertion(ld, sc, json_object_get(v, "identity_assertion"));
 	config_parse_saml_encryption(ld, sc, json_object_get(v, "encryption"));
 	config_parse_saml_revocation(ld, sc, json_object_get(v, "revocation"));
+	config_parse_saml_hosts(ld, sc, json_object_get(v, "hosts"));
 }
 
 /* ------------------------------------------------------------------ */

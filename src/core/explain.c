@@ -480,6 +480,8 @@ explain_endpoint_name(enum auth_endpoint ep)
 		return "the login endpoint";
 	case AUTH_ENDPOINT_LOGOUT:
 		return "the logout endpoint";
+	case AUTH_ENDPOINT_HANDOFF:
+		return "the saml.hosts hand-off";
 	}
 	return "?";
 }

@@ -19,6 +19,10 @@
 // With "then", a signed-in run then opens each of those URLs in the same
 // page (same context, so with the session's cookies), one after the other:
 // "then" in the output, one step each (URL, status, page text, protocol).
+// After "then", "cookies_after_then" is the jar (with each value when the
+// run has "cookie_values": true, for a test that replays them).
+// With "again" (a regular expression), a signed-in run then opens once more
+// each document URL it saw that matches ("again" in the output).
 // With "signin": false, a run stops at the IdP's form (outcome "at-idp";
 // "username" and "password" are not needed): where a page without a
 // session sends the browser.
@@ -89,10 +93,12 @@ function pathAndQuery(u) {
   return x.pathname + x.search;
 }
 
-async function cookieJar(context) {
+// With <values>, each cookie's value too (a test that replays a cookie).
+async function cookieJar(context, values) {
   return (await context.cookies()).map((c) => ({
     name: c.name, domain: c.domain, path: c.path, httpOnly: c.httpOnly, secure: c.secure,
     sameSite: c.sameSite, expires: c.expires, value_length: c.value.length,
+    ...(values ? { value: c.value } : {}),
   }));
 }
 
@@ -214,6 +220,18 @@ async function login(browser, run) {
       for (const u of run.then) {
         const r = await page.goto(u, { waitUntil: 'load' });
         out.then.push(await snapshot('then', r));
+      }
+      out.cookies_after_then = await cookieJar(context, !!run.cookie_values);
+    }
+
+    // 4b. Open again each document URL so far that matches "again" (a
+    //     regular expression): what a replayed link gets in this browser.
+    if (run.again && out.outcome === 'signed-in') {
+      const rx = new RegExp(run.again);
+      out.again = [];
+      for (const u of out.documents.map((d) => d.url).filter((u) => rx.test(u))) {
+        const r = await page.goto(u, { waitUntil: 'load' });
+        out.again.push(await snapshot('again', r));
       }
     }
 
