@@ -21,6 +21,7 @@
 #include "acme/acme.h"
 #include "auth/revoke.h"
 #include "core/admin.h"
+#include "core/explain.h"
 #include "core/status_page.h"
 #include "core/handoff.h"
 #include "core/keyguard.h"
@@ -64,6 +65,8 @@ struct app {
 	/* start-up and teardown (main) */
 	bool test_only;             /* -t */
 	const char *revoke;         /* --revoke TARGET */
+	struct explain_request explain; /* --explain 'METHOD URL' and its options */
+	bool explain_options;       /* one of --from, --listener, --header, --identity, --json */
 	bool switching;             /* root with a "user": become it after binding */
 	char *err;                  /* ERRLEN bytes */
 	struct config *cfg;         /* as loaded for the start */
@@ -97,6 +100,12 @@ usage(FILE *out)
 		"       portcullis --revoke user=NAMEID|session=ID -c FILE\n"
 		"                                sign a user or a session out everywhere (through\n"
 		"                                FILE's Redis; saml.revocation) and exit\n"
+		"       portcullis -t -c FILE --explain 'METHOD URL' [--from ADDR] [--listener NAME]\n"
+		"                  [--header 'Name: value']... [--identity 'attribute=value']... [--json]\n"
+		"                                what that request would meet, step by step (listener,\n"
+		"                                path, site, route, access, rate limit, auth, upstream,\n"
+		"                                headers), sending nothing; exit 0: forwarded, 3: refused,\n"
+		"                                4: answered by portcullis itself (docs/explain.md)\n"
 		"       portcullis --version     print the version\n"
 		"       portcullis --help        print this help\n"
 		"\n"
@@ -558,9 +567,24 @@ parse_args(struct app *app, int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{"revoke", required_argument, NULL, 'R'},
+		{"explain", required_argument, NULL, 'E'},
+		{"from", required_argument, NULL, 'F'},
+		{"listener", required_argument, NULL, 'L'},
+		{"header", required_argument, NULL, 'H'},
+		{"identity", required_argument, NULL, 'I'},
+		{"json", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0},
 	};
+	struct explain_request *x = &app->explain;
 	int opt;
+
+	/* every argument at most once: room for all --header / --identity */
+	x->headers = calloc((size_t)argc, sizeof(*x->headers));
+	x->identity = calloc((size_t)argc, sizeof(*x->identity));
+	if (x->headers == NULL || x->identity == NULL) {
+		fprintf(stderr, "portcullis: out of memory\n");
+		return 1;
+	}
 
 	while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -573,6 +597,30 @@ parse_args(struct app *app, int argc, char **argv)
 		case 'R':
 			app->revoke = optarg;
 			app->test_only = true; /* read the file only: nothing created */
+			break;
+		case 'E':
+			x->request = optarg;
+			app->test_only = true; /* read the file only: nothing created */
+			break;
+		case 'F':
+			x->from = optarg;
+			app->explain_options = true;
+			break;
+		case 'L':
+			x->listener = optarg;
+			app->explain_options = true;
+			break;
+		case 'H':
+			x->headers[x->nheaders++] = optarg;
+			app->explain_options = true;
+			break;
+		case 'I':
+			x->identity[x->nidentity++] = optarg;
+			app->explain_options = true;
+			break;
+		case 'J':
+			x->json = true;
+			app->explain_options = true;
 			break;
 		case 'V':
 			printf("portcullis %s\n", PORTCULLIS_VERSION);
@@ -587,6 +635,15 @@ parse_args(struct app *app, int argc, char **argv)
 	}
 	if (app->config_path == NULL || optind != argc) {
 		usage(stderr);
+		return 2;
+	}
+	if (app->explain_options && x->request == NULL) {
+		fprintf(stderr, "portcullis: --from, --listener, --header, --identity and --json go "
+				"with --explain 'METHOD URL'\n");
+		return 2;
+	}
+	if (x->request != NULL && app->revoke != NULL) {
+		fprintf(stderr, "portcullis: --explain and --revoke do not go together\n");
 		return 2;
 	}
 	return -1;
@@ -985,6 +1042,8 @@ teardown(struct app *app, int status)
 	if (app->admin_keep >= 0)
 		close(app->admin_keep);
 	free(app->exe);
+	free(app->explain.headers);
+	free(app->explain.identity);
 	free(app->fds);
 	free(app->ports);
 	revoke_shutdown();
@@ -1005,8 +1064,11 @@ main(int argc, char **argv)
 	int status;
 
 	status = parse_args(&app, argc, argv);
-	if (status >= 0)
+	if (status >= 0) {
+		free(app.explain.headers);
+		free(app.explain.identity);
 		return status;
+	}
 	status = 1;
 	app.err = calloc(1, ERRLEN);
 	if (app.err == NULL)
@@ -1025,6 +1087,14 @@ main(int argc, char **argv)
 		}
 		printf("revoked: %s\n", app.revoke);
 		status = 0;
+		goto out;
+	}
+	if (app.explain.request != NULL) {
+		status = explain_run(app.cfg, &app.explain, stdout, app.err, ERRLEN);
+		if (status < 0) {
+			fprintf(stderr, "portcullis: %s\n", app.err);
+			status = 2;
+		}
 		goto out;
 	}
 	app.exe = realpath("/proc/self/exe", NULL);

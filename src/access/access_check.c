@@ -32,24 +32,40 @@ access_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* How a check runs: a request, a tunnel checked again (no rate limit), or
+ * --explain (no log line, no counter, no token taken: the rate blocks that
+ * would be asked are noted instead). */
+enum access_mode {
+	ACCESS_MODE_REQUEST,
+	ACCESS_MODE_AGAIN,
+	ACCESS_MODE_EXPLAIN,
+};
+
+/* Where ACCESS_MODE_EXPLAIN notes the rate blocks. */
+struct access_rates {
+	const struct access_block **blocks;
+	size_t n;
+};
+
 static void
-access_log_refusal(const char *client, const char *what, const char *rule)
+access_log_refusal(enum access_mode mode, const char *client, const char *what, const char *rule)
 {
-	log_info("access refused for %s: %s (%s)", client, what, rule);
+	if (mode != ACCESS_MODE_EXPLAIN)
+		log_info("access refused for %s: %s (%s)", client, what, rule);
 }
 
 /* Evaluate one policy; 0, 403 or 429 (filling <out>). */
 static int
 access_apply_policy(const struct config *cfg, const struct access_policy *p,
 		    const struct netaddr *a, const char *client, netaddr_country country,
-		    struct access_outcome *out, bool rate)
+		    struct access_outcome *out, enum access_mode mode, struct access_rates *rates)
 {
 	enum access_match m = ACCESS_NO_MATCH;
 
 	if (p->ip != NULL) {
 		m = access_cidrs_check(p->ip->cidrs, a, &out->rule);
 		if (m == ACCESS_DENIED) {
-			access_log_refusal(client, "address", out->rule);
+			access_log_refusal(mode, client, "address", out->rule);
 			return out->status = 403;
 		}
 	}
@@ -68,14 +84,17 @@ access_apply_policy(const struct config *cfg, const struct access_policy *p,
 		if (refused) {
 			char what[40];
 
-			access_counter_add(b->country_refusals, 1);
+			if (mode != ACCESS_MODE_EXPLAIN)
+				access_counter_add(b->country_refusals, 1);
 			snprintf(what, sizeof(what), "country %s", out->country[0] ? out->country
 										  : "unknown");
-			access_log_refusal(client, what, out->rule);
+			access_log_refusal(mode, client, what, out->rule);
 			return out->status = 403;
 		}
 	}
-	if (rate && p->rate != NULL && cfg->ratelimit != NULL) {
+	if (mode == ACCESS_MODE_EXPLAIN && p->rate != NULL && cfg->ratelimit != NULL) {
+		rates->blocks[rates->n++] = p->rate;
+	} else if (mode == ACCESS_MODE_REQUEST && p->rate != NULL && cfg->ratelimit != NULL) {
 		const struct access_block *b = p->rate;
 		double wait = 0;
 		uint64_t k0 = a->family == AF_INET ? a->v4 : a->v6[0]; /* IPv6: per /64 */
@@ -98,7 +117,7 @@ access_apply_policy(const struct config *cfg, const struct access_policy *p,
 static int
 access_check(const struct config *cfg, size_t listener, const struct config_route *jump_route,
 	     const struct config_route *route, const char *client, struct access_outcome *out,
-	     bool rate)
+	     enum access_mode mode, struct access_rates *rates)
 {
 	struct netaddr a;
 	netaddr_country country = 0;
@@ -108,7 +127,7 @@ access_check(const struct config *cfg, size_t listener, const struct config_rout
 		return 0; /* no IP client (cannot happen on TCP listeners): nothing to match */
 	if (listener < cfg->nlisteners && cfg->listeners[listener].acl != NULL &&
 	    access_cidrs_check(cfg->listeners[listener].acl, &a, &out->rule) == ACCESS_DENIED) {
-		access_log_refusal(client, "address", out->rule);
+		access_log_refusal(mode, client, "address", out->rule);
 		return out->status = 403;
 	}
 	if (cfg->geoip != NULL) {
@@ -120,10 +139,10 @@ access_check(const struct config *cfg, size_t listener, const struct config_rout
 		}
 	}
 	if (jump_route != NULL &&
-	    access_apply_policy(cfg, &jump_route->policy, &a, client, country, out, rate) != 0)
+	    access_apply_policy(cfg, &jump_route->policy, &a, client, country, out, mode, rates) != 0)
 		return out->status;
 	if (route != NULL &&
-	    access_apply_policy(cfg, &route->policy, &a, client, country, out, rate) != 0)
+	    access_apply_policy(cfg, &route->policy, &a, client, country, out, mode, rates) != 0)
 		return out->status;
 	out->rule = NULL;
 	return 0;
@@ -134,7 +153,7 @@ access_check_request(const struct config *cfg, size_t listener,
 		     const struct config_route *jump_route, const struct config_route *route,
 		     const char *client, struct access_outcome *out)
 {
-	return access_check(cfg, listener, jump_route, route, client, out, true);
+	return access_check(cfg, listener, jump_route, route, client, out, ACCESS_MODE_REQUEST, NULL);
 }
 
 int
@@ -142,7 +161,21 @@ access_check_again(const struct config *cfg, size_t listener,
 		   const struct config_route *jump_route, const struct config_route *route,
 		   const char *client, struct access_outcome *out)
 {
-	return access_check(cfg, listener, jump_route, route, client, out, false);
+	return access_check(cfg, listener, jump_route, route, client, out, ACCESS_MODE_AGAIN, NULL);
+}
+
+int
+access_check_explain(const struct config *cfg, size_t listener,
+		     const struct config_route *jump_route, const struct config_route *route,
+		     const char *client, struct access_outcome *out,
+		     const struct access_block *rate_blocks[2], size_t *nrate_blocks)
+{
+	struct access_rates rates = {.blocks = rate_blocks, .n = 0};
+	int status = access_check(cfg, listener, jump_route, route, client, out,
+				  ACCESS_MODE_EXPLAIN, &rates);
+
+	*nrate_blocks = rates.n;
+	return status;
 }
 
 bool
@@ -156,6 +189,6 @@ access_check_address(const struct config *cfg, size_t listener, const struct net
 	if (access_cidrs_check(cfg->listeners[listener].acl, a, &rule) != ACCESS_DENIED)
 		return true;
 	netaddr_format(a, text, sizeof(text));
-	access_log_refusal(text, "address", rule);
+	access_log_refusal(ACCESS_MODE_REQUEST, text, "address", rule);
 	return false;
 }

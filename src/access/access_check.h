@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct access_block;
 struct config;
 struct config_route;
 struct netaddr;
@@ -51,6 +52,19 @@ int access_check_request(const struct config *cfg, size_t listener,
 int access_check_again(const struct config *cfg, size_t listener,
 		       const struct config_route *jump_route, const struct config_route *route,
 		       const char *client, struct access_outcome *out);
+
+/*
+ * access_check_request as portcullis --explain asks it: the same rules in
+ * the same order, without side effects (no log line, no refusal or country
+ * counter, no rate token taken).  The rate blocks a request would take a
+ * token from (the "site" route's, then the route's; those reached before a
+ * refusal) go to <rate_blocks>, their number to *<nrate_blocks>.  The CIDR
+ * refusal counters of access.h still count (in the explaining process).
+ */
+int access_check_explain(const struct config *cfg, size_t listener,
+			 const struct config_route *jump_route, const struct config_route *route,
+			 const char *client, struct access_outcome *out,
+			 const struct access_block *rate_blocks[2], size_t *nrate_blocks);
 
 /*
  * The listener-level check alone, for raw TCP connections: true when

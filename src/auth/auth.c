@@ -98,6 +98,14 @@ auth_is_our_cookie(const char *pair, size_t len, void *arg)
 	       (len > tlen && memcmp(pair, AUTH_TRACK_PREFIX, tlen) == 0);
 }
 
+void
+auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h)
+{
+	struct auth_cookie_name ours = {.name = sc->cookie_name, .len = strlen(sc->cookie_name)};
+
+	cookie_strip(h, auth_is_our_cookie, &ours);
+}
+
 /* Reply with <body> (moved) and the headers already in a->out. */
 void
 auth_reply(struct auth_request *a, int status, const char *content_type, struct evbuffer *body)
@@ -282,13 +290,12 @@ auth_login_url(struct auth_request *a, struct evbuffer *b)
 }
 
 bool
-auth_is_navigation(struct auth_request *a)
+auth_is_navigation_request(unsigned method_bit, const struct evkeyvalq *h)
 {
-	struct evkeyvalq *h = server_request_headers(a->req);
 	const char *mode = evhttp_find_header(h, "Sec-Fetch-Mode");
 	const char *accept = evhttp_find_header(h, "Accept");
 
-	if (!(a->method_bit & (METHOD_GET | METHOD_HEAD)))
+	if (!(method_bit & (METHOD_GET | METHOD_HEAD)))
 		return false;
 	if (evhttp_find_header(h, "X-Requested-With") != NULL)
 		return false;
@@ -300,6 +307,12 @@ auth_is_navigation(struct auth_request *a)
 	    strstr(accept, "text/html") == NULL)
 		return false;
 	return true;
+}
+
+bool
+auth_is_navigation(struct auth_request *a)
+{
+	return auth_is_navigation_request(a->method_bit, server_request_headers(a->req));
 }
 
 /* No session good enough: a browser navigation goes to the IdP (a login for
@@ -399,6 +412,26 @@ auth_forbidden(struct auth_request *a, const struct session *s, const struct pol
 	auth_page(a, 403, "Access denied", b);
 }
 
+const struct stepup_rule *
+auth_route_step_up(const struct config_site *site, const struct config_route *route)
+{
+	return route->step_up ? route->step_up : site ? site->step_up : NULL;
+}
+
+const char *
+auth_assertion_audience(const struct config_site *site, const struct config_route *r)
+{
+	int on = r->assertion ? r->assertion : site ? site->assertion : 0;
+	const char *issuer = site && site->name ? site->name : "portcullis";
+
+	if (on <= 0)
+		return NULL;
+	return r->assertion_audience				 ? r->assertion_audience
+	       : r->assertion == 0 && site && site->assertion_audience ? site->assertion_audience
+	       : r->upstream && r->upstream->name		 ? r->upstream->name
+								 : issuer;
+}
+
 /* The signed identity assertion, on routes (or sites) that ask for it:
  * audience the route's (or site's) "audience", else the upstream's name;
  * issuer the site's name; never valid past the session's own end. */
@@ -407,20 +440,15 @@ auth_add_assertion(struct auth_request *a, const struct session *s, const char *
 		   int64_t now)
 {
 	const struct config_saml *sc = a->cfg->saml;
-	const struct config_route *r = a->route;
-	int on = r->assertion ? r->assertion : a->site ? a->site->assertion : 0;
+	const char *audience = auth_assertion_audience(a->site, a->route);
 	struct assertion_params p;
 	const char *token;
 
-	if (on <= 0 || sc->assertion.keys == NULL)
+	if (audience == NULL || sc->assertion.keys == NULL)
 		return;
 	p.keys = sc->assertion.keys;
 	p.issuer = a->site && a->site->name ? a->site->name : "portcullis";
-	p.audience = r->assertion_audience		    ? r->assertion_audience
-		     : r->assertion == 0 && a->site && a->site->assertion_audience
-			 ? a->site->assertion_audience
-		     : r->upstream && r->upstream->name ? r->upstream->name
-							: p.issuer;
+	p.audience = audience;
 	p.email_attr = sc->assertion.email_attr;
 	p.groups_attr = sc->assertion.groups_attr;
 	p.lifetime = (int64_t)sc->assertion.lifetime;
@@ -435,13 +463,9 @@ auth_add_assertion(struct auth_request *a, const struct session *s, const char *
 			 a->request_id);
 }
 
-/* Put the identity headers into the request. */
-static void
-auth_add_identity(struct auth_request *a, const struct session *s)
+void
+auth_identity_headers(const struct config_saml *sc, const struct session *s, struct evkeyvalq *h)
 {
-	struct evkeyvalq *h = server_request_headers(a->req);
-	const struct config_saml *sc = a->cfg->saml;
-
 	for (size_t i = 0; i < sc->nheaders; i++) {
 		const char *attr = sc->headers[i].attribute;
 		const char *first = NULL;
@@ -474,6 +498,13 @@ auth_add_identity(struct auth_request *a, const struct session *s)
 		}
 		evbuffer_free(v);
 	}
+}
+
+/* Put the identity headers into the request. */
+static void
+auth_add_identity(struct auth_request *a, const struct session *s)
+{
+	auth_identity_headers(a->cfg->saml, s, server_request_headers(a->req));
 }
 
 /* ---- SP endpoints --------------------------------------------------------------- */
@@ -1045,10 +1076,9 @@ out:
 
 /* ---- the gate --------------------------------------------------------------------- */
 
-static bool
-auth_bearer_allowed(struct auth_request *a)
+bool
+auth_bearer_passes(const struct config_route *route, const struct evkeyvalq *hs)
 {
-	struct evkeyvalq *hs = server_request_headers(a->req);
 	const char *h = NULL;
 	struct evkeyval *kv;
 
@@ -1067,13 +1097,63 @@ auth_bearer_allowed(struct auth_request *a)
 	h += 7;
 	while (*h == ' ')
 		h++;
-	for (size_t i = 0; i < a->route->nallow_bearer; i++) {
-		size_t n = strlen(a->route->allow_bearer[i]);
+	for (size_t i = 0; i < route->nallow_bearer; i++) {
+		size_t n = strlen(route->allow_bearer[i]);
 
-		if (strncmp(h, a->route->allow_bearer[i], n) == 0 && h[n] != '\0')
+		if (strncmp(h, route->allow_bearer[i], n) == 0 && h[n] != '\0')
 			return true;
 	}
 	return false;
+}
+
+static bool
+auth_bearer_allowed(struct auth_request *a)
+{
+	return auth_bearer_passes(a->route, server_request_headers(a->req));
+}
+
+bool
+auth_strips_header(const struct config_saml *sc, const char *name)
+{
+	for (size_t i = 0; i < sc->nheaders; i++)
+		if (strcasecmp(sc->headers[i].name, name) == 0)
+			return true;
+	return strcasecmp(sc->assertion.header, name) == 0;
+}
+
+enum auth_endpoint
+auth_endpoint_of(const struct config *cfg, const struct config_site *site, const char *path,
+		 unsigned method_bit)
+{
+	const struct config_saml *sc = cfg->saml;
+
+	if (sc == NULL || site == NULL || !site->saml_endpoints)
+		return AUTH_ENDPOINT_NONE;
+	if (auth_path_is(path, sc->acs_path))
+		return method_bit == METHOD_POST ? AUTH_ENDPOINT_ACS : AUTH_ENDPOINT_ACS_NOT_POST;
+	if (sc->assertion.keys != NULL && strcmp(path, sc->assertion.jwks_path) == 0 &&
+	    (method_bit & (METHOD_GET | METHOD_HEAD)))
+		return AUTH_ENDPOINT_JWKS;
+	if (strncmp(path, sc->prefix, strlen(sc->prefix)) == 0) {
+		if (auth_path_is_sub(path, sc->prefix, "/metadata"))
+			return AUTH_ENDPOINT_METADATA;
+		if (auth_path_is_sub(path, sc->prefix, "/login"))
+			return AUTH_ENDPOINT_LOGIN;
+		if (auth_path_is_sub(path, sc->prefix, "/logout"))
+			return AUTH_ENDPOINT_LOGOUT;
+		if (auth_hosts_is_handoff(sc, path) && method_bit == METHOD_GET)
+			return AUTH_ENDPOINT_HANDOFF;
+	}
+	return AUTH_ENDPOINT_NONE;
+}
+
+const struct policy *
+auth_route_rules(const struct config *cfg, const struct config_site *site,
+		 const struct config_route *route)
+{
+	return route->require ? route->require
+	       : site && site->require ? site->require
+				       : cfg->saml ? cfg->saml->require : NULL;
 }
 
 /* saml.revocation: refuse a session on the list (as if it had none: the
@@ -1120,7 +1200,6 @@ auth_on_head(struct auth_request *a)
 	char buf[SESSION_MAX_SEALED + 1];
 	const char *v;
 	const struct session *s;
-	struct auth_cookie_name ours;
 	const struct stepup_rule *step;
 	int64_t now;
 
@@ -1128,45 +1207,37 @@ auth_on_head(struct auth_request *a)
 		return AUTH_CONTINUE;
 	h = server_request_headers(a->req);
 	/* Only we say who the user is. */
-	for (size_t i = 0; i < sc->nheaders; i++)
-		while (evhttp_find_header(h, sc->headers[i].name) != NULL)
-			evhttp_remove_header(h, sc->headers[i].name);
-	while (evhttp_find_header(h, sc->assertion.header) != NULL)
-		evhttp_remove_header(h, sc->assertion.header);
+	for (struct evkeyval *kv = TAILQ_FIRST(h), *next; kv != NULL; kv = next) {
+		next = TAILQ_NEXT(kv, next);
+		if (auth_strips_header(sc, kv->key))
+			evhttp_remove_header(h, kv->key); /* the first of that name: kv */
+	}
 
-	if (a->site != NULL && a->site->saml_endpoints) {
-		if (auth_path_is(a->path, sc->acs_path)) {
-			if (a->method_bit != METHOD_POST) {
-				evhttp_add_header(a->out, "Allow", "POST");
-				auth_page(a, 405, "The sign-in endpoint takes a POST from the identity provider",
-					  NULL);
-				return AUTH_REPLIED;
-			}
-			return AUTH_READ_BODY;
-		}
-		if (sc->assertion.keys != NULL && strcmp(a->path, sc->assertion.jwks_path) == 0 &&
-		    (a->method_bit & (METHOD_GET | METHOD_HEAD))) {
-			auth_jwks(a);
-			return AUTH_REPLIED;
-		}
-		if (strncmp(a->path, sc->prefix, strlen(sc->prefix)) == 0) {
-			if (auth_path_is_sub(a->path, sc->prefix, "/metadata")) {
-				auth_metadata(a);
-				return AUTH_REPLIED;
-			}
-			if (auth_path_is_sub(a->path, sc->prefix, "/login")) {
-				auth_login_endpoint(a);
-				return AUTH_REPLIED;
-			}
-			if (auth_path_is_sub(a->path, sc->prefix, "/logout")) {
-				auth_logout_endpoint(a);
-				return AUTH_REPLIED;
-			}
-			/* saml.hosts: the hand-off, answered once its (empty) body is in
-			 * (it may wait for the shared replay store) */
-			if (auth_hosts_is_handoff(sc, a->path) && a->method_bit == METHOD_GET)
-				return AUTH_READ_BODY;
-		}
+	switch (auth_endpoint_of(a->cfg, a->site, a->path, a->method_bit)) {
+	case AUTH_ENDPOINT_NONE:
+		break;
+	case AUTH_ENDPOINT_ACS_NOT_POST:
+		evhttp_add_header(a->out, "Allow", "POST");
+		auth_page(a, 405, "The sign-in endpoint takes a POST from the identity provider", NULL);
+		return AUTH_REPLIED;
+	case AUTH_ENDPOINT_ACS:
+		return AUTH_READ_BODY;
+	case AUTH_ENDPOINT_JWKS:
+		auth_jwks(a);
+		return AUTH_REPLIED;
+	case AUTH_ENDPOINT_METADATA:
+		auth_metadata(a);
+		return AUTH_REPLIED;
+	case AUTH_ENDPOINT_LOGIN:
+		auth_login_endpoint(a);
+		return AUTH_REPLIED;
+	case AUTH_ENDPOINT_LOGOUT:
+		auth_logout_endpoint(a);
+		return AUTH_REPLIED;
+	case AUTH_ENDPOINT_HANDOFF:
+		/* saml.hosts: the hand-off, answered once its (empty) body is in
+		 * (it may wait for the shared replay store) */
+		return AUTH_READ_BODY;
 	}
 	if (a->route == NULL || a->route->auth != AUTH_SAML)
 		return AUTH_CONTINUE;
@@ -1178,7 +1249,7 @@ auth_on_head(struct auth_request *a)
 		return AUTH_CONTINUE;
 	}
 
-	step = a->route->step_up ? a->route->step_up : a->site ? a->site->step_up : NULL;
+	step = auth_route_step_up(a->site, a->route);
 	v = cookie_find(h, sc->cookie_name, buf, sizeof buf);
 	if (v == NULL) {
 		auth_need_login_for(a, step, step != NULL && step->max_age > 0);
@@ -1205,9 +1276,7 @@ auth_on_head(struct auth_request *a)
 		return AUTH_REPLIED;
 	{
 		/* the route's rules, else its site's, else saml.require */
-		const struct policy *rules = a->route->require ? a->route->require
-					     : a->site && a->site->require ? a->site->require
-									   : sc->require;
+		const struct policy *rules = auth_route_rules(a->cfg, a->site, a->route);
 		const struct policy *failed = policy_check(rules, s);
 
 		if (failed != NULL) {
@@ -1231,9 +1300,7 @@ auth_on_head(struct auth_request *a)
 	if (s->expires != 0 && s->expires < a->session_end)
 		a->session_end = s->expires;
 	auth_add_assertion(a, s, v, now);
-	ours.name = sc->cookie_name;
-	ours.len = strlen(sc->cookie_name);
-	cookie_strip(h, auth_is_our_cookie, &ours);
+	auth_strip_our_cookies(sc, h);
 	/* Idle timeout without server state: re-issue the cookie now and then. */
 	if (sc->session_idle_timeout > 0) {
 		int64_t every = (int64_t)sc->session_idle_timeout / 4;

@@ -23,6 +23,9 @@
 
 struct evkeyvalq;
 struct claims;
+struct policy;
+struct session;
+struct stepup_rule;
 
 /* Largest ACS POST body accepted. */
 #define AUTH_MAX_BODY (1024 * 1024)
@@ -96,6 +99,65 @@ void auth_cancel(struct auth_request *a);
  * percent-decoding (up to three rounds).
  */
 bool auth_return_path_ok(const char *target);
+
+/* ---- the gate's decisions, for proxy.c and portcullis --explain ---- */
+
+/* The SP endpoint a request is for. */
+enum auth_endpoint {
+	AUTH_ENDPOINT_NONE,         /* none: the route decides */
+	AUTH_ENDPOINT_ACS,          /* the ACS, POSTed: the body is read */
+	AUTH_ENDPOINT_ACS_NOT_POST, /* the ACS with another method: 405 */
+	AUTH_ENDPOINT_JWKS,         /* the identity assertion's keys (GET, HEAD) */
+	AUTH_ENDPOINT_METADATA,     /* <prefix>/metadata */
+	AUTH_ENDPOINT_LOGIN,        /* <prefix>/login */
+	AUTH_ENDPOINT_LOGOUT,       /* <prefix>/logout */
+	AUTH_ENDPOINT_HANDOFF,      /* saml.hosts: the hand-off from the auth host (GET) */
+};
+
+/* The SP endpoint normalized <path> asks for on <site> (one that serves
+ * them: site->saml_endpoints), AUTH_ENDPOINT_NONE without "saml". */
+enum auth_endpoint auth_endpoint_of(const struct config *cfg, const struct config_site *site,
+				    const char *path, unsigned method_bit);
+
+/* True for a request header the gate removes from every request of a config
+ * with "saml": the saml.headers names and the identity assertion's header
+ * (only the proxy says who the user is). */
+bool auth_strips_header(const struct config_saml *sc, const char *name);
+
+/* True when request headers <h> carry exactly one "Authorization: Bearer"
+ * whose token starts with one of <route>'s allow_bearer prefixes (the
+ * request passes without a session, its Cookie removed). */
+bool auth_bearer_passes(const struct config_route *route, const struct evkeyvalq *h);
+
+/* True when a request without a session is sent to the IdP (302) rather
+ * than answered 401: a GET or HEAD browser navigation (headers <h>). */
+bool auth_is_navigation_request(unsigned method_bit, const struct evkeyvalq *h);
+
+/* The rules of a SAML route: the route's "require", else its site's, else
+ * saml.require (NULL: every signed-in user). */
+const struct policy *auth_route_rules(const struct config *cfg, const struct config_site *site,
+				      const struct config_route *route);
+
+/* Add the saml.headers of session <s> to request headers <h> (what the
+ * upstream receives for a signed-in user). */
+void auth_identity_headers(const struct config_saml *sc, const struct session *s,
+			   struct evkeyvalq *h);
+
+/* Remove our own cookies (the session cookie, the login-tracking ones) from
+ * the Cookie headers of <h>: what a signed-in request's upstream never sees. */
+void auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h);
+
+/* The step-up rule of a SAML route: the route's "step_up", else its site's,
+ * else NULL (any valid session). */
+const struct stepup_rule *auth_route_step_up(const struct config_site *site,
+					     const struct config_route *route);
+
+/* The audience of the signed identity assertion a signed-in request on
+ * <route> of <site> carries ("identity_assertion"), or NULL when it carries
+ * none: the route's or site's "audience", else the upstream's name, else the
+ * site's name. */
+const char *auth_assertion_audience(const struct config_site *site,
+				    const struct config_route *route);
 
 /* The SAML login counters in Prometheus text (caller frees), or NULL. */
 char *auth_metrics_render(void);

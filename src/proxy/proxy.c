@@ -24,7 +24,9 @@
 #include "base/metrics.h"
 #include "http/pathnorm.h"
 #include "http/target.h"
+#include "proxy/fwdheaders.h"
 #include "proxy/router.h"
+#include "proxy/routing.h"
 #include "http/request.h"
 #include "http/tunnel.h"
 #include "proxy/upstream.h"
@@ -98,30 +100,6 @@ struct txn {
 static void txn_finish(struct txn *t);
 static void start_attempt(struct txn *t);
 
-/* The METHOD_* bit of a method name, 0 for methods we do not forward. */
-static unsigned
-method_bit(const char *m)
-{
-	switch (m[0]) {
-	case 'G':
-		return strcmp(m, "GET") == 0 ? METHOD_GET : 0;
-	case 'H':
-		return strcmp(m, "HEAD") == 0 ? METHOD_HEAD : 0;
-	case 'P':
-		if (strcmp(m, "POST") == 0)
-			return METHOD_POST;
-		if (strcmp(m, "PUT") == 0)
-			return METHOD_PUT;
-		return strcmp(m, "PATCH") == 0 ? METHOD_PATCH : 0;
-	case 'D':
-		return strcmp(m, "DELETE") == 0 ? METHOD_DELETE : 0;
-	case 'O':
-		return strcmp(m, "OPTIONS") == 0 ? METHOD_OPTIONS : 0;
-	default:
-		return 0;
-	}
-}
-
 static bool
 method_is_idempotent(unsigned bit)
 {
@@ -172,51 +150,6 @@ format_addr(const struct sockaddr *sa, char *out, size_t outlen)
 			inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)outlen);
 		else
 			inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
-	}
-}
-
-/* True when <s> (len bytes) is an IP address; copies it to out. */
-static bool
-parse_ip_token(const char *s, size_t len, char *out, size_t outlen)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	if (len == 0 || len >= outlen)
-		return false;
-	memcpy(out, s, len);
-	out[len] = '\0';
-	return inet_pton(AF_INET, out, buf) == 1 || inet_pton(AF_INET6, out, buf) == 1;
-}
-
-/*
- * The client behind a trusted proxy: walk X-Forwarded-For from the right,
- * skipping trusted addresses; the first untrusted one is the client.  A
- * malformed entry stops the walk (the peer is kept).
- */
-static void
-client_from_forwarded_for(struct txn *t, const char *xff)
-{
-	const char *end = xff + strlen(xff);
-	char candidate[INET6_ADDRSTRLEN];
-
-	while (end > xff) {
-		const char *start = end;
-		const char *a, *b;
-
-		while (start > xff && start[-1] != ',')
-			start--;
-		a = start;
-		b = end;
-		while (a < b && (*a == ' ' || *a == '\t'))
-			a++;
-		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-			b--;
-		if (!parse_ip_token(a, (size_t)(b - a), candidate, sizeof(candidate)))
-			return;
-		memcpy(t->client, candidate, sizeof(candidate));
-		if (!ipacl_contains_str(t->cfg->trusted, candidate))
-			return;
-		end = start > xff ? start - 1 : xff;
 	}
 }
 
@@ -345,18 +278,6 @@ respond_fixed(struct txn *t)
 
 /* ---- the upstream request ---------------------------------------------- */
 
-static bool
-ops_name_listed(const struct config_header_ops *ops, const char *name)
-{
-	for (size_t i = 0; i < ops->nremove; i++)
-		if (strcasecmp(ops->remove[i], name) == 0)
-			return true;
-	for (size_t i = 0; i < ops->nset; i++)
-		if (strcasecmp(ops->set[i].name, name) == 0)
-			return true;
-	return false;
-}
-
 /* A request head being written: bytes collect in caller-given storage,
  * moved to the heap (and grown there) when they outgrow it, then go to an
  * evbuffer in one evbuffer_add (one chain, not four evbuffer_add calls per
@@ -446,21 +367,6 @@ add_header_line(struct headout *o, const char *name, const char *value)
 	headout_put(o, "\r\n", 2);
 }
 
-/* The verified client certificate of <ssl>, if any (docs/tls.md#client-certificates):
- * a client's own copies of these names never get this far (headers.c). */
-static void
-add_client_cert_lines(struct headout *o, SSL *ssl)
-{
-	const struct tls_client_identity *id = ssl ? tls_client_identity(ssl) : NULL;
-
-	if (id == NULL)
-		return;
-	add_header_line(o, "X-Client-Cert-Subject", id->subject);
-	add_header_line(o, "X-Client-Cert-SHA256", id->sha256);
-	if (id->san[0] != '\0')
-		add_header_line(o, "X-Client-Cert-SAN", id->san);
-}
-
 static void
 add_ops_lines(struct headout *o, const struct config_header_ops *ops)
 {
@@ -485,6 +391,24 @@ format_u64(char buf[24], uint64_t v)
 	return p;
 }
 
+/* fwdheaders_own_each's callback: one header line into a head. */
+static void
+add_own_line(void *arg, const char *name, const char *value, const char *more)
+{
+	struct headout *o = arg;
+
+	if (more == NULL) {
+		add_header_line(o, name, value);
+		return;
+	}
+	headout_str(o, name);
+	headout_put(o, ": ", 2);
+	headout_str(o, value);
+	headout_put(o, ", ", 2);
+	headout_str(o, more);
+	headout_put(o, "\r\n", 2);
+}
+
 /*
  * Build the request head (request line and every header but Host and
  * Content-Length, which depend on the attempt).  Returns 0 or -1.
@@ -500,6 +424,11 @@ build_head(struct txn *t)
 	struct evkeyval *kv;
 	const char *xff = t->forwarded_for;
 	const char *xfp = NULL, *xfh = NULL, *xfport = NULL;
+	struct fwdheaders_rules rules;
+	struct fwdheaders_own own;
+	SSL *ssl = server_request_tls(t->req);
+	const struct tls_client_identity *cert = ssl ? tls_client_identity(ssl) : NULL;
+	char peer[INET6_ADDRSTRLEN];
 	struct headout o;
 
 	headout_init(&o, t->head_inline, sizeof(t->head_inline));
@@ -516,6 +445,11 @@ build_head(struct txn *t)
 		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn_list);
 
+	rules = (struct fwdheaders_rules){
+		.cfg = t->cfg, .conn = &conn_list, .jump_ops = jops, .route_ops = rops,
+		.drop_cookies = drop_cookies, .ws_made_up_key = t->ws && t->ws_up.made_up,
+		.trace_continued = t->trace_continued,
+	};
 	TAILQ_FOREACH(kv, in, next) {
 		const char *name = kv->key;
 
@@ -527,32 +461,7 @@ build_head(struct txn *t)
 			else if (strcasecmp(name, "x-forwarded-port") == 0 && xfport == NULL)
 				xfport = kv->value;
 		}
-		if (headers_owned_flags(name) & (HEADERS_HOP_BY_HOP | HEADERS_PROXY_SETS))
-			continue;
-		/* Names with "_" are dropped (nginx's default too): CGI, WSGI, Rack
-		 * and PHP read X_Auth_Email as X-Auth-Email, so a client could pass
-		 * off its own copy of a header we control. */
-		if (strchr(name, '_') != NULL)
-			continue;
-		if ((t->cfg->geoip_country_header &&
-		     strcasecmp(name, t->cfg->geoip_country_header) == 0) ||
-		    (t->cfg->geoip_asn_header && strcasecmp(name, t->cfg->geoip_asn_header) == 0))
-			continue; /* only we say where the client is */
-		if (conn_list.n && headers_connection_has(&conn_list, name))
-			continue;
-		if ((name[0] | 0x20) == 't' &&
-		    (strcasecmp(name, "traceparent") == 0 ||
-		     (!t->trace_continued && strcasecmp(name, "tracestate") == 0)))
-			continue; /* ours replaces it; a tracestate only with a valid parent */
-		if (drop_cookies && strcasecmp(name, "cookie") == 0)
-			continue;
-		if ((jops && ops_name_listed(jops, name)) || ops_name_listed(rops, name))
-			continue;
-		/* A made-up key comes with its own version (HTTP/2 clients send
-		 * a version, RFC 8441, but no key). */
-		if (t->ws && t->ws_up.made_up && (name[0] | 0x20) == 's' &&
-		    (strcasecmp(name, "sec-websocket-version") == 0 ||
-		     strcasecmp(name, "sec-websocket-key") == 0))
+		if (fwdheaders_dropped(&rules, name) != NULL)
 			continue;
 		add_header_line(&o, name, kv->value);
 	}
@@ -565,33 +474,22 @@ build_head(struct txn *t)
 		headout_put(&o, lines, websocket_upgrade_lines(&t->ws_up, lines, sizeof(lines)));
 	}
 
-	if (xff) {
-		char peer[INET6_ADDRSTRLEN];
-
+	peer[0] = '\0';
+	if (xff)
 		format_addr(server_request_peer(t->req), peer, sizeof(peer));
-		headout_put(&o, "X-Forwarded-For: ", 17);
-		headout_str(&o, xff);
-		headout_put(&o, ", ", 2);
-		headout_str(&o, peer);
-		headout_put(&o, "\r\n", 2);
-	} else {
-		add_header_line(&o, "X-Forwarded-For", t->client);
+	own = (struct fwdheaders_own){
+		.client = t->client, .forwarded_for = xff, .peer = peer, .proto = xfp,
+		.fwd_host = xfh, .fwd_port = xfport, .tls = t->listener->tls,
+		.host_header = t->host_header, .listener_port = t->listener->port,
+		.request_id = t->request_id, .traceparent = t->traceparent,
+		.country = t->access.country, .asn = t->access.asn,
+	};
+	if (cert != NULL) {
+		own.cert_subject = cert->subject;
+		own.cert_sha256 = cert->sha256;
+		own.cert_san = cert->san;
 	}
-	add_header_line(&o, "X-Real-IP", t->client);
-	add_header_line(&o, "X-Forwarded-Proto", xfp ? xfp : (t->listener->tls ? "https" : "http"));
-	if (xfh || t->host_header)
-		add_header_line(&o, "X-Forwarded-Host", xfh ? xfh : t->host_header);
-	add_header_line(&o, "X-Forwarded-Port", xfport ? xfport : t->listener->port);
-	add_header_line(&o, "X-Request-ID", t->request_id);
-	add_header_line(&o, "traceparent", t->traceparent);
-	add_client_cert_lines(&o, server_request_tls(t->req));
-	if (t->cfg->geoip_country_header && t->access.country[0])
-		add_header_line(&o, t->cfg->geoip_country_header, t->access.country);
-	if (t->cfg->geoip_asn_header && t->access.asn) {
-		char asn[24];
-
-		add_header_line(&o, t->cfg->geoip_asn_header, format_u64(asn, t->access.asn));
-	}
+	fwdheaders_own_each(t->cfg, &own, add_own_line, &o);
 	if (o.failed) {
 		headout_release(&o);
 		return -1;
@@ -1045,80 +943,39 @@ check_headers(struct txn *t)
 	}
 	if (t->client_trusted && xff) {
 		t->forwarded_for = xff;
-		client_from_forwarded_for(t, xff);
+		fwdheaders_client(t->cfg->trusted, xff, t->client, sizeof(t->client));
 	}
 	return 0;
 }
 
-/* Route: site by Host, route by path and method, one "site" hop at most.
- * Returns 0, or -1 after refusing. */
+/* Route: site by Host, route by path and method, one "site" hop at most
+ * (proxy/routing.h).  Returns 0, or -1 after refusing. */
 static int
 route_request(struct txn *t)
 {
-	const struct config_route *r;
+	struct routing_result rr;
 
-	if (t->route_host) {
-		if (router_normalize_host(t->route_host, t->host, sizeof(t->host)) < 0) {
-			refuse(t, 400, "the Host header is not a valid host", true);
-			return -1;
-		}
-	} else if (server_request_proto(t->req) == SERVER_PROTO_HTTP11) {
-		refuse(t, 400, "HTTP/1.1 requests must carry a Host header", true);
-		return -1;
-	}
-	if (tls_client_auth_misdirected(server_request_tls(t->req), t->host)) {
+	routing_decide(t->cfg, t->listener->index, t->route_host,
+		       server_request_proto(t->req) == SERVER_PROTO_HTTP11, t->host_header, t->path,
+		       t->method_bit, t->host, sizeof(t->host), t->fwd_path, sizeof(t->fwd_path), &rr);
+	if (rr.status != 400 && tls_client_auth_misdirected(server_request_tls(t->req), t->host)) {
 		/* HTTP/2 coalescing, or a Host unlike the SNI: this connection
 		 * was verified under another client-certificate policy. */
 		refuse(t, 421, "this connection was not verified for that host's client certificates",
 		       false);
 		return -1;
 	}
-	t->site = router_find_site_on(t->cfg, t->listener->index, t->host[0] ? t->host : NULL);
-	if (t->site == NULL) {
-		refuse(t, 404, "no site is configured for this host", false);
+	if (rr.status != 0) {
+		t->site = rr.site;
+		t->route = rr.route;
+		t->jump_route = rr.jump_route;
+		refuse(t, rr.status, rr.reason, rr.close);
 		return -1;
 	}
-	r = router_match(t->site, t->path, t->method_bit);
-	if (r == NULL) {
-		refuse(t, 404, "no route matches this path", false);
-		return -1;
-	}
-	memcpy(t->fwd_path, t->path, strlen(t->path) + 1);
-	if (r->strip_prefix &&
-	    router_strip_prefix(t->path, r->strip_prefix, t->fwd_path, sizeof(t->fwd_path)) < 0) {
-		refuse(t, 500, "prefix could not be stripped", false);
-		return -1;
-	}
-	if (r->host_mode == HOST_FIXED)
-		t->upstream_host = r->host;
-	if (r->action == ACTION_SITE) {
-		const struct config_route *next = router_match(r->site, t->fwd_path, t->method_bit);
-
-		t->jump_route = r;
-		if (next == NULL) {
-			t->route = r;
-			refuse(t, 404, "no route matches this path", false);
-			return -1;
-		}
-		if (next->strip_prefix) {
-			char tmp[PATH_MAX_BYTES];
-
-			if (router_strip_prefix(t->fwd_path, next->strip_prefix, tmp, sizeof(tmp)) < 0) {
-				refuse(t, 500, "prefix could not be stripped",
-				       false);
-				return -1;
-			}
-			memcpy(t->fwd_path, tmp, strlen(tmp) + 1);
-		}
-		if (next->host_mode == HOST_FIXED)
-			t->upstream_host = next->host;
-		r = next;
-	}
-	t->route = r;
-	if (r->host_mode == HOST_UPSTREAM)
-		t->upstream_host = NULL;
-	else if (t->upstream_host == NULL)
-		t->upstream_host = t->host_header ? t->host_header : NULL;
+	t->site = rr.site;
+	t->route = rr.route;
+	t->jump_route = rr.jump_route;
+	t->upstream_host = rr.upstream_host;
 	return 0;
 }
 
@@ -1195,13 +1052,12 @@ builtin_request(struct txn *t)
 {
 	static const char acme_prefix[] = "/.well-known/acme-challenge/";
 	const struct config *cfg = t->cfg;
-	const struct config_listener *l =
-		t->listener->index < cfg->nlisteners ? &cfg->listeners[t->listener->index] : NULL;
-	bool acme_path = strncmp(t->path, acme_prefix, sizeof(acme_prefix) - 1) == 0;
+	enum routing_builtin kind =
+		routing_builtin(cfg, t->listener->index, t->path, t->route_host != NULL);
 	const char *port = NULL;
 	struct evbuffer *body;
 
-	if (acme_path && cfg->tls && cfg->tls->acme) {
+	if (kind == ROUTING_BUILTIN_ACME) {
 		const char *token = t->path + sizeof(acme_prefix) - 1;
 		char keyauth[512];
 
@@ -1232,7 +1088,7 @@ builtin_request(struct txn *t)
 		txn_finish(t);
 		return -1;
 	}
-	if (l == NULL || !l->redirect_https || acme_path || t->route_host == NULL)
+	if (kind == ROUTING_BUILTIN_NONE)
 		return 0;
 	if (router_normalize_host(t->route_host, t->host, sizeof(t->host)) < 0) {
 		refuse(t, 400, "the Host header is not a valid host", true);
@@ -1420,7 +1276,7 @@ proxy_on_head(struct server_request *req, void *arg)
 	metrics_add(METRIC_IN_FLIGHT, 1);
 	server_request_set_data(req, t);
 	t->method = server_request_method(req);
-	t->method_bit = method_bit(t->method);
+	t->method_bit = routing_method_bit(t->method);
 	format_addr(peer, t->client, sizeof(t->client));
 	t->client_trusted = ipacl_size(t->cfg->trusted) > 0 && ipacl_contains(t->cfg->trusted, peer);
 
