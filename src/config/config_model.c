@@ -71,6 +71,15 @@ config_header_ops_clear(struct config_header_ops *ops)
 	config_free_strings(ops->remove, ops->nremove);
 }
 
+void
+config_compress_free(struct config_compress *c)
+{
+	if (c == NULL)
+		return;
+	config_free_strings(c->types, c->ntypes);
+	free(c);
+}
+
 static void
 config_route_clear(struct config_route *r)
 {
@@ -89,6 +98,7 @@ config_route_clear(struct config_route *r)
 	config_free_strings(r->allow_bearer, r->nallow_bearer);
 	policy_free(r->require);
 	free(r->assertion_audience);
+	config_compress_free(r->compress);
 }
 
 static void
@@ -228,6 +238,7 @@ config_free(struct config *cfg)
 		free(s->listener_index);
 		policy_free(s->require);
 		free(s->assertion_audience);
+		config_compress_free(s->compress);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);
