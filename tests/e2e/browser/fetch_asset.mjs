@@ -13,6 +13,7 @@
 // Exits 0 when it got that far, 1 otherwise (the error on stderr).
 // Chromium: $CHROMIUM, else /usr/bin/chromium; "args": more switches.
 
+import { createHash } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const CHROMIUM_ARGS = [
@@ -34,16 +35,18 @@ try {
   await page.goto(opts.page);
   const out = await page.evaluate(async (url) => {
     const r = await fetch(url, { cache: 'no-store' });
-    const text = new TextEncoder().encode(await r.text());
-    const digest = await crypto.subtle.digest('SHA-256', text);
+    const text = await r.text();
     const entry = performance.getEntriesByName(url).pop();
     return {
       status: r.status,
       encoding: r.headers.get('content-encoding'),
-      sha256: Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, '0')).join(''),
+      text,
       protocol: entry ? entry.nextHopProtocol : null,
     };
   }, opts.asset);
+  // Hashed here: plain-HTTP pages have no crypto.subtle.
+  out.sha256 = createHash('sha256').update(out.text, 'utf8').digest('hex');
+  delete out.text;
   process.stdout.write(JSON.stringify(out) + '\n');
   await browser.close();
 } catch (err) {
