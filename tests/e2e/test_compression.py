@@ -400,7 +400,12 @@ def test_large_stream_bounded_memory(env):
         done.set()
         t.join()
     grown_mib = (peak[0] - rss0) / 1024
-    assert grown_mib < 48, "proxy RSS grew by %.1f MiB for a 64 MiB body" % grown_mib
+    print("proxy RSS grew by %.1f MiB" % grown_mib)
+    # One stream at a time: its encoder (a few MiB at most), 1 MiB queued to the client,
+    # libevent's chunks.  Buffering the body would show 64 MiB and more.
+    # AddressSanitizer keeps freed memory in quarantine: RSS says nothing there.
+    if os.environ.get("PORTCULLIS_SANITIZE") != "1":
+        assert grown_mib < 24, "proxy RSS grew by %.1f MiB for a 64 MiB body" % grown_mib
 
 
 def test_client_gone_mid_stream_frees_the_encoder(env):
