@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -443,6 +444,24 @@ def test_python_http_client(env):
         assert decode(resp.read(), "br") == SCRIPT
     finally:
         conn.close()
+
+
+def test_http10_client_body_ends_with_the_connection(env):
+    with socket.create_connection(("127.0.0.1", env.plain), timeout=WAIT) as sock:
+        sock.sendall(b"GET /app.js HTTP/1.0\r\nHost: %s\r\nAccept-Encoding: gzip\r\n\r\n"
+                     % HOST.encode())
+        data = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").lower().split("\r\n")
+    assert lines[0].split()[1] == "200", lines
+    assert "content-encoding: gzip" in lines, lines
+    assert not [x for x in lines if x.startswith(("content-length:", "transfer-encoding:"))]
+    assert decode(body, "gzip") == SCRIPT
 
 
 def _browser_missing():
