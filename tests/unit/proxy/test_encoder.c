@@ -37,6 +37,8 @@ struct decoder {
 static void
 keep(struct decoder *d, const unsigned char *p, size_t n)
 {
+	if (n == 0)
+		return;
 	if (d->len + n > d->cap) {
 		d->cap = (d->len + n) * 2;
 		d->out = realloc(d->out, d->cap);
