@@ -178,4 +178,9 @@ void config_parse_listeners_http2(struct config_loader *ld, const json_t *root);
 void config_parse_route_websocket(struct config_loader *ld, const char *path, const json_t *v,
 				  struct config_route *r, size_t nactions);
 
+/* config_compress.c: "compress" at <path> (<v>) of a site or route: true,
+ * false or an object; sets *<out> to a new block (errors are reported). */
+void config_parse_compress(struct config_loader *ld, const char *path, const json_t *v,
+			   struct config_compress **out);
+
 #endif

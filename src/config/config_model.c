@@ -74,6 +74,15 @@ config_header_ops_clear(struct config_header_ops *ops)
 	config_free_strings(ops->remove, ops->nremove);
 }
 
+void
+config_compress_free(struct config_compress *c)
+{
+	if (c == NULL)
+		return;
+	config_free_strings(c->types, c->ntypes);
+	free(c);
+}
+
 static void
 config_route_clear(struct config_route *r)
 {
@@ -93,6 +102,7 @@ config_route_clear(struct config_route *r)
 	policy_free(r->require);
 	stepup_free(r->step_up);
 	free(r->assertion_audience);
+	config_compress_free(r->compress);
 }
 
 static void
@@ -237,6 +247,7 @@ config_free(struct config *cfg)
 		policy_free(s->require);
 		stepup_free(s->step_up);
 		free(s->assertion_audience);
+		config_compress_free(s->compress);
 		for (size_t j = 0; s->routes != NULL && j < s->nroutes; j++)
 			config_route_clear(&s->routes[j]);
 		free(s->routes);

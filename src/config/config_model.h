@@ -159,6 +159,19 @@ enum config_auth {
 	AUTH_SAML, /* "saml": a session from the SAML SP, else a login */
 };
 
+/* "compress" of a site or route (docs/config.md#compression): which
+ * responses are compressed, with which codings and levels. */
+struct config_compress {
+	bool enabled;         /* false: "compress": false (a route turns its site's off) */
+	unsigned codings;     /* "encodings": bit set of enum acceptenc_coding */
+	char **types;         /* "types": lower-case media types, wildcards like text/(star) */
+	size_t ntypes;
+	int gzip_level;       /* "level.gzip", default 6 */
+	int zstd_level;       /* "level.zstd", default 3 */
+	int br_level;         /* "level.br", default 4 */
+	uint64_t min_length;  /* "min_length": smaller known lengths go as they are */
+};
+
 struct policy;
 struct stepup_rule;
 
@@ -209,6 +222,7 @@ struct config_route {
 	struct stepup_rule *step_up; /* "step_up" ("auth": "saml"); NULL: the site's */
 	int assertion;          /* "identity_assertion": 1 on, -1 off, 0 unset (the site's) */
 	char *assertion_audience; /* its "audience"; NULL: the upstream's name */
+	struct config_compress *compress; /* "compress", or NULL: the site's */
 };
 
 /* "sites[i].hsts": {"max_age", "include_subdomains", "preload"}. */
@@ -291,6 +305,7 @@ struct config_site {
 	struct stepup_rule *step_up; /* "step_up" for its SAML routes; NULL: none */
 	int assertion;              /* "identity_assertion" of its SAML routes: 1 on, -1/0 off */
 	char *assertion_audience;   /* its "audience"; NULL: each route's upstream name */
+	struct config_compress *compress; /* "compress", or NULL: none */
 };
 
 struct saml;
@@ -479,5 +494,8 @@ void config_listener_clear(struct config_listener *l);
 
 /* Free <n> strings and the array.  Accepts NULL. */
 void config_free_strings(char **list, size_t n);
+
+/* Free a "compress" block.  Accepts NULL. */
+void config_compress_free(struct config_compress *c);
 
 #endif

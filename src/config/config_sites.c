@@ -15,13 +15,13 @@
 
 static const char *const config_site_keys[] = { "name", "hosts", "default", "routes", "access",
 						"hsts", "listeners", "require", "identity_assertion",
-						"step_up", "client_certificates", NULL };
+						"step_up", "client_certificates", "compress", NULL };
 static const char *const config_route_keys[] = {
 	"name",		   "match",	    "upstream",	    "respond",	      "redirect",
 	"site",		   "strip_prefix",  "host",	    "request_headers", "response_headers",
 	"max_body_bytes",  "drop_cookies",  "access",	    "auth",	      "allow_bearer",
 	"websocket",	   "websocket_idle_timeout",	    "websocket_session_end",
-	"require",	   "identity_assertion", "step_up", NULL
+	"require",	   "identity_assertion", "step_up", "compress", NULL
 };
 static const char *const config_match_keys[] = { "path", "path_exact", "path_prefix", "methods",
 						 NULL };
@@ -555,6 +555,12 @@ config_parse_route(struct config_loader *ld, const char *path, const json_t *v,
 			config_error(ld, kp, "needs \"auth\": \"saml\" (it asks more of the SAML "
 					     "login)");
 	}
+	if ((f = json_object_get(v, "compress")) != NULL) {
+		config_parse_compress(ld, config_jkey(kp, path, "compress"), f, &r->compress);
+		if (nactions == 1 && (r->action == ACTION_RESPOND || r->action == ACTION_REDIRECT))
+			config_error(ld, kp, "only routes with \"upstream\" (or \"site\") compress "
+					     "responses; remove it here");
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -629,6 +635,8 @@ config_parse_site(struct config_loader *ld, const char *path, const json_t *v,
 	if ((f = json_object_get(v, "identity_assertion")) != NULL)
 		config_parse_assertion_use(ld, config_jkey(kp, path, "identity_assertion"), f,
 					   &s->assertion, &s->assertion_audience);
+	if ((f = json_object_get(v, "compress")) != NULL)
+		config_parse_compress(ld, config_jkey(kp, path, "compress"), f, &s->compress);
 
 	routes = json_object_get(v, "routes");
 	if (routes == NULL) {

@@ -25,6 +25,7 @@
 #include "http/pathnorm.h"
 #include "http/target.h"
 #include "proxy/fwdheaders.h"
+#include "proxy/compress.h"
 #include "proxy/router.h"
 #include "proxy/routing.h"
 #include "http/request.h"
@@ -85,6 +86,7 @@ struct txn {
 	enum websocket_ask ws_ask; /* what the client's Upgrade asks for */
 	bool ws;                   /* a WebSocket upgrade goes upstream */
 	struct websocket_upgrade ws_up;
+	struct compress_stream *compress; /* the body is being compressed (compress.h) */
 	char client[INET6_ADDRSTRLEN];
 	char request_id[129];
 	char trace_id[33];                       /* logged beside the request id */
@@ -641,10 +643,24 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 		hdrarena_add(&t->arena, &t->out, "Upgrade", "websocket");
 		return 0;
 	}
+	t->compress = compress_start(compress_config_for(t->route, t->jump_route, t->site), t->req,
+				     status, &t->out, &t->arena);
 	t->replied = true;
 	t->streaming = true;
 	server_reply_start(t->req, status, &t->out);
 	return 0;
+}
+
+/* The encoder failed mid-body (out of memory): cut the response short. */
+static void
+compress_failed(struct txn *t)
+{
+	struct server_request *req = t->req;
+
+	log_warn("request %s: compressing the response failed", t->request_id);
+	t->req = NULL;
+	server_reply_abort(req);
+	txn_finish(t);
 }
 
 static void
@@ -652,6 +668,10 @@ on_upstream_body(void *arg, struct evbuffer *data)
 {
 	struct txn *t = arg;
 
+	if (t->compress && (data = compress_body(t->compress, data, false)) == NULL) {
+		compress_failed(t);
+		return;
+	}
 	t->bytes_out += evbuffer_get_length(data);
 	if (server_reply_body(t->req, data) && !t->paused && t->x) {
 		t->paused = true;
@@ -666,6 +686,16 @@ on_upstream_done(void *arg)
 	struct server_request *req = t->req;
 
 	t->x = NULL;
+	if (t->compress) {
+		struct evbuffer *tail = compress_body(t->compress, NULL, true);
+
+		if (tail == NULL) {
+			compress_failed(t);
+			return;
+		}
+		t->bytes_out += evbuffer_get_length(tail);
+		server_reply_body(req, tail);
+	}
 	t->req = NULL;
 	server_reply_end(req);
 	txn_finish(t);
@@ -798,6 +828,7 @@ txn_finish(struct txn *t)
 		    1);
 	if (t->head != t->head_inline)
 		free(t->head);
+	compress_free(t->compress);
 	hdrarena_clear_headers(&t->arena, &t->out);
 	hdrarena_reset(&t->arena);
 	free(t->forwarded_for_joined);

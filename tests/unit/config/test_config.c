@@ -611,7 +611,7 @@ test_unknown_keys(void **state)
 		     "'sites': [{'rotues': [], 'routes': [{'upstream': 'web'}]}]}",
 		     "sites[0].rotues: ", "unknown key; did you mean \"routes\"?",
 		     "(allowed: name, hosts, default, routes, access, hsts, listeners, require, "
-		     "identity_assertion, step_up, client_certificates)", NULL);
+		     "identity_assertion, step_up, client_certificates, compress)", NULL);
 	expect_error("{'listeners': [{'address': ':0'}], 'wrokers': 2," MINIMAL_REST "}",
 		     "wrokers: ", "did you mean \"workers\"?", NULL);
 	expect_error("{'listeners': [{'address': ':0', 'tls': true}]," MINIMAL_REST "}",
