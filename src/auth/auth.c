@@ -255,7 +255,7 @@ auth_start_login(struct auth_request *a, const char *target, bool force)
 }
 
 /* The login URL for the current request (for 401 answers). */
-static void
+void
 auth_login_url(struct auth_request *a, struct evbuffer *b)
 {
 	struct config_saml *sc = a->cfg->saml;
@@ -275,7 +275,7 @@ auth_is_navigation(struct auth_request *a)
 	const char *mode = evhttp_find_header(h, "Sec-Fetch-Mode");
 	const char *accept = evhttp_find_header(h, "Accept");
 
-	if (!(a->method_bit & (METHOD_GET | METHOD_HEAD)))
+	if (!(a->method_bit & (METHOD_GET | METHOD_HEAD)) || a->no_redirect)
 		return false;
 	if (evhttp_find_header(h, "X-Requested-With") != NULL)
 		return false;

@@ -21,6 +21,7 @@
 #include "config/config_model.h"
 #include "http/request.h"
 
+struct evbuffer;
 struct evkeyvalq;
 struct claims;
 
@@ -47,6 +48,9 @@ struct auth_request {
 	const char *query;      /* NULL when none */
 	const char *request_id; /* also the reference shown on error pages */
 	const char *client;
+	bool no_redirect;       /* answer 401 where a browser would be sent to the IdP
+				 * (the verify endpoint for nginx auth_request, which
+				 * takes 2xx, 401 and 403 only) */
 	struct evkeyvalq *out;  /* response headers being built: a refreshed
 				 * session cookie goes here */
 	int status;             /* out: the status replied */
@@ -93,6 +97,10 @@ void auth_cancel(struct auth_request *a);
  * percent-decoding (up to three rounds).
  */
 bool auth_return_path_ok(const char *target);
+
+/* Append to <b> the sign-in URL that comes back to a->path and a->query
+ * (saml.base_url, the login endpoint, "?return=" the target encoded). */
+void auth_login_url(struct auth_request *a, struct evbuffer *b);
 
 /* The SAML login counters in Prometheus text (caller frees), or NULL. */
 char *auth_metrics_render(void);

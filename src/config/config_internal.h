@@ -145,6 +145,9 @@ const char **config_require_attributes(const struct config *cfg, size_t *n);
 void config_parse_saml_assertion(struct config_loader *ld, struct config_saml *sc, const json_t *v);
 /* "saml.revocation" (config_revocation.c); <v> may be NULL (off). */
 void config_parse_saml_revocation(struct config_loader *ld, struct config_saml *sc, const json_t *v);
+/* "saml.forward_auth" (config_forward_auth.c); <v> may be NULL (off). */
+void config_parse_saml_forward_auth(struct config_loader *ld, struct config_saml *sc,
+				    const json_t *v);
 void config_parse_assertion_use(struct config_loader *ld, const char *path, const json_t *v,
 				int *on, char **audience);
 void config_assertion_sites(struct config_loader *ld);

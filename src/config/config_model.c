@@ -124,6 +124,7 @@ config_saml_free(struct config_saml *sc)
 	free(sc->assertion.groups_attr);
 	free(sc->assertion.jwks_path);
 	jwt_keys_free(sc->assertion.keys);
+	free(sc->forward_auth.path);
 	free(sc);
 }
 

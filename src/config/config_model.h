@@ -342,6 +342,13 @@ struct config_assertion {
 };
 
 /* "saml": the SAML service provider (docs/saml.md). */
+/* "saml.forward_auth" (docs/forward-auth.md): the verify endpoint other proxies
+ * (nginx auth_request, Traefik forwardAuth, Caddy forward_auth) ask about a
+ * request they hold. */
+struct config_forward_auth {
+	char *path; /* "path", e.g. "/_portcullis/verify"; NULL: no verify endpoint */
+};
+
 struct config_saml {
 	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
 	char *idp_metadata_cache;    /* "idp_metadata_cache"; default <certs_dir>/saml-idp-metadata.xml */
@@ -369,6 +376,7 @@ struct config_saml {
 	struct policy *require;      /* "require": the rules of routes and sites without one */
 	struct config_assertion assertion; /* "identity_assertion" */
 	struct config_revocation revocation; /* "revocation" */
+	struct config_forward_auth forward_auth; /* "forward_auth" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */
