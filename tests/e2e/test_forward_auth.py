@@ -318,3 +318,37 @@ def test_verify_answers(stack):
     assert r.status == 403, r
     r = verify(s, [("X-Original-URL", "https://localhost/open/%2e%2e/admin")])
     assert r.status in (400, 401, 403), r
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                       "forward-auth")
+
+
+def test_example_configs_load(tmp_path):
+    """examples/forward-auth: nginx -t takes nginx.conf (inside an http block,
+    with a certificate made here), caddy adapt takes the Caddyfile (its
+    portcullis.json is checked with every JSON config, tests/packaging)."""
+    need("nginx")
+    need("caddy")
+    d = str(tmp_path)
+    os.makedirs(os.path.join(d, "tmp"))
+    import forward_auth_fronts
+    forward_auth_fronts.self_signed(d)
+    with open(os.path.join(EXAMPLE, "nginx.conf")) as f:
+        server = f.read()
+    server = server.replace("/etc/ssl/app.example.com/fullchain.pem", os.path.join(d, "cert.pem"))
+    server = server.replace("/etc/ssl/app.example.com/privkey.pem", os.path.join(d, "key.pem"))
+    server = server.replace("listen 443 ssl;", "listen 127.0.0.1:%d ssl;" % closed_port())
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("pid %s/nginx.pid;\nevents {}\nhttp {\nclient_body_temp_path %s/tmp;\n"
+                "proxy_temp_path %s/tmp;\n%s}\n" % (d, d, d, server))
+    r = subprocess.run(["nginx", "-t", "-p", d, "-e", os.path.join(d, "error.log"), "-c", conf],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["caddy", "adapt", "--adapter", "caddyfile", "--config",
+                        os.path.join(EXAMPLE, "Caddyfile")], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, HOME=d))
+    assert r.returncode == 0, r.stderr
+    adapted = json.loads(r.stdout)
+    assert "forward_auth" in r.stdout or "/_portcullis/verify" in r.stdout, adapted
