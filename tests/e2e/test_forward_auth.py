@@ -26,7 +26,7 @@ import pytest
 
 import configs
 from forward_auth_fronts import IDENTITY, Front
-from harness import RawClient, closed_port, need, request, wait_until
+from harness import RawClient, closed_port, need, wait_until
 from saml_common import now, seal
 from test_saml_browser import (EMAIL, PASSWORD, USER, echo_of, node, pysaml2_idp,  # noqa: F401
                                run_browser, step)
@@ -36,7 +36,7 @@ KEY = bytes(range(32))
 SESSION_COOKIE = "__Host-portcullis-session"
 
 
-def portcullis_config(up, port, base_url, idp_base, workdir):
+def portcullis_config(up, port, base_url, idp_metadata, workdir):
     key_file = os.path.join(workdir, "session.key")
     with open(key_file, "w") as f:
         f.write(KEY.hex() + "\n")
@@ -54,7 +54,7 @@ def portcullis_config(up, port, base_url, idp_base, workdir):
     ]}]
     cfg = configs.config({"web": up}, sites,
                          listeners=[{"name": "http", "address": "127.0.0.1:%d" % port}],
-                         saml={"idp_metadata": idp_base + "/metadata", "base_url": base_url,
+                         saml={"idp_metadata": idp_metadata, "base_url": base_url,
                                "session_key_file": key_file, "sp_key": sp_key,
                                "sp_cert": sp_cert,
                                "headers": {"X-Auth-User": "@nameid", "X-Auth-Email": "Email"},
@@ -75,7 +75,7 @@ def stack(request, module_lab):
     port, front_port = closed_port(), closed_port()
     base = "https://localhost:%d" % front_port
     with pysaml2_idp(os.path.join(work, "idp")) as idp:
-        p = module_lab.proxy(portcullis_config(up, port, base, idp["base"], work), name=kind)
+        p = module_lab.proxy(portcullis_config(up, port, base, idp["base"] + "/metadata", work), name=kind)
         front = Front(kind, work, front_port, port, up.address)
         try:
             s = {"kind": kind, "idp": idp, "proxy": p, "port": port, "front": front,
@@ -132,7 +132,7 @@ def test_browser_login(stack, node):
     s["up"].reset()
     out = run_browser(node, os.path.join(s["front"].dir, "browser-home"),
                       {"url": url, "username": USER, "password": PASSWORD,
-                       "ignoreHTTPSErrors": True})
+                       "logout": s["base"] + "/saml/logout", "ignoreHTTPSErrors": True})
     dump = json.dumps(out, indent=1)[:6000]
     assert out["ok"] and out["outcome"] == "signed-in", dump + s["proxy"].stderr()[-3000:]
     first = out["documents"][0]
@@ -158,6 +158,13 @@ def test_browser_login(stack, node):
     assert got[0].header_all("X-Auth-Email") == [EMAIL]
     jwt = got[0].header("X-Portcullis-Assertion")
     assert jwt and jwt.count(".") == 2, got[0].headers
+    # the logout endpoint through the front ends the session: the page sends
+    # the browser to the IdP again
+    logout = step(out, "logout")
+    assert logout["status"] == 200 and "signed out" in logout["text"], dump
+    assert SESSION_COOKIE not in {c["name"] for c in out["cookies_after_logout"]}, dump
+    revisit = step(out, "revisit")
+    assert revisit["url"].startswith(s["idp"]["base"] + "/sso/redirect?SAMLRequest="), dump
 
 
 def test_valid_session_passes_with_identity(stack):
@@ -352,3 +359,45 @@ def test_example_configs_load(tmp_path):
     assert r.returncode == 0, r.stderr
     adapted = json.loads(r.stdout)
     assert "forward_auth" in r.stdout or "/_portcullis/verify" in r.stdout, adapted
+
+
+@pytest.fixture(scope="module")
+def revoking(module_lab):
+    """Portcullis with saml.revocation on a real redis-server, and the verify
+    endpoint (called straight, from a trusted address)."""
+    need("redis-server")
+    from test_saml_redis import DB, PASSWORD, PREFIX, RedisServer
+    work = os.path.join(module_lab.workdir, "revoke")
+    os.makedirs(work)
+    redis = RedisServer(work, closed_port())
+    redis.start()
+    try:
+        up = module_lab.upstream("web-revoke")
+        port = closed_port()
+        cfg = portcullis_config(up, port, "https://localhost", configs.throwaway_idp_metadata(),
+                                work)
+        cfg["saml"]["revocation"] = {"poll_interval": 0.2, "max_staleness": 2}
+        cfg["redis"] = {"address": "127.0.0.1:%d" % redis.port, "password": PASSWORD, "db": DB,
+                        "key_prefix": PREFIX}
+        p = module_lab.proxy(cfg, name="revoke")
+        yield {"port": port, "proxy": p}
+    finally:
+        redis.stop()
+
+
+def test_revoked_session_is_refused(revoking):
+    """A user signed out everywhere (the admin endpoint): the verify endpoint
+    answers 401 for the cookie it accepted before."""
+    from harness import request
+    s = revoking
+    cookie = ("Cookie", "%s=%s" % (SESSION_COOKIE, session()))
+    asks = [("X-Original-URL", "https://localhost/dash"), cookie]
+    r = verify(s, asks)
+    assert r.status == 200 and r.header("X-Auth-User") == USER, r
+    r = request(s["proxy"].admin_port, "POST", "/revoke?user=%s" % USER)
+    assert r.status == 200, r
+    wait_until(lambda: verify(s, asks).status == 401, timeout=5, interval=0.05,
+               what="the revoked session refused by the verify endpoint")
+    r = verify(s, asks)
+    assert r.status == 401 and r.header("X-Auth-User") is None
+    assert r.header("X-Portcullis-Login") == "https://localhost/saml/login?return=/dash"
