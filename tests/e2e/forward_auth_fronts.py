@@ -6,6 +6,7 @@ everything else, once the verify endpoint said yes, to the upstream with the
 identity headers it answered.  Stopped by PID."""
 
 import os
+import socket
 import subprocess
 import time
 
@@ -133,7 +134,6 @@ class Front:
         self._wait_listening()
 
     def _wait_listening(self):
-        import socket
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -16,7 +16,6 @@ them, the pysaml2 IdP with its login form.
 
 import json
 import os
-import re
 import ssl
 import subprocess
 import http.client
@@ -26,7 +25,7 @@ import pytest
 
 import configs
 from forward_auth_fronts import IDENTITY, Front
-from harness import RawClient, closed_port, need, wait_until
+from harness import RawClient, closed_port, need, request, wait_until
 from saml_common import now, seal
 from test_saml_browser import (EMAIL, PASSWORD, USER, echo_of, node, pysaml2_idp,  # noqa: F401
                                run_browser, step)
@@ -388,7 +387,6 @@ def revoking(module_lab):
 def test_revoked_session_is_refused(revoking):
     """A user signed out everywhere (the admin endpoint): the verify endpoint
     answers 401 for the cookie it accepted before."""
-    from harness import request
     s = revoking
     cookie = ("Cookie", "%s=%s" % (SESSION_COOKIE, session()))
     asks = [("X-Original-URL", "https://localhost/dash"), cookie]
