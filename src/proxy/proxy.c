@@ -1462,6 +1462,11 @@ proxy_on_head(struct server_request *req, void *arg)
 			websocket_refused(WEBSOCKET_REFUSED_AUTH);
 		return SERVER_REPLIED;
 	case AUTH_READ_BODY:
+		if (t->verify) { /* the ACS: the body is not in a subrequest */
+			refuse(t, 400, "the SAML endpoints are served by Portcullis itself, not "
+				       "through the verify endpoint", false);
+			return SERVER_REPLIED;
+		}
 		t->auth_body = true;
 		server_request_set_max_body(req, AUTH_MAX_BODY);
 		return SERVER_READ_BODY;

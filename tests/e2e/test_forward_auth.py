@@ -319,6 +319,10 @@ def test_verify_answers(stack):
     assert verify(s, [("X-Original-URL", "/dash")]).status == 400
     assert verify(s, [("X-Original-URL", "https://localhost/a"),
                       ("X-Original-URL", "https://localhost/open")]).status == 400
+    # the ACS is Portcullis' own: never answered through the verify endpoint
+    r = verify(s, [("X-Original-URL", "https://localhost/saml/acs"),
+                   ("X-Original-Method", "POST")])
+    assert r.status == 400 and b"Portcullis itself" in r.body, r
     # the path is normalized like any request's: no way around a route
     r = verify(s, [("X-Original-URL", "https://localhost/open/../admin"), cookie])
     assert r.status == 403, r
