@@ -1,6 +1,7 @@
 /* forward_auth: the verify endpoint's pieces; see forward_auth.h. */
 #include "proxy/forward_auth.h"
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "auth/auth.h"
 #include "http/target.h"
 #include "http/urlenc.h"
 
@@ -75,6 +77,33 @@ forward_auth_original(const struct evkeyvalq *h, struct forward_auth_original *o
 	memcpy(o->host, fhost, strlen(fhost) + 1);
 	o->origin = furi;
 	return NULL;
+}
+
+const char *
+forward_auth_method(const char *method)
+{
+	static const char *const names[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+					     "OPTIONS" };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(method, names[i]) == 0)
+			return names[i];
+	return NULL;
+}
+
+void
+forward_auth_add_login(const struct config *cfg, const char *path, const char *query,
+		       struct evkeyvalq *out)
+{
+	struct auth_request a = { .cfg = cfg, .path = path, .query = query };
+	struct evbuffer *url = evbuffer_new();
+
+	if (url == NULL)
+		return;
+	auth_login_url(&a, url);
+	evbuffer_add(url, "", 1);
+	evhttp_add_header(out, FORWARD_AUTH_LOGIN_HEADER, (const char *)evbuffer_pullup(url, -1));
+	evbuffer_free(url);
 }
 
 bool

@@ -47,6 +47,15 @@ bool forward_auth_is_verify(const struct config_saml *sc, const char *path);
  */
 const char *forward_auth_original(const struct evkeyvalq *h, struct forward_auth_original *o);
 
+/* <method> as a static string (the access log outlives the request's
+ * headers) when it is one Portcullis forwards, else NULL. */
+const char *forward_auth_method(const char *method);
+
+/* Add to <out> FORWARD_AUTH_LOGIN_HEADER: the sign-in URL that comes back
+ * to <path> and <query> (auth.h auth_login_url). */
+void forward_auth_add_login(const struct config *cfg, const char *path, const char *query,
+			    struct evkeyvalq *out);
+
 /* True when the verify request's <query> asks for "mode=redirect" (Traefik,
  * Caddy: a browser gets the redirect to the sign-in, not 401). */
 bool forward_auth_redirect_mode(const char *query);

@@ -1084,20 +1084,6 @@ run_auth(struct txn *t, bool body)
 	return act;
 }
 
-/* The name of a METHOD_* bit (a static string: the access log outlives the
- * request's headers). */
-static const char *
-method_name(unsigned bit)
-{
-	static const char *const names[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-					     "OPTIONS" };
-
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (method_bit(names[i]) == bit)
-			return names[i];
-	return "GET";
-}
-
 /*
  * The verify endpoint (forward_auth.h): only a trusted proxy may ask, and
  * the request then stands for the original one its headers describe (host,
@@ -1110,7 +1096,7 @@ verify_take_original(struct txn *t)
 	struct forward_auth_original o;
 	const char *why;
 	enum pathnorm_result pr;
-	unsigned bit;
+	const char *method;
 
 	if (!t->client_trusted) {
 		refuse(t, 403, "the verify endpoint answers the trusted proxies only", false);
@@ -1123,13 +1109,13 @@ verify_take_original(struct txn *t)
 	}
 	t->verify = true;
 	t->verify_redirect = forward_auth_redirect_mode(t->query);
-	bit = o.method != NULL ? method_bit(o.method) : t->method_bit;
-	if (bit == 0) {
+	method = forward_auth_method(o.method != NULL ? o.method : t->method);
+	if (method == NULL || method_bit(method) == 0) {
 		refuse(t, 403, "the original request's method is not accepted", false);
 		return -1;
 	}
-	t->method_bit = bit;
-	t->method = method_name(bit);
+	t->method = method;
+	t->method_bit = method_bit(method);
 	memcpy(t->target_host, o.host, strlen(o.host) + 1);
 	t->route_host = t->target_host;
 	free(t->query_copy);
@@ -1145,19 +1131,7 @@ verify_take_original(struct txn *t)
 		refuse(t, 500, "out of memory", false);
 		return -1;
 	}
-	/* a refusal by the gate names the sign-in URL for nginx's error_page */
-	{
-		struct auth_request a = { .cfg = t->cfg, .path = t->path, .query = t->query };
-		struct evbuffer *url = evbuffer_new();
-
-		if (url != NULL) {
-			auth_login_url(&a, url);
-			evbuffer_add(url, "", 1);
-			evhttp_add_header(&t->out, FORWARD_AUTH_LOGIN_HEADER,
-					  (const char *)evbuffer_pullup(url, -1));
-			evbuffer_free(url);
-		}
-	}
+	forward_auth_add_login(t->cfg, t->path, t->query, &t->out);
 	return 0;
 }
 

@@ -141,6 +141,9 @@ test_mode_and_path(void **state)
 	sc.forward_auth.path = (char *)"/_portcullis/verify";
 	assert_true(forward_auth_is_verify(&sc, "/_portcullis/verify"));
 	assert_false(forward_auth_is_verify(&sc, "/_portcullis/verify/x"));
+	assert_string_equal(forward_auth_method("DELETE"), "DELETE");
+	assert_null(forward_auth_method("BREW"));
+	assert_null(forward_auth_method("get"));
 }
 
 static void
