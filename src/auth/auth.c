@@ -273,7 +273,7 @@ auth_start_login(struct auth_request *a, const char *target, bool force)
 }
 
 /* The login URL for the current request (for 401 answers). */
-static void
+void
 auth_login_url(struct auth_request *a, struct evbuffer *b)
 {
 	struct config_saml *sc = a->cfg->saml;
@@ -312,7 +312,8 @@ auth_is_navigation_request(unsigned method_bit, const struct evkeyvalq *h)
 bool
 auth_is_navigation(struct auth_request *a)
 {
-	return auth_is_navigation_request(a->method_bit, server_request_headers(a->req));
+	return !a->no_redirect &&
+	       auth_is_navigation_request(a->method_bit, server_request_headers(a->req));
 }
 
 /* No session good enough: a browser navigation goes to the IdP (a login for

@@ -21,6 +21,7 @@
 #include "config/config_model.h"
 #include "http/request.h"
 
+struct evbuffer;
 struct evkeyvalq;
 struct claims;
 struct policy;
@@ -50,6 +51,9 @@ struct auth_request {
 	const char *query;      /* NULL when none */
 	const char *request_id; /* also the reference shown on error pages */
 	const char *client;
+	bool no_redirect;       /* answer 401 where a browser would be sent to the IdP
+				 * (the verify endpoint for nginx auth_request, which
+				 * takes 2xx, 401 and 403 only) */
 	struct evkeyvalq *out;  /* response headers being built: a refreshed
 				 * session cookie goes here */
 	int status;             /* out: the status replied */
@@ -158,6 +162,10 @@ const struct stepup_rule *auth_route_step_up(const struct config_site *site,
  * site's name. */
 const char *auth_assertion_audience(const struct config_site *site,
 				    const struct config_route *route);
+
+/* Append to <b> the sign-in URL that comes back to a->path and a->query
+ * (saml.base_url, the login endpoint, "?return=" the target encoded). */
+void auth_login_url(struct auth_request *a, struct evbuffer *b);
 
 /* The SAML login counters in Prometheus text (caller frees), or NULL. */
 char *auth_metrics_render(void);

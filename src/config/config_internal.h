@@ -162,6 +162,9 @@ void config_parse_saml_revocation(struct config_loader *ld, struct config_saml *
 /* config_saml_hosts.c */
 void config_parse_saml_hosts(struct config_loader *ld, struct config_saml *sc, const json_t *v);
 void config_saml_hosts_sites(struct config_loader *ld);
+/* "saml.forward_auth" (config_forward_auth.c); <v> may be NULL (off). */
+void config_parse_saml_forward_auth(struct config_loader *ld, struct config_saml *sc,
+				    const json_t *v);
 void config_parse_assertion_use(struct config_loader *ld, const char *path, const json_t *v,
 				int *on, char **audience);
 void config_assertion_sites(struct config_loader *ld);

@@ -142,6 +142,7 @@ config_saml_free(struct config_saml *sc)
 	free(sc->encryption.cert_file);
 	free(sc->encryption.key_env);
 	config_free_strings(sc->hosts, sc->nhosts);
+	free(sc->forward_auth.path);
 	free(sc);
 }
 

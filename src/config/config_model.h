@@ -375,6 +375,13 @@ struct config_saml_encryption {
 };
 
 /* "saml": the SAML service provider (docs/saml.md). */
+/* "saml.forward_auth" (docs/forward-auth.md): the verify endpoint other proxies
+ * (nginx auth_request, Traefik forwardAuth, Caddy forward_auth) ask about a
+ * request they hold. */
+struct config_forward_auth {
+	char *path; /* "path", e.g. "/_portcullis/verify"; NULL: no verify endpoint */
+};
+
 struct config_saml {
 	char *idp_metadata;          /* "idp_metadata": file path or https URL (required) */
 	char *idp_metadata_cache;    /* "idp_metadata_cache"; default <certs_dir>/saml-idp-metadata.xml */
@@ -405,6 +412,7 @@ struct config_saml {
 	struct config_saml_encryption encryption; /* "encryption" */
 	char **hosts;                /* "hosts": other origins signed in through base_url */
 	size_t nhosts;
+	struct config_forward_auth forward_auth; /* "forward_auth" */
 
 	struct saml *sp;             /* opened at load */
 	struct session_keys *keys;   /* loaded at load */

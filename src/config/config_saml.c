@@ -33,7 +33,8 @@ static const char *const config_saml_keys[] = {
 	"sp_key",	    "sp_cert",		  "session_key_file",	  "session_key_env",
 	"cookie_name",	    "session_lifetime",	  "session_idle_timeout", "clock_skew",
 	"max_response_age", "allow_sha1",	  "replay_cache_size",	  "headers",
-	"require",	    "replay_store",	  "identity_assertion", "revocation", "encryption", "hosts", NULL
+	"require",	    "replay_store",	  "identity_assertion", "revocation", "encryption", "hosts",
+	"forward_auth",	    NULL
 };
 static const char *const config_replay_stores[] = { "memory", "redis", NULL };
 
@@ -445,6 +446,7 @@ config_parse_saml(struct config_loader *ld, const json_t *root)
 	config_parse_saml_encryption(ld, sc, json_object_get(v, "encryption"));
 	config_parse_saml_revocation(ld, sc, json_object_get(v, "revocation"));
 	config_parse_saml_hosts(ld, sc, json_object_get(v, "hosts"));
+	config_parse_saml_forward_auth(ld, sc, json_object_get(v, "forward_auth"));
 }
 
 /* ------------------------------------------------------------------ */

@@ -26,6 +26,7 @@
 #include "http/target.h"
 #include "proxy/fwdheaders.h"
 #include "proxy/compress.h"
+#include "proxy/forward_auth.h"
 #include "proxy/router.h"
 #include "proxy/routing.h"
 #include "http/request.h"
@@ -82,6 +83,8 @@ struct txn {
 	bool auth_body;    /* the SAML ACS POST: its body goes to auth_on_body */
 	bool auth_waiting; /* auth_on_body answered AUTH_PENDING: auth.done finishes */
 	bool trace_continued; /* the client sent one valid traceparent: its tracestate goes on */
+	bool verify;          /* the verify endpoint: stands for the original request */
+	bool verify_redirect; /* ... with "mode=redirect" (Traefik, Caddy) */
 	struct auth_request auth; /* what the SAML gate sees (kept while it waits) */
 	enum websocket_ask ws_ask; /* what the client's Upgrade asks for */
 	bool ws;                   /* a WebSocket upgrade goes upstream */
@@ -1058,6 +1061,7 @@ run_auth(struct txn *t, bool body)
 		.method = t->method, .method_bit = t->method_bit, .path = t->path,
 		.query = t->query, .request_id = t->request_id, .client = t->client,
 		.out = &t->out, .claims = t->gen->claims, .done = auth_done, .done_arg = t,
+		.no_redirect = t->verify && !t->verify_redirect,
 	};
 	act = body ? auth_on_body(a) : auth_on_head(a);
 	if (act == AUTH_PENDING) {
@@ -1071,6 +1075,73 @@ run_auth(struct txn *t, bool body)
 		txn_finish(t);
 	}
 	return act;
+}
+
+/*
+ * The verify endpoint (forward_auth.h): only a trusted proxy may ask, and
+ * the request then stands for the original one its headers describe (host,
+ * path and query, method), which is routed, checked and gated as if it had
+ * come itself.  Returns 0, or -1 after refusing.
+ */
+static int
+verify_take_original(struct txn *t)
+{
+	struct forward_auth_original o;
+	const char *why;
+	enum pathnorm_result pr;
+	const char *method;
+
+	if (!t->client_trusted) {
+		refuse(t, 403, "the verify endpoint answers the trusted proxies only", false);
+		return -1;
+	}
+	why = forward_auth_original(server_request_headers(t->req), &o);
+	if (why != NULL) {
+		refuse(t, 400, why, false);
+		return -1;
+	}
+	t->verify = true;
+	t->verify_redirect = forward_auth_redirect_mode(t->query);
+	method = forward_auth_method(o.method != NULL ? o.method : t->method);
+	if (method == NULL || routing_method_bit(method) == 0) {
+		refuse(t, 403, "the original request's method is not accepted", false);
+		return -1;
+	}
+	t->method = method;
+	t->method_bit = routing_method_bit(method);
+	memcpy(t->target_host, o.host, strlen(o.host) + 1);
+	t->route_host = t->target_host;
+	free(t->query_copy);
+	t->query_copy = NULL;
+	pr = pathnorm_normalize(o.origin, t->path, sizeof(t->path), &t->query);
+	if (pr != PATHNORM_OK) {
+		t->path[0] = '\0';
+		t->query = NULL;
+		refuse(t, 400, pathnorm_reason(pr), false);
+		return -1;
+	}
+	if (t->query != NULL && (t->query = t->query_copy = strdup(t->query)) == NULL) {
+		refuse(t, 500, "out of memory", false);
+		return -1;
+	}
+	forward_auth_add_login(t->cfg, t->path, t->query, &t->out);
+	return 0;
+}
+
+/* The gate let the original request pass: 200 with the identity headers. */
+static void
+verify_allow(struct txn *t)
+{
+	while (hdrarena_remove_header(&t->arena, &t->out, FORWARD_AUTH_LOGIN_HEADER) == 0)
+		continue;
+	forward_auth_copy_identity(t->cfg->saml, server_request_headers(t->req), &t->out);
+	hdrarena_add(&t->arena, &t->out, "Cache-Control", "no-store");
+	add_common_response_headers(t, &t->out);
+	t->status = 200;
+	t->replied = true;
+	server_reply(t->req, 200, &t->out, NULL, false);
+	t->req = NULL;
+	txn_finish(t);
 }
 
 /* Built-in answers before routing (and before access rules: the CA's
@@ -1335,6 +1406,8 @@ proxy_on_head(struct server_request *req, void *arg)
 	}
 	if (builtin_request(t) < 0)
 		return SERVER_REPLIED;
+	if (forward_auth_is_verify(t->cfg->saml, t->path) && verify_take_original(t) < 0)
+		return SERVER_REPLIED;
 	if (route_request(t) < 0)
 		return SERVER_REPLIED;
 	if (access_check_request(t->cfg, t->listener->index, t->jump_route, t->route, t->client,
@@ -1356,11 +1429,20 @@ proxy_on_head(struct server_request *req, void *arg)
 			websocket_refused(WEBSOCKET_REFUSED_AUTH);
 		return SERVER_REPLIED;
 	case AUTH_READ_BODY:
+		if (t->verify) { /* the ACS: the body is not in a subrequest */
+			refuse(t, 400, "the SAML endpoints are served by Portcullis itself, not "
+				       "through the verify endpoint", false);
+			return SERVER_REPLIED;
+		}
 		t->auth_body = true;
 		server_request_set_max_body(req, AUTH_MAX_BODY);
 		return SERVER_READ_BODY;
 	case AUTH_CONTINUE:
 		break;
+	}
+	if (t->verify) {
+		verify_allow(t);
+		return SERVER_REPLIED;
 	}
 	if (t->route->action == ACTION_RESPOND || t->route->action == ACTION_REDIRECT) {
 		respond_fixed(t);

@@ -1,6 +1,6 @@
 /*
  * Unit tests for the "redis" section (src/config_redis.c) and
- * saml.replay_store: defaults, addresses (host:port, IPv6, unix socket),
+ * saml.replay_store (and saml.forward_auth, which loads the same way): defaults, addresses (host:port, IPv6, unix socket),
  * passwords from the environment and from a file, and every error with its
  * JSON path.
  *
@@ -242,6 +242,33 @@ test_revocation(void **state)
 		     "saml.revocation", "every");
 }
 
+/* saml.forward_auth (config_forward_auth.c): the path, and that only
+ * trusted_proxies may call it. */
+static void
+test_forward_auth(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("", "");
+	assert_null(cfg->saml->forward_auth.path);
+	config_unref(cfg);
+	cfg = load_ok(", 'forward_auth': {'path': '/_portcullis/verify'}",
+		      ", 'trusted_proxies': ['10.0.0.0/8']");
+	assert_string_equal(cfg->saml->forward_auth.path, "/_portcullis/verify");
+	config_unref(cfg);
+	expect_error(", 'forward_auth': {'path': '/_portcullis/verify'}", "", "saml.forward_auth: ",
+		     "trusted_proxies");
+	expect_error(", 'forward_auth': {}", ", 'trusted_proxies': ['10.0.0.0/8']",
+		     "saml.forward_auth: ", "path");
+	expect_error(", 'forward_auth': {'path': 'verify'}", ", 'trusted_proxies': ['10.0.0.0/8']",
+		     "saml.forward_auth.path: ", "not a path");
+	expect_error(", 'forward_auth': {'path': '/v?x=1'}", ", 'trusted_proxies': ['10.0.0.0/8']",
+		     "saml.forward_auth.path: ", "not a path");
+	expect_error(", 'forward_auth': {'path': '/v', 'mode': 1}",
+		     ", 'trusted_proxies': ['10.0.0.0/8']", "saml.forward_auth", "mode");
+}
+
 static void
 test_address_errors(void **state)
 {
@@ -407,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_password_errors),
 		cmocka_unit_test(test_revocation),
+		cmocka_unit_test(test_forward_auth),
 		cmocka_unit_test(test_range_errors),
 	};
 
