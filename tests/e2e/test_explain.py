@@ -50,6 +50,12 @@ def vm_posthog_env(tmp_path):
     return env
 
 
+def forward_auth_env(tmp_path):
+    return {"PORTCULLIS_LISTEN": "127.0.0.1:0", "APP_DOMAIN": APP_DOMAIN,
+            "SAML_IDP_METADATA": throwaway_idp_metadata(), "CERTS_DIR": str(tmp_path / "certs"),
+            "APP_UPSTREAM": "127.0.0.1:1"}
+
+
 def vswitch_env(tmp_path):
     return {"GATEWAY_LISTEN": "127.0.0.1:0", "PRIVATE_CIDR": "127.0.0.0/8",
             "PORTCULLIS_ADMIN": "127.0.0.1:0", "GATEWAY_UPSTREAM": "127.0.0.1:1"}
@@ -95,6 +101,8 @@ EXAMPLES = {
                                                   "portcullis.json"), vswitch_env(tmp)),
                         "gateway", "http"),
     "k8s-sidecar": (k8s_files, "https", "https"),
+    "forward-auth": (lambda tmp: (os.path.join(EXAMPLES_DIR, "forward-auth", "portcullis.json"),
+                                  forward_auth_env(tmp)), "verify", "http"),
 }
 
 
@@ -174,6 +182,7 @@ def test_explain_every_route_of_every_example(example, tmp_path):
             assert step(doc, "auth")["status"] == 302, where
             status, doc, err = explain(config, env, "%s %s" % (method, url), "--listener",
                                        listener, "--identity", "Email=alice@example.com",
+                                       "--identity", "Roles=admin",  # forward-auth's /admin
                                        "--header", "X-Auth-Email: mallory@example.com")
             assert step(doc, "auth")["verdict"] == "allowed", where
             dropped = {h["name"]: h["why"] for h in step(doc, "headers")["dropped"]}
