@@ -75,6 +75,9 @@ SSO = "https://idp.soak.test/sso"
 BASE = "https://" + configs.POSTHOG_DOMAIN
 REDIS_PASSWORD = "soak-redis-password"
 SSE_EVENTS = 3
+# How long one exchange may take: generous, since the test machines are shared (a
+# loaded machine, or ASan, slows the proxy; a hang still shows as a timeout).
+TIMEOUT = 30.0
 
 
 def log(msg):
@@ -420,21 +423,27 @@ class Traffic:
             raise Failed("answered by %r, not %s" % (doc.get("service"), service))
         return doc
 
+    @staticmethod
+    def request(port, method, target, **kw):
+        """harness.request with the soak's timeout (the client of Browser)."""
+        return harness.request(port, method, target, timeout=TIMEOUT, **kw)
+
     def get(self):
-        r = harness.request(self.ports["http"], "GET", "/decide/?v=3", host=self.host)
+        r = harness.request(self.ports["http"], "GET", "/decide/?v=3", host=self.host,
+                            timeout=TIMEOUT)
         self._check_echo(r, "web")
 
     def post_event(self):
         body = json.dumps({"event": "soak", "distinct_id": "d%d" % random.randrange(1000),
                            "properties": {"n": random.random()}}).encode()
-        r = harness.request(self.ports["http"], "POST", "/e/", host=self.host,
+        r = harness.request(self.ports["http"], "POST", "/e/", host=self.host, timeout=TIMEOUT,
                             headers=[("Content-Type", "application/json")], body=body)
         doc = self._check_echo(r, "capture")
         if doc.get("body_bytes", len(body)) != len(body):
             raise Failed("capture got %r bytes of %d" % (doc.get("body_bytes"), len(body)))
 
     def tls(self):
-        with harness.RawClient(self.ports["https"]) as c:
+        with harness.RawClient(self.ports["https"], timeout=TIMEOUT) as c:
             c.sock = self.ctx.wrap_socket(c.sock, server_hostname=self.host)
             r = harness.exchange(c, harness.build_request(
                 "GET", "/api/projects/@current/", self.host, [("Cookie", self.cookie)]))
@@ -449,12 +458,12 @@ class Traffic:
             raise Failed("no X-Auth-Email upstream: %r" % headers)
 
     def saml_session(self):
-        r = harness.request(self.ports["http"], "GET", "/insights", host=self.host,
+        r = harness.request(self.ports["http"], "GET", "/insights", host=self.host, timeout=TIMEOUT,
                             headers=[("Cookie", self.cookie), ("Accept", "text/html")])
         self._signed_in(self._check_echo(r, "web"))
 
     def h2(self):
-        with H2Client(self.ports["https"], tls=True, server_name=self.host) as c:
+        with H2Client(self.ports["https"], tls=True, server_name=self.host, timeout=TIMEOUT) as c:
             if c.alpn != "h2":
                 raise Failed("ALPN %r" % c.alpn)
             s = c.request("GET", "/decide/?v=3", self.host)
@@ -462,7 +471,7 @@ class Traffic:
                 raise Failed("h2 GET: %r %r" % (s.status, s.body[:200]))
 
     def h2_post(self):
-        with H2Client(self.ports["https"], tls=True, server_name=self.host) as c:
+        with H2Client(self.ports["https"], tls=True, server_name=self.host, timeout=TIMEOUT) as c:
             body = b'{"event":"soak-h2","distinct_id":"h2"}'
             s = c.request("POST", "/e/", self.host,
                           [(b"content-type", b"application/json"),
@@ -473,7 +482,7 @@ class Traffic:
     def sse(self):
         r = harness.request(self.ports["http"], "GET", "/livestream/events", host=self.host,
                             headers=[("Cookie", self.cookie), ("Accept", "text/event-stream")],
-                            timeout=15)
+                            timeout=TIMEOUT)
         if r.status != 200:
             raise Failed("status %d" % r.status)
         n = r.body.count(b"\ndata:") + r.body.startswith(b"data:")
@@ -481,7 +490,7 @@ class Traffic:
             raise Failed("%d SSE events, wanted %d: %r" % (n, SSE_EVENTS, r.body[:300]))
 
     def login(self):
-        b = Browser(self.ports["http"], host=self.host)
+        b = Browser(self.ports["http"], host=self.host, client=self)
         lg = b.start_login("/insights")
         acs = BASE + ACS_PATH
         xml, _ = samltools.signed_response(
@@ -494,7 +503,7 @@ class Traffic:
 
     def tcp(self):
         data = os.urandom(4096)
-        with socket.create_connection(("127.0.0.1", self.ports["relay"]), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", self.ports["relay"]), timeout=TIMEOUT) as s:
             s.sendall(data)
             got = b""
             while len(got) < len(data):
@@ -507,7 +516,7 @@ class Traffic:
 
     def websocket(self):
         key = base64.b64encode(os.urandom(16)).decode()
-        with harness.RawClient(self.ports["http"]) as c:
+        with harness.RawClient(self.ports["http"], timeout=TIMEOUT) as c:
             c.send(harness.build_request("GET", self.ws_path, self.host, [
                 ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key),
                 ("Sec-WebSocket-Version", "13"), ("Cookie", self.cookie)]))
@@ -800,7 +809,11 @@ def run(seconds, workdir):
     finally:
         stop.set()
         try:
-            lab.close()   # SIGTERM, exit 0, no sanitizer report on stderr
+            for p in lab.proxies:  # SIGTERM, exit 0, no sanitizer report on stderr
+                if not p.stop_checked:
+                    problems += p.stop(timeout=120)  # LeakSanitizer's exit check takes long
+                    p.stop_checked = True
+            lab.close()
         except AssertionError as exc:
             problems.append(str(exc))
         for p in peers:
