@@ -78,6 +78,10 @@ SSE_EVENTS = 3
 # How long one exchange may take: generous, since the test machines are shared (a
 # loaded machine, or ASan, slows the proxy; a hang still shows as a timeout).
 TIMEOUT = 30.0
+# A wake-up of the driver later than STALL s is a stall of the machine; a failure
+# that spent at least STALL_SHARE of its time in stalls is put down to them.
+STALL = 1.0
+STALL_SHARE = 0.25
 
 
 def log(msg):
@@ -310,6 +314,7 @@ class Timeline:
         self.redis_down = []     # [start, end or None]
         self.groups = {}         # upstream -> [server names]
         self.events = []         # (time, text)
+        self.stalls = []         # (start, end): this process got no CPU for > STALL s
 
     def note(self, text):
         with self.lock:
@@ -352,9 +357,12 @@ class Timeline:
     def expected(self, need, t0, t1):
         """The outage that explains a failure of a request that needed <need> (an
         upstream name, "redis", or None) over [t0, t1], or None."""
-        if need is None:
-            return None
         with self.lock:
+            stalled = sum(max(0.0, min(t1, e) - max(t0, s)) for s, e in self.stalls)
+            if stalled >= STALL_SHARE * (t1 - t0):
+                return "the test machine stalled"
+            if need is None:
+                return None
             if need == "redis":
                 if any(overlaps(t0, t1, s, (e or t1) + REDIS_GRACE) for s, e in self.redis_down):
                     return "Redis down"
@@ -369,6 +377,19 @@ class Timeline:
             if any(u == need and k < t0 <= k + GRACE for k, u in self.kills):
                 return "started within %.1f s after a server's kill" % GRACE
             return None
+
+
+def stall_loop(timeline, stop):
+    """Wake every 0.1 s; a wake-up later than STALL s means this process (niced like
+    the proxy) got no CPU: the machine stalled, the proxy with it."""
+    last = time.monotonic()
+    while not stop.wait(0.1):
+        now = time.monotonic()
+        if now - last > STALL + 0.1:
+            with timeline.lock:
+                timeline.stalls.append((last, now))
+            log("the test machine stalled for %.1f s" % (now - last))
+        last = now
 
 
 def overlaps(a0, a1, b0, b1):
@@ -730,6 +751,7 @@ def run(seconds, workdir):
         start = time.monotonic()
         threads.append(threading.Thread(target=sample_loop, args=(proxy.pid, samples, stop),
                                         daemon=True))
+        threads.append(threading.Thread(target=stall_loop, args=(timeline, stop), daemon=True))
         for kind in KINDS:
             threads.append(threading.Thread(target=traffic_loop, daemon=True, name=kind,
                                             args=(traffic, kind, timeline, counts, stop)))
@@ -783,6 +805,8 @@ def run(seconds, workdir):
         for t in threads:
             t.join(30)
         timeline.write(os.path.join(workdir, "events.log"))
+        figures["stalls"] = len(timeline.stalls)
+        figures["stalled_seconds"] = sum(e - s for s, e in timeline.stalls)
         proxy.assert_alive()
         sanitized = os.environ.get("PORTCULLIS_SANITIZE") == "1"
         res_problems, figures = resources_verdict(samples, start, end, not sanitized)
@@ -842,6 +866,9 @@ def report(counts, figures, seconds):
     lines.append("%-26s %8d %8d %9d %11d" % ("total (%d s)" % figures.get("seconds", seconds),
                                               total["sent"], total["ok"],
                                               total["expected"], total["unexpected"]))
+    if figures.get("stalls"):
+        lines.append("the test machine stalled %d times, %.0f s in all (no CPU for > %.0f s)" % (
+            figures["stalls"], figures["stalled_seconds"], STALL))
     if counts.causes:
         lines.append("expected failures by cause: " + ", ".join(
             "%s %d" % (cause, n) for cause, n in sorted(counts.causes.items())))
