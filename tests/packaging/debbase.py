@@ -73,6 +73,15 @@ def debian_mirror():
     raise RuntimeError("no Debian archive in apt's sources: %r" % uris)
 
 
+def chroot_env():
+    """The whole environment of a command run inside the Debian tree (chroot): none
+    of the test run's own variables, which name host paths that do not exist there
+    (the dependency audit's PATH shims, PERL5OPT, PYTHONPATH, NODE_OPTIONS) or act
+    on every process (LD_PRELOAD, ASAN_OPTIONS of the sanitizer build)."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
+            "LANG": "C.UTF-8"}
+
+
 def run(cmd, timeout=900, **kw):
     """Runs cmd; raises with its output when it fails."""
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
@@ -110,7 +119,27 @@ def minbase_tarball(debootstrap):
 def _make_minbase(debootstrap, out):
     tree = tempfile.mkdtemp(prefix="minbase.", dir=CACHE)
     try:
-        run([debootstrap, "--variant=minbase", "bookworm", tree, debian_mirror()], timeout=1500)
+        # Two stages, so that the test environment reaches only what runs on the host.
+        # The first stage (downloads, unpacking, perl) runs here with the environment
+        # CTest gives every test, dependency audit included: PATH starts with
+        # build/deps-audit/bin, PERL5OPT=-MPortcullisDepsAudit, PYTHONPATH, NODE_OPTIONS
+        # (tests/deps/README.md), and so its programs are recorded like any other.
+        # The second stage runs inside the new tree (dpkg and the packages' maintainer
+        # scripts), where those paths do not exist: perl there died on PERL5OPT's
+        # missing module ("chroot ... dpkg --install base-passwd" failed on every fresh
+        # clone).  It gets a clean environment (chroot_env()), as apt-get in
+        # _make_systemd does.
+        run([debootstrap, "--foreign", "--variant=minbase", "bookworm", tree, debian_mirror()],
+            timeout=1500)
+        try:
+            run(["chroot", tree, "/debootstrap/debootstrap", "--second-stage"], env=chroot_env(),
+                timeout=1500)
+        except RuntimeError as exc:
+            log = os.path.join(tree, "debootstrap", "debootstrap.log")
+            if os.path.exists(log):
+                with open(log, errors="replace") as f:
+                    raise RuntimeError("%s\n%s:\n%s" % (exc, log, f.read()[-4000:])) from exc
+            raise
         # The host's sources (with -updates and -security), as debian:12-slim has them.
         if os.path.exists(HOST_SOURCES):
             shutil.copy(HOST_SOURCES, os.path.join(tree, "etc/apt/sources.list.d/debian.sources"))
@@ -129,9 +158,21 @@ def _make_minbase(debootstrap, out):
                     shutil.rmtree(p, ignore_errors=True)
                 elif os.path.lexists(p):
                     os.unlink(p)
+        _unmount_under(tree)
         _tar_tree(tree, out)
     finally:
+        _unmount_under(tree)
         shutil.rmtree(tree, ignore_errors=True)
+
+
+def _unmount_under(tree):
+    """Detach whatever is still mounted inside <tree> (the second stage mounts /proc
+    and /sys there and normally unmounts them itself), deepest first."""
+    prefix = os.path.realpath(tree) + "/"
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def systemd_tarball(debootstrap, packages=()):
@@ -156,8 +197,7 @@ def _make_systemd(base, out, extra):
         for fs, where in (("proc", "proc"), ("sysfs", "sys")):
             run(["mount", "-t", fs, fs, os.path.join(tree, where)])
             mounted.append(os.path.join(tree, where))
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
-               "LANG": "C.UTF-8"}
+        env = chroot_env()
         run(["chroot", tree, "apt-get", "update", "-q"], env=env)
         run(["chroot", tree, "apt-get", "install", "-y", "-q", "--no-install-recommends",
              "systemd", "systemd-sysv", "dbus", "procps"] + extra, env=env, timeout=1500)
