@@ -277,9 +277,14 @@ void
 auth_login_url(struct auth_request *a, struct evbuffer *b)
 {
 	struct config_saml *sc = a->cfg->saml;
-	/* saml.hosts: on a hand-off host its own login, which goes on to the auth host */
+	/* saml.hosts: on a hand-off host its own login, which goes on to the auth host
+	 * (no request: the verify endpoint's URL for the host it answers for,
+	 * which is base_url's: forward_auth.c) */
 	const char *here =
-		auth_hosts_origin(sc, evhttp_find_header(server_request_headers(a->req), "Host"));
+		a->req == NULL
+			? NULL
+			: auth_hosts_origin(sc, evhttp_find_header(server_request_headers(a->req),
+								   "Host"));
 
 	evbuffer_add_printf(b, "%s%s/login?return=", here ? here : sc->base_url, sc->prefix);
 	urlenc_encode(b, a->path);
