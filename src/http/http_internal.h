@@ -27,9 +27,9 @@
 #include "http/http_types.h"
 
 /* Client output bytes before back-pressure: past it the producer (an
- * upstream read block, 32 KiB) waits; the kernel's socket buffer is the
+ * upstream read block, 64 KiB) waits; the kernel's socket buffer is the
  * real queue, so memory per slow client stays small. */
-#define CONN_BACKLOG_LIMIT (16 * 1024)
+#define CONN_BACKLOG_LIMIT (32 * 1024)
 
 struct event;
 struct evbuffer;

@@ -211,11 +211,11 @@ LIST_HEAD(conn_list, upstream_conn);
  * What one read() fills.  Body pieces of a response are handed on by
  * reference into the block (no copy): the block lives until the client's
  * output has sent the last of them, and the next read takes a new block.
- * With the client's backlog limit (CONN_BACKLOG_LIMIT, 16 KiB) a streaming
+ * With the client's backlog limit (CONN_BACKLOG_LIMIT, 32 KiB) a streaming
  * response holds about one block: 256 connections fetching 1 MiB each
  * peak at what nginx's proxy buffers take, not at a MiB each.
  */
-#define READ_BLOCK 32768
+#define READ_BLOCK 65536
 #define COPY_BELOW 4096 /* smaller body pieces are copied: cheaper than a reference */
 
 /* Blocks come and go at every read under load: each worker thread keeps a
