@@ -230,6 +230,9 @@ def test_keepalive_and_resumption(lab, tls_upstream):
     p = lab.proxy(tls_config(d, ports))
     for i in range(5):
         assert get(p.port, "/good/k%d" % i).status == 200
+    # nginx logs a request after its answer went out: wait for the fifth line
+    wait_until(lambda: len([l for l in nginx_log(d, ports["plain"])
+                            if l[-1].startswith("/k")]) == 5, what="nginx's log lines")
     lines = [l for l in nginx_log(d, ports["plain"]) if l[-1].startswith("/k")]
     assert len(lines) == 5
     assert len({l[1] for l in lines}) == 1, lines     # one connection, one handshake
@@ -239,6 +242,7 @@ def test_keepalive_and_resumption(lab, tls_upstream):
     for i in range(4):
         r = get(p.port, "/once/r%d" % i)
         assert r.status == 200, r.body
+    wait_until(lambda: len(nginx_log(d, ports["once"])) == 4, what="nginx's log lines")
     lines = nginx_log(d, ports["once"])
     assert len({l[1] for l in lines}) == 4, lines     # four connections
     assert [l[3] for l in lines] == [".", "r", "r", "r"], lines
