@@ -86,6 +86,18 @@ conn_write_soon(struct server_conn *c)
 	event_active(c->wev, EV_WRITE, 1);
 }
 
+void
+conn_send_now(struct server_conn *c)
+{
+	if (!c->write_soon || c->write_waiting || c->dead || c->handshaking || c->read_wants_write ||
+	    c->lingering)
+		return;
+	if (c->ssl)
+		(void)tlsio_write(c->ssl, c->out);
+	else
+		(void)evbuffer_write(c->out, c->fd);
+}
+
 /* TLS: send <out> a record at a time (tlsio_write).  Returns like
  * conn_write's loop: false when it must wait. */
 static bool

@@ -159,6 +159,8 @@ h1_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 	}
 	req->handler_done = true;
 	conn_write_soon(c);
+	if (!req->upgraded)
+		conn_send_now(c); /* complete: it need not wait for the loop turn */
 }
 
 static void
@@ -218,6 +220,7 @@ h1_reply_end(struct server_request *req)
 		evbuffer_add(c->out, "0\r\n\r\n", 5);
 	req->handler_done = true;
 	conn_write_soon(c);
+	conn_send_now(c); /* complete: it need not wait for the loop turn */
 }
 
 static void

@@ -202,6 +202,12 @@ struct server_conn {
  * hands over in one turn (head, body, end) leaves in one system call, and
  * the codec moves on from the event loop, never inside the handler. */
 void conn_write_soon(struct server_conn *c);
+/* After conn_write_soon, when the reply is complete: send the queued bytes
+ * now, from inside the caller, instead of after every other callback of
+ * the loop turn (under load that wait is the latency tail).  Only the
+ * bytes: a failure, a short write or the codec's next step is left to the
+ * write event conn_write_soon made active, so nothing runs re-entrantly. */
+void conn_send_now(struct server_conn *c);
 /* Write what the kernel takes now; wait for writability for the rest. */
 void conn_write(struct server_conn *c);
 /* Close now (or as soon as the running code unwinds).  The codec's abort

@@ -473,6 +473,52 @@ test_pipelining_deferred_end(void **state)
 	free(in.data);
 }
 
+/* A complete reply given outside the connection's callbacks (as the proxy
+ * does from its upstream's) is on the wire before the loop runs again; one
+ * in progress (head and body, no end) waits for the loop turn, so head,
+ * body and end still leave together. */
+static void
+test_complete_reply_sent_at_once(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq h;
+	struct want w = {&in, "HTTP/1.1 200 OK", 2};
+
+	assert_non_null(b);
+	TAILQ_INIT(&h);
+	f->mode = MODE_HOLD;
+	send_all(f, "GET /one HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(run_until(f, logged, "request /one", 2000));
+	evbuffer_add(b, "whole", 5);
+	server_reply(f->held, 200, NULL, b, false);
+	f->held = NULL;
+	inbox_read(f, &in); /* no loop turn in between */
+	assert_non_null(in.data);
+	assert_non_null(strstr(in.data, "\r\n\r\nwhole"));
+
+	send_all(f, "GET /two HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_true(run_until(f, logged, "request /two", 2000));
+	evhttp_add_header(&h, "Content-Length", "4");
+	server_reply_start(f->held, 200, &h);
+	evbuffer_add(b, "ab", 2);
+	server_reply_body(f->held, b);
+	inbox_read(f, &in);
+	assert_int_equal(count(in.data, "HTTP/1.1 200 OK"), 1); /* in progress: not yet */
+	evbuffer_add(b, "cd", 2);
+	server_reply_body(f->held, b);
+	server_reply_end(f->held);
+	f->held = NULL;
+	inbox_read(f, &in);
+	assert_int_equal(count(in.data, "HTTP/1.1 200 OK"), 2);
+	assert_non_null(strstr(in.data, "\r\n\r\nabcd"));
+	assert_true(run_until(f, got_text, &w, 2000)); /* and the loop finishes both */
+	evhttp_clear_headers(&h);
+	evbuffer_free(b);
+	free(in.data);
+}
+
 /* HTTP/1.0 and 1.1 are reported as such; a streamed reply is chunked for
  * 1.1 and close-delimited for 1.0. */
 static void
@@ -837,6 +883,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pipelining_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelining_deferred_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_complete_reply_sent_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proto_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http10_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tunnel_flag, setup, teardown),
