@@ -1,8 +1,6 @@
 /* saml: the SAML 2.0 service provider; see saml.h. */
-#if !defined(XMLSEC_CRYPTO_OPENSSL) || !defined(XMLSEC_NO_SIZE_T)
-#error "compile saml.c with the flags of: pkg-config --cflags lasso xmlsec1-openssl"
-#endif
 #include "auth/saml.h"
+#include "auth/saml_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -71,39 +69,14 @@
 	"; with Casdoor keep \"Enable SAML compress\" off (and \"Enable SAML POST binding\" on " \
 	"where the version has it)"
 
-struct saml {
-	char *idp_metadata, *idp_metadata_cache;
-	double refresh;
-	char *sp_entity_id, *acs_url, *slo_url, *sp_key_path, *sp_cert_path;
-	char *sp_key_pem, *sp_cert_pem, *sp_cert_b64;
-	char *sp_metadata;
-	double clock_skew, max_age;
-	bool allow_sha1;
-	size_t replay_cache_size;
-	char **attributes;
-	size_t nattributes;
-	struct saml_idp *idp;    /* current; swapped by the refresh thread under saml_lock */
-	_Atomic int64_t idp_loaded_at; /* Unix seconds, for the status page */
-	_Atomic int64_t idp_next_fetch; /* 0: no refresh thread */
-	xmlSecKeyPtr enc_key;    /* decrypts EncryptedAssertion; NULL: none configured */
-	char *enc_cert_b64;      /* its certificate, for the metadata */
-	bool require_encryption;
-
-	pthread_t thread;
-	bool thread_started;
-	bool stop;
-	pthread_mutex_t stop_lock;
-	pthread_cond_t stop_cond;
-};
-
 /* Every lasso / libxml2 / xmlsec call runs under this lock. */
-static pthread_mutex_t saml_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t saml_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t saml_once = PTHREAD_ONCE_INIT;
 static bool saml_init_ok;
 
 /* ---- small helpers -------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static void
+void
 saml_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -119,7 +92,7 @@ saml_strdup0(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static bool
+bool
 saml_is_url(const char *s)
 {
 	return strncasecmp(s, "https://", 8) == 0 || strncasecmp(s, "http://", 7) == 0;
@@ -392,74 +365,6 @@ saml_load_idp(struct saml *sp, char *err, size_t errlen)
 	return idp;
 }
 
-static void *
-saml_refresh_main(void *arg)
-{
-	struct saml *sp = arg;
-
-	pthread_mutex_lock(&sp->stop_lock);
-	while (!sp->stop) {
-		struct timespec ts;
-		int rc;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)sp->refresh;
-		atomic_store(&sp->idp_next_fetch, (int64_t)ts.tv_sec);
-		rc = 0;
-		while (!sp->stop && rc != ETIMEDOUT)
-			rc = pthread_cond_timedwait(&sp->stop_cond, &sp->stop_lock, &ts);
-		if (sp->stop)
-			break;
-		pthread_mutex_unlock(&sp->stop_lock);
-		{
-			char err[512];
-			char *doc = saml_fetch(sp->idp_metadata, err, sizeof err);
-
-			if (doc == NULL) {
-				log_warn("saml: refreshing the IdP metadata failed: %s; keeping the "
-					 "current copy",
-					 err);
-			} else {
-				struct saml_idp *idp;
-
-				pthread_mutex_lock(&saml_lock);
-				idp = saml_metadata_idp_new(sp->sp_metadata, sp->sp_key_pem,
-							    sp->sp_key_path, doc, sp->idp_metadata,
-							    err, sizeof err);
-				if (idp != NULL) {
-					struct saml_idp *old = sp->idp;
-
-					sp->idp = idp;
-					atomic_store(&sp->idp_loaded_at, (int64_t)time(NULL));
-					saml_metadata_idp_free(old);
-				}
-				pthread_mutex_unlock(&saml_lock);
-				if (idp == NULL) {
-					log_warn("saml: the refreshed IdP metadata is refused: %s; keeping "
-						 "the current copy",
-						 err);
-				} else if (localca_write_atomic(sp->idp_metadata_cache, doc, strlen(doc),
-								0644, err, sizeof err) < 0) {
-					log_warn("saml: cannot cache the IdP metadata: %s", err);
-				} else {
-					log_debug("saml: IdP metadata refreshed from %s", sp->idp_metadata);
-				}
-				free(doc);
-			}
-		}
-		pthread_mutex_lock(&sp->stop_lock);
-	}
-	pthread_mutex_unlock(&sp->stop_lock);
-	return NULL;
-}
-
-void
-saml_metadata_times(const struct saml *sp, int64_t *loaded_at, int64_t *next_fetch)
-{
-	*loaded_at = atomic_load(&sp->idp_loaded_at);
-	*next_fetch = atomic_load(&sp->idp_next_fetch);
-}
-
 /* ---- SP ---------------------------------------------------------------------- */
 
 static char *
@@ -501,13 +406,7 @@ saml_free(struct saml *sp)
 {
 	if (sp == NULL)
 		return;
-	if (sp->thread_started) {
-		pthread_mutex_lock(&sp->stop_lock);
-		sp->stop = true;
-		pthread_cond_signal(&sp->stop_cond);
-		pthread_mutex_unlock(&sp->stop_lock);
-		pthread_join(sp->thread, NULL);
-	}
+	saml_refresh_stop(sp);
 	pthread_mutex_destroy(&sp->stop_lock);
 	pthread_cond_destroy(&sp->stop_cond);
 	pthread_mutex_lock(&saml_lock);
@@ -663,18 +562,9 @@ saml_new(const struct saml_options *o, char *err, size_t errlen)
 	if (saml_load_enc_key(sp, o, err, errlen) < 0)
 		goto fail;
 	sp->sp_metadata = saml_build_sp_metadata(sp);
-	if ((sp->idp = saml_load_idp(sp, err, errlen)) == NULL)
+	if ((sp->idp = saml_load_idp(sp, err, errlen)) == NULL ||
+	    saml_refresh_start(sp, err, errlen) < 0)
 		goto fail;
-	atomic_store(&sp->idp_loaded_at, (int64_t)time(NULL));
-	if (saml_is_url(sp->idp_metadata))
-		atomic_store(&sp->idp_next_fetch, (int64_t)time(NULL) + (int64_t)sp->refresh);
-	if (saml_is_url(sp->idp_metadata)) {
-		if (pthread_create(&sp->thread, NULL, saml_refresh_main, sp) != 0) {
-			saml_err(err, errlen, "cannot start the IdP metadata refresh thread");
-			goto fail;
-		}
-		sp->thread_started = true;
-	}
 	if (sp->allow_sha1)
 		log_warn("saml: allow_sha1 is on: responses signed with RSA-SHA1 are accepted; SHA-1 "
 			 "is deprecated for signatures");
