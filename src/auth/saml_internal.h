@@ -1,8 +1,9 @@
 /*
  * saml_internal: the SAML SP's state (struct saml) and what the files of the
  * SP share: saml.c (set-up, requests, logout), saml_refresh.c (the IdP
- * metadata refresh thread and the times the status page shows).  Only the
- * files of auth/ include this; everyone else uses saml.h.
+ * metadata refresh thread and the times the status page shows),
+ * saml_response.c (the checks of a response).  Only the files of auth/
+ * include this; everyone else uses saml.h.
  */
 #ifndef PORTCULLIS_SAML_INTERNAL_H
 #define PORTCULLIS_SAML_INTERNAL_H
@@ -18,6 +19,14 @@
 #include <stdint.h>
 
 #include <xmlsec/keys.h>
+
+/* Casdoor's app options, named in errors that its defaults cause. */
+#define CASDOOR_HASH_HINT \
+	"; with Casdoor set the application's \"SAML hash algorithm\" to SHA256, or set " \
+	"saml.allow_sha1 to accept SHA-1"
+#define CASDOOR_BINDING_HINT \
+	"; with Casdoor keep \"Enable SAML compress\" off (and \"Enable SAML POST binding\" on " \
+	"where the version has it)"
 
 struct saml_idp;
 
