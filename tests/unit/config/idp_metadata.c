@@ -17,6 +17,24 @@
 #include <openssl/x509.h>
 
 void
+write_idp_metadata_with(const char *path, const char *cert_b64)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fprintf(f,
+		"<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" "
+		"xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.test/md\">"
+		"<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">"
+		"<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>%s"
+		"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+		"<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" "
+		"Location=\"https://idp.test/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n",
+		cert_b64);
+	assert_int_equal(fclose(f), 0);
+}
+
+void
 write_idp_metadata(const char *path)
 {
 	EVP_PKEY *key = EVP_RSA_gen(2048);
@@ -24,7 +42,6 @@ write_idp_metadata(const char *path)
 	BIO *b = BIO_new(BIO_s_mem());
 	char *pem = NULL, *body;
 	long len;
-	FILE *f;
 
 	assert_non_null(key);
 	assert_non_null(x);
@@ -51,18 +68,7 @@ write_idp_metadata(const char *path)
 				*o++ = *s;
 		*o = '\0';
 	}
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f,
-		"<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" "
-		"xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.test/md\">"
-		"<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">"
-		"<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>%s"
-		"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
-		"<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" "
-		"Location=\"https://idp.test/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n",
-		body);
-	assert_int_equal(fclose(f), 0);
+	write_idp_metadata_with(path, body);
 	free(body);
 	BIO_free(b);
 	X509_free(x);

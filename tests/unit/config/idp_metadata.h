@@ -1,6 +1,6 @@
 /*
  * idp_metadata: IdP metadata for the config tests whose successful loads open
- * the SAML SP (test_config_redis.c, test_config_require.c).
+ * the SAML SP (test_config.c, test_config_redis.c, test_config_require.c).
  */
 #ifndef PORTCULLIS_TEST_IDP_METADATA_H
 #define PORTCULLIS_TEST_IDP_METADATA_H
@@ -10,5 +10,9 @@
  * SingleSignOnService at https://idp.test/sso.  A cmocka assertion fails the
  * test when that cannot be done. */
 void write_idp_metadata(const char *path);
+
+/* The same metadata with the signing certificate <cert_b64> (the base64 of
+ * its DER form, as in a PEM file without its header lines). */
+void write_idp_metadata_with(const char *path, const char *cert_b64);
 
 #endif
