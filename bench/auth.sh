@@ -78,11 +78,9 @@ PID_samljwt=$LAUNCHED
 WRKARGS_open=(-H 'Host: open.test')
 WRKARGS_saml=()
 WRKARGS_samljwt=()
-COOKIE_NAME=__Host-portcullis-session
 HOOK_saml() {
-	local v
-	v=$(python3 "$BENCH_DIR/saml_cookie.py" cookie "$d") || die "could not seal a cookie"
-	WRKARGS_saml=(-H 'Host: auth.test' -H "Cookie: $COOKIE_NAME=$v")
+	session_cookie "$d" auth.test
+	WRKARGS_saml=("${COOKIE_ARGS[@]}")
 }
 # the same session on a site that also sends the signed identity assertion
 HOOK_samljwt() {

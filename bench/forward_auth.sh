@@ -77,14 +77,8 @@ PID_front=$PC_PID
 WRKARGS_gate=()
 WRKARGS_verify=()
 WRKARGS_front=(-H 'Host: open.test')
-COOKIE_NAME=__Host-portcullis-session
-seal_cookie() {
-	local v
-	v=$(python3 "$BENCH_DIR/saml_cookie.py" cookie "$d") || die "could not seal a cookie"
-	COOKIE_ARGS=(-H 'Host: auth.test' -H "Cookie: $COOKIE_NAME=$v")
-}
-HOOK_gate() { seal_cookie; WRKARGS_gate=("${COOKIE_ARGS[@]}"); }
-HOOK_verify() { seal_cookie; WRKARGS_verify=("${COOKIE_ARGS[@]}"); }
+HOOK_gate() { session_cookie "$d" auth.test; WRKARGS_gate=("${COOKIE_ARGS[@]}"); }
+HOOK_verify() { session_cookie "$d" auth.test; WRKARGS_verify=("${COOKIE_ARGS[@]}"); }
 
 # ------------------------------------------------------------------ checks
 HOOK_verify

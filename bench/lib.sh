@@ -156,6 +156,14 @@ start_upstream_nginx() {
 	wait_http "http://127.0.0.1:$UP_PORT/small" "$UP_PID" "$d/upstream.log" || die "upstream nginx did not start"
 }
 
+# session_cookie DIR HOST: COOKIE_ARGS, the wrk/curl arguments of a request to HOST that
+# carries a session cookie sealed now (bench/saml_cookie.py, for the inputs it wrote in DIR)
+session_cookie() {
+	local v
+	v=$(python3 "$BENCH_DIR/saml_cookie.py" cookie "$1") || die "could not seal a cookie"
+	COOKIE_ARGS=(-H "Host: $2" -H "Cookie: __Host-portcullis-session=$v")
+}
+
 # revocation_setup CONFIG: with BENCH_REVOCATION=1, add "saml.revocation" and "redis" to the
 # rendered CONFIG, on a redis-server (no persistence, started once in $TMP/redis) whose list
 # holds 1000 users and 1000 sessions that are not the benchmark's: every SAML request then

@@ -24,18 +24,13 @@
  *     within a few loop turns (no connection, request or timer left:
  *     LeakSanitizer sees what is not freed).
  */
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "access/ipacl.h"
 #include "base/log.h"
@@ -43,6 +38,7 @@
 #include "http/conn.h"
 #include "http/h1.h"
 #include "http/request.h"
+#include "socket_client.h"
 
 static struct event_base *base;
 static struct server *srv, *srv_proxied;
@@ -144,99 +140,21 @@ setup(void)
 	server_set_proxy_protocol(srv_proxied, true, trusted);
 }
 
-/* What the client end has received, and whether it starts as a response. */
-struct client {
-	int fd;
-	char head[9];
-	size_t got;
-	bool eof;
-};
-
-static size_t
-client_read(struct client *c)
-{
-	char buf[16384];
-	size_t total = 0;
-
-	for (;;) {
-		ssize_t n = read(c->fd, buf, sizeof(buf));
-
-		if (n <= 0) {
-			if (n == 0)
-				c->eof = true;
-			return total;
-		}
-		for (ssize_t i = 0; i < n && c->got < sizeof(c->head); i++)
-			c->head[c->got++] = buf[i];
-		total += (size_t)n;
-	}
-}
-
-/* Run the loop until nothing arrives for a few turns (at most <turns>). */
-static void
-pump(struct client *c, int turns)
-{
-	int idle = 0;
-
-	for (int i = 0; i < turns && idle < 3; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
-		if (client_read(c) > 0)
-			idle = 0;
-		else
-			idle++;
-	}
-}
-
-static void
-client_send(struct client *c, const uint8_t *data, size_t len)
-{
-	size_t off = 0;
-	int stalls = 0;
-
-	while (off < len && stalls < 100) {
-		ssize_t n = write(c->fd, data + off, len - off);
-
-		if (n > 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN)
-			return; /* the server closed: the rest is not read */
-		stalls++;
-		pump(c, 4);
-	}
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
-	struct client c = {.fd = -1};
+	struct socket_client c;
 	size_t cut = size > 0 ? data[0] % (size + 1) : 0;
 	struct server *to;
-	int sv[2];
 
 	if (base == NULL)
 		setup();
 	to = size > 0 && (data[0] & 0x80) ? srv_proxied : srv;
-	FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-	peer.sin_addr.s_addr = htonl(0x7f000001);
-	FUZZ_CHECK(server_adopt(to, sv[0], (struct sockaddr *)&peer, sizeof(peer)) == 0);
-	c.fd = sv[1];
-	FUZZ_CHECK(fcntl(c.fd, F_SETFL, O_NONBLOCK) == 0);
-
-	client_send(&c, data, cut);
-	pump(&c, 64);
-	client_send(&c, data + cut, size - cut);
-	pump(&c, 64);
-	shutdown(c.fd, SHUT_WR);
-	pump(&c, 64);
+	socket_client_open(&c, base, to);
+	socket_client_feed(&c, data, size, cut);
 	if (c.got > 0)
 		FUZZ_CHECK(memcmp(c.head, "HTTP/1.", c.got < 7 ? c.got : 7) == 0);
-	close(c.fd);
-	for (int i = 0; i < 64 && server_connections(to) > 0; i++)
-		event_base_loop(base, EVLOOP_NONBLOCK);
-	FUZZ_CHECK(server_connections(to) == 0);
+	socket_client_close(&c, to);
 	FUZZ_CHECK(depth == 0);
 	return 0;
 }

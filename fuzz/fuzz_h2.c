@@ -22,17 +22,13 @@
  *   - once the client has closed, the server lets go of the connection and
  *     every request (no leak for LeakSanitizer).
  */
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -40,6 +36,7 @@
 #include "http/conn.h"
 #include "http/h2.h"
 #include "http/request.h"
+#include "socket_client.h"
 
 static struct event_base *base;
 static struct server *srv;
@@ -155,95 +152,22 @@ setup(void)
 	server_set_limits(srv, &limits);
 }
 
-/* What the client end has received: the first frame header is kept. */
-struct client {
-	int fd;
-	uint8_t head[9];
-	size_t got;
-};
-
-static size_t
-client_read(struct client *c)
-{
-	uint8_t buf[16384];
-	size_t total = 0;
-
-	for (;;) {
-		ssize_t n = read(c->fd, buf, sizeof(buf));
-
-		if (n <= 0)
-			return total;
-		for (ssize_t i = 0; i < n && c->got < sizeof(c->head); i++)
-			c->head[c->got++] = buf[i];
-		total += (size_t)n;
-	}
-}
-
-static void
-pump(struct client *c, int turns)
-{
-	int idle = 0;
-
-	for (int i = 0; i < turns && idle < 3; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
-		if (client_read(c) > 0)
-			idle = 0;
-		else
-			idle++;
-	}
-}
-
-static void
-client_send(struct client *c, const uint8_t *data, size_t len)
-{
-	size_t off = 0;
-	int stalls = 0;
-
-	while (off < len && stalls < 100) {
-		ssize_t n = write(c->fd, data + off, len - off);
-
-		if (n > 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN)
-			return;
-		stalls++;
-		pump(c, 4);
-	}
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint8_t start[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 				       "\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-	struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
-	struct client c = {.fd = -1};
+	struct socket_client c;
 	size_t cut = size > 0 ? data[0] % (size + 1) : 0;
-	int sv[2];
 
 	if (base == NULL)
 		setup();
-	FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-	peer.sin_addr.s_addr = htonl(0x7f000001);
-	FUZZ_CHECK(server_adopt(srv, sv[0], (struct sockaddr *)&peer, sizeof(peer)) == 0);
-	c.fd = sv[1];
-	FUZZ_CHECK(fcntl(c.fd, F_SETFL, O_NONBLOCK) == 0);
-
-	client_send(&c, start, sizeof(start) - 1);
-	client_send(&c, data, cut);
-	pump(&c, 64);
-	client_send(&c, data + cut, size - cut);
-	pump(&c, 64);
-	shutdown(c.fd, SHUT_WR);
-	pump(&c, 64);
+	socket_client_open(&c, base, srv);
+	socket_client_send(&c, start, sizeof(start) - 1);
+	socket_client_feed(&c, data, size, cut);
 	if (c.got >= 4)
 		FUZZ_CHECK(c.head[3] == 0x4); /* SETTINGS first */
-	close(c.fd);
-	for (int i = 0; i < 64 && server_connections(srv) > 0; i++)
-		event_base_loop(base, EVLOOP_NONBLOCK);
-	FUZZ_CHECK(server_connections(srv) == 0);
+	socket_client_close(&c, srv);
 	FUZZ_CHECK(depth == 0);
 	return 0;
 }

@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh 600        # 10 minutes per harness
 #   scripts/fuzz.sh 300 h1 saml   # only these harnesses
 #
-# Builds build-fuzz/ with clang (-DPORTCULLIS_FUZZ=ON: ASan + UBSan + coverage),
+# Builds build-fuzz/ with clang (-DPORTCULLIS_FUZZ=ON: ASan + UBSan + coverage;
+# warnings are errors, as in scripts/test.sh's builds),
 # then runs each fuzz_<name> for SECONDS in one process (no -jobs: one core,
 # nice -n 19) from fuzz/corpus/<name>/ with fuzz/dict/<name>.dict, new inputs
 # going to a scratch directory that is merged (-merge=1: only inputs that add
@@ -27,7 +28,8 @@ shift || true
 
 scripts/install-deps.sh --fuzz
 CC=clang nice -n 19 scripts/build.sh --dir build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	-DPORTCULLIS_FUZZ=ON -DPORTCULLIS_BUILD_TESTS=OFF -DPORTCULLIS_SANITIZE=OFF >/dev/null
+	-DPORTCULLIS_FUZZ=ON -DPORTCULLIS_BUILD_TESTS=OFF -DPORTCULLIS_SANITIZE=OFF \
+	-DPORTCULLIS_WERROR=ON >/dev/null
 
 if (($# > 0)); then
 	harnesses=("$@")

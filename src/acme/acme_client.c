@@ -437,7 +437,7 @@ acme_manager_renew_now(struct acme_manager *m, const char *name)
 	return -1;
 }
 
-static void
+__attribute__((format(printf, 4, 5))) static void
 append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 {
 	va_list ap;

@@ -4,8 +4,8 @@
  * EncryptedData's KeyInfo, or a sibling of it as Shibboleth IdP sends it) is
  * unwrapped with the SP's RSA encryption key (RSA-OAEP only), then the
  * xenc:EncryptedData (AES-CBC or AES-GCM, Type Element) is decrypted in
- * place.  Nothing here decides whether the assertion is trustworthy: saml.c
- * verifies the signatures around and inside it.
+ * place.  Nothing here decides whether the assertion is trustworthy:
+ * saml_response.c verifies the signatures around and inside it.
  *
  * No locking of its own: called under saml.c's process-wide lock.
  */

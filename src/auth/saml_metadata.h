@@ -3,7 +3,8 @@
  * the document: entity ID, HTTP-Redirect SSO and SLO endpoints, signing keys
  * (at most SAML_METADATA_MAX_KEYS), and a LassoServer for our SP with this
  * IdP.  It only parses: fetching, the on-disk cache, the refresh thread and
- * swapping generations stay in saml.c, which calls it with its lock held.
+ * swapping generations stay in saml.c and saml_refresh.c, which call it with
+ * saml_lock held.
  */
 #ifndef PORTCULLIS_SAML_METADATA_H
 #define PORTCULLIS_SAML_METADATA_H

@@ -1,6 +1,6 @@
 /*
  * saml_xml: reading SAML XML safely with libxml2, shared by the IdP metadata
- * parser (saml_metadata.c) and the response checks (saml.c).  The SAML
+ * parser (saml_metadata.c) and the response checks (saml_response.c).  The SAML
  * namespaces and bindings are named here once.  No locking of its own: every
  * libxml2 call runs under saml.c's process-wide lock.
  */

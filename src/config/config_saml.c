@@ -623,7 +623,7 @@ out:
 static void
 config_saml_check_metadata(struct config_loader *ld, const struct config_saml *sc)
 {
-	static const char md_ns[] = "urn:oasis:names:tc:SAML:2.0:metadata";
+	static const xmlChar md_ns[] = "urn:oasis:names:tc:SAML:2.0:metadata";
 	char why[1024];
 	char *text;
 	size_t len = 0;
@@ -646,12 +646,12 @@ config_saml_check_metadata(struct config_loader *ld, const struct config_saml *s
 	doc = xmlReadMemory(text, (int)len, sc->idp_metadata, NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
-	if (root != NULL && root->ns != NULL && xmlStrcmp(root->ns->href, BAD_CAST md_ns) == 0 &&
+	if (root != NULL && root->ns != NULL && xmlStrcmp(root->ns->href, md_ns) == 0 &&
 	    xmlStrcmp(root->name, BAD_CAST "EntityDescriptor") == 0 &&
 	    xmlHasProp(root, BAD_CAST "entityID") != NULL) {
 		for (xmlNodePtr n = root->children; n != NULL && !idp; n = n->next)
 			idp = n->type == XML_ELEMENT_NODE && n->ns != NULL &&
-			      xmlStrcmp(n->ns->href, BAD_CAST md_ns) == 0 &&
+			      xmlStrcmp(n->ns->href, md_ns) == 0 &&
 			      xmlStrcmp(n->name, BAD_CAST "IDPSSODescriptor") == 0;
 	}
 	if (doc == NULL)

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -110,7 +111,10 @@ tls_client_new(SSL_CTX *ctx, int fd, const char *sni, const char *verify_name,
 	if (ssl == NULL)
 		return NULL;
 	if (SSL_set_fd(ssl, fd) != 1 ||
-	    (sni != NULL && !sni_is_ip && SSL_set_tlsext_host_name(ssl, sni) != 1) ||
+	    /* SSL_set_tlsext_host_name, without its cast that drops const (the name is copied) */
+	    (sni != NULL && !sni_is_ip &&
+	     SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+		      (void *)(uintptr_t)sni) != 1) ||
 	    (verify_name != NULL && SSL_set1_host(ssl, verify_name) != 1)) {
 		SSL_free(ssl);
 		return NULL;

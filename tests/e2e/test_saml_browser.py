@@ -25,19 +25,18 @@ import http.client
 import json
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import urllib.parse
 
 import pytest
 
-from harness import closed_port, depslist, request
+from chromium import BROWSER_DIR, browser_node, chromium_path
+from harness import closed_port, request
 from saml_common import ACS_PATH, saml_config
 from test_websocket import EchoServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER_DIR = os.path.join(HERE, "browser")
 IDP_SCRIPT = os.path.join(HERE, "..", "saml", "pysaml2_idp.py")
 
 USER, PASSWORD, EMAIL = "alice", "correct horse 7", "alice@example.test"
@@ -49,32 +48,9 @@ TARGET = "/insights/abc?tab=1&filter=a%2Cb"
 TARGET_REFUSED = "/dashboard/7?from=refused"
 
 
-def chromium_path():
-    path = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
-    return path if os.access(path, os.X_OK) else shutil.which("chromium")
-
-
-def missing_tools():
-    """Why the browser test cannot run here, or None."""
-    tools = {"node": shutil.which("node"), "npm": shutil.which("npm"),
-             "chromium": chromium_path(), "certutil": shutil.which("certutil")}
-    gone = ["%s (%s)" % (name, depslist.where(name)) for name, path in tools.items() if not path]
-    return "not installed: %s" % ", ".join(gone) if gone else None
-
-
 @pytest.fixture(scope="module")
 def node():
-    why = missing_tools()
-    if why:
-        if os.environ.get("PORTCULLIS_REQUIRE_ALL"):
-            pytest.fail("%s, and PORTCULLIS_REQUIRE_ALL is set" % why, pytrace=False)
-        pytest.skip(why)
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        res = subprocess.run([shutil.which("npm"), "ci", "--no-audit", "--no-fund"],
-                             cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, "npm ci in %s failed:\n%s\n%s" % (BROWSER_DIR, res.stdout,
-                                                                     res.stderr)
-    return shutil.which("node")
+    return browser_node("certutil")
 
 
 @contextlib.contextmanager

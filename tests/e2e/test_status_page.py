@@ -20,7 +20,6 @@ a non-loopback admin address needs "admin.status_page": true.
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import urllib.error
@@ -30,13 +29,12 @@ import uuid
 import pytest
 
 from configs import config, route
-from harness import BINARY, Slow, closed_port, depslist, request, run_binary, send_raw
+from chromium import BROWSER_DIR, browser_node, chromium_path
+from harness import BINARY, Slow, closed_port, request, run_binary, send_raw
 
 HOST = "status.test"
 FILES = "files.test"
 SITE_NAME = "main <b>&"          # shows that names are escaped
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER_DIR = os.path.join(HERE, "browser")
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(BINARY)), "test-output", "status_page")
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; "
        "form-action 'none'; frame-ancestors 'none'")
@@ -157,26 +155,9 @@ def test_head_and_other_paths(env, alive):
     assert status == 404 and "/ (status)" in body
 
 
-def chromium_path():
-    path = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
-    return path if os.access(path, os.X_OK) else shutil.which("chromium")
-
-
 @pytest.fixture(scope="module")
 def node():
-    tools = {"node": shutil.which("node"), "npm": shutil.which("npm"), "chromium": chromium_path()}
-    gone = ["%s (%s)" % (n, depslist.where(n)) for n, p in tools.items() if not p]
-    if gone:
-        why = "not installed: %s" % ", ".join(gone)
-        if os.environ.get("PORTCULLIS_REQUIRE_ALL"):
-            pytest.fail("%s, and PORTCULLIS_REQUIRE_ALL is set" % why, pytrace=False)
-        pytest.skip(why)
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        res = subprocess.run([shutil.which("npm"), "ci", "--no-audit", "--no-fund"],
-                             cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, "npm ci in %s failed:\n%s\n%s" % (BROWSER_DIR, res.stdout,
-                                                                     res.stderr)
-    return shutil.which("node")
+    return browser_node()
 
 
 def test_page_in_chromium(env, node, alive):

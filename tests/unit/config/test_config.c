@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "access/ipacl.h"
+#include "idp_metadata.h"
 
 #define MINIMAL_REST                                                                      \
 	"'upstreams': {'web': {'servers': ['127.0.0.1:8000']}},"                          \
@@ -1012,25 +1013,13 @@ test_posthog_example(void **state)
 	struct config *cfg;
 	const struct config_route *r;
 	struct stat st;
-	FILE *fp;
 
 	(void)state;
 	/* The example requires SAML_IDP_METADATA; the SP key and the session key
 	 * are created under CERTS_DIR. */
 	assert_non_null(mkdtemp(dir));
 	snprintf(metadata, sizeof metadata, "%s/idp-metadata.xml", dir);
-	fp = fopen(metadata, "w");
-	assert_non_null(fp);
-	fprintf(fp,
-		"<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" "
-		"xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.test/md\">"
-		"<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">"
-		"<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>%s"
-		"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
-		"<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" "
-		"Location=\"https://idp.test/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>\n",
-		example_idp_cert);
-	assert_int_equal(fclose(fp), 0);
+	write_idp_metadata_with(metadata, example_idp_cert);
 	fake_env = env;
 
 	/* tests/unit/config/test_config.c -> examples/posthog/portcullis.json */
