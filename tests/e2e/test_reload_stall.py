@@ -1,0 +1,102 @@
+"""A reload never holds up a worker's event loop.
+
+The retired configuration goes away when its last request ends, which is on a
+worker thread.  Freeing it stops the IdP metadata refresh thread of its SAML
+SP and waits for it, and that thread may be in the middle of a fetch from a
+slow metadata server (up to its 10 s timeout).  That wait must not happen on
+the worker's loop: requests served meanwhile (here through a route without
+authentication, on a proxy with one worker) are answered at once.
+
+The first configuration stays referenced by the process for its life, so the
+test retires the second one: a first reload makes it, then the metadata server
+answers slowly for a moment (the refresh threads, every second, are caught in
+a slow fetch), then fast again, and a second reload (its own fetch fast)
+retires the second configuration while its refresh thread is still waiting.
+"""
+
+import http.server
+import os
+import signal
+import threading
+import time
+
+from harness import closed_port, request, wait_until
+from saml_common import saml_config, samltools
+
+IDP = "https://idp.test"
+SSO = "https://idp.test/sso"
+DELAY = 6.0      # a slow metadata server's answer
+ALLOWED = 2.0    # the slowest request tolerated (a busy test machine), well under DELAY
+
+
+class SlowMetadata:
+    """The IdP metadata over http:// on loopback; a fetch that starts while
+    <delay> is set is answered that many seconds later."""
+
+    def __init__(self, document):
+        outer = self
+        self.slow_fetches = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                delay = outer.delay
+                if delay:
+                    outer.slow_fetches += 1
+                    time.sleep(delay)
+                body = document.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/samlmetadata+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.delay = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/idp-metadata.xml" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_retired_configuration_is_not_freed_on_a_worker_loop(lab):
+    work = lab.workdir
+    _, cert = samltools.make_key(work, "idp")
+    md = SlowMetadata(samltools.idp_metadata(IDP, SSO, cert))
+    try:
+        up = lab.upstream("web")
+        port = closed_port()
+        cfg = saml_config(up, port, md.url, idp_metadata_refresh=1,
+                          certs_dir=os.path.join(work, "certs"))
+        cfg["workers"] = 1
+        proxy = lab.proxy(cfg)
+        mark = len(proxy.stderr())
+        proxy.signal(signal.SIGHUP)
+        proxy.wait_stderr(r"configuration reloaded from", start=mark)
+        md.delay = DELAY
+        wait_until(lambda: md.slow_fetches >= 2, timeout=10,
+                   what="both refresh threads in a slow fetch")
+        md.delay = 0
+        mark = len(proxy.stderr())
+        proxy.signal(signal.SIGHUP)
+        # The worker takes the new configuration and the second one is retired;
+        # requests all along.
+        slowest, started = 0.0, time.monotonic()
+        while time.monotonic() - started < DELAY + 2:
+            t0 = time.monotonic()
+            r = request(port, "POST", "/e/", body=b"{}", timeout=30)
+            took = time.monotonic() - t0
+            assert r.status == 200, r
+            slowest = max(slowest, took)
+            time.sleep(0.05)
+        proxy.wait_stderr(r"configuration reloaded from", start=mark)
+        assert slowest < ALLOWED, \
+            "a request waited %.1f s while the reload retired the old configuration" % slowest
+    finally:
+        md.close()
