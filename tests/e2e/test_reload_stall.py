@@ -14,14 +14,12 @@ a slow fetch), then fast again, and a second reload (its own fetch fast)
 retires the second configuration while its refresh thread is still waiting.
 """
 
-import http.server
 import os
 import signal
-import threading
 import time
 
 from harness import closed_port, request, wait_until
-from saml_common import saml_config, samltools
+from saml_common import MetadataServer, saml_config, samltools
 
 IDP = "https://idp.test"
 SSO = "https://idp.test/sso"
@@ -29,46 +27,10 @@ DELAY = 6.0      # a slow metadata server's answer
 ALLOWED = 2.0    # the slowest request tolerated (a busy test machine), well under DELAY
 
 
-class SlowMetadata:
-    """The IdP metadata over http:// on loopback; a fetch that starts while
-    <delay> is set is answered that many seconds later."""
-
-    def __init__(self, document):
-        outer = self
-        self.slow_fetches = 0
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                delay = outer.delay
-                if delay:
-                    outer.slow_fetches += 1
-                    time.sleep(delay)
-                body = document.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/samlmetadata+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.delay = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d/idp-metadata.xml" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_retired_configuration_is_not_freed_on_a_worker_loop(lab):
     work = lab.workdir
     _, cert = samltools.make_key(work, "idp")
-    md = SlowMetadata(samltools.idp_metadata(IDP, SSO, cert))
+    md = MetadataServer(samltools.idp_metadata(IDP, SSO, cert))
     try:
         up = lab.upstream("web")
         port = closed_port()
