@@ -155,3 +155,12 @@ class MetadataServer:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def metadata_url_config(lab, url, refresh):
+    """(config, port): a SAML SP in front of a new upstream of <lab>, the IdP
+    metadata fetched from <url> and refreshed every <refresh> seconds."""
+    port = closed_port()
+    cfg = saml_config(lab.upstream("web"), port, url, idp_metadata_refresh=refresh,
+                      certs_dir=os.path.join(lab.workdir, "certs"))
+    return cfg, port

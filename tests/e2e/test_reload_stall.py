@@ -14,12 +14,11 @@ a slow fetch), then fast again, and a second reload (its own fetch fast)
 retires the second configuration while its refresh thread is still waiting.
 """
 
-import os
 import signal
 import time
 
-from harness import closed_port, request, wait_until
-from saml_common import MetadataServer, saml_config, samltools
+from harness import request, wait_until
+from saml_common import MetadataServer, metadata_url_config, samltools
 
 IDP = "https://idp.test"
 SSO = "https://idp.test/sso"
@@ -32,10 +31,7 @@ def test_retired_configuration_is_not_freed_on_a_worker_loop(lab):
     _, cert = samltools.make_key(work, "idp")
     md = MetadataServer(samltools.idp_metadata(IDP, SSO, cert))
     try:
-        up = lab.upstream("web")
-        port = closed_port()
-        cfg = saml_config(up, port, md.url, idp_metadata_refresh=1,
-                          certs_dir=os.path.join(work, "certs"))
+        cfg, port = metadata_url_config(lab, md.url, 1)
         cfg["workers"] = 1
         proxy = lab.proxy(cfg)
         mark = len(proxy.stderr())

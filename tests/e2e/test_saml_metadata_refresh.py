@@ -8,10 +8,9 @@
     with the old key no longer is.
 """
 
-import os
 
-from harness import closed_port, wait_until
-from saml_common import Browser, MetadataServer, saml_config, samltools
+from harness import wait_until
+from saml_common import Browser, MetadataServer, metadata_url_config, samltools
 
 IDP = "https://idp.test"
 SSO = "https://idp.test/sso"
@@ -35,10 +34,7 @@ def test_unchanged_metadata_is_not_rebuilt_and_a_rotated_key_is_taken(lab):
     key_b, cert_b = samltools.make_key(work, "idp-b")
     md = MetadataServer(samltools.idp_metadata(IDP, SSO, cert_a))
     try:
-        up = lab.upstream("web")
-        port = closed_port()
-        cfg = saml_config(up, port, md.url, idp_metadata_refresh=1,
-                          certs_dir=os.path.join(work, "certs"))
+        cfg, port = metadata_url_config(lab, md.url, 1)
         cfg["log"]["level"] = "debug"
         proxy = lab.proxy(cfg)
         assert login(work, port, key_a, cert_a).status == 303
