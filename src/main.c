@@ -34,6 +34,7 @@
 #include "http/outbound.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/reaper.h"
 #include "core/privdrop.h"
 #include "core/runtime.h"
 #include "proxy/tcprelay.h"
@@ -1001,6 +1002,8 @@ teardown(struct app *app, int status)
 			worker_join_free(app->workers[i]);
 		free(app->workers);
 	}
+	/* Whatever the workers retired is freed before what they shared. */
+	reaper_stop();
 	/* The SSL_CTX outlives every connection: free it after the workers. */
 	app->admin_state.acme = NULL;
 	app->admin_state.tls = NULL;
@@ -1112,6 +1115,9 @@ main(int argc, char **argv)
 	if (prepare_start(&app) < 0 || bind_all(&app) < 0 || become_user(&app) < 0 ||
 	    build_runtime(&app) < 0 || start_workers(&app) < 0)
 		goto out;
+	/* Retired configurations are freed there, never on a worker's loop. */
+	if (reaper_start() < 0)
+		log_warn("cannot start the thread that frees retired configurations; workers free them");
 	app.memtrim = memtrim_start(app.base, MEMTRIM_SECONDS, MEMTRIM_MIN_FREE);
 	event_base_dispatch(app.base);
 	status = 0;

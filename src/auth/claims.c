@@ -508,6 +508,13 @@ claims_claim(struct claims *c, const char *const *keys, const int64_t *ttl_ms, s
 		snprintf(err, errlen, "%zu keys in one claim (1 to %d)", n, CLAIMS_MAX_KEYS);
 		return NULL;
 	}
+	/* Down and waiting out the back-off: try again now, the claim rides on
+	 * the attempt.  A server back since the last attempt is used at once
+	 * (not up to CLAIMS_BACKOFF_MAX later); one still down refuses it. */
+	if (c->state == CLAIMS_DOWN && c->ac == NULL && !c->closing) {
+		evtimer_del(c->retry_ev);
+		claims_connect(c);
+	}
 	if (c->ac == NULL || (c->state != CLAIMS_CONNECTING && c->state != CLAIMS_UP) ||
 	    c->drop_reason[0] != '\0') {
 		snprintf(err, errlen, "%s: not connected (%s)", c->where,

@@ -11,7 +11,8 @@
  * the host name is resolved with the worker's evdns (never a blocking
  * getaddrinfo on the loop), AUTH and SELECT are sent first on every
  * connection, a lost or failed connection is retried with a growing delay
- * (0.1 s doubling to 5 s), and every claim has a deadline (command
+ * (0.1 s doubling to 5 s; a claim made while waiting retries at once and
+ * rides on that attempt), and every claim has a deadline (command
  * timeout): a server that does not answer in time costs the connection,
  * which is made again.  The client never answers "claimed" when it does not
  * know: every failure is CLAIMS_ERROR (fail closed).

@@ -300,6 +300,9 @@ saml_read_file(const char *path, char *err, size_t errlen)
  * Load the IdP metadata (lock not held): fetch a URL (saving the cache) or
  * read the file; on a failed fetch fall back to the cache.  <initial>: a
  * failure with no cache is an error (else the current generation stays).
+ * The IdP objects are built without the lock too: they are new, seen by no
+ * other thread before saml_new returns, and building them is slow (the CA
+ * bundle loaded twice): with the lock, every worker's login waited for it.
  */
 static struct saml_idp *
 saml_load_idp(struct saml *sp, char *err, size_t errlen)
@@ -312,10 +315,8 @@ saml_load_idp(struct saml *sp, char *err, size_t errlen)
 	if (saml_is_url(sp->idp_metadata)) {
 		doc = saml_fetch(sp->idp_metadata, why, sizeof why);
 		if (doc != NULL) {
-			pthread_mutex_lock(&saml_lock);
 			idp = saml_metadata_idp_new(sp->sp_metadata, sp->sp_key_pem, sp->sp_key_path,
 						    doc, sp->idp_metadata, err, errlen);
-			pthread_mutex_unlock(&saml_lock);
 			if (idp != NULL) {
 				if (localca_write_atomic(sp->idp_metadata_cache, doc, strlen(doc), 0644,
 							 cwhy, sizeof cwhy) < 0)
@@ -339,10 +340,8 @@ saml_load_idp(struct saml *sp, char *err, size_t errlen)
 		if (doc == NULL)
 			return NULL;
 	}
-	pthread_mutex_lock(&saml_lock);
 	idp = saml_metadata_idp_new(sp->sp_metadata, sp->sp_key_pem, sp->sp_key_path, doc, what,
 				    err, errlen);
-	pthread_mutex_unlock(&saml_lock);
 	free(doc);
 	return idp;
 }

@@ -3,8 +3,7 @@
  * the document: entity ID, HTTP-Redirect SSO and SLO endpoints, signing keys
  * (at most SAML_METADATA_MAX_KEYS), and a LassoServer for our SP with this
  * IdP.  It only parses: fetching, the on-disk cache, the refresh thread and
- * swapping generations stay in saml.c and saml_refresh.c, which call it with
- * saml_lock held.
+ * swapping generations stay in saml.c and saml_refresh.c.
  */
 #ifndef PORTCULLIS_SAML_METADATA_H
 #define PORTCULLIS_SAML_METADATA_H
@@ -29,7 +28,8 @@ struct saml_idp {
 /*
  * Build an IdP generation from the IdP <metadata> document (named <what> in
  * errors) and our SP's <sp_metadata> and PEM key <sp_key_pem> (read from
- * <sp_key_path>, named in errors).  Call with saml.c's lock held.  Returns
+ * <sp_key_path>, named in errors).  Builds new objects only, so it needs
+ * no lock (it is slow: lasso loads the system CA bundle twice).  Returns
  * the generation (free with saml_metadata_idp_free), or NULL with the reason
  * in <err>.
  */

@@ -46,6 +46,10 @@ saml_refresh_main(void *arg)
 				log_warn("saml: refreshing the IdP metadata failed: %s; keeping the "
 					 "current copy",
 					 err);
+			} else if (strcmp(doc, sp->idp->metadata) == 0) {
+				/* Unchanged: no rebuild (it loads the CA bundle twice, lock held). */
+				atomic_store(&sp->idp_loaded_at, (int64_t)time(NULL));
+				free(doc);
 			} else {
 				struct saml_idp *idp;
 

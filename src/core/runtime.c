@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "base/metrics.h"
+#include "base/reaper.h"
 #include "proxy/upstream.h"
 
 struct runtime *
@@ -47,13 +48,23 @@ runtime_ref(struct runtime *rt)
 	return rt;
 }
 
+static void
+runtime_free(void *arg)
+{
+	struct runtime *rt = arg;
+
+	upstream_health_free(rt->health);
+	free(rt->route_metrics);
+	config_unref(rt->cfg);
+	free(rt);
+}
+
 void
 runtime_unref(struct runtime *rt)
 {
 	if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
 		return;
-	upstream_health_free(rt->health);
-	free(rt->route_metrics);
-	config_unref(rt->cfg);
-	free(rt);
+	/* The last reference usually goes on a worker's loop (its last request
+	 * ended): freeing the config may wait for other threads (reaper.h). */
+	reaper_defer(runtime_free, rt);
 }

@@ -32,7 +32,9 @@ struct runtime *runtime_new(struct config *cfg, unsigned generation);
 /* Take one more reference. */
 struct runtime *runtime_ref(struct runtime *rt);
 
-/* Drop a reference; the last frees the runtime and its config.  Accepts NULL. */
+/* Drop a reference; the last frees the runtime and its config, on the
+ * reaper thread when it runs (base/reaper.h), never waiting for it.
+ * Accepts NULL. */
 void runtime_unref(struct runtime *rt);
 
 #endif

@@ -4,10 +4,12 @@ hand (cookies, the IdP redirect, the ACS POST)."""
 
 import base64
 import hashlib
+import http.server
 import os
 import re
 import struct
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -112,3 +114,53 @@ def now():
 
 __all__ = ["saml_config", "Browser", "set_cookies", "seal", "now", "closed_port", "ACS_PATH",
            "samltools"]
+
+
+# ---- the IdP metadata over http:// on loopback ---------------------------------
+
+class MetadataServer:
+    """Serves <document> (replaceable) at .url, counting fetches; a fetch that
+    starts while <delay> is set is answered that many seconds later."""
+
+    def __init__(self, document):
+        outer = self
+        self.document = document
+        self.delay = 0
+        self.fetches = 0
+        self.slow_fetches = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetches += 1
+                delay = outer.delay
+                if delay:
+                    outer.slow_fetches += 1
+                    time.sleep(delay)
+                body = outer.document.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/samlmetadata+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/idp-metadata.xml" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def metadata_url_config(lab, url, refresh):
+    """(config, port): a SAML SP in front of a new upstream of <lab>, the IdP
+    metadata fetched from <url> and refreshed every <refresh> seconds."""
+    port = closed_port()
+    cfg = saml_config(lab.upstream("web"), port, url, idp_metadata_refresh=refresh,
+                      certs_dir=os.path.join(lab.workdir, "certs"))
+    return cfg, port

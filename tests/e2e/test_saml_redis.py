@@ -466,3 +466,26 @@ def test_idp_logout_refusals(env, alive, case, why):
     # Still signed in.
     env["up"].reset()
     assert at(b, env["port_a"]).get("/insights").status == 200
+
+
+# ---- Redis back after a long outage -------------------------------------------
+
+def test_redis_back_is_used_by_the_next_login_at_once(env, alive):
+    """Redis down long enough for the reconnection back-off to reach its
+    longest delay (5 s), then back: the next login succeeds at once, without
+    waiting for the next scheduled attempt (it reconnects on demand)."""
+    proxy, port = env["a"], env["port_a"]
+    b = Browser(port, host="localhost:%d" % env["port_a"])
+    lg = b.start_login("/insights")
+    xml, _ = response_for(env, lg["request_id"])
+    mark = len(proxy.stderr())
+    env["redis"].stop()
+    try:
+        proxy.wait_stderr(r"redis: worker \d+: 127\.0\.0\.1:%d: connection lost" %
+                          env["redis"].port, start=mark)
+        # Attempts at 0.1, 0.3, 0.7, 1.5, 3.1 and 6.3 s after the loss, then 11.3 s.
+        time.sleep(7.0)
+    finally:
+        env["redis"].start()
+    r = b.post_acs(xml, lg["relay"])
+    assert r.status == 303, (r, r.text()[:300])
