@@ -65,6 +65,10 @@ struct session_keys *session_keys_from_raw(const unsigned char *keys, size_t n);
 /* Number of keys loaded. */
 size_t session_keys_count(const struct session_keys *k);
 
+/* What names key set <k> in per-thread caches: never 0 for a loaded set and
+ * never reused by a later one (a reload loads a new set).  0 for NULL. */
+uint64_t session_keys_generation(const struct session_keys *k);
+
 /* Wipe and free.  Accepts NULL. */
 void session_keys_free(struct session_keys *k);
 
@@ -104,6 +108,15 @@ const struct session *session_open_cached(const struct session_keys *k, const ch
  * this thread become invalid.
  */
 void session_thread_release(void);
+
+/* <n> bytes of <a> and <b> are equal, in time that depends on <n> only (no
+ * early exit: how much of a forged text matches a cached one stays unknown). */
+bool session_same_text(const char *a, const char *b, size_t n);
+
+/* The slot (below <nslots>) of sealed text <text> (<tlen> bytes) in a
+ * direct-mapped cache: spread by its random nonce.  Which entry to compare,
+ * never whether it matches. */
+size_t session_text_slot(const char *text, size_t tlen, size_t nslots);
 
 /* Encode <s> into a new buffer (*len bytes, caller frees).  NULL on failure. */
 unsigned char *session_encode(const struct session *s, size_t *len);
