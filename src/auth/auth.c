@@ -1148,11 +1148,13 @@ auth_route_rules(const struct config *cfg, const struct config_site *site,
  * login page or 401), or every session while the list is too old with
  * on_redis_down "closed" (503).  Otherwise note who it is for a tunnel. */
 static bool
-auth_revoked(struct auth_request *a, const struct session *s, const char *sid, int64_t now)
+auth_revoked(struct auth_request *a, struct auth_verified *v, int64_t now)
 {
+	const struct session *s = v->s;
+	const char *sid = v->sid;
 	size_t n;
 
-	switch (revoke_check(s, sid, now)) {
+	switch (revoke_check_since(s, sid, now, &v->revoke_passed)) {
 	case REVOKE_PASS:
 		break;
 	case REVOKE_REVOKED:
@@ -1264,7 +1266,7 @@ auth_on_head(struct auth_request *a)
 		auth_need_login_for(a, step, step != NULL && step->max_age > 0);
 		return AUTH_REPLIED;
 	}
-	if (sc->revocation.enabled && auth_revoked(a, s, verified->sid, now))
+	if (sc->revocation.enabled && auth_revoked(a, verified, now))
 		return AUTH_REPLIED;
 	{
 		/* the route's rules, else its site's, else saml.require */

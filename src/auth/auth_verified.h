@@ -4,7 +4,8 @@
  * thread sees a cookie text, it is opened (session.h: decrypted, checked,
  * decoded) and what follows from the session alone is kept with it: the
  * value of every saml.headers identity header, the session id that
- * revocation looks up, and the identity assertion last signed for it.  A
+ * revocation looks up (and the revocation list it last passed), and the
+ * identity assertion last signed for it.  A
  * later request with exactly the same bytes (compared in full, in time that
  * depends on the length only; the slot choice alone never decides) gets all
  * of it back without decrypting, decoding, formatting or allocating.
@@ -40,6 +41,7 @@ struct auth_verified {
 	char **identity;
 	size_t nidentity;
 	char sid[SESSION_ID_LEN + 1]; /* session_id(s) */
+	uint64_t revoke_passed;       /* for revoke_check_since (0: not checked yet) */
 	/* the identity assertion last handed out for it, and what it was for */
 	char *token;
 	char *token_for; /* audience, NUL, issuer, NUL, kid, NUL (one block) */
@@ -52,8 +54,8 @@ struct auth_verified {
  * for config <sc> (its keys, its saml.headers): from this thread's cache
  * when the same bytes were opened with the same key set before, else opened
  * now and kept.  Borrowed: valid until this thread's next call here (any
- * arguments) or auth_verified_thread_release; change it only through
- * auth_verified_assertion.  NULL when the text does not
+ * arguments) or auth_verified_thread_release; only its assertion (through
+ * auth_verified_assertion) and revoke_passed change.  NULL when the text does not
  * open (tampered, foreign key, another purpose, malformed, too long) or
  * memory ran out.
  */
