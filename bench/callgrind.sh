@@ -20,6 +20,8 @@
 #   BENCH_REVOCATION    1 = with saml.revocation (a redis-server holding 2000 other entries)
 #   BENCH_OUT           report path (default bench/results/callgrind-<ts>.md)
 #   BENCH_KEEP_TMP      1 = keep the temp dir
+#   BENCH_CALLGRIND_START  seconds Portcullis under valgrind gets to answer (default 180;
+#                       more on a busy machine)
 set -euo pipefail
 LOG_TAG=callgrind-bench
 # shellcheck source=bench/lib.sh
@@ -103,7 +105,7 @@ for arg in "$@"; do
 	launch "$d" portcullis valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
 		"$d/portcullis" -c "$d/portcullis.json"
 	pid=$LAUNCHED
-	READY_TIMEOUT=180 wait_http "http://127.0.0.1:$port/small" "$pid" "$d/portcullis.log" -H 'Host: open.test' ||
+	READY_TIMEOUT=${BENCH_CALLGRIND_START:-180} wait_http "http://127.0.0.1:$port/small" "$pid" "$d/portcullis.log" -H 'Host: open.test' ||
 		die "$name: portcullis under callgrind did not start"
 	i=0
 	for kind in "${KINDS[@]}"; do
