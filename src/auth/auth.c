@@ -1100,13 +1100,24 @@ auth_bearer_allowed(struct auth_request *a)
 	return auth_bearer_passes(a->route, server_request_headers(a->req));
 }
 
+/* The first letters of two header names may match case-insensitively
+ * (never false for names that strcasecmp finds equal): a cheap test first,
+ * as every request header of every request is looked at. */
+static bool
+auth_same_first(const char *a, const char *b)
+{
+	return ((unsigned char)a[0] | 0x20) == ((unsigned char)b[0] | 0x20);
+}
+
 bool
 auth_strips_header(const struct config_saml *sc, const char *name)
 {
 	for (size_t i = 0; i < sc->nheaders; i++)
-		if (strcasecmp(sc->headers[i].name, name) == 0)
+		if (auth_same_first(sc->headers[i].name, name) &&
+		    strcasecmp(sc->headers[i].name, name) == 0)
 			return true;
-	return strcasecmp(sc->assertion.header, name) == 0;
+	return auth_same_first(sc->assertion.header, name) &&
+	       strcasecmp(sc->assertion.header, name) == 0;
 }
 
 enum auth_endpoint
