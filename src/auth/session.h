@@ -12,8 +12,9 @@
  * additional data), so a cookie sealed for one use (the request-tracking
  * cookie of a login in progress) is never accepted as another (a session).
  *
- * Pure: OpenSSL only, no libevent, no lasso.  Called by auth.c on every
- * request to a protected route.  The hot path is session_open_cached: each
+ * Pure: OpenSSL only, no libevent, no lasso.  The SAML gate opens each new
+ * cookie text once through auth_verified.h, which keeps what it derives;
+ * session_open_cached serves the other readers of a session cookie: each
  * thread keeps a decryption context per key (key schedule done once) and the
  * sessions it opened lately, by sealed text, so a cookie seen before costs a
  * comparison, and a new one a base64 decode and a GCM open on the stack.
