@@ -123,6 +123,15 @@ const char *
 assertion_token(const struct assertion_params *p, const char *session_text,
 		const struct session *s, int64_t now)
 {
+	int64_t exp;
+
+	return assertion_token_until(p, session_text, s, now, &exp);
+}
+
+const char *
+assertion_token_until(const struct assertion_params *p, const char *session_text,
+		      const struct session *s, int64_t now, int64_t *until)
+{
 	const char *kid = jwt_keys_kid(p->keys);
 	size_t tl = strlen(session_text), al = strlen(p->audience), il = strlen(p->issuer);
 	size_t keylen = tl + 1 + al + 1 + il + 1 + strlen(kid);
@@ -149,6 +158,7 @@ assertion_token(const struct assertion_params *p, const char *session_text,
 	    slot->lifetime == p->lifetime && (slot->exp - now) * 2 > p->lifetime) {
 		if (key != stack)
 			free(key);
+		*until = slot->exp;
 		return slot->token;
 	}
 	if (key == stack && (key = malloc(keylen + 1)) != NULL)
@@ -167,5 +177,6 @@ assertion_token(const struct assertion_params *p, const char *session_text,
 	slot->token = token;
 	slot->exp = exp;
 	slot->lifetime = p->lifetime;
+	*until = exp;
 	return token;
 }

@@ -33,6 +33,10 @@ struct assertion_params {
 const char *assertion_token(const struct assertion_params *p, const char *session_text,
 			    const struct session *s, int64_t now);
 
+/* assertion_token, also telling the token's "exp" in *until. */
+const char *assertion_token_until(const struct assertion_params *p, const char *session_text,
+				  const struct session *s, int64_t now, int64_t *until);
+
 /* Free this thread's cache now (otherwise at thread exit). */
 void assertion_thread_release(void);
 

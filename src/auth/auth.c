@@ -17,6 +17,7 @@
 #include "auth/assertion.h"
 #include "auth/auth_gate.h"
 #include "auth/auth_hosts.h"
+#include "auth/auth_verified.h"
 #include "auth/claims.h"
 #include "auth/jwt.h"
 #include "auth/policy.h"
@@ -442,9 +443,9 @@ auth_assertion_audience(const struct config_site *site, const struct config_rout
  * audience the route's (or site's) "audience", else the upstream's name;
  * issuer the site's name; never valid past the session's own end. */
 static void
-auth_add_assertion(struct auth_request *a, const struct session *s, const char *cookie,
-		   int64_t now)
+auth_add_assertion(struct auth_request *a, struct auth_verified *v, int64_t now)
 {
+	const struct session *s = v->s;
 	const struct config_saml *sc = a->cfg->saml;
 	const char *audience = auth_assertion_audience(a->site, a->route);
 	struct assertion_params p;
@@ -461,7 +462,7 @@ auth_add_assertion(struct auth_request *a, const struct session *s, const char *
 	p.session_end = s->issued + (int64_t)sc->session_lifetime;
 	if (s->expires != 0 && s->expires < p.session_end)
 		p.session_end = s->expires;
-	token = assertion_token(&p, cookie, s, now);
+	token = auth_verified_assertion(v, &p, now);
 	if (token != NULL)
 		evhttp_add_header(server_request_headers(a->req), sc->assertion.header, token);
 	else
@@ -473,44 +474,25 @@ void
 auth_identity_headers(const struct config_saml *sc, const struct session *s, struct evkeyvalq *h)
 {
 	for (size_t i = 0; i < sc->nheaders; i++) {
-		const char *attr = sc->headers[i].attribute;
-		const char *first = NULL;
-		size_t nvalues = 0;
-		struct evbuffer *v;
+		char *v = auth_identity_value(sc, s, i);
 
-		if (strcmp(attr, "@nameid") == 0) {
-			evhttp_add_header(h, sc->headers[i].name, s->name_id);
-			continue;
-		}
-		for (size_t j = 0; j < s->nattrs; j++)
-			if (strcmp(s->attrs[j].name, attr) == 0 && nvalues++ == 0)
-				first = s->attrs[j].value;
-		if (nvalues == 0 || (nvalues == 1 && first[0] == '\0'))
-			continue;
-		if (nvalues == 1) { /* the usual case: the value as it is */
-			evhttp_add_header(h, sc->headers[i].name, first);
-			continue;
-		}
-		v = evbuffer_new();
-		if (v == NULL)
-			continue;
-		for (size_t j = 0; j < s->nattrs; j++)
-			if (strcmp(s->attrs[j].name, attr) == 0)
-				evbuffer_add_printf(v, "%s%s", evbuffer_get_length(v) ? ", " : "",
-						    s->attrs[j].value);
-		if (evbuffer_get_length(v) > 0) {
-			evbuffer_add(v, "", 1);
-			evhttp_add_header(h, sc->headers[i].name, (const char *)evbuffer_pullup(v, -1));
-		}
-		evbuffer_free(v);
+		if (v != NULL)
+			evhttp_add_header(h, sc->headers[i].name, v);
+		free(v);
 	}
 }
 
-/* Put the identity headers into the request. */
+/* Put the identity headers of a verified session into the request (their
+ * values were made when the cookie was first seen). */
 static void
-auth_add_identity(struct auth_request *a, const struct session *s)
+auth_add_identity(struct auth_request *a, const struct auth_verified *v)
 {
-	auth_identity_headers(a->cfg->saml, s, server_request_headers(a->req));
+	const struct config_saml *sc = a->cfg->saml;
+	struct evkeyvalq *h = server_request_headers(a->req);
+
+	for (size_t i = 0; i < v->nidentity && i < sc->nheaders; i++)
+		if (v->identity[i] != NULL)
+			evhttp_add_header(h, sc->headers[i].name, v->identity[i]);
 }
 
 /* ---- SP endpoints --------------------------------------------------------------- */
@@ -1118,13 +1100,24 @@ auth_bearer_allowed(struct auth_request *a)
 	return auth_bearer_passes(a->route, server_request_headers(a->req));
 }
 
+/* The first letters of two header names may match case-insensitively
+ * (never false for names that strcasecmp finds equal): a cheap test first,
+ * as every request header of every request is looked at. */
+static bool
+auth_same_first(const char *a, const char *b)
+{
+	return ((unsigned char)a[0] | 0x20) == ((unsigned char)b[0] | 0x20);
+}
+
 bool
 auth_strips_header(const struct config_saml *sc, const char *name)
 {
 	for (size_t i = 0; i < sc->nheaders; i++)
-		if (strcasecmp(sc->headers[i].name, name) == 0)
+		if (auth_same_first(sc->headers[i].name, name) &&
+		    strcasecmp(sc->headers[i].name, name) == 0)
 			return true;
-	return strcasecmp(sc->assertion.header, name) == 0;
+	return auth_same_first(sc->assertion.header, name) &&
+	       strcasecmp(sc->assertion.header, name) == 0;
 }
 
 enum auth_endpoint
@@ -1166,16 +1159,16 @@ auth_route_rules(const struct config *cfg, const struct config_site *site,
  * login page or 401), or every session while the list is too old with
  * on_redis_down "closed" (503).  Otherwise note who it is for a tunnel. */
 static bool
-auth_revoked(struct auth_request *a, const struct session *s, int64_t now)
+auth_revoked(struct auth_request *a, struct auth_verified *v, int64_t now)
 {
-	char sid[SESSION_ID_LEN + 1];
+	const struct session *s = v->s;
+	const char *sid = v->sid;
 	size_t n;
 
-	switch (revoke_check(s, NULL, now)) {
+	switch (revoke_check_since(s, sid, now, &v->revoke_passed)) {
 	case REVOKE_PASS:
 		break;
 	case REVOKE_REVOKED:
-		session_id(s, sid);
 		log_info("saml: session %s of %s refused [ref %s] from %s: revoked", sid, s->name_id,
 			 a->request_id, a->client);
 		auth_need_login(a);
@@ -1203,8 +1196,10 @@ auth_on_head(struct auth_request *a)
 {
 	struct config_saml *sc = a->cfg->saml;
 	struct evkeyvalq *h;
-	char buf[SESSION_MAX_SEALED + 1];
 	const char *v;
+	size_t vlen;
+	bool cookie_alone;
+	struct auth_verified *verified;
 	const struct session *s;
 	const struct stepup_rule *step;
 	int64_t now;
@@ -1256,14 +1251,18 @@ auth_on_head(struct auth_request *a)
 	}
 
 	step = auth_route_step_up(a->site, a->route);
-	v = cookie_find(h, sc->cookie_name, buf, sizeof buf);
+	/* one walk over the Cookie headers: the value in place, and whether
+	 * our cookie is all they hold (then removing them is all the strip) */
+	v = cookie_find_span(h, sc->cookie_name, strlen(sc->cookie_name), &vlen, &cookie_alone);
 	if (v == NULL) {
 		auth_need_login_for(a, step, step != NULL && step->max_age > 0);
 		return AUTH_REPLIED;
 	}
 	now = (int64_t)time(NULL);
-	/* borrowed from this thread's cache of opened cookies: not freed here */
-	s = session_open_cached(sc->keys, AUTH_PURPOSE_SESSION, v);
+	/* borrowed from this thread's cache of verified cookies: not freed here;
+	 * everything that depends on the time or the route is checked below */
+	verified = auth_verified_get(sc, v, vlen);
+	s = verified ? verified->s : NULL;
 	/* A "session_lifetime" lowered since the cookie was sealed applies too. */
 	if (s == NULL || !session_is_valid(s, now, (int64_t)sc->session_idle_timeout,
 					   (int64_t)sc->clock_skew) ||
@@ -1278,7 +1277,7 @@ auth_on_head(struct auth_request *a)
 		auth_need_login_for(a, step, step != NULL && step->max_age > 0);
 		return AUTH_REPLIED;
 	}
-	if (sc->revocation.enabled && auth_revoked(a, s, now))
+	if (sc->revocation.enabled && auth_revoked(a, verified, now))
 		return AUTH_REPLIED;
 	{
 		/* the route's rules, else its site's, else saml.require */
@@ -1301,12 +1300,15 @@ auth_on_head(struct auth_request *a)
 			return AUTH_REPLIED;
 		}
 	}
-	auth_add_identity(a, s);
+	auth_add_identity(a, verified);
 	a->session_end = s->issued + (int64_t)sc->session_lifetime;
 	if (s->expires != 0 && s->expires < a->session_end)
 		a->session_end = s->expires;
-	auth_add_assertion(a, s, v, now);
-	auth_strip_our_cookies(sc, h);
+	auth_add_assertion(a, verified, now);
+	if (cookie_alone)
+		evhttp_remove_header(h, "Cookie");
+	else
+		auth_strip_our_cookies(sc, h);
 	/* Idle timeout without server state: re-issue the cookie now and then. */
 	if (sc->session_idle_timeout > 0) {
 		int64_t every = (int64_t)sc->session_idle_timeout / 4;

@@ -208,6 +208,22 @@ revoke_check(const struct session *s, const char *sid, int64_t now)
 	return revoke_check_parts(s->name_id, sid, s->issued, now);
 }
 
+enum revoke_verdict
+revoke_check_since(const struct session *s, const char *sid, int64_t now, uint64_t *passed)
+{
+	enum revoke_verdict v;
+	uint64_t gen;
+
+	revoke_local_list(); /* brings this thread's snapshot (and its generation) up to date */
+	gen = rv_local != NULL ? rv_local->gen : 0;
+	if (gen != 0 && *passed == gen && !revoke_stale(now))
+		return REVOKE_PASS;
+	v = revoke_check(s, sid, now);
+	if (v == REVOKE_PASS)
+		*passed = gen;
+	return v;
+}
+
 void
 revoke_logout(const char *sid)
 {

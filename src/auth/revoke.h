@@ -49,6 +49,14 @@ bool revoke_enabled(void);
  * NULL (computed here when the list has session entries). */
 enum revoke_verdict revoke_check(const struct session *s, const char *sid, int64_t now);
 
+/* revoke_check for a session that passed it before: when *<passed> names
+ * the list this thread holds now (nothing was revoked or lifted since),
+ * the answer is the same and the list is not searched again; the list's
+ * age ("closed" when too old) is checked every time.  A pass sets
+ * *<passed> (0: never checked). */
+enum revoke_verdict revoke_check_since(const struct session *s, const char *sid, int64_t now,
+				       uint64_t *passed);
+
 /* The same for a session known by its parts (an open WebSocket tunnel). */
 enum revoke_verdict revoke_check_parts(const char *name_id, const char *sid, int64_t issued,
 				       int64_t now);

@@ -308,6 +308,12 @@ session_keys_from_raw(const unsigned char *keys, size_t n)
 	return k;
 }
 
+uint64_t
+session_keys_generation(const struct session_keys *k)
+{
+	return k ? k->gen : 0;
+}
+
 size_t
 session_keys_count(const struct session_keys *k)
 {
@@ -758,10 +764,10 @@ session_open_session(const struct session_keys *k, const char *purpose, const ch
 	return s;
 }
 
-/* The cache slot of a sealed text: characters 8 to 15 encode nonce bytes
- * only (random, so they spread), whatever the version and key id before them. */
-static size_t
-session_cache_slot(const char *text, size_t tlen)
+/* Characters 8 to 15 of a sealed text encode nonce bytes only (random, so
+ * they spread), whatever the version and key id before them. */
+size_t
+session_text_slot(const char *text, size_t tlen, size_t nslots)
 {
 	uint64_t v;
 
@@ -769,13 +775,11 @@ session_cache_slot(const char *text, size_t tlen)
 		return 0;
 	memcpy(&v, text + 8, sizeof v);
 	v *= UINT64_C(0x9e3779b97f4a7c15);
-	return (size_t)(v >> 32) % SESSION_CACHE_SLOTS;
+	return (size_t)(v >> 32) % nslots;
 }
 
-/* <n> bytes of <a> and <b> are equal, in time that depends on <n> only (no
- * early exit: how much of a forged text matches a cached one stays unknown).
- * A word at a time: CRYPTO_memcmp goes byte by byte, 7 times slower here. */
-static bool
+/* A word at a time: CRYPTO_memcmp goes byte by byte, 7 times slower here. */
+bool
 session_same_text(const char *a, const char *b, size_t n)
 {
 	uint64_t diff = 0;
@@ -807,7 +811,7 @@ session_open_cached(const struct session_keys *k, const char *purpose, const cha
 	th = session_thread_get(k);
 	if (th == NULL) /* no thread state: no cache either */
 		return NULL;
-	e = &th->cache[session_cache_slot(text, tlen)];
+	e = &th->cache[session_text_slot(text, tlen, SESSION_CACHE_SLOTS)];
 	if (e->gen == k->gen && e->tlen == tlen && session_same_text(e->text, text, tlen) &&
 	    strcmp(e->text + tlen + 1, purpose) == 0)
 		return e->s;

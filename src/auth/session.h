@@ -12,8 +12,9 @@
  * additional data), so a cookie sealed for one use (the request-tracking
  * cookie of a login in progress) is never accepted as another (a session).
  *
- * Pure: OpenSSL only, no libevent, no lasso.  Called by auth.c on every
- * request to a protected route.  The hot path is session_open_cached: each
+ * Pure: OpenSSL only, no libevent, no lasso.  The SAML gate opens each new
+ * cookie text once through auth_verified.h, which keeps what it derives;
+ * session_open_cached serves the other readers of a session cookie: each
  * thread keeps a decryption context per key (key schedule done once) and the
  * sessions it opened lately, by sealed text, so a cookie seen before costs a
  * comparison, and a new one a base64 decode and a GCM open on the stack.
@@ -65,6 +66,10 @@ struct session_keys *session_keys_from_raw(const unsigned char *keys, size_t n);
 /* Number of keys loaded. */
 size_t session_keys_count(const struct session_keys *k);
 
+/* What names key set <k> in per-thread caches: never 0 for a loaded set and
+ * never reused by a later one (a reload loads a new set).  0 for NULL. */
+uint64_t session_keys_generation(const struct session_keys *k);
+
 /* Wipe and free.  Accepts NULL. */
 void session_keys_free(struct session_keys *k);
 
@@ -104,6 +109,15 @@ const struct session *session_open_cached(const struct session_keys *k, const ch
  * this thread become invalid.
  */
 void session_thread_release(void);
+
+/* <n> bytes of <a> and <b> are equal, in time that depends on <n> only (no
+ * early exit: how much of a forged text matches a cached one stays unknown). */
+bool session_same_text(const char *a, const char *b, size_t n);
+
+/* The slot (below <nslots>) of sealed text <text> (<tlen> bytes) in a
+ * direct-mapped cache: spread by its random nonce.  Which entry to compare,
+ * never whether it matches. */
+size_t session_text_slot(const char *text, size_t tlen, size_t nslots);
 
 /* Encode <s> into a new buffer (*len bytes, caller frees).  NULL on failure. */
 unsigned char *session_encode(const struct session *s, size_t *len);

@@ -35,34 +35,56 @@ cookie_pair_is(const char *pair, size_t len, const char *name, size_t nlen)
 }
 
 const char *
-cookie_find(const struct evkeyvalq *h, const char *name, char *buf, size_t buflen)
+cookie_find_span(const struct evkeyvalq *h, const char *name, size_t nlen, size_t *vlen,
+		 bool *alone)
 {
-	size_t nlen = strlen(name);
 	const struct evkeyval *kv;
+	const char *found = NULL;
+	size_t ncookie = 0;
 
+	*alone = false;
 	TAILQ_FOREACH(kv, h, next) {
 		const char *p, *pair;
-		size_t len;
+		size_t len, npairs = 0;
 
 		if (strcasecmp(kv->key, "cookie") != 0)
 			continue;
+		ncookie++;
+		if (found != NULL)
+			continue; /* only counting Cookie headers now */
 		p = kv->value;
 		while (cookie_next(&p, &pair, &len)) {
-			size_t vlen;
+			size_t n;
 
+			npairs++;
 			if (!cookie_pair_is(pair, len, name, nlen))
 				continue;
-			vlen = len - nlen - 1;
-			while (vlen > 0 && pair[nlen + 1 + vlen - 1] == ' ')
-				vlen--;
-			if (vlen >= buflen)
-				return NULL;
-			memcpy(buf, pair + nlen + 1, vlen);
-			buf[vlen] = '\0';
-			return buf;
+			n = len - nlen - 1;
+			while (n > 0 && pair[nlen + 1 + n - 1] == ' ')
+				n--;
+			found = pair + nlen + 1;
+			*vlen = n;
+			*alone = npairs == 1 && !cookie_next(&p, &pair, &len);
+			break;
 		}
 	}
-	return NULL;
+	if (ncookie > 1)
+		*alone = false;
+	return found;
+}
+
+const char *
+cookie_find(const struct evkeyvalq *h, const char *name, char *buf, size_t buflen)
+{
+	size_t vlen;
+	bool alone;
+	const char *v = cookie_find_span(h, name, strlen(name), &vlen, &alone);
+
+	if (v == NULL || vlen >= buflen)
+		return NULL;
+	memcpy(buf, v, vlen);
+	buf[vlen] = '\0';
+	return buf;
 }
 
 size_t

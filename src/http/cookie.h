@@ -32,6 +32,16 @@ bool cookie_pair_is(const char *pair, size_t len, const char *name, size_t nlen)
  */
 const char *cookie_find(const struct evkeyvalq *h, const char *name, char *buf, size_t buflen);
 
+/*
+ * Like cookie_find, without copying: the first value of cookie <name>
+ * (<nlen> bytes) is the *<vlen> bytes at the pointer returned (into a
+ * header of <h>; not NUL-terminated), or NULL when absent.  *<alone> is
+ * true when that pair is all there is: the only pair of the only Cookie
+ * header (removing the header removes exactly that cookie).
+ */
+const char *cookie_find_span(const struct evkeyvalq *h, const char *name, size_t nlen,
+			     size_t *vlen, bool *alone);
+
 /* Decides whether the pair [<pair>, <pair> + <len>) is removed. */
 typedef bool (*cookie_drop_fn)(const char *pair, size_t len, void *arg);
 

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/assertion.h"
+#include "auth/auth_verified.h"
 #include "auth/session.h"
 #include "base/metrics.h"
 #include "config/config.h"
@@ -281,6 +283,52 @@ test_expired_or_tampered_cookie(void **state)
 	free(tampered);
 }
 
+/* The same cookie again (the second time from the thread's cache of
+ * verified cookies): the same identity, and a Cookie header that held only
+ * our cookie is not passed on at all; once the session has expired, the
+ * cached cookie is refused like any other; a copy of it changed in one
+ * character is no session either. */
+static void
+test_cached_cookie_checked_each_time(void **state)
+{
+	struct fake *f = *state;
+	struct inbox in = {0};
+	char *sealed = seal_alice(-10, 2);
+	char request[8192], v[256];
+	size_t mid = strlen(sealed) / 2;
+
+	snprintf(request, sizeof(request),
+		 "GET /dash HTTP/1.1\r\nHost: app.test\r\nAccept: application/json\r\n"
+		 "Cookie: " COOKIE "=%s\r\n\r\n", sealed);
+	for (int i = 0; i < 2; i++) {
+		exchange(f, request, &in, "\r\n\r\n/dash");
+		assert_ptr_equal(strstr(in.data, "HTTP/1.1 200 OK\r\n"), in.data);
+		assert_int_equal(f->nreqs, i + 1);
+		assert_string_equal(header_value(f->reqs[i], "X-Auth-User", v, sizeof(v)), "alice");
+		assert_int_equal(header_count(f->reqs[i], "Cookie"), 0);
+		free(in.data);
+		memset(&in, 0, sizeof(in));
+	}
+	sealed[mid] = sealed[mid] == 'A' ? 'B' : 'A';
+	snprintf(request, sizeof(request),
+		 "GET /dash HTTP/1.1\r\nHost: app.test\r\nAccept: application/json\r\n"
+		 "Cookie: " COOKIE "=%s\r\n\r\n", sealed);
+	exchange(f, request, &in, "}\n");
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 401 Unauthorized\r\n"), in.data);
+	free(in.data);
+	memset(&in, 0, sizeof(in));
+	sealed[mid] = sealed[mid] == 'A' ? 'B' : 'A'; /* the genuine one again */
+	sleep(3);
+	snprintf(request, sizeof(request),
+		 "GET /dash HTTP/1.1\r\nHost: app.test\r\nAccept: application/json\r\n"
+		 "Cookie: " COOKIE "=%s\r\n\r\n", sealed);
+	exchange(f, request, &in, "}\n");
+	assert_ptr_equal(strstr(in.data, "HTTP/1.1 401 Unauthorized\r\n"), in.data);
+	assert_int_equal(f->nreqs, 2);
+	free(in.data);
+	free(sealed);
+}
+
 /* An open route: no session needed, but the client's identity headers are
  * removed all the same. */
 static void
@@ -325,6 +373,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_no_session_browser_302, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_valid_session_identity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired_or_tampered_cookie, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_cookie_checked_each_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_route_strips_identity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sp_metadata, setup, teardown),
 	};
@@ -333,6 +382,8 @@ main(void)
 	fixture_quiet();
 	rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
 	session_thread_release();
+	auth_verified_thread_release();
+	assertion_thread_release();
 	metrics_shutdown();
 	return rc;
 }

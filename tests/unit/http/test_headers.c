@@ -36,6 +36,23 @@ test_values(void **state)
 	assert_false(headers_value_ok("a\nb"));
 	assert_false(headers_value_ok("a\x01"));
 	assert_false(headers_value_ok("a\x7f"));
+	/* the word-at-a-time path: every position of a long value */
+	for (size_t at = 0; at < 40; at++) {
+		char v[41];
+
+		memset(v, 'x', 40);
+		v[40] = '\0';
+		v[at] = '\t';
+		assert_true(headers_value_ok(v));
+		v[at] = (char)0xe9; /* obs-text */
+		assert_true(headers_value_ok(v));
+		v[at] = '\x1f';
+		assert_false(headers_value_ok(v));
+		v[at] = '\x7f';
+		assert_false(headers_value_ok(v));
+		v[at] = '\r';
+		assert_false(headers_value_ok(v));
+	}
 }
 
 static void
