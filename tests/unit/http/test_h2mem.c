@@ -76,12 +76,11 @@ frame_buffer_is_released_and_reused(void **state)
 	struct h2mem m;
 	nghttp2_session *ng = server_session(&m);
 	uint8_t out[256], ping[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-	const void *buf = m.big[0];
-	size_t len = m.big_size[0], n;
+	const void *buf = m.big;
+	size_t len = m.big_size, n;
 
 	(void)state;
 	assert_non_null(buf);
-	assert_null(m.big[1]);
 	assert_true(len >= 16384 + 9);
 	assert_int_equal((uintptr_t)buf % page_size(), 0);
 	assert_int_equal(len % page_size(), 0);
@@ -110,13 +109,12 @@ later_and_resized_blocks_are_not_remembered(void **state)
 	struct h2mem m;
 	nghttp2_session *ng = server_session(&m);
 	void *later = m.mem.malloc(4 * H2MEM_BIG, m.mem.mem_user_data);
-	void *first = m.big[0];
+	void *first = m.big;
 
 	(void)state;
 	assert_non_null(later);
 	memset(later, 0x5a, 4 * H2MEM_BIG);
-	for (size_t i = 0; i < H2MEM_TRACKED; i++)
-		assert_ptr_not_equal(m.big[i], later);
+	assert_ptr_not_equal(m.big, later);
 	h2mem_release_idle(&m);
 	for (size_t i = 0; i < 4 * H2MEM_BIG; i++)
 		assert_int_equal(((unsigned char *)later)[i], 0x5a); /* live data left alone */
@@ -130,15 +128,15 @@ later_and_resized_blocks_are_not_remembered(void **state)
 
 		h2mem_init(&solo);
 		block = solo.mem.malloc(2 * H2MEM_BIG, solo.mem.mem_user_data);
-		assert_ptr_equal(solo.big[0], block);
+		assert_ptr_equal(solo.big, block);
 		h2mem_session_started(&solo);
 		grown = solo.mem.realloc(block, 3 * H2MEM_BIG, solo.mem.mem_user_data);
 		assert_non_null(grown);
-		assert_null(solo.big[0]);
+		assert_null(solo.big);
 		assert_int_equal(h2mem_release_idle(&solo), 0);
 		solo.mem.free(grown, solo.mem.mem_user_data);
 	}
-	assert_ptr_equal(m.big[0], first);
+	assert_ptr_equal(m.big, first);
 	nghttp2_session_del(ng);
 }
 
