@@ -23,11 +23,17 @@ from h2client import H2Client  # noqa: E402
 
 HOST = "h2mem.test"
 IDLE_CONNECTIONS = 300
+# Opened in batches with a pause longer than the 200 ms release delay between
+# them, so the figure does not depend on how fast this machine opens
+# connections: at most one batch holds record buffers at a time.
+BATCH = 50
+BATCH_PAUSE = 0.3
 # Resident KiB per idle connection (after TLS and one GET), by ALPN protocol.
-# Measured: HTTP/2 about 28 (55 before the frame buffer was released and the
-# record buffers freed after 200 ms rather than 2 s), HTTP/1.1 about 17 (26
-# before); nginx 1.22 about 23 and 22.
-BUDGET_KIB = {"h2": 38, "http/1.1": 23}
+# Measured here: HTTP/2 about 28-30 (47-52 before the frame buffer was
+# released and the record buffers freed after 200 ms rather than 2 s),
+# HTTP/1.1 about 18 (about 25 before, less when the allocator happened to
+# trim); nginx 1.22 about 19-23 for both.
+BUDGET_KIB = {"h2": 38, "http/1.1": 24}
 
 
 def h2_config(tmp_path, up):
@@ -127,6 +133,8 @@ def test_idle_connections_stay_under_a_memory_budget(lab, tmp_path, proto):
     conns = []
     try:
         for i in range(IDLE_CONNECTIONS):
+            if i and i % BATCH == 0:
+                time.sleep(BATCH_PAUSE)
             conns.append(client(p.ports["https"]))
             assert conns[-1].get_status("/idle/%d" % i) == 200
         time.sleep(1.0)  # the last ones idle past the release too
