@@ -14,12 +14,13 @@
 #                 median [min-max] over the rounds.
 #   idle memory   BENCH_IDLE idle HTTP/2 connections (bench/h2_idle.py: TLS, SETTINGS, one
 #                 GET, then silence): RSS of the proxy's process tree with them open minus
-#                 before, divided by their number.
+#                 before, divided by their number; then the same with HTTP/1.1 over TLS
+#                 (one keep-alive GET). Each measurement on freshly started processes.
 #
 # The report (Markdown) goes to stdout and bench/results/h2-<ts>.md.
 #
 #   BENCH_PROXIES     default "nginx portcullis"
-#   BENCH_SHAPES      default "32x10 1x100"
+#   BENCH_SHAPES      default "32x10 1x100"; empty ("") measures idle memory only
 #   BENCH_DURATION    seconds per measured run    (default 10)
 #   BENCH_WARMUP      seconds of warm-up          (default 2)
 #   BENCH_ROUNDS      rounds                      (default 5)
@@ -36,7 +37,7 @@ LOG_TAG=h2-bench
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROXIES=${BENCH_PROXIES:-nginx portcullis}
-SHAPES=${BENCH_SHAPES:-32x10 1x100}
+SHAPES=${BENCH_SHAPES-32x10 1x100}
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -146,11 +147,17 @@ RAW=$TMP/raw.tsv
 # Idle memory first, on fresh processes: after the load both allocators hold freed
 # memory that idle connections would reuse, which hides their cost.
 declare -A IDLE_RSS=()
-for p in "${ACTIVE[@]}"; do
+for key in "${ACTIVE[@]/%/:h2}" "${ACTIVE[@]/%/:http/1.1}"; do
+	p=${key%%:*} proto=${key#*:}
+	if [[ $proto != h2 ]]; then
+		stop_pid "${PID[$p]}"
+		"start_$p" "${PORT[$p]}" && PID[$p]=$LAUNCHED && wait_h2 "${PORT[$p]}" "$LAUNCHED" "$TMP/$p/$p.log" ||
+			die "$p did not restart"
+	fi
 	sleep 2
 	before=$(rss_kib "${PID[$p]}")
-	f=$TMP/idle-$p.txt
-	python3 "$BENCH_DIR/h2_idle.py" "${PORT[$p]}" "$IDLE" 20 >"$f" 2>&1 &
+	f=$TMP/idle-$p-${proto//\//}.txt
+	python3 "$BENCH_DIR/h2_idle.py" "${PORT[$p]}" "$IDLE" 20 "$proto" >"$f" 2>&1 &
 	holder=$!
 	PIDS+=("$holder")
 	deadline=$((SECONDS + 120))
@@ -161,8 +168,9 @@ for p in "${ACTIVE[@]}"; do
 	done
 	sleep 3
 	after=$(rss_kib "${PID[$p]}")
-	IDLE_RSS[$p]=$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}')
-	log "$p: RSS $before KiB -> $after KiB with $IDLE idle HTTP/2 connections: ${IDLE_RSS[$p]} KiB each"
+	IDLE_RSS[$key]=$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}')
+	log "$p: RSS $before KiB -> $after KiB with $IDLE idle $proto connections: ${IDLE_RSS[$key]} KiB each"
+	kill "$holder" 2>/dev/null || true
 	wait "$holder" || true
 done
 
@@ -195,8 +203,8 @@ done
 	echo "GET /small (100 bytes), h2load -D ${DURATION} after ${WARMUP} s of warm-up, ${ROUNDS} interleaved rounds: median [min-max]."
 	echo "Portcullis: ${PORTCULLIS_DESC:-not run}"
 	echo
-	echo "| shape | proxy | req per proxy CPU-s | vs nginx | req/s | failed+errored |"
-	echo "|---|---|---:|---:|---:|---:|"
+	[[ -n $SHAPES ]] && echo "| shape | proxy | req per proxy CPU-s | vs nginx | req/s | failed+errored |"
+	[[ -n $SHAPES ]] && echo "|---|---|---:|---:|---:|---:|"
 	for shape in $SHAPES; do
 		read -r nmed _ _ < <(awk -F'\t' -v s="$shape" '$1 == s && $2 == "nginx" && $8 != "NA" {print $8}' "$RAW" | stats)
 		for p in $PROXIES; do
@@ -208,12 +216,12 @@ done
 		done
 	done
 	echo
-	echo "Idle HTTP/2 connections (${IDLE}, each after TLS, SETTINGS and one GET): RSS per connection"
+	echo "Idle connections (${IDLE}; HTTP/2: TLS, SETTINGS and one GET; HTTP/1.1: TLS and one keep-alive GET): RSS per connection"
 	echo
-	echo "| proxy | KiB per idle connection | status |"
-	echo "|---|---:|---|"
+	echo "| proxy | KiB per idle HTTP/2 connection | KiB per idle HTTP/1.1 TLS connection | status |"
+	echo "|---|---:|---:|---|"
 	for p in $PROXIES; do
-		printf '| %s | %s | %s |\n' "$p" "${IDLE_RSS[$p]:-NA}" "${STATUS[$p]}"
+		printf '| %s | %s | %s | %s |\n' "$p" "${IDLE_RSS[$p:h2]:-NA}" "${IDLE_RSS[$p:http/1.1]:-NA}" "${STATUS[$p]}"
 	done
 } >"$OUT"
 cp "$RAW" "${OUT%.md}.raw.tsv"

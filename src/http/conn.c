@@ -27,7 +27,7 @@
 #include "http/tunnel.h"
 
 #define READ_CHUNK 16384
-#define IDLE_RELEASE_SECONDS 2           /* idle keep-alive time before buffers are freed */
+#define IDLE_RELEASE_MS 200              /* idle keep-alive time before buffers are freed */
 #define LINGER_TIME_SECONDS 30           /* lingering close: in all (nginx's lingering_time) */
 #define LINGER_IDLE_SECONDS 5            /* ... between two reads (nginx's lingering_timeout) */
 #define LINGER_MAX_BYTES (64u << 20)     /* ... bytes dropped at most */
@@ -236,16 +236,18 @@ conn_release_buffers(struct server_conn *c)
 	free(c->target_spare);
 	c->target_spare = NULL;
 	c->target_spare_cap = 0;
+	if (c->codec != NULL && c->codec->idle != NULL)
+		c->codec->idle(c);
 }
 
 /* Between two requests: the timer first frees the buffers after
- * IDLE_RELEASE_SECONDS, then closes the connection when the idle keep-alive
+ * IDLE_RELEASE_MS, then closes the connection when the idle keep-alive
  * time is up.  A busy connection keeps its buffers: OpenSSL's
  * SSL_MODE_RELEASE_BUFFERS frees and allocates them for every request. */
 void
 conn_idle(struct server_conn *c)
 {
-	struct timeval first = {IDLE_RELEASE_SECONDS, 0};
+	struct timeval first = {0, IDLE_RELEASE_MS * 1000};
 
 	c->idle_release = evutil_timercmp(&c->srv->limits.client, &first, >);
 	evtimer_add(c->timer, c->idle_release ? &first : &c->srv->limits.client);
@@ -819,7 +821,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->req == NULL && c->idle_release) {
-		struct timeval first = {IDLE_RELEASE_SECONDS, 0}, rest;
+		struct timeval first = {0, IDLE_RELEASE_MS * 1000}, rest;
 
 		c->idle_release = false;
 		conn_release_buffers(c);

@@ -1,6 +1,7 @@
 /* h2: the HTTP/2 codec; see h2.h. */
 #include "http/h2.h"
 #include "http/h1.h"
+#include "http/h2mem.h"
 #include "http/http_internal.h"
 #include "http/httpdate.h"
 #include "http/request.h"
@@ -73,6 +74,7 @@ struct h2_stream {
 
 struct h2_session {
 	nghttp2_session *ng;
+	struct h2mem mem;        /* ng's allocator: its frame buffer is released when idle */
 	struct server_conn *c;
 	TAILQ_HEAD(, h2_stream) streams;
 	size_t nstreams;
@@ -1144,6 +1146,7 @@ h2_start(struct server_conn *c)
 	if (s == NULL || nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
 		goto fail;
 	s->c = c;
+	h2mem_init(&s->mem);
 	TAILQ_INIT(&s->streams);
 	nghttp2_session_callbacks_set_send_callback(cb, send_cb);
 	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
@@ -1155,8 +1158,9 @@ h2_start(struct server_conn *c)
 	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
 	/* Window updates follow what we take (on_data_chunk), not what arrives. */
 	nghttp2_option_set_no_auto_window_update(opt, 1);
-	if (nghttp2_session_server_new2(&s->ng, cb, s, opt) != 0)
+	if (nghttp2_session_server_new3(&s->ng, cb, s, opt, &s->mem.mem) != 0)
 		goto fail;
+	h2mem_session_started(&s->mem);
 	nghttp2_session_callbacks_del(cb);
 	nghttp2_option_del(opt);
 	c->h2 = s;
@@ -1405,6 +1409,17 @@ h2_free(struct server_conn *c)
 	c->h2 = NULL;
 }
 
+/* Idle for a while: nothing queued or half sent, so the frame buffer holds
+ * nothing; give its pages back (h2mem.h). */
+static void
+h2_idle(struct server_conn *c)
+{
+	struct h2_session *s = c->h2;
+
+	if (s != NULL && !nghttp2_session_want_write(s->ng))
+		h2mem_release_idle(&s->mem);
+}
+
 const struct conn_codec h2_conn_codec = {
 	.alpn = "h2",
 	.reply = &h2_codec_ops,
@@ -1419,6 +1434,7 @@ const struct conn_codec h2_conn_codec = {
 	.drain = h2_drain,
 	.abort = h2_abort,
 	.free = h2_free,
+	.idle = h2_idle,
 };
 
 /* ---- h2c with prior knowledge ------------------------------------------- */

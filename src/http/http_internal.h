@@ -87,6 +87,9 @@ struct conn_codec {
 	void (*abort)(struct server_conn *c);
 	/* Free the codec's state (the connection is being freed). */
 	void (*free)(struct server_conn *c);
+	/* The connection has been idle a while (its buffers are being freed):
+	 * give back what the next request can rebuild; may be NULL. */
+	void (*idle)(struct server_conn *c);
 };
 
 struct server {
