@@ -661,11 +661,6 @@ parse_args(struct app *app, int argc, char **argv)
 static int
 read_config(struct app *app)
 {
-	/* libcurl (ACME, IdP metadata downloads) before any thread exists */
-	if (outbound_init(app->err, ERRLEN) < 0) {
-		fprintf(stderr, "portcullis: %s\n", app->err);
-		return -1;
-	}
 	/* Before any thread exists (loading SAML may start one), so that every
 	 * thread has it: this process never needs execve to grant privileges. */
 	if (!app->test_only && privdrop_no_new_privs(app->err, ERRLEN) < 0) {

@@ -17,11 +17,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "http/curl_loader.h"
 #include "http/outbound.h"
 
 #ifndef PORTCULLIS_VERSION

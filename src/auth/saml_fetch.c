@@ -14,9 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 #include <openssl/err.h>
 
+#include "http/curl_loader.h"
 #include "http/outbound.h"
 
 #define SAML_FETCH_TIMEOUT 10 /* seconds to connect, and without a byte received */

@@ -78,6 +78,7 @@ config_load_json(struct config_loader *ld, json_t *root)
 	config_saml_sites(ld);
 	config_saml_hosts_sites(ld);
 	config_assertion_sites(ld);
+	config_outbound_open(ld); /* before SAML fetches its IdP metadata */
 	config_saml_open(ld);
 	config_assertion_open(ld);
 	if (ld->rate_ids > 0 && !ld->oom && ld->nerrors == 0) {

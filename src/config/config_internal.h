@@ -128,6 +128,8 @@ void config_parse_access(struct config_loader *ld, const char *path, const json_
 		    struct access_block *b);
 void config_parse_listeners_access(struct config_loader *ld, const json_t *root);
 void config_parse_geoip(struct config_loader *ld, const json_t *root);
+/* config_outbound.c */
+void config_outbound_open(struct config_loader *ld);
 /* config_saml.c */
 void config_saml_sites(struct config_loader *ld);
 void config_saml_open(struct config_loader *ld);

@@ -11,36 +11,39 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-static pthread_once_t outbound_once = PTHREAD_ONCE_INIT;
-static CURLcode outbound_init_rc = CURLE_FAILED_INIT;
-static bool outbound_ready;
-
-static void
-outbound_init_once(void)
-{
-	outbound_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-	outbound_ready = outbound_init_rc == CURLE_OK;
-}
+static pthread_mutex_t outbound_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool outbound_ready; /* written under outbound_lock */
 
 int
 outbound_init(char *err, size_t errlen)
 {
-	pthread_once(&outbound_once, outbound_init_once);
-	if (outbound_init_rc != CURLE_OK) {
-		snprintf(err, errlen, "cannot initialise libcurl: %s",
-			 curl_easy_strerror(outbound_init_rc));
-		return -1;
+	CURLcode rc;
+	int status = 0;
+
+	pthread_mutex_lock(&outbound_lock);
+	if (!outbound_ready) {
+		if (curl_loader_load(CURL_LOADER_SONAME, err, errlen) < 0) {
+			status = -1;
+		} else if ((rc = curl_global_init(CURL_GLOBAL_DEFAULT)) != CURLE_OK) {
+			snprintf(err, errlen, "cannot initialise libcurl: %s",
+				 curl_easy_strerror(rc));
+			status = -1;
+		} else {
+			outbound_ready = true;
+		}
 	}
-	return 0;
+	pthread_mutex_unlock(&outbound_lock);
+	return status;
 }
 
 void
 outbound_cleanup(void)
 {
-	if (!outbound_ready)
-		return;
+	pthread_mutex_lock(&outbound_lock);
+	if (outbound_ready)
+		curl_global_cleanup();
 	outbound_ready = false;
-	curl_global_cleanup();
+	pthread_mutex_unlock(&outbound_lock);
 }
 
 /* Without a CA bundle: trust what OpenSSL trusts by default (the system's

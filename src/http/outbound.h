@@ -14,17 +14,20 @@
 
 #include <stddef.h>
 
-#include <curl/curl.h>
+#include "http/curl_loader.h"
 
 /*
- * curl_global_init, once per process (later calls do nothing).  Call it
- * before starting any thread that makes outbound requests; main() does, and
- * the clients call it again to be safe.  Returns 0, or -1 with a reason.
+ * Load libcurl (http/curl_loader.h) and run curl_global_init, once per
+ * process: later calls do nothing, and a failed load is tried again at the
+ * next call.  Thread-safe, but call it before starting any thread that makes
+ * outbound requests: the configuration loader does for a configuration that
+ * needs it (config/config_outbound.h), and the clients call it again to be
+ * safe.  Returns 0, or -1 with a reason naming the library and its package.
  */
 int outbound_init(char *err, size_t errlen);
 
 /* curl_global_cleanup, at exit, after every outbound user is gone.  Does
- * nothing when outbound_init never ran. */
+ * nothing when outbound_init never succeeded.  libcurl stays mapped. */
 void outbound_cleanup(void);
 
 /* How one request goes out. */

@@ -1002,6 +1002,39 @@ def test_dockerfile_runtime_packages_cover_ldd():
             soname, pkg)
 
 
+def dlopened_libraries():
+    """{soname: Debian package} for every library the binary loads with dlopen
+    instead of linking it: each "#define X_SONAME" in src/ with its "X_PACKAGE"."""
+    found = {}
+    for path in glob.glob(os.path.join(SRC, "src", "**", "*.h"), recursive=True):
+        with open(path) as f:
+            text = f.read()
+        for prefix, soname in re.findall(r'#define (\w+)_SONAME "([^"]+)"', text):
+            m = re.search(r'#define %s_PACKAGE "([^"]+)"' % prefix, text)
+            assert m, "%s: %s_SONAME without %s_PACKAGE" % (path, prefix, prefix)
+            found[soname] = m.group(1)
+    return found
+
+
+def test_dockerfile_runtime_installs_dlopened_libraries():
+    """A library the binary loads only when a configuration needs it (libcurl)
+    is not in NEEDED, so ldd cannot vouch for it: its package must be listed
+    by name in the runtime stage, and must be the one that installs it here."""
+    libs = dlopened_libraries()
+    assert "libcurl.so.4" in libs, libs
+    ins = dockerfile_instructions()
+    last = max(s for s, _, _ in ins)
+    runtime = [p for s, w, a in ins if s == last and w == "RUN" for p in apt_packages(a)]
+    cache = run(["ldconfig", "-p"]).stdout
+    for soname, package in libs.items():
+        assert soname not in needed_libraries(BIN), "%s is linked, not loaded" % soname
+        assert package in runtime, "%s (loaded with dlopen) comes from %s, not listed in " \
+            "the runtime stage" % (soname, package)
+        m = re.search(r"^\s*%s \(.*\) => (\S+)$" % re.escape(soname), cache, re.M)
+        assert m, "%s is not installed (ldconfig -p)" % soname
+        assert owner_packages([m.group(1)])[m.group(1)] == package, (soname, package)
+
+
 def cmake_requirements():
     """pkg-config modules and find_library() names the CMake files ask for."""
     text = ""
