@@ -152,7 +152,7 @@ auth_verified_get(const struct config_saml *sc, const char *text, size_t tlen)
 {
 	uint64_t gen = session_keys_generation(sc->keys);
 	struct auth_verified_cache *c;
-	struct auth_verified_slot *e;
+	struct auth_verified_slot *e, fresh = {0};
 
 	if (gen == 0 || tlen == 0 || tlen > SESSION_MAX_SEALED ||
 	    (c = auth_verified_cache_get()) == NULL)
@@ -165,15 +165,17 @@ auth_verified_get(const struct config_saml *sc, const char *text, size_t tlen)
 	e = &c->slot[session_text_slot(text, tlen, AUTH_VERIFIED_SLOTS)];
 	if (e->gen == gen && e->v.tlen == tlen && session_same_text(e->text, text, tlen))
 		return &e->v;
-	auth_verified_clear(e);
-	if ((e->text = malloc(tlen + 1)) == NULL)
+	if (memchr(text, '\0', tlen) != NULL || (fresh.text = malloc(tlen + 1)) == NULL)
 		return NULL;
-	memcpy(e->text, text, tlen);
-	e->text[tlen] = '\0';
-	if (memchr(text, '\0', tlen) != NULL || !auth_verified_fill(e, sc)) {
-		auth_verified_clear(e);
+	memcpy(fresh.text, text, tlen);
+	fresh.text[tlen] = '\0';
+	if (!auth_verified_fill(&fresh, sc)) {
+		auth_verified_clear(&fresh);
 		return NULL;
 	}
+	/* Only a cookie that opens takes the slot: junk cannot evict a session. */
+	auth_verified_clear(e);
+	*e = fresh;
 	e->v.tlen = tlen;
 	e->gen = gen;
 	return &e->v;

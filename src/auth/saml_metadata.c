@@ -33,8 +33,10 @@ saml_metadata_idp_free(struct saml_idp *idp)
 }
 
 /*
- * Build an IdP generation from <metadata> (lock held): entity, endpoints,
- * signing keys, and a LassoServer for the SP with this IdP.
+ * Build an IdP generation from <metadata>: entity, endpoints, signing keys,
+ * and a LassoServer for the SP with this IdP.  The objects are new, so the
+ * SAML lock is not needed (lasso_init registered every type before any
+ * thread started); the caller swaps them in under it.
  */
 struct saml_idp *
 saml_metadata_idp_new(const char *sp_metadata, const char *sp_key_pem, const char *sp_key_path,

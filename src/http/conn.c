@@ -90,7 +90,7 @@ void
 conn_send_now(struct server_conn *c)
 {
 	if (!c->write_soon || c->write_waiting || c->dead || c->handshaking || c->read_wants_write ||
-	    c->lingering)
+	    c->write_wants_read || c->lingering)
 		return;
 	if (c->ssl)
 		(void)tlsio_write(c->ssl, c->out);

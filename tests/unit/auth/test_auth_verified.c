@@ -147,6 +147,34 @@ test_tampered_foreign_other_purpose(void **state)
 /* A new key set (a reload, a key change) never sees the old entries: a
  * cookie of a key that was dropped no longer opens, one of a kept key opens
  * again under the new set. */
+/* A cookie that does not open never takes a slot: it cannot evict the
+ * session cached there (the entry, with what the caller noted on it, stays). */
+static void
+test_junk_does_not_evict(void **state)
+{
+	struct session_keys *k = session_keys_from_raw(key_a, 1);
+	struct config_saml sc = saml_with(k);
+	char *text = seal_for(k, "session", "alice", 2000);
+	size_t n = strlen(text);
+	char *junk = strdup(text);
+	struct auth_verified *v;
+
+	(void)state;
+	assert_non_null(junk);
+	v = auth_verified_get(&sc, text, n);
+	assert_non_null(v);
+	v->revoke_passed = 42; /* gone if the slot were filled again */
+	junk[n - 1] = junk[n - 1] == 'A' ? 'B' : 'A'; /* same slot, does not open */
+	assert_null(auth_verified_get(&sc, junk, n));
+	v = auth_verified_get(&sc, text, n);
+	assert_non_null(v);
+	assert_int_equal(v->revoke_passed, 42);
+	auth_verified_thread_release();
+	free(junk);
+	free(text);
+	session_keys_free(k);
+}
+
 static void
 test_new_key_set_drops_entries(void **state)
 {
@@ -221,6 +249,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hit_keeps_session_and_identity),
 		cmocka_unit_test(test_tampered_foreign_other_purpose),
+		cmocka_unit_test(test_junk_does_not_evict),
 		cmocka_unit_test(test_new_key_set_drops_entries),
 		cmocka_unit_test(test_sessions_never_mixed),
 	};
