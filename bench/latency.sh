@@ -3,8 +3,7 @@
 #
 # wrk (closed loop) at saturation hides coordinated omission and its p99 is noisy on two
 # shared cores. Here bench/openloop.c sends at a fixed rate and times every request from
-# when it was due. First nginx's saturation rate is measured with the same generator in
-# closed loop (openloop -S); then, at 50 % and
+# when it was due. First nginx's saturation rate is measured with wrk; then, at 50 % and
 # 80 % of it, each proxy in turn (order rotated every round) gets BENCH_ROUNDS runs; the
 # report gives p50/p99/p99.9 per proxy as the median over rounds with the spread
 # (min-max), and the ratio of the medians to nginx's.
@@ -15,7 +14,7 @@
 #   BENCH_ROUNDS     runs per proxy and load (default: 5)
 #   BENCH_DURATION   seconds per measured run (default: 10; plus 2 s warm-up)
 #   BENCH_CONNS      open-loop connections   (default: 64)
-#   BENCH_SAT_CONNS  connections for the saturation run (default: 64)
+#   BENCH_SAT_CONNS  wrk connections for the saturation run (default: 64)
 #   BENCH_WORKERS    workers/threads per proxy (default: 2)
 #   BENCH_QUIET_WAIT seconds to wait for other load to settle before each run (default: 20)
 #   BENCH_OUT        report path             (default: bench/results/latency-<timestamp>.md)
@@ -42,7 +41,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$BENCH_DIR/results/latency-$STAMP.md}
 
 need_int ROUNDS DURATION CONNS SAT_CONNS WORKERS QUIET_WAIT
-need_tools nginx haproxy curl cc python3
+need_tools nginx haproxy wrk curl cc python3
 for l in $LOADS; do [[ $l =~ ^[0-9]+$ ]] && ((l > 0 && l < 100)) || die "BENCH_LOADS entry '$l' must be a percentage"; done
 
 bench_init latency
@@ -59,19 +58,16 @@ done
 
 port_of() { local u=${BASE_URL[$1:http]}; echo "${u##*:}"; }
 
-# nginx's saturation rate: the same generator in closed loop (openloop -S), SAT_CONNS
-# connections, median of 3.  Not wrk: it costs less CPU per request than openloop on the
-# same two cores, so 80 % of wrk's rate can be more than openloop gets through at all
-# (every proxy then only queues).
+# nginx's saturation rate: wrk, closed loop, SAT_CONNS connections (median of 3)
 wait_quiet
 rates=()
 for r in 1 2 3; do
-	line=$("$TMP/openloop" -S -p "$(port_of nginx)" -d 5 -w 1 -c "$SAT_CONNS" -P "$REQ_PATH")
-	read -r _ _ _ _ _ _ _ rps _ <<<"$line"
+	run_wrk "${BASE_URL[nginx:http]}$REQ_PATH" "$SAT_CONNS" 5 >"$TMP/sat-$r.txt" 2>&1 || true
+	read -r rps _ < <(parse_wrk "$TMP/sat-$r.txt")
 	rates+=("$rps")
 done
 SAT=$(printf '%s\n' "${rates[@]}" | sort -g | sed -n 2p)
-log "nginx saturates at $SAT req/s on $REQ_PATH (openloop -S c$SAT_CONNS; runs: ${rates[*]})"
+log "nginx saturates at $SAT req/s on $REQ_PATH (wrk c$SAT_CONNS; runs: ${rates[*]})"
 
 RAW=$TMP/latency.tsv
 printf 'load\trate\tproxy\tround\tdue\tdone\terrors\tp50_us\tp99_us\tp999_us\tmax_us\tother_cores\n' >"$RAW"
@@ -109,7 +105,7 @@ out = ["# Tail latency, open loop", "",
        f"- Request: GET {path} through each proxy to one upstream nginx; {conns} keep-alive "
        f"connections; each run {dur} s after 2 s of warm-up; {rounds} rounds per proxy and "
        f"load, proxies in rotated order; {workers} workers per proxy.",
-       f"- nginx's saturation rate (openloop -S, closed loop): {float(sat):,.0f} req/s. Loads are "
+       f"- nginx's saturation rate (wrk, closed loop): {float(sat):,.0f} req/s. Loads are "
        "percentages of it.",
        "- Latency runs from when a request was due (open loop: no coordinated omission). "
        "Cells: median over rounds [min-max], microseconds; ratio = median / nginx's median.",

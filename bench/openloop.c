@@ -11,12 +11,6 @@
  * counts.
  *
  *   openloop -p PORT -r RATE -d SECONDS [-w WARMUP] [-c CONNS] [-P PATH] [-H HOST]
- *   openloop -S -p PORT -d SECONDS ...
- *
- * -S (saturation) is closed loop instead: every connection sends its next
- * request as soon as its answer is in, and the achieved rate is the most
- * this generator gets through the server (latency.sh takes its rates from
- * it, so that the generator's own cost is in the rate).
  *
  * Prints one line: due, done, errors, achieved rate, p50, p90, p99, p99.9,
  * max (microseconds).  Answers must carry Content-Length (the benchmark's
@@ -225,16 +219,15 @@ main(int argc, char **argv)
 {
 	double rate = 1000, seconds = 10, warmup = 2;
 	const char *path = "/", *host = "bench";
-	int opt, tfd, free_top = 0, saturate = 0;
+	int opt, tfd, free_top = 0;
 	int *free_list;
 	uint64_t start, end_ns, warm_ns, interval, next_due, due_count = 0, queued = 0;
 	struct epoll_event evs[256], tev = {.events = EPOLLIN, .data.ptr = NULL};
 	static char rbuf[262144];
 
 	nconns = 64;
-	while ((opt = getopt(argc, argv, "Sp:r:d:w:c:P:H:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:r:d:w:c:P:H:")) != -1) {
 		switch (opt) {
-		case 'S': saturate = 1; break;
 		case 'p': port = atoi(optarg); break;
 		case 'r': rate = atof(optarg); break;
 		case 'd': seconds = atof(optarg); break;
@@ -243,7 +236,7 @@ main(int argc, char **argv)
 		case 'P': path = optarg; break;
 		case 'H': host = optarg; break;
 		default:
-			fprintf(stderr, "usage: openloop [-S] -p PORT -r RATE -d SECONDS [-w WARMUP] "
+			fprintf(stderr, "usage: openloop -p PORT -r RATE -d SECONDS [-w WARMUP] "
 					"[-c CONNS] [-P PATH] [-H HOST]\n");
 			return 2;
 		}
@@ -274,24 +267,21 @@ main(int argc, char **argv)
 	start = now_ns() + 10000000u; /* 10 ms from now */
 	warm_ns = start + (uint64_t)(warmup * 1e9);
 	end_ns = warm_ns + (uint64_t)(seconds * 1e9);
-	next_due = saturate ? end_ns : start;
+	next_due = start;
 	for (;;) {
 		uint64_t now = now_ns();
 		struct itimerspec its = {0};
 		int n;
 
-		/* Every request due by now joins the queue; send what can go.
-		 * Saturation: every free connection has a request due now. */
-		while (!saturate && next_due <= now && next_due < end_ns) {
+		/* Every request due by now joins the queue; send what can go. */
+		while (next_due <= now && next_due < end_ns) {
 			queued++;
 			next_due = start + ++due_count * interval;
 		}
-		if (saturate && now >= start && now < end_ns)
-			queued = (uint64_t)free_top, due_count = queued;
 		while (queued > 0 && free_top > 0) {
 			struct conn *c = &conns[free_list[--free_top]];
 			/* the oldest waiting request was due at this time: */
-			uint64_t due = saturate ? now : start + (due_count - queued) * interval;
+			uint64_t due = start + (due_count - queued) * interval;
 
 			queued--;
 			c->busy = 1;
@@ -302,7 +292,7 @@ main(int argc, char **argv)
 				free_list[free_top++] = (int)(c - conns);
 			}
 		}
-		if (next_due >= end_ns && queued == 0 && free_top == nconns && (!saturate || now >= end_ns))
+		if (next_due >= end_ns && queued == 0 && free_top == nconns)
 			break;
 		if (now > end_ns + 5000000000u) {
 			errors += (uint64_t)(nconns - free_top) + queued; /* never answered */
@@ -310,9 +300,9 @@ main(int argc, char **argv)
 		}
 		its.it_value.tv_sec = (time_t)(next_due / 1000000000u);
 		its.it_value.tv_nsec = (long)(next_due % 1000000000u);
-		if (next_due < end_ns && !saturate)
+		if (next_due < end_ns)
 			timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-		n = epoll_wait(epfd, evs, 256, next_due < end_ns && !saturate ? -1 : 10);
+		n = epoll_wait(epfd, evs, 256, next_due < end_ns ? -1 : 100);
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait");
 		for (int i = 0; i < n; i++) {
@@ -343,8 +333,7 @@ main(int argc, char **argv)
 	qsort(lat, nlat, sizeof(*lat), cmp_u64);
 	printf("due %llu done %llu errors %llu rate %.1f p50_us %.0f p90_us %.0f p99_us %.0f "
 	       "p999_us %.0f max_us %.0f\n",
-	       (unsigned long long)(saturate ? done_total
-					     : due_count - (uint64_t)((warm_ns - start) / interval)),
+	       (unsigned long long)(due_count - (uint64_t)((warm_ns - start) / interval)),
 	       (unsigned long long)done_total, (unsigned long long)errors,
 	       (double)nlat / seconds, pct(50), pct(90), pct(99), pct(99.9),
 	       nlat ? (double)lat[nlat - 1] / 1000.0 : 0.0);
