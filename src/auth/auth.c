@@ -117,6 +117,8 @@ auth_reply(struct auth_request *a, int status, const char *content_type, struct 
 	evhttp_add_header(a->out, "X-Request-ID", a->request_id);
 	a->status = status;
 	a->bytes_out = body ? evbuffer_get_length(body) : 0;
+	if (a->replying)
+		a->replying(a);
 	/* A refused upgrade (WebSocket) closes: nothing after it is read as HTTP. */
 	server_reply(a->req, status, a->out, body,
 		     evhttp_find_header(server_request_headers(a->req), "Upgrade") != NULL);

@@ -74,6 +74,11 @@ struct auth_request {
 	 * keeps <a> (and what it points to) alive until done(a) runs, or
 	 * calls auth_cancel(a) when the client goes away first. */
 	struct claims *claims;  /* this worker's shared replay store, NULL: in memory */
+	/* Optional: runs just before any reply of the gate leaves (a->status
+	 * and a->rule set), so what the caller records about it (the status
+	 * page's refusals) is in place before the client can see the answer:
+	 * a complete reply is written at once. */
+	void (*replying)(struct auth_request *a);
 	void (*done)(struct auth_request *a);
 	void *done_arg;         /* the caller's, for done */
 	void *pending;          /* auth's own, while AUTH_PENDING */

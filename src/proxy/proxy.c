@@ -1014,10 +1014,12 @@ route_request(struct txn *t)
 }
 
 /* Remember a refusal by the SAML gate for the status page: a 401 (no
- * session: the rule is the route's "auth") or a policy's 403. */
+ * session: the rule is the route's "auth") or a policy's 403.  The gate's
+ * "replying" hook: before the answer leaves. */
 static void
-note_auth_refusal(struct txn *t, const struct auth_request *a)
+note_auth_refusal(struct auth_request *a)
 {
+	struct txn *t = a->done_arg;
 	char rule[160];
 	const struct config_route *r = t->route;
 
@@ -1060,14 +1062,14 @@ run_auth(struct txn *t, bool body)
 		.req = t->req, .cfg = t->cfg, .site = t->site, .route = t->route,
 		.method = t->method, .method_bit = t->method_bit, .path = t->path,
 		.query = t->query, .request_id = t->request_id, .client = t->client,
-		.out = &t->out, .claims = t->gen->claims, .done = auth_done, .done_arg = t,
+		.out = &t->out, .claims = t->gen->claims, .replying = note_auth_refusal,
+		.done = auth_done, .done_arg = t,
 		.no_redirect = t->verify && !t->verify_redirect,
 	};
 	act = body ? auth_on_body(a) : auth_on_head(a);
 	if (act == AUTH_PENDING) {
 		t->auth_waiting = true;
 	} else if (act == AUTH_REPLIED) {
-		note_auth_refusal(t, a);
 		t->status = a->status;
 		t->bytes_out = a->bytes_out;
 		t->replied = true;

@@ -33,7 +33,7 @@ REDIS_GRACE for the reconnection).  The report counts each cause apart.  Everyth
 unexpected.  Also: no sanitizer report on stderr, every reload accepted, and
 between the tenth after the warm-up (the first tenth, at least WARMUP
 seconds) and the last tenth of the run, no growth of open descriptors (median of the last ≤ highest of the
-first) nor of RSS beyond 10 % (medians).
+first + FD_SLACK) nor of RSS beyond 10 % (medians).
 
 Prints a table of counts per traffic kind (sent, ok, expected failures,
 unexpected) and the descriptor/RSS figures; exit status 1 when the verdict
@@ -84,6 +84,12 @@ TIMEOUT = 30.0
 # that spent at least STALL_SHARE of its time in stalls is put down to them.
 STALL = 1.0
 STALL_SHARE = 0.25
+# Descriptors the last tenth may hold above the first one's highest: which
+# servers are down at that moment changes how many pooled upstream connections
+# and in-flight exchanges are open (a 60 s run once ended at a median of 42.5
+# against 42 while two capture servers were down).  A leak is far more: one
+# descriptor per reload is +19 in 60 s, one per request hundreds.
+FD_SLACK = 2
 WARMUP = 25.0      # seconds before resources are first sampled for the verdict, at least
 
 
@@ -678,9 +684,10 @@ def resources_verdict(samples, start, end, check_rss):
            "rss_last_kib": statistics.median(s[2] for s in last),
            "rss_peak_kib": max(s[2] for s in samples)}
     problems = []
-    if fig["fds_last_median"] > fig["fds_first_max"]:
+    if fig["fds_last_median"] > fig["fds_first_max"] + FD_SLACK:
         problems.append("open descriptors grew: median %s in the last tenth, at most %s in the "
-                        "first" % (fig["fds_last_median"], fig["fds_first_max"]))
+                        "first (+%d allowed)" % (fig["fds_last_median"], fig["fds_first_max"],
+                                                 FD_SLACK))
     if check_rss and fig["rss_last_kib"] > 1.10 * fig["rss_first_kib"]:
         problems.append("RSS grew by more than 10 %%: %d KiB -> %d KiB (medians)" % (
             fig["rss_first_kib"], fig["rss_last_kib"]))
