@@ -15,11 +15,13 @@
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "http/hdrarena.h"
@@ -30,6 +32,7 @@
 #include "base/metrics.h"
 #include "base/timeutil.h"
 #include "http/tunnel.h"
+#include "proxy/upstream_blocks.h"
 
 /* ---- shared health ---------------------------------------------------- */
 
@@ -192,8 +195,11 @@ struct upstream_conn {
 	unsigned uses;                  /* exchanges run on it */
 	bool reading;                   /* rev is added */
 	int64_t idle_since_ms;          /* when it went back to the pool */
-	struct read_block *block;       /* where reads go */
+	struct read_block *block;       /* the last granule read into, a body refers to it:
+					 * the next read fills its tail first */
 	size_t block_used;              /* bytes of <block> read into so far */
+	struct read_block *parsing;     /* the granule http-parser is reading from */
+	struct read_budget budget;      /* the granules the running response holds */
 	bool starting;                  /* inside upstream_exchange_start */
 	bool fail_pending;              /* report <pending> from the write event */
 	enum upstream_failure pending;
@@ -208,79 +214,33 @@ struct upstream_conn {
 LIST_HEAD(conn_list, upstream_conn);
 
 /*
- * What one read() fills.  Body pieces of a response are handed on by
- * reference into the block (no copy): the block lives until the client's
- * output has sent the last of them, and the next read takes a new block.
- * With the client's backlog limit (CONN_BACKLOG_LIMIT, 32 KiB) a streaming
- * response holds about one block: 256 connections fetching 1 MiB each
- * peak at what nginx's proxy buffers take, not at a MiB each.
+ * What one read fills: up to READ_GRANULES granules of 16 KiB
+ * (upstream_blocks.h) with one readv(), so that a system call still takes
+ * up to 64 KiB.  Body pieces of a response are handed on by reference into
+ * the granules (no copy): a granule lives until the client's output has
+ * sent the last of its pieces, so bytes are released 16 KiB at a time as
+ * the client takes them.  A response owns at most RESPONSE_GRANULES live
+ * granules (its budget, 64 KiB): each read is capped at what the budget
+ * has left, and a response whose client has not taken its bytes yet waits
+ * (reading off) until one of its granules is freed.  With the client's
+ * backlog limit (CONN_BACKLOG_LIMIT, 32 KiB) pausing the upstream earlier
+ * still, a streaming response holds at most 64 KiB however slowly its
+ * client reads.  TLS reads one record (16 KiB at most) a granule.
  */
-#define READ_BLOCK 65536
+#define READ_GRANULES 4
+#define RESPONSE_GRANULES 4
 #define COPY_BELOW 4096 /* smaller body pieces are copied: cheaper than a reference */
 
-/* Blocks come and go at every read under load: each worker thread keeps a
- * few freed ones for the next reads (no allocator round trip, pages already
- * in), and no more, so that what a burst used goes back to the allocator
- * (and, once idle, to the kernel: core/memtrim.c). */
-#define SPARE_BLOCKS_MAX 8
-
-struct read_block {
-	union {
-		unsigned refs;
-		struct read_block *next; /* in the spare list */
-	};
-	char data[READ_BLOCK];
-};
-
-static _Thread_local struct read_block *spare_blocks;
-static _Thread_local unsigned nspare_blocks;
-
-/* A block with one reference, or NULL when out of memory. */
-static struct read_block *
-block_new(void)
+unsigned
+upstream_blocks_live(void)
 {
-	struct read_block *b = spare_blocks;
-
-	if (b != NULL) {
-		spare_blocks = b->next;
-		nspare_blocks--;
-	} else if ((b = malloc(sizeof(*b))) == NULL) {
-		return NULL;
-	}
-	b->refs = 1;
-	return b;
-}
-
-static void
-block_unref(struct read_block *b)
-{
-	if (b == NULL || --b->refs > 0)
-		return;
-	if (nspare_blocks >= SPARE_BLOCKS_MAX) {
-		free(b);
-		return;
-	}
-	b->next = spare_blocks;
-	spare_blocks = b;
-	nspare_blocks++;
+	return read_blocks_live();
 }
 
 void
 upstream_release_spare_blocks(void)
 {
-	while (spare_blocks != NULL) {
-		struct read_block *b = spare_blocks;
-
-		spare_blocks = b->next;
-		free(b);
-	}
-	nspare_blocks = 0;
-}
-
-static void
-block_cleanup(const void *data, size_t len, void *arg)
-{
-	block_unref(arg);
+	read_blocks_release_spare();
 }
 
 struct pool_server {
@@ -378,7 +338,8 @@ conn_close(struct upstream_conn *c)
 		close(c->fd);
 	evbuffer_free(c->out);
 	evbuffer_free(c->body);
-	block_unref(c->block);
+	read_block_unref(c->block);
+	read_budget_disown(&c->budget);
 	headerbuf_free(&c->hb_spare);
 	free(c);
 }
@@ -626,16 +587,10 @@ static int
 on_body(http_parser *p, const char *at, size_t n)
 {
 	struct upstream_exchange *x = p->data;
-	struct read_block *b = x->conn->block;
 
 	if (n < COPY_BELOW)
 		return evbuffer_add(x->body, at, n);
-	b->refs++;
-	if (evbuffer_add_reference(x->body, at, n, block_cleanup, b) < 0) {
-		b->refs--;
-		return -1;
-	}
-	return 0;
+	return read_block_add_reference(x->body, x->conn->parsing, at, n);
 }
 
 static int
@@ -685,9 +640,11 @@ release_conn(struct upstream_exchange *x, bool keep)
 	if (evbuffer_get_length(c->body) > 0) /* (undelivered: a cancelled exchange) */
 		evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	atomic_fetch_sub(&c->health->active, 1);
-	/* An idle connection holds no block: the next read takes one. */
-	block_unref(c->block);
+	/* An idle connection holds no granule: the next read takes one.  The
+	 * granules the client still sends from count against no budget now. */
+	read_block_unref(c->block);
 	c->block = NULL;
+	read_budget_disown(&c->budget);
 	if (keep && pool && !pool->freed && c->state == CONN_BUSY &&
 	    pool->servers[c->server].nidle < pool->up->max_idle &&
 	    evbuffer_get_length(c->out) == 0) {
@@ -782,20 +739,18 @@ exchange_settle(struct upstream_exchange *x)
 	return false;
 }
 
-/* A 101 was parsed from <buf> (<used> of <n> bytes): the connection's
- * socket and the bytes past the head go to the caller. */
+/* A 101 was parsed: the connection's socket and the bytes past the head
+ * (<rest>, a new buffer, or NULL when out of memory; freed here) go to the
+ * caller. */
 static void
-exchange_upgrade(struct upstream_exchange *x, const char *buf, size_t used, size_t n)
+exchange_upgrade(struct upstream_exchange *x, struct evbuffer *rest)
 {
 	const struct upstream_response_ops *ops = x->ops;
 	void *arg = x->arg;
 	struct upstream_conn *c = x->conn;
-	struct evbuffer *rest = evbuffer_new();
 	struct tunnel_end end = {-1, NULL};
 
-	if (rest == NULL || evbuffer_add(rest, buf + used, n - used) < 0) {
-		if (rest)
-			evbuffer_free(rest);
+	if (rest == NULL) {
 		exchange_fail(x, UPSTREAM_RESET);
 		return;
 	}
@@ -836,10 +791,152 @@ conn_eof(struct upstream_conn *c, bool error)
 	exchange_fail(x, UPSTREAM_RESET);
 }
 
+/* The buffers one read fills: the tail of the granule kept from the last
+ * read, then new granules. */
+struct read_segs {
+	struct read_block *block[READ_GRANULES + 1];
+	struct iovec iov[READ_GRANULES + 1];
+	int n;
+	size_t room; /* bytes of all iov */
+};
+
+/* Fill <s> for the next read of <c>: TLS takes one buffer (a record at a
+ * time), a plain read up to READ_GRANULES granules, within what the
+ * response's budget has left.  Returns 0 (s->n == 0: the budget is spent),
+ * or -1 when out of memory. */
+static int
+read_segs_take(struct upstream_conn *c, struct read_segs *s)
+{
+	unsigned want = c->ssl != NULL ? 1 : READ_GRANULES;
+
+	s->n = 0;
+	s->room = 0;
+	if (c->block != NULL) {
+		s->block[0] = c->block;
+		s->iov[0].iov_base = read_block_data(c->block) + c->block_used;
+		s->iov[0].iov_len = READ_GRANULE - c->block_used;
+		s->room = s->iov[0].iov_len;
+		s->n = 1;
+		c->block = NULL; /* the read holds it now */
+		if (c->ssl != NULL)
+			return 0;
+	}
+	if (c->budget.live >= RESPONSE_GRANULES)
+		want = 0;
+	else if (want > RESPONSE_GRANULES - c->budget.live)
+		want = RESPONSE_GRANULES - c->budget.live;
+	while (s->n < READ_GRANULES + 1 && want-- > 0) {
+		struct read_block *b = read_block_new(&c->budget);
+
+		if (b == NULL)
+			return -1;
+		s->block[s->n] = b;
+		s->iov[s->n].iov_base = read_block_data(b);
+		s->iov[s->n].iov_len = READ_GRANULE;
+		s->room += READ_GRANULE;
+		s->n++;
+	}
+	return 0;
+}
+
+/* Drop the read's references to its granules (<n> bytes were read into
+ * them), but keep the one the next byte would go to when a body refers to
+ * it: the next read fills its tail first. */
+static void
+read_segs_release(struct upstream_conn *c, struct read_segs *s, size_t n)
+{
+	size_t start = 0;
+
+	for (int i = 0; i < s->n; i++) {
+		size_t len = s->iov[i].iov_len;
+		size_t offset = (size_t)((char *)s->iov[i].iov_base - read_block_data(s->block[i]));
+
+		if (c->block == NULL && n >= start && n < start + len &&
+		    read_block_refs(s->block[i]) > 1) {
+			c->block = s->block[i];
+			c->block_used = offset + (n - start);
+		} else {
+			read_block_unref(s->block[i]);
+		}
+		start += len;
+	}
+	s->n = 0;
+}
+
+/* readv() <s>: bytes read, 0 at end of stream, -1 when it would block, -2
+ * on error (as tlsio_read). */
+static ssize_t
+read_segs_plain(int fd, struct read_segs *s)
+{
+	for (;;) {
+		ssize_t n = readv(fd, s->iov, s->n);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+	}
+}
+
+/* Parse the <n> bytes read into <s>, a segment at a time (http-parser
+ * takes contiguous input; a head split between segments is accumulated as
+ * between reads).  Returns the bytes consumed; when the parser stopped
+ * before <n> and the exchange upgraded, the bytes after the head are in a
+ * new buffer at *<rest> (NULL when out of memory). */
+static size_t
+parse_segs(struct upstream_exchange *x, struct read_segs *s, size_t n, struct evbuffer **rest)
+{
+	struct upstream_conn *c = x->conn;
+	size_t used = 0, start = 0;
+	int i;
+
+	for (i = 0; i < s->n && start < n; i++) {
+		size_t len = s->iov[i].iov_len < n - start ? s->iov[i].iov_len : n - start;
+		size_t u;
+
+		c->parsing = s->block[i];
+		u = parse_bytes(x, s->iov[i].iov_base, len);
+		used += u;
+		if (u < len)
+			break;
+		start += len;
+	}
+	c->parsing = NULL;
+	if (!x->upgraded || used == n)
+		return used;
+	*rest = evbuffer_new();
+	for (size_t at = used - start; i < s->n && start < n && *rest != NULL; i++, at = 0) {
+		size_t len = s->iov[i].iov_len < n - start ? s->iov[i].iov_len : n - start;
+
+		if (evbuffer_add(*rest, (char *)s->iov[i].iov_base + at, len - at) < 0) {
+			evbuffer_free(*rest);
+			*rest = NULL;
+		}
+		start += len;
+	}
+	return used;
+}
+
+/* A granule of a response that had spent its budget was freed: read on
+ * (unless the client's backlog paused the exchange). */
+static void
+conn_budget_released(struct read_budget *budget)
+{
+	struct upstream_conn *c = (struct upstream_conn *)((char *)budget -
+							   offsetof(struct upstream_conn, budget));
+
+	if (c->x == NULL || c->x->paused)
+		return;
+	conn_reading(c, true);
+	event_active(c->rev, EV_READ, 1);
+}
+
 static void
 conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream_conn *c = arg;
+	size_t turn = 0; /* bytes read in this call */
 
 	if (c->handshaking) {
 		conn_handshake(c);
@@ -847,77 +944,81 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	for (int rounds = 0; rounds < 16; rounds++) {
 		struct upstream_exchange *x = c->x;
-		char *buf;
+		struct read_segs s;
+		struct evbuffer *rest = NULL;
 		ssize_t n;
 		size_t used;
 
-		if (c->ssl != NULL && c->block != NULL && c->block->refs > 1 &&
-		    READ_BLOCK - c->block_used >= TLSIO_RECORD_MAX) {
-			/* TLS reads one record (16 KiB at most) at a time: the
-			 * rest of a block that bodies still refer to takes it. */
-			buf = c->block->data + c->block_used;
-		} else if (c->block == NULL || c->block->refs > 1) {
-			/* The last block is still referenced by a body: a new one. */
-			block_unref(c->block);
-			c->block = block_new();
-			if (c->block == NULL) {
-				if (x)
-					exchange_fail(x, UPSTREAM_RESET);
-				else
-					conn_close(c);
-				return;
-			}
-			c->block_used = 0;
-			buf = c->block->data;
-		} else {
-			c->block_used = 0; /* nothing refers to it: from the start */
-			buf = c->block->data;
+		if (read_segs_take(c, &s) < 0) {
+			read_segs_release(c, &s, 0);
+			if (x)
+				exchange_fail(x, UPSTREAM_RESET);
+			else
+				conn_close(c);
+			return;
 		}
-		n = tlsio_read(c->ssl, fd, buf, READ_BLOCK - c->block_used, &c->read_wants_write);
-		if (n > 0)
-			c->block_used += (size_t)n;
+		if (s.n == 0) {
+			/* The response holds its budget: read on once the
+			 * client has taken some of it (conn_budget_released). */
+			c->budget.starved = true;
+			conn_reading(c, false);
+			return;
+		}
+		if (c->ssl != NULL)
+			n = tlsio_read(c->ssl, fd, s.iov[0].iov_base, s.iov[0].iov_len,
+				       &c->read_wants_write);
+		else
+			n = read_segs_plain(fd, &s);
 		if (c->ssl != NULL && x != NULL && evbuffer_get_length(c->out) > 0 &&
 		    conn_flush(c) < 0) {
+			read_segs_release(c, &s, 0);
 			exchange_fail(x, UPSTREAM_RESET); /* a write that waited for this read */
 			return;
 		}
 		if (n == -1) {
+			read_segs_release(c, &s, 0);
 			if (c->read_wants_write)
 				event_add(c->wev, NULL);
 			return;
 		}
 		if (x == NULL) {
+			read_segs_release(c, &s, 0);
 			conn_close(c); /* idle: closed by the server, or unexpected bytes */
 			return;
 		}
 		if (n <= 0) {
+			read_segs_release(c, &s, 0);
 			conn_eof(c, n < 0);
 			return;
 		}
+		turn += (size_t)n;
 		if (!x->responded)
 			conn_set_timer(c, c->pool ? c->pool->up->response_timeout : 60);
-		used = parse_bytes(x, buf, (size_t)n);
+		used = parse_segs(x, &s, (size_t)n, &rest);
+		read_segs_release(c, &s, (size_t)n);
 		/* Bytes after the end of the response: the connection is out of
 		 * step; clearing the paused state makes exchange_done close it. */
 		if (x->upgraded && !x->cancelled && !x->failed) {
-			exchange_upgrade(x, buf, used, (size_t)n);
+			exchange_upgrade(x, used < (size_t)n ? rest : evbuffer_new());
 			return;
 		}
+		if (rest != NULL)
+			evbuffer_free(rest);
 		if (x->complete && used < (size_t)n)
 			x->parser.http_errno = HPE_OK;
 		if (exchange_settle(x))
 			return;
 		/* TLS hands over one record a read: go on until it wants more. */
-		if ((c->ssl == NULL && (size_t)n < READ_BLOCK) || x->paused)
+		if ((c->ssl == NULL && (size_t)n < s.room) || x->paused)
 			return;
-		/* A body streaming to the client: one block a turn of the loop,
-		 * so that the client's write comes before the next read (the
-		 * event is level-triggered: it fires again at once) and a
-		 * connection holds a block, not the whole response.  TLS fills
-		 * its block record by record first; decrypted bytes OpenSSL
-		 * holds are invisible to epoll, so the event is made active. */
+		/* A body streaming to the client: one read (64 KiB) a turn of
+		 * the loop, so that the client's write comes before the next
+		 * read (the event is level-triggered: it fires again at once).
+		 * TLS reads record by record up to as much first; decrypted
+		 * bytes OpenSSL holds are invisible to epoll, so the event is
+		 * made active. */
 		if (x->responded && !x->complete &&
-		    (c->ssl == NULL || READ_BLOCK - c->block_used < TLSIO_RECORD_MAX)) {
+		    (c->ssl == NULL || turn >= READ_GRANULES * READ_GRANULE)) {
 			if (c->ssl != NULL && SSL_has_pending(c->ssl))
 				event_active(c->rev, EV_READ, 1);
 			return;
@@ -1119,6 +1220,7 @@ conn_connect(struct upstream_pool *pool, int index)
 	c->health = &pool->health[index];
 	c->state = CONN_CONNECTING;
 	c->fd = -1;
+	c->budget.released = conn_budget_released;
 	c->out = evbuffer_new();
 	c->body = evbuffer_new();
 	c->rev = event_new(pool->base, -1, 0, conn_read_cb, c);
