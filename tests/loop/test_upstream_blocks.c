@@ -13,10 +13,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/metrics.h"
@@ -163,6 +166,105 @@ test_slow_client_holds_at_most_the_budget(void **state)
 	assert_int_equal(upstream_blocks_live(), 0);
 }
 
+/* The proxy's end of the fake upstream's connection <up_fd>: the socket
+ * of this process whose address is <up_fd>'s peer. */
+static int
+proxy_end_of(int up_fd)
+{
+	struct sockaddr_in peer, mine;
+	socklen_t len = sizeof(peer);
+
+	assert_int_equal(getpeername(up_fd, (struct sockaddr *)&peer, &len), 0);
+	for (int fd = 3; fd < 1024; fd++) {
+		len = sizeof(mine);
+		if (fd != up_fd && getsockname(fd, (struct sockaddr *)&mine, &len) == 0 &&
+		    len == sizeof(mine) && mine.sin_family == AF_INET &&
+		    mine.sin_port == peer.sin_port && mine.sin_addr.s_addr == peer.sin_addr.s_addr)
+			return fd;
+	}
+	fail_msg("the proxy's upstream socket was not found");
+	return -1;
+}
+
+/* Bytes the proxy has not read from its upstream socket <fd>. */
+static int
+unread(int fd)
+{
+	int n = 0;
+
+	assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+	return n;
+}
+
+/* Run the loop until the proxy has read all the upstream sent (up to
+ * 200 ms).  False when it stopped reading. */
+static bool
+proxy_reads_all(struct fake *f, int proxy_fd)
+{
+	for (int i = 0; i < 200; i++) {
+		run_until(f, NULL, NULL, 1);
+		if (unread(proxy_fd) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A client that stopped reading: while its backlog is under the limit the
+ * proxy reads on, and a response already holding two granules (its client
+ * backlog) reads no more than the rest of its budget, however much the
+ * upstream has sent: the budget caps the read, not only the backlog. */
+static void
+test_read_capped_by_the_budget(void **state)
+{
+	struct fake *f = *state;
+	const size_t len = 16u << 20;
+	struct reader r = {0};
+	size_t sent = 0, step;
+	int one = 1;
+	char head[128];
+	int fd, proxy_fd;
+
+	f->mode = UP_HOLD;
+	send_all(f, "GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n");
+	assert_true(run_until(f, upstream_requests, &one, 2000));
+	fd = f->up[0]->fd;
+	proxy_fd = proxy_end_of(fd);
+	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", len);
+	assert_int_equal(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+	assert_true(proxy_reads_all(f, proxy_fd));
+
+	/* 12000 bytes at a time, read at once, until the client's socket is
+	 * full and two granules are held (24000 bytes or less: no pause). */
+	for (step = 0; step < 1000 && upstream_blocks_live() < 2; step++) {
+		size_t to = sent + 12000;
+
+		write_body(fd, &sent, to);
+		assert_int_equal(sent, to);
+		assert_true(proxy_reads_all(f, proxy_fd));
+	}
+	assert_int_equal(upstream_blocks_live(), 2);
+
+	/* 256 KiB at once: the proxy takes what its budget has left. */
+	step = sent + (256u << 10);
+	write_body(fd, &sent, step);
+	assert_int_equal(sent, step);
+	run_until(f, NULL, NULL, 20);
+	assert_true(unread(proxy_fd) > 0);
+	assert_int_equal(upstream_blocks_live(), RESPONSE_BUDGET_GRANULES);
+
+	/* The client reads: everything arrives. */
+	for (int i = 0; i < 20000 && r.body < len; i++) {
+		write_body(fd, &sent, len);
+		run_until(f, NULL, NULL, 1);
+		reader_take(f, &r);
+		assert_true(upstream_blocks_live() <= RESPONSE_BUDGET_GRANULES);
+	}
+	assert_int_equal(r.body, len);
+	assert_false(r.wrong);
+	assert_true(run_until(f, nothing_in_flight, NULL, 2000));
+	assert_int_equal(upstream_blocks_live(), 0);
+}
+
 /* A head of about 20 KiB read in one call spans two granules (http-parser
  * sees it in two pieces); the body (30000 bytes) ends inside the fourth
  * granule and bytes the client did not ask for follow it.  The response
@@ -223,6 +325,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_slow_client_holds_at_most_the_budget, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_read_capped_by_the_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_across_granules_then_stray_bytes, setup,
 						teardown),
 	};
