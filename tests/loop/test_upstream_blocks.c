@@ -114,6 +114,26 @@ write_body(int fd, size_t *sent, size_t len)
 	}
 }
 
+/* The client reads from now on while the upstream writes the rest of the
+ * <len> body bytes (*<sent> so far): everything arrives intact, the response
+ * never holds more than its budget, and every granule is freed at the end. */
+static void
+read_to_the_end(struct fake *f, int fd, size_t *sent, size_t len)
+{
+	struct reader r = {0};
+
+	for (int i = 0; i < 20000 && r.body < len; i++) {
+		write_body(fd, sent, len);
+		run_until(f, NULL, NULL, 1);
+		reader_take(f, &r);
+		assert_true(upstream_blocks_live() <= RESPONSE_BUDGET_GRANULES);
+	}
+	assert_int_equal(r.body, len);
+	assert_false(r.wrong);
+	assert_true(run_until(f, nothing_in_flight, NULL, 2000));
+	assert_int_equal(upstream_blocks_live(), 0);
+}
+
 /* A 16 MiB response to a client that reads nothing for a while: the proxy
  * stops reading the upstream while the response holds its budget of read
  * granules (64 KiB); the upstream's kernel buffers fill up.  Once the
@@ -123,7 +143,6 @@ test_slow_client_holds_at_most_the_budget(void **state)
 {
 	struct fake *f = *state;
 	const size_t len = 16u << 20;
-	struct reader r = {0};
 	size_t sent = 0, sent_before;
 	unsigned most = 0;
 	int one = 1;
@@ -152,18 +171,7 @@ test_slow_client_holds_at_most_the_budget(void **state)
 	assert_true(most <= RESPONSE_BUDGET_GRANULES);
 
 	/* The client reads: everything arrives. */
-	for (int i = 0; i < 20000 && r.body < len; i++) {
-		write_body(fd, &sent, len);
-		run_until(f, NULL, NULL, 1);
-		reader_take(f, &r);
-		if (upstream_blocks_live() > most)
-			most = upstream_blocks_live();
-	}
-	assert_int_equal(r.body, len);
-	assert_false(r.wrong);
-	assert_true(most <= RESPONSE_BUDGET_GRANULES);
-	assert_true(run_until(f, nothing_in_flight, NULL, 2000));
-	assert_int_equal(upstream_blocks_live(), 0);
+	read_to_the_end(f, fd, &sent, len);
 }
 
 /* The proxy's end of the fake upstream's connection <up_fd>: the socket
@@ -218,7 +226,6 @@ test_read_capped_by_the_budget(void **state)
 {
 	struct fake *f = *state;
 	const size_t len = 16u << 20;
-	struct reader r = {0};
 	size_t sent = 0, step;
 	int one = 1;
 	char head[128];
@@ -253,16 +260,7 @@ test_read_capped_by_the_budget(void **state)
 	assert_int_equal(upstream_blocks_live(), RESPONSE_BUDGET_GRANULES);
 
 	/* The client reads: everything arrives. */
-	for (int i = 0; i < 20000 && r.body < len; i++) {
-		write_body(fd, &sent, len);
-		run_until(f, NULL, NULL, 1);
-		reader_take(f, &r);
-		assert_true(upstream_blocks_live() <= RESPONSE_BUDGET_GRANULES);
-	}
-	assert_int_equal(r.body, len);
-	assert_false(r.wrong);
-	assert_true(run_until(f, nothing_in_flight, NULL, 2000));
-	assert_int_equal(upstream_blocks_live(), 0);
+	read_to_the_end(f, fd, &sent, len);
 }
 
 /* A head of about 20 KiB read in one call spans two granules (http-parser
