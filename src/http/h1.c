@@ -204,6 +204,11 @@ h1_reply_body(struct server_request *req, struct evbuffer *data)
 		evbuffer_add_buffer(c->out, data);
 	}
 	conn_write_soon(c);
+	/* A backlog past the limit goes to the kernel now, not at the end of
+	 * the loop turn: the upstream read memory it refers to is freed before
+	 * the next connection's read takes more. */
+	if (evbuffer_get_length(c->out) > CONN_BACKLOG_LIMIT)
+		conn_send_now(c);
 	if (evbuffer_get_length(c->out) > CONN_BACKLOG_LIMIT) {
 		req->over_limit = true;
 		return true;
