@@ -73,8 +73,8 @@ struct upstream_response_ops {
  * it as it ends; blocks freed later by another thread go to that one's). */
 void upstream_release_spare_blocks(void);
 
-/* Read granules allocated and not yet freed, all threads (spares not
- * counted): what upstream responses hold in memory, for tests. */
+/* Read granules this thread allocated less those it freed (spares not
+ * counted): with one thread, what upstream responses hold, for tests. */
 unsigned upstream_blocks_live(void);
 
 /* Shared (all workers) health of the servers of every upstream of <cfg>.

@@ -51,7 +51,9 @@ int read_block_add_reference(struct evbuffer *buf, struct read_block *b, const c
  * the reader moves on to another response, or goes away. */
 void read_budget_disown(struct read_budget *budget);
 
-/* Granules allocated and not yet freed, all threads (spares not counted). */
+/* Granules this thread allocated less those it freed (spares not counted):
+ * with one thread, the granules alive.  Per thread, so that reads on two
+ * workers do not share a counter's cache line. */
 unsigned read_blocks_live(void);
 
 /* Free this thread's spare granules. */
