@@ -192,7 +192,7 @@ conn_free(struct server_conn *c)
 		srv->admission->release(c->slot, srv->admission_arg);
 	event_free(c->rev);
 	event_free(c->wev);
-	event_free(c->timer);
+	lazytimer_free(&c->timer);
 	if (c->ssl) {
 		if (!c->handshaking)
 			SSL_shutdown(c->ssl); /* close_notify, best effort */
@@ -250,7 +250,7 @@ conn_idle(struct server_conn *c)
 	struct timeval first = {0, IDLE_RELEASE_MS * 1000};
 
 	c->idle_release = evutil_timercmp(&c->srv->limits.client, &first, >);
-	evtimer_add(c->timer, c->idle_release ? &first : &c->srv->limits.client);
+	lazytimer_set(&c->timer, c->idle_release ? &first : &c->srv->limits.client);
 }
 
 void
@@ -410,7 +410,7 @@ linger_arm(struct server_conn *c)
 		tv.tv_sec = (time_t)(left / 1000);
 		tv.tv_usec = (suseconds_t)(left % 1000 * 1000);
 	}
-	evtimer_add(c->timer, &tv);
+	lazytimer_set(&c->timer, &tv);
 }
 
 /* Read and drop until the client closes, the limits end it, or EAGAIN. */
@@ -494,7 +494,7 @@ conn_linger(struct server_conn *c, bool client_may_send)
 	c->linger_end_ms = monotonic_ms() +
 			   (c->srv->draining ? DRAIN_LINGER_MS
 					     : (int64_t)t->tv_sec * 1000 + t->tv_usec / 1000);
-	evtimer_del(c->timer); /* a stalled write is the write timeout's business */
+	lazytimer_stop(&c->timer); /* a stalled write is the write timeout's business */
 	if (!c->write_waiting && evbuffer_get_length(c->out) == 0) {
 		linger_shut(c);
 		return;
@@ -539,7 +539,7 @@ conn_raw_ready(struct server_conn *c)
 {
 	event_del(c->rev);
 	c->read_paused = true;
-	evtimer_del(c->timer);
+	lazytimer_stop(&c->timer);
 	c->srv->raw->on_ready(c, (const struct sockaddr *)&c->peer, c->raw_data);
 }
 
@@ -607,7 +607,7 @@ server_set_raw(struct server *srv, const struct server_raw_handler *h, void *arg
 void
 server_conn_set_deadline(struct server_conn *c, const struct timeval *tv)
 {
-	evtimer_add(c->timer, tv);
+	lazytimer_set(&c->timer, tv);
 }
 
 int
@@ -623,7 +623,7 @@ server_conn_detach(struct server_conn *c, struct tunnel_end *end, struct evbuffe
 	}
 	event_del(c->rev);
 	event_del(c->wev);
-	evtimer_del(c->timer);
+	lazytimer_stop(&c->timer);
 	end->fd = c->fd;
 	end->ssl = c->ssl;
 	c->fd = -1;
@@ -814,6 +814,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_conn *c = arg;
 
+	if (!lazytimer_fired(&c->timer))
+		return; /* moved later or cancelled since it was set */
 	if (c->lingering) {
 		if (c->linger_shut)
 			metrics_add(METRIC_LINGER_TIMEOUT, 1);
@@ -826,7 +828,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		c->idle_release = false;
 		conn_release_buffers(c);
 		evutil_timersub(&c->srv->limits.client, &first, &rest);
-		evtimer_add(c->timer, &rest);
+		lazytimer_set(&c->timer, &rest);
 		return;
 	}
 	if (c->codec == NULL) {
@@ -861,15 +863,14 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	c->out = evbuffer_new();
 	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->wev = event_new(srv->base, fd, EV_WRITE, write_cb, c);
-	c->timer = evtimer_new(srv->base, timer_cb, c);
-	if (!c->out || !c->rev || !c->wev || !c->timer)
+	if (!c->out || !c->rev || !c->wev || lazytimer_init(&c->timer, srv->base, timer_cb, c) < 0)
 		goto fail;
 	/* Writes first (a worker's loop has two priorities; one queue
 	 * elsewhere, where this changes nothing). */
 	event_priority_set(c->wev, 0);
 	if (srv->admission && !srv->proxy_protocol && !conn_admit(c))
 		goto fail;
-	evtimer_add(c->timer, &srv->limits.client);
+	lazytimer_set(&c->timer, &srv->limits.client);
 	if (srv->raw) {
 		/* May set the PROXY setting and the deadline (conn.h). */
 		c->raw_data = srv->raw->on_accept(c, (const struct sockaddr *)peer, srv->raw_arg);
@@ -927,8 +928,7 @@ fail:
 		event_free(c->rev);
 	if (c->wev)
 		event_free(c->wev);
-	if (c->timer)
-		event_free(c->timer);
+	lazytimer_free(&c->timer);
 	close(fd);
 	free(c);
 	return -1;

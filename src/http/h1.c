@@ -256,7 +256,7 @@ on_message_begin(http_parser *p)
 	headerbuf_reset(&c->h1.hb, c->srv->limits.max_header_bytes);
 	/* The whole head must arrive within the client timeout. */
 	c->idle_release = false;
-	evtimer_add(c->timer, &c->srv->limits.client);
+	lazytimer_set(&c->timer, &c->srv->limits.client);
 	return 0;
 }
 
@@ -352,7 +352,7 @@ on_headers_complete(http_parser *p)
 	req->head_done = true;
 	/* From here the body may not stall longer than the client timeout
 	 * between reads (read_cb renews it). */
-	evtimer_add(c->timer, &c->srv->limits.client);
+	lazytimer_set(&c->timer, &c->srv->limits.client);
 	req->proto = p->http_major == 1 && p->http_minor == 0 ? SERVER_PROTO_HTTP10
 							      : SERVER_PROTO_HTTP11;
 	req->method = http_method_str((enum http_method)p->method);
@@ -422,7 +422,7 @@ on_message_complete(http_parser *p)
 		return 0; /* the head of a chunked request: the body follows */
 	c->req->complete = true;
 	http_parser_pause(p, 1); /* one request at a time; pipelined bytes wait */
-	evtimer_del(c->timer);   /* no timeout while the request is handled */
+	lazytimer_stop(&c->timer);   /* no timeout while the request is handled */
 	return 0;
 }
 
@@ -516,7 +516,7 @@ parse_chunked(struct server_conn *c)
 		c->h1.own_chunked = false;
 		c->req->complete = true;
 		http_parser_pause(&c->h1.parser, 1);
-		evtimer_del(c->timer);
+		lazytimer_stop(&c->timer);
 		return true;
 	}
 	return used > 0;
@@ -695,7 +695,7 @@ static void
 h1_input(struct server_conn *c)
 {
 	if (c->req && c->req->head_done && !c->req->complete)
-		evtimer_add(c->timer, &c->srv->limits.client);
+		lazytimer_set(&c->timer, &c->srv->limits.client);
 	h1_run(c);
 }
 
