@@ -22,6 +22,7 @@
 #include "http/conn.h"
 #include "http/h1.h"
 #include "http/h2.h"
+#include "http/inbuf.h"
 #include "proxy/proxy.h"
 #include "proxy/listenlimit.h"
 #include "proxy/tcprelay.h"
@@ -353,6 +354,7 @@ worker_main(void *arg)
 
 	event_base_dispatch(w->base);
 	upstream_release_spare_blocks();
+	inbuf_release_spares();
 	atomic_store(&w->exited, true);
 	return NULL;
 }

@@ -21,12 +21,13 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/timeutil.h"
+#include "http/inbuf.h"
 #include "http/request.h"
 #include "http/proxyproto.h"
 #include "http/tlsio.h"
 #include "http/tunnel.h"
 
-#define READ_CHUNK 16384
+#define READ_CHUNK INBUF_SIZE
 #define IDLE_RELEASE_MS 200              /* idle keep-alive time before buffers are freed */
 #define LINGER_TIME_SECONDS 30           /* lingering close: in all (nginx's lingering_time) */
 #define LINGER_IDLE_SECONDS 5            /* ... between two reads (nginx's lingering_timeout) */
@@ -201,7 +202,7 @@ conn_free(struct server_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	evbuffer_free(c->out);
-	free(c->in);
+	inbuf_give(c->in, c->incap);
 	free(c->target_spare);
 	if (c->body_spare)
 		evbuffer_free(c->body_spare);
@@ -229,7 +230,7 @@ conn_release_buffers(struct server_conn *c)
 	if (c->ssl && !c->handshaking && !SSL_has_pending(c->ssl))
 		SSL_free_buffers(c->ssl); /* refuses by itself while a record is pending */
 	if (c->inlen == 0) {
-		free(c->in);
+		inbuf_give(c->in, c->incap);
 		c->in = NULL;
 		c->incap = 0;
 	}
@@ -462,7 +463,7 @@ linger_shut(struct server_conn *c)
 	shutdown(c->fd, SHUT_WR);
 	c->discarded += c->inlen;
 	metrics_add(METRIC_LINGER_BYTES, (int64_t)c->inlen);
-	free(c->in);
+	inbuf_give(c->in, c->incap);
 	c->in = NULL;
 	c->inlen = c->incap = 0;
 	event_del(c->wev);
@@ -752,7 +753,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (c->incap - c->inlen < 4096) {
 			size_t ncap = c->incap ? c->incap * 2 : READ_CHUNK;
-			char *p = realloc(c->in, ncap);
+			char *p = c->in == NULL ? inbuf_take() : realloc(c->in, ncap);
 
 			if (p == NULL) {
 				conn_close(c);

@@ -3,6 +3,7 @@
 #include "http/http_internal.h"
 #include "http/headwriter.h"
 #include "http/httpdate.h"
+#include "http/inbuf.h"
 #include "http/conn.h"
 #include "http/request.h"
 
@@ -472,7 +473,7 @@ h1_consume(struct server_conn *c, size_t used)
 	if (c->inlen == 0) {
 		/* All parsed (the fields live in the request's arena): a
 		 * connection streaming its response holds no input buffer. */
-		free(c->in);
+		inbuf_give(c->in, c->incap);
 		c->in = NULL;
 		c->incap = 0;
 	}
