@@ -19,7 +19,8 @@
 #include <strings.h>
 
 #define PIPELINE_LIMIT (256 * 1024)      /* bytes read ahead while a request is handled */
-#define HEAD_RESERVE 1024                /* room reserved for a response head */
+#define HEAD_RESERVE 512                 /* reserved for a response head: libevent makes it a
+                                         * 1 KiB chain (malloc's fast sizes), ~970 bytes usable */
 
 static void h1_run(struct server_conn *c);
 
