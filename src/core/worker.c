@@ -355,6 +355,7 @@ worker_main(void *arg)
 	event_base_dispatch(w->base);
 	upstream_release_spare_blocks();
 	inbuf_release_spares();
+	proxy_release_spares();
 	atomic_store(&w->exited, true);
 	return NULL;
 }
