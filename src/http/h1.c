@@ -1,6 +1,7 @@
 /* h1: the HTTP/1.x codec; see h1.h. */
 #include "http/h1.h"
 #include "http/http_internal.h"
+#include "http/hdrarena.h"
 #include "http/headwriter.h"
 #include "http/httpdate.h"
 #include "http/inbuf.h"
@@ -243,7 +244,12 @@ on_message_begin(http_parser *p)
 	c->req = request_new(c);
 	if (c->req == NULL)
 		return -1;
+	if (c->h1.arena == NULL && (c->h1.arena = malloc(sizeof(*c->h1.arena))) != NULL)
+		hdrarena_init(c->h1.arena);
 	headerbuf_reset(&c->h1.hb, c->srv->limits.max_header_bytes);
+	/* Three heap blocks a header otherwise; reset by request_free. */
+	c->h1.hb.arena = c->h1.arena;
+	c->req->header_arena = c->h1.arena;
 	/* The whole head must arrive within the client timeout. */
 	c->idle_release = false;
 	lazytimer_set(&c->timer, &c->srv->limits.client);
@@ -734,12 +740,25 @@ h1_abort(struct server_conn *c)
 	}
 }
 
+/* Idle between requests (or closing): give back the header arena. */
+static void
+h1_idle(struct server_conn *c)
+{
+	if (c->req != NULL || c->h1.arena == NULL)
+		return;
+	hdrarena_reset(c->h1.arena);
+	free(c->h1.arena);
+	c->h1.arena = NULL;
+	c->h1.hb.arena = NULL;
+}
+
 static void
 h1_free(struct server_conn *c)
 {
 	request_free(c->req);
 	c->req = NULL;
 	headerbuf_free(&c->h1.hb);
+	h1_idle(c);
 }
 
 /* Make http-parser's process-wide head limit fit a server whose limit is
@@ -776,6 +795,7 @@ const struct conn_codec h1_conn_codec = {
 	.drain = h1_drain,
 	.abort = h1_abort,
 	.free = h1_free,
+	.idle = h1_idle,
 };
 
 const struct conn_codec *const h1_codecs[] = {&h1_conn_codec, NULL};

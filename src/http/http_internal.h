@@ -132,6 +132,7 @@ struct server_request {
 	char *target;
 	size_t target_len, target_cap;
 	struct evkeyvalq headers;
+	struct hdrarena *header_arena; /* the codec's, where <headers> live; NULL: evhttp's */
 	struct evbuffer *body;
 	uint64_t max_body;
 	int64_t content_length;
