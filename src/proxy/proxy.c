@@ -687,6 +687,7 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 	TAILQ_FOREACH(kv, headers, next)
 		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn_list);
+	headers_connection_drop_hop_by_hop(&conn_list); /* dropped below anyway */
 	TAILQ_FOREACH(kv, headers, next) {
 		if (headers_is_hop_by_hop(kv->key))
 			continue;
