@@ -115,15 +115,12 @@ new_event_base(void)
 	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	/* Two priorities: writes to clients first (conn.c), everything else
-	 * after.  libevent runs every callback of one priority that a wake-up
-	 * made ready before it looks at the others, so client writes pending
-	 * from one pass go out before the next pass's reads.  A complete
-	 * answer does not wait even that long (conn_send_now). */
-	if (base != NULL && event_base_priority_init(base, 2) < 0) {
-		event_base_free(base);
-		return NULL;
-	}
+	/* One priority, so that one epoll_wait serves a whole batch: with a
+	 * second one for client writes, libevent ended its pass after each
+	 * priority's callbacks and polled again (2.3 epoll_waits and one
+	 * context switch per request at 256 connections, against nginx's 0.03
+	 * and 0.6).  A complete answer is written at once anyway
+	 * (conn_send_now). */
 	return base;
 }
 

@@ -866,9 +866,6 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	c->wev = event_new(srv->base, fd, EV_WRITE, write_cb, c);
 	if (!c->out || !c->rev || !c->wev || lazytimer_init(&c->timer, srv->base, timer_cb, c) < 0)
 		goto fail;
-	/* Writes first (a worker's loop has two priorities; one queue
-	 * elsewhere, where this changes nothing). */
-	event_priority_set(c->wev, 0);
 	if (srv->admission && !srv->proxy_protocol && !conn_admit(c))
 		goto fail;
 	lazytimer_set(&c->timer, &srv->limits.client);
