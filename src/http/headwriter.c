@@ -37,22 +37,28 @@ headwriter_add(struct headwriter *w, const char *s, size_t n)
 		evbuffer_add(w->b, s, n);
 }
 
-void
-headwriter_line(struct headwriter *w, const char *name, const char *value)
+size_t
+headwriter_format_line(char *p, const char *name, size_t nl, const char *value, size_t vl)
 {
-	size_t nl = strlen(name), vl = strlen(value);
-	char *p = room_for(w, nl + vl + 4);
-
-	if (p == NULL) {
-		evbuffer_add_printf(w->b, "%s: %s\r\n", name, value);
-		return;
-	}
 	memcpy(p, name, nl);
 	p[nl] = ':';
 	p[nl + 1] = ' ';
 	memcpy(p + nl + 2, value, vl);
 	p[nl + vl + 2] = '\r';
 	p[nl + vl + 3] = '\n';
+	return nl + vl + 4;
+}
+
+void
+headwriter_line(struct headwriter *w, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+	char *p = room_for(w, nl + vl + 4);
+
+	if (p == NULL)
+		evbuffer_add_printf(w->b, "%s: %s\r\n", name, value);
+	else
+		headwriter_format_line(p, name, nl, value, vl);
 }
 
 void

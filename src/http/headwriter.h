@@ -23,6 +23,10 @@ struct headwriter {
 	bool open;
 };
 
+/* Write "<name>: <value>\r\n" (<nl> and <vl> bytes) at <p>, which has room
+ * for nl + vl + 4 bytes.  Returns the bytes written. */
+size_t headwriter_format_line(char *p, const char *name, size_t nl, const char *value, size_t vl);
+
 /* Start writing at the end of <b>, reserving <hint> bytes (the usual head). */
 void headwriter_begin(struct headwriter *w, struct evbuffer *b, size_t hint);
 

@@ -15,6 +15,7 @@
 
 #include "http/hdrarena.h"
 #include "http/headers.h"
+#include "http/headwriter.h"
 #include "access/ipacl.h"
 #include "access/access.h"
 #include "access/access_check.h"
@@ -355,15 +356,8 @@ add_header_line(struct headout *o, const char *name, const char *value)
 
 	if (!o->failed && o->cap - o->len >= 4 && o->cap - o->len - 4 >= nl &&
 	    o->cap - o->len - 4 - nl >= vl) {
-		char *p = o->buf + o->len; /* fits: one pass, no bounds checks */
-
-		memcpy(p, name, nl);
-		p[nl] = ':';
-		p[nl + 1] = ' ';
-		memcpy(p + nl + 2, value, vl);
-		p[nl + vl + 2] = '\r';
-		p[nl + vl + 3] = '\n';
-		o->len += nl + vl + 4;
+		/* fits: one pass, no bounds checks */
+		o->len += headwriter_format_line(o->buf + o->len, name, nl, value, vl);
 		return;
 	}
 	headout_put(o, name, nl);
