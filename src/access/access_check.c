@@ -114,6 +114,14 @@ access_apply_policy(const struct config *cfg, const struct access_policy *p,
 	return 0;
 }
 
+/* True when <route>'s policy (no route: NULL) has nothing access_apply_policy checks. */
+static bool
+access_policy_empty(const struct config_route *route)
+{
+	return route == NULL ||
+	       (route->policy.ip == NULL && route->policy.countries == NULL && route->policy.rate == NULL);
+}
+
 static int
 access_check(const struct config *cfg, size_t listener, const struct config_route *jump_route,
 	     const struct config_route *route, const char *client, struct access_outcome *out,
@@ -123,6 +131,10 @@ access_check(const struct config *cfg, size_t listener, const struct config_rout
 	netaddr_country country = 0;
 
 	memset(out, 0, sizeof(*out));
+	/* Nothing to check (the usual open route): skip parsing the address. */
+	if ((listener >= cfg->nlisteners || cfg->listeners[listener].acl == NULL) &&
+	    cfg->geoip == NULL && access_policy_empty(jump_route) && access_policy_empty(route))
+		return 0;
 	if (netaddr_parse(client, &a) < 0)
 		return 0; /* no IP client (cannot happen on TCP listeners): nothing to match */
 	if (listener < cfg->nlisteners && cfg->listeners[listener].acl != NULL &&

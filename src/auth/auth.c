@@ -25,6 +25,7 @@
 #include "auth/session_id.h"
 #include "base/log.h"
 #include "http/cookie.h"
+#include "http/hdrarena.h"
 #include "http/htmlesc.h"
 #include "http/urlenc.h"
 #include "auth/saml.h"
@@ -100,11 +101,11 @@ auth_is_our_cookie(const char *pair, size_t len, void *arg)
 }
 
 void
-auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h)
+auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h, struct hdrarena *arena)
 {
 	struct auth_cookie_name ours = {.name = sc->cookie_name, .len = strlen(sc->cookie_name)};
 
-	cookie_strip(h, auth_is_our_cookie, &ours);
+	cookie_strip(h, arena, auth_is_our_cookie, &ours);
 }
 
 /* Reply with <body> (moved) and the headers already in a->out. */
@@ -1198,6 +1199,7 @@ auth_on_head(struct auth_request *a)
 {
 	struct config_saml *sc = a->cfg->saml;
 	struct evkeyvalq *h;
+	struct hdrarena *arena;
 	const char *v;
 	size_t vlen;
 	bool cookie_alone;
@@ -1209,11 +1211,12 @@ auth_on_head(struct auth_request *a)
 	if (sc == NULL)
 		return AUTH_CONTINUE;
 	h = server_request_headers(a->req);
+	arena = server_request_header_arena(a->req);
 	/* Only we say who the user is. */
 	for (struct evkeyval *kv = TAILQ_FIRST(h), *next; kv != NULL; kv = next) {
 		next = TAILQ_NEXT(kv, next);
 		if (auth_strips_header(sc, kv->key))
-			evhttp_remove_header(h, kv->key); /* the first of that name: kv */
+			hdrarena_remove_header(arena, h, kv->key); /* the first of that name: kv */
 	}
 
 	switch (auth_endpoint_of(a->cfg, a->site, a->path, a->method_bit)) {
@@ -1247,8 +1250,8 @@ auth_on_head(struct auth_request *a)
 	if (a->route->nallow_bearer > 0 && auth_bearer_allowed(a)) {
 		/* The key alone speaks for the caller: no cookie (PostHog's own
 		 * session, ours) may ride along and be trusted instead. */
-		while (evhttp_find_header(h, "Cookie") != NULL)
-			evhttp_remove_header(h, "Cookie");
+		while (hdrarena_remove_header(arena, h, "Cookie") == 0)
+			continue;
 		return AUTH_CONTINUE;
 	}
 
@@ -1308,9 +1311,9 @@ auth_on_head(struct auth_request *a)
 		a->session_end = s->expires;
 	auth_add_assertion(a, verified, now);
 	if (cookie_alone)
-		evhttp_remove_header(h, "Cookie");
+		hdrarena_remove_header(arena, h, "Cookie");
 	else
-		auth_strip_our_cookies(sc, h);
+		auth_strip_our_cookies(sc, h, arena);
 	/* Idle timeout without server state: re-issue the cookie now and then. */
 	if (sc->session_idle_timeout > 0) {
 		int64_t every = (int64_t)sc->session_idle_timeout / 4;

@@ -24,6 +24,7 @@
 struct evbuffer;
 struct evkeyvalq;
 struct claims;
+struct hdrarena;
 struct policy;
 struct session;
 struct stepup_rule;
@@ -153,8 +154,10 @@ void auth_identity_headers(const struct config_saml *sc, const struct session *s
 			   struct evkeyvalq *h);
 
 /* Remove our own cookies (the session cookie, the login-tracking ones) from
- * the Cookie headers of <h>: what a signed-in request's upstream never sees. */
-void auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h);
+ * the Cookie headers of <h>: what a signed-in request's upstream never sees.
+ * <arena>: the arena <h>'s entries may live in (hdrarena.h), or NULL. */
+void auth_strip_our_cookies(const struct config_saml *sc, struct evkeyvalq *h,
+			    struct hdrarena *arena);
 
 /* The step-up rule of a SAML route: the route's "step_up", else its site's,
  * else NULL (any valid session). */

@@ -615,7 +615,7 @@ explain_auth(struct explain *e)
 				    step_up->path);
 		json_object_set_new(step, "rule", json_string(step_up->path));
 	}
-	auth_strip_our_cookies(cfg->saml, &e->headers);
+	auth_strip_our_cookies(cfg->saml, &e->headers, NULL);
 	e->nclient = 0;
 	TAILQ_FOREACH(kv, &e->headers, next)
 		e->nclient++;

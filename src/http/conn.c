@@ -21,12 +21,13 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/timeutil.h"
+#include "http/inbuf.h"
 #include "http/request.h"
 #include "http/proxyproto.h"
 #include "http/tlsio.h"
 #include "http/tunnel.h"
 
-#define READ_CHUNK 16384
+#define READ_CHUNK INBUF_SIZE
 #define IDLE_RELEASE_MS 200              /* idle keep-alive time before buffers are freed */
 #define LINGER_TIME_SECONDS 30           /* lingering close: in all (nginx's lingering_time) */
 #define LINGER_IDLE_SECONDS 5            /* ... between two reads (nginx's lingering_timeout) */
@@ -192,7 +193,7 @@ conn_free(struct server_conn *c)
 		srv->admission->release(c->slot, srv->admission_arg);
 	event_free(c->rev);
 	event_free(c->wev);
-	event_free(c->timer);
+	lazytimer_free(&c->timer);
 	if (c->ssl) {
 		if (!c->handshaking)
 			SSL_shutdown(c->ssl); /* close_notify, best effort */
@@ -201,7 +202,7 @@ conn_free(struct server_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	evbuffer_free(c->out);
-	free(c->in);
+	inbuf_give(c->in, c->incap);
 	free(c->target_spare);
 	if (c->body_spare)
 		evbuffer_free(c->body_spare);
@@ -229,7 +230,7 @@ conn_release_buffers(struct server_conn *c)
 	if (c->ssl && !c->handshaking && !SSL_has_pending(c->ssl))
 		SSL_free_buffers(c->ssl); /* refuses by itself while a record is pending */
 	if (c->inlen == 0) {
-		free(c->in);
+		inbuf_give(c->in, c->incap);
 		c->in = NULL;
 		c->incap = 0;
 	}
@@ -250,7 +251,7 @@ conn_idle(struct server_conn *c)
 	struct timeval first = {0, IDLE_RELEASE_MS * 1000};
 
 	c->idle_release = evutil_timercmp(&c->srv->limits.client, &first, >);
-	evtimer_add(c->timer, c->idle_release ? &first : &c->srv->limits.client);
+	lazytimer_set(&c->timer, c->idle_release ? &first : &c->srv->limits.client);
 }
 
 void
@@ -410,7 +411,7 @@ linger_arm(struct server_conn *c)
 		tv.tv_sec = (time_t)(left / 1000);
 		tv.tv_usec = (suseconds_t)(left % 1000 * 1000);
 	}
-	evtimer_add(c->timer, &tv);
+	lazytimer_set(&c->timer, &tv);
 }
 
 /* Read and drop until the client closes, the limits end it, or EAGAIN. */
@@ -462,7 +463,7 @@ linger_shut(struct server_conn *c)
 	shutdown(c->fd, SHUT_WR);
 	c->discarded += c->inlen;
 	metrics_add(METRIC_LINGER_BYTES, (int64_t)c->inlen);
-	free(c->in);
+	inbuf_give(c->in, c->incap);
 	c->in = NULL;
 	c->inlen = c->incap = 0;
 	event_del(c->wev);
@@ -494,7 +495,7 @@ conn_linger(struct server_conn *c, bool client_may_send)
 	c->linger_end_ms = monotonic_ms() +
 			   (c->srv->draining ? DRAIN_LINGER_MS
 					     : (int64_t)t->tv_sec * 1000 + t->tv_usec / 1000);
-	evtimer_del(c->timer); /* a stalled write is the write timeout's business */
+	lazytimer_stop(&c->timer); /* a stalled write is the write timeout's business */
 	if (!c->write_waiting && evbuffer_get_length(c->out) == 0) {
 		linger_shut(c);
 		return;
@@ -539,7 +540,7 @@ conn_raw_ready(struct server_conn *c)
 {
 	event_del(c->rev);
 	c->read_paused = true;
-	evtimer_del(c->timer);
+	lazytimer_stop(&c->timer);
 	c->srv->raw->on_ready(c, (const struct sockaddr *)&c->peer, c->raw_data);
 }
 
@@ -607,7 +608,7 @@ server_set_raw(struct server *srv, const struct server_raw_handler *h, void *arg
 void
 server_conn_set_deadline(struct server_conn *c, const struct timeval *tv)
 {
-	evtimer_add(c->timer, tv);
+	lazytimer_set(&c->timer, tv);
 }
 
 int
@@ -623,7 +624,7 @@ server_conn_detach(struct server_conn *c, struct tunnel_end *end, struct evbuffe
 	}
 	event_del(c->rev);
 	event_del(c->wev);
-	evtimer_del(c->timer);
+	lazytimer_stop(&c->timer);
 	end->fd = c->fd;
 	end->ssl = c->ssl;
 	c->fd = -1;
@@ -752,7 +753,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (c->incap - c->inlen < 4096) {
 			size_t ncap = c->incap ? c->incap * 2 : READ_CHUNK;
-			char *p = realloc(c->in, ncap);
+			char *p = c->in == NULL ? inbuf_take() : realloc(c->in, ncap);
 
 			if (p == NULL) {
 				conn_close(c);
@@ -814,6 +815,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server_conn *c = arg;
 
+	if (!lazytimer_fired(&c->timer))
+		return; /* moved later or cancelled since it was set */
 	if (c->lingering) {
 		if (c->linger_shut)
 			metrics_add(METRIC_LINGER_TIMEOUT, 1);
@@ -826,7 +829,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		c->idle_release = false;
 		conn_release_buffers(c);
 		evutil_timersub(&c->srv->limits.client, &first, &rest);
-		evtimer_add(c->timer, &rest);
+		lazytimer_set(&c->timer, &rest);
 		return;
 	}
 	if (c->codec == NULL) {
@@ -861,15 +864,11 @@ conn_new(struct server *srv, int fd, const struct sockaddr_storage *peer)
 	c->out = evbuffer_new();
 	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->wev = event_new(srv->base, fd, EV_WRITE, write_cb, c);
-	c->timer = evtimer_new(srv->base, timer_cb, c);
-	if (!c->out || !c->rev || !c->wev || !c->timer)
+	if (!c->out || !c->rev || !c->wev || lazytimer_init(&c->timer, srv->base, timer_cb, c) < 0)
 		goto fail;
-	/* Writes first (a worker's loop has two priorities; one queue
-	 * elsewhere, where this changes nothing). */
-	event_priority_set(c->wev, 0);
 	if (srv->admission && !srv->proxy_protocol && !conn_admit(c))
 		goto fail;
-	evtimer_add(c->timer, &srv->limits.client);
+	lazytimer_set(&c->timer, &srv->limits.client);
 	if (srv->raw) {
 		/* May set the PROXY setting and the deadline (conn.h). */
 		c->raw_data = srv->raw->on_accept(c, (const struct sockaddr *)peer, srv->raw_arg);
@@ -927,8 +926,7 @@ fail:
 		event_free(c->rev);
 	if (c->wev)
 		event_free(c->wev);
-	if (c->timer)
-		event_free(c->timer);
+	lazytimer_free(&c->timer);
 	close(fd);
 	free(c);
 	return -1;

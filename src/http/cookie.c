@@ -1,5 +1,6 @@
 /* cookie: reading and filtering Cookie headers; see cookie.h. */
 #include "http/cookie.h"
+#include "http/hdrarena.h"
 
 #include <string.h>
 #include <strings.h>
@@ -114,7 +115,7 @@ cookie_filter(const char *value, cookie_drop_fn drop, void *arg, char *out, size
 }
 
 void
-cookie_strip(struct evkeyvalq *h, cookie_drop_fn drop, void *arg)
+cookie_strip(struct evkeyvalq *h, struct hdrarena *arena, cookie_drop_fn drop, void *arg)
 {
 	struct evbuffer *kept;
 	struct evkeyval *kv, *only = NULL;
@@ -136,7 +137,7 @@ cookie_strip(struct evkeyvalq *h, cookie_drop_fn drop, void *arg)
 		if (!changed)
 			return;
 		if (need == 0) {
-			evhttp_remove_header(h, "Cookie");
+			hdrarena_remove_header(arena, h, "Cookie");
 			return;
 		}
 		if (need < sizeof tmp && need <= strlen(only->value)) {
@@ -166,8 +167,8 @@ cookie_strip(struct evkeyvalq *h, cookie_drop_fn drop, void *arg)
 		}
 	}
 	if (changed) {
-		while (evhttp_find_header(h, "Cookie"))
-			evhttp_remove_header(h, "Cookie");
+		while (hdrarena_remove_header(arena, h, "Cookie") == 0)
+			continue;
 		if (evbuffer_get_length(kept) > 0) {
 			evbuffer_add(kept, "", 1);
 			evhttp_add_header(h, "Cookie", (const char *)evbuffer_pullup(kept, -1));

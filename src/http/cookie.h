@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 struct evkeyvalq;
+struct hdrarena;
 
 /*
  * The next cookie pair of a Cookie header value: skips spaces, tabs and ";"
@@ -58,8 +59,9 @@ size_t cookie_filter(const char *value, cookie_drop_fn drop, void *arg, char *ou
  * Remove the pairs that <drop> selects from the Cookie headers of <h>.
  * When one is removed, the remaining pairs of all Cookie headers become one
  * Cookie header ("; "-separated), or none when nothing remains; otherwise
- * the headers are left untouched.
+ * the headers are left untouched.  <arena>: the arena <h>'s entries may
+ * live in (hdrarena.h), or NULL when evhttp_add_header made them all.
  */
-void cookie_strip(struct evkeyvalq *h, cookie_drop_fn drop, void *arg);
+void cookie_strip(struct evkeyvalq *h, struct hdrarena *arena, cookie_drop_fn drop, void *arg);
 
 #endif

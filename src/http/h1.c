@@ -1,7 +1,10 @@
 /* h1: the HTTP/1.x codec; see h1.h. */
 #include "http/h1.h"
 #include "http/http_internal.h"
+#include "http/hdrarena.h"
+#include "http/headwriter.h"
 #include "http/httpdate.h"
+#include "http/inbuf.h"
 #include "http/conn.h"
 #include "http/request.h"
 
@@ -17,38 +20,17 @@
 #include <strings.h>
 
 #define PIPELINE_LIMIT (256 * 1024)      /* bytes read ahead while a request is handled */
+#define HEAD_RESERVE 512                 /* reserved for a response head: libevent makes it a
+                                         * 1 KiB chain (malloc's fast sizes), ~970 bytes usable */
 
 static void h1_run(struct server_conn *c);
 
 /* ---- writing ----------------------------------------------------------- */
 
-static void
-add_header_line(struct evbuffer *b, const char *name, const char *value)
-{
-	size_t nl = strlen(name), vl = strlen(value);
-	struct evbuffer_iovec v;
-
-	if (evbuffer_reserve_space(b, (ev_ssize_t)(nl + vl + 4), &v, 1) == 1 &&
-	    v.iov_len >= nl + vl + 4) {
-		char *p = v.iov_base;
-
-		memcpy(p, name, nl);
-		p[nl] = ':';
-		p[nl + 1] = ' ';
-		memcpy(p + nl + 2, value, vl);
-		p[nl + vl + 2] = '\r';
-		p[nl + vl + 3] = '\n';
-		v.iov_len = nl + vl + 4;
-		evbuffer_commit_space(b, &v, 1);
-		return;
-	}
-	evbuffer_add_printf(b, "%s: %s\r\n", name, value);
-}
-
 /* "HTTP/1.1 200 OK\r\n" (or HTTP/1.0 when <http10>) without printf, which
  * costs more than all the header lines together. */
 static void
-add_status_line(struct evbuffer *b, int status, bool http10)
+add_status_line(struct headwriter *w, int status, bool http10)
 {
 	const char *text = server_status_text(status);
 	const char *version = http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -56,7 +38,8 @@ add_status_line(struct evbuffer *b, int status, bool http10)
 	char line[80];
 
 	if (status < 100 || status > 999 || tl > sizeof(line) - 15) {
-		evbuffer_add_printf(b, "%s%d %s\r\n", version, status, text);
+		headwriter_end(w); /* the rest follows with evbuffer_add */
+		evbuffer_add_printf(w->b, "%s%d %s\r\n", version, status, text);
 		return;
 	}
 	memcpy(line, version, 9);
@@ -67,31 +50,37 @@ add_status_line(struct evbuffer *b, int status, bool http10)
 	memcpy(line + 13, text, tl);
 	line[13 + tl] = '\r';
 	line[14 + tl] = '\n';
-	evbuffer_add(b, line, tl + 15);
+	headwriter_add(w, line, tl + 15);
 }
 
 /* Status line and headers.  Framing headers in <headers> are skipped unless
- * <keep_length>; the caller adds its own framing after. */
-static void
+ * <keep_length>; the caller adds its own framing after.  Returns true when
+ * a Content-Length was written (only with <keep_length>). */
+static bool
 write_head(struct server_request *req, int status, struct evkeyvalq *headers, bool keep_length)
 {
 	struct server_conn *c = req->conn;
 	struct evkeyval *kv;
-	bool date = false;
+	struct headwriter w;
+	bool date = false, length = false;
 
 	req->started = true;
 	req->no_body = req->head_method || status < 200 || status == 204 || status == 304;
-	add_status_line(c->out, status,
-			req->proto == SERVER_PROTO_HTTP10 && c->srv->http10_status);
+	headwriter_begin(&w, c->out, HEAD_RESERVE);
+	add_status_line(&w, status, req->proto == SERVER_PROTO_HTTP10 && c->srv->http10_status);
 	if (headers) {
 		TAILQ_FOREACH(kv, headers, next) {
 			const char *k = kv->key;
 
 			switch (k[0] | 0x20) {
 			case 'c':
-				if (strcasecmp(k, "connection") == 0 ||
-				    (!keep_length && strcasecmp(k, "content-length") == 0))
+				if (strcasecmp(k, "connection") == 0)
 					continue;
+				if (strcasecmp(k, "content-length") == 0) {
+					if (!keep_length)
+						continue;
+					length = true;
+				}
 				break;
 			case 't':
 				if (strcasecmp(k, "transfer-encoding") == 0)
@@ -104,15 +93,17 @@ write_head(struct server_request *req, int status, struct evkeyvalq *headers, bo
 			default:
 				break;
 			}
-			add_header_line(c->out, k, kv->value);
+			headwriter_line(&w, k, kv->value);
 		}
 	}
 	if (!date) {
 		size_t dlen;
 		const char *dline = http_date_line(&dlen);
 
-		evbuffer_add(c->out, dline, dlen);
+		headwriter_add(&w, dline, dlen);
 	}
+	headwriter_end(&w);
+	return length;
 }
 
 /* Connection header and the blank line. */
@@ -147,7 +138,7 @@ h1_reply(struct server_request *req, int status, struct evkeyvalq *headers,
 	if (close || (req->body_expected && !req->complete))
 		c->closing = true; /* the rest of the body will not be read */
 	req->upgraded = req->tunnel && status == 101 && !c->closing;
-	write_head(req, status, headers, false);
+	(void)write_head(req, status, headers, false);
 	if (!(status < 200 || status == 204 || status == 304))
 		evbuffer_add_printf(c->out, "Content-Length: %zu\r\n", len);
 	write_head_end(req);
@@ -167,11 +158,11 @@ static void
 h1_reply_start(struct server_request *req, int status, struct evkeyvalq *headers)
 {
 	struct server_conn *c = req->conn;
-	bool has_length = headers && evhttp_find_header(headers, "Content-Length") != NULL;
+	bool has_length;
 
 	if (req->body_expected && !req->complete)
 		c->closing = true;
-	write_head(req, status, headers, true);
+	has_length = write_head(req, status, headers, true);
 	if (!req->no_body && !has_length) {
 		if (req->proto != SERVER_PROTO_HTTP10) {
 			req->chunked = true;
@@ -258,10 +249,15 @@ on_message_begin(http_parser *p)
 	c->req = request_new(c);
 	if (c->req == NULL)
 		return -1;
+	if (c->h1.arena == NULL && (c->h1.arena = malloc(sizeof(*c->h1.arena))) != NULL)
+		hdrarena_init(c->h1.arena);
 	headerbuf_reset(&c->h1.hb, c->srv->limits.max_header_bytes);
+	/* Three heap blocks a header otherwise; reset by request_free. */
+	c->h1.hb.arena = c->h1.arena;
+	c->req->header_arena = c->h1.arena;
 	/* The whole head must arrive within the client timeout. */
 	c->idle_release = false;
-	evtimer_add(c->timer, &c->srv->limits.client);
+	lazytimer_set(&c->timer, &c->srv->limits.client);
 	return 0;
 }
 
@@ -357,7 +353,7 @@ on_headers_complete(http_parser *p)
 	req->head_done = true;
 	/* From here the body may not stall longer than the client timeout
 	 * between reads (read_cb renews it). */
-	evtimer_add(c->timer, &c->srv->limits.client);
+	lazytimer_set(&c->timer, &c->srv->limits.client);
 	req->proto = p->http_major == 1 && p->http_minor == 0 ? SERVER_PROTO_HTTP10
 							      : SERVER_PROTO_HTTP11;
 	req->method = http_method_str((enum http_method)p->method);
@@ -427,7 +423,7 @@ on_message_complete(http_parser *p)
 		return 0; /* the head of a chunked request: the body follows */
 	c->req->complete = true;
 	http_parser_pause(p, 1); /* one request at a time; pipelined bytes wait */
-	evtimer_del(c->timer);   /* no timeout while the request is handled */
+	lazytimer_stop(&c->timer);   /* no timeout while the request is handled */
 	return 0;
 }
 
@@ -489,7 +485,7 @@ h1_consume(struct server_conn *c, size_t used)
 	if (c->inlen == 0) {
 		/* All parsed (the fields live in the request's arena): a
 		 * connection streaming its response holds no input buffer. */
-		free(c->in);
+		inbuf_give(c->in, c->incap);
 		c->in = NULL;
 		c->incap = 0;
 	}
@@ -521,7 +517,7 @@ parse_chunked(struct server_conn *c)
 		c->h1.own_chunked = false;
 		c->req->complete = true;
 		http_parser_pause(&c->h1.parser, 1);
-		evtimer_del(c->timer);
+		lazytimer_stop(&c->timer);
 		return true;
 	}
 	return used > 0;
@@ -700,7 +696,7 @@ static void
 h1_input(struct server_conn *c)
 {
 	if (c->req && c->req->head_done && !c->req->complete)
-		evtimer_add(c->timer, &c->srv->limits.client);
+		lazytimer_set(&c->timer, &c->srv->limits.client);
 	h1_run(c);
 }
 
@@ -749,12 +745,25 @@ h1_abort(struct server_conn *c)
 	}
 }
 
+/* Idle between requests (or closing): give back the header arena. */
+static void
+h1_idle(struct server_conn *c)
+{
+	if (c->req != NULL || c->h1.arena == NULL)
+		return;
+	hdrarena_reset(c->h1.arena);
+	free(c->h1.arena);
+	c->h1.arena = NULL;
+	c->h1.hb.arena = NULL;
+}
+
 static void
 h1_free(struct server_conn *c)
 {
 	request_free(c->req);
 	c->req = NULL;
 	headerbuf_free(&c->h1.hb);
+	h1_idle(c);
 }
 
 /* Make http-parser's process-wide head limit fit a server whose limit is
@@ -791,6 +800,7 @@ const struct conn_codec h1_conn_codec = {
 	.drain = h1_drain,
 	.abort = h1_abort,
 	.free = h1_free,
+	.idle = h1_idle,
 };
 
 const struct conn_codec *const h1_codecs[] = {&h1_conn_codec, NULL};

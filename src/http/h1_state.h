@@ -19,6 +19,7 @@
 struct h1_conn {
 	http_parser parser;
 	struct headerbuf hb;
+	struct hdrarena *arena;     /* the current request's headers (made on its first request) */
 	struct headscan scan;       /* line endings of the request head */
 	size_t scanned;             /* bytes at the start of the input already scanned */
 	struct chunked chunk;       /* a chunked request body, decoded by us */

@@ -1272,9 +1272,9 @@ h2_run(struct server_conn *c)
 		return;
 	if (s->nstreams == 0 && !c->idle_release && !s->goaway_sent)
 		conn_idle(c);
-	else if (s->nstreams > 0 && (c->idle_release || !evtimer_pending(c->timer, NULL))) {
+	else if (s->nstreams > 0 && (c->idle_release || !lazytimer_armed(&c->timer))) {
 		c->idle_release = false;
-		evtimer_add(c->timer, &c->srv->limits.client);
+		lazytimer_set(&c->timer, &c->srv->limits.client);
 	}
 }
 
@@ -1335,7 +1335,7 @@ h2_timeout(struct server_conn *c)
 		nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
 				      nghttp2_session_get_last_proc_stream_id(s->ng), NGHTTP2_NO_ERROR,
 				      NULL, 0);
-		evtimer_add(c->timer, &c->srv->limits.client); /* then close in any case */
+		lazytimer_set(&c->timer, &c->srv->limits.client); /* then close in any case */
 		h2_run(c);
 		return;
 	}
@@ -1356,7 +1356,7 @@ h2_timeout(struct server_conn *c)
 			nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 		}
 	}
-	evtimer_add(c->timer, &c->srv->limits.client);
+	lazytimer_set(&c->timer, &c->srv->limits.client);
 	h2_run(c);
 }
 

@@ -60,6 +60,8 @@ hdrarena_owns(const struct hdrarena *a, const void *p)
 {
 	uintptr_t u = (uintptr_t)p;
 
+	if (a == NULL)
+		return false;
 	if (u >= (uintptr_t)a->first && u < (uintptr_t)a->first + sizeof(a->first))
 		return true;
 	for (const struct hdrarena_block *b = a->blocks; b; b = b->next)

@@ -35,7 +35,7 @@ void hdrarena_init(struct hdrarena *a);
 /* <n> bytes, 16-aligned, valid until hdrarena_reset.  NULL when out of memory. */
 void *hdrarena_alloc(struct hdrarena *a, size_t n);
 
-/* True when <p> points into memory <a> handed out. */
+/* True when <p> points into memory <a> handed out (never when <a> is NULL). */
 bool hdrarena_owns(const struct hdrarena *a, const void *p);
 
 /* Append "<key>: <value>" (lengths given; copied, NUL-terminated) to <q>.
@@ -53,7 +53,8 @@ int hdrarena_add(struct hdrarena *a, struct evkeyvalq *q, const char *key, const
 int hdrarena_copy(struct hdrarena *a, struct evkeyvalq *q, const struct evkeyval *kv);
 
 /* Remove the first entry named <key> (case-insensitive), freeing it when
- * evhttp_add_header made it.  Returns 0, or -1 when there was none. */
+ * evhttp_add_header made it (<a> NULL: a list evhttp_add_header made alone).
+ * Returns 0, or -1 when there was none. */
 int hdrarena_remove_header(struct hdrarena *a, struct evkeyvalq *q, const char *key);
 
 /* Empty <q>, freeing the entries evhttp_add_header made (the arena's stay until

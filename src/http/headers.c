@@ -196,6 +196,21 @@ headers_connection_parse(const char *value, struct headers_connection_list *list
 	}
 }
 
+void
+headers_connection_drop_hop_by_hop(struct headers_connection_list *list)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < list->n; i++) {
+		if (headers_is_hop_by_hop(list->names[i]))
+			continue;
+		if (kept != i)
+			memcpy(list->names[kept], list->names[i], sizeof(list->names[i]));
+		kept++;
+	}
+	list->n = kept;
+}
+
 bool
 headers_connection_has(const struct headers_connection_list *list, const char *name)
 {

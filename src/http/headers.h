@@ -69,6 +69,11 @@ struct headers_connection_list {
 /* Add the tokens of one Connection header value to <list>. */
 void headers_connection_parse(const char *value, struct headers_connection_list *list);
 
+/* Remove from <list> the names headers_is_hop_by_hop is true of (the usual
+ * "keep-alive"): for a caller that drops hop-by-hop headers first they change
+ * nothing, and an empty list spares a lookup per header. */
+void headers_connection_drop_hop_by_hop(struct headers_connection_list *list);
+
 /* True when <name> is in <list> (case-insensitive). */
 bool headers_connection_has(const struct headers_connection_list *list, const char *name);
 

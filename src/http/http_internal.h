@@ -25,6 +25,7 @@
 
 #include "http/h1_state.h"
 #include "http/http_types.h"
+#include "http/lazytimer.h"
 
 /* Client output bytes before back-pressure: past it the producer (an
  * upstream read block, 64 KiB) waits; the kernel's socket buffer is the
@@ -131,6 +132,7 @@ struct server_request {
 	char *target;
 	size_t target_len, target_cap;
 	struct evkeyvalq headers;
+	struct hdrarena *header_arena; /* the codec's, where <headers> live; NULL: evhttp's */
 	struct evbuffer *body;
 	uint64_t max_body;
 	int64_t content_length;
@@ -172,7 +174,8 @@ struct server_conn {
 	bool write_wants_read;  /* SSL_write needs the socket readable */
 	bool idle_release;      /* idle: the timer frees buffers first, closes later */
 	bool served;            /* answered a request (HTTP/1): an idle close is retried */
-	struct event *rev, *wev, *timer;
+	struct event *rev, *wev;
+	struct lazytimer timer; /* idle, request head, stalled body, linger */
 	char *in;
 	size_t inlen, incap;
 	char *target_spare;         /* the last request's target buffer, for the next */

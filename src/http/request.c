@@ -1,6 +1,7 @@
 /* request: the request object and the handler's API; see request.h. */
 #include "http/request.h"
 #include "http/http_internal.h"
+#include "http/hdrarena.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -121,7 +122,12 @@ request_free(struct server_request *req)
 		req->tunnel_fn = NULL;
 		fn(NULL, req->tunnel_arg);
 	}
-	evhttp_clear_headers(&req->headers);
+	if (req->header_arena != NULL) {
+		hdrarena_clear_headers(req->header_arena, &req->headers);
+		hdrarena_reset(req->header_arena);
+	} else {
+		evhttp_clear_headers(&req->headers);
+	}
 	/* A request without a body never had bytes in its buffer (so nothing
 	 * references them): the next request may have it. */
 	if (c->body_spare == NULL && !req->body_expected && evbuffer_get_length(req->body) == 0)
@@ -153,6 +159,12 @@ enum server_proto
 server_request_proto(const struct server_request *req)
 {
 	return req->proto;
+}
+
+struct hdrarena *
+server_request_header_arena(const struct server_request *req)
+{
+	return req->header_arena;
 }
 
 struct evkeyvalq *

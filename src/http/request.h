@@ -78,8 +78,12 @@ const char *server_request_method(const struct server_request *req);
 const char *server_request_target(const struct server_request *req);
 /* The protocol (and version) the request came in. */
 enum server_proto server_request_proto(const struct server_request *req);
-/* Request headers, in order, duplicates kept. */
+/* Request headers, in order, duplicates kept.  Add with evhttp_add_header or
+ * hdrarena; remove only with hdrarena_remove_header and the arena below. */
 struct evkeyvalq *server_request_headers(struct server_request *req);
+/* The arena the request's headers live in (hdrarena.h; the codec's, reset
+ * when the request is freed), or NULL when evhttp_add_header made them all. */
+struct hdrarena *server_request_header_arena(const struct server_request *req);
 /* The body read so far (all of it in on_request). */
 struct evbuffer *server_request_body(struct server_request *req);
 /* The client's address (socket peer) and the listener's port. */

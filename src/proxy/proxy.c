@@ -15,6 +15,7 @@
 
 #include "http/hdrarena.h"
 #include "http/headers.h"
+#include "http/headwriter.h"
 #include "access/ipacl.h"
 #include "access/access.h"
 #include "access/access_check.h"
@@ -355,15 +356,8 @@ add_header_line(struct headout *o, const char *name, const char *value)
 
 	if (!o->failed && o->cap - o->len >= 4 && o->cap - o->len - 4 >= nl &&
 	    o->cap - o->len - 4 - nl >= vl) {
-		char *p = o->buf + o->len; /* fits: one pass, no bounds checks */
-
-		memcpy(p, name, nl);
-		p[nl] = ':';
-		p[nl + 1] = ' ';
-		memcpy(p + nl + 2, value, vl);
-		p[nl + vl + 2] = '\r';
-		p[nl + vl + 3] = '\n';
-		o->len += nl + vl + 4;
+		/* fits: one pass, no bounds checks */
+		o->len += headwriter_format_line(o->buf + o->len, name, nl, value, vl);
 		return;
 	}
 	headout_put(o, name, nl);
@@ -504,12 +498,71 @@ build_head(struct txn *t)
 	return 0;
 }
 
+/* ---- per-thread spares --------------------------------------------------- */
+
+/* The last finished transaction's memory and an emptied request buffer,
+ * kept by each worker thread for its next transaction (otherwise a malloc
+ * and a free of each per request); proxy_release_spares frees them. */
+static _Thread_local struct txn *spare_txn;
+static _Thread_local struct evbuffer *spare_request;
+
+/* Memory for a transaction (uninitialised), or NULL. */
+static struct txn *
+txn_alloc(void)
+{
+	struct txn *t = spare_txn;
+
+	spare_txn = NULL;
+	return t != NULL ? t : malloc(sizeof(*t));
+}
+
+/* Done with the memory of transaction <t>. */
+static void
+txn_release(struct txn *t)
+{
+	if (spare_txn == NULL)
+		spare_txn = t;
+	else
+		free(t);
+}
+
+/* An empty buffer for an attempt's request, or NULL. */
+static struct evbuffer *
+request_buffer_new(void)
+{
+	struct evbuffer *b = spare_request;
+
+	spare_request = NULL;
+	return b != NULL ? b : evbuffer_new();
+}
+
+/* Done with request buffer <b> (upstream_exchange_start moved its bytes
+ * out, or they are dropped here). */
+static void
+request_buffer_release(struct evbuffer *b)
+{
+	if (spare_request == NULL && evbuffer_get_length(b) == 0)
+		spare_request = b;
+	else
+		evbuffer_free(b);
+}
+
+void
+proxy_release_spares(void)
+{
+	free(spare_txn);
+	spare_txn = NULL;
+	if (spare_request != NULL)
+		evbuffer_free(spare_request);
+	spare_request = NULL;
+}
+
 /* The full request for one attempt on server <index>: head, Host,
  * Content-Length, body (referenced, not copied).  NULL on failure. */
 static struct evbuffer *
 build_attempt(struct txn *t, int index)
 {
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b = request_buffer_new();
 	struct evbuffer *body = server_request_body(t->req);
 	size_t body_len = evbuffer_get_length(body);
 	const char *host = t->upstream_host;
@@ -628,6 +681,7 @@ on_upstream_head(void *arg, int status, struct evkeyvalq *headers)
 	TAILQ_FOREACH(kv, headers, next)
 		if ((kv->key[0] | 0x20) == 'c' && strcasecmp(kv->key, "connection") == 0)
 			headers_connection_parse(kv->value, &conn_list);
+	headers_connection_drop_hop_by_hop(&conn_list); /* dropped below anyway */
 	TAILQ_FOREACH(kv, headers, next) {
 		if (headers_is_hop_by_hop(kv->key))
 			continue;
@@ -779,7 +833,7 @@ start_attempt(struct txn *t)
 	t->upstream_start = log_now();
 	t->x = upstream_exchange_start(t->pool, index, request, t->method_bit == METHOD_HEAD,
 				       t->fresh_conn, &response_ops, t);
-	evbuffer_free(request);
+	request_buffer_release(request);
 	if (t->x == NULL)
 		refuse(t, 500, "out of memory", false);
 	else if (t->ws)
@@ -837,7 +891,7 @@ txn_finish(struct txn *t)
 	free(t->forwarded_for_joined);
 	free(t->query_copy);
 	txn_env_end(t->env, t->gen);
-	free(t);
+	txn_release(t);
 }
 
 /* The next number of the worker's xorshift128+ generator. */
@@ -1353,7 +1407,7 @@ static enum server_verdict
 proxy_on_head(struct server_request *req, void *arg)
 {
 	struct txn_listener *tl = arg;
-	struct txn *t = malloc(sizeof(*t));
+	struct txn *t = txn_alloc();
 	enum pathnorm_result pr;
 	const struct sockaddr *peer = server_request_peer(req);
 	const char *origin;

@@ -16,4 +16,8 @@
  * struct txn_listener (generation.h). */
 extern const struct server_handler proxy_handler;
 
+/* Free the calling thread's spare transaction memory (kept from one
+ * transaction to the next); a worker thread calls it when its loop ends. */
+void proxy_release_spares(void);
+
 #endif

@@ -20,6 +20,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "http/cookie.h"
+#include "http/hdrarena.h"
 
 /* Headers from a NULL-terminated list of Cookie values (and one Other). */
 static void
@@ -211,13 +212,29 @@ static void
 check_strip(const char *const *cookies, const char *prefix, const char *want)
 {
 	struct evkeyvalq h;
+	struct hdrarena *arena = malloc(sizeof(*arena));
 	char got[256];
 
 	headers_init(&h, cookies);
-	cookie_strip(&h, drop_prefix, &(struct drop){prefix});
+	cookie_strip(&h, NULL, drop_prefix, &(struct drop){prefix});
 	assert_string_equal(headers_cookies(&h, got, sizeof got), want);
 	assert_string_equal(evhttp_find_header(&h, "Other"), "a=b");
 	evhttp_clear_headers(&h);
+
+	/* The same with the headers in an arena (as a request's are): what is
+	 * removed is unlinked, never freed (ASan would see it). */
+	assert_non_null(arena);
+	hdrarena_init(arena);
+	TAILQ_INIT(&h);
+	assert_int_equal(hdrarena_add(arena, &h, "Other", "a=b"), 0);
+	for (size_t i = 0; cookies[i] != NULL; i++)
+		assert_int_equal(hdrarena_add(arena, &h, i % 2 ? "cookie" : "Cookie", cookies[i]), 0);
+	cookie_strip(&h, arena, drop_prefix, &(struct drop){prefix});
+	assert_string_equal(headers_cookies(&h, got, sizeof got), want);
+	assert_string_equal(evhttp_find_header(&h, "Other"), "a=b");
+	hdrarena_clear_headers(arena, &h);
+	hdrarena_reset(arena);
+	free(arena);
 }
 
 static void
@@ -254,7 +271,7 @@ test_strip_long(void **state)
 	snprintf(want, sizeof want, "%s", big + 5);
 	TAILQ_INIT(&h);
 	evhttp_add_header(&h, "Cookie", big);
-	cookie_strip(&h, drop_prefix, &(struct drop){"s="});
+	cookie_strip(&h, NULL, drop_prefix, &(struct drop){"s="});
 	assert_string_equal(headers_cookies(&h, got, sizeof got), want);
 	evhttp_clear_headers(&h);
 }

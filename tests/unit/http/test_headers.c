@@ -167,6 +167,26 @@ test_connection_list(void **state)
 	assert_int_equal(big.n, 16);
 }
 
+static void
+test_connection_drop_hop_by_hop(void **state)
+{
+	struct headers_connection_list l = {0};
+
+	(void)state;
+	headers_connection_parse("keep-alive, X-Foo, Upgrade, Proxy-Authorization, close", &l);
+	headers_connection_drop_hop_by_hop(&l);
+	assert_int_equal(l.n, 2); /* Keep-Alive, Upgrade and Proxy-Authorization go */
+	assert_string_equal(l.names[0], "x-foo");
+	assert_string_equal(l.names[1], "close");
+	assert_false(headers_connection_has(&l, "keep-alive"));
+	/* Only hop-by-hop names: nothing left to look up. */
+	struct headers_connection_list k = {0};
+
+	headers_connection_parse("keep-alive", &k);
+	headers_connection_drop_hop_by_hop(&k);
+	assert_int_equal(k.n, 0);
+}
+
 static enum headers_framing
 framing_of(const char *const *pairs)
 {
@@ -229,6 +249,7 @@ main(void)
 		cmocka_unit_test(test_hop_by_hop),
 		cmocka_unit_test(test_owned_table),
 		cmocka_unit_test(test_connection_list),
+		cmocka_unit_test(test_connection_drop_hop_by_hop),
 		cmocka_unit_test(test_framing),
 	};
 
