@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "base/poison.h"
+
 #define ALIGN 16
 #define BLOCK_MIN 4096
 
@@ -24,6 +26,7 @@ hdrarena_init(struct hdrarena *a)
 	a->cur = a->first;
 	a->left = sizeof(a->first);
 	a->blocks = NULL;
+	MEM_POISON(a->first, sizeof(a->first)); /* handed out piece by piece */
 }
 
 void *
@@ -52,6 +55,7 @@ hdrarena_alloc(struct hdrarena *a, size_t n)
 	p = a->cur;
 	a->cur += need;
 	a->left -= need;
+	MEM_UNPOISON(p, need);
 	return p;
 }
 
@@ -172,4 +176,5 @@ hdrarena_reset(struct hdrarena *a)
 	}
 	a->cur = a->first;
 	a->left = sizeof(a->first);
+	MEM_POISON(a->first, sizeof(a->first)); /* a use after reset is still reported */
 }

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include "base/poison.h"
 #include "http/hdrarena.h"
 #include "http/headers.h"
 #include "http/headwriter.h"
@@ -513,17 +514,22 @@ txn_alloc(void)
 	struct txn *t = spare_txn;
 
 	spare_txn = NULL;
-	return t != NULL ? t : malloc(sizeof(*t));
+	if (t == NULL)
+		return malloc(sizeof(*t));
+	MEM_UNPOISON(t, sizeof(*t));
+	return t;
 }
 
 /* Done with the memory of transaction <t>. */
 static void
 txn_release(struct txn *t)
 {
-	if (spare_txn == NULL)
+	if (spare_txn == NULL) {
+		MEM_POISON(t, sizeof(*t)); /* a use after release is still reported */
 		spare_txn = t;
-	else
+	} else {
 		free(t);
+	}
 }
 
 /* An empty buffer for an attempt's request, or NULL. */
@@ -550,6 +556,8 @@ request_buffer_release(struct evbuffer *b)
 void
 proxy_release_spares(void)
 {
+	if (spare_txn != NULL)
+		MEM_UNPOISON(spare_txn, sizeof(*spare_txn));
 	free(spare_txn);
 	spare_txn = NULL;
 	if (spare_request != NULL)

@@ -4,6 +4,8 @@
 #include <event2/buffer.h>
 #include <stdlib.h>
 
+#include "base/poison.h"
+
 /* Granules come and go at every read under load: each worker thread keeps
  * a few freed ones for the next reads (no allocator round trip, pages
  * already in), and no more, so that what a burst used goes back to the
@@ -44,6 +46,7 @@ read_block_new(struct read_budget *budget)
 	if (b != NULL) {
 		spare = b->next_spare;
 		nspare--;
+		MEM_UNPOISON(b->data, sizeof(b->data));
 	} else if ((b = malloc(sizeof(*b))) == NULL) {
 		return NULL;
 	}
@@ -86,6 +89,7 @@ read_block_unref(struct read_block *b)
 	if (nspare >= SPARE_GRANULES_MAX) {
 		free(b);
 	} else {
+		MEM_POISON(b->data, sizeof(b->data)); /* a use after release is still reported */
 		b->next_spare = spare;
 		spare = b;
 		nspare++;
